@@ -1,0 +1,221 @@
+"""The ``fmnist`` command: parse, call one library function, print its result.
+
+Every subcommand is a small function ``cmd_NAME(args) -> int``; the work itself lives in the
+library so that everything the CLI does is also callable from Python. User mistakes
+(``FmnistError``) print one line and exit 1 (2 for usage errors); ``--debug`` shows the
+traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fmnist.errors import FmnistError
+
+# Heavy imports (torch, sklearn, matplotlib) happen inside the commands: `fmnist --help` and
+# `fmnist data` should not pay for them.
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", type=Path, default=None,
+                   help="folder with the four MNIST-format files (default: $FMNIST_DATA, the user cache, "
+                        "/usr/share/datasets/fashion-mnist, in that order)")
+    g.add_argument("--fetch", action="store_true", help="download the data if it is not found (default: off)")
+    g.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "custom"],
+                   help="'custom' accepts any MNIST-format data: structural checks only, no Fashion-MNIST "
+                        "checksums (default: fashion-mnist)")
+
+
+def _load(args):
+    from fmnist.data import load_dataset
+
+    return load_dataset(args.data_dir, fetch=args.fetch, dataset=args.dataset)
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training (defaults: the model preset's, else Keras's)")
+    g.add_argument("--epochs", type=int, help="passes over the training data (default: preset's, 5)")
+    g.add_argument("--batch-size", type=int, help="images per step (default: 32, as Keras)")
+    g.add_argument("--optimizer", help="rmsprop, sgd, adagrad, adam or adamw (default: rmsprop, as Keras)")
+    g.add_argument("--lr", type=float, help="learning rate (default: the optimizer's Keras default)")
+    g.add_argument("--momentum", type=float, help="momentum for sgd/rmsprop (default: 0)")
+    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd; default: off)")
+    g.add_argument("--weight-decay", type=float, help="L2 weight decay (default: 0)")
+    g.add_argument("--seed", type=int, help="seed for weights and shuffling (default: 42)")
+    g.add_argument("--device", help="auto, cpu or cuda (default: auto = cuda when present)")
+
+
+def _train_overrides(args) -> dict:
+    return {k: getattr(args, k) for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov",
+                                          "weight_decay", "seed", "device")}
+
+
+def cmd_data(args) -> int:
+    from fmnist.data import dataset_summary, fetch
+
+    if args.fetch:
+        fetch()
+    summary = dataset_summary(_load(args))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"found:    {summary['source']} ({summary['origin']}{', fast cache' if summary['from_cache'] else ''})")
+    print("verified: " + ("yes: the SHA-256 of every file matches Fashion-MNIST" if summary["verified"]
+                          else "structure only (custom dataset: no checksums)"))
+    names = summary["class_names"]
+    for split in ("train", "test"):
+        info = summary[split]
+        print(f"{split:<5}  images {tuple(info['images_shape'])} {info['dtype']}, labels {tuple(info['labels_shape'])}")
+        print(f"       np.unique(y_{split}, return_counts=True): classes {info['classes']}, counts {info['counts']}")
+    print("first ten training labels: " + ", ".join(
+        f"{y} ({names[y]})" if y < len(names) else str(y) for y in summary["first_train_labels"]))
+    return 0
+
+
+def cmd_explore(args) -> int:
+    from fmnist.reporting.explore import explore, format_explore
+
+    ds = _load(args)
+    result = explore(ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.out, class_names=ds.class_names)
+    print(format_explore(result))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from fmnist.models import count_parameters, get_preset, list_models, summary
+
+    if args.name:
+        preset = get_preset(args.name)
+        if preset.spec is None:
+            print(f"{preset.name}: {preset.description} ({preset.params})")
+        else:
+            print(summary(preset.spec, preset.name))
+        return 0
+    for name in list_models():
+        p = get_preset(name)
+        params = f"{count_parameters(p.spec):>9,}" if p.spec else f"{'linear':>9}"
+        print(f"{name:<16}{params}  {p.description}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from fmnist.models import get_preset
+    from fmnist.runs import resolve_config, train_run
+    from fmnist.training import ProgressLogger
+
+    preset = get_preset(args.model)
+    config = resolve_config(preset, **_train_overrides(args))
+    data = _load(args)
+    out = args.out or Path("runs") / (preset.name if preset.name != "custom" else "custom")
+    callbacks = [] if args.quiet else [ProgressLogger()]
+    result = train_run(args.model, data, config=config, out_dir=out, callbacks=callbacks)
+    m = result.metrics
+    print(f"val_loss: {m['val']['loss']:.4f} - val_accuracy: {m['val']['accuracy']:.4f} "
+          f"(test, reported apart: {m['test']['accuracy']:.4f}) - {m['train_time_s']:.1f}s")
+    print(f"saved run to {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from fmnist.runs import evaluate_run
+
+    result = evaluate_run(args.run_dir, _load(args), split=args.split)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['model']} on {args.split} ({result['n']} images): loss: {result['loss']:.4f} - "
+              f"accuracy: {result['accuracy']:.4f}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from fmnist.study import format_table, reproduce
+    from fmnist.training import ProgressLogger
+
+    data = _load(args)
+    print(f"data: {data.source} ({'verified' if data.verified else 'structure checked'})", flush=True)
+
+    def on_start(exp):
+        print(f"\n== {exp.name} [{exp.model}]: {exp.metric}, tutorial {exp.tutorial}", flush=True)
+
+    result = reproduce(data, args.out, on_start=on_start, callbacks_for=lambda exp: [ProgressLogger()])
+    print("\n" + format_table(result))
+    if args.out:
+        print(f"\nwritten: {Path(args.out) / 'results.md'}, {Path(args.out) / 'results.json'}, runs in {Path(args.out) / 'runs'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fmnist", description=__doc__.split("\n")[0].strip())
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("data", help="find, verify and describe the dataset")
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON (default: text)")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("explore", help="what the study prints about the data, plus figures")
+    _add_data_args(p)
+    p.add_argument("--out", type=Path, default=Path("explore"), help="folder for the PNGs (default: ./explore)")
+    p.set_defaults(func=cmd_explore)
+
+    p = sub.add_parser("models", help="list the model presets, or show one as a Keras-style summary")
+    p.add_argument("name", nargs="?", help="a preset name or a layer spec (default: list all)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train a model and write a run folder")
+    p.add_argument("model", help="a preset name (see 'fmnist models') or a layer spec such as "
+                                 "'flatten,dense:200:relu,dense:10'")
+    _add_train_args(p)
+    _add_data_args(p)
+    p.add_argument("--out", type=Path, help="run folder to write (default: ./runs/MODEL)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="reload a run folder and score it")
+    p.add_argument("run_dir", type=Path, help="a folder written by 'fmnist train'")
+    p.add_argument("--split", default="val", choices=["val", "test", "train"],
+                   help="val: the run's 12,000 validation images; test: t10k; train: the 48,000 (default: val)")
+    p.add_argument("--json", action="store_true", help="print JSON (default: text)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("reproduce", help="the tutorial's four experiments, our numbers beside its")
+    _add_data_args(p)
+    p.add_argument("--out", type=Path, default=Path("results"),
+                   help="folder for results.md, results.json and the run folders (default: ./results)")
+    p.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+def _version() -> str:
+    from fmnist import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except FmnistError as exc:
+        if args.debug:
+            raise
+        print(f"fmnist: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("fmnist: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Named model presets: the study's experiments (and later chapters') as data.
+
+Each preset is a few lines: a spec (torch networks) or estimator parameters (scikit-learn),
+the training defaults its source used, and where it comes from. ``create_model`` builds one;
+an unknown name fails loudly with the list of known names. A layer string such as
+``"flatten,dense:64:relu,dense:10"`` is accepted wherever a preset name is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fmnist.errors import ModelError
+from fmnist.models.spec import ModelSpec, Network
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A registry entry. ``family`` is ``"torch"`` (``spec`` set) or ``"sklearn"`` (``params`` set)."""
+
+    name: str
+    description: str
+    family: str
+    spec: ModelSpec | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Training defaults from the model's source (epochs, optimizer, ...); the CLI may override.
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "family": self.family,
+                "spec": self.spec.to_dict() if self.spec else None, "params": dict(self.params),
+                "train": dict(self.train), "source": self.source}
+
+
+_REGISTRY: dict[str, Preset] = {}
+
+
+def register(preset: Preset) -> Preset:
+    if preset.name in _REGISTRY:
+        raise ValueError(f"preset {preset.name!r} is already registered")
+    _REGISTRY[preset.name] = preset
+    return preset
+
+
+def _torch(name: str, layers: str, description: str, source: str = "", **train: Any) -> Preset:
+    return register(Preset(name, description, "torch", spec=ModelSpec.parse(layers), train=train, source=source))
+
+
+def list_models() -> list[str]:
+    """Names of the registered presets, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``, or an ad-hoc one when ``name`` is a layer string."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in name or "," in name or name == "flatten":
+        spec = ModelSpec.parse(name)
+        return Preset(name="custom", description=str(spec), family="torch", spec=spec)
+    raise ModelError(f"unknown model {name!r}; known: {', '.join(_REGISTRY)} (or a layer spec such as "
+                     "'flatten,dense:200:relu,dense:10')")
+
+
+def create_model(name: str, **overrides: Any):
+    """Build the model ``name`` (a preset name or a layer string).
+
+    Torch presets return a freshly initialised :class:`~fmnist.models.spec.Network` (overrides:
+    ``num_classes``); scikit-learn presets return an unfitted estimator (overrides are its
+    parameters, e.g. ``create_model("sgd-logreg", max_iter=20)``).
+
+    >>> create_model("mlp-200")(torch.zeros(4, 28, 28)).shape
+    torch.Size([4, 10])
+    """
+    preset = get_preset(name)
+    if preset.family == "sklearn":
+        return build_estimator(preset, **overrides)
+    spec = preset.spec
+    if overrides:
+        try:
+            spec = dataclasses.replace(spec, **overrides)
+        except TypeError:
+            raise ModelError(f"model {name!r} takes overrides {[f.name for f in dataclasses.fields(spec)]}, "
+                             f"got {sorted(overrides)}") from None
+    return Network(spec)
+
+
+def build_estimator(preset: Preset, **overrides: Any):
+    from sklearn.linear_model import SGDClassifier
+
+    estimators = {"SGDClassifier": SGDClassifier}
+    params = dict(preset.params)
+    cls = estimators[params.pop("estimator")]
+    params.update(overrides)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ModelError(f"model {preset.name!r}: {exc}") from None
+
+
+# --- The study (shared/seed): chapter 7-1 of 혼자 공부하는 머신러닝+딥러닝 -----------------------
+
+_STUDY = "tutorial (chapter 7-1)"
+register(Preset(
+    "sgd-logreg", "logistic regression by SGD (scikit-learn SGDClassifier, log loss)", "sklearn",
+    params={"estimator": "SGDClassifier", "loss": "log_loss", "max_iter": 5, "random_state": 42},
+    source=_STUDY,
+))
+_torch("softmax", "flatten,dense:10:softmax", "one Dense(10) softmax layer", _STUDY, epochs=5)
+_torch("mlp-200", "flatten,dense:200:relu,dense:10:softmax", "Dense(200, relu) + Dense(10)", _STUDY, epochs=5)
+_torch("mlp-200-100", "flatten,dense:200:relu,dense:100:relu,dense:10:softmax",
+       "Dense(200, relu) + Dense(100, relu) + Dense(10)", _STUDY, epochs=5)
+_torch("mlp-100", "flatten,dense:100:relu,dense:10:softmax",
+       "Dense(100, relu) + Dense(10): the tutorial's 'several ways to build' model", _STUDY, epochs=5)

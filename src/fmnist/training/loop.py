@@ -1,0 +1,148 @@
+"""The one training loop for every torch model: ``fit -> run_epoch -> train_step``.
+
+Defaults equal Keras's ``model.fit`` so the study reproduces: batch 32, a fresh shuffle every
+epoch, sparse categorical cross-entropy (computed from logits), RMSprop with Keras's
+arithmetic. The whole training set lives on the device as one float tensor and each batch is
+an index slice of it: no DataLoader, no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fmnist.errors import UsageError
+from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, score
+from fmnist.training.callbacks import Callback
+from fmnist.training.optim import build_optimizer
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides a training run's result (saved in the run folder)."""
+
+    epochs: int = 5
+    batch_size: int = 32
+    optimizer: str = "rmsprop"
+    lr: float | None = None  # None: the optimizer's Keras default
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    seed: int = 42
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device: unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
+    return device
+
+
+class Trainer:
+    """Trains one torch model; ``fit`` returns the history, a list of per-epoch dicts."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig | None = None, callbacks: Sequence[Callback] = ()):
+        self.config = config or TrainConfig()
+        self.device = resolve_device(self.config.device)
+        self.model = model.to(self.device)
+        self.callbacks = list(callbacks)
+        self.optimizer = build_optimizer(self.config.optimizer, self.model.parameters(), self.config.lr,
+                                         momentum=self.config.momentum, nesterov=self.config.nesterov,
+                                         weight_decay=self.config.weight_decay)
+        # Shuffling has its own generator so the order depends only on the seed, not on how
+        # many random numbers model initialisation or dropout consumed.
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.stop_training = False
+        self.num_batches = 0
+
+    def fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None = None):
+        """Train for ``config.epochs`` epochs on uint8 images ``x`` (N, 28, 28) and labels ``y`` (N,)."""
+        # Phase 1: the data goes to the device once, as one tensor.
+        xs, ys = images_to_tensor(x, self.device), torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
+        val = None
+        if validation_data is not None:
+            val = (images_to_tensor(validation_data[0], self.device),
+                   torch.as_tensor(np.asarray(validation_data[1]), dtype=torch.long, device=self.device))
+        self.num_batches = -(-len(xs) // self.config.batch_size)
+        self.stop_training = False
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        # Phase 2: epochs; each callback sees the logs (and may stop training).
+        while self.epoch < self.config.epochs and not self.stop_training:
+            self.epoch += 1
+            for cb in self.callbacks:
+                cb.on_epoch_begin(self, self.epoch)
+            start = time.perf_counter()
+            logs = {"epoch": self.epoch, **self.run_epoch(xs, ys)}
+            if val is not None:
+                scores = score(log_proba_tensors(self.model, val[0]), val[1])
+                logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+            logs["time"] = time.perf_counter() - start
+            self.history.append(logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, self.epoch, logs)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def run_epoch(self, xs: torch.Tensor, ys: torch.Tensor) -> dict[str, float]:
+        """One pass over a fresh permutation; returns the epoch's mean loss and accuracy."""
+        self.model.train()
+        bs = self.config.batch_size
+        order = torch.randperm(len(xs), generator=self.generator).to(self.device)
+        # Sums stay on the device so no step waits for a host sync (``.item()``) until the end.
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for batch, start in enumerate(range(0, len(xs), bs), 1):
+            idx = order[start:start + bs]
+            loss, n_correct = self.train_step(xs[idx], ys[idx])
+            loss_sum += loss * len(idx)
+            correct += n_correct
+            for cb in self.callbacks:
+                cb.on_batch_end(self, batch, self.num_batches)
+        return {"loss": loss_sum.item() / len(xs), "accuracy": correct.item() / len(xs)}
+
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward and update on one batch; returns (mean loss, number correct)."""
+        logits = self.model(xb)
+        loss = F.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), (logits.detach().argmax(1) == yb).sum()
+
+
+def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, config: TrainConfig | None = None,
+        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        callbacks: Sequence[Callback] = ()) -> list[dict[str, Any]]:
+    """Train ``model`` in place with the one loop; returns the history (one dict per epoch)."""
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    return Trainer(model, config, callbacks).fit(x, y, validation_data)
