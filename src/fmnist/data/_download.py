@@ -17,7 +17,7 @@ import urllib.request
 from contextlib import nullcontext
 from pathlib import Path
 
-from fmnist.data._sources import FILES, MIRRORS, cache_root
+from fmnist.data._sources import FILES, MIRRORS, SHA256, cache_root
 from fmnist.data.idx import _read_idx
 from fmnist.errors import DataError
 
@@ -54,11 +54,11 @@ def fetch(dest=None, *, mirrors=None, progress: bool | None = None) -> Path:
     except OSError as err:
         raise DataError(f"{dest}: cannot create the download folder ({err.strerror or err}); "
                         "choose a writable folder or set FMNIST_CACHE") from None
-    for name, sha in FILES:
+    for name, _ in FILES:
         target = dest / f"{name}.gz"
-        if target.is_file() and is_intact(target, sha):
+        if target.is_file() and is_intact(target, SHA256[name]):
             continue
-        _download_one(target, sha, mirrors, progress)
+        _download_one(target, SHA256[name], mirrors, progress)
     return dest
 
 
