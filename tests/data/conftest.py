@@ -78,3 +78,15 @@ def tiny(tmp_path, monkeypatch):
     for name, arr in arrays.items():
         monkeypatch.setitem(_sources.SHA256, name, idx_sha256(arr))
     return folder, arrays
+
+
+@pytest.fixture
+def make_arrays():
+    """``make_arrays(n_train=20, n_test=10, seed=0)`` -> dict of tiny arrays by file name."""
+    return tiny_arrays
+
+
+@pytest.fixture
+def make_folder():
+    """``make_folder(folder, arrays=None, *, gz=True)`` writes a tiny MNIST-format folder."""
+    return write_folder

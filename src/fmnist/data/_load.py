@@ -125,24 +125,25 @@ def load_data(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-mni
 def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
     """Read and check the four IDX files; return them keyed by Dataset attribute."""
     fashion = dataset == "fashion-mnist"
-    arrays = {}
+    arrays, digests = {}, {}
     for name, _ in FILES:
-        path = files[name]
-        arr, digest = _read_idx(path, digest=fashion)
-        _check_array(path, name, arr, fashion)
-        # Structure first: "labels out of range" says more than "checksum mismatch".
-        if fashion and digest != SHA256[name]:
-            raise DataError(
-                f"{path}: not the Fashion-MNIST file {name} (sha256 of its content "
-                f"{digest[:12]}… expected {SHA256[name][:12]}…); delete it and run "
-                "`fmnist data --fetch`, or load other MNIST-format data with --dataset custom")
+        arr, digests[name] = _read_idx(files[name], digest=fashion)
+        _check_array(files[name], name, arr, fashion)
         arrays[_ATTR[name]] = arr
+    # Structure before digests: "19 labels but 20 images" says more than "checksum mismatch".
     for split in ("train", "test"):
         xs, ys = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(xs) != len(ys):
-            raise DataError(f"{files[f'{_prefix(split)}-labels-idx1-ubyte']}: {len(ys)} labels but "
-                            f"{files[f'{_prefix(split)}-images-idx3-ubyte'].name} has {len(xs)} "
-                            "images; use the label file that belongs with those images")
+            images, labels = (files[f"{_prefix(split)}-{kind}"] for kind in ("images-idx3-ubyte",
+                                                                              "labels-idx1-ubyte"))
+            raise DataError(f"{labels}: {len(ys)} labels but {images.name} has {len(xs)} images; "
+                            "use the label file that belongs with those images")
+    for name, _ in FILES:
+        if fashion and digests[name] != SHA256[name]:
+            raise DataError(
+                f"{files[name]}: not the Fashion-MNIST file {name} (sha256 of its content "
+                f"{digests[name][:12]}… expected {SHA256[name][:12]}…); delete it and run "
+                "`fmnist data --fetch`, or load other MNIST-format data with --dataset custom")
     return arrays
 
 
