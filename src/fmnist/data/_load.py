@@ -131,13 +131,13 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
         _check_array(files[name], name, arr, fashion)
         arrays[_ATTR[name]] = arr
     # Structure before digests: "19 labels but 20 images" says more than "checksum mismatch".
-    for split in ("train", "test"):
+    for prefix, split in (("train", "train"), ("t10k", "test")):
         xs, ys = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(xs) != len(ys):
-            images, labels = (files[f"{_prefix(split)}-{kind}"] for kind in ("images-idx3-ubyte",
-                                                                              "labels-idx1-ubyte"))
-            raise DataError(f"{labels}: {len(ys)} labels but {images.name} has {len(xs)} images; "
-                            "use the label file that belongs with those images")
+            images = files[f"{prefix}-images-idx3-ubyte"]
+            raise DataError(f"{files[f'{prefix}-labels-idx1-ubyte']}: {len(ys)} labels but "
+                            f"{images.name} has {len(xs)} images; use the label file that "
+                            "belongs with those images")
     for name, _ in FILES:
         if fashion and digests[name] != SHA256[name]:
             raise DataError(
@@ -145,10 +145,6 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
                 f"{digests[name][:12]}… expected {SHA256[name][:12]}…); delete it and run "
                 "`fmnist data --fetch`, or load other MNIST-format data with --dataset custom")
     return arrays
-
-
-def _prefix(split: str) -> str:
-    return "train" if split == "train" else "t10k"
 
 
 def _check_array(path: Path, name: str, arr: np.ndarray, fashion: bool) -> None:
