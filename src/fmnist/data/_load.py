@@ -1,0 +1,189 @@
+"""Load Fashion-MNIST (or any MNIST-format folder), verified, with an ``.npy`` fast path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fmnist.data import _npycache
+from fmnist.data._download import fetch as _fetch
+from fmnist.data._sources import CLASS_NAMES, FILES, SHA256, discover, find_files
+from fmnist.data.idx import _read_idx
+from fmnist.errors import DataError
+
+DATASETS = ("fashion-mnist", "custom")
+# IDX file name -> Dataset attribute, in FILES order.
+_ATTR = dict(zip((name for name, _ in FILES), _npycache.ARRAYS))
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """The four arrays of an MNIST-format dataset and where they came from.
+
+    ``x_train`` (N, 28, 28) uint8 and ``y_train`` (N,) uint8; ``x_test``/``y_test`` likewise
+    (Fashion-MNIST: N = 60000 and 10000). All four are ordinary writable in-memory arrays.
+    ``source`` is the folder holding the IDX files; ``origin`` says how it was found
+    ("argument", "FMNIST_DATA", "cache", "debian", "download"); ``verified`` is True when
+    the files' SHA-256 digests were checked against the Fashion-MNIST release;
+    ``from_cache`` is True when the arrays came from the ``.npy`` fast-path cache
+    (``cache_dir``, None when the cache could not be written); ``searched`` lists the
+    folders looked at, in order. ``class_names[i]`` names label ``i``.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: Path
+    origin: str
+    verified: bool
+    dataset: str
+    from_cache: bool
+    searched: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = CLASS_NAMES
+    cache_dir: Path | None = field(default=None)
+
+    def __repr__(self) -> str:  # the default would print four large arrays
+        return (f"Dataset({self.dataset!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
+                f"source={str(self.source)!r}, origin={self.origin!r}, verified={self.verified}, "
+                f"from_cache={self.from_cache})")
+
+
+def load_dataset(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-mnist") -> Dataset:
+    """Find, verify and load a dataset; see :class:`Dataset` for what is returned.
+
+    Places searched, in order: ``data_dir``; ``$FMNIST_DATA``; the user cache
+    (``$FMNIST_CACHE``, ``$XDG_CACHE_HOME/fmnist`` or ``~/.cache/fmnist``);
+    ``/usr/share/datasets/fashion-mnist`` (Debian's dataset-fashion-mnist); then, only
+    with ``fetch=True``, a download into the user cache. A folder counts when it holds
+    the four files, gzip-compressed (``.gz``) or not.
+
+    ``dataset="fashion-mnist"`` checks every file's SHA-256 against the official release;
+    ``dataset="custom"`` accepts any MNIST-format folder (28×28 uint8 images, uint8
+    labels, matching counts) and checks structure only.
+
+    The first load decompresses and verifies the files (~0.4 s) and saves the arrays as
+    ``.npy`` in the cache; later loads read those (tens of ms). Raises
+    :class:`~fmnist.errors.DataError` with a one-line explanation when data is missing,
+    corrupt, or not Fashion-MNIST.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; use 'fashion-mnist' (verified) or "
+                        "'custom' (any MNIST-format folder)")
+    folder, origin, files, searched = discover(data_dir, fetch=fetch, dataset=dataset)
+    fashion = dataset == "fashion-mnist"
+
+    k = _npycache.key(files, dataset)
+    hit = _npycache.load(k)
+    if hit is not None:
+        arrays, manifest = hit
+        from_cache, verified, cache_dir = True, bool(manifest.get("verified")), _npycache.entry_dir(k)
+    else:
+        try:
+            arrays = _read_folder(files, dataset)
+        except DataError:
+            # Files we downloaded ourselves may be fetched again; a user's own folder is
+            # theirs to fix, so the error goes to them.
+            if not (fetch and fashion and origin in ("cache", "download")):
+                raise
+            _fetch(folder)  # replaces whatever is not intact
+            files = find_files(folder)[0]
+            arrays = _read_folder(files, dataset)
+        from_cache, verified = False, fashion
+        cache_dir = _npycache.store(_npycache.key(files, dataset), arrays, verified=verified,
+                                    dataset=dataset, source=str(folder))
+
+    if fashion:
+        class_names = CLASS_NAMES
+    else:
+        n = int(max(arrays["y_train"].max(initial=0), arrays["y_test"].max(initial=0))) + 1
+        class_names = tuple(str(i) for i in range(n))
+    return Dataset(**arrays, source=folder, origin=origin, verified=verified, dataset=dataset,
+                   from_cache=from_cache, searched=tuple(searched), class_names=class_names,
+                   cache_dir=cache_dir)
+
+
+def load_data(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-mnist"):
+    """Load Fashion-MNIST like ``keras.datasets.fashion_mnist.load_data()``, but verified.
+
+    Returns ``((x_train, y_train), (x_test, y_test))``: uint8 arrays of shapes
+    ``(60000, 28, 28)``, ``(60000,)``, ``(10000, 28, 28)``, ``(10000,)``; labels are
+    0..9, named by :data:`CLASS_NAMES`. Arguments as for :func:`load_dataset`.
+
+    Example::
+
+        >>> (x_train, y_train), (x_test, y_test) = load_data()
+        >>> x_train.shape, y_train[:3]
+        ((60000, 28, 28), array([9, 0, 0], dtype=uint8))
+    """
+    ds = load_dataset(data_dir, fetch=fetch, dataset=dataset)
+    return (ds.x_train, ds.y_train), (ds.x_test, ds.y_test)
+
+
+def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
+    """Read and check the four IDX files; return them keyed by Dataset attribute."""
+    fashion = dataset == "fashion-mnist"
+    arrays, digests = {}, {}
+    for name, _ in FILES:
+        arr, digests[name] = _read_idx(files[name], digest=fashion)
+        _check_array(files[name], name, arr, fashion)
+        arrays[_ATTR[name]] = arr
+    # Structure before digests: "19 labels but 20 images" says more than "checksum mismatch".
+    for prefix, split in (("train", "train"), ("t10k", "test")):
+        xs, ys = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(xs) != len(ys):
+            images = files[f"{prefix}-images-idx3-ubyte"]
+            raise DataError(f"{files[f'{prefix}-labels-idx1-ubyte']}: {len(ys)} labels but "
+                            f"{images.name} has {len(xs)} images; use the label file that "
+                            "belongs with those images")
+    for name, _ in FILES:
+        if fashion and digests[name] != SHA256[name]:
+            raise DataError(
+                f"{files[name]}: not the Fashion-MNIST file {name} (sha256 of its content "
+                f"{digests[name][:12]}… expected {SHA256[name][:12]}…); delete it and run "
+                "`fmnist data --fetch`, or load other MNIST-format data with --dataset custom")
+    return arrays
+
+
+def _check_array(path: Path, name: str, arr: np.ndarray, fashion: bool) -> None:
+    fix = "use the matching MNIST-format file"
+    if "images" in name:
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (28, 28):
+            raise DataError(f"{path}: expected (N, 28, 28) uint8 images, found "
+                            f"{arr.shape} {arr.dtype}; {fix}")
+        return
+    if arr.dtype != np.uint8 or arr.ndim != 1:
+        raise DataError(f"{path}: expected (N,) uint8 labels, found {arr.shape} {arr.dtype}; {fix}")
+    if fashion and arr.size and arr.max() > 9:
+        bad = int(np.argmax(arr > 9))
+        raise DataError(f"{path}: label {int(arr[bad])} at index {bad} is outside 0..9; not "
+                        "Fashion-MNIST labels (use --dataset custom for other label sets)")
+
+
+def dataset_summary(ds: Dataset) -> dict:
+    """Describe ``ds`` as a JSON-serialisable dict (plain ints, strs, lists, bools).
+
+    Keys: dataset, source, origin, verified, from_cache, cache_dir, searched, class_names,
+    first_train_labels (ten ints), and per split ("train", "test"): images_shape,
+    labels_shape, dtype, classes and counts (as ``np.unique(y, return_counts=True)``).
+    """
+    out = {
+        "dataset": ds.dataset,
+        "source": str(ds.source),
+        "origin": ds.origin,
+        "verified": bool(ds.verified),
+        "from_cache": bool(ds.from_cache),
+        "cache_dir": str(ds.cache_dir) if ds.cache_dir else None,
+        "searched": list(ds.searched),
+        "class_names": list(ds.class_names),
+        "first_train_labels": [int(v) for v in ds.y_train[:10]],
+    }
+    for split in ("train", "test"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        classes, counts = np.unique(y, return_counts=True)
+        out[split] = {"images_shape": list(x.shape), "labels_shape": list(y.shape),
+                      "dtype": str(x.dtype), "classes": [int(c) for c in classes],
+                      "counts": [int(c) for c in counts]}
+    return out

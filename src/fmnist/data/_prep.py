@@ -1,0 +1,34 @@
+"""Small array preparation steps: train/validation split and scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def split_indices(n: int, test_size: float = 0.2, random_state: int = 42):
+    """Return ``(train_idx, val_idx)``, int arrays partitioning ``range(n)``.
+
+    Identical to the indices ``sklearn.model_selection.train_test_split`` picks for
+    ``n`` samples with the same ``test_size`` and ``random_state`` (it is called).
+    """
+    # Imported here: scikit-learn costs ~1 s to import and most loads never split.
+    from sklearn.model_selection import train_test_split
+
+    return tuple(train_test_split(np.arange(n), test_size=test_size, random_state=random_state))
+
+
+def train_val_split(x, y, test_size: float = 0.2, random_state: int = 42):
+    """Split ``(x, y)`` into ``(x_tr, x_val, y_tr, y_val)`` along the first axis.
+
+    Same rows as ``train_test_split(x, y, test_size=test_size, random_state=random_state)``;
+    for Fashion-MNIST's 60000 training images the defaults give 48000/12000.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    tr, val = split_indices(len(x), test_size, random_state)
+    return x[tr], x[val], y[tr], y[val]
+
+
+def scale(x) -> np.ndarray:
+    """Return ``x / 255.0`` as float32, same shape (uint8 pixels -> [0, 1])."""
+    # Dividing in float32 avoids a float64 temporary twice the size of the result.
+    return np.asarray(x, dtype=np.float32) / np.float32(255.0)

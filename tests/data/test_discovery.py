@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist.data import _sources, cache_root, load_dataset
+from fmnist.errors import DataError
+
+
+@pytest.fixture
+def places(tmp_path, monkeypatch, make_arrays, make_folder):
+    """Four complete folders, told apart by their training-set size."""
+    dirs = {
+        "argument": tmp_path / "arg",
+        "FMNIST_DATA": tmp_path / "env",
+        "cache": tmp_path / "cache",  # FMNIST_CACHE, set by the autouse fixture
+        "debian": tmp_path / "debian",
+    }
+    for i, folder in enumerate(dirs.values()):
+        make_folder(folder, make_arrays(n_train=11 + i), gz=i % 2 == 0)
+    monkeypatch.setenv("FMNIST_DATA", str(dirs["FMNIST_DATA"]))
+    monkeypatch.setattr(_sources, "DEBIAN_DIR", dirs["debian"])
+    return dirs
+
+
+def test_discovery_order(places, monkeypatch):
+    def found(**kw):
+        ds = load_dataset(dataset="custom", **kw)
+        assert ds.source == places[ds.origin] and len(ds.x_train) == 11 + list(places).index(ds.origin)
+        return ds.origin
+
+    assert found(data_dir=places["argument"]) == "argument"
+    assert found() == "FMNIST_DATA"
+    monkeypatch.delenv("FMNIST_DATA")
+    assert found() == "cache"
+    for f in places["cache"].glob("train-images*"):
+        f.unlink()  # an incomplete cache folder is passed over
+    ds = load_dataset(dataset="custom")
+    assert ds.origin == "debian"
+    assert ds.searched == (str(places["cache"]), str(places["debian"]))
+
+
+@pytest.mark.parametrize("bad", ["missing", "incomplete"])
+def test_bad_explicit_folder_is_an_error(places, bad):
+    folder = places["argument"]
+    if bad == "missing":
+        folder = folder.parent / "nope"
+    else:
+        (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError) as err:
+        load_dataset(folder, dataset="custom")  # FMNIST_DATA/cache/debian are fine, but not asked for
+    msg = str(err.value)
+    assert "\n" not in msg and str(folder) in msg and "data_dir" in msg
+    assert ("no such folder" if bad == "missing" else "missing t10k-labels-idx1-ubyte[.gz]") in msg
+
+
+def test_bad_fmnist_data_is_an_error(places, monkeypatch, tmp_path):
+    monkeypatch.setenv("FMNIST_DATA", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match=r"empty \(FMNIST_DATA\): no such folder; point FMNIST_DATA"):
+        load_dataset(dataset="custom")
+
+
+def test_nothing_found(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_dataset()
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("Fashion-MNIST not found (searched ")
+    assert str(tmp_path / "cache") in msg and str(tmp_path / "no-debian") in msg
+    assert "fmnist data --fetch" in msg and "sudo apt-get install dataset-fashion-mnist" in msg
+
+
+def test_cache_root(monkeypatch, tmp_path):
+    assert cache_root() == tmp_path / "cache"
+    monkeypatch.delenv("FMNIST_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "fmnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "fmnist"
+
+
+def test_gz_preferred_over_raw(tmp_path, make_arrays, make_folder):
+    folder = tmp_path / "both"
+    gz = make_folder(folder, make_arrays(seed=1))
+    make_folder(folder, make_arrays(seed=2), gz=False)
+    files, missing = _sources.find_files(folder)
+    assert not missing and all(p.suffix == ".gz" for p in files.values())
+    ds = load_dataset(folder, dataset="custom")
+    np.testing.assert_array_equal(ds.x_train, gz["train-images-idx3-ubyte"])
+
+
+def test_debian_dir_constant_is_the_package_path():
+    from fmnist.data import DEBIAN_DIR
+
+    assert DEBIAN_DIR == Path("/usr/share/datasets/fashion-mnist")
