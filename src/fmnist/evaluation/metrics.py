@@ -34,7 +34,7 @@ def as_features(images: np.ndarray) -> np.ndarray:
 def score(log_proba: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """``{"loss", "accuracy", "n"}`` from log probabilities (N, C) and int labels (N,)."""
     picked = log_proba.gather(1, labels.view(-1, 1)).clamp_min(_MIN_LOG_PROB)
-    return {"loss": float(-picked.mean()), "accuracy": float((log_proba.argmax(1) == labels).float().mean()),
+    return {"loss": float(-picked.mean()), "accuracy": float((log_proba.argmax(1) == labels).double().mean()),
             "n": int(len(labels))}
 
 

@@ -1,0 +1,43 @@
+# Quick start on a fresh machine:  make run   (reproduce the study)   make test   (the test suite)
+# Each target sets itself up: virtual environment, install, data. Running it again redoes nothing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.fmnist-installed
+OUT    ?= results
+
+.PHONY: run test data bench install clean
+
+run: data
+	$(BIN)/fmnist reproduce --out $(OUT)
+
+test: data
+	$(BIN)/python -m pytest -q
+
+bench: data
+	$(BIN)/python benchmarks/run.py
+
+install: $(STAMP)
+
+# torch is pinned in constraints.txt: an open range would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# The data: already found (and verified) by fmnist, else Debian's package, else the official mirrors.
+data: $(STAMP)
+	@$(BIN)/fmnist data >/dev/null 2>&1 || $(MAKE) --no-print-directory get-data
+
+.PHONY: get-data
+get-data:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's dataset-fashion-mnist"; \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } || true; \
+	fi
+	@$(BIN)/fmnist data >/dev/null 2>&1 || $(BIN)/fmnist data --fetch
+
+clean:
+	rm -rf $(VENV) $(OUT) build *.egg-info src/*.egg-info

@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny learnable MNIST-format dataset in tmp_path, and the real one if present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist.data.idx import write_idx
+
+REAL_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def learnable_images(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """uint8 (N, 28, 28): each class lights its own horizontal band, plus noise; easy to learn."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, (len(labels), 28, 28)).astype(np.uint8)
+    for i, y in enumerate(labels):
+        images[i, 2 + 2 * int(y): 4 + 2 * int(y), 4:24] = 230
+    return images
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, monkeypatch) -> Path:
+    """An MNIST-format folder of 200 training and 50 test images, classes 0..9 balanced."""
+    monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tiny-data"
+    folder.mkdir()
+    y_train = np.arange(200) % 10
+    y_test = np.arange(50) % 10
+    write_idx(folder / "train-images-idx3-ubyte.gz", learnable_images(y_train, 0))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", y_train.astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", learnable_images(y_test, 1))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test.astype(np.uint8))
+    return folder
+
+
+@pytest.fixture
+def tiny_data(tiny_dir):
+    from fmnist.data import load_dataset
+
+    return load_dataset(tiny_dir, dataset="custom")
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    from fmnist.data import load_dataset
+    from fmnist.errors import DataError
+
+    try:
+        return load_dataset()
+    except DataError as exc:
+        pytest.skip(f"real Fashion-MNIST not available: {exc}")

@@ -1,0 +1,36 @@
+import pytest
+import torch
+from sklearn.base import clone
+
+from fmnist.errors import ModelError
+from fmnist.models import create_model, get_preset, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_preset_builds_and_has_the_right_output(name):
+    model = create_model(name)
+    preset = get_preset(name)
+    if preset.family == "torch":
+        assert model(torch.zeros(3, 28, 28)).shape == (3, 10)
+        assert model(torch.zeros(3, 784)).shape == (3, 10)
+    else:
+        clone(model)  # a real scikit-learn estimator
+        assert model.get_params()["random_state"] == 42
+
+
+def test_study_presets_are_the_tutorials_models():
+    assert str(get_preset("mlp-200-100").spec) == "flatten,dense:200:relu,dense:100:relu,dense:10:softmax"
+    params = create_model("sgd-logreg").get_params()
+    assert (params["loss"], params["max_iter"], params["random_state"]) == ("log_loss", 5, 42)
+
+
+def test_overrides_and_layer_strings():
+    assert create_model("sgd-logreg", max_iter=20).max_iter == 20
+    assert create_model("flatten,dense:7:relu,dense:10")(torch.zeros(2, 784)).shape == (2, 10)
+
+
+def test_unknown_names_fail_loudly():
+    with pytest.raises(ModelError, match="unknown model 'nope'.*mlp-200"):
+        create_model("nope")
+    with pytest.raises(ModelError, match="overrides"):
+        create_model("mlp-200", hidden=3)
