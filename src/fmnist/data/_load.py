@@ -142,8 +142,9 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
         if fashion and digests[name] != SHA256[name]:
             raise DataError(
                 f"{files[name]}: not the Fashion-MNIST file {name} (sha256 of its content "
-                f"{digests[name][:12]}… expected {SHA256[name][:12]}…); delete it and run "
-                "`fmnist data --fetch`, or load other MNIST-format data with --dataset custom")
+                f"{digests[name][:12]}… expected {SHA256[name][:12]}…); replace it with the release "
+                "file (`fmnist data --fetch` downloads a verified copy), or load other "
+                "MNIST-format data with --dataset custom")
     return arrays
 
 

@@ -68,6 +68,7 @@ def discover(data_dir, *, fetch: bool, dataset: str):
     ``$FMNIST_DATA`` that does not hold the files is an error, never silently skipped:
     the user asked for that place.
     """
+    # Imported here because _download imports this module's tables.
     from fmnist.data._download import fetch as download
 
     searched: list[str] = []
