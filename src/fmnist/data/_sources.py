@@ -90,8 +90,10 @@ def discover(data_dir, *, fetch: bool, dataset: str):
             return folder, "download", find_files(folder)[0], searched
         problem = ("no such folder" if not folder.is_dir()
                    else "missing " + ", ".join(f"{m}[.gz]" for m in missing))
-        raise DataError(f"{folder} ({label}): {problem}; point {label} at a folder holding the "
-                        "four MNIST-format files, or fetch them there with fetch=True (--fetch)")
+        fix = f"point {label} at a folder holding the four MNIST-format files"
+        if dataset == "fashion-mnist":
+            fix += ", or download them there with fetch=True (--fetch)"
+        raise DataError(f"{folder} ({label}): {problem}; {fix}")
 
     for origin, folder in (("cache", cache_root()), ("debian", DEBIAN_DIR)):
         searched.append(str(folder))
