@@ -76,4 +76,4 @@ def test_split_sizes_and_indices(ds):
     x_tr, x_val, y_tr, y_val = train_val_split(ds.x_train, ds.y_train)
     assert (len(x_tr), len(x_val), len(y_tr), len(y_val)) == (48000, 12000, 48000, 12000)
     ref = train_test_split(ds.x_train, ds.y_train, test_size=0.2, random_state=42)
-    assert all(np.array_equal(a, b) for a, b in zip((x_tr, x_val, y_tr, y_val), ref))
+    assert all(np.array_equal(a, b) for a, b in zip((x_tr, x_val, y_tr, y_val), ref, strict=True))

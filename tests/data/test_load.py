@@ -4,8 +4,14 @@ import json
 import numpy as np
 import pytest
 
-from fmnist.data import CLASS_NAMES, Dataset, dataset_summary, load_data, load_dataset
-from fmnist.data import _npycache
+from fmnist.data import (
+    CLASS_NAMES,
+    Dataset,
+    _npycache,
+    dataset_summary,
+    load_data,
+    load_dataset,
+)
 from fmnist.data.idx import write_idx
 from fmnist.errors import DataError
 

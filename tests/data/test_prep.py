@@ -11,7 +11,7 @@ def test_split_matches_sklearn(n, test_size, seed):
     y = np.arange(n) % 3
     ours = train_val_split(x, y, test_size=test_size, random_state=seed)
     theirs = train_test_split(x, y, test_size=test_size, random_state=seed)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_array_equal(a, b)
     tr, val = split_indices(n, test_size, seed)
     assert sorted(np.concatenate([tr, val])) == list(range(n))

@@ -92,6 +92,7 @@ def _download_one(target: Path, sha: str, mirrors, progress: bool) -> None:
                 return
             last = f"{url}: content is not the Fashion-MNIST file (checksum mismatch)"
             live.remove(base)  # a mirror serving wrong bytes will serve them again
+    last = " ".join(str(last).split())  # the error must stay one line
     raise DataError(f"{target}: download failed from all {len(mirrors)} mirrors (last: {last}); "
                     "check the network connection, or `sudo apt-get install dataset-fashion-mnist`")
 

@@ -15,7 +15,7 @@ from fmnist.errors import DataError
 
 DATASETS = ("fashion-mnist", "custom")
 # IDX file name -> Dataset attribute, in FILES order.
-_ATTR = dict(zip((name for name, _ in FILES), _npycache.ARRAYS))
+_ATTR = dict(zip((name for name, _ in FILES), _npycache.ARRAYS, strict=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +79,8 @@ def load_dataset(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-
     hit = _npycache.load(k)
     if hit is not None:
         arrays, manifest = hit
-        from_cache, verified, cache_dir = True, bool(manifest.get("verified")), _npycache.entry_dir(k)
+        from_cache, verified = True, bool(manifest.get("verified"))
+        cache_dir = _npycache.entry_dir(k)
     else:
         try:
             arrays = _read_folder(files, dataset)
@@ -142,8 +143,9 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
         if fashion and digests[name] != SHA256[name]:
             raise DataError(
                 f"{files[name]}: not the Fashion-MNIST file {name} (sha256 of its content "
-                f"{digests[name][:12]}… expected {SHA256[name][:12]}…); delete it and run "
-                "`fmnist data --fetch`, or load other MNIST-format data with --dataset custom")
+                f"{digests[name][:12]}… expected {SHA256[name][:12]}…); replace it with the "
+                "release file (`fmnist data --fetch` downloads a verified copy), or load other "
+                "MNIST-format data with --dataset custom")
     return arrays
 
 

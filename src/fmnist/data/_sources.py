@@ -31,7 +31,8 @@ MIRRORS = (
 #: Where the Debian package dataset-fashion-mnist installs the files.
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-HOW_TO_GET = "run `fmnist data --fetch` (fetch=True in Python) or `sudo apt-get install dataset-fashion-mnist`"
+HOW_TO_GET = ("run `fmnist data --fetch` (fetch=True in Python) "
+              "or `sudo apt-get install dataset-fashion-mnist`")
 
 
 def cache_root() -> Path:
@@ -68,15 +69,18 @@ def discover(data_dir, *, fetch: bool, dataset: str):
     ``$FMNIST_DATA`` that does not hold the files is an error, never silently skipped:
     the user asked for that place.
     """
+    # Imported here because _download imports this module's tables.
     from fmnist.data._download import fetch as download
 
     searched: list[str] = []
-    explicit = []
     if data_dir is not None:
-        explicit.append(("argument", Path(data_dir).expanduser(), "data_dir"))
+        explicit = ("argument", Path(data_dir).expanduser(), "data_dir")
     elif os.environ.get("FMNIST_DATA"):
-        explicit.append(("FMNIST_DATA", Path(os.environ["FMNIST_DATA"]).expanduser(), "FMNIST_DATA"))
-    for origin, folder, label in explicit:
+        explicit = ("FMNIST_DATA", Path(os.environ["FMNIST_DATA"]).expanduser(), "FMNIST_DATA")
+    else:
+        explicit = None
+    if explicit is not None:
+        origin, folder, label = explicit
         searched.append(str(folder))
         files, missing = find_files(folder)
         if not missing:
@@ -86,8 +90,10 @@ def discover(data_dir, *, fetch: bool, dataset: str):
             return folder, "download", find_files(folder)[0], searched
         problem = ("no such folder" if not folder.is_dir()
                    else "missing " + ", ".join(f"{m}[.gz]" for m in missing))
-        raise DataError(f"{folder} ({label}): {problem}; point {label} at a folder holding the four "
-                        "MNIST-format files, or fetch them there with fetch=True (--fetch)")
+        fix = f"point {label} at a folder holding the four MNIST-format files"
+        if dataset == "fashion-mnist":
+            fix += ", or download them there with fetch=True (--fetch)"
+        raise DataError(f"{folder} ({label}): {problem}; {fix}")
 
     for origin, folder in (("cache", cache_root()), ("debian", DEBIAN_DIR)):
         searched.append(str(folder))
@@ -99,5 +105,6 @@ def discover(data_dir, *, fetch: bool, dataset: str):
         folder = download(cache_root())
         return folder, "download", find_files(folder)[0], searched
     what = "Fashion-MNIST" if dataset == "fashion-mnist" else "MNIST-format data"
-    how = HOW_TO_GET if dataset == "fashion-mnist" else "pass data_dir (--data-dir) or set FMNIST_DATA"
+    how = (HOW_TO_GET if dataset == "fashion-mnist"
+           else "pass data_dir (--data-dir) or set FMNIST_DATA")
     raise DataError(f"{what} not found (searched {', '.join(searched)}); {how}")

@@ -13,6 +13,7 @@ with a :class:`~fmnist.errors.DataError` naming the file.
 from __future__ import annotations
 
 import gzip as _gzip
+import hashlib
 import math
 import os
 import struct
@@ -103,8 +104,6 @@ def _parse_header(path: Path, head4: bytes) -> tuple[np.dtype, int]:
 
 def _read_idx(path: str | os.PathLike, *, digest: bool = False):
     """Read an IDX file; return ``(array, sha256 hex of the decompressed bytes or None)``."""
-    import hashlib
-
     path = Path(path)
     try:
         data = path.read_bytes()  # compressed files are small; raw ones are what they are
