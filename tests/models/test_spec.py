@@ -50,7 +50,7 @@ def test_glorot_uniform_and_zero_bias():
     ("flatten,warp:3,dense:10", "unknown layer type"),
     ("flatten,dense:20", "last layer must be dense:10"),
     ("flatten,conv:8:3,dense:10", "needs an image input"),
-    ("conv:8:3:valid,maxpool:2,maxpool:2,maxpool:2,maxpool:2,dense:10", "below 1 pixel"),
+    ("conv:8:3:valid,maxpool:2,maxpool:2,maxpool:2,maxpool:2,maxpool:2,dense:10", "below 1 pixel"),
     ("flatten,dense:10:relu:extra", "too many values"),
 ])
 def test_bad_specs_fail_with_a_reason(text, fragment):

@@ -279,7 +279,7 @@ def output_shapes(spec: ModelSpec) -> list[tuple[str, tuple[int, ...], int]]:
         for layer, modules in zip(spec.layers, groups):
             params = 0
             for module in modules:
-                x = module(x)
+                x = module.eval()(x)  # eval: batch-norm cannot "train" on a batch of one
                 params += sum(p.numel() for p in module.parameters())
                 params += sum(b.numel() for b in module.buffers() if b.is_floating_point())
             rows.append((format_layers([layer]), tuple(x.shape[1:]), params))

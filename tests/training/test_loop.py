@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+
+from fmnist.errors import UsageError
+from fmnist.models import create_model
+from fmnist.training import Callback, KerasRMSprop, TrainConfig, Trainer, build_optimizer, fit
+from tests.conftest import learnable_images
+
+Y = np.arange(160) % 10
+X = learnable_images(Y)
+
+
+def trained(name="mlp-100", seed=0, epochs=3, **kw):
+    torch.manual_seed(seed)
+    model = create_model(name)
+    history = fit(model, X, Y, config=TrainConfig(epochs=epochs, seed=seed, **kw), validation_data=(X[:40], Y[:40]))
+    return model, history
+
+
+def test_loss_falls_and_history_is_returned():
+    _, history = trained(epochs=4)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["loss"] < history[0]["loss"] / 2
+    assert history[-1]["val_accuracy"] > 0.9
+    assert set(history[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "time"}
+
+
+def test_same_seed_same_result_different_seed_different():
+    m1, h1 = trained(seed=3)
+    m2, h2 = trained(seed=3)
+    m3, _ = trained(seed=4)
+    assert [h["loss"] for h in h1] == [h["loss"] for h in h2]
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(next(m1.parameters()), next(m3.parameters()))
+
+
+def test_keras_rmsprop_matches_reference_update():
+    """Keras: v = rho v + (1 - rho) g^2; p -= lr g / sqrt(v + eps), eps inside the root."""
+    rng = np.random.default_rng(0)
+    p0, grads = rng.normal(size=5), [rng.normal(size=5) for _ in range(3)]
+    param = torch.nn.Parameter(torch.tensor(p0))
+    opt = KerasRMSprop([param], lr=0.01, rho=0.9, eps=1e-7)
+    p, v = p0.copy(), np.zeros(5)
+    for g in grads:
+        param.grad = torch.tensor(g)
+        opt.step()
+        v = 0.9 * v + 0.1 * g * g
+        p = p - 0.01 * g / np.sqrt(v + 1e-7)
+    np.testing.assert_allclose(param.detach().numpy(), p, rtol=1e-12)
+
+
+def test_epsilon_placement_is_keras_not_torch():
+    # With a tiny gradient the two placements differ a lot: sqrt(v + eps) vs sqrt(v) + eps.
+    param = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    param.grad = torch.full((1,), 1e-4, dtype=torch.float64)
+    KerasRMSprop([param], lr=1.0, eps=1e-7).step()
+    v = 0.1 * 1e-8
+    assert param.item() == pytest.approx(-1e-4 / np.sqrt(v + 1e-7))
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "sgd", "adagrad", "adam", "adamw"])
+def test_every_optimizer_trains(name):
+    lr = {"sgd": 0.1, "adagrad": 0.05}.get(name)
+    _, history = trained(optimizer=name, lr=lr, epochs=3)
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_callbacks_see_every_epoch_and_can_stop():
+    class StopAfterTwo(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.seen.append(epoch)
+            trainer.stop_training = epoch == 2
+
+    cb = StopAfterTwo()
+    torch.manual_seed(0)
+    history = Trainer(create_model("softmax"), TrainConfig(epochs=5), [cb]).fit(X, Y)
+    assert cb.seen == [1, 2] and len(history) == 2
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": -1.0}, "--lr"),
+])
+def test_bad_config_is_a_usage_error(kwargs, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        TrainConfig(**kwargs)
+
+
+def test_unknown_optimizer_and_misused_nesterov():
+    with pytest.raises(UsageError, match="unknown optimizer"):
+        build_optimizer("lion", [torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(UsageError, match="nesterov"):
+        build_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], nesterov=True)
