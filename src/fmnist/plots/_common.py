@@ -149,7 +149,7 @@ def grid_shape(n: int, max_cols: int) -> tuple[int, int]:
 
 def tile_axes(fig: Figure, rows: int, cols: int) -> list[Axes]:
     """A rows x cols grid of image axes, flattened in reading order, all axes off."""
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel().tolist()
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
     for ax in axes:
         ax.axis("off")
     return axes

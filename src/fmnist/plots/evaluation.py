@@ -123,11 +123,13 @@ def per_class_metrics_figure(metrics: Mapping[str, Sequence]) -> Figure:
     support = metrics.get("support")
     ticks = [f"{n}\n(n={s})" for n, s in zip(names, support)] if support is not None else names
     ax.set_xticks(x, ticks, rotation=45, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
+    # Headroom above 1.0 holds the legend, so it never covers a bar however scores fall.
+    ax.set_ylim(0, 1.15)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("score")
     ax.set_title("Per-class precision, recall and F1")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(ncols=3, fontsize=8, loc="lower right")
+    ax.legend(ncols=3, fontsize=8, loc="upper center", frameon=False)
     return fig
 
 
