@@ -8,9 +8,9 @@ def _image_axes(fig):
     return [ax for ax in fig.axes if ax.images]
 
 
-@pytest.mark.parametrize("n, expected", [(10, 10), (3, 3), (500, 50)])
+@pytest.mark.parametrize("n, expected", [(10, 10), (3, 3), (500, 12)])
 def test_sample_row_shows_first_n_images_in_order(images, n, expected):
-    fig = sample_row(images, n=n)
+    fig = sample_row(images[:12], n=n)
     axes = _image_axes(fig)
     assert len(fig.axes) == len(axes) == expected
     for i, ax in enumerate(axes):

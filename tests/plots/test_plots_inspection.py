@@ -11,7 +11,7 @@ def _image_axes(fig):
     return [ax for ax in fig.axes if ax.images]
 
 
-@pytest.mark.parametrize("out_ch", [1, 16, 32, 40])
+@pytest.mark.parametrize("out_ch", [1, 20])  # 20: a full row of 16 and a partial one
 def test_conv_filters_one_tile_per_filter_symmetric_limits(rng, out_ch):
     w = rng.normal(0, 0.2, size=(out_ch, 3, 3, 3))
     fig = conv_filters(w)
