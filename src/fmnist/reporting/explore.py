@@ -118,7 +118,8 @@ def format_explore(result: ExploreResult) -> str:
           ...
     """
     width = max(len(k) for k in result.shapes)
-    lines = [f"{k:<{width}} {result.shapes[k]} {result.dtypes[k]}" for k in result.shapes]
+    # tuple(): shapes read back from to_dict() JSON are lists, and should print as numpy does.
+    lines = [f"{k:<{width}} {tuple(result.shapes[k])} {result.dtypes[k]}" for k in result.shapes]
     # Written out rather than numpy's repr: the repr depends on global print options and
     # wraps long arrays, and this line should read the same wherever it is printed.
     # numpy names the dtype only when it is not the default int64; so does this line.
