@@ -1,0 +1,45 @@
+import numpy as np
+import torch
+from sklearn.linear_model import SGDClassifier
+
+from fmnist.evaluation import evaluate, predict_proba
+from fmnist.evaluation.metrics import as_features, score
+from fmnist.models import create_model
+from tests.conftest import learnable_images
+
+Y = np.arange(100) % 10
+X = learnable_images(Y)
+
+
+def test_score_matches_hand_computation():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.5, 0.4, 0.1]]).log()
+    y = torch.tensor([0, 1, 0])
+    s = score(p, y)
+    assert s["accuracy"] == 2 / 3 and s["n"] == 3
+    assert abs(s["loss"] - float(-(np.log(0.7) + np.log(0.1) + np.log(0.5)) / 3)) < 1e-6
+
+
+def test_certain_mistake_is_clipped_like_keras():
+    s = score(torch.tensor([[0.0, float("-inf")]]), torch.tensor([1]))
+    assert np.isfinite(s["loss"]) and abs(s["loss"] + np.log(1e-7)) < 1e-4
+
+
+def test_one_path_for_torch_and_sklearn():
+    torch.manual_seed(0)
+    net = create_model("softmax")
+    sk = SGDClassifier(loss="log_loss", random_state=0).fit(as_features(X), Y)
+    for model in (net, sk):
+        proba = predict_proba(model, X)
+        assert proba.shape == (100, 10)
+        np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+        result = evaluate(model, X, Y)
+        assert result["accuracy"] == float((proba.argmax(1) == Y).mean())
+    assert evaluate(sk, X, Y)["accuracy"] > 0.9
+
+
+def test_evaluation_leaves_training_mode_alone():
+    net = create_model("flatten,dense:20:relu,dropout:0.5,dense:10")
+    net.train()
+    a, b = predict_proba(net, X[:5]), predict_proba(net, X[:5])
+    np.testing.assert_array_equal(a, b)  # dropout off while predicting
+    assert net.training

@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+
+from fmnist.errors import ModelError, RunError, UsageError
+from fmnist.evaluation import predict_proba
+from fmnist.models.io import load_model
+from fmnist.runs import evaluate_run, load_run, resolve_config, train_run
+from fmnist.models import get_preset
+
+
+@pytest.mark.parametrize("name", ["softmax", "sgd-logreg"])
+def test_run_folder_describes_itself_and_reloads(tiny_data, tmp_path, name):
+    config = resolve_config(get_preset(name), epochs=2) if name != "sgd-logreg" else None
+    result = train_run(name, tiny_data, config=config, out_dir=tmp_path / "run")
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert files == {"run.json", "model.json", "weights.safetensors", "history.json", "metrics.json"}
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["model"] == name and info["versions"]["torch"] and info["data"]["split"]["random_state"] == 42
+    run = load_run(tmp_path / "run")
+    np.testing.assert_allclose(predict_proba(run.model, tiny_data.x_test),
+                               predict_proba(result.model, tiny_data.x_test), rtol=1e-6)
+    again = evaluate_run(tmp_path / "run", tiny_data, split="val")
+    assert again["accuracy"] == result.metrics["val"]["accuracy"] and again["n"] == 40
+    assert evaluate_run(tmp_path / "run", tiny_data, split="test")["n"] == 50
+
+
+def test_sgd_convergence_warning_is_recorded_not_raised(tiny_data, tmp_path):
+    result = train_run("sgd-logreg", tiny_data, out_dir=tmp_path / "run")
+    assert any("ConvergenceWarning" in w for w in result.metrics["warnings"])
+
+
+def test_history_has_one_record_per_epoch(tiny_data, tmp_path):
+    result = train_run("mlp-100", tiny_data, config=resolve_config(get_preset("mlp-100"), epochs=3),
+                       out_dir=tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in saved] == [1, 2, 3] and saved == json.loads(json.dumps(result.history))
+
+
+def test_missing_and_foreign_folders_are_refused(tmp_path, tiny_data):
+    with pytest.raises(RunError, match="no such run folder"):
+        load_run(tmp_path / "nope")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "run.json").write_text('{"format": "something-else"}')
+    with pytest.raises(RunError, match="not an fmnist run"):
+        load_run(tmp_path / "other")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not a readable"):
+        load_model(tmp_path / "broken")
+
+
+def test_unknown_split(tiny_data, tmp_path):
+    train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=tmp_path / "r")
+    with pytest.raises(UsageError, match="--split"):
+        evaluate_run(tmp_path / "r", tiny_data, split="holdout")
