@@ -4,35 +4,35 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Read once at import: os.umask can only be read by setting it.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` through ``write(tmp)`` to a temporary file beside it, then rename.
 
-def atomic_write(path: Path, write) -> Path:
-    """Write through ``write(tmp_path)`` to a temporary file beside ``path``, then rename.
-
-    A crash or Ctrl-C leaves the old file (or none), never a half-written one.
+    A crash or Ctrl-C leaves the old file (or none), never a half-written one. The temporary
+    name is unique and hidden, in the same folder (``os.replace`` is atomic only within one
+    file system), and is created by ``write`` itself, so it gets the user's usual permissions
+    (``mkstemp`` would force 0600). Missing parent folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        write(Path(tmp))
-        # mkstemp makes the file private (0600), and some writers replace it: give the final
-        # file the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
-def write_json(path: Path, data: Any) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n"))
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

@@ -17,12 +17,12 @@ import hashlib
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from fmnist._files import write_bytes
 from fmnist.errors import DataError
 
 __all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
@@ -195,19 +195,8 @@ def write_idx(path: str | os.PathLike, array, *, gzip: bool | None = None) -> Pa
         # mtime=0 makes the output reproducible: same array, same bytes.
         blob = _gzip.compress(blob, compresslevel=6, mtime=0)
     try:
-        _atomic_write(path, blob)
+        write_bytes(path, blob)
     except OSError as err:
         raise DataError(f"{path}: cannot write ({err.strerror or err}); "
                         "check that the folder exists and is writable") from None
     return path
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,21 +18,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-try:
-    from fmnist.data import CLASS_NAMES
-except ImportError:  # the data layer is not merged yet, or is imported without its extras
-    CLASS_NAMES = (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    )
+from fmnist._files import atomic_write
+
+from fmnist.data import CLASS_NAMES  # noqa: F401 (re-exported: the plots' default class names)
 
 __all__ = ["CLASS_NAMES", "save_figure"]
 
@@ -51,19 +38,8 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
         save_figure(sample_row(x_train), "runs/explore/samples.png", dpi=150)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    # A unique hidden name in the target folder: os.replace is only atomic within one file
-    # system, and "x" mode creates it with the user's umask (mkstemp would force 0600).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
 
 
 def new_figure(width: float, height: float) -> Figure:
