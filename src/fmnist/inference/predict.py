@@ -32,8 +32,10 @@ __all__ = ["MAX_PIXELS", "Failure", "Input", "Prediction", "PredictResult", "loa
            "class_names_for", "format_predictions", "save_preprocessed", "save_plots"]
 
 # Refuse images above this many pixels before decoding them: a few bytes of PNG can claim
-# 100,000 x 100,000 pixels (a "decompression bomb"). 100 megapixels is beyond any camera.
-MAX_PIXELS = 100_000_000
+# 100,000 x 100,000 pixels (a "decompression bomb"). Pillow's own check (its warning made an
+# error, never its process-wide setting changed) stops anything over ~89 megapixels; ours,
+# lower, names the limit.
+MAX_PIXELS = 64_000_000
 _IDX_TYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)
 
 
@@ -129,8 +131,8 @@ def _open_image(path: Path):
         image = Image.open(path)
     w, h = image.size
     if w < 1 or h < 1 or w * h > MAX_PIXELS:
-        raise FmnistError(f"image of {w} x {h} pixels: over the {MAX_PIXELS // 1_000_000} megapixel limit; "
-                          "resize it first")
+        raise FmnistError(f"absurdly large image ({w} x {h} pixels), over the {MAX_PIXELS // 1_000_000} "
+                          "megapixel limit; refused before decoding: resize it first")
     if getattr(image, "n_frames", 1) > 1:
         image.seek(0)
     if image.format == "JPEG":
@@ -175,7 +177,8 @@ def _read_one(path: Path) -> list[Input]:
     except UnidentifiedImageError:
         raise FmnistError("not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...), nor .npy or IDX") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise FmnistError(f"absurdly large image, refused before decoding ({exc})") from None
+        raise FmnistError(f"absurdly large image, over {MAX_PIXELS // 1_000_000} megapixels (Pillow: {exc}); "
+                          "refused before decoding: resize it first") from None
     except (OSError, SyntaxError, EOFError) as exc:
         # Pillow reports a cut-off file as OSError "image file is truncated" and a few
         # corrupt headers as SyntaxError.
