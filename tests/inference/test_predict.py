@@ -205,7 +205,8 @@ def test_real_photos_predicted_like_the_originals(real_data, tmp_path):
     photo = np.array([p.label for p in result.predictions])
     agree = (photo == original).mean()
     assert agree >= 0.8, agree
-    assert (photo == y).mean() >= 0.7
+    # Barely trained, the softmax is right ~75% of the time; photos may cost little of that.
+    assert (photo == y).mean() >= (original == y).mean() - 0.1
     # And each came back looking like its original (up to the garment's 1-pixel re-centring).
     rs = [max(np.corrcoef(np.roll(p.input.image, (dy, dx), (0, 1)).ravel().astype(float),
                           image.ravel().astype(float))[0, 1] for dy in (-1, 0, 1) for dx in (-1, 0, 1))

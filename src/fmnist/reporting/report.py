@@ -268,7 +268,7 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names:
     proba = predict_proba(run.model, x)
     pred = proba.argmax(1)
     where = "test set (t10k)" if split == "test" else "validation split"
-    title = f"{summary.name} — {slug}"
+    title = summary.name if summary.name == slug else f"{summary.name} — {slug}"
     parts = [f'<article class="run"><h2>{_e(title)}</h2>',
              f"<p>Figures below on the {_e(where)}: {len(y):,} images, accuracy {_pct(float((pred == y).mean()))}.</p>"]
 
