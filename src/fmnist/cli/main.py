@@ -149,6 +149,31 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from fmnist.reporting.report import build_report
+
+    path = build_report(args.run_dirs, args.out, _load(args), embedding=args.embedding, split=args.split)
+    print(f"wrote {path} (figures beside it in {path.parent})")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from fmnist.inference.predict import format_predictions, predict_files, save_plots, save_preprocessed
+
+    result = predict_files(args.model, args.images, top_k=args.top_k)
+    for failure in result.failures:
+        print(f"fmnist: error: {failure}", file=sys.stderr)
+    if args.save_preprocessed:
+        save_preprocessed(result.predictions, args.save_preprocessed)
+    if args.plot:
+        save_plots(result.predictions, args.plot, result.class_names)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in result.predictions], indent=2))
+    elif result.predictions:
+        print(format_predictions(result.predictions))
+    return 1 if result.failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmnist", description=__doc__.split("\n")[0].strip())
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
@@ -191,6 +216,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results"),
                    help="folder for results.md, results.json and the run folders (default: ./results)")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of figures for one or more runs")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="folders written by 'fmnist train'")
+    p.add_argument("--out", type=Path, default=Path("report"),
+                   help="folder for report.html and its PNGs (default: ./report)")
+    p.add_argument("--embedding", default="pca", choices=["pca", "tsne", "umap"],
+                   help="2-D projection of the penultimate layer; umap needs umap-learn (default: pca)")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="images for the confusion matrix, mistakes and embedding (default: test)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("predict", help="classify your own images (photos, 28x28 images, .npy or IDX batches)")
+    p.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run folder or a saved model folder")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                   help="PNG/JPEG/WebP/BMP/GIF files, .npy arrays or IDX files")
+    p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default: 3)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per image (default: text)")
+    p.add_argument("--save-preprocessed", type=Path, metavar="DIR",
+                   help="write each image as the model saw it, 28x28 PNG (default: off)")
+    p.add_argument("--plot", type=Path, metavar="DIR", help="write a probability bar chart per image (default: off)")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

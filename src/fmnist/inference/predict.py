@@ -1,0 +1,330 @@
+"""Predict the class of your own images with a trained model: ``fmnist predict``.
+
+Inputs, by file:
+
+- photos and drawings that Pillow reads (PNG, JPEG, WebP, BMP, GIF, TIFF, ...): prepared by
+  :func:`fmnist.inference.preprocess.prepare_image` (a 28x28 light-on-dark image as it is,
+  anything else the way Fashion-MNIST was made; animated files: the first frame);
+- ``.npy`` arrays: one image (28, 28) or a batch (N, 28, 28) / (N, 784), uint8 or integers in
+  0..255 (or floats in [0, 1]), taken as dataset-style images without any preparation;
+- IDX files (``*-ubyte``, ``*.idx``, or any file starting with IDX magic bytes, gzipped or
+  not): the same shapes, read with :func:`fmnist.data.read_idx`.
+
+A file that cannot be used (missing, empty, not an image, truncated, absurdly large) is
+reported as a :class:`Failure` with a one-line reason; the others are still predicted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist.errors import FmnistError
+
+__all__ = ["MAX_PIXELS", "Failure", "Input", "Prediction", "PredictResult", "load_inputs", "predict_files",
+           "class_names_for", "format_predictions", "save_preprocessed", "save_plots"]
+
+# Refuse images above this many pixels before decoding them: a few bytes of PNG can claim
+# 100,000 x 100,000 pixels (a "decompression bomb"). Pillow's own check (its warning made an
+# error, never its process-wide setting changed) stops anything over ~89 megapixels; ours,
+# lower, names the limit.
+MAX_PIXELS = 64_000_000
+_IDX_TYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)
+
+
+@dataclasses.dataclass
+class Input:
+    """One image ready for the model: ``image`` uint8 (28, 28), light on black.
+
+    ``index`` is its position in a batch file (None for a single image); ``how`` says how it
+    was prepared: ``"as-is"``, ``"photo"``, ``"light-on-dark"`` or ``"batch"``.
+    """
+
+    file: str
+    index: int | None
+    image: np.ndarray
+    how: str
+
+
+@dataclasses.dataclass
+class Failure:
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}"
+
+
+@dataclasses.dataclass
+class Prediction:
+    """The model's answer for one :class:`Input`. ``top_k``: the best classes, most probable first."""
+
+    input: Input
+    label: int
+    class_name: str
+    probability: float
+    top_k: list[dict[str, Any]]
+    proba: np.ndarray  # float (n_classes,)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"file", ["index",] "label", "class_name", "probability", "top_k": [...]}``, JSON-ready."""
+        d: dict[str, Any] = {"file": self.input.file}
+        if self.input.index is not None:
+            d["index"] = self.input.index
+        d.update(label=self.label, class_name=self.class_name, probability=self.probability, top_k=self.top_k)
+        return d
+
+
+@dataclasses.dataclass
+class PredictResult:
+    """Predictions in input order, the files that failed, and the model's class names."""
+
+    predictions: list[Prediction]
+    failures: list[Failure]
+    class_names: list[str]
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def _batch(array: np.ndarray, what: str) -> np.ndarray:
+    """A loaded array as uint8 (N, 28, 28), or FmnistError saying what shape/values were wrong."""
+    a = np.asarray(array)
+    if a.ndim == 2 and a.shape == (28, 28):
+        a = a[None]
+    elif a.ndim == 2 and a.shape[1] == 784:
+        a = a.reshape(-1, 28, 28)
+    if a.ndim != 3 or a.shape[1:] != (28, 28) or len(a) == 0:
+        raise FmnistError(f"{what} of shape {a.shape}: expected images (28, 28), (N, 28, 28) or (N, 784)")
+    if a.dtype == np.uint8:
+        return a
+    if np.issubdtype(a.dtype, np.integer) and a.min() >= 0 and a.max() <= 255:
+        return a.astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1:
+        return np.round(a * 255).astype(np.uint8)
+    raise FmnistError(f"{what} of dtype {a.dtype} with values {a.min()}..{a.max()}: expected uint8 pixels "
+                      "(0..255) or floats in [0, 1]")
+
+
+def _is_idx(path: Path, head: bytes) -> bool:
+    if head[:2] == b"\x1f\x8b":  # gzip: look at the decompressed header
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(4)
+        except (OSError, EOFError):
+            return False
+    return len(head) >= 4 and head[:2] == b"\0\0" and head[2] in _IDX_TYPES and 1 <= head[3] <= 4
+
+
+def _open_image(path: Path):
+    from PIL import Image
+
+    # Our own limit replaces Pillow's process-wide one: checked on the header, before decoding.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = Image.open(path)
+    w, h = image.size
+    if w < 1 or h < 1 or w * h > MAX_PIXELS:
+        raise FmnistError(f"absurdly large image ({w} x {h} pixels), over the {MAX_PIXELS // 1_000_000} "
+                          "megapixel limit; refused before decoding: resize it first")
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+    if image.format == "JPEG":
+        # Let the JPEG decoder shrink by up to 8x: 28 pixels need far fewer than a camera's.
+        image.draft("RGB", (8 * 28, 8 * 28))
+    image.load()  # decode now, so a truncated file fails here and not halfway through
+    return image
+
+
+def _read_one(path: Path) -> list[Input]:
+    """The images in one file; raises FmnistError / OSError / ValueError for a bad file."""
+    from PIL import Image, UnidentifiedImageError
+
+    from fmnist.inference.preprocess import prepare_image
+
+    name = str(path)
+    if not path.exists():
+        raise FmnistError("no such file")
+    if path.is_dir():
+        raise FmnistError("is a folder, not an image file")
+    size = path.stat().st_size
+    if size == 0:
+        raise FmnistError("empty file (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise FmnistError(f"not a readable .npy array ({exc})") from None
+        images = _batch(array, "array")
+        return [Input(name, i if images.shape[0] > 1 or array.ndim == 3 else None, im, "batch")
+                for i, im in enumerate(images)]
+    if _is_idx(path, head) or "ubyte" in path.name or path.suffix.lower() == ".idx":
+        from fmnist.data import read_idx
+
+        array = read_idx(path)
+        images = _batch(array, "IDX array")
+        return [Input(name, i if array.ndim == 3 else None, im, "batch") for i, im in enumerate(images)]
+    try:
+        image = _open_image(path)
+    except UnidentifiedImageError:
+        raise FmnistError("not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...), nor .npy or IDX") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FmnistError(f"absurdly large image, over {MAX_PIXELS // 1_000_000} megapixels (Pillow: {exc}); "
+                          "refused before decoding: resize it first") from None
+    except (OSError, SyntaxError, EOFError) as exc:
+        # Pillow reports a cut-off file as OSError "image file is truncated" and a few
+        # corrupt headers as SyntaxError.
+        raise FmnistError(f"damaged or truncated image ({exc})") from None
+    with image:
+        prepared, how = prepare_image(image)
+    return [Input(name, None, prepared, how)]
+
+
+def load_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Input], list[Failure]]:
+    """Read and prepare every file in ``paths``: the usable images, and a Failure per bad file."""
+    inputs: list[Input] = []
+    failures: list[Failure] = []
+    for p in paths:
+        path = Path(p)
+        try:
+            inputs.extend(_read_one(path))
+        except FmnistError as exc:
+            # read_idx's messages already name the file; ours do not.
+            msg = str(exc)
+            failures.append(Failure(str(path), msg.removeprefix(f"{path}: ")))
+        except PermissionError:
+            failures.append(Failure(str(path), "permission denied; check the file's permissions"))
+        except (OSError, ValueError, EOFError) as exc:
+            failures.append(Failure(str(path), f"unreadable ({exc.__class__.__name__}: {exc})"))
+    return inputs, failures
+
+
+# --- predicting ---------------------------------------------------------------------------------
+
+def class_names_for(model_path: str | os.PathLike, n_classes: int) -> list[str]:
+    """The class names saved with a model (model.json), else Fashion-MNIST's, else numbers."""
+    import json
+
+    folder = Path(model_path)
+    folder = folder.parent if folder.is_file() else folder
+    try:
+        names = json.loads((folder / "model.json").read_text()).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        names = None
+    if not isinstance(names, list) or len(names) < n_classes:
+        return _default_names(n_classes)
+    return [str(n) for n in names]
+
+
+def _default_names(n_classes: int) -> list[str]:
+    from fmnist.data import CLASS_NAMES
+
+    return list(CLASS_NAMES) if n_classes <= len(CLASS_NAMES) else [str(i) for i in range(n_classes)]
+
+
+def predict_files(model, paths: Sequence[str | os.PathLike], *, top_k: int = 3,
+                  class_names: Sequence[str] | None = None) -> PredictResult:
+    """Predict every image in ``paths`` with ``model`` (a loaded model, or a run/model folder).
+
+    Returns the predictions in input order and the files that failed. ``top_k`` is capped at
+    the number of classes. Probabilities come from :func:`fmnist.evaluation.predict_proba`,
+    the same path that scored the model.
+    """
+    from fmnist.evaluation import predict_proba
+    from fmnist.models.io import load_model
+
+    if top_k < 1:
+        raise FmnistError(f"--top-k must be at least 1, got {top_k}")
+    model_path = None
+    if isinstance(model, (str, os.PathLike)):
+        model_path, model = model, load_model(model)
+    inputs, failures = load_inputs(paths)
+    n = _n_classes(model)
+    if class_names is None:
+        class_names = class_names_for(model_path, n) if model_path is not None else _default_names(n)
+    class_names = list(class_names)
+    if not inputs:
+        return PredictResult([], failures, class_names)
+    proba = predict_proba(model, np.stack([i.image for i in inputs]))
+    predictions = []
+    for inp, p in zip(inputs, proba):
+        order = np.argsort(-p, kind="stable")[:min(top_k, n)]
+        top = [{"label": int(c), "class_name": class_names[c], "probability": float(p[c])} for c in order]
+        predictions.append(Prediction(inp, top[0]["label"], top[0]["class_name"], top[0]["probability"], top, p))
+    return PredictResult(predictions, failures, class_names)
+
+
+def _n_classes(model) -> int:
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        return int(spec.num_classes)
+    return len(model.classes_)
+
+
+def format_predictions(predictions: Sequence[Prediction]) -> str:
+    """Text for people: a line per image, then its top-k classes when k > 1.
+
+    Example::
+
+        boot.jpg (photo): Ankle boot 0.912
+            Ankle boot    0.912
+            Sneaker       0.061
+            Sandal        0.020
+    """
+    lines = []
+    for p in predictions:
+        where = p.input.file + ("" if p.input.index is None else f"[{p.input.index}]")
+        lines.append(f"{where} ({p.input.how}): {p.class_name} {p.probability:.3f}")
+        if len(p.top_k) > 1:
+            width = max(len(t["class_name"]) for t in p.top_k)
+            lines += [f"    {t['class_name']:<{width}}  {t['probability']:.3f}" for t in p.top_k]
+    return "\n".join(lines)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+def _stems(predictions: Sequence[Prediction]) -> list[str]:
+    """A distinct file stem per prediction: 'shoe', 'batch-17'; 'shoe-2' for a second 'shoe'."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in predictions:
+        stem = Path(p.input.file).name.split(".")[0] or "image"
+        if p.input.index is not None:
+            stem = f"{stem}-{p.input.index}"
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return out
+
+
+def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathLike) -> list[Path]:
+    """Write each prepared 28x28 input as ``out_dir/STEM.png`` (what the model saw); return the paths."""
+    from PIL import Image
+
+    from fmnist._files import atomic_write
+
+    paths = []
+    for p, stem in zip(predictions, _stems(predictions)):
+        img = Image.fromarray(p.input.image, mode="L")
+        paths.append(atomic_write(Path(out_dir) / f"{stem}.png", lambda tmp, img=img: img.save(tmp, format="PNG")))
+    return paths
+
+
+def save_plots(predictions: Sequence[Prediction], out_dir: str | os.PathLike, class_names: Sequence[str],
+               dpi: int = 100) -> list[Path]:
+    """Write a probability bar chart per prediction (book 8-2) as ``out_dir/STEM-proba.png``."""
+    from fmnist.plots import probability_bars, save_figure
+
+    paths = []
+    for p, stem in zip(predictions, _stems(predictions)):
+        where = Path(p.input.file).name + ("" if p.input.index is None else f" [{p.input.index}]")
+        fig = probability_bars(p.proba, class_names, title=f"{where}: {p.class_name} ({p.probability:.2f})")
+        paths.append(save_figure(fig, Path(out_dir) / f"{stem}-proba.png", dpi=dpi))
+    return paths

@@ -1,0 +1,354 @@
+"""One HTML page that shows what a set of runs learned: ``fmnist report RUN_DIR...``.
+
+:func:`build_report` reads run folders (:func:`fmnist.runs.load_run`), predicts with each
+model through the one evaluation path (:func:`fmnist.evaluation.predict_proba`), draws the
+figures of :mod:`fmnist.plots` and writes::
+
+    OUT/
+      report.html                 self-contained: every PNG embedded as a data: URI, CSS inline,
+                                  no script, no link outside the page; opens offline
+      learning_curves.png         all runs in one figure
+      RUN/confusion_counts.png    one folder per run (named after the run folder)
+      RUN/confusion_normalised.png
+      RUN/per_class.png
+      RUN/misclassified.png
+      RUN/conv_filters.png        convolutional models only
+      RUN/feature_maps.png        convolutional models only
+      RUN/embedding.png
+
+Runs are ranked by validation accuracy. Test accuracy is shown in its own column, labelled
+as reported apart and never used to choose; the diagnostic figures (confusion matrix,
+mistakes, embedding) are drawn on the split named by ``split`` (the test set by default, as
+the issue asks for "misclassified test images").
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist._files import atomic_write
+from fmnist.errors import UsageError
+
+__all__ = ["build_report", "RunSummary", "REPORT_FILE", "SECTIONS"]
+
+REPORT_FILE = "report.html"
+# Section ids in page order; the tests look for each one.
+SECTIONS = ("leaderboard", "learning-curves", "confusion", "per-class", "misclassified", "conv", "embedding")
+TEST_LABEL = "test accuracy (reported apart, never used to choose)"
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """One leaderboard row. Accuracies are fractions in [0, 1]; None where a run lacks them."""
+
+    name: str
+    run_dir: str
+    family: str
+    parameters: int
+    epochs: str
+    train_time_s: float | None
+    val_accuracy: float | None
+    test_accuracy: float | None
+    best_epoch: int | None
+
+
+def build_report(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    data,
+    *,
+    embedding: str = "pca",
+    split: str = "test",
+    max_points: int = 2000,
+    n_mistakes: int = 25,
+    dpi: int = 100,
+) -> Path:
+    """Write ``out_dir/report.html`` and its PNGs for the runs in ``run_dirs``; return the HTML path.
+
+    ``data``: a :class:`fmnist.data.Dataset` (the runs' dataset: the figures need the
+    images). ``embedding``: ``"pca"``, ``"tsne"`` or ``"umap"`` (needs umap-learn), on at
+    most ``max_points`` images of ``split`` (``"test"`` or ``"val"``). Raises
+    :class:`~fmnist.errors.FmnistError` for an unreadable run folder or a bad option.
+    """
+    from fmnist.plots import EMBED_METHODS
+
+    if not run_dirs:
+        raise UsageError("report: give at least one run folder (written by 'fmnist train')")
+    if embedding not in EMBED_METHODS:
+        raise UsageError(f"--embedding: unknown method {embedding!r}; choose {', '.join(EMBED_METHODS)}")
+    if split not in ("test", "val"):
+        raise UsageError(f"--split: unknown split {split!r}; choose test or val")
+    from fmnist.runs import load_run
+
+    out = Path(out_dir)
+    runs = [load_run(d) for d in run_dirs]  # all loaded first: a bad folder fails before any drawing
+    slugs = _unique_slugs([Path(r.run_dir).resolve().name for r in runs])
+    class_names = list(data.class_names)
+
+    summaries = [_summarise(run) for run in runs]
+    body = [_leaderboard_html(summaries)]
+    body.append(_learning_curves_html(runs, summaries, out, dpi))
+    for run, slug, summary in zip(runs, slugs, summaries):
+        body.append(_run_html(run, slug, summary, out, data, class_names, split=split, embedding=embedding,
+                              max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
+    page = _page(body, summaries, split)
+    path = out / REPORT_FILE
+    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return path
+
+
+# --- facts --------------------------------------------------------------------------------------
+
+def _parameters(model) -> int:
+    if hasattr(model, "parameters") and callable(model.parameters):
+        from fmnist.models import count_parameters
+
+        spec = getattr(model, "spec", None)
+        # Keras's count (batch-norm statistics included) when the spec is known, as `fmnist models` shows.
+        return count_parameters(spec) if spec is not None else sum(p.numel() for p in model.parameters())
+    return int(np.size(model.coef_) + np.size(model.intercept_))
+
+
+def _summarise(run) -> RunSummary:
+    history, metrics = run.history, run.metrics
+    name = str(run.info.get("model") or Path(run.run_dir).name)
+    family = "torch" if hasattr(run.model, "parameters") and callable(run.model.parameters) else "sklearn"
+    if history:
+        epochs = str(len(history))
+    elif hasattr(run.model, "max_iter"):
+        epochs = f"max_iter {run.model.max_iter}"  # scikit-learn SGD records no per-epoch history
+    else:
+        epochs = "–"
+    best = None
+    scored = [(e.get("val_accuracy"), i) for i, e in enumerate(history) if e.get("val_accuracy") is not None]
+    if scored:
+        # Highest validation accuracy; the earliest epoch wins a tie.
+        _, i = max(scored, key=lambda t: (t[0], -t[1]))
+        best = int(history[i].get("epoch", i + 1))
+
+    def acc(split: str) -> float | None:
+        value = (metrics.get(split) or {}).get("accuracy")
+        return None if value is None else float(value)
+
+    t = metrics.get("train_time_s")
+    return RunSummary(name, str(run.run_dir), family, _parameters(run.model), epochs,
+                      None if t is None else float(t), acc("val"), acc("test"), best)
+
+
+def _unique_slugs(names: Sequence[str]) -> list[str]:
+    """Safe folder names for the runs' figures: two runs called 'run' become 'run', 'run-2'."""
+    seen: dict[str, int] = {}
+    slugs = []
+    for name in names:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "run"
+        seen[base] = seen.get(base, 0) + 1
+        slugs.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return slugs
+
+
+def _split_images(run, data, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split == "test":
+        return data.x_test, data.y_test
+    from fmnist.data import train_val_split
+    from fmnist.runs import SPLIT_SEED, VAL_SIZE
+
+    s = run.info.get("data", {}).get("split", {})
+    _, x_val, _, y_val = train_val_split(data.x_train, data.y_train, test_size=s.get("test_size", VAL_SIZE),
+                                         random_state=s.get("random_state", SPLIT_SEED))
+    return x_val, y_val
+
+
+# --- HTML pieces --------------------------------------------------------------------------------
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _figure(fig, path: Path, alt: str, dpi: int) -> str:
+    """Save ``fig`` as ``path`` and return an <img> embedding the same bytes."""
+    from fmnist.plots import save_figure
+
+    save_figure(fig, path, dpi=dpi)
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+
+
+def _png_img(image: np.ndarray, alt: str, scale: int = 4) -> str:
+    """A small uint8 image (H, W) as an embedded PNG, enlarged without smoothing."""
+    import io
+
+    from PIL import Image
+
+    img = Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L")
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return f'<img class="pixel" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}" alt="{_e(alt)}">'
+
+
+def _leaderboard_html(rows: Sequence[RunSummary]) -> str:
+    order = sorted(range(len(rows)), key=lambda i: -1.0 if rows[i].val_accuracy is None else -rows[i].val_accuracy)
+    head = ("<tr><th>#</th><th>model</th><th>run folder</th><th>parameters</th><th>epochs</th>"
+            "<th>training time</th><th>validation accuracy</th><th>best epoch (val)</th>"
+            f'<th class="test">{_e(TEST_LABEL)}</th></tr>')
+    lines = []
+    for rank, i in enumerate(order, 1):
+        r = rows[i]
+        t = "–" if r.train_time_s is None else f"{r.train_time_s:.1f} s"
+        lines.append(
+            f"<tr><td>{rank}</td><td>{_e(r.name)}</td><td><code>{_e(r.run_dir)}</code></td>"
+            f'<td class="num">{r.parameters:,}</td><td>{_e(r.epochs)}</td><td class="num">{_e(t)}</td>'
+            f'<td class="num"><b>{_pct(r.val_accuracy)}</b></td>'
+            f'<td class="num">{"–" if r.best_epoch is None else r.best_epoch}</td>'
+            f'<td class="num test">{_pct(r.test_accuracy)}</td></tr>')
+    return (
+        '<section id="leaderboard"><h2>Leaderboard</h2>'
+        "<p>Ranked by validation accuracy (the run's 12,000 held-out training images). "
+        "The test set (t10k) is scored apart: its column is reported for reference and is never "
+        "used to rank or choose.</p>"
+        f"<table>{head}{''.join(lines)}</table></section>")
+
+
+def _learning_curves_html(runs, summaries, out: Path, dpi: int) -> str:
+    from fmnist.plots import learning_curves
+
+    labels = _unique_slugs([s.name for s in summaries])
+    histories = {label: run.history for label, run in zip(labels, runs) if run.history}
+    skipped = [s.name for s, run in zip(summaries, runs) if not run.history]
+    parts = ['<section id="learning-curves"><h2>Learning curves</h2>']
+    if histories:
+        parts.append("<p>Loss and accuracy per epoch: training solid, validation dashed (the book's 7-3 plots).</p>")
+        parts.append(_figure(learning_curves(histories), out / "learning_curves.png", "learning curves", dpi))
+    if skipped:
+        parts.append(f"<p class=\"note\">No per-epoch history for {_e(', '.join(skipped))} "
+                     "(scikit-learn models are fitted in one call).</p>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _table(metrics: dict[str, list]) -> str:
+    head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+    rows = "".join(
+        f'<tr><td>{_e(c)}</td><td class="num">{p:.3f}</td><td class="num">{r:.3f}</td>'
+        f'<td class="num">{f:.3f}</td><td class="num">{s}</td></tr>'
+        for c, p, r, f, s in zip(metrics["class"], metrics["precision"], metrics["recall"], metrics["f1"],
+                                 metrics["support"]))
+    return f"<table>{head}{rows}</table>"
+
+
+def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names: list[str], *, split: str,
+              embedding: str, max_points: int, n_mistakes: int, dpi: int) -> str:
+    from fmnist.evaluation import predict_proba
+    from fmnist.evaluation.features import feature_source, first_conv, first_conv_maps, penultimate_features
+    from fmnist.plots import (
+        conv_filters,
+        confusion_matrix,
+        embedding_2d,
+        feature_maps,
+        misclassified_gallery,
+        per_class_metrics,
+        per_class_metrics_figure,
+    )
+
+    folder = out / slug
+    x, y = _split_images(run, data, split)
+    proba = predict_proba(run.model, x)
+    pred = proba.argmax(1)
+    where = "test set (t10k)" if split == "test" else "validation split"
+    title = summary.name if summary.name == slug else f"{summary.name} — {slug}"
+    parts = [f'<article class="run"><h2>{_e(title)}</h2>',
+             f"<p>Figures below on the {_e(where)}: {len(y):,} images, accuracy {_pct(float((pred == y).mean()))}.</p>"]
+
+    parts.append(f'<section id="confusion-{_e(slug)}" class="confusion"><h3>Confusion matrix</h3>'
+                 "<p>True class down, predicted class across; counts, then each row divided by its class size "
+                 "(the diagonal is each class's recall).</p>")
+    parts.append(_figure(confusion_matrix(y, pred, class_names), folder / "confusion_counts.png",
+                         "confusion matrix, counts", dpi))
+    parts.append(_figure(confusion_matrix(y, pred, class_names, normalize="true"), folder / "confusion_normalised.png",
+                         "confusion matrix, row-normalised", dpi))
+    parts.append("</section>")
+
+    metrics = per_class_metrics(y, pred, class_names)
+    parts.append(f'<section id="per-class-{_e(slug)}" class="per-class"><h3>Per-class precision, recall and F1</h3>')
+    parts.append(_table(metrics))
+    parts.append(_figure(per_class_metrics_figure(metrics), folder / "per_class.png", "per-class metrics", dpi))
+    parts.append("</section>")
+
+    n_wrong = int((pred != y).sum())
+    parts.append(f'<section id="misclassified-{_e(slug)}" class="misclassified"><h3>Misclassified images</h3>'
+                 f"<p>{n_wrong:,} mistakes; the {min(n_mistakes, n_wrong)} most confident first, each titled "
+                 "true → predicted (probability given to the prediction).</p>")
+    parts.append(_figure(misclassified_gallery(x, y, pred, proba, class_names, n=n_mistakes),
+                         folder / "misclassified.png", "most confident mistakes", dpi))
+    parts.append("</section>")
+
+    parts.append(f'<section id="conv-{_e(slug)}" class="conv"><h3>Convolution filters and feature maps</h3>')
+    conv = first_conv(run.model)
+    if conv is None:
+        kind = "a linear scikit-learn model" if summary.family == "sklearn" else "a network without convolution"
+        parts.append(f'<p class="note">Not applicable: {_e(summary.name)} is {kind}.</p>')
+    else:
+        image, label = x[0], int(y[0])
+        name = class_names[label] if label < len(class_names) else str(label)
+        parts.append("<p>The first convolution layer's kernels (blue negative, red positive), and its "
+                     f"activated outputs for the first image of the split, a {_e(name)}:</p>")
+        parts.append(_png_img(image, f"input image: {name}"))
+        parts.append(_figure(conv_filters(conv.weight), folder / "conv_filters.png", "first-layer filters", dpi))
+        maps = first_conv_maps(run.model, image)
+        parts.append(_figure(feature_maps(maps, title=f"first-layer feature maps of a {name}"),
+                             folder / "feature_maps.png", "feature maps", dpi))
+    parts.append("</section>")
+
+    keep = np.arange(len(x))
+    if len(x) > max_points:
+        keep = np.sort(np.random.default_rng(0).choice(len(x), max_points, replace=False))
+    features = penultimate_features(run.model, x[keep])
+    parts.append(f'<section id="embedding-{_e(slug)}" class="embedding"><h3>2-D embedding ({_e(embedding)})</h3>'
+                 f"<p>{len(keep):,} images of the {_e(where)}, described by {_e(feature_source(run.model))}, "
+                 "projected to two dimensions and coloured by true class.</p>")
+    parts.append(_figure(embedding_2d(features, y[keep], method=embedding, class_names=class_names,
+                                      max_points=len(keep)), folder / "embedding.png", "2-D embedding", dpi))
+    parts.append("</section></article>")
+    return "".join(parts)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1150px;
+color:#222;padding:0 1em;line-height:1.4}
+h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f3f3f3}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.test{color:#666;background:#fafafa;font-style:italic}
+img{max-width:100%;height:auto;display:block;margin:.6em 0}
+img.pixel{image-rendering:pixelated;display:inline-block;border:1px solid #ccc}
+.note{color:#666;font-style:italic}nav a{margin-right:1em}
+.meta{color:#666;font-size:.9em}
+"""
+
+
+def _page(body: list[str], summaries: Sequence[RunSummary], split: str) -> str:
+    names = ", ".join(s.name for s in summaries)
+    toc = ['<a href="#leaderboard">Leaderboard</a>', '<a href="#learning-curves">Learning curves</a>']
+    toc += [f'<a href="#confusion-{_e(slug)}">{_e(s.name)}</a>'
+            for s, slug in zip(summaries, _unique_slugs([Path(s.run_dir).resolve().name for s in summaries]))]
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>fmnist report: {_e(names)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>fmnist report</h1><p class=\"meta\">{len(summaries)} run{'s' if len(summaries) != 1 else ''}: "
+        f"{_e(names)}. Written {_e(time.strftime('%Y-%m-%d %H:%M'))}; diagnostic figures on the "
+        f"{'test set' if split == 'test' else 'validation split'}.</p>"
+        f"<nav>{''.join(toc)}</nav>{''.join(body)}</body></html>\n")

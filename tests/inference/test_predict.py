@@ -1,0 +1,214 @@
+"""`fmnist predict`: photos, batches, bad files, JSON, exit codes, with a model trained on tiny data."""
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist.cli.main import main
+from fmnist.data import load_dataset, write_idx
+from fmnist.inference import predict as predict_mod
+from fmnist.inference.predict import load_inputs, predict_files
+from fmnist.models import get_preset
+from fmnist.runs import resolve_config, train_run
+from tests.conftest import learnable_images
+from tests.inference.test_preprocess import as_photo, garment
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """An mlp-100 run trained on the learnable tiny data (class = which band is lit)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FMNIST_CACHE", str(folder / "cache"))
+    y_train, y_test = np.arange(400) % 10, np.arange(50) % 10
+    write_idx(folder / "train-images-idx3-ubyte.gz", learnable_images(y_train, 0))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", y_train.astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", learnable_images(y_test, 1))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test.astype(np.uint8))
+    data = load_dataset(folder, dataset="custom")
+    result = train_run("mlp-100", data, config=resolve_config(get_preset("mlp-100"), epochs=8, batch_size=16),
+                       out_dir=folder / "run")
+    assert result.metrics["val"]["accuracy"] > 0.9  # the premise of the tests below
+    yield folder / "run"
+    mp.undo()
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Catalogue-style JPEG photos of classes 3 and 7, and a PNG one of class 5."""
+    paths = {}
+    for label, fmt in ((3, "JPEG"), (7, "JPEG"), (5, "PNG")):
+        path = tmp_path / f"class{label}.{'jpg' if fmt == 'JPEG' else 'png'}"
+        as_photo(garment(label, seed=10 + label), fmt=fmt).save(path)
+        paths[label] = path
+    return paths
+
+
+def test_photos_are_predicted_as_their_class(run_dir, photos):
+    result = predict_files(run_dir, list(photos.values()), top_k=3)
+    assert not result.failures
+    assert [p.label for p in result.predictions] == list(photos)
+    for p in result.predictions:
+        assert p.input.how == "photo"
+        assert len(p.top_k) == 3
+        probs = [t["probability"] for t in p.top_k]
+        assert probs == sorted(probs, reverse=True) and p.probability == probs[0]
+        assert abs(p.proba.sum() - 1) < 1e-5
+
+
+def test_json_schema_and_batches(run_dir, photos, tmp_path, capsys):
+    batch = learnable_images(np.array([1, 2, 8]), seed=3)
+    np.save(tmp_path / "batch.npy", batch)
+    np.save(tmp_path / "one.npy", batch[0])
+    write_idx(tmp_path / "images-idx3-ubyte", batch)
+    files = [photos[3], tmp_path / "batch.npy", tmp_path / "one.npy", tmp_path / "images-idx3-ubyte"]
+    code = main(["predict", str(run_dir), *map(str, files), "--json", "--top-k", "2"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 1 + 3 + 1 + 3
+    for item in out:
+        assert set(item) - {"index"} == {"file", "label", "class_name", "probability", "top_k"}
+        assert len(item["top_k"]) == 2
+        assert set(item["top_k"][0]) == {"label", "class_name", "probability"}
+        assert item["top_k"][0]["label"] == item["label"] and item["probability"] == item["top_k"][0]["probability"]
+        assert isinstance(item["label"], int) and 0 <= item["probability"] <= 1
+    assert [o.get("index") for o in out] == [None, 0, 1, 2, None, 0, 1, 2]
+    assert [o["label"] for o in out] == [3, 1, 2, 8, 1, 1, 2, 8]
+    assert out[1]["file"] == str(tmp_path / "batch.npy")
+
+
+def test_text_output(run_dir, photos, capsys):
+    assert main(["predict", str(run_dir), str(photos[7]), "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{photos[7]} (photo): ") and len(lines) == 4
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A 100-byte PNG claiming width x height pixels: a header, one tiny IDAT chunk, the end."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return PNG_MAGIC + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _bad_files(tmp_path, photos) -> dict[str, tuple]:
+    """name -> (path, words the one-line reason must contain)."""
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("these are not pixels\n")
+    good_png = photos[5].read_bytes()
+    (tmp_path / "cut.png").write_bytes(good_png[: len(good_png) // 2])
+    good_jpg = photos[3].read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(good_jpg[: len(good_jpg) // 2])
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(100_000, 100_000))
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 32, 32), np.uint8))
+    write_idx(tmp_path / "labels-idx1-ubyte", np.arange(5, dtype=np.uint8))
+    (tmp_path / "folder.png").mkdir()
+    return {
+        "empty": (tmp_path / "empty.png", "empty"),
+        "not an image": (tmp_path / "notes.jpg", "not an image"),
+        "truncated png": (tmp_path / "cut.png", "truncated"),
+        "truncated jpeg": (tmp_path / "cut.jpg", "truncated"),
+        "absurd size": (tmp_path / "bomb.png", "large"),
+        "wrong npy shape": (tmp_path / "wrong.npy", "(3, 32, 32)"),
+        "idx labels": (tmp_path / "labels-idx1-ubyte", "(5,)"),
+        "missing": (tmp_path / "nope.png", "no such file"),
+        "folder": (tmp_path / "folder.png", "folder"),
+    }
+
+
+def test_each_bad_file_gets_one_line_and_the_others_are_predicted(run_dir, photos, tmp_path, capsys):
+    bad = _bad_files(tmp_path, photos)
+    args = [str(photos[3])] + [str(p) for p, _ in bad.values()] + [str(photos[7])]
+    code = main(["predict", str(run_dir), *args, "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    out = json.loads(captured.out)
+    assert [o["file"] for o in out] == [str(photos[3]), str(photos[7])]
+    assert [o["label"] for o in out] == [3, 7]
+    err = captured.err.strip().splitlines()
+    assert len(err) == len(bad)
+    for line, (case, (path, words)) in zip(err, bad.items()):
+        assert line.startswith(f"fmnist: error: {path}: "), case
+        assert words in line, (case, line)
+
+
+def test_own_pixel_limit(run_dir, photos, monkeypatch):
+    monkeypatch.setattr(predict_mod, "MAX_PIXELS", 1000)
+    inputs, failures = load_inputs([photos[3]])
+    assert not inputs and "megapixel limit" in failures[0].reason
+
+
+def test_all_files_bad_exits_1(run_dir, tmp_path, capsys):
+    (tmp_path / "x.png").write_bytes(b"")
+    assert main(["predict", str(run_dir), str(tmp_path / "x.png")]) == 1
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_model_is_one_line(tmp_path, photos, capsys):
+    assert main(["predict", str(tmp_path), str(photos[3])]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "model.json" in err
+
+
+def test_save_preprocessed_and_plot(run_dir, photos, tmp_path, capsys):
+    np.save(tmp_path / "batch.npy", learnable_images(np.array([0, 9]), seed=2))
+    prep, plots = tmp_path / "prep", tmp_path / "plots"
+    code = main(["predict", str(run_dir), str(photos[3]), str(tmp_path / "batch.npy"),
+                 "--save-preprocessed", str(prep), "--plot", str(plots)])
+    assert code == 0
+    assert sorted(p.name for p in prep.iterdir()) == ["batch-0.png", "batch-1.png", "class3.png"]
+    with Image.open(prep / "class3.png") as im:
+        assert im.size == (28, 28) and im.mode == "L"
+        saved = np.asarray(im)
+    assert saved[8:10, 6:22].mean() > 180  # class 3's band, light on dark
+    assert sorted(p.name for p in plots.iterdir()) == ["batch-0-proba.png", "batch-1-proba.png", "class3-proba.png"]
+    for p in plots.iterdir():
+        assert p.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_top_k_must_be_positive(run_dir, photos, capsys):
+    assert main(["predict", str(run_dir), str(photos[3]), "--top-k", "0"]) == 1
+    assert "--top-k" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_real_photos_predicted_like_the_originals(real_data, tmp_path):
+    """A softmax trained briefly on real data gives a dressed-up test image the original's class."""
+    from fmnist.models import create_model
+    from fmnist.models.io import save_model
+    from fmnist.training import TrainConfig, Trainer
+
+    import torch
+
+    torch.manual_seed(0)
+    model = create_model("softmax")
+    Trainer(model, TrainConfig(epochs=2, batch_size=128)).fit(real_data.x_train[:20000], real_data.y_train[:20000])
+    save_model(model, tmp_path / "model", name="softmax", class_names=real_data.class_names)
+
+    x, y = real_data.x_test[:60], real_data.y_test[:60]
+    paths = []
+    for i, image in enumerate(x):
+        as_photo(image, at=(20 + 3 * i, 40), blur=1.5).save(tmp_path / f"{i}.jpg")
+        paths.append(tmp_path / f"{i}.jpg")
+    result = predict_files(tmp_path / "model", paths, top_k=1)
+    from fmnist.evaluation import predict_proba
+
+    original = predict_proba(model, x).argmax(1)
+    photo = np.array([p.label for p in result.predictions])
+    agree = (photo == original).mean()
+    assert agree >= 0.8, agree
+    # Barely trained, the softmax is right ~75% of the time; photos may cost little of that.
+    assert (photo == y).mean() >= (original == y).mean() - 0.1
+    # And each came back looking like its original (up to the garment's 1-pixel re-centring).
+    rs = [max(np.corrcoef(np.roll(p.input.image, (dy, dx), (0, 1)).ravel().astype(float),
+                          image.ravel().astype(float))[0, 1] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+          for p, image in zip(result.predictions, x)]
+    assert np.median(rs) > 0.9, np.median(rs)

@@ -1,0 +1,142 @@
+"""The report, built from real (tiny) runs: a conv network and the scikit-learn baseline."""
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist.cli.main import main
+from fmnist.data import load_dataset
+from fmnist.data.idx import write_idx
+from fmnist.models import get_preset
+from fmnist.reporting.report import REPORT_FILE, SECTIONS, build_report
+from fmnist.runs import resolve_config, train_run
+from tests.conftest import learnable_images
+
+CONV = "conv:4:3,maxpool:2,flatten,dense:16:relu,dense:10"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The conftest's learnable 200 + 50 images, module-scoped so the runs train once."""
+    folder = tmp_path_factory.mktemp("tiny-data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FMNIST_CACHE", str(tmp_path_factory.mktemp("cache")))
+    y_train, y_test = np.arange(200) % 10, np.arange(50) % 10
+    write_idx(folder / "train-images-idx3-ubyte.gz", learnable_images(y_train, 0))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", y_train.astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", learnable_images(y_test, 1))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test.astype(np.uint8))
+    yield folder
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def runs(tiny, tmp_path_factory):
+    data = load_dataset(tiny, dataset="custom")
+    out = tmp_path_factory.mktemp("runs")
+    train_run(CONV, data, config=resolve_config(get_preset(CONV), epochs=3, batch_size=16), out_dir=out / "cnn")
+    train_run("sgd-logreg", data, out_dir=out / "sgd")
+    return data, [out / "cnn", out / "sgd"]
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    data, dirs = runs
+    out = tmp_path_factory.mktemp("report")
+    return build_report(dirs, out, data, dpi=50, n_mistakes=5)
+
+
+def test_report_html_has_every_section_for_every_run(runs, report):
+    import html
+
+    page = report.read_text(encoding="utf-8")
+    assert report.name == REPORT_FILE
+    assert 'id="leaderboard"' in page and 'id="learning-curves"' in page
+    for section in SECTIONS[2:]:
+        for slug in ("cnn", "sgd"):
+            assert f'id="{section}-{slug}"' in page, (section, slug)
+    assert "reported apart, never used to choose" in page
+    data, _ = runs
+    for name in data.class_names:  # every class has its row in the per-class tables
+        assert page.count(f'<tr><td>{html.escape(name)}</td><td class="num">') == 2
+
+
+def test_report_is_self_contained(report):
+    page = report.read_text(encoding="utf-8")
+    # Every image is embedded; every link stays inside the page.
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', page))
+    without_data = re.sub(r'data:image/png;base64,[A-Za-z0-9+/=]+', "", page)
+    assert "http" not in without_data
+    assert "<script" not in page and "<link" not in page and "@import" not in page and "url(" not in page
+    # 1 learning-curves + 5 per run + conv (2 figures + input image) for the conv net.
+    assert len(srcs) == 1 + 5 * 2 + 3
+
+
+def test_report_writes_valid_pngs_beside_the_html(report):
+    out = report.parent
+    expected = {"learning_curves.png"} | {f"{run}/{name}.png" for run in ("cnn", "sgd") for name in
+                                          ("confusion_counts", "confusion_normalised", "per_class",
+                                           "misclassified", "embedding")}
+    expected |= {"cnn/conv_filters.png", "cnn/feature_maps.png"}
+    found = {str(p.relative_to(out)) for p in out.rglob("*.png")}
+    assert found == expected
+    for rel in expected:
+        path = out / rel
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        with Image.open(path) as im:
+            im.verify()
+    # learning_curves is an 11 x 4 inch figure: 550 x 200 pixels at dpi 50.
+    with Image.open(out / "learning_curves.png") as im:
+        assert im.size == (550, 200)
+    with Image.open(out / "cnn" / "embedding.png") as im:
+        assert im.size == (400, 325)
+
+
+def test_sgd_run_skips_conv_and_embeds_pixels(report):
+    page = report.read_text(encoding="utf-8")
+    sgd = page[page.index('id="conv-sgd"'):]
+    assert "Not applicable" in sgd[:400]
+    assert "input pixels" in page[page.index('id="embedding-sgd"'):][:600]
+    assert "No per-epoch history for sgd-logreg" in page
+
+
+def test_leaderboard_ranks_by_validation_accuracy(runs, report):
+    import json
+
+    page = report.read_text(encoding="utf-8")
+    board = page[page.index('id="leaderboard"'):page.index('id="learning-curves"')]
+    data, dirs = runs
+    val = {d.name: json.loads((d / "metrics.json").read_text())["val"]["accuracy"] for d in dirs}
+    first, second = sorted(val, key=lambda k: -val[k])
+    assert board.index(str(dirs[0].parent / first)) < board.index(str(dirs[0].parent / second))
+
+
+def test_text_is_escaped(runs, tmp_path):
+    """A run folder named like markup appears as text, never as markup."""
+    import shutil
+
+    data, dirs = runs
+    evil = tmp_path / "<b>run&"
+    shutil.copytree(dirs[1], evil)
+    page = build_report([evil], tmp_path / "out", data, dpi=30).read_text(encoding="utf-8")
+    assert "<b>run&" not in page and "&lt;b&gt;run&amp;" in page
+
+
+def test_report_cli(runs, tiny, tmp_path, capsys):
+    _, dirs = runs
+    out = tmp_path / "cli-report"
+    code = main(["report", str(dirs[1]), "--out", str(out), "--data-dir", str(tiny), "--dataset", "custom"])
+    assert code == 0
+    assert (out / REPORT_FILE).exists()
+    assert str(out / REPORT_FILE) in capsys.readouterr().out
+
+
+def test_report_cli_errors_are_one_line(tiny, tmp_path, capsys):
+    code = main(["report", str(tmp_path / "missing"), "--data-dir", str(tiny), "--dataset", "custom"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0 and "missing" in err
