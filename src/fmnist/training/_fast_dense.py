@@ -37,6 +37,13 @@ class DenseStep:
 
     def __init__(self, layers: list[tuple[nn.Linear, type | None]]):
         self.layers = layers
+        # Per layer: the Parameters (their .grad is read each step: the optimizer owns it),
+        # detached aliases of weight, weight.T and bias (same memory, so they see every
+        # in-place update; using them needs no ``torch.no_grad`` and no module attribute
+        # lookups), and the activation's forward and backward.
+        self._plan = [(lin.weight, lin.bias, lin.weight.detach(), lin.weight.detach().t(),
+                       None if lin.bias is None else lin.bias.detach(), *(_ACTIVATIONS[act] if act else (None, None)))
+                      for lin, act in layers]
         self._neg_inv: dict[tuple, torch.Tensor] = {}
 
     @classmethod
@@ -63,38 +70,38 @@ class DenseStep:
             return None
         return cls(layers)
 
-    @torch.no_grad()
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor, picked: torch.Tensor, pred: torch.Tensor) -> None:
         """One batch: ``xb`` float (n, 28, 28) or (n, 784), ``yb`` long (n,).
 
         Writes each parameter's gradient of the mean cross-entropy into ``p.grad``, each sample's
         log-probability of its label into ``picked`` (n, 1) and the predicted class into ``pred`` (n,).
+        The detached aliases keep autograd out, so no graph is built even with grad mode on.
         """
         n = len(xb)
-        h = xb.reshape(n, -1)
-        inputs, outputs = [], []
-        for lin, act in self.layers:
-            inputs.append(h)
-            h = torch.addmm(lin.bias, h, lin.weight.t()) if lin.bias is not None else h @ lin.weight.t()
-            if act is not None:
-                _ACTIVATIONS[act][0](h)
-            outputs.append(h)
+        h = xb.reshape(n, -1).detach()
+        saved = []
+        for _, _, _, wt, b, fwd, _ in self._plan:
+            saved.append(h)
+            h = torch.addmm(b, h, wt) if b is not None else torch.mm(h, wt)
+            if fwd is not None:
+                fwd(h)
+        saved.append(h)
         ycol = yb.view(n, 1)
         lsm = torch.log_softmax(h, 1)
         torch.gather(lsm, 1, ycol, out=picked)
         torch.argmax(h, 1, out=pred)
         # d(mean CE)/d(logits) = (softmax - onehot) / n
         g = lsm.exp_().div_(n).scatter_add_(1, ycol, self._neg_inv_n(n, lsm))
-        for i in range(len(self.layers) - 1, -1, -1):
-            lin, _ = self.layers[i]
-            self._grad(lin.weight, torch.mm, g.t(), inputs[i])
-            if lin.bias is not None:
-                self._grad(lin.bias, torch.sum, g, 0)
+        for i in range(len(self._plan) - 1, -1, -1):
+            weight, bias, w, _, _, _, _ = self._plan[i]
+            self._grad(weight, torch.mm, g.t(), saved[i])
+            if bias is not None:
+                self._grad(bias, torch.sum, g, 0)
             if i:
-                g = torch.mm(g, lin.weight)
-                act = self.layers[i - 1][1]
-                if act is not None:
-                    g = _ACTIVATIONS[act][1](g, outputs[i - 1])
+                g = torch.mm(g, w)
+                back = self._plan[i - 1][6]
+                if back is not None:
+                    g = back(g, saved[i])
 
     @staticmethod
     def _grad(param: torch.Tensor, fn, *args) -> None:

@@ -31,10 +31,12 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from fmnist.errors import UsageError
+from fmnist.training import _fast_kernels as _kernels
 
 
 class FlatOptimizer(torch.optim.Optimizer):
@@ -85,6 +87,14 @@ class FlatOptimizer(torch.optim.Optimizer):
             for p, view in zip(params, views(buf)):
                 self.state[p][name] = view
         flat["step"] = 0  # updates applied; stored per parameter by state_dict()
+        flat["fused"] = (_kernels.AVAILABLE and device.type == "cpu" and dtype in (torch.float32, torch.float64)
+                         and all(p.is_contiguous() for p in params))
+        if flat["fused"]:
+            # numpy views of the same memory, made once: the fused kernels take arrays.
+            flat["scalar"] = np.float32 if dtype == torch.float32 else np.float64
+            flat["np"] = {name: [v.view(-1).numpy() for v in views(flat[name])]
+                          for name in ("grad", *self.state_names)}
+            flat["p_ptrs"] = None
         return flat
 
     def _gather_grads(self, group: dict[str, Any], flat: dict[str, Any]) -> None:
@@ -97,6 +107,11 @@ class FlatOptimizer(torch.optim.Optimizer):
                 else:
                     view.copy_(grad)
                 p.grad = view
+        if flat["fused"]:
+            ptrs = [p.data_ptr() for p in group["params"]]
+            if ptrs != flat["p_ptrs"]:  # first step, or a parameter got new storage
+                flat["p_np"] = [p.detach().view(-1).numpy() for p in group["params"]]
+                flat["p_ptrs"] = ptrs
 
     # -- torch.optim.Optimizer API ----------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -127,11 +142,14 @@ class FlatOptimizer(torch.optim.Optimizer):
                     continue
                 self._gather_grads(group, flat)
                 flat["step"] += 1
-                lr, wd = group["lr"], group["weight_decay"]
-                if wd:
-                    # Keras 3: decoupled decay before the update, p -= lr * wd * p.
-                    torch._foreach_mul_(params, 1.0 - lr * wd)
-                self._update(group, flat, flat["step"])
+                # Keras 3's decoupled weight decay, before the update: p *= 1 - lr * wd.
+                keep = 1.0 - group["lr"] * group["weight_decay"]
+                if flat["fused"]:
+                    self._fused(group, flat, flat["step"], keep)
+                else:
+                    if keep != 1.0:
+                        torch._foreach_mul_(params, keep)
+                    self._update(group, flat, flat["step"])
         if self._optimizer_step_post_hooks or _global_optimizer_post_hooks:
             for hook in (*self._optimizer_step_post_hooks.values(), *_global_optimizer_post_hooks.values()):
                 hook(self, (self,), {"closure": closure})
@@ -165,6 +183,11 @@ class FlatOptimizer(torch.optim.Optimizer):
             flat["step"] = max(steps, default=0)
 
     def _update(self, group: dict[str, Any], flat: dict[str, Any], step: int) -> None:
+        """The update with torch ops (any device); ``p.grad`` views hold this step's gradients."""
+        raise NotImplementedError
+
+    def _fused(self, group: dict[str, Any], flat: dict[str, Any], step: int, keep: float) -> None:
+        """The same update (decay included) with the one-pass CPU kernels of ``_fast_kernels``."""
         raise NotImplementedError
 
     @staticmethod
@@ -199,6 +222,12 @@ class KerasRMSprop(FlatOptimizer):
         else:
             self._apply(group["params"], flat, -group["lr"])
 
+    def _fused(self, group, flat, step, keep):
+        c, a = flat["scalar"], flat["np"]
+        args = (c(keep), c(group["lr"]), c(group["rho"]), c(1 - group["rho"]), c(group["eps"]), c(group["momentum"]))
+        for p, g, v, m in zip(flat["p_np"], a["grad"], a["square_avg"], a["momentum_buffer"]):
+            _kernels.rmsprop(p, g, v, m, *args)
+
 
 class KerasSGD(FlatOptimizer):
     """``keras.optimizers.SGD``: ``m = momentum * m - lr * g``; ``p += m`` (nesterov:
@@ -223,6 +252,12 @@ class KerasSGD(FlatOptimizer):
         else:
             torch._foreach_add_(group["params"], flat["views"](m))
 
+    def _fused(self, group, flat, step, keep):
+        c, a = flat["scalar"], flat["np"]
+        args = (c(keep), c(group["lr"]), c(group["momentum"]), bool(group["nesterov"]))
+        for p, g, m in zip(flat["p_np"], a["grad"], a["momentum_buffer"]):
+            _kernels.sgd(p, g, m, *args)
+
 
 class KerasAdagrad(FlatOptimizer):
     """``keras.optimizers.Adagrad``: ``acc += g**2``; ``p -= lr * g / sqrt(acc + eps)``; acc starts at 0.1."""
@@ -244,6 +279,12 @@ class KerasAdagrad(FlatOptimizer):
         torch.div(g, tmp, out=tmp)
         self._apply(group["params"], flat, -group["lr"])
 
+    def _fused(self, group, flat, step, keep):
+        c, a = flat["scalar"], flat["np"]
+        args = (c(keep), c(group["lr"]), c(group["eps"]))
+        for p, g, acc in zip(flat["p_np"], a["grad"], a["sum"]):
+            _kernels.adagrad(p, g, acc, *args)
+
 
 class KerasAdam(FlatOptimizer):
     """``keras.optimizers.Adam`` (and AdamW: the same with decoupled ``weight_decay``).
@@ -261,12 +302,23 @@ class KerasAdam(FlatOptimizer):
     def _update(self, group, flat, step):
         g, m, v, tmp = flat["grad"], flat["exp_avg"], flat["exp_avg_sq"], flat["tmp"]
         b1, b2 = group["betas"]
-        m.lerp_(g, 1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        alpha = group["lr"] * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
+        m.lerp_(g, 1 - b1)  # lerp computes m + (g - m) * w, Keras's form
+        v.lerp_(torch.mul(g, g, out=tmp), 1 - b2)
         torch.sqrt(v, out=tmp).add_(group["eps"])
         torch.div(m, tmp, out=tmp)
-        self._apply(group["params"], flat, -alpha)
+        self._apply(group["params"], flat, -self._alpha(group, step))
+
+    @staticmethod
+    def _alpha(group, step):
+        b1, b2 = group["betas"]
+        return group["lr"] * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
+
+    def _fused(self, group, flat, step, keep):
+        c, a = flat["scalar"], flat["np"]
+        b1, b2 = group["betas"]
+        args = (c(keep), c(self._alpha(group, step)), c(1 - b1), c(1 - b2), c(group["eps"]))
+        for p, g, m, v in zip(flat["p_np"], a["grad"], a["exp_avg"], a["exp_avg_sq"]):
+            _kernels.adam(p, g, m, v, *args)
 
 
 # name -> (factory, Keras's default learning rate)
