@@ -15,7 +15,8 @@ Why flat buffers: at batch 32 the update, not the arithmetic, was half of a trai
 time, because it is one small kernel per parameter tensor per phase. Here each param group's
 gradients live in ONE contiguous buffer (every ``p.grad`` is a view of it; autograd accumulates
 into those views in place), and so does each piece of optimizer state, so the update is a few
-in-place ops on one tensor plus a single multi-tensor add into the parameters. The parameters
+in-place ops on one tensor plus a single multi-tensor add into the parameters; on the CPU, with
+numba installed, it is one fused pass per parameter tensor (``_fast_kernels``). The parameters
 themselves keep their own storage: a model's ``state_dict`` must not share memory (safetensors
 refuses shared tensors).
 
