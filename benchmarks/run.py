@@ -136,13 +136,18 @@ def main(argv=None) -> int:
 
     results: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                                  "cpus": os.cpu_count(), "torch": torch.__version__,
-                                 "torch_threads": torch.get_num_threads()},
+                                 "torch_threads": torch.get_num_threads(),
+                                 "train_threads": Trainer.cpu_train_threads or torch.get_num_threads()},
                      "repeats": repeats, "presets": {}}
     for name in PRESETS:
         torch.manual_seed(0)
         model = create_model(name)
         shapes = dense_shapes(model)
+        # The floor runs with the thread count the training steps use (Trainer.cpu_train_threads).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(Trainer.cpu_train_threads or threads)
         floor = gemm_floor(shapes, steps, repeats)
+        torch.set_num_threads(threads)
         trainer = Trainer(model, TrainConfig(epochs=1, device="cpu"))
         epoch, epoch_all = median_time(lambda: trainer.run_epoch(xs, ys), repeats)
         log_proba_tensors(model, xv)  # warm up
@@ -164,7 +169,7 @@ def main(argv=None) -> int:
         return 0
     m = results["machine"]
     print(f"{m['processor'] or m['platform']}: {m['cpus']} CPUs, torch {m['torch']} "
-          f"({m['torch_threads']} threads); medians of {repeats}; load average "
+          f"({m['train_threads']} thread(s) training, {m['torch_threads']} evaluating); medians of {repeats}; load average "
           f"{results['loadavg_before'][0]:.1f} -> {results['loadavg_after'][0]:.1f}")
     print(f"{'preset':<13}{'floor':>8}{'epoch':>8}{'x floor':>9}{'eval':>9}{'ev floor':>10}{'x floor':>9}"
           f"{'predict/s':>12}{'keras':>9}")
