@@ -149,6 +149,18 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from fmnist.errors import UsageError
+
+    if not args.onnx:
+        raise UsageError("export: choose a format: --onnx (the only one so far)")
+    from fmnist.export import export_run
+
+    path = export_run(args.run_dir, args.out)
+    print(f"wrote {path}: input images float32 (N, 28, 28) in [0, 1]; outputs logits, probabilities (N, C)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmnist", description=__doc__.split("\n")[0].strip())
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
@@ -191,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results"),
                    help="folder for results.md, results.json and the run folders (default: ./results)")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("export", help="write a run's model in a format other tools run (ONNX)")
+    p.add_argument("run_dir", type=Path, help="a run folder written by 'fmnist train' (or a model folder)")
+    p.add_argument("--onnx", action="store_true", help="write ONNX, checked against onnxruntime (default: off)")
+    p.add_argument("--out", type=Path, help="file to write (default: RUN_DIR/model.onnx)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
