@@ -161,6 +161,24 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from fmnist.compare import compare, format_table
+    from fmnist.training import ProgressLogger
+
+    data = _load(args)
+    # With --json, stdout carries only the JSON: progress goes to stderr.
+    log = sys.stderr if args.json else sys.stdout
+    board = compare(args.models, data, epochs=args.epochs, seed=args.seed, out_dir=args.out,
+                    on_start=lambda i, name: print(f"\n== [{i}/{len(args.models)}] {name}", file=log, flush=True),
+                    callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
+    if args.json:
+        print(json.dumps(board, indent=2))
+    else:
+        print("\n" + format_table(board))
+        print(f"\nwritten: {args.out / 'leaderboard.md'}, {args.out / 'leaderboard.json'}, runs in {args.out / 'runs'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmnist", description=__doc__.split("\n")[0].strip())
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
@@ -209,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", action="store_true", help="write ONNX, checked against onnxruntime (default: off)")
     p.add_argument("--out", type=Path, help="file to write (default: RUN_DIR/model.onnx)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="train several models on the same split and seed; print a leaderboard")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="preset names or layer specs (see 'fmnist models')")
+    p.add_argument("--epochs", type=int, help="epochs for every torch model (default: each preset's)")
+    p.add_argument("--seed", type=int, help="seed for every torch model (default: each preset's, 42)")
+    p.add_argument("--out", type=Path, default=Path("compare"),
+                   help="folder for leaderboard.md/.json and runs/NAME (default: ./compare)")
+    p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (default: a table)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
