@@ -116,3 +116,22 @@ def test_export_run_function(tmp_path):
     import onnx
 
     assert {p.key: p.value for p in onnx.load(path).metadata_props}["name"] == "mine"
+
+
+@pytest.mark.parametrize("name", [n for n in fmnist.list_models()
+                                  if fmnist.models.get_preset(n).family == "torch"])
+def test_every_torch_preset_exports_with_parity(tmp_path, name):
+    """Each registered network exports; to_onnx itself runs onnxruntime and refuses a mismatch."""
+    torch.manual_seed(0)
+    path = to_onnx(create_model(name), tmp_path / f"{name}.onnx", class_names=fmnist.CLASS_NAMES, name=name)
+    assert run_onnx(path, learnable_images(np.arange(3)))["probabilities"].shape == (3, 10)
+
+
+def test_parity_check_catches_a_wrong_graph(monkeypatch, tmp_path):
+    """The built-in check is real: a graph that computes something else is refused, nothing written."""
+    import fmnist.export as export
+
+    monkeypatch.setattr(export, "_our_probabilities", lambda model, images: np.full((len(images), 10), 0.1))
+    with pytest.raises(ModelError, match="differs from the model"):
+        to_onnx(create_model(SPECS[0]), tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
