@@ -17,7 +17,7 @@ from tests.conftest import learnable_images
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-from fmnist.export import export_run, run_onnx, to_onnx  # noqa: E402
+from fmnist.export import export_run, run_onnx, to_onnx
 
 SPECS = ["flatten,dense:32:relu,dense:10",
          "flatten,dense:24:sigmoid,dropout:0.3,dense:16:tanh,batchnorm,dense:10",
@@ -129,7 +129,7 @@ def test_every_torch_preset_exports_with_parity(tmp_path, name):
 
 def test_parity_check_catches_a_wrong_graph(monkeypatch, tmp_path):
     """The built-in check is real: a graph that computes something else is refused, nothing written."""
-    import fmnist.export as export
+    from fmnist import export
 
     monkeypatch.setattr(export, "_our_probabilities", lambda model, images: np.full((len(images), 10), 0.1))
     with pytest.raises(ModelError, match="differs from the model"):

@@ -102,22 +102,25 @@ def format_table(board: dict[str, Any]) -> str:
     """The leaderboard as aligned plain text for the terminal, best first."""
     rows = table_rows(board)
     widths = [max(len(c) for c in col) for col in zip(COLUMNS, *rows)]
-    line = lambda cells: "  ".join(c.rjust(w) if i not in (1,) else c.ljust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *(line(r) for r in rows),
-                      f"ranked by validation accuracy; test (t10k) is reported apart and chose nothing; "
-                      f"total {board['total_time_s']:.1f}s"])
+
+    def line(cells: list[str]) -> str:  # the model name reads left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    footer = (f"ranked by validation accuracy; test (t10k) is reported apart and chose nothing; "
+              f"total {board['total_time_s']:.1f}s")
+    return "\n".join([line(list(COLUMNS)), line(["-" * w for w in widths]), *(line(r) for r in rows), footer])
 
 
 def format_markdown(board: dict[str, Any]) -> str:
     data = board["data"]
-    lines = ["# fmnist compare", "",
-             f"Data: {data['dataset']} from {data['source']} (verified: {data['verified']}); validation = "
+    epochs = board["epochs"] or "each preset's"
+    seed = board["seed"] if board["seed"] is not None else "each preset's"
+    about = (f"Data: {data['dataset']} from {data['source']} (verified: {data['verified']}); validation = "
              f"{data['split']['test_size']:.0%} of the training set (random_state {data['split']['random_state']}). "
-             f"Epochs: {board['epochs'] or 'each preset’s'}; seed: {board['seed'] if board['seed'] is not None else 'each preset’s'}.",
-             "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             f"Epochs: {epochs}; seed: {seed}.")
+    lines = ["# fmnist compare", "", about, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(board)]
-    lines += ["", "Ranked by validation accuracy. The test column is the t10k set, reported apart: nothing was "
-              f"chosen by it. Total time {board['total_time_s']:.1f} s. Versions: "
-              + ", ".join(f"{k} {v}" for k, v in board["versions"].items()), ""]
+    versions_line = ", ".join(f"{k} {v}" for k, v in board["versions"].items())
+    lines += ["", (f"Ranked by validation accuracy. The test column is the t10k set, reported apart: nothing was "
+                   f"chosen by it. Total time {board['total_time_s']:.1f} s. Versions: {versions_line}"), ""]
     return "\n".join(lines)

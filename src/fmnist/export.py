@@ -152,7 +152,7 @@ def _linear_graph(model):
     the sigmoid of each decision value divided by their sum (not a softmax). float64 inside
     the graph keeps it equal to scikit-learn's float64 arithmetic.
     """
-    onnx = _import_onnx()
+    _import_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     if getattr(model, "loss", "log_loss") != "log_loss":

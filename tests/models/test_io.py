@@ -179,7 +179,8 @@ def test_nan_weights_are_refused(saved):
 
 
 def test_nan_sklearn_weights_are_refused(tmp_path):
-    from safetensors.numpy import load_file as load_np, save_file as save_np
+    from safetensors.numpy import load_file as load_np
+    from safetensors.numpy import save_file as save_np
     from sklearn.linear_model import SGDClassifier
 
     y = np.arange(30) % 3

@@ -20,7 +20,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file as load_torch, save_file as save_torch
-from torch import nn
 
 from fmnist._files import atomic_write, write_json
 from fmnist.errors import ModelError
