@@ -238,3 +238,25 @@ def test_weights_that_are_a_folder_are_refused(saved):
     (saved / WEIGHTS).unlink()
     (saved / WEIGHTS).mkdir()
     _refused(saved, "missing")
+
+
+@pytest.mark.parametrize("mutate, match", [
+    # a billion units: refused by comparing shapes, without allocating 3 GB first
+    (lambda spec: spec["layers"][1].update(units=10**9), r"needs \(1000000000, 784\)"),
+    (lambda spec: spec.update(input_shape=[-3, 28]), "input_shape must be"),
+    (lambda spec: spec.update(input_shape=[784]), "input_shape must be"),
+    (lambda spec: spec.update(layers="flatten"), "malformed"),
+    (lambda spec: spec["layers"].insert(1, {"type": "dropout", "rate": 2}), "rate must be in"),
+])
+def test_forged_spec_is_refused(saved, mutate, match):
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    mutate(meta["spec"])
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    _refused(saved, match)
+
+
+def test_spec_that_is_not_an_object_is_refused(saved):
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    meta["spec"] = [1, 2]
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    _refused(saved, "'spec' must be a JSON object")

@@ -103,9 +103,14 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     weights = folder / WEIGHTS
     header = read_safetensors_header(weights)
     if meta["family"] == "torch":
-        model = Network(_spec_from(meta, folder))
-        expected = {k: (tuple(v.shape), _TORCH_DTYPES.get(v.dtype, str(v.dtype))) for k, v in model.state_dict().items()}
+        spec = _spec_from(meta, folder)
+        # Shapes first, on the meta device (no memory): a model.json asking for a billion units
+        # must be refused by comparison with the file, not by running out of memory.
+        with torch.device("meta"):
+            expected = {k: (tuple(v.shape), _TORCH_DTYPES.get(v.dtype, str(v.dtype)))
+                        for k, v in Network(spec).state_dict().items()}
         _check_header(weights, header, expected)
+        model = Network(spec)
         state = _load_tensors(weights, load_torch)
         _check_finite(weights, {k: v for k, v in state.items() if v.is_floating_point()})
         model.load_state_dict(state)
@@ -149,6 +154,9 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
     """The checked contents of a model folder's ``model.json`` (format, family, spec, class names)."""
     folder = Path(path)
     where = folder / MODEL_JSON
+    if where.is_file() and where.stat().st_size > _MAX_HEADER_BYTES:
+        raise ModelError(f"{where}: {where.stat().st_size:,} bytes, far larger than any model description; "
+                         "not an fmnist model.json")
     meta = read_json(where, "fmnist model description (model.json)")
     if meta.get("format") != MODEL_FORMAT:
         raise ModelError(f"{where}: not an fmnist model (format is {meta.get('format')!r}, "
@@ -171,10 +179,21 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _spec_from(meta: dict[str, Any], folder: Path) -> ModelSpec:
+    where = folder / MODEL_JSON
+    raw = meta.get("spec")
+    if not isinstance(raw, dict):
+        raise ModelError(f"{where}: 'spec' must be a JSON object with 'layers', got {type(raw).__name__}")
+    # The network reads input_shape as (height, width): anything else would fail at predict time.
+    shape = raw.get("input_shape", [28, 28])
+    if not (isinstance(shape, list) and len(shape) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+        raise ModelError(f"{where}: input_shape must be [height, width] of positive whole numbers, got {shape!r}")
     try:
-        spec = ModelSpec.from_dict(meta.get("spec") or {})
+        spec = ModelSpec.from_dict(raw)
     except ModelError as exc:
-        raise ModelError(f"{folder / MODEL_JSON}: {exc}") from None
+        raise ModelError(f"{where}: {exc}") from None
+    except (RuntimeError, ValueError, TypeError) as exc:  # torch's own complaint about an impossible stack
+        raise ModelError(f"{where}: the spec does not build a network ({exc})") from None
     names = meta.get("class_names")
     if names is not None and len(names) != spec.num_classes:
         raise ModelError(f"{folder / MODEL_JSON}: {len(names)} class names for a model with "
