@@ -100,3 +100,15 @@ def test_grid_search(images):
     # lr 1e-4 for two epochs of 60 images barely moves the weights: the search must notice
     scores = dict(zip(map(str, search.cv_results_["params"]), search.cv_results_["mean_test_score"]))
     assert scores[str({"lr": 3e-3, "model": SMALL})] > scores[str({"lr": 1e-4, "model": SMALL})]
+
+
+def test_other_image_sizes_keep_their_shape():
+    """(N, 14, 14) images: conv presets see 14 x 14, not a row of 196 pixels."""
+    y = np.arange(40) % 4
+    x = learnable_images(y)[:, ::2, ::2].copy()
+    clf = NetClassifier("conv:4:3,maxpool:2,flatten,dense:10", epochs=1, device="cpu").fit(x, y)
+    assert clf.image_shape_ == (14, 14) and clf.n_features_in_ == 196
+    assert clf.model_.spec.input_shape == (14, 14) and clf.model_.spec.num_classes == 4
+    assert clf.predict_proba(x).shape == (40, 4)
+    with pytest.raises(ValueError, match="784 features"):
+        clf.predict(learnable_images(y))

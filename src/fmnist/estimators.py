@@ -12,7 +12,8 @@
 
 ``X`` may be uint8 images (N, 28, 28) or (N, 784), scaled by 1/255 as everywhere in fmnist,
 or floats (N, n_features) used as they are. The network's input layer is built from
-``n_features_in_`` (28 x 28 when there are 784 features, so convolutional presets work),
+``n_features_in_``: images (N, H, W) keep their H x W, 784 flat features are read as 28 x 28
+(so convolutional presets work), any other count as one row of pixels,
 and its output layer from the number of classes, so any labels (ints or strings) and any
 feature count fit.
 """
@@ -44,7 +45,8 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
     ``epochs=None`` and ``lr=None`` mean the preset's (then Keras's) default. Fitted
     attributes: ``model_`` (the :class:`Network`, eval mode), ``classes_`` (sorted labels;
     output ``i`` of the network is ``classes_[i]``), ``history_`` (one dict per epoch),
-    ``n_features_in_``, ``config_`` (the resolved :class:`TrainConfig`).
+    ``n_features_in_``, ``image_shape_`` (how the network reads one row: (H, W)), ``config_``
+    (the resolved :class:`TrainConfig`).
     """
 
     def __init__(self, model: str = "mlp-200", *, epochs: int | None = None, batch_size: int = 32,
@@ -63,7 +65,12 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y) -> NetClassifier:
         """Train a fresh network on ``X`` (N, ...) and labels ``y`` (N,); returns ``self``."""
+        shape = getattr(X, "shape", ())
         X = self._check_X(X, reset=True)
+        if len(shape) == 3:
+            self.image_shape_ = tuple(int(s) for s in shape[1:])
+        else:
+            self.image_shape_ = (28, 28) if self.n_features_in_ == 784 else (1, self.n_features_in_)
         if y is None:
             raise ValueError("NetClassifier requires y to be passed, but the target y is None")
         check_classification_targets(y)
@@ -80,7 +87,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
                                       "batch_size": self.batch_size, "optimizer": self.optimizer,
                                       "momentum": self.momentum, "weight_decay": self.weight_decay,
                                       "seed": self.seed, "device": self.device})
-        spec = _fit_spec(preset.spec, self.n_features_in_, len(self.classes_))
+        spec = _fit_spec(preset.spec, self.image_shape_, len(self.classes_))
         torch.manual_seed(self.seed)  # initial weights and dropout masks depend on the seed only
         network = Network(spec)
         callbacks = [ProgressLogger()] if self.verbose else []
@@ -129,11 +136,11 @@ def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _fit_spec(spec: ModelSpec, n_features: int, n_classes: int) -> ModelSpec:
-    """The preset's layers with an input of ``n_features`` and an output layer of ``n_classes``."""
+def _fit_spec(spec: ModelSpec, input_shape: tuple[int, int], n_classes: int) -> ModelSpec:
+    """The preset's layers with input ``input_shape`` (H, W) and an output layer of ``n_classes``."""
     layers = [dict(layer) for layer in spec.layers]
     layers[-1]["units"] = n_classes
-    input_shape = spec.input_shape if n_features == int(np.prod(spec.input_shape)) else (1, n_features)
+    n_features = input_shape[0] * input_shape[1]
     try:
         return dataclasses.replace(spec, layers=tuple(layers), num_classes=n_classes, input_shape=input_shape)
     except ModelError as exc:
