@@ -3,6 +3,8 @@ and the image input forms."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -112,3 +114,15 @@ def test_other_image_sizes_keep_their_shape():
     assert clf.predict_proba(x).shape == (40, 4)
     with pytest.raises(ValueError, match="784 features"):
         clf.predict(learnable_images(y))
+
+
+def test_fitted_estimator_saves_and_loads_as_its_network(images, tmp_path):
+    import fmnist
+
+    x, y = images
+    clf = NetClassifier(SMALL, epochs=1, device="cpu").fit(x, y)
+    loaded = fmnist.load_model(fmnist.save_model(clf, tmp_path / "clf"))
+    np.testing.assert_array_equal(fmnist.predict_proba(loaded, x), fmnist.predict_proba(clf.model_, x))
+    names = json.loads((tmp_path / "clf" / "model.json").read_text())["class_names"]
+    assert names == [str(c) for c in clf.classes_]
+    np.testing.assert_allclose(clf.predict_proba(x), fmnist.predict_proba(loaded, x), atol=1e-6)

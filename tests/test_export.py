@@ -135,3 +135,17 @@ def test_parity_check_catches_a_wrong_graph(monkeypatch, tmp_path):
     with pytest.raises(ModelError, match="differs from the model"):
         to_onnx(create_model(SPECS[0]), tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_fitted_estimator_exports_with_its_labels(tmp_path):
+    import onnx
+
+    from fmnist.estimators import NetClassifier
+
+    y = np.arange(60) % 3 + 7
+    x = learnable_images(y % 10)
+    clf = NetClassifier("flatten,dense:8:relu,dense:10", epochs=1, device="cpu").fit(x, y)
+    path = to_onnx(clf, tmp_path / "clf.onnx")
+    np.testing.assert_allclose(run_onnx(path, x)["probabilities"], clf.predict_proba(x), atol=1e-5)
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert json.loads(props["class_names"]) == ["7", "8", "9"]

@@ -51,13 +51,16 @@ _DOC = {
 
 def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | list[str] | None = None,
             name: str = "model", check: bool = True) -> Path:
-    """Write ``model`` (an fmnist :class:`Network` or fitted linear classifier) to ``path`` as ONNX.
+    """Write ``model`` (an fmnist :class:`Network`, fitted NetClassifier or linear classifier) as ONNX.
 
     The file is written atomically (a crash leaves no half-written file). With ``check`` and
     onnxruntime installed, the exported graph is first run on random images and must match
     our probabilities to ``PARITY_TOLERANCE``, else :class:`ModelError`.
     """
     onnx = _import_onnx()
+    if isinstance(getattr(model, "model_", None), Network):  # a fitted NetClassifier
+        class_names = class_names if class_names is not None else [str(c) for c in model.classes_]
+        model = model.model_
     if isinstance(model, Network):
         proto = _torch_graph(model)
         spec = str(model.spec)

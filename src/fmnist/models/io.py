@@ -59,8 +59,18 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[str, ...] | None = None) -> Path:
-    """Write ``model.json`` and ``weights.safetensors`` for a torch Network or fitted linear estimator."""
+    """Write ``model.json`` and ``weights.safetensors`` into ``folder``; returns ``folder``.
+
+    ``model`` is a torch :class:`Network`, a fitted linear scikit-learn classifier, or a fitted
+    :class:`~fmnist.estimators.NetClassifier` (saved as its network; ``classes_`` become the
+    class names). Each file is written atomically.
+    """
     folder = Path(folder)
+    if isinstance(getattr(model, "model_", None), Network):
+        # A fitted NetClassifier: its network, with its labels (classes_) as the class names.
+        if class_names is None:
+            class_names = tuple(str(c) for c in model.classes_)
+        model = model.model_
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
         n_out = model.spec.num_classes if isinstance(model, Network) else len(getattr(model, "classes_", ()))
