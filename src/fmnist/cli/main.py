@@ -174,6 +174,36 @@ def cmd_predict(args) -> int:
     return 1 if result.failures else 0
 
 
+def cmd_export(args) -> int:
+    from fmnist.errors import UsageError
+
+    if not args.onnx:
+        raise UsageError("export: choose a format: --onnx (the only one so far)")
+    from fmnist.export import export_run
+
+    path = export_run(args.run_dir, args.out)
+    print(f"wrote {path}: input images float32 (N, 28, 28) in [0, 1]; outputs logits, probabilities (N, C)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from fmnist.compare import compare, format_table
+    from fmnist.training import ProgressLogger
+
+    data = _load(args)
+    # With --json, stdout carries only the JSON: progress goes to stderr.
+    log = sys.stderr if args.json else sys.stdout
+    board = compare(args.models, data, epochs=args.epochs, seed=args.seed, out_dir=args.out,
+                    on_start=lambda i, name: print(f"\n== [{i}/{len(args.models)}] {name}", file=log, flush=True),
+                    callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
+    if args.json:
+        print(json.dumps(board, indent=2))
+    else:
+        print("\n" + format_table(board))
+        print(f"\nwritten: {args.out / 'leaderboard.md'}, {args.out / 'leaderboard.json'}, runs in {args.out / 'runs'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmnist", description=__doc__.split("\n")[0].strip())
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
@@ -238,6 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each image as the model saw it, 28x28 PNG (default: off)")
     p.add_argument("--plot", type=Path, metavar="DIR", help="write a probability bar chart per image (default: off)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a run's model in a format other tools run (ONNX)")
+    p.add_argument("run_dir", type=Path, help="a run folder written by 'fmnist train' (or a model folder)")
+    p.add_argument("--onnx", action="store_true", help="write ONNX, checked against onnxruntime (default: off)")
+    p.add_argument("--out", type=Path, help="file to write (default: RUN_DIR/model.onnx)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="train several models on the same split and seed; print a leaderboard")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="preset names or layer specs (see 'fmnist models')")
+    p.add_argument("--epochs", type=int, help="epochs for every torch model (default: each preset's)")
+    p.add_argument("--seed", type=int, help="seed for every torch model (default: each preset's, 42)")
+    p.add_argument("--out", type=Path, default=Path("compare"),
+                   help="folder for leaderboard.md/.json and runs/NAME (default: ./compare)")
+    p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (default: a table)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -9,7 +9,9 @@ that does not match its own description is refused with one line saying why.
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file as load_torch, save_file as save_torch
-from torch import nn
 
 from fmnist._files import atomic_write, write_json
 from fmnist.errors import ModelError
@@ -30,6 +31,18 @@ MODEL_JSON = "model.json"
 WEIGHTS = "weights.safetensors"
 # Fitted attributes of a linear scikit-learn classifier: all it needs to predict.
 _LINEAR_ARRAYS = ("coef_", "intercept_", "classes_")
+# Bytes per element of each safetensors dtype: lets the header be checked against the file
+# size before a single tensor is read.
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+_TORCH_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+                 torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+# Our headers are a few kB; anything beyond this is not one of our files (and must not be
+# read into memory because a header says so).
+_MAX_HEADER_BYTES = 16 * 2**20
+# How files that are not safetensors start: pickle (protocol 2+), zip (torch.save since 1.6).
+_FOREIGN_MAGIC = {b"\x80": "a pickle file", b"PK\x03\x04": "a zip archive (torch.save writes these)"}
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".h5", ".keras")
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -46,8 +59,23 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[str, ...] | None = None) -> Path:
-    """Write ``model.json`` and ``weights.safetensors`` for a torch Network or fitted linear estimator."""
+    """Write ``model.json`` and ``weights.safetensors`` into ``folder``; returns ``folder``.
+
+    ``model`` is a torch :class:`Network`, a fitted linear scikit-learn classifier, or a fitted
+    :class:`~fmnist.estimators.NetClassifier` (saved as its network; ``classes_`` become the
+    class names). Each file is written atomically.
+    """
     folder = Path(folder)
+    if isinstance(getattr(model, "model_", None), Network):
+        # A fitted NetClassifier: its network, with its labels (classes_) as the class names.
+        if class_names is None:
+            class_names = tuple(str(c) for c in model.classes_)
+        model = model.model_
+    if class_names is not None:
+        class_names = tuple(str(c) for c in class_names)
+        n_out = model.spec.num_classes if isinstance(model, Network) else len(getattr(model, "classes_", ()))
+        if len(class_names) != n_out:
+            raise ModelError(f"{len(class_names)} class names for a model with {n_out} outputs")
     meta: dict[str, Any] = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "name": name}
     if class_names is not None:
         meta["class_names"] = list(class_names)
@@ -70,68 +98,235 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a model saved by :func:`save_model` (a run folder or a model folder).
+    """Load a model saved by :func:`save_model` from its folder (a run folder works too).
 
-    Returns a torch :class:`Network` in eval mode or a fitted scikit-learn estimator. Nothing
-    in the files is executed: the JSON is data and the weights are plain tensors.
+    ``path`` is the folder, or its ``model.json`` / ``weights.safetensors``. Returns a torch
+    :class:`Network` in eval mode (input float (N, 28, 28) in [0, 1], output logits (N, C)) or a
+    fitted scikit-learn estimator. Nothing in the files is executed: the JSON is data, the
+    weights are plain tensors, and both are checked against each other before use; a file that
+    is foreign, truncated, tampered with or inconsistent raises :class:`ModelError` (one line).
+
+    >>> model = fmnist.load_model("runs/mlp-200")
     """
-    folder = Path(path)
-    if folder.is_file():
-        folder = folder.parent
-    meta = read_json(folder / MODEL_JSON, "fmnist model description (model.json)")
-    if meta.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{folder / MODEL_JSON}: not an fmnist model (format is {meta.get('format')!r})")
-    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise ModelError(f"{folder / MODEL_JSON}: saved by a newer fmnist (format {meta['format_version']}); upgrade fmnist")
+    folder = _model_folder(Path(path))
+    meta = model_info(folder)
     weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise ModelError(f"{weights}: missing; the model folder is incomplete")
-    family = meta.get("family")
+    header = read_safetensors_header(weights)
+    if meta["family"] == "torch":
+        spec = _spec_from(meta, folder)
+        # Shapes first, on the meta device (no memory): a model.json asking for a billion units
+        # must be refused by comparison with the file, not by running out of memory.
+        with torch.device("meta"):
+            expected = {k: (tuple(v.shape), _TORCH_DTYPES.get(v.dtype, str(v.dtype)))
+                        for k, v in Network(spec).state_dict().items()}
+        _check_header(weights, header, expected)
+        model = Network(spec)
+        state = _load_tensors(weights, load_torch)
+        _check_finite(weights, {k: v for k, v in state.items() if v.is_floating_point()})
+        model.load_state_dict(state)
+        return model.to(device).eval()
+    return _load_estimator(meta, header, weights)
+
+
+def _model_folder(path: Path) -> Path:
+    """The folder holding model.json, or a one-line refusal saying what ``path`` is instead."""
+    if not path.exists():
+        raise ModelError(f"{path}: no such file or folder; pass a model folder (model.json + {WEIGHTS}) "
+                         "or a run folder written by 'fmnist train'")
+    if path.is_file():
+        if path.name in (MODEL_JSON, WEIGHTS):
+            return path.parent
+        if path.suffix.lower() in _PICKLE_SUFFIXES or _sniff(path):
+            raise ModelError(f"{path}: a pickle-based model file; fmnist never loads those (unpickling can run "
+                             f"code). Load a folder with model.json + {WEIGHTS} instead")
+        if path.suffix.lower() == ".onnx":
+            raise ModelError(f"{path}: an ONNX export; run it with onnxruntime, or load the run folder it came from")
+        raise ModelError(f"{path}: not an fmnist model; pass the folder holding model.json and {WEIGHTS}")
+    if not (path / MODEL_JSON).is_file():
+        if (path / WEIGHTS).exists():
+            raise ModelError(f"{path / MODEL_JSON}: missing, so the weights cannot be interpreted; the model "
+                             "folder is incomplete (copy model.json along with the weights)")
+        raise ModelError(f"{path}: not an fmnist model folder (no {MODEL_JSON}); pass a folder written by "
+                         "fmnist.save_model or 'fmnist train'")
+    return path
+
+
+def _sniff(path: Path) -> str | None:
     try:
-        if family == "torch":
-            spec = ModelSpec.from_dict(meta.get("spec") or {})
-            model = Network(spec)
-            state = load_torch(str(weights))
-            _check_state(weights, model, state)
-            model.load_state_dict(state)
-            return model.to(device).eval()
-        if family == "sklearn":
-            return _load_estimator(meta, load_numpy(str(weights)), weights)
+        with open(path, "rb") as f:
+            start = f.read(4)
+    except OSError:
+        return None
+    return next((what for magic, what in _FOREIGN_MAGIC.items() if start.startswith(magic)), None)
+
+
+def model_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked contents of a model folder's ``model.json`` (format, family, spec, class names)."""
+    folder = Path(path)
+    where = folder / MODEL_JSON
+    if where.is_file() and where.stat().st_size > _MAX_HEADER_BYTES:
+        raise ModelError(f"{where}: {where.stat().st_size:,} bytes, far larger than any model description; "
+                         "not an fmnist model.json")
+    meta = read_json(where, "fmnist model description (model.json)")
+    if meta.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{where}: not an fmnist model (format is {meta.get('format')!r}, "
+                         f"expected {MODEL_FORMAT!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelError(f"{where}: format_version must be a positive whole number, got {version!r}")
+    if version > MODEL_FORMAT_VERSION:
+        raise ModelError(f"{where}: saved by a newer fmnist (model format {version}, this one reads up to "
+                         f"{MODEL_FORMAT_VERSION}); upgrade fmnist")
+    if meta.get("family") not in ("torch", "sklearn"):
+        raise ModelError(f"{where}: unknown model family {meta.get('family')!r}; expected 'torch' or 'sklearn'")
+    names = meta.get("class_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise ModelError(f"{where}: class_names must be a list of strings")
+    if not (folder / WEIGHTS).is_file():
+        raise ModelError(f"{folder / WEIGHTS}: missing; the model folder is incomplete (copy the weights along "
+                         "with model.json)")
+    return meta
+
+
+def _spec_from(meta: dict[str, Any], folder: Path) -> ModelSpec:
+    where = folder / MODEL_JSON
+    raw = meta.get("spec")
+    if not isinstance(raw, dict):
+        raise ModelError(f"{where}: 'spec' must be a JSON object with 'layers', got {type(raw).__name__}")
+    # The network reads input_shape as (height, width): anything else would fail at predict time.
+    shape = raw.get("input_shape", [28, 28])
+    if not (isinstance(shape, list) and len(shape) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+        raise ModelError(f"{where}: input_shape must be [height, width] of positive whole numbers, got {shape!r}")
+    try:
+        spec = ModelSpec.from_dict(raw)
+    except ModelError as exc:
+        raise ModelError(f"{where}: {exc}") from None
+    except (RuntimeError, ValueError, TypeError) as exc:  # torch's own complaint about an impossible stack
+        raise ModelError(f"{where}: the spec does not build a network ({exc})") from None
+    names = meta.get("class_names")
+    if names is not None and len(names) != spec.num_classes:
+        raise ModelError(f"{folder / MODEL_JSON}: {len(names)} class names for a model with "
+                         f"{spec.num_classes} outputs")
+    return spec
+
+
+def read_safetensors_header(weights: Path) -> dict[str, Any]:
+    """Parse and check a safetensors header without reading any tensor.
+
+    Returns ``{name: {"dtype", "shape", "data_offsets"}}`` (plus ``"__metadata__"``). Refuses a
+    pickle/zip file under this name, a truncated file, and a header whose sizes or offsets do not
+    fit the file, so a forged header cannot make us allocate what it claims.
+    """
+    try:
+        size = weights.stat().st_size
+        with open(weights, "rb") as f:
+            start = f.read(8)
+            foreign = next((what for magic, what in _FOREIGN_MAGIC.items() if start.startswith(magic)), None)
+            if foreign:
+                raise ModelError(f"{weights}: is {foreign}, not safetensors; fmnist never unpickles model files "
+                                 "(that can run code): save the model with fmnist.save_model")
+            if len(start) < 8:
+                raise ModelError(f"{weights}: {size} bytes, too short for a safetensors file (truncated?)")
+            (n,) = struct.unpack("<Q", start)
+            if n > min(size - 8, _MAX_HEADER_BYTES):
+                raise ModelError(f"{weights}: header claims {n:,} bytes but the file holds {size - 8:,} after the "
+                                 "length field; truncated or not a safetensors file")
+            raw = f.read(n)
+    except IsADirectoryError:
+        raise ModelError(f"{weights}: is a folder, expected a safetensors file") from None
+    except OSError as exc:
+        raise ModelError(f"{weights}: unreadable ({exc.strerror})") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelError(f"{weights}: header is not JSON; not a safetensors file") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{weights}: header is not a JSON object; not a safetensors file")
+    data_bytes, covered = size - 8 - n, 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            ok = (dtype in _DTYPE_BYTES and all(isinstance(d, int) and d >= 0 for d in shape)
+                  and isinstance(begin, int) and isinstance(end, int))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ModelError(f"{weights}: tensor {name!r} has a malformed header entry {info!r}")
+        if not 0 <= begin <= end <= data_bytes:
+            raise ModelError(f"{weights}: tensor {name!r} claims bytes {begin:,}..{end:,} but the file holds "
+                             f"{data_bytes:,}; truncated or tampered with")
+        if end - begin != math.prod(shape) * _DTYPE_BYTES[dtype]:
+            raise ModelError(f"{weights}: tensor {name!r} of shape {shape} {dtype} needs "
+                             f"{math.prod(shape) * _DTYPE_BYTES[dtype]:,} bytes, header gives {end - begin:,}")
+        covered += end - begin
+    if covered != data_bytes:
+        raise ModelError(f"{weights}: the header accounts for {covered:,} data bytes, the file holds "
+                         f"{data_bytes:,}; truncated or tampered with")
+    return header
+
+
+def _check_header(weights: Path, header: dict[str, Any], expected: dict[str, tuple[tuple[int, ...], str]]) -> None:
+    """Tensor names, shapes and dtypes in the file must be exactly those model.json implies."""
+    found = {k: (tuple(v["shape"]), v["dtype"]) for k, v in header.items() if k != "__metadata__"}
+    missing, unexpected = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    if missing or unexpected:
+        raise ModelError(f"{weights}: tensors do not match model.json (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}); the files belong to different models")
+    for key, (shape, dtype) in expected.items():
+        if found[key] != (shape, dtype):
+            raise ModelError(f"{weights}: tensor {key!r} is {found[key][0]} {found[key][1]}, model.json needs "
+                             f"{shape} {dtype}; the files belong to different models")
+
+
+def _load_tensors(weights: Path, load):
+    try:
+        return load(str(weights))
     except SafetensorError as exc:
         raise ModelError(f"{weights}: not a valid safetensors file ({exc})") from None
-    raise ModelError(f"{folder / MODEL_JSON}: unknown model family {family!r}")
 
 
-def _check_state(weights: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    expected = model.state_dict()
-    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
-    if missing or unexpected:
-        raise ModelError(f"{weights}: tensors do not match model.json (missing {sorted(missing)[:3]}, "
-                         f"unexpected {sorted(unexpected)[:3]})")
-    for key, tensor in expected.items():
-        if state[key].shape != tensor.shape or state[key].dtype != tensor.dtype:
-            raise ModelError(f"{weights}: tensor {key!r} is {tuple(state[key].shape)} {state[key].dtype}, "
-                             f"model.json needs {tuple(tensor.shape)} {tensor.dtype}")
-        if tensor.is_floating_point() and not torch.isfinite(state[key]).all():
-            raise ModelError(f"{weights}: tensor {key!r} holds NaN or infinite values")
+def _check_finite(weights: Path, arrays: dict[str, Any]) -> None:
+    for key, array in arrays.items():
+        finite = torch.isfinite(array).all() if isinstance(array, torch.Tensor) else np.isfinite(array).all()
+        if not finite:
+            raise ModelError(f"{weights}: tensor {key!r} holds NaN or infinite values (training diverged, or "
+                             "the file was altered); retrain or use an earlier checkpoint")
 
 
-def _load_estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], weights: Path):
+def _load_estimator(meta: dict[str, Any], header: dict[str, Any], weights: Path):
     from sklearn.linear_model import SGDClassifier
 
     estimators = {"SGDClassifier": SGDClassifier}
     cls = estimators.get(meta.get("estimator"))
     if cls is None:
-        raise ModelError(f"{weights.parent / MODEL_JSON}: unknown estimator {meta.get('estimator')!r}")
-    if set(arrays) != set(_LINEAR_ARRAYS):
-        raise ModelError(f"{weights}: expected arrays {list(_LINEAR_ARRAYS)}, found {sorted(arrays)}")
+        raise ModelError(f"{weights.parent / MODEL_JSON}: unknown estimator {meta.get('estimator')!r}; "
+                         f"known: {', '.join(estimators)}")
+    names = set(header) - {"__metadata__"}
+    if names != set(_LINEAR_ARRAYS):
+        raise ModelError(f"{weights}: expected arrays {list(_LINEAR_ARRAYS)}, found {sorted(names)}")
+    arrays = _load_tensors(weights, load_numpy)
     coef, intercept, classes = (arrays[a] for a in _LINEAR_ARRAYS)
-    if coef.ndim != 2 or intercept.shape != (coef.shape[0],) or len(classes) != coef.shape[0]:
-        raise ModelError(f"{weights}: inconsistent shapes coef {coef.shape}, intercept {intercept.shape}, "
-                         f"classes {classes.shape}")
+    # A binary linear model has one row of coefficients for its two classes.
+    n_classes = 2 if coef.ndim == 2 and coef.shape[0] == 1 else coef.shape[0]
+    if coef.ndim != 2 or intercept.shape != (coef.shape[0],) or classes.shape != (n_classes,) \
+            or not np.issubdtype(coef.dtype, np.floating) or not np.issubdtype(intercept.dtype, np.floating):
+        raise ModelError(f"{weights}: inconsistent arrays coef {coef.shape} {coef.dtype}, intercept "
+                         f"{intercept.shape} {intercept.dtype}, classes {classes.shape}")
+    _check_finite(weights, {"coef_": coef, "intercept_": intercept})
+    names = meta.get("class_names")
+    if names is not None and len(names) != len(classes):
+        raise ModelError(f"{weights.parent / MODEL_JSON}: {len(names)} class names for {len(classes)} classes")
+    params = meta.get("params", {})
+    if not isinstance(params, dict):
+        raise ModelError(f"{weights.parent / MODEL_JSON}: params must be a JSON object")
     try:
-        model = cls(**meta.get("params", {}))
-    except TypeError as exc:
+        model = cls(**params)
+        if hasattr(model, "_validate_params"):
+            model._validate_params()  # a bad value (loss="nonsense") fails here, not at predict time
+    except (TypeError, ValueError) as exc:  # sklearn's InvalidParameterError is a ValueError
         raise ModelError(f"{weights.parent / MODEL_JSON}: bad estimator parameters ({exc})") from None
     model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
     model.n_features_in_ = coef.shape[1]

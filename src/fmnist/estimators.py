@@ -1,0 +1,147 @@
+"""Every fmnist network as a scikit-learn classifier.
+
+:class:`NetClassifier` wraps a preset or layer spec and the one training loop
+(:class:`fmnist.training.Trainer`), so ``cross_validate``, ``GridSearchCV``, ``Pipeline`` and
+``clone`` work on it exactly as on ``SGDClassifier``::
+
+    from sklearn.model_selection import cross_validate
+    from fmnist.estimators import NetClassifier
+
+    clf = NetClassifier("mlp-100", epochs=5)
+    cross_validate(clf, x_train, y_train, cv=3)       # x: uint8 (N, 28, 28) images
+
+``X`` may be uint8 images (N, 28, 28) or (N, 784), scaled by 1/255 as everywhere in fmnist,
+or floats (N, n_features) used as they are. The network's input layer is built from
+``n_features_in_``: images (N, H, W) keep their H x W, 784 flat features are read as 28 x 28
+(so convolutional presets work), any other count as one row of pixels,
+and its output layer from the number of classes, so any labels (ints or strings) and any
+feature count fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
+
+from fmnist.errors import ModelError
+from fmnist.evaluation import predict_log_proba
+from fmnist.models.registry import get_preset
+from fmnist.models.spec import ModelSpec, Network
+from fmnist.training import ProgressLogger, TrainConfig, Trainer
+
+
+class NetClassifier(ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier training an fmnist network with the one training loop.
+
+    Parameters mirror ``fmnist train``: ``model`` is a torch preset name or a layer string;
+    ``epochs=None`` and ``lr=None`` mean the preset's (then Keras's) default. Fitted
+    attributes: ``model_`` (the :class:`Network`, eval mode), ``classes_`` (sorted labels;
+    output ``i`` of the network is ``classes_[i]``), ``history_`` (one dict per epoch),
+    ``n_features_in_``, ``image_shape_`` (how the network reads one row: (H, W)), ``config_``
+    (the resolved :class:`TrainConfig`).
+    """
+
+    def __init__(self, model: str = "mlp-200", *, epochs: int | None = None, batch_size: int = 32,
+                 optimizer: str = "rmsprop", lr: float | None = None, momentum: float = 0.0,
+                 weight_decay: float = 0.0, seed: int = 42, device: str = "auto", verbose: int = 0):
+        self.model = model
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    def fit(self, X, y) -> NetClassifier:
+        """Train a fresh network on ``X`` (N, ...) and labels ``y`` (N,); returns ``self``."""
+        shape = getattr(X, "shape", ())
+        X = self._check_X(X, reset=True)
+        if len(shape) == 3:
+            self.image_shape_ = tuple(int(s) for s in shape[1:])
+        else:
+            self.image_shape_ = (28, 28) if self.n_features_in_ == 784 else (1, self.n_features_in_)
+        if y is None:
+            raise ValueError("NetClassifier requires y to be passed, but the target y is None")
+        check_classification_targets(y)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"only one class in y ({self.classes_[0]!r}); NetClassifier needs at least 2")
+        preset = get_preset(self.model)
+        if preset.family != "torch":
+            raise ModelError(f"NetClassifier wraps torch networks; {self.model!r} is a scikit-learn model "
+                             "(use it directly)")
+        self.config_ = TrainConfig(**{**preset.train, **_given(epochs=self.epochs, lr=self.lr),
+                                      "batch_size": self.batch_size, "optimizer": self.optimizer,
+                                      "momentum": self.momentum, "weight_decay": self.weight_decay,
+                                      "seed": self.seed, "device": self.device})
+        spec = _fit_spec(preset.spec, self.image_shape_, len(self.classes_))
+        torch.manual_seed(self.seed)  # initial weights and dropout masks depend on the seed only
+        network = Network(spec)
+        callbacks = [ProgressLogger()] if self.verbose else []
+        trainer = Trainer(network, self.config_, callbacks)
+        self.history_ = trainer.fit(X, y_index)
+        self.model_ = trainer.model.eval()
+        return self
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log class probabilities, float (N, len(classes_)), columns in ``classes_`` order."""
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        log_proba = predict_log_proba(self.model_, X).astype(np.float64)
+        # The network computes in float32; renormalising in float64 makes rows sum to 1 to
+        # float64 precision, which scikit-learn's log_loss checks.
+        return log_proba - logsumexp(log_proba, axis=1, keepdims=True)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, float (N, len(classes_)); rows sum to 1."""
+        return np.exp(self.predict_log_proba(X))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable label for each row, taken from ``classes_``."""
+        best = self.predict_log_proba(X).argmax(axis=1)  # checks fitted before classes_ is read
+        return self.classes_[best]
+
+    def _check_X(self, X, *, reset: bool) -> np.ndarray:
+        """Validate ``X`` and bring it to (N, n_features): uint8 stays uint8, the rest float32."""
+        if not sp.issparse(X) and getattr(X, "ndim", 2) > 2:
+            X = np.asarray(X)
+            X = X.reshape(len(X), -1)  # images (N, 28, 28) are 784 features, as scikit-learn sees them
+        X = validate_data(self, X, reset=reset, dtype="numeric")
+        if X.dtype != np.uint8:
+            X = X.astype(np.float32)
+        # torch.from_numpy warns on read-only arrays (memory maps); a copy is writable.
+        return X if X.flags.writeable else X.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = self.device not in ("cpu", "auto") or torch.cuda.is_available()
+        return tags
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _fit_spec(spec: ModelSpec, input_shape: tuple[int, int], n_classes: int) -> ModelSpec:
+    """The preset's layers with input ``input_shape`` (H, W) and an output layer of ``n_classes``."""
+    layers = [dict(layer) for layer in spec.layers]
+    layers[-1]["units"] = n_classes
+    n_features = input_shape[0] * input_shape[1]
+    try:
+        return dataclasses.replace(spec, layers=tuple(layers), num_classes=n_classes, input_shape=input_shape)
+    except ModelError as exc:
+        raise ModelError(f"model {str(spec)!r} does not fit {n_features} features: {exc}") from None

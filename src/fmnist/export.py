@@ -1,0 +1,229 @@
+"""Export a model to ONNX, so it runs without fmnist, PyTorch or scikit-learn (e.g. onnxruntime).
+
+The exported graph has one fixed interface, whatever the model:
+
+- input ``images``: float32 (N, 28, 28), pixels scaled to [0, 1] (uint8 / 255), any N;
+- output ``logits``: float32 (N, C), the scores before normalisation (for a linear model, its
+  ``decision_function``; (N, 1) for a binary one);
+- output ``probabilities``: float32 (N, C), rows sum to 1, equal to ``fmnist.predict_proba``.
+
+The same description, the class names (JSON list, index = class) and the model's spec are
+stored in the file's ``metadata_props``, so the file explains itself::
+
+    import onnxruntime as ort
+    session = ort.InferenceSession("model.onnx")
+    logits, proba = session.run(None, {"images": x_uint8.astype("float32") / 255})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import fmnist
+from fmnist._files import atomic_write
+from fmnist.errors import ModelError
+from fmnist.models.io import load_model, model_info
+from fmnist.models.spec import Network
+
+ONNX_FORMAT = "fmnist-onnx"
+INPUT, OUTPUTS = "images", ("logits", "probabilities")
+# The opset both exporters target; onnxruntime has supported it since 1.16.
+OPSET = 18
+# Export is checked against our own predictions on random images before it is written.
+PARITY_TOLERANCE = 1e-5
+_DOC = {
+    "input": "images: float32 (N, 28, 28), pixels / 255 in [0, 1]; N is dynamic",
+    "outputs": "logits: float32 (N, C) raw scores; probabilities: float32 (N, C), rows sum to 1",
+}
+
+
+def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | list[str] | None = None,
+            name: str = "model", check: bool = True) -> Path:
+    """Write ``model`` (an fmnist :class:`Network`, fitted NetClassifier or linear classifier) as ONNX.
+
+    The file is written atomically (a crash leaves no half-written file). With ``check`` and
+    onnxruntime installed, the exported graph is first run on random images and must match
+    our probabilities to ``PARITY_TOLERANCE``, else :class:`ModelError`.
+    """
+    onnx = _import_onnx()
+    if isinstance(getattr(model, "model_", None), Network):  # a fitted NetClassifier
+        class_names = class_names if class_names is not None else [str(c) for c in model.classes_]
+        model = model.model_
+    if isinstance(model, Network):
+        proto = _torch_graph(model)
+        spec = str(model.spec)
+        n_out = model.spec.num_classes
+    elif hasattr(model, "coef_") and hasattr(model, "intercept_"):
+        proto = _linear_graph(model)
+        spec = f"{type(model).__name__}(loss={getattr(model, 'loss', '?')!r})"
+        n_out = len(model.classes_)
+    else:
+        raise ModelError(f"cannot export a {type(model).__name__} to ONNX: only fmnist networks and fitted "
+                         "linear classifiers")
+    if class_names is not None and len(class_names) != n_out:
+        raise ModelError(f"{len(class_names)} class names for a model with {n_out} classes")
+    meta = {"format": ONNX_FORMAT, "name": name, "model": spec, "fmnist_version": fmnist.__version__,
+            **_DOC, "class_names": json.dumps(list(class_names) if class_names is not None else
+                                              [str(c) for c in range(n_out)])}
+    onnx.helper.set_model_props(proto, meta)
+    proto.doc_string = f"fmnist {name}: {spec}. {_DOC['input']}. {_DOC['outputs']}."
+    onnx.checker.check_model(proto)
+    if check:
+        _check_parity(model, proto)
+    path = Path(path)
+    atomic_write(path, lambda tmp: onnx.save_model(proto, str(tmp)))
+    return path
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Export the model of a run (or model) folder to ``out`` (default ``RUN_DIR/model.onnx``)."""
+    run_dir = Path(run_dir)
+    model = load_model(run_dir)
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    info = model_info(folder)
+    return to_onnx(model, Path(out) if out else folder / "model.onnx", class_names=info.get("class_names"),
+                   name=info.get("name", "model"))
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ModelError("ONNX export needs the onnx package: pip install 'fmnist[onnx]'") from None
+    return onnx
+
+
+class _WithProbabilities(nn.Module):
+    """The network plus softmax: the exported graph answers both questions in one run."""
+
+    def __init__(self, network: Network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.network(images)
+        return logits, torch.softmax(logits, dim=1)
+
+
+def _torch_graph(model: Network):
+    # The torch.export-based exporter (dynamo=True) is torch's supported path since 2.9; the
+    # TorchScript one is deprecated and warns that it will be removed. It needs onnxscript and
+    # costs ~1.5 s per model (~5 s for the first), acceptable for a command run once per model.
+    onnx = _import_onnx()
+    try:
+        import onnxscript  # noqa: F401  (the exporter imports it lazily; fail here with a clear line)
+    except ImportError:
+        raise ModelError("ONNX export of torch models needs onnxscript: pip install 'fmnist[onnx]'") from None
+    wrapped = _WithProbabilities(copy.deepcopy(model).cpu().eval())
+    h, w = model.spec.input_shape
+    # Batch 2, not 1: torch.export specialises dimensions of size 0 and 1 to constants.
+    sample = torch.rand(2, h, w)
+    batch = torch.export.Dim("batch")
+    noisy = logging.getLogger("torch.onnx")
+    level = noisy.level
+    noisy.setLevel(logging.ERROR)  # it logs a warning per missing torchvision operator
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(wrapped, (sample,), dynamo=True, verbose=False, opset_version=OPSET,
+                                        input_names=[INPUT], output_names=list(OUTPUTS),
+                                        dynamic_shapes=({0: batch},), optimize=True)
+    except Exception as exc:  # the exporter raises many types; any of them means "not exportable"
+        raise ModelError(f"ONNX export failed for {model.spec}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    finally:
+        noisy.setLevel(level)
+    return onnx.load_from_string(program.model_proto.SerializeToString())
+
+
+def _linear_graph(model):
+    """A linear classifier as Reshape -> MatMul -> Add -> (Sigmoid, normalise), computed in float64.
+
+    scikit-learn's multi-class log-loss ``SGDClassifier`` is one-vs-rest: its probabilities are
+    the sigmoid of each decision value divided by their sum (not a softmax). float64 inside
+    the graph keeps it equal to scikit-learn's float64 arithmetic.
+    """
+    _import_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    if getattr(model, "loss", "log_loss") != "log_loss":
+        raise ModelError(f"cannot export {type(model).__name__}(loss={model.loss!r}) to ONNX: only log_loss "
+                         "models give probabilities")
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    k, n_features = coef.shape
+    h, w = (28, 28) if n_features == 784 else (1, n_features)
+    inits = [numpy_helper.from_array(coef.T.copy(), "coef_t"), numpy_helper.from_array(intercept, "intercept"),
+             numpy_helper.from_array(np.array([-1, n_features], dtype=np.int64), "flat_shape")]
+    nodes = [
+        helper.make_node("Reshape", [INPUT, "flat_shape"], ["flat32"]),
+        helper.make_node("Cast", ["flat32"], ["flat"], to=TensorProto.DOUBLE),
+        helper.make_node("MatMul", ["flat", "coef_t"], ["scores"]),
+        helper.make_node("Add", ["scores", "intercept"], ["decision"]),
+        helper.make_node("Cast", ["decision"], [OUTPUTS[0]], to=TensorProto.FLOAT),
+        helper.make_node("Sigmoid", ["decision"], ["positive"]),
+    ]
+    if k == 1:  # binary: one score; P(class 1) = sigmoid, P(class 0) = 1 - sigmoid
+        inits.append(numpy_helper.from_array(np.array(1.0), "one"))
+        nodes += [helper.make_node("Sub", ["one", "positive"], ["negative"]),
+                  helper.make_node("Concat", ["negative", "positive"], ["proba64"], axis=1)]
+    else:
+        inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "class_axis"))
+        nodes += [helper.make_node("ReduceSum", ["positive", "class_axis"], ["total"], keepdims=1),
+                  helper.make_node("Div", ["positive", "total"], ["proba64"])]
+    nodes.append(helper.make_node("Cast", ["proba64"], [OUTPUTS[1]], to=TensorProto.FLOAT))
+    n_classes = 2 if k == 1 else k
+    graph = helper.make_graph(
+        nodes, "fmnist_linear",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", h, w])],
+        [helper.make_tensor_value_info(OUTPUTS[0], TensorProto.FLOAT, ["N", k]),
+         helper.make_tensor_value_info(OUTPUTS[1], TensorProto.FLOAT, ["N", n_classes])],
+        inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fmnist",
+                             producer_version=fmnist.__version__)
+
+
+def _our_probabilities(model, images: np.ndarray) -> np.ndarray:
+    from fmnist.evaluation import predict_proba
+
+    return predict_proba(model, images)
+
+
+def _check_parity(model, proto) -> None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return  # nothing to check with; the graph already passed onnx.checker
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    shape = session.get_inputs()[0].shape[1:]
+    images = np.random.default_rng(0).random((7, *shape), dtype=np.float32)
+    _, proba = session.run(None, {INPUT: images})
+    ours = _our_probabilities(model, images)
+    # Where every one-vs-rest score underflows, scikit-learn divides 0 by 0 too: equal NaNs agree.
+    diff = np.where(np.isnan(proba) & np.isnan(ours), 0.0, np.abs(proba - ours))
+    gap = float(diff.max())
+    if not gap <= PARITY_TOLERANCE:
+        raise ModelError(f"the exported ONNX graph differs from the model by {gap:.2e} (> {PARITY_TOLERANCE}); "
+                         "this is a bug in the export, please report it")
+
+
+def run_onnx(path: str | os.PathLike, images: np.ndarray) -> dict[str, Any]:
+    """Run an exported file with onnxruntime on uint8 (N, 28, 28) images: ``{"logits", "probabilities"}``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255 if x.dtype == np.uint8 else x.astype(np.float32)
+    return dict(zip(OUTPUTS, session.run(None, {INPUT: x})))

@@ -1,0 +1,262 @@
+"""Save and load: round trips, a fresh process, and refusal of foreign or tampered files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import fmnist
+from fmnist.errors import ModelError
+from fmnist.evaluation import predict_proba
+from fmnist.models import create_model
+from fmnist.models.io import MODEL_JSON, WEIGHTS, load_model, save_model
+from tests.conftest import learnable_images
+
+SPECS = ["flatten,dense:32:relu,dense:10",
+         "conv:4:3,batchnorm,maxpool:2,flatten,dense:16:relu,dropout:0.4,dense:10"]
+
+
+def _trained(spec: str) -> torch.nn.Module:
+    """A network whose weights (and batch-norm statistics) are not the initial ones."""
+    torch.manual_seed(0)
+    model = create_model(spec)
+    y = np.arange(40) % 10
+    from fmnist.training import TrainConfig, fit
+
+    fit(model, learnable_images(y), y, config=TrainConfig(epochs=1, batch_size=8, device="cpu"))
+    return model.eval()
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    return save_model(_trained(SPECS[0]), tmp_path / "m", name="tiny", class_names=fmnist.CLASS_NAMES)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_round_trip_predicts_identically(tmp_path, spec):
+    model = _trained(spec)
+    images = learnable_images(np.arange(30) % 10, seed=3)
+    folder = save_model(model, tmp_path / "m", class_names=fmnist.CLASS_NAMES)
+    loaded = fmnist.load_model(folder)
+    assert not loaded.training
+    np.testing.assert_array_equal(predict_proba(loaded, images), predict_proba(model, images))
+    # the file paths inside the folder name the same model
+    for path in (folder / MODEL_JSON, folder / WEIGHTS):
+        np.testing.assert_array_equal(predict_proba(load_model(path), images), predict_proba(model, images))
+
+
+def test_fresh_process_predicts_identically(tmp_path):
+    """A process that never saw the training (or this test's imports) gets the same probabilities."""
+    model = _trained(SPECS[1])
+    images = learnable_images(np.arange(30) % 10, seed=4)
+    np.save(tmp_path / "images.npy", images)
+    save_model(model, tmp_path / "m", class_names=fmnist.CLASS_NAMES)
+    code = ("import sys, numpy as np, fmnist; m = fmnist.load_model(sys.argv[1]); "
+            "np.save(sys.argv[3], fmnist.predict_proba(m, np.load(sys.argv[2])))")
+    src = Path(fmnist.__file__).parents[1]
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "m"), str(tmp_path / "images.npy"),
+                    str(tmp_path / "out.npy")], check=True, env={"PYTHONPATH": str(src), "PATH": ""}, cwd=tmp_path)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), predict_proba(model, images))
+
+
+def test_sklearn_round_trip(tmp_path):
+    from sklearn.linear_model import SGDClassifier
+
+    y = np.arange(60) % 3 + 5  # labels need not start at 0
+    images = learnable_images(y % 10)
+    est = SGDClassifier(loss="log_loss", max_iter=5, tol=None, random_state=0).fit(images.reshape(60, -1) / 255, y)
+    loaded = load_model(save_model(est, tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.classes_, est.classes_)
+    np.testing.assert_array_equal(predict_proba(loaded, images), predict_proba(est, images))
+
+
+def test_save_refuses_wrong_number_of_class_names(tmp_path):
+    with pytest.raises(ModelError, match="3 class names for a model with 10 outputs"):
+        save_model(create_model("mlp-100"), tmp_path / "m", class_names=("a", "b", "c"))
+
+
+# --- refusals: each is one line naming the file and what is wrong -------------------------
+
+def _refused(path, match: str) -> str:
+    with pytest.raises(ModelError, match=match) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_pickle_renamed_to_safetensors_is_refused_without_unpickling(saved, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (saved / WEIGHTS).write_bytes(pickle.dumps(Evil()))
+    _refused(saved, "is a pickle file, not safetensors")
+    assert not marker.exists()
+
+
+def test_torch_save_renamed_to_safetensors_is_refused(saved):
+    torch.save(create_model("flatten,dense:32:relu,dense:10").state_dict(), saved / WEIGHTS)
+    _refused(saved, "zip archive")
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.pkl"])
+def test_pickle_model_file_is_refused(tmp_path, name):
+    torch.save(create_model("mlp-100").state_dict(), tmp_path / name)
+    msg = _refused(tmp_path / name, "pickle-based model file")
+    assert str(tmp_path / name) in msg
+
+
+def test_truncated_safetensors_is_refused(saved):
+    data = (saved / WEIGHTS).read_bytes()
+    (saved / WEIGHTS).write_bytes(data[: len(data) // 2])
+    _refused(saved, "truncated")
+
+
+def test_truncated_to_a_few_bytes_is_refused(saved):
+    (saved / WEIGHTS).write_bytes(b"\x05\x00")
+    _refused(saved, "too short")
+
+
+def test_header_claiming_huge_sizes_is_refused(saved):
+    weights = saved / WEIGHTS
+    data = weights.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    key = next(k for k in header if k != "__metadata__")
+    header[key]["shape"] = [2**31, 2**31]
+    header[key]["data_offsets"] = [0, 2**62 * 4]
+    raw = json.dumps(header).encode()
+    weights.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+    _refused(saved, "claims bytes")
+
+
+def test_header_length_field_claiming_huge_size_is_refused(saved):
+    weights = saved / WEIGHTS
+    data = weights.read_bytes()
+    weights.write_bytes(struct.pack("<Q", 2**60) + data[8:])
+    _refused(saved, "header claims")
+
+
+def test_spec_not_matching_tensors_is_refused(saved):
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    meta["spec"]["layers"][1]["units"] = 64  # weights hold 32 units
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    _refused(saved, "model.json needs")
+
+
+def test_weights_of_another_model_are_refused(saved, tmp_path):
+    other = save_model(create_model("conv:4:3,flatten,dense:10"), tmp_path / "other")
+    (saved / WEIGHTS).write_bytes((other / WEIGHTS).read_bytes())
+    _refused(saved, "tensors do not match model.json")
+
+
+def test_malformed_spec_is_refused(saved):
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    meta["spec"]["layers"][1]["type"] = "transformer"
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    msg = _refused(saved, "unknown layer type")
+    assert MODEL_JSON in msg
+
+
+def test_nan_weights_are_refused(saved):
+    state = load_file(saved / WEIGHTS)
+    key = next(iter(state))
+    state[key][0] = float("nan")
+    save_file(state, saved / WEIGHTS)
+    _refused(saved, "NaN or infinite")
+
+
+def test_nan_sklearn_weights_are_refused(tmp_path):
+    from safetensors.numpy import load_file as load_np
+    from safetensors.numpy import save_file as save_np
+    from sklearn.linear_model import SGDClassifier
+
+    y = np.arange(30) % 3
+    est = SGDClassifier(loss="log_loss", max_iter=3, tol=None).fit(np.random.default_rng(0).random((30, 4)), y)
+    folder = save_model(est, tmp_path / "m")
+    arrays = load_np(folder / WEIGHTS)
+    arrays["coef_"][0, 0] = np.inf
+    save_np(arrays, folder / WEIGHTS)
+    _refused(folder, "NaN or infinite")
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("format", "keras-model", "not an fmnist model"),
+    ("format", None, "not an fmnist model"),
+    ("format_version", 99, "newer fmnist"),
+    ("format_version", "1", "format_version must be"),
+    ("family", "jax", "unknown model family"),
+    ("class_names", ["a", "b"], "2 class names for a model with 10 outputs"),
+    ("class_names", "abc", "class_names must be a list"),
+])
+def test_model_json_fields_are_checked(saved, field, value, match):
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    meta[field] = value
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    _refused(saved, match)
+
+
+def test_model_json_not_json_is_refused(saved):
+    (saved / MODEL_JSON).write_text("{not json")
+    _refused(saved, "not a readable")
+
+
+def test_missing_weights_is_refused(saved):
+    (saved / WEIGHTS).unlink()
+    _refused(saved, "missing; the model folder is incomplete")
+
+
+def test_missing_model_json_is_refused(saved):
+    (saved / MODEL_JSON).unlink()
+    _refused(saved, "model.json: missing")
+
+
+def test_folder_that_is_not_a_model_is_refused(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.png").write_bytes(b"\x89PNG")
+    _refused(tmp_path / "photos", "not an fmnist model folder")
+    _refused(tmp_path / "photos" / "cat.png", "not an fmnist model")
+
+
+def test_missing_path_is_refused(tmp_path):
+    _refused(tmp_path / "nowhere", "no such file or folder")
+
+
+def test_weights_that_are_a_folder_are_refused(saved):
+    (saved / WEIGHTS).unlink()
+    (saved / WEIGHTS).mkdir()
+    _refused(saved, "missing")
+
+
+@pytest.mark.parametrize("mutate, match", [
+    # a billion units: refused by comparing shapes, without allocating 3 GB first
+    (lambda spec: spec["layers"][1].update(units=10**9), r"needs \(1000000000, 784\)"),
+    (lambda spec: spec.update(input_shape=[-3, 28]), "input_shape must be"),
+    (lambda spec: spec.update(input_shape=[784]), "input_shape must be"),
+    (lambda spec: spec.update(layers="flatten"), "malformed"),
+    (lambda spec: spec["layers"].insert(1, {"type": "dropout", "rate": 2}), "rate must be in"),
+])
+def test_forged_spec_is_refused(saved, mutate, match):
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    mutate(meta["spec"])
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    _refused(saved, match)
+
+
+def test_spec_that_is_not_an_object_is_refused(saved):
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    meta["spec"] = [1, 2]
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    _refused(saved, "'spec' must be a JSON object")

@@ -1,0 +1,128 @@
+"""NetClassifier: scikit-learn's own estimator checks, model selection as on SGDClassifier,
+and the image input forms."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import SGDClassifier
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fmnist.errors import ModelError
+from fmnist.estimators import NetClassifier
+from tests.conftest import learnable_images
+
+SMALL = "flatten,dense:32:relu,dense:10"
+
+
+# The default estimator, as a user gets it (only the device pinned: checks compare fits).
+@parametrize_with_checks([NetClassifier(device="cpu")])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture
+def images():
+    y = np.arange(120) % 10 + 3  # labels 3..12: not 0..C-1
+    return learnable_images(y % 10), y
+
+
+def test_fit_predict_on_images(images):
+    x, y = images
+    clf = NetClassifier(SMALL, epochs=4, device="cpu")
+    assert clf.fit(x, y) is clf
+    assert clf.n_features_in_ == 784 and list(clf.classes_) == list(range(3, 13))
+    assert len(clf.history_) == 4 and clf.history_[-1]["loss"] < clf.history_[0]["loss"]
+    proba = clf.predict_proba(x)
+    assert proba.shape == (120, 10)
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-6)
+    assert set(clf.predict(x)) <= set(clf.classes_)
+    assert clf.score(x, y) == np.mean(clf.predict(x) == y)
+    assert clf.score(x, y) > 0.5  # learnable data, well above chance (0.1)
+
+
+def test_input_forms_agree(images):
+    """(N, 28, 28) uint8, (N, 784) uint8 and (N, 784) float in [0, 1] are the same data."""
+    x, y = images
+    flat = x.reshape(len(x), -1)
+    probs = [NetClassifier(SMALL, epochs=2, device="cpu").fit(form, y).predict_proba(form)
+             for form in (x, flat, flat / 255.0)]
+    np.testing.assert_allclose(probs[0], probs[1], atol=0)
+    np.testing.assert_allclose(probs[0], probs[2], atol=1e-5)
+
+
+def test_conv_preset_on_images(images):
+    x, y = images
+    clf = NetClassifier("conv:4:3,maxpool:2,flatten,dense:10", epochs=1, device="cpu").fit(x, y)
+    assert clf.model_.spec.input_shape == (28, 28)
+    assert clf.predict(x[:5]).shape == (5,)
+
+
+def test_seeded_fits_are_identical_and_clone_keeps_params(images):
+    x, y = images
+    clf = NetClassifier(SMALL, epochs=2, lr=3e-3, seed=7, device="cpu")
+    twin = clone(clf)
+    assert twin.get_params() == clf.get_params() and not hasattr(twin, "model_")
+    np.testing.assert_array_equal(clf.fit(x, y).predict_proba(x), twin.fit(x, y).predict_proba(x))
+    other = clone(clf).set_params(seed=8).fit(x, y)
+    assert not np.array_equal(other.predict_proba(x), clf.predict_proba(x))
+
+
+def test_sklearn_preset_is_refused(images):
+    x, y = images
+    with pytest.raises(ModelError, match="scikit-learn model"):
+        NetClassifier("sgd-logreg").fit(x, y)
+
+
+def test_cross_validate_like_sgdclassifier(images):
+    x, y = images
+    flat = x.reshape(len(x), -1) / 255.0
+    net = cross_validate(NetClassifier(SMALL, epochs=3, device="cpu"), x, y, cv=3,
+                         scoring=["accuracy", "neg_log_loss"], return_train_score=True)
+    sgd = cross_validate(SGDClassifier(loss="log_loss", max_iter=5, tol=None, random_state=0), flat, y, cv=3,
+                         scoring=["accuracy", "neg_log_loss"], return_train_score=True)
+    assert net.keys() == sgd.keys()
+    assert len(net["test_accuracy"]) == 3 and np.all(net["test_accuracy"] > 0.3)
+    assert np.all(net["test_neg_log_loss"] < 0)
+
+
+def test_grid_search(images):
+    x, y = images
+    search = GridSearchCV(NetClassifier(SMALL, epochs=2, device="cpu"),
+                          {"lr": [1e-4, 3e-3], "model": [SMALL, "flatten,dense:10"]}, cv=2).fit(x, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_params_["lr"] in (1e-4, 3e-3)
+    # refit on all data with the best parameters, then predicts the original labels
+    assert isinstance(search.best_estimator_, NetClassifier)
+    assert set(search.predict(x)) <= set(y)
+    # lr 1e-4 for two epochs of 60 images barely moves the weights: the search must notice
+    scores = dict(zip(map(str, search.cv_results_["params"]), search.cv_results_["mean_test_score"]))
+    assert scores[str({"lr": 3e-3, "model": SMALL})] > scores[str({"lr": 1e-4, "model": SMALL})]
+
+
+def test_other_image_sizes_keep_their_shape():
+    """(N, 14, 14) images: conv presets see 14 x 14, not a row of 196 pixels."""
+    y = np.arange(40) % 4
+    x = learnable_images(y)[:, ::2, ::2].copy()
+    clf = NetClassifier("conv:4:3,maxpool:2,flatten,dense:10", epochs=1, device="cpu").fit(x, y)
+    assert clf.image_shape_ == (14, 14) and clf.n_features_in_ == 196
+    assert clf.model_.spec.input_shape == (14, 14) and clf.model_.spec.num_classes == 4
+    assert clf.predict_proba(x).shape == (40, 4)
+    with pytest.raises(ValueError, match="784 features"):
+        clf.predict(learnable_images(y))
+
+
+def test_fitted_estimator_saves_and_loads_as_its_network(images, tmp_path):
+    import fmnist
+
+    x, y = images
+    clf = NetClassifier(SMALL, epochs=1, device="cpu").fit(x, y)
+    loaded = fmnist.load_model(fmnist.save_model(clf, tmp_path / "clf"))
+    np.testing.assert_array_equal(fmnist.predict_proba(loaded, x), fmnist.predict_proba(clf.model_, x))
+    names = json.loads((tmp_path / "clf" / "model.json").read_text())["class_names"]
+    assert names == [str(c) for c in clf.classes_]
+    np.testing.assert_allclose(clf.predict_proba(x), fmnist.predict_proba(loaded, x), atol=1e-6)

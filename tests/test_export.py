@@ -1,0 +1,151 @@
+"""ONNX export: onnxruntime gives our probabilities (to 1e-5) for dense, conv+batchnorm+dropout
+and linear models, at any batch size, and the file describes its own interface."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import fmnist
+from fmnist.errors import ModelError
+from fmnist.evaluation import predict_proba
+from fmnist.models import create_model
+from tests.conftest import learnable_images
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+from fmnist.export import export_run, run_onnx, to_onnx
+
+SPECS = ["flatten,dense:32:relu,dense:10",
+         "flatten,dense:24:sigmoid,dropout:0.3,dense:16:tanh,batchnorm,dense:10",
+         "conv:4:3,batchnorm,maxpool:2,conv:6:3:valid:gelu,avgpool:2,flatten,dense:16:relu,dropout:0.4,dense:10",
+         "conv:4:5:same:relu,globalavgpool,dense:10"]
+
+
+def _trained(spec: str):
+    """Trained a little so batch-norm statistics are not the defaults; returned in train mode
+    on purpose: the export must use eval behaviour (no dropout, running statistics)."""
+    torch.manual_seed(0)
+    model = create_model(spec)
+    y = np.arange(60) % 10
+    from fmnist.training import TrainConfig, fit
+
+    fit(model, learnable_images(y), y, config=TrainConfig(epochs=2, batch_size=16, device="cpu"))
+    return model.train()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_torch_parity(tmp_path, spec):
+    model = _trained(spec)
+    path = to_onnx(model, tmp_path / "m.onnx", class_names=fmnist.CLASS_NAMES, name="tiny", check=False)
+    assert model.training  # the user's model is left as it was
+    for n in (1, 5, 33):  # the batch axis is dynamic
+        images = learnable_images(np.arange(n) % 10, seed=n)
+        out = run_onnx(path, images)
+        model.eval()
+        logits = model(torch.from_numpy(images).float() / 255).detach().numpy()
+        np.testing.assert_allclose(out["logits"], logits, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(out["probabilities"], predict_proba(model, images), atol=1e-5, rtol=0)
+        assert out["probabilities"].shape == (n, 10)
+
+
+def test_metadata_describes_the_interface(tmp_path):
+    import onnx
+
+    path = to_onnx(_trained(SPECS[0]), tmp_path / "m.onnx", class_names=fmnist.CLASS_NAMES, name="tiny")
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert json.loads(props["class_names"]) == list(fmnist.CLASS_NAMES)
+    assert props["format"] == "fmnist-onnx" and props["name"] == "tiny"
+    assert props["model"] == SPECS[0] and "[0, 1]" in props["input"]
+    session = ort.InferenceSession(str(path))
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert session.get_inputs()[0].type == "tensor(float)"
+    assert [o.name for o in session.get_outputs()] == ["logits", "probabilities"]
+
+
+@pytest.mark.parametrize("classes", [10, 2])
+def test_linear_parity(tmp_path, classes):
+    from sklearn.linear_model import SGDClassifier
+
+    y = np.arange(200) % classes
+    x = learnable_images(y)
+    est = SGDClassifier(loss="log_loss", max_iter=20, tol=None, random_state=0).fit(x.reshape(len(x), -1) / 255, y)
+    path = to_onnx(est, tmp_path / "lin.onnx", check=False)
+    images = learnable_images(np.arange(40) % classes, seed=9)
+    out = run_onnx(path, images)
+    np.testing.assert_allclose(out["probabilities"], predict_proba(est, images), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["logits"].reshape(40, -1),
+                               est.decision_function(images.reshape(40, -1) / 255).reshape(40, -1), rtol=1e-5)
+
+
+def test_linear_without_probabilities_is_refused(tmp_path):
+    from sklearn.linear_model import SGDClassifier
+
+    y = np.arange(30) % 3
+    est = SGDClassifier(loss="hinge", max_iter=3, tol=None).fit(np.random.default_rng(0).random((30, 784)), y)
+    with pytest.raises(ModelError, match="only log_loss"):
+        to_onnx(est, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_run_via_cli(tmp_path, tiny_dir, capsys):
+    from fmnist.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", "flatten,dense:16:relu,dense:10", "--epochs", "1", "--data-dir", str(tiny_dir),
+                 "--dataset", "custom", "--out", str(run), "--quiet"]) == 0
+    assert main(["export", str(run), "--onnx"]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    images = learnable_images(np.arange(12) % 10, seed=2)
+    out = run_onnx(run / "model.onnx", images)
+    np.testing.assert_allclose(out["probabilities"], predict_proba(fmnist.load_model(run), images), atol=1e-5)
+    assert main(["export", str(run), "--onnx", "--out", str(tmp_path / "elsewhere" / "m.onnx")]) == 0
+    assert (tmp_path / "elsewhere" / "m.onnx").is_file()
+    assert main(["export", str(run)]) == 2  # a format must be chosen
+    assert "--onnx" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nowhere"), "--onnx"]) == 1
+
+
+def test_export_run_function(tmp_path):
+    folder = fmnist.save_model(_trained(SPECS[0]), tmp_path / "m", name="mine", class_names=fmnist.CLASS_NAMES)
+    path = export_run(folder)
+    assert path == folder / "model.onnx"
+    import onnx
+
+    assert {p.key: p.value for p in onnx.load(path).metadata_props}["name"] == "mine"
+
+
+@pytest.mark.parametrize("name", [n for n in fmnist.list_models()
+                                  if fmnist.models.get_preset(n).family == "torch"])
+def test_every_torch_preset_exports_with_parity(tmp_path, name):
+    """Each registered network exports; to_onnx itself runs onnxruntime and refuses a mismatch."""
+    torch.manual_seed(0)
+    path = to_onnx(create_model(name), tmp_path / f"{name}.onnx", class_names=fmnist.CLASS_NAMES, name=name)
+    assert run_onnx(path, learnable_images(np.arange(3)))["probabilities"].shape == (3, 10)
+
+
+def test_parity_check_catches_a_wrong_graph(monkeypatch, tmp_path):
+    """The built-in check is real: a graph that computes something else is refused, nothing written."""
+    from fmnist import export
+
+    monkeypatch.setattr(export, "_our_probabilities", lambda model, images: np.full((len(images), 10), 0.1))
+    with pytest.raises(ModelError, match="differs from the model"):
+        to_onnx(create_model(SPECS[0]), tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_fitted_estimator_exports_with_its_labels(tmp_path):
+    import onnx
+
+    from fmnist.estimators import NetClassifier
+
+    y = np.arange(60) % 3 + 7
+    x = learnable_images(y % 10)
+    clf = NetClassifier("flatten,dense:8:relu,dense:10", epochs=1, device="cpu").fit(x, y)
+    path = to_onnx(clf, tmp_path / "clf.onnx")
+    np.testing.assert_allclose(run_onnx(path, x)["probabilities"], clf.predict_proba(x), atol=1e-5)
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert json.loads(props["class_names"]) == ["7", "8", "9"]
