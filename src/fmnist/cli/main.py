@@ -205,7 +205,9 @@ def cmd_compare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fmnist", description=__doc__.split("\n")[0].strip())
+    parser = argparse.ArgumentParser(
+        prog="fmnist", description="Train, compare, inspect and use image classifiers on Fashion-MNIST "
+                                   "and any MNIST-format data.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
