@@ -3,7 +3,6 @@ the uninterrupted run's weights exactly (CPU)."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -19,8 +18,8 @@ from fmnist.training.checkpoint import decode, encode, load_checkpoint, save_che
 MODEL = "flatten,dense:32:relu,dropout:0.3,dense:10"
 # Everything random that a resume must restore: dropout (global RNG), shuffling, augmentation,
 # Adam's moments and step counts, the per-step schedule, early stopping's best weights.
-CONFIG = dict(epochs=4, batch_size=32, optimizer="adam", schedule="onecycle", patience=3,
-              shift=2, flip=True, erase=0.3, seed=5)
+CONFIG = {"epochs": 4, "batch_size": 32, "optimizer": "adam", "schedule": "onecycle", "patience": 3,
+              "shift": 2, "flip": True, "erase": 0.3, "seed": 5}
 
 
 def test_encode_decode_round_trip_keeps_types():
@@ -96,7 +95,7 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tiny_data, tmp_path, epo
     resumed = resume_run(run_dir, tiny_data)
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda h: [{k: v for k, v in e.items() if k != "time"} for e in h]  # noqa: E731
+    strip = lambda h: [{k: v for k, v in e.items() if k != "time"} for e in h]
     assert strip(full.history) == strip(resumed.history) and len(resumed.history) == 4
     assert resumed.metrics["val"] == full.metrics["val"]
     # The finished folder is a normal run: it loads in isolation and predicts like the run's model.

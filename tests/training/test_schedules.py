@@ -1,6 +1,7 @@
 """Learning-rate schedules: the rates the optimizer really used, step by step, against closed forms
 and against PyTorch's own schedulers."""
 
+import itertools
 import math
 
 import numpy as np
@@ -67,7 +68,7 @@ def test_cosine_schedule_is_per_step_from_lr_to_zero():
     assert rates == pytest.approx([0.005 * (1 + math.cos(math.pi * t / total)) for t in range(total)], rel=1e-12)
     ref = torch_rates(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total), 0.01, total)
     np.testing.assert_allclose(rates, ref, rtol=1e-9, atol=1e-15)
-    assert rates[0] == 0.01 and all(a > b for a, b in zip(rates, rates[1:]))
+    assert rates[0] == 0.01 and all(a > b for a, b in itertools.pairwise(rates))
 
 
 def test_onecycle_matches_torch_onecycle_lr():

@@ -126,21 +126,23 @@ def cmd_train(args) -> int:
     callbacks = [] if args.quiet else [ProgressLogger()]
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k, v in _train_overrides(args).items() if v is not None]
-        given += [name for name, v in (("MODEL", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint)) if v]
+        given += [name for name, v in (("MODEL", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint))
+                  if v]
         if given:
             raise UsageError(f"--resume continues a run with its own model and config; drop {', '.join(given)}")
         out = args.resume
-        run = lambda: resume_run(args.resume, _load(args), callbacks=callbacks)  # noqa: E731
     else:
         if not args.model:
             raise UsageError("fmnist train needs a MODEL (see 'fmnist models') or --resume RUN_DIR")
         preset = get_preset(args.model)
         config = resolve_config(preset, **_train_overrides(args))
         out = args.out or Path("runs") / (preset.name if preset.name != "custom" else "custom")
-        run = lambda: train_run(args.model, _load(args), config=config, out_dir=out,  # noqa: E731
-                                callbacks=callbacks, checkpoint_best=args.checkpoint)
     try:
-        result = run()
+        if args.resume:
+            result = resume_run(args.resume, _load(args), callbacks=callbacks)
+        else:
+            result = train_run(args.model, _load(args), config=config, out_dir=out, callbacks=callbacks,
+                               checkpoint_best=args.checkpoint)
     except KeyboardInterrupt:
         if args.debug:
             raise

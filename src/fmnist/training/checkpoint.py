@@ -84,7 +84,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                 raise TrainingError(f"{path}: not an fmnist checkpoint (format is {meta.get('format')!r})")
             if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
                 raise TrainingError(f"{path}: written by a newer fmnist; upgrade fmnist to resume it")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
         return decode(json.loads(meta["fmnist"]), tensors)
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise TrainingError(f"{path}: unreadable checkpoint ({exc}); resume from another run folder "
