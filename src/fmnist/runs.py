@@ -156,6 +156,21 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     return _fit_and_save(trainer, info["model"], preset, data, run_dir, evaluate_test)
 
 
+def load_checkpoint_model(path: str | Path) -> Network:
+    """The network saved in a run's checkpoint (``best.safetensors`` or ``checkpoint.safetensors``), in eval mode.
+
+    What Keras's ``load_model('best-model.keras')`` does in the book's chapter 7-3.
+    """
+    path = Path(path)
+    state = load_checkpoint(path)
+    try:
+        model = Network(ModelSpec.from_dict(state["run"]["preset"]["spec"]))
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise RunError(f"{path}: not a run checkpoint with a model ({exc!s:.200})") from None
+    return model.eval()
+
+
 class _StopAtOnce(Callback):
     def on_train_begin(self, trainer: Trainer) -> None:
         trainer.stop_training = True

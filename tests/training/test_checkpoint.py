@@ -11,7 +11,7 @@ import fmnist.training.checkpoint as ckpt_mod
 from fmnist.cli.main import main
 from fmnist.errors import RunError, TrainingError
 from fmnist.models.io import load_model
-from fmnist.runs import resume_run, train_run
+from fmnist.runs import load_checkpoint_model, resume_run, train_run
 from fmnist.training import Callback, TrainConfig
 from fmnist.training.checkpoint import decode, encode, load_checkpoint, save_checkpoint
 
@@ -105,6 +105,8 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tiny_data, tmp_path, epo
     full_best = load_checkpoint(tmp_path / "full" / "best.safetensors")
     assert best["epoch"] == full_best["epoch"]
     assert all(torch.equal(best["model"][k], full_best["model"][k]) for k in a)
+    best_model = load_checkpoint_model(run_dir / "best.safetensors")
+    assert not best_model.training and all(torch.equal(v, best["model"][k]) for k, v in best_model.state_dict().items())
 
 
 def test_resume_refuses_finished_missing_and_other_data(tiny_data, tmp_path):
