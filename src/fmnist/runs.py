@@ -149,7 +149,7 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     try:
         trainer.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise RunError(f"{run_dir / CHECKPOINT}: does not match its own model description ({exc!s:.200})") from None
+        raise RunError(f"{run_dir / CHECKPOINT}: cannot be restored here ({exc!s:.200}); train the run again") from None
     if trainer.stop_training:
         # Stopped early but interrupted before the run folder was written: finish, train no more.
         trainer.callbacks.insert(0, _StopAtOnce())
