@@ -134,11 +134,14 @@ _torch("cnn-book", "conv:32:3:same:relu,maxpool:2,conv:64:3:same:relu,maxpool:2,
 # --- Our stronger presets: batch norm before the activation, AdamW with a one-cycle schedule,
 # larger batches (faster per epoch on a CPU), and mirrored/shifted training images.
 
-_torch("mlp-best", "flatten,dense:1024,batchnorm,activation:relu,dropout:0.4,"
-       "dense:512,batchnorm,activation:relu,dropout:0.4,dense:10",
-       "MLP 1024-512 with batch norm and dropout; AdamW, one-cycle, flips and 1-pixel shifts",
-       "fmnist (target: test accuracy >= 0.900)",
-       epochs=30, batch_size=256, optimizer="adamw", lr=2e-3, schedule="onecycle", flip=True, shift=1)
+# mlp-best was chosen by validation accuracy among three variants (30 epochs each, same seed):
+# dropout 0.4 + flips + 1-px shifts 0.8972; dropout 0.2 + flips + shifts 0.9041; this one 0.9097
+# (test 0.9022). Shifts do not help a network that is not translation-invariant.
+_torch("mlp-best", "flatten,dense:1024,batchnorm,activation:relu,dropout:0.3,"
+       "dense:512,batchnorm,activation:relu,dropout:0.3,dense:10",
+       "MLP 1024-512 with batch norm and dropout 0.3; AdamW, one-cycle, mirrored images",
+       "fmnist (target: test accuracy >= 0.900; measured val 0.9097, test 0.9022)",
+       epochs=30, batch_size=256, optimizer="adamw", lr=2e-3, schedule="onecycle", flip=True)
 _torch("cnn-best", "conv:32:3:same:none,batchnorm,activation:relu,maxpool:2,"
        "conv:64:3:same:none,batchnorm,activation:relu,maxpool:2,"
        "conv:128:3:same:none,batchnorm,activation:relu,maxpool:2,"
