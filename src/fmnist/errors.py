@@ -29,3 +29,7 @@ class UsageError(FmnistError):
     """A command-line argument is invalid (exit status 2, like argparse)."""
 
     exit_code = 2
+
+
+class TrainingError(FmnistError):
+    """Training cannot go on: the loss diverged to NaN/inf, or a run cannot be resumed."""

@@ -57,8 +57,10 @@ def test_missing_data_names_places_and_remedies(capsys, tmp_path):
 
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["train"])
+        main(["train", "softmax", "--epochs", "many"])
     assert exc.value.code == 2
+    code, _, err = run(capsys, "train")
+    assert code == 2 and "needs a MODEL" in err
 
 
 def test_models_lists_the_registry(capsys):

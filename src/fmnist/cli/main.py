@@ -47,11 +47,26 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, help="L2 weight decay (default: 0)")
     g.add_argument("--seed", type=int, help="seed for weights and shuffling (default: 42)")
     g.add_argument("--device", help="auto, cpu or cuda (default: auto = cuda when present)")
+    g.add_argument("--schedule", help="learning-rate schedule: step (per epoch), cosine (per step, to 0), "
+                                      "onecycle (per step; --lr is the peak) or none (default: preset's, none)")
+    g.add_argument("--lr-step-epochs", type=int, help="step schedule: epochs between drops (default: 10)")
+    g.add_argument("--lr-gamma", type=float, help="step schedule: factor at each drop (default: 0.1)")
+    g.add_argument("--pct-start", type=float, help="onecycle: fraction of steps warming up (default: 0.3)")
+    g.add_argument("--patience", type=int, help="early stopping: stop after N epochs without a better val_loss "
+                                                "and restore the best epoch's weights; 0: off (default: preset's, off)")
+    g.add_argument("--shift", type=int, help="augmentation: random shifts of up to N pixels (default: preset's, 0)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="augmentation: random left-right mirroring (default: preset's, off)")
+    g.add_argument("--erase", type=float, help="augmentation: probability of erasing a random rectangle "
+                                               "(default: preset's, 0)")
+
+
+_TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "seed", "device",
+               "schedule", "lr_step_epochs", "lr_gamma", "pct_start", "patience", "shift", "flip", "erase")
 
 
 def _train_overrides(args) -> dict:
-    return {k: getattr(args, k) for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov",
-                                          "weight_decay", "seed", "device")}
+    return {k: getattr(args, k) for k in _TRAIN_KEYS}
 
 
 def cmd_data(args) -> int:
@@ -103,17 +118,42 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from fmnist.errors import UsageError
     from fmnist.models import get_preset
-    from fmnist.runs import resolve_config, train_run
+    from fmnist.runs import CHECKPOINT, resolve_config, resume_run, train_run
     from fmnist.training import ProgressLogger
 
-    preset = get_preset(args.model)
-    config = resolve_config(preset, **_train_overrides(args))
-    data = _load(args)
-    out = args.out or Path("runs") / (preset.name if preset.name != "custom" else "custom")
     callbacks = [] if args.quiet else [ProgressLogger()]
-    result = train_run(args.model, data, config=config, out_dir=out, callbacks=callbacks)
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k, v in _train_overrides(args).items() if v is not None]
+        given += [name for name, v in (("MODEL", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint))
+                  if v]
+        if given:
+            raise UsageError(f"--resume continues a run with its own model and config; drop {', '.join(given)}")
+        out = args.resume
+    else:
+        if not args.model:
+            raise UsageError("fmnist train needs a MODEL (see 'fmnist models') or --resume RUN_DIR")
+        preset = get_preset(args.model)
+        config = resolve_config(preset, **_train_overrides(args))
+        out = args.out or Path("runs") / (preset.name if preset.name != "custom" else "custom")
+    try:
+        if args.resume:
+            result = resume_run(args.resume, _load(args), callbacks=callbacks)
+        else:
+            result = train_run(args.model, _load(args), config=config, out_dir=out, callbacks=callbacks,
+                               checkpoint_best=args.checkpoint)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        where = Path(out) / CHECKPOINT
+        print(f"\nfmnist: interrupted; the last finished epoch is saved in {where}; continue with: "
+              f"fmnist train --resume {out}" if where.exists() else
+              "\nfmnist: interrupted before the first epoch ended; nothing saved to resume", file=sys.stderr)
+        return 130
     m = result.metrics
+    if "stopped" in m:
+        print(m["stopped"])
     print(f"val_loss: {m['val']['loss']:.4f} - val_accuracy: {m['val']['accuracy']:.4f} "
           f"(test, reported apart: {m['test']['accuracy']:.4f}) - {m['train_time_s']:.1f}s")
     print(f"saved run to {result.run_dir}")
@@ -227,11 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train a model and write a run folder")
-    p.add_argument("model", help="a preset name (see 'fmnist models') or a layer spec such as "
-                                 "'flatten,dense:200:relu,dense:10'")
+    p.add_argument("model", nargs="?", help="a preset name (see 'fmnist models') or a layer spec such as "
+                                            "'flatten,dense:200:relu,dense:10'")
     _add_train_args(p)
     _add_data_args(p)
     p.add_argument("--out", type=Path, help="run folder to write (default: ./runs/MODEL)")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="also keep best.safetensors, the state at the best val_loss (default: off; "
+                        "checkpoint.safetensors, the last epoch's, is always written)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted run from its checkpoint, with its own model and config")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
     p.set_defaults(func=cmd_train)
 

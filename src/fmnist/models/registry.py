@@ -114,3 +114,38 @@ _torch("mlp-200-100", "flatten,dense:200:relu,dense:100:relu,dense:10:softmax",
        "Dense(200, relu) + Dense(100, relu) + Dense(10)", _STUDY, epochs=5)
 _torch("mlp-100", "flatten,dense:100:relu,dense:10:softmax",
        "Dense(100, relu) + Dense(10): the tutorial's 'several ways to build' model", _STUDY, epochs=5)
+
+
+# --- The book's next chapters (7-2, 7-3, 8-2 of 혼자 공부하는 머신러닝+딥러닝) ----------------------
+
+_torch("mlp-100-sigmoid", "flatten,dense:100:sigmoid,dense:10:softmax",
+       "Dense(100, sigmoid) + Dense(10): the book's first deep network", "book, chapter 7-2 (val ~0.85)",
+       epochs=5)
+_torch("mlp-100-dropout", "flatten,dense:100:relu,dropout:0.3,dense:10:softmax",
+       "Dense(100, relu) + Dropout(0.3) + Dense(10), Adam, early stopping",
+       "book, chapter 7-3 (20 epochs, EarlyStopping(patience=2) + best checkpoint; val ~0.88)",
+       epochs=20, optimizer="adam", patience=2)
+_torch("cnn-book", "conv:32:3:same:relu,maxpool:2,conv:64:3:same:relu,maxpool:2,flatten,dense:100:relu,"
+       "dropout:0.4,dense:10:softmax",
+       "Conv(32)-Pool-Conv(64)-Pool-Dense(100)-Dropout(0.4)-Dense(10), Adam, early stopping",
+       "book, chapter 8-2 (20 epochs, EarlyStopping(patience=2); val ~0.92, test 0.9125)",
+       epochs=20, optimizer="adam", patience=2)
+
+# --- Our stronger presets: batch norm before the activation, AdamW with a one-cycle schedule,
+# larger batches (faster per epoch on a CPU), and mirrored/shifted training images.
+
+# mlp-best was chosen by validation accuracy among three variants (30 epochs each, same seed):
+# dropout 0.4 + flips + 1-px shifts 0.8972; dropout 0.2 + flips + shifts 0.9041; this one 0.9097
+# (test 0.9022). Shifts do not help a network that is not translation-invariant.
+_torch("mlp-best", "flatten,dense:1024,batchnorm,activation:relu,dropout:0.3,"
+       "dense:512,batchnorm,activation:relu,dropout:0.3,dense:10",
+       "MLP 1024-512 with batch norm and dropout 0.3; AdamW, one-cycle, mirrored images",
+       "fmnist (target: test accuracy >= 0.900; measured val 0.9097, test 0.9022)",
+       epochs=30, batch_size=256, optimizer="adamw", lr=2e-3, schedule="onecycle", flip=True)
+_torch("cnn-best", "conv:32:3:same:none,batchnorm,activation:relu,maxpool:2,"
+       "conv:64:3:same:none,batchnorm,activation:relu,maxpool:2,"
+       "conv:128:3:same:none,batchnorm,activation:relu,maxpool:2,"
+       "flatten,dropout:0.3,dense:256,batchnorm,activation:relu,dropout:0.3,dense:10",
+       "3 conv blocks (32-64-128, batch norm) + Dense(256); AdamW, one-cycle, flips and 2-pixel shifts",
+       "fmnist (target: test accuracy >= 0.935 within 10 minutes on 2 CPU cores)",
+       epochs=12, batch_size=128, optimizer="adamw", lr=3e-3, schedule="onecycle", flip=True, shift=2)

@@ -21,7 +21,8 @@ from torch.nn import functional as F
 from fmnist.errors import UsageError
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, score
 from fmnist.training._fast_dense import DenseStep
-from fmnist.training.callbacks import Callback
+from fmnist.training.augment import Augment
+from fmnist.training.callbacks import Callback, TerminateOnNaN, callbacks_from_config
 from fmnist.training.optim import build_optimizer
 
 
@@ -38,8 +39,39 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 42
     device: str = "auto"
+    # Learning-rate schedule (callbacks.LearningRateScheduler): None, "step", "cosine", "onecycle".
+    schedule: str | None = None
+    lr_step_epochs: int = 10  # step: multiply the rate by lr_gamma every this many epochs
+    lr_gamma: float = 0.1
+    pct_start: float = 0.3  # onecycle: fraction of the steps spent warming up to the peak lr
+    # Early stopping on val_loss with the best epoch's weights restored; None: train every epoch.
+    patience: int | None = None
+    # Augmentation of training batches only: shift up to N pixels, mirror left-right, erase a
+    # random rectangle with this probability (augment.Augment).
+    shift: int = 0
+    flip: bool = False
+    erase: float = 0.0
 
     def __post_init__(self):
+        # "none" and 0 let the command line switch off a preset's schedule or early stopping.
+        if self.schedule in ("none", ""):
+            self.schedule = None
+        if self.patience == 0:
+            self.patience = None
+        if self.schedule is not None and self.schedule not in ("step", "cosine", "onecycle"):
+            raise UsageError(f"--schedule: unknown schedule {self.schedule!r}; choose step, cosine, onecycle or none")
+        if self.patience is not None and self.patience < 0:
+            raise UsageError(f"--patience must be at least 1 (0: no early stopping), got {self.patience}")
+        if self.lr_step_epochs < 1:
+            raise UsageError(f"--lr-step-epochs must be at least 1, got {self.lr_step_epochs}")
+        if not self.lr_gamma > 0:
+            raise UsageError(f"--lr-gamma must be positive, got {self.lr_gamma}")
+        if not 0 < self.pct_start < 1:
+            raise UsageError(f"--pct-start must be between 0 and 1, got {self.pct_start}")
+        if not 0 <= self.shift <= 13:
+            raise UsageError(f"--shift must be between 0 and 13 pixels, got {self.shift}")
+        if not 0 <= self.erase <= 1:
+            raise UsageError(f"--erase is a probability between 0 and 1, got {self.erase}")
         if self.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -65,7 +97,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 class Trainer:
-    """Trains one torch model; ``fit`` returns the history, a list of per-epoch dicts."""
+    """Trains one torch model; ``fit`` returns the history, a list of per-epoch dicts.
+
+    Callbacks run in this order: the config's own (schedule, early stopping), the caller's,
+    then the NaN guard, which raises ``TrainingError`` after the caller's callbacks saw the
+    epoch (so the bad epoch is logged, and a checkpoint writer skips it).
+    """
 
     # Intra-op threads for the training steps on the CPU (None: torch's setting). At batch 32
     # each op is too small to split well, and on a busy machine an OpenMP team that waits for
@@ -77,16 +114,20 @@ class Trainer:
         self.config = config or TrainConfig()
         self.device = resolve_device(self.config.device)
         self.model = model.to(self.device)
-        self.callbacks = list(callbacks)
+        self.callbacks = [*callbacks_from_config(self.config), *callbacks, TerminateOnNaN()]
         self.optimizer = build_optimizer(self.config.optimizer, self.model.parameters(), self.config.lr,
                                          momentum=self.config.momentum, nesterov=self.config.nesterov,
                                          weight_decay=self.config.weight_decay)
         # Shuffling has its own generator so the order depends only on the seed, not on how
         # many random numbers model initialisation or dropout consumed.
         self.generator = torch.Generator().manual_seed(self.config.seed)
+        # Augmentation draws from its own generator for the same reason (and it lives on the device).
+        self.augment = Augment(self.config.shift, self.config.flip, self.config.erase,
+                               torch.Generator(self.device).manual_seed(self.config.seed + 1))
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.stop_training = False
+        self.stop_reason: str | None = None
         self.num_batches = 0
 
     def fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None = None):
@@ -135,8 +176,10 @@ class Trainer:
         try:
             for batch, start in enumerate(range(0, n, bs), 1):
                 idx = order[start:start + bs]
-                step(xs.index_select(0, idx), ys.index_select(0, idx), picked[start:start + bs],
-                     pred[start:start + bs])
+                xb = xs.index_select(0, idx)
+                if self.augment.active:
+                    xb = self.augment(xb)
+                step(xb, ys.index_select(0, idx), picked[start:start + bs], pred[start:start + bs])
                 for cb in self.callbacks:
                     cb.on_batch_end(self, batch, self.num_batches)
         finally:
@@ -177,6 +220,44 @@ class Trainer:
         with torch.no_grad():
             torch.gather(log_proba, 1, yb.view(-1, 1), out=picked)
             torch.argmax(logits, 1, out=pred)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: weights, optimizer, RNG states, history, callbacks' state.
+
+        Tensors (the RNG states as uint8) and JSON scalars only, for ``checkpoint.save_checkpoint``.
+        """
+        rng = {"torch": torch.get_rng_state(), "shuffle": self.generator.get_state(),
+               "augment": self.augment.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"epoch": self.epoch, "history": self.history, "stop_training": self.stop_training,
+                "stop_reason": self.stop_reason, "config": self.config.to_dict(),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng,
+                "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``'s output: the next ``fit`` starts at epoch ``epoch + 1``."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["shuffle"])
+        self.augment.generator.set_state(state["rng"]["augment"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        self.stop_training, self.stop_reason = bool(state["stop_training"]), state["stop_reason"]
+        saved = state.get("callbacks", {})
+        for key, cb in self._keyed_callbacks():
+            if key in saved:
+                cb.load_state_dict(saved[key])
+
+    def _keyed_callbacks(self):
+        """(stable key, callback): the class name, numbered from the second of a kind."""
+        seen: dict[str, int] = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            yield (name if seen[name] == 1 else f"{name}.{seen[name] - 1}"), cb
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, config: TrainConfig | None = None,

@@ -1,0 +1,77 @@
+"""Early stopping, the NaN guard and best-only checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from fmnist.errors import TrainingError
+from fmnist.models import create_model
+from fmnist.training import Callback, TrainConfig, Trainer
+from fmnist.training.callbacks import EarlyStopping, ModelCheckpoint
+from fmnist.training.checkpoint import load_checkpoint
+from tests.conftest import learnable_images
+
+Y = np.arange(60) % 10
+X = learnable_images(Y)
+
+
+class ScriptedValLoss(Callback):
+    """Replaces val_loss by a scripted sequence and snapshots the weights of every epoch."""
+
+    def __init__(self, losses):
+        self.losses, self.weights = losses, {}
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        logs["val_loss"] = self.losses[epoch - 1]
+        self.weights[epoch] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
+    script = ScriptedValLoss([1.0, 0.5, 0.7, 0.8, 0.4, 0.3])
+    stopper = EarlyStopping("val_loss", patience=2, restore_best_weights=True)
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("mlp-100"), TrainConfig(epochs=6, batch_size=16), [script, stopper])
+    history = trainer.fit(X, Y, validation_data=(X, Y))
+    assert len(history) == 4  # epoch 3 and 4 did not improve on epoch 2
+    final = trainer.model.state_dict()
+    assert all(torch.equal(final[k], script.weights[2][k]) for k in final)
+    assert not torch.equal(final["layers.1.weight"], script.weights[4]["layers.1.weight"])
+    assert "epoch 4" in trainer.stop_reason and "epoch 2" in trainer.stop_reason
+
+
+def test_early_stopping_without_a_stop_still_ends_on_the_best_epoch():
+    script = ScriptedValLoss([1.0, 0.5, 0.6])
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("mlp-100"), TrainConfig(epochs=3, batch_size=16),
+                      [script, EarlyStopping(patience=5)])
+    trainer.fit(X, Y, validation_data=(X, Y))
+    assert all(torch.equal(v, script.weights[2][k]) for k, v in trainer.model.state_dict().items())
+    assert "restored the weights of epoch 2" in trainer.stop_reason
+
+
+def test_patience_in_the_config_adds_early_stopping():
+    trainer = Trainer(create_model("softmax"), TrainConfig(patience=3, schedule="cosine"))
+    kinds = [type(cb).__name__ for cb in trainer.callbacks]
+    assert kinds == ["LearningRateScheduler", "EarlyStopping", "TerminateOnNaN"]
+
+
+def test_nan_guard_stops_a_diverging_run_with_one_line():
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("mlp-100"), TrainConfig(epochs=10, optimizer="sgd", lr=1e6, batch_size=16))
+    with pytest.raises(TrainingError, match=r"training diverged: loss is (nan|inf) at epoch \d+ .*smaller --lr") as err:
+        trainer.fit(X, Y)
+    assert "\n" not in str(err.value)
+    assert len(trainer.history) < 10
+
+
+def test_best_only_checkpoint_keeps_the_best_epoch(tmp_path):
+    script = ScriptedValLoss([1.0, 0.5, 0.7])
+    ckpt = ModelCheckpoint(tmp_path, save_best_only=True)
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("mlp-100"), TrainConfig(epochs=3, batch_size=16, optimizer="adam"), [script, ckpt])
+    trainer.fit(X, Y, validation_data=(X, Y))
+    state = load_checkpoint(tmp_path / "best.safetensors")
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert all(torch.equal(state["model"][k], v) for k, v in script.weights[2].items())
+    assert state["optimizer"]["state"][0]["exp_avg"].shape == (100, 784)  # optimizer state travels too
+    assert not (tmp_path / "checkpoint.safetensors").exists()
