@@ -129,6 +129,7 @@ def _flip_last_byte(path):
 ], ids=["truncated", "bit-flip", "missing-array", "bad-manifest", "no-manifest", "garbage"])
 def test_corrupt_cache_falls_back_and_is_rewritten(tiny, damage):
     first = load_dataset(tiny[0])
+    _npycache.wait()  # the entry is written in the background
     damage(first.cache_dir)
     again = load_dataset(tiny[0])
     assert not again.from_cache and again.verified
@@ -190,3 +191,12 @@ def test_cache_key_depends_on_files(tiny):
 
     files = find_files(tiny[0])[0]
     assert _npycache.key(files, "custom") != _npycache.key(files, "fashion-mnist")
+
+
+def test_cache_written_in_background_keeps_the_original_arrays(tiny):
+    folder, arrays = tiny
+    first = load_dataset(folder)
+    first.x_train[:] = 0  # at once, while the cache may still be being written
+    again = load_dataset(folder)
+    assert again.from_cache
+    np.testing.assert_array_equal(again.x_train, arrays["train-images-idx3-ubyte"])

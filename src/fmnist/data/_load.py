@@ -28,7 +28,8 @@ class Dataset:
     ("argument", "FMNIST_DATA", "cache", "debian", "download"); ``verified`` is True when
     the files' SHA-256 digests were checked against the Fashion-MNIST release;
     ``from_cache`` is True when the arrays came from the ``.npy`` fast-path cache
-    (``cache_dir``, None when the cache could not be written); ``searched`` lists the
+    (``cache_dir``, None when the cache could not be written; a first load writes it in
+    the background); ``searched`` lists the
     folders looked at, in order. ``class_names[i]`` names label ``i``.
     """
 
@@ -93,8 +94,8 @@ def load_dataset(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-
             files = find_files(folder)[0]
             arrays = _read_folder(files, dataset)
         from_cache, verified = False, fashion
-        cache_dir = _npycache.store(_npycache.key(files, dataset), arrays, verified=verified,
-                                    dataset=dataset, source=str(folder))
+        cache_dir = _npycache.store(_npycache.key(files, dataset), arrays, background=True,
+                                    verified=verified, dataset=dataset, source=str(folder))
 
     if fashion:
         class_names = CLASS_NAMES
