@@ -44,7 +44,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="learning rate (default: the optimizer's Keras default)")
     g.add_argument("--momentum", type=float, help="momentum for sgd/rmsprop (default: 0)")
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd; default: off)")
-    g.add_argument("--weight-decay", type=float, help="L2 weight decay (default: 0)")
+    g.add_argument("--weight-decay", type=float,
+                   help="weight decay, decoupled as Keras 3 applies it: p -= lr*wd*p (default: 0; adamw: 0.004)")
     g.add_argument("--seed", type=int, help="seed for weights and shuffling (default: 42)")
     g.add_argument("--device", help="auto, cpu or cuda (default: auto = cuda when present)")
     g.add_argument("--schedule", help="learning-rate schedule: step (per epoch), cosine (per step, to 0), "
