@@ -57,3 +57,10 @@ def test_unknown_split(tiny_data, tmp_path):
     train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=tmp_path / "r")
     with pytest.raises(UsageError, match="--split"):
         evaluate_run(tmp_path / "r", tiny_data, split="holdout")
+
+
+def test_metrics_name_the_epoch_whose_weights_were_kept(tiny_data, tmp_path):
+    config = resolve_config(get_preset("mlp-100"), epochs=3)
+    result = train_run("mlp-100", tiny_data, config=config, out_dir=tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert result.metrics["weights_epoch"] == saved["weights_epoch"] == 3

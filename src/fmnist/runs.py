@@ -193,6 +193,7 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
     history = trainer.fit(x_tr, y_tr, validation_data=(x_val, y_val))
     metrics: dict[str, Any] = {"val": evaluate(trainer.model, x_val, y_val),
                                "train_time_s": already + time.perf_counter() - start}
+    metrics["weights_epoch"] = trainer.weights_epoch
     if trainer.stop_reason:
         metrics["stopped"] = trainer.stop_reason
     return _finish(model_name, preset, trainer.model, trainer.config, history, metrics, data, out_dir, evaluate_test)

@@ -37,6 +37,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
     assert all(torch.equal(final[k], script.weights[2][k]) for k in final)
     assert not torch.equal(final["layers.1.weight"], script.weights[4]["layers.1.weight"])
     assert "epoch 4" in trainer.stop_reason and "epoch 2" in trainer.stop_reason
+    assert trainer.weights_epoch == 2
 
 
 def test_early_stopping_without_a_stop_still_ends_on_the_best_epoch():
@@ -47,6 +48,7 @@ def test_early_stopping_without_a_stop_still_ends_on_the_best_epoch():
     trainer.fit(X, Y, validation_data=(X, Y))
     assert all(torch.equal(v, script.weights[2][k]) for k, v in trainer.model.state_dict().items())
     assert "restored the weights of epoch 2" in trainer.stop_reason
+    assert trainer.weights_epoch == 2
 
 
 def test_patience_in_the_config_adds_early_stopping():

@@ -128,11 +128,12 @@ def _summarise(run) -> RunSummary:
         epochs = f"max_iter {run.model.max_iter}"  # scikit-learn SGD records no per-epoch history
     else:
         epochs = "–"
-    best = None
+    # The epoch whose weights the run holds (early stopping may have restored an earlier one):
+    # the scores beside it are that epoch's. Older runs did not record it: highest val accuracy.
+    best = metrics.get("weights_epoch")
     scored = [(e.get("val_accuracy"), i) for i, e in enumerate(history) if e.get("val_accuracy") is not None]
-    if scored:
-        # Highest validation accuracy; the earliest epoch wins a tie.
-        _, i = max(scored, key=lambda t: (t[0], -t[1]))
+    if best is None and scored:
+        _, i = max(scored, key=lambda t: (t[0], -t[1]))  # the earliest epoch wins a tie
         best = int(history[i].get("epoch", i + 1))
 
     def acc(split: str) -> float | None:
@@ -202,7 +203,7 @@ def _png_img(image: np.ndarray, alt: str, scale: int = 4) -> str:
 def _leaderboard_html(rows: Sequence[RunSummary]) -> str:
     order = sorted(range(len(rows)), key=lambda i: -1.0 if rows[i].val_accuracy is None else -rows[i].val_accuracy)
     head = ("<tr><th>#</th><th>model</th><th>run folder</th><th>parameters</th><th>epochs</th>"
-            "<th>training time</th><th>validation accuracy</th><th>best epoch (val)</th>"
+            "<th>training time</th><th>validation accuracy</th><th>weights from epoch</th>"
             f'<th class="test">{_e(TEST_LABEL)}</th></tr>')
     lines = []
     for rank, i in enumerate(order, 1):

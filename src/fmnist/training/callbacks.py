@@ -204,6 +204,7 @@ class EarlyStopping(Callback):
     def on_train_end(self, trainer: Trainer) -> None:
         if self.restore_best_weights and self.best_weights is not None and self.best_epoch != trainer.epoch:
             trainer.model.load_state_dict(self.best_weights)
+            trainer.weights_epoch = self.best_epoch
             reason = trainer.stop_reason or f"trained {trainer.epoch} epochs"
             trainer.stop_reason = f"{reason}; restored the weights of epoch {self.best_epoch}"
 

@@ -128,6 +128,9 @@ class Trainer:
         self.epoch = 0
         self.stop_training = False
         self.stop_reason: str | None = None
+        # The epoch whose weights the model holds: the last one, unless a callback (early
+        # stopping) put back an earlier epoch's. Reports name it beside the scores it produced.
+        self.weights_epoch = 0
         self.num_batches = 0
 
     def fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None = None):
@@ -154,6 +157,7 @@ class Trainer:
                 logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
             logs["time"] = time.perf_counter() - start
             self.history.append(logs)
+            self.weights_epoch = self.epoch
             for cb in self.callbacks:
                 cb.on_epoch_end(self, self.epoch, logs)
         for cb in self.callbacks:
