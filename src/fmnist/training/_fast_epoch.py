@@ -106,7 +106,7 @@ if AVAILABLE:
         chars = np.empty(4, np.uint8)
         flts = np.empty(4, np.float32)
         n_total, d = x.shape
-        nl = len(weights)
+        nl = len(acts)
         for s in range(count):
             b0 = (first + s) * bs
             m = min(bs, n_total - b0)
@@ -181,8 +181,16 @@ if AVAILABLE:
                         gx *= (np.float32(1.0) - out) * out
                     g = gx
             c = coef[s]
-            for j in range(len(params)):
+            for j in range(2 * nl):  # (weight, bias) per layer
                 _update(code, params[j], grads[j], state1[j], state2[j], c)
+
+
+_PAD = 4
+_EMPTY1, _EMPTY2 = np.empty(0, np.float32), np.empty((0, 0), np.float32)
+
+
+def _pad(arrays, length: int, empty: np.ndarray) -> tuple:
+    return (*arrays, *[empty] * (length - len(arrays)))
 
 
 class FastEpoch:
@@ -225,14 +233,17 @@ class FastEpoch:
         self.y, self.order = ys.numpy(), order.numpy()
         self.picked, self.pred = picked.view(-1).numpy(), pred.numpy()
         self.bs = batch_size
-        det = [lin.weight.detach() for lin in self.layers]
-        self.weights = tuple(w.numpy() for w in det)
-        self.biases = tuple(lin.bias.detach().numpy() for lin in self.layers)
-        self.gweights = tuple(lin.weight.grad.numpy() for lin in self.layers)
-        self.gbiases = tuple(lin.bias.grad.numpy() for lin in self.layers)
+        # A tuple's length is part of its numba type, so each depth would compile anew (~5 s on
+        # a cold cache): tuples are padded with empty arrays to a multiple of _PAD layers, and
+        # ``acts`` (one entry per real layer) says how many there are.
+        depth = -(-len(self.layers) // _PAD) * _PAD
+        self.weights = _pad([lin.weight.detach().numpy() for lin in self.layers], depth, _EMPTY2)
+        self.biases = _pad([lin.bias.detach().numpy() for lin in self.layers], depth, _EMPTY1)
+        self.gweights = _pad([lin.weight.grad.numpy() for lin in self.layers], depth, _EMPTY2)
+        self.gbiases = _pad([lin.bias.grad.numpy() for lin in self.layers], depth, _EMPTY1)
         a = self.flat["np"]
-        states = [tuple(a[name]) for name in self.optimizer.state_names]
-        self.params, self.grads = tuple(self.flat["p_np"]), tuple(a["grad"])
+        states = [_pad(a[name], 2 * depth, _EMPTY1) for name in self.optimizer.state_names]
+        self.params, self.grads = _pad(self.flat["p_np"], 2 * depth, _EMPTY1), _pad(a["grad"], 2 * depth, _EMPTY1)
         self.state1 = states[0]
         self.state2 = states[1] if len(states) > 1 else states[0]
         return True
