@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 import torch
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from fmnist.training import _fast_kernels as _kernels
 from fmnist.training._fast_dense import DenseStep
@@ -125,7 +126,7 @@ if AVAILABLE:
                 if act == 1:
                     for r in range(m):
                         for j in range(out.shape[1]):
-                            if out[r, j] < 0:
+                            if out[r, j] < 0:  # noqa: PLR1730 - keeps NaN as torch's relu does
                                 out[r, j] = 0
                 elif act == 2:
                     out[:] = np.tanh(out)
@@ -212,7 +213,6 @@ class FastEpoch:
             return None
         if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
             return None
-        from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
         if _global_optimizer_pre_hooks or _global_optimizer_post_hooks:
             return None
         layers = [lin for lin, _ in dense.layers]
