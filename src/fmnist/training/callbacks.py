@@ -49,6 +49,9 @@ class ProgressLogger(Callback):
     pipe only the per-epoch lines are written, so logs stay readable.
     """
 
+    # Only displays: the training loop may call on_batch_end after a chunk of compiled steps.
+    chunk_safe = True
+
     def __init__(self, stream: TextIO | None = None, bar: bool | None = None):
         self.stream = stream or sys.stdout
         self.bar = self.stream.isatty() if bar is None else bar
@@ -150,6 +153,16 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
         self._set(trainer, epoch, 0)
         self._epoch_lr = trainer.optimizer.param_groups[0]["lr"]
+
+    def lr_plan(self, trainer: Trainer, epoch: int, first: int, count: int) -> list[float] | None:
+        """The rates of batches ``first .. first+count-1`` (0-based), for a chunk of compiled
+        steps (``Trainer.run_epoch``); None when the rate is constant within the epoch. The same
+        values ``on_batch_end`` sets one step at a time, for the first param group."""
+        if self.schedule == "step":
+            return None
+        base = trainer.optimizer.param_groups[0]["initial_lr"]
+        return [self.lr_at(base, epoch, b, trainer.num_batches, trainer.config.epochs)
+                for b in range(first, first + count)]
 
     def on_batch_end(self, trainer: Trainer, batch: int, num_batches: int) -> None:
         # Per-step schedules set the rate for the next step; the last batch's value is unused.

@@ -189,6 +189,19 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     def _fused(self, group: dict[str, Any], flat: dict[str, Any], step: int, keep: float) -> None:
         """The same update (decay included) with the one-pass CPU kernels of ``_fast_kernels``."""
+        c, a = flat["scalar"], flat["np"]
+        args = tuple(c(v) for v in self._coefficients(group, group["lr"], step))
+        states = [a[name] for name in self.state_names]
+        for p, g, *s in zip(flat["p_np"], a["grad"], *states):
+            self.kernel(p, g, *s, *args)
+
+    # The fused kernel and its scalar arguments after the arrays (``keep`` first); the compiled
+    # epoch (``_fast_epoch``) builds its per-step coefficient table from the same method, so
+    # both paths round the same Python floats to the same float32 values.
+    kernel = None
+    kernel_code = -1  # index of the kernel in ``_fast_epoch``'s dispatch
+
+    def _coefficients(self, group: dict[str, Any], lr: float, step: int) -> tuple[float, ...]:
         raise NotImplementedError
 
     @staticmethod
@@ -223,11 +236,11 @@ class KerasRMSprop(FlatOptimizer):
         else:
             self._apply(group["params"], flat, -group["lr"])
 
-    def _fused(self, group, flat, step, keep):
-        c, a = flat["scalar"], flat["np"]
-        args = (c(keep), c(group["lr"]), c(group["rho"]), c(1 - group["rho"]), c(group["eps"]), c(group["momentum"]))
-        for p, g, v, m in zip(flat["p_np"], a["grad"], a["square_avg"], a["momentum_buffer"]):
-            _kernels.rmsprop(p, g, v, m, *args)
+    kernel, kernel_code = staticmethod(_kernels.rmsprop), 0
+
+    def _coefficients(self, group, lr, step):
+        return (1.0 - lr * group["weight_decay"], lr, group["rho"], 1 - group["rho"], group["eps"],
+                group["momentum"])
 
 
 class KerasSGD(FlatOptimizer):
@@ -253,11 +266,10 @@ class KerasSGD(FlatOptimizer):
         else:
             torch._foreach_add_(group["params"], flat["views"](m))
 
-    def _fused(self, group, flat, step, keep):
-        c, a = flat["scalar"], flat["np"]
-        args = (c(keep), c(group["lr"]), c(group["momentum"]), bool(group["nesterov"]))
-        for p, g, m in zip(flat["p_np"], a["grad"], a["momentum_buffer"]):
-            _kernels.sgd(p, g, m, *args)
+    kernel, kernel_code = staticmethod(_kernels.sgd), 1
+
+    def _coefficients(self, group, lr, step):
+        return (1.0 - lr * group["weight_decay"], lr, group["momentum"], float(bool(group["nesterov"])))
 
 
 class KerasAdagrad(FlatOptimizer):
@@ -280,11 +292,10 @@ class KerasAdagrad(FlatOptimizer):
         torch.div(g, tmp, out=tmp)
         self._apply(group["params"], flat, -group["lr"])
 
-    def _fused(self, group, flat, step, keep):
-        c, a = flat["scalar"], flat["np"]
-        args = (c(keep), c(group["lr"]), c(group["eps"]))
-        for p, g, acc in zip(flat["p_np"], a["grad"], a["sum"]):
-            _kernels.adagrad(p, g, acc, *args)
+    kernel, kernel_code = staticmethod(_kernels.adagrad), 2
+
+    def _coefficients(self, group, lr, step):
+        return (1.0 - lr * group["weight_decay"], lr, group["eps"])
 
 
 class KerasAdam(FlatOptimizer):
@@ -310,16 +321,15 @@ class KerasAdam(FlatOptimizer):
         self._apply(group["params"], flat, -self._alpha(group, step))
 
     @staticmethod
-    def _alpha(group, step):
+    def _alpha(group, step, lr=None):
         b1, b2 = group["betas"]
-        return group["lr"] * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
+        return (group["lr"] if lr is None else lr) * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
 
-    def _fused(self, group, flat, step, keep):
-        c, a = flat["scalar"], flat["np"]
+    kernel, kernel_code = staticmethod(_kernels.adam), 3
+
+    def _coefficients(self, group, lr, step):
         b1, b2 = group["betas"]
-        args = (c(keep), c(self._alpha(group, step)), c(1 - b1), c(1 - b2), c(group["eps"]))
-        for p, g, m, v in zip(flat["p_np"], a["grad"], a["exp_avg"], a["exp_avg_sq"]):
-            _kernels.adam(p, g, m, v, *args)
+        return (1.0 - lr * group["weight_decay"], self._alpha(group, step, lr), 1 - b1, 1 - b2, group["eps"])
 
 
 # name -> (factory, Keras's default learning rate)

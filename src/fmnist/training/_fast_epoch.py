@@ -1,0 +1,261 @@
+"""A compiled run of many consecutive training steps of a dense stack, for the CPU.
+
+Why: after the hand-written dense step (``_fast_dense``) and the fused optimizer kernels, a
+batch-32 step still made ~20 torch calls, each 5-50 us of Python and dispatch: for the
+softmax preset that was 4x the step's arithmetic. Here one numba call runs ``count``
+consecutive steps (gather the batch from the permutation, forward, softmax cross-entropy,
+backward, optimizer update) on numpy views of the torch tensors' memory, so the per-step
+overhead is gone and the Trainer's loop only wakes up between chunks for callbacks.
+
+Same arithmetic as the per-step path: the matrix products call the very ``sgemm_`` that
+``torch.mm`` uses (MKL, taken from libtorch_cpu; bit-identical products), the optimizer update
+is the same ``_fast_kernels`` kernel with the same float32 coefficients
+(``FlatOptimizer._coefficients``), and gradients land in the optimizer's flat buffer views, so
+``state_dict`` and checkpoints see exactly what the per-step path would leave. Only the
+element-wise exp/log/tanh and the bias-gradient sum may round differently in the last bit.
+
+:func:`FastEpoch.build` returns None whenever it does not apply (no numba or no ``sgemm_``
+symbol, ``FMNIST_NO_NUMBA=1``, not the CPU, not float32, a model ``DenseStep`` does not take,
+a layer without bias, several param groups, a non-flat optimizer, optimizer step hooks) and
+the Trainer then uses the per-step path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+import torch
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+
+from fmnist.training import _fast_kernels as _kernels
+from fmnist.training._fast_dense import DenseStep
+from fmnist.training.optim import FlatOptimizer
+
+numba = _kernels.numba
+
+
+def _find_sgemm() -> int | None:
+    """Address of the Fortran ``sgemm_`` torch itself links (MKL on x86), or None."""
+    lib = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    try:
+        fn = ctypes.CDLL(lib).sgemm_
+    except (OSError, AttributeError):  # pragma: no cover - other platforms / builds
+        return None
+    return ctypes.cast(fn, ctypes.c_void_p).value
+
+
+_SGEMM = _find_sgemm() if numba is not None else None
+AVAILABLE = _SGEMM is not None
+
+# activation module -> code in the kernel (0: none)
+_ACT_CODES = {None: 0, torch.nn.ReLU: 1, torch.nn.Tanh: 2, torch.nn.Sigmoid: 3}
+
+if AVAILABLE:
+    import llvmlite.binding as _llvm
+    from numba import types as _t
+
+    # Bound by name at link time, so the compiled code is cacheable (cache=True) across processes.
+    _llvm.add_symbol("sgemm_", _SGEMM)
+    _vp = _t.voidptr
+    _sgemm = _t.ExternalFunction("sgemm_", _t.void(*[_vp] * 13))
+
+    _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @_jit
+    def _mm(a, ta, b, tb, c, beta, ints, chars, flts):  # pragma: no cover - compiled
+        """Row-major ``c = op(a) @ op(b) + beta * c`` through column-major sgemm (c^T = op(b)^T op(a)^T)."""
+        m, n = c.shape
+        ints[0] = n
+        ints[1] = m
+        ints[2] = a.shape[0] if ta else a.shape[1]
+        ints[3] = b.shape[1]
+        ints[4] = a.shape[1]
+        ints[5] = n
+        chars[0] = 84 if tb else 78  # 'T' / 'N'
+        chars[1] = 84 if ta else 78
+        flts[0] = 1.0
+        flts[1] = beta
+        _sgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+               flts[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes, flts[1:].ctypes,
+               c.ctypes, ints[5:].ctypes)
+
+    @_jit
+    def _update(code, p, g, s1, s2, c):  # pragma: no cover - compiled
+        if code == 0:
+            _kernels.rmsprop(p, g, s1, s2, c[0], c[1], c[2], c[3], c[4], c[5])
+        elif code == 1:
+            _kernels.sgd(p, g, s1, c[0], c[1], c[2], c[3])
+        elif code == 2:
+            _kernels.adagrad(p, g, s1, c[0], c[1], c[2])
+        else:
+            _kernels.adam(p, g, s1, s2, c[0], c[1], c[2], c[3], c[4])
+
+    @_jit
+    def _run_steps(x, y, order, first, bs, count, weights, biases, gweights, gbiases, acts,
+                   picked, pred, code, params, grads, state1, state2, coef):  # pragma: no cover - compiled
+        """Steps ``first .. first+count-1`` of the epoch (batch ``s`` = ``order[s*bs:(s+1)*bs]``).
+
+        ``x`` float32 (N, D), ``y`` int64 (N,), ``order`` int64 (N,); per layer ``weights[i]``
+        (out, in), ``biases[i]`` (out,), their gradient views ``gweights/gbiases``, ``acts[i]``
+        the activation code; ``picked``/``pred`` (N,) receive each sample's log-probability of
+        its label and its predicted class at its position in ``order``. ``params/grads/state*``
+        are the optimizer's 1-D views, ``coef[s]`` step ``s``'s kernel coefficients.
+        """
+        ints = np.empty(8, np.int32)
+        chars = np.empty(4, np.uint8)
+        flts = np.empty(4, np.float32)
+        n_total, d = x.shape
+        nl = len(acts)
+        for s in range(count):
+            b0 = (first + s) * bs
+            m = min(bs, n_total - b0)
+            xb = np.empty((m, d), np.float32)
+            for r in range(m):
+                xb[r, :] = x[order[b0 + r]]
+            saved = [xb]
+            h = xb
+            for i in range(nl):
+                w, b = weights[i], biases[i]
+                out = np.empty((m, w.shape[0]), np.float32)
+                for r in range(m):  # torch.addmm: bias rows, then sgemm with beta = 1
+                    out[r, :] = b
+                _mm(h, False, w, True, out, 1.0, ints, chars, flts)
+                act = acts[i]
+                if act == 1:
+                    for r in range(m):
+                        for j in range(out.shape[1]):
+                            if out[r, j] < 0:  # noqa: PLR1730 - keeps NaN as torch's relu does
+                                out[r, j] = 0
+                elif act == 2:
+                    out[:] = np.tanh(out)
+                elif act == 3:
+                    one = np.float32(1.0)
+                    for r in range(m):
+                        for j in range(out.shape[1]):
+                            out[r, j] = one / (one + np.exp(-out[r, j]))
+                h = out
+                saved.append(h)
+            # log_softmax, picked, argmax and d(mean CE)/d(logits) = (softmax - onehot) / m
+            k = h.shape[1]
+            g = np.empty((m, k), np.float32)
+            inv = np.float32(m)
+            neg = np.float32(-1.0 / m)
+            for r in range(m):
+                mx = h[r, 0]
+                am = 0
+                for j in range(1, k):
+                    if h[r, j] > mx:
+                        mx = h[r, j]
+                        am = j
+                tot = np.float32(0.0)
+                for j in range(k):
+                    tot += np.exp(h[r, j] - mx)
+                lt = np.log(tot)
+                for j in range(k):
+                    g[r, j] = np.exp(h[r, j] - mx - lt) / inv
+                yr = y[order[b0 + r]]
+                picked[b0 + r] = h[r, yr] - mx - lt
+                pred[b0 + r] = am
+                g[r, yr] += neg
+            for i in range(nl - 1, -1, -1):
+                _mm(g, True, saved[i], False, gweights[i], 0.0, ints, chars, flts)
+                gb = gbiases[i]
+                gb[:] = 0
+                for r in range(m):
+                    gb += g[r]
+                if i:
+                    w = weights[i]
+                    gx = np.empty((m, w.shape[1]), np.float32)
+                    _mm(g, False, w, False, gx, 0.0, ints, chars, flts)
+                    out = saved[i]
+                    act = acts[i - 1]
+                    if act == 1:
+                        for r in range(m):
+                            for j in range(gx.shape[1]):
+                                if not out[r, j] > 0:
+                                    gx[r, j] = 0
+                    elif act == 2:
+                        gx *= np.float32(1.0) - out * out
+                    elif act == 3:
+                        gx *= (np.float32(1.0) - out) * out
+                    g = gx
+            c = coef[s]
+            for j in range(2 * nl):  # (weight, bias) per layer
+                _update(code, params[j], grads[j], state1[j], state2[j], c)
+
+
+_PAD = 4
+_EMPTY1, _EMPTY2 = np.empty(0, np.float32), np.empty((0, 0), np.float32)
+
+
+def _pad(arrays, length: int, empty: np.ndarray) -> tuple:
+    return (*arrays, *[empty] * (length - len(arrays)))
+
+
+class FastEpoch:
+    """Runs chunks of an epoch's steps for one Trainer's dense model and flat optimizer."""
+
+    def __init__(self, optimizer: FlatOptimizer, layers, acts: np.ndarray):
+        self.optimizer = optimizer
+        self.group, self.flat = optimizer.param_groups[0], optimizer._flat[0]
+        self.layers, self.acts = layers, acts
+
+    @classmethod
+    def build(cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> FastEpoch | None:
+        if not AVAILABLE or device.type != "cpu":
+            return None
+        dense = DenseStep.build(model)
+        if dense is None or not isinstance(optimizer, FlatOptimizer) or optimizer.kernel_code < 0:
+            return None
+        if len(optimizer.param_groups) != 1 or not optimizer._flat[0]["fused"]:
+            return None
+        if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+            return None
+        if _global_optimizer_pre_hooks or _global_optimizer_post_hooks:
+            return None
+        layers = [lin for lin, _ in dense.layers]
+        ids = {id(p) for p in optimizer.param_groups[0]["params"]}
+        if any(lin.bias is None or lin.weight.dtype != torch.float32 for lin in layers) or \
+                {id(p) for lin in layers for p in lin.parameters()} != ids:
+            return None
+        acts = np.array([_ACT_CODES[act] for _, act in dense.layers], dtype=np.int64)
+        return cls(optimizer, layers, acts)
+
+    def start_epoch(self, xs: torch.Tensor, ys: torch.Tensor, order: torch.Tensor, picked: torch.Tensor,
+                    pred: torch.Tensor, batch_size: int) -> bool:
+        """Bind this epoch's arrays; False when they do not suit (the caller then steps per batch)."""
+        if xs.dtype != torch.float32 or not xs.is_contiguous() or xs.device.type != "cpu":
+            return False
+        self.optimizer._gather_grads(self.group, self.flat)  # grads are the flat views; fresh p_np
+        self.x = xs.view(len(xs), -1).numpy()
+        self.y, self.order = ys.numpy(), order.numpy()
+        self.picked, self.pred = picked.view(-1).numpy(), pred.numpy()
+        self.bs = batch_size
+        # A tuple's length is part of its numba type, so each depth would compile anew (~5 s on
+        # a cold cache): tuples are padded with empty arrays to a multiple of _PAD layers, and
+        # ``acts`` (one entry per real layer) says how many there are.
+        depth = -(-len(self.layers) // _PAD) * _PAD
+        self.weights = _pad([lin.weight.detach().numpy() for lin in self.layers], depth, _EMPTY2)
+        self.biases = _pad([lin.bias.detach().numpy() for lin in self.layers], depth, _EMPTY1)
+        self.gweights = _pad([lin.weight.grad.numpy() for lin in self.layers], depth, _EMPTY2)
+        self.gbiases = _pad([lin.bias.grad.numpy() for lin in self.layers], depth, _EMPTY1)
+        a = self.flat["np"]
+        states = [_pad(a[name], 2 * depth, _EMPTY1) for name in self.optimizer.state_names]
+        self.params, self.grads = _pad(self.flat["p_np"], 2 * depth, _EMPTY1), _pad(a["grad"], 2 * depth, _EMPTY1)
+        self.state1 = states[0]
+        self.state2 = states[1] if len(states) > 1 else states[0]
+        return True
+
+    def run(self, first: int, count: int, lrs=None) -> None:
+        """Steps ``first .. first+count-1`` (0-based batches); ``lrs``: each step's rate (None: the group's)."""
+        opt, group, flat = self.optimizer, self.group, self.flat
+        step0 = flat["step"]
+        lr = group["lr"]
+        coef = np.array([opt._coefficients(group, lr if lrs is None else lrs[s], step0 + s + 1) for s in range(count)],
+                        dtype=np.float32)
+        _run_steps(self.x, self.y, self.order, first, self.bs, count, self.weights, self.biases, self.gweights,
+                   self.gbiases, self.acts, self.picked, self.pred, opt.kernel_code, self.params, self.grads,
+                   self.state1, self.state2, coef)
+        flat["step"] = step0 + count
