@@ -5,9 +5,9 @@ import pytest
 
 from fmnist.errors import ModelError, RunError, UsageError
 from fmnist.evaluation import predict_proba
+from fmnist.models import get_preset
 from fmnist.models.io import load_model
 from fmnist.runs import evaluate_run, load_run, resolve_config, train_run
-from fmnist.models import get_preset
 
 
 @pytest.mark.parametrize("name", ["softmax", "sgd-logreg"])

@@ -23,7 +23,14 @@ from fmnist._files import atomic_write, write_json
 from fmnist.data import Dataset
 from fmnist.errors import UsageError
 from fmnist.models import count_parameters, get_preset
-from fmnist.runs import SPLIT_SEED, VAL_SIZE, RunResult, resolve_config, train_run, versions
+from fmnist.runs import (
+    SPLIT_SEED,
+    VAL_SIZE,
+    RunResult,
+    resolve_config,
+    train_run,
+    versions,
+)
 from fmnist.training import Callback
 
 LEADERBOARD_FORMAT = "fmnist-leaderboard"

@@ -23,7 +23,7 @@ from fmnist.data import Dataset
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import create_model
-from fmnist.runs import save_run, train_run, RunResult, versions
+from fmnist.runs import RunResult, save_run, train_run, versions
 from fmnist.training import Callback
 
 

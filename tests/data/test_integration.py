@@ -6,7 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.data import CLASS_NAMES, dataset_summary, load_dataset, read_idx, train_val_split
+from fmnist.data import (
+    CLASS_NAMES,
+    dataset_summary,
+    load_dataset,
+    read_idx,
+    train_val_split,
+)
 from fmnist.data._sources import FILES, find_files
 from fmnist.data.idx import _read_idx
 

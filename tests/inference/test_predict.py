@@ -182,11 +182,11 @@ def test_top_k_must_be_positive(run_dir, photos, capsys):
 @pytest.mark.integration
 def test_real_photos_predicted_like_the_originals(real_data, tmp_path):
     """A softmax trained briefly on real data gives a dressed-up test image the original's class."""
+    import torch
+
     from fmnist.models import create_model
     from fmnist.models.io import save_model
     from fmnist.training import TrainConfig, Trainer
-
-    import torch
 
     torch.manual_seed(0)
     model = create_model("softmax")

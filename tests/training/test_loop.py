@@ -4,7 +4,14 @@ import torch
 
 from fmnist.errors import UsageError
 from fmnist.models import create_model
-from fmnist.training import Callback, KerasRMSprop, TrainConfig, Trainer, build_optimizer, fit
+from fmnist.training import (
+    Callback,
+    KerasRMSprop,
+    TrainConfig,
+    Trainer,
+    build_optimizer,
+    fit,
+)
 from tests.conftest import learnable_images
 
 Y = np.arange(160) % 10

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.training import OPTIMIZERS, build_optimizer
-from fmnist.training import _fast_kernels
+from fmnist.training import OPTIMIZERS, _fast_kernels, build_optimizer
 from fmnist.training.optim import FlatOptimizer
 
 SHAPES = [(3, 4), (4,), (2, 3)]  # several tensors: the flat layout must keep them apart

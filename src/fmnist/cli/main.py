@@ -199,7 +199,12 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from fmnist.inference.predict import format_predictions, predict_files, save_plots, save_preprocessed
+    from fmnist.inference.predict import (
+        format_predictions,
+        predict_files,
+        save_plots,
+        save_preprocessed,
+    )
 
     result = predict_files(args.model, args.images, top_k=args.top_k)
     for failure in result.failures:

@@ -24,7 +24,13 @@ from fmnist.plots.evaluation import (
     per_class_metrics_figure,
     probability_bars,
 )
-from fmnist.plots.inspection import EMBED_METHODS, conv_filters, embed_2d, embedding_2d, feature_maps
+from fmnist.plots.inspection import (
+    EMBED_METHODS,
+    conv_filters,
+    embed_2d,
+    embedding_2d,
+    feature_maps,
+)
 from fmnist.plots.training import learning_curves
 
 __all__ = [

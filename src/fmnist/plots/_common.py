@@ -19,7 +19,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fmnist._files import atomic_write
-
 from fmnist.data import CLASS_NAMES  # noqa: F401 (re-exported: the plots' default class names)
 
 __all__ = ["CLASS_NAMES", "save_figure"]

@@ -56,7 +56,9 @@ def confusion_matrix(
     """
     if normalize not in (False, None, "true"):
         raise ValueError(f"normalize must be False or 'true', got {normalize!r}")
-    from sklearn.metrics import confusion_matrix as sk_confusion_matrix  # lazy: see the note above _pair
+    from sklearn.metrics import (
+        confusion_matrix as sk_confusion_matrix,  # lazy: see the note above _pair
+    )
 
     t, p = _pair(y_true, y_pred)
     k = n_classes(class_names, t, p)
@@ -89,7 +91,9 @@ def per_class_metrics(y_true, y_pred, class_names: Sequence[str] = CLASS_NAMES) 
     predicted scores 0 precision (not a warning): a model that ignores a class should look
     bad, not noisy.
     """
-    from sklearn.metrics import precision_recall_fscore_support  # lazy: see the note above _pair
+    from sklearn.metrics import (
+        precision_recall_fscore_support,  # lazy: see the note above _pair
+    )
 
     t, p = _pair(y_true, y_pred)
     k = n_classes(class_names, t, p)

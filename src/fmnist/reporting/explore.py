@@ -22,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.plots import CLASS_NAMES, class_counts, class_grid, class_means, sample_row, save_figure
+from fmnist.plots import (
+    CLASS_NAMES,
+    class_counts,
+    class_grid,
+    class_means,
+    sample_row,
+    save_figure,
+)
 
 __all__ = ["ExploreResult", "explore", "format_explore", "FIGURES"]
 

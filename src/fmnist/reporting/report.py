@@ -253,10 +253,15 @@ def _table(metrics: dict[str, list]) -> str:
 def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names: list[str], *, split: str,
               embedding: str, max_points: int, n_mistakes: int, dpi: int) -> str:
     from fmnist.evaluation import predict_proba
-    from fmnist.evaluation.features import feature_source, first_conv, first_conv_maps, penultimate_features
+    from fmnist.evaluation.features import (
+        feature_source,
+        first_conv,
+        first_conv_maps,
+        penultimate_features,
+    )
     from fmnist.plots import (
-        conv_filters,
         confusion_matrix,
+        conv_filters,
         embedding_2d,
         feature_maps,
         misclassified_gallery,

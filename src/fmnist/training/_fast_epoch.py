@@ -27,7 +27,10 @@ import os
 
 import numpy as np
 import torch
-from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+from torch.optim.optimizer import (
+    _global_optimizer_post_hooks,
+    _global_optimizer_pre_hooks,
+)
 
 from fmnist.training import _fast_kernels as _kernels
 from fmnist.training._fast_dense import DenseStep

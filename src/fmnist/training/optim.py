@@ -34,7 +34,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+from torch.optim.optimizer import (
+    _global_optimizer_post_hooks,
+    _global_optimizer_pre_hooks,
+)
 
 from fmnist.errors import UsageError
 from fmnist.training import _fast_kernels as _kernels
