@@ -9,6 +9,7 @@ an index slice of it: no DataLoader, no per-sample Python.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -109,6 +110,11 @@ class Trainer:
     # a descheduled member stalls every op: measured on 2 shared cores (load ~10), mlp-200
     # epochs took 37-64 s with 2 threads and ~3 s with 1. Evaluation keeps torch's setting.
     cpu_train_threads: int | None = 1
+    # ...but a step with at least this many multiply-adds (convolutions: cnn-book does ~134 M
+    # per batch of 32, mlp-200 ~5 M) runs with torch's thread count: each op then lasts
+    # milliseconds and splits well; measured on 2 quiet cores, cnn-book's epoch took
+    # NN s on 1 thread and NN s on 2.
+    cpu_parallel_macs: float = 30e6
 
     def __init__(self, model: nn.Module, config: TrainConfig | None = None, callbacks: Sequence[Callback] = ()):
         self.config = config or TrainConfig()
@@ -171,7 +177,8 @@ class Trainer:
         pred = torch.empty(n, dtype=torch.long, device=self.device)
         step = self._batch_step()
         threads = torch.get_num_threads()
-        if self.device.type == "cpu" and self.cpu_train_threads:
+        if self.device.type == "cpu" and self.cpu_train_threads \
+                and step_macs(self.model, xs[:1]) * bs < self.cpu_parallel_macs:
             torch.set_num_threads(self.cpu_train_threads)
         try:
             for batch, start in enumerate(range(0, n, bs), 1):
@@ -258,6 +265,35 @@ class Trainer:
             name = type(cb).__name__
             seen[name] = seen.get(name, 0) + 1
             yield (name if seen[name] == 1 else f"{name}.{seen[name] - 1}"), cb
+
+
+def step_macs(model: nn.Module, sample: torch.Tensor) -> int:
+    """Multiply-adds of the linear and convolution layers' forward pass on ``sample`` (one image).
+
+    Counted with forward hooks on one no-grad, eval-mode pass (so batch norm's running
+    statistics do not move); the backward pass costs about twice as much again.
+    """
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+        else:  # _ConvNd
+            total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, kinds)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(sample)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return total // max(1, len(sample))
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, config: TrainConfig | None = None,
