@@ -177,9 +177,8 @@ class Trainer:
         pred = torch.empty(n, dtype=torch.long, device=self.device)
         step = self._batch_step()
         threads = torch.get_num_threads()
-        if self.device.type == "cpu" and self.cpu_train_threads \
-                and step_macs(self.model, xs[:1]) * bs < self.cpu_parallel_macs:
-            torch.set_num_threads(self.cpu_train_threads)
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.train_threads(xs[:1]))
         try:
             for batch, start in enumerate(range(0, n, bs), 1):
                 idx = order[start:start + bs]
@@ -193,6 +192,12 @@ class Trainer:
             torch.set_num_threads(threads)
         return {"loss": -float(picked.sum(dtype=torch.float64)) / n,
                 "accuracy": int((pred == ys[order]).sum()) / n}
+
+    def train_threads(self, sample: torch.Tensor) -> int:
+        """Intra-op threads for CPU training steps on batches like ``sample`` (one image suffices)."""
+        if self.cpu_train_threads and step_macs(self.model, sample[:1]) * self.config.batch_size < self.cpu_parallel_macs:
+            return self.cpu_train_threads
+        return torch.get_num_threads()
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward and update on one batch; returns (mean loss, number correct)."""
