@@ -110,10 +110,12 @@ class Trainer:
     # a descheduled member stalls every op: measured on 2 shared cores (load ~10), mlp-200
     # epochs took 37-64 s with 2 threads and ~3 s with 1. Evaluation keeps torch's setting.
     cpu_train_threads: int | None = 1
-    # ...but a step with at least this many multiply-adds (convolutions: cnn-book does ~134 M
-    # per batch of 32, mlp-200 ~5 M) runs with torch's thread count: each op then lasts
-    # milliseconds and splits well; measured on 2 quiet cores, cnn-book's epoch took
-    # NN s on 1 thread and NN s on 2.
+    # ...but a step with at least this many forward multiply-adds (cnn-book: ~134 M per batch
+    # of 32; mlp-200: ~5 M) runs with torch's thread count: its convolutions last milliseconds
+    # and split well (conv 32->64 at 14x14, batch 32: ~40 GFLOP/s on 1 thread, ~90 on 2).
+    # Measured (cnn-book epoch, NCHW, load 0.6): 37.4 s on 1 thread, 27.0 s on 2. On a busy
+    # machine libgomp's spinning makes 2 threads far slower (50-600 s at load 3), unless
+    # OMP_WAIT_POLICY=PASSIVE (27-38 s); set this to inf to train on one thread there.
     cpu_parallel_macs: float = 30e6
 
     def __init__(self, model: nn.Module, config: TrainConfig | None = None, callbacks: Sequence[Callback] = ()):
