@@ -13,6 +13,10 @@ For each preset (softmax, mlp-200, mlp-200-100) it times:
   images, images/s);
 - with TensorFlow importable, the same model in Keras (``model.fit``, one epoch), else "skipped".
 
+For the convolutional preset cnn-book (skip with ``--no-conv``): its real epoch (Adam, batch
+32) against its conv/linear-only floor (``conv_floor``) and against Keras's 38.6 s per epoch,
+measured in this run when TensorFlow is importable, else issue 3's reference, labelled so.
+
 Plus the data load (first verified load into an empty ``FMNIST_CACHE``, then a later load).
 Every time is the median of repeats: the machine may be shared, so also the load average
 is printed. Ratios compare numbers taken in this same run.
