@@ -180,7 +180,7 @@ def conv_presets(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: in
         floor, gflop = conv_floor(model, xs[:1], steps, repeats)
         torch.set_num_threads(threads)
         trainer.run_epoch(xs[:BATCH * 10], ys[:BATCH * 10])  # warm up
-        epoch, epoch_all = median_time(lambda: trainer.run_epoch(xs, ys), repeats)
+        epoch, epoch_all = median_time(lambda t=trainer: t.run_epoch(xs, ys), repeats)
         keras = keras_cnn_epoch(x_tr, y_tr, keras_repeats) if name == "cnn-book" else None
         out[name] = {"train_threads": train_threads, "conv_floor_s": floor, "floor_gflop": gflop,
                      "floor_gflop_per_s": gflop / floor, "epoch_s": epoch, "epoch_runs_s": epoch_all,
