@@ -56,3 +56,29 @@ def test_glorot_uniform_and_zero_bias():
 def test_bad_specs_fail_with_a_reason(text, fragment):
     with pytest.raises(ModelError, match=fragment):
         ModelSpec.parse(text)
+
+
+def test_explicit_no_activation_survives_a_round_trip():
+    spec = ModelSpec.parse("conv:8:3:same:none,batchnorm,activation:relu,flatten,dense:10")
+    again = ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again.layers[0]["activation"] is None
+    assert [type(m).__name__ for m in Network(again).layers][:3] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert ModelSpec.parse("conv:8:3,flatten,dense:10").layers[0]["activation"] == "relu"  # the default
+
+
+def test_conv_input_is_channels_last_and_matches_a_plain_conv():
+    torch.manual_seed(0)
+    net = Network(ModelSpec.parse("conv:4:3,maxpool:2,flatten,dense:10"))
+    x = torch.rand(6, 28, 28)
+    adapted = net.adapt_input(x)
+    # With one channel both layouts hold (N, 1, H, W) as the same memory; what tells convs and
+    # pools to stay NHWC is the channel stride of 1 (NCHW's would be H * W).
+    assert adapted.shape == (6, 1, 28, 28) and adapted.stride() == (784, 1, 28, 1)
+    assert net.layers[0](adapted).is_contiguous(memory_format=torch.channels_last)
+    # Same pixels as the plain NCHW view, also from a non-contiguous (strided) batch.
+    wide = torch.rand(6, 28, 56)[:, :, ::2]
+    assert torch.equal(net.adapt_input(wide), wide.reshape(6, 1, 28, 28))
+    conv, pool = net.layers[0], net.layers[2]
+    reference = net.layers[3:](pool(torch.relu(torch.nn.functional.conv2d(x.reshape(6, 1, 28, 28), conv.weight,
+                                                                          conv.bias, padding=1))))
+    torch.testing.assert_close(net(x), reference)

@@ -102,3 +102,22 @@ def test_unknown_optimizer_and_misused_nesterov():
         build_optimizer("lion", [torch.nn.Parameter(torch.zeros(1))])
     with pytest.raises(UsageError, match="nesterov"):
         build_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], nesterov=True)
+
+
+def test_step_macs_counts_conv_and_dense_products():
+    from fmnist.training.loop import step_macs
+
+    model = create_model("conv:4:3:valid,maxpool:2,flatten,dense:10")
+    # conv: 26*26 outputs x 4 filters x 9 taps; dense: 13*13*4 inputs x 10 units
+    assert step_macs(model, torch.rand(1, 28, 28)) == 26 * 26 * 4 * 9 + 13 * 13 * 4 * 10
+    assert model.training  # counting leaves the model in the mode it found
+
+
+def test_thread_count_follows_the_work_per_step():
+    threads = torch.get_num_threads()
+    small = Trainer(create_model("mlp-200"), TrainConfig(device="cpu"))
+    big = Trainer(create_model("cnn-book"), TrainConfig(device="cpu"))
+    sample = torch.rand(1, 28, 28)
+    assert small.train_threads(sample) == Trainer.cpu_train_threads
+    assert big.train_threads(sample) == threads
+    assert torch.get_num_threads() == threads

@@ -133,7 +133,9 @@ _torch("cnn-book", "conv:32:3:same:relu,maxpool:2,conv:64:3:same:relu,maxpool:2,
 
 # --- Our stronger presets: batch norm before the activation, AdamW with a one-cycle schedule,
 # larger batches (faster per epoch on a CPU), and mirrored training images. cnn-best with 2-pixel
-# shifts as well reached only val 0.9272 / test 0.9220 in its 12 epochs (underfits).
+# shifts as well reached only val 0.9272 / test 0.9220 in its 12 epochs (underfits); 12 epochs
+# with flips only, val 0.9339 / test 0.9274 (then "conv:...:none" still added a ReLU before the
+# batch norm: a parsing bug, since fixed); 15 epochs with flips and random erasing 0.2, as below.
 
 # mlp-best was chosen by validation accuracy among three variants (30 epochs each, same seed):
 # dropout 0.4 + flips + 1-px shifts 0.8972; dropout 0.2 + flips + shifts 0.9041; this one 0.9097
@@ -147,7 +149,9 @@ _torch("cnn-best", "conv:32:3:same:none,batchnorm,activation:relu,maxpool:2,"
        "conv:64:3:same:none,batchnorm,activation:relu,maxpool:2,"
        "conv:128:3:same:none,batchnorm,activation:relu,maxpool:2,"
        "flatten,dropout:0.3,dense:256,batchnorm,activation:relu,dropout:0.3,dense:10",
-       "3 conv blocks (32-64-128, batch norm) + Dense(256); AdamW, one-cycle, mirrored images",
-       "fmnist (target: test accuracy >= 0.935 within 10 minutes on 2 CPU cores; measured val 0.9339, "
-       "test 0.9274, ~16 CPU-minutes on one thread: target not yet met)",
-       epochs=12, batch_size=128, optimizer="adamw", lr=3e-3, schedule="onecycle", flip=True)
+       "3 conv blocks (32-64-128, batch norm) + Dense(256); AdamW, one-cycle, mirrored images, "
+       "random erasing",
+       "fmnist (target: test accuracy >= 0.935 within 10 minutes on 2 CPU cores; measured val 0.9358, "
+       "test 0.9311 on one thread; on 2 threads, machine otherwise idle: val 0.9369, test 0.9312, "
+       "610 s training (~41 s an epoch with validation): both targets not yet met)",
+       epochs=15, batch_size=128, optimizer="adamw", lr=3e-3, schedule="onecycle", flip=True, erase=0.2)

@@ -9,6 +9,7 @@ an index slice of it: no DataLoader, no per-sample Python.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -110,6 +111,13 @@ class Trainer:
     # a descheduled member stalls every op: measured on 2 shared cores (load ~10), mlp-200
     # epochs took 37-64 s with 2 threads and ~3 s with 1. Evaluation keeps torch's setting.
     cpu_train_threads: int | None = 1
+    # ...but a step with at least this many forward multiply-adds (cnn-book: ~134 M per batch
+    # of 32; mlp-200: ~5 M) runs with torch's thread count: its convolutions last milliseconds
+    # and split well (conv 32->64 at 14x14, batch 32: ~40 GFLOP/s on 1 thread, ~90 on 2).
+    # Measured (cnn-book epoch, NCHW, load 0.6): 37.4 s on 1 thread, 27.0 s on 2. On a busy
+    # machine libgomp's spinning makes 2 threads far slower (50-600 s at load 3), unless
+    # OMP_WAIT_POLICY=PASSIVE (27-38 s); set this to inf to train on one thread there.
+    cpu_parallel_macs: float = 30e6
 
     def __init__(self, model: nn.Module, config: TrainConfig | None = None, callbacks: Sequence[Callback] = ()):
         self.config = config or TrainConfig()
@@ -181,8 +189,8 @@ class Trainer:
         pred = torch.empty(n, dtype=torch.long, device=self.device)
         run, chunk, planners = self._step_engine(xs, ys, order, picked, pred)
         threads = torch.get_num_threads()
-        if self.device.type == "cpu" and self.cpu_train_threads:
-            torch.set_num_threads(self.cpu_train_threads)
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.train_threads(xs[:1]))
         try:
             for first in range(0, num_batches, chunk):
                 count = min(chunk, num_batches - first)
@@ -233,6 +241,12 @@ class Trainer:
         own = [cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end
                and not getattr(cb, "chunk_safe", False) and cb not in planners]
         return fast.run, (1 if own else self.fast_chunk), planners
+
+    def train_threads(self, sample: torch.Tensor) -> int:
+        """Intra-op threads for CPU training steps on batches like ``sample`` (one image suffices)."""
+        if self.cpu_train_threads and step_macs(self.model, sample[:1]) * self.config.batch_size < self.cpu_parallel_macs:
+            return self.cpu_train_threads
+        return torch.get_num_threads()
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward and update on one batch; returns (mean loss, number correct)."""
@@ -305,6 +319,35 @@ class Trainer:
             name = type(cb).__name__
             seen[name] = seen.get(name, 0) + 1
             yield (name if seen[name] == 1 else f"{name}.{seen[name] - 1}"), cb
+
+
+def step_macs(model: nn.Module, sample: torch.Tensor) -> int:
+    """Multiply-adds of the linear and convolution layers' forward pass on ``sample`` (one image).
+
+    Counted with forward hooks on one no-grad, eval-mode pass (so batch norm's running
+    statistics do not move); the backward pass costs about twice as much again.
+    """
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+        else:  # _ConvNd
+            total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, kinds)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(sample)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return total // max(1, len(sample))
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, config: TrainConfig | None = None,
