@@ -74,3 +74,10 @@ def test_installed_entry_point_has_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fmnist.cli.main", "data", "--data-dir", str(tmp_path / "x")],
                           capture_output=True, text=True, env={"FMNIST_CACHE": str(tmp_path / "c"), "PATH": ""})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_closed_pipe_is_not_a_traceback(tmp_path):
+    # `fmnist models | head -1`: the reader goes away after one line.
+    proc = subprocess.run(f"{sys.executable} -m fmnist models | head -1", shell=True, capture_output=True,
+                          text=True)
+    assert proc.stdout.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -362,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("fmnist: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `fmnist models | head`: the reader left early, which is no error. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
