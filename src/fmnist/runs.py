@@ -21,8 +21,10 @@ without the command that made it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
 import platform
 import time
 import warnings
@@ -199,16 +201,28 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
     return _finish(model_name, preset, trainer.model, trainer.config, history, metrics, data, out_dir, evaluate_test)
 
 
+@contextlib.contextmanager
+def recorded_warnings():
+    """Collect the warnings raised inside as sorted, unique ``"Category: message"`` lines.
+
+    For warnings that are expected and belong in a run's metrics (scikit-learn's
+    ConvergenceWarning at the study's max_iter=5), not on the user's terminal.
+    """
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        yield caught
+    caught.extend(sorted({f"{w.category.__name__}: {w.message}" for w in records}))
+
+
 def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainConfig, out_dir: Path | None,
                  evaluate_test: bool) -> RunResult:
     x_tr, x_val, y_tr, y_val = _split(data)
     start = time.perf_counter()
     model = create_model(model_name)
-    with warnings.catch_warnings(record=True) as records:
-        # The study's max_iter=5 does not converge; scikit-learn says so. Expected: record it.
-        warnings.simplefilter("always")
+    # The study's max_iter=5 does not converge; scikit-learn says so. Expected: record it.
+    with recorded_warnings() as caught:
         model.fit(as_features(x_tr), y_tr)
-    caught = sorted({f"{w.category.__name__}: {w.message}" for w in records})
     history: list[dict[str, Any]] = []
     train_time = time.perf_counter() - start
     metrics: dict[str, Any] = {"val": evaluate(model, x_val, y_val), "train_time_s": train_time}
@@ -270,8 +284,6 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
 
 
 def _read_list(path: Path) -> list:
-    import json
-
     if not path.exists():
         return []
     try:

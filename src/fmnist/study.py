@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,15 @@ from fmnist._files import atomic_write, write_json
 from fmnist.data import Dataset
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
-from fmnist.models import create_model
-from fmnist.runs import RunResult, save_run, train_run, versions
+from fmnist.models import create_model, get_preset
+from fmnist.runs import (
+    RunResult,
+    recorded_warnings,
+    resolve_config,
+    save_run,
+    train_run,
+    versions,
+)
 from fmnist.training import Callback
 
 
@@ -61,8 +67,7 @@ def cross_validate_linear(data: Dataset, model_name: str = "sgd-logreg",
     import joblib
     from sklearn.model_selection import cross_validate
 
-    with warnings.catch_warnings(record=True) as records, joblib.parallel_config(backend="threading"):
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught, joblib.parallel_config(backend="threading"):
         scores = cross_validate(create_model(model_name), as_features(data.x_train), data.y_train, cv=folds,
                                 n_jobs=-1, return_estimator=True)
     tests = [evaluate(model, data.x_test, data.y_test) for model in scores["estimator"]]
@@ -70,7 +75,7 @@ def cross_validate_linear(data: Dataset, model_name: str = "sgd-logreg",
             "accuracy": float(np.mean([t["accuracy"] for t in tests])), "n": tests[0]["n"],
             "note": f"test (t10k), mean of the {folds} fold models"}
     return (float(np.mean(scores["test_score"])), test,
-            sorted({f"{w.category.__name__}: {w.message}" for w in records}), list(scores["estimator"]))
+            caught, list(scores["estimator"]))
 
 
 def run_experiment(exp: Experiment, data: Dataset, out_dir: Path | None,
@@ -83,9 +88,6 @@ def run_experiment(exp: Experiment, data: Dataset, out_dir: Path | None,
         # number stored with it is the mean of the five, labelled so.
         model = fold_models[0]
         if run_dir:
-            from fmnist.models import get_preset
-            from fmnist.runs import resolve_config
-
             preset = get_preset(exp.model)
             save_run(RunResult(exp.model, preset, model, resolve_config(preset), [],
                                {"cv_accuracy": ours, "test": test, "warnings": caught}), run_dir, data)
