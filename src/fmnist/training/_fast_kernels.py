@@ -8,30 +8,17 @@ arithmetic, no fast-math: results are exactly reproducible). Arguments are 1-D c
 arrays of one parameter tensor and its gradient and state; ``keep = 1 - lr * weight_decay`` is
 Keras's decoupled decay, applied first.
 
-numba is optional: :data:`AVAILABLE` is False without it (or with ``FMNIST_NO_NUMBA=1``) and the
+numba is optional: :data:`AVAILABLE` is False without it (or with ``FMNIST_NO_NUMBA=1``, see
+:mod:`fmnist._numba`) and the
 optimizers then use torch ops with the same formulas.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-try:
-    if os.environ.get("FMNIST_NO_NUMBA"):
-        raise ImportError("disabled by FMNIST_NO_NUMBA")
-    import numba
-except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
-
-AVAILABLE = numba is not None
-
-
-def _jit(fn):
-    # error_model="numpy": no ZeroDivisionError branch in the loop (it would block vectorising).
-    return numba.njit(cache=True, error_model="numpy", nogil=True)(fn) if AVAILABLE else None
-
+from fmnist._numba import AVAILABLE, numba  # noqa: F401 - numba is re-exported
+from fmnist._numba import jit as _jit
 
 # Every coefficient comes in precomputed and in the arrays' dtype: a Python literal in the loop
 # would promote float32 arithmetic to float64 (slower, and not what torch's ops compute).

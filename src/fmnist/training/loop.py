@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fmnist._malloc import keep_freed_memory
 from fmnist.errors import UsageError
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, score
 from fmnist.training._fast_dense import DenseStep
@@ -123,6 +124,8 @@ class Trainer:
         self.config = config or TrainConfig()
         self.device = resolve_device(self.config.device)
         self.model = model.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults for each step's large tensors (see _malloc.py)
         self.callbacks = [*callbacks_from_config(self.config), *callbacks, TerminateOnNaN()]
         self.optimizer = build_optimizer(self.config.optimizer, self.model.parameters(), self.config.lr,
                                          momentum=self.config.momentum, nesterov=self.config.nesterov,

@@ -1,0 +1,295 @@
+"""Compiled CPU kernels for the two layer runs every CNN here starts with: conv -> ReLU -> 2x2 max-pool.
+
+Why: in the book's CNN at batch 32 the ReLU and max-pool after each convolution, their
+backward passes and layout copies, and the first convolution itself (one input channel: little
+arithmetic, a large output) took over a third of the training step on two cores, far above
+their arithmetic. Two fusions, each one autograd node over channels-last (NHWC) memory:
+
+- ``relu_max_pool2d``: ReLU and the 2x2 max-pool after it. ReLU is monotonic, so
+  ``maxpool(relu(y)) == relu(maxpool(y))``, and the gradient of either reaches only the
+  window's winner, and only where it is positive. One forward pass writes the pooled map and
+  the winner's index (an int8 per output); one backward pass writes the input gradient, zeros
+  and winners together, in the layout the convolution's backward reads.
+- ``stem_conv_relu_pool``: a 3x3 convolution of a one-channel image (every MNIST-format model's
+  first layer) with its bias, ReLU and 2x2 max-pool. Each pooled output's 4x4 input patch is
+  read once and its four convolution outputs live only in registers: the full-size activation
+  map is never written. The backward pass (weights and bias only: images need no gradient)
+  reads the pooled gradient and the winners directly.
+
+Both are exact where it matters: ``relu_max_pool2d`` gives bit-identical results to
+``F.max_pool2d(F.relu(y), 2)`` and its gradient (ties: the first of equal maxima wins, as in
+torch); the stem differs from oneDNN's convolution by float32 rounding only (tests compare
+both against torch). Each kernel's innermost loop runs over the channels, contiguous in NHWC,
+with few enough memory streams for LLVM to vectorise it.
+
+:class:`Plan` finds these runs in a network's module list once; ``Network.forward`` follows
+it, and falls back to the plain modules off the CPU, without numba, while an exporter traces,
+or where a forward hook watches one of the modules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmnist._numba import AVAILABLE, jit
+
+if AVAILABLE:
+
+    @jit
+    def _pool_forward(y, z, arg, relu):  # pragma: no cover - compiled
+        """y (N, H, W, C) -> z (N, H//2, W//2, C) and the winners arg (0..3, or -1: ReLU zeroed it)."""
+        n_img, oh, ow, c = z.shape
+        zero = np.float32(0.0)
+        for n in range(n_img):
+            for oy in range(oh):
+                for ox in range(ow):
+                    r = 2 * oy
+                    q = 2 * ox
+                    # Two loops of few streams each: LLVM vectorises both over the channels.
+                    for ch in range(c):
+                        z[n, oy, ox, ch] = max(max(y[n, r, q, ch], y[n, r, q + 1, ch]),
+                                               max(y[n, r + 1, q, ch], y[n, r + 1, q + 1, ch]))
+                    for ch in range(c):
+                        top = z[n, oy, ox, ch]
+                        k = 0 if y[n, r, q, ch] == top else (
+                            1 if y[n, r, q + 1, ch] == top else (2 if y[n, r + 1, q, ch] == top else 3))
+                        arg[n, oy, ox, ch] = -1 if relu and not top > zero else k
+                    if relu:
+                        for ch in range(c):
+                            z[n, oy, ox, ch] = max(z[n, oy, ox, ch], zero)
+
+    @jit
+    def _pool_backward(gz, arg, gy):  # pragma: no cover - compiled
+        """gz (N, H//2, W//2, C) and the winners -> gy (N, H, W, C): zeros except at the winners."""
+        n_img, oh, ow, c = gz.shape
+        h, w = gy.shape[1], gy.shape[2]
+        zero = np.float32(0.0)
+        for n in range(n_img):
+            for oy in range(oh):
+                for ox in range(ow):
+                    for a in range(2):
+                        for b in range(2):
+                            k = 2 * a + b
+                            for ch in range(c):
+                                gy[n, 2 * oy + a, 2 * ox + b, ch] = gz[n, oy, ox, ch] if arg[n, oy, ox, ch] == k else zero
+            # Odd sizes: the last row / column belongs to no window (floor, as torch pools).
+            if h % 2:
+                gy[n, h - 1] = 0.0
+            if w % 2:
+                gy[n, :, w - 1] = 0.0
+
+    @jit
+    def _stem_forward(xp, w, b, z, arg, relu):  # pragma: no cover - compiled
+        """xp (N, Hp, Wp) padded image, w (9, C) taps -> pooled z and winners arg (N, OH, OW, C)."""
+        n_img, oh, ow, c = z.shape
+        zero = np.float32(0.0)
+        for n in range(n_img):
+            for oy in range(oh):
+                for ox in range(ow):
+                    r = 2 * oy
+                    q = 2 * ox
+                    # The 4x4 patch under one pooling window: 16 scalars, broadcast in the loop.
+                    p00 = xp[n, r, q]
+                    p01 = xp[n, r, q + 1]
+                    p02 = xp[n, r, q + 2]
+                    p03 = xp[n, r, q + 3]
+                    p10 = xp[n, r + 1, q]
+                    p11 = xp[n, r + 1, q + 1]
+                    p12 = xp[n, r + 1, q + 2]
+                    p13 = xp[n, r + 1, q + 3]
+                    p20 = xp[n, r + 2, q]
+                    p21 = xp[n, r + 2, q + 1]
+                    p22 = xp[n, r + 2, q + 2]
+                    p23 = xp[n, r + 2, q + 3]
+                    p30 = xp[n, r + 3, q]
+                    p31 = xp[n, r + 3, q + 1]
+                    p32 = xp[n, r + 3, q + 2]
+                    p33 = xp[n, r + 3, q + 3]
+                    for ch in range(c):
+                        w0 = w[0, ch]
+                        w1 = w[1, ch]
+                        w2 = w[2, ch]
+                        w3 = w[3, ch]
+                        w4 = w[4, ch]
+                        w5 = w[5, ch]
+                        w6 = w[6, ch]
+                        w7 = w[7, ch]
+                        w8 = w[8, ch]
+                        y00 = (p00 * w0 + p01 * w1 + p02 * w2) + (p10 * w3 + p11 * w4 + p12 * w5) \
+                            + (p20 * w6 + p21 * w7 + p22 * w8)
+                        y01 = (p01 * w0 + p02 * w1 + p03 * w2) + (p11 * w3 + p12 * w4 + p13 * w5) \
+                            + (p21 * w6 + p22 * w7 + p23 * w8)
+                        y10 = (p10 * w0 + p11 * w1 + p12 * w2) + (p20 * w3 + p21 * w4 + p22 * w5) \
+                            + (p30 * w6 + p31 * w7 + p32 * w8)
+                        y11 = (p11 * w0 + p12 * w1 + p13 * w2) + (p21 * w3 + p22 * w4 + p23 * w5) \
+                            + (p31 * w6 + p32 * w7 + p33 * w8)
+                        top = max(max(y00, y01), max(y10, y11))
+                        best = top + b[ch]
+                        z[n, oy, ox, ch] = max(best, zero) if relu else best
+                        k = 0 if y00 == top else (1 if y01 == top else (2 if y10 == top else 3))
+                        arg[n, oy, ox, ch] = -1 if relu and not best > zero else k
+
+    @jit
+    def _stem_backward(xp, gz, arg, dw, db):  # pragma: no cover - compiled
+        """Pooled gradient gz and winners (N, OH, OW, C) -> dw (9, C) and db (C,), accumulated."""
+        n_img, oh, ow, c = gz.shape
+        zero = np.float32(0.0)
+        for n in range(n_img):
+            for oy in range(oh):
+                for ox in range(ow):
+                    r = 2 * oy
+                    q = 2 * ox
+                    for ch in range(c):
+                        db[ch] += gz[n, oy, ox, ch] if arg[n, oy, ox, ch] >= 0 else zero
+                    # One loop per tap (one store stream each, so each vectorises): the input
+                    # under the winner of each channel, picked from the window's four positions.
+                    for t in range(9):
+                        kh = t // 3
+                        kw = t - 3 * kh
+                        x0 = xp[n, r + kh, q + kw]
+                        x1 = xp[n, r + kh, q + kw + 1]
+                        x2 = xp[n, r + kh + 1, q + kw]
+                        x3 = xp[n, r + kh + 1, q + kw + 1]
+                        for ch in range(c):
+                            k = arg[n, oy, ox, ch]
+                            xv = x0 if k == 0 else (x1 if k == 1 else (x2 if k == 2 else (x3 if k == 3 else zero)))
+                            dw[t, ch] += gz[n, oy, ox, ch] * xv
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) in any layout -> (N, H, W, C) contiguous: a view when x is channels-last."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+class ReluMaxPool2d(torch.autograd.Function):
+    """``max_pool2d(relu(y), 2)`` (or without the ReLU) on a CPU float32 tensor, any layout."""
+
+    @staticmethod
+    def forward(ctx, y, relu: bool):
+        n, c, h, w = y.shape
+        z = torch.empty((n, h // 2, w // 2, c), dtype=y.dtype)
+        arg = torch.empty((n, h // 2, w // 2, c), dtype=torch.int8)
+        _pool_forward(_nhwc(y.detach()).numpy(), z.numpy(), arg.numpy(), relu)
+        ctx.save_for_backward(arg)
+        ctx.size = (h, w)
+        return z.permute(0, 3, 1, 2)  # channels-last (N, C, H//2, W//2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (arg,) = ctx.saved_tensors
+        n, _, _, c = arg.shape
+        gy = torch.empty((n, *ctx.size, c), dtype=grad.dtype)
+        _pool_backward(_nhwc(grad).numpy(), arg.numpy(), gy.numpy())
+        return gy.permute(0, 3, 1, 2), None
+
+
+class StemConvReluPool(torch.autograd.Function):
+    """``max_pool2d(relu(conv2d(x, weight, bias, padding=pad)), 2)`` for one-channel images x."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, pad: int, relu: bool):
+        n, _, h, w = x.shape
+        cout = weight.shape[0]
+        xp = F.pad(x.detach().reshape(n, h, w), (pad, pad, pad, pad)).contiguous()
+        oh, ow = (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
+        z = torch.empty((n, oh, ow, cout), dtype=x.dtype)
+        arg = torch.empty((n, oh, ow, cout), dtype=torch.int8)
+        taps = weight.detach().reshape(cout, 9).t().contiguous()
+        _stem_forward(xp.numpy(), taps.numpy(), bias.detach().contiguous().numpy(), z.numpy(), arg.numpy(), relu)
+        ctx.save_for_backward(xp, arg)
+        return z.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp, arg = ctx.saved_tensors
+        cout = arg.shape[3]
+        dw = torch.zeros((9, cout), dtype=grad.dtype)
+        db = torch.zeros(cout, dtype=grad.dtype)
+        _stem_backward(xp.numpy(), _nhwc(grad).numpy(), arg.numpy(), dw.numpy(), db.numpy())
+        return None, dw.t().reshape(cout, 1, 3, 3), db, None, None
+
+
+def plain_2x2(pool: nn.Module) -> bool:
+    """Whether ``pool`` is the 2x2, stride-2, unpadded, floor-mode max-pool these kernels compute."""
+    if not isinstance(pool, nn.MaxPool2d):
+        return False
+    pair = nn.modules.utils._pair
+    return (pair(pool.kernel_size) == (2, 2) and pair(pool.stride or pool.kernel_size) == (2, 2)
+            and pair(pool.padding) == (0, 0) and pair(pool.dilation) == (1, 1)
+            and not pool.ceil_mode and not pool.return_indices)
+
+
+def _stem_conv(conv: nn.Module) -> bool:
+    """A 3x3, stride-1, 'same' or 'valid' convolution of one input channel, with a bias."""
+    return (isinstance(conv, nn.Conv2d) and conv.in_channels == 1 and conv.kernel_size == (3, 3)
+            and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding in ((0, 0), (1, 1)) and conv.padding_mode == "zeros" and conv.bias is not None)
+
+
+def _hooked(modules) -> bool:
+    """Whether any forward hook (the module's own, or a global one) would see these modules."""
+    glob = nn.modules.module
+    return bool(glob._global_forward_hooks or glob._global_forward_pre_hooks) or any(
+        m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _cpu_float(x: torch.Tensor) -> bool:
+    return AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+
+
+class Plan:
+    """How ``Network.forward`` walks its modules: runs of them fused, the rest one by one.
+
+    ``steps`` is a list of ``(start, stop, kind)`` over the module list; kind is None (one
+    module), "relu-pool" or "stem". A fused step checks at run time that its kernel applies
+    (CPU, float32, numba; for the stem, an input that needs no gradient) and otherwise runs
+    its modules.
+    """
+
+    def __init__(self, modules: list[nn.Module]):
+        steps, i = [], 0
+        while i < len(modules):
+            nxt = modules[i + 1:i + 3]
+            if _stem_conv(modules[i]) and len(nxt) == 2 and isinstance(nxt[0], nn.ReLU) and plain_2x2(nxt[1]):
+                steps.append((i, i + 3, "stem"))
+                i += 3
+            elif isinstance(modules[i], nn.ReLU) and nxt and plain_2x2(nxt[0]):
+                steps.append((i, i + 2, "relu-pool"))
+                i += 2
+            else:
+                steps.append((i, i + 1, None))
+                i += 1
+        self.steps = steps
+        self.fuses = any(kind for _, _, kind in steps)
+
+    def run(self, modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        for start, stop, kind in self.steps:
+            if kind and _hooked(modules[start:stop]):
+                kind = None  # someone watches these modules (feature maps, MAC counts): run them
+            if kind == "relu-pool" and _cpu_float(x):
+                x = ReluMaxPool2d.apply(x, True)
+            elif kind == "stem" and _cpu_float(x) and not x.requires_grad:
+                conv = modules[start]
+                x = StemConvReluPool.apply(x, conv.weight, conv.bias, conv.padding[0], True)
+            else:
+                for i in range(start, stop):
+                    x = modules[i](x)
+        return x
+
+
+def relu_max_pool2d(y: torch.Tensor, relu: bool = True) -> torch.Tensor:
+    """2x2 max-pool (stride 2, floor) of ``relu(y)``; torch ops where no kernel applies."""
+    if _cpu_float(y):
+        return ReluMaxPool2d.apply(y, relu)
+    z = F.max_pool2d(y, 2)
+    return torch.relu(z) if relu else z
+
+
+def stem_conv_relu_pool(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``max_pool2d(relu(conv(x)), 2)``, compiled for one-channel CPU images that need no gradient."""
+    if _stem_conv(conv) and _cpu_float(x) and not x.requires_grad:
+        return StemConvReluPool.apply(x, conv.weight, conv.bias, conv.padding[0], True)
+    return F.max_pool2d(F.relu(conv(x)), 2)

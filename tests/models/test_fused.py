@@ -1,0 +1,130 @@
+"""The fused conv/ReLU/max-pool kernels against torch's own ops, and where Network uses them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmnist.models import ModelSpec, _fused
+from fmnist.models.spec import Network
+
+pytestmark = pytest.mark.skipif(not _fused.AVAILABLE, reason="the fused kernels need numba")
+
+
+def _grads(fn, *inputs, seed=0):
+    """Output of ``fn`` and the gradients of a fixed random projection of it w.r.t. ``inputs``."""
+    inputs = [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
+    out = fn(*inputs)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    (out * g).sum().backward()
+    return out.detach(), [t.grad for t in inputs if t.requires_grad]
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 28, 28), (2, 5, 7, 9), (1, 4, 6, 6)])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_relu_max_pool_is_bit_identical_to_torch(shape, relu, channels_last):
+    y = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    y[0, 0, 0, :2] = 1.5  # a tie inside one window: the first wins, in both
+    y[0, 1, :2, :2] = -1.0  # a window the ReLU zeroes entirely: no gradient
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    y.requires_grad_()
+    ours, (g_ours,) = _grads(lambda t: _fused.relu_max_pool2d(t, relu), y)
+    ref, (g_ref,) = _grads(lambda t: F.max_pool2d(F.relu(t) if relu else t, 2), y)
+    assert torch.equal(ours, ref)
+    assert torch.equal(g_ours, g_ref)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("size", [(28, 28), (7, 9), (6, 5)])
+@pytest.mark.parametrize("padding", [1, 0])
+def test_stem_matches_torch_conv_relu_pool(size, padding):
+    gen = torch.Generator().manual_seed(2)
+    conv = nn.Conv2d(1, 8, 3, padding=padding)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        conv.bias.copy_(torch.randn(8, generator=gen))
+    x = torch.rand(4, 1, *size, generator=gen)
+    w, b = conv.weight.detach().requires_grad_(), conv.bias.detach().requires_grad_()
+    ours, (gw, gb) = _grads(lambda w_, b_: _fused.StemConvReluPool.apply(x, w_, b_, padding, True), w, b)
+    ref, (rw, rb) = _grads(lambda w_, b_: F.max_pool2d(F.relu(F.conv2d(x, w_, b_, padding=padding)), 2), w, b)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, rw, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gb, rb, rtol=1e-4, atol=1e-4)
+
+
+def test_plan_fuses_conv_relu_pool_runs_and_nothing_else():
+    plan = _fused.Plan([nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # stem
+                        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # relu-pool
+                        nn.Conv2d(8, 8, 3), nn.ReLU(), nn.MaxPool2d(3),  # not 2x2: plain
+                        nn.ReLU(), nn.MaxPool2d(2, stride=1)])  # stride 1: plain
+    assert [kind for _, _, kind in plan.steps] == ["stem", None, "relu-pool", None, None, None, None, None]
+    assert _fused.Plan([nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]).steps[0] == (0, 1, None)
+    assert _fused.Plan([nn.Conv2d(1, 4, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)]).steps[0] == (0, 1, None)
+    assert not _fused.Plan([nn.Flatten(), nn.Linear(4, 2)]).fuses
+
+
+def _cnn(text="conv:6:3:same:relu,maxpool:2,conv:8:3:same:relu,maxpool:2,flatten,dense:10"):
+    torch.manual_seed(0)
+    return Network(ModelSpec.parse(text))
+
+
+def test_network_forward_and_backward_match_its_plain_modules():
+    fused, plain = _cnn(), _cnn()
+    plain._plan.fuses = False
+    x = torch.rand(5, 28, 28, generator=torch.Generator().manual_seed(3))
+    outs = []
+    for model in (fused, plain):
+        out = model(x)
+        out.square().sum().backward()
+        outs.append((out.detach(), [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_network_falls_back_where_no_kernel_applies(monkeypatch):
+    model = _cnn().eval()
+    x = torch.rand(3, 28, 28)
+    expected = model.layers(model.adapt_input(x))
+    # An input that needs a gradient (saliency maps): the stem's kernel computes none, so torch runs it.
+    xg = x.clone().requires_grad_()
+    model(xg).sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+    # float64, and no numba: torch's modules, same numbers.
+    torch.testing.assert_close(model.double()(x.double()), expected.double(), rtol=1e-5, atol=1e-5)
+    model.float()
+    monkeypatch.setattr(_fused, "AVAILABLE", False)
+    assert torch.equal(model(x), expected)
+
+
+def test_training_with_fused_kernels_follows_the_plain_one():
+    from fmnist.training import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (96, 28, 28)).astype(np.uint8)
+    y = np.arange(96) % 10
+    histories = []
+    for fuse in (True, False):
+        model = _cnn()
+        model._plan.fuses = fuse
+        histories.append(fit(model, x, y, config=TrainConfig(epochs=3, batch_size=16, optimizer="adam", seed=1)))
+    for a, b in zip(*histories):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+    assert histories[0][-1]["loss"] < histories[0][0]["loss"]
+
+
+def test_hooked_modules_run_unfused_so_their_hooks_fire():
+    model = _cnn().eval()
+    seen = []
+    handle = model.layers[0].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    try:
+        model(torch.rand(2, 28, 28))
+    finally:
+        handle.remove()
+    assert seen == [(2, 6, 28, 28)]
