@@ -47,7 +47,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd; default: off)")
     g.add_argument("--weight-decay", type=float,
                    help="weight decay, decoupled as Keras 3 applies it: p -= lr*wd*p (default: 0; adamw: 0.004)")
-    g.add_argument("--seed", type=int, help="seed for weights and shuffling (default: 42)")
+    g.add_argument("--seed", type=int, help="seed for weights and shuffling; a scikit-learn model's random_state "
+                                            "(default: preset's, 42)")
     g.add_argument("--device", help="auto, cpu or cuda (default: auto = cuda when present)")
     g.add_argument("--schedule", help="learning-rate schedule: step (per epoch), cosine (per step, to 0), "
                                       "onecycle (per step; --lr is the peak) or none (default: preset's, none)")
@@ -332,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train several models on the same split and seed; print a leaderboard")
     p.add_argument("models", nargs="+", metavar="MODEL", help="preset names or layer specs (see 'fmnist models')")
     p.add_argument("--epochs", type=int, help="epochs for every torch model (default: each preset's)")
-    p.add_argument("--seed", type=int, help="seed for every torch model (default: each preset's, 42)")
+    p.add_argument("--seed", type=int, help="seed for every model: torch weights and shuffling, scikit-learn "
+                                            "random_state (default: each preset's, 42)")
     p.add_argument("--out", type=Path, default=Path("compare"),
                    help="folder for leaderboard.md/.json and runs/NAME (default: ./compare)")
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (default: a table)")
