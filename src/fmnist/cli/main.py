@@ -201,6 +201,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from fmnist.errors import UsageError
     from fmnist.inference.predict import (
         format_predictions,
         predict_files,
@@ -208,13 +209,19 @@ def cmd_predict(args) -> int:
         save_preprocessed,
     )
 
+    if args.plot_limit < 1:  # before the predictions, which may take a while
+        raise UsageError(f"--plot-limit must be at least 1, got {args.plot_limit}")
     result = predict_files(args.model, args.images, top_k=args.top_k)
     for failure in result.failures:
         print(f"fmnist: error: {failure}", file=sys.stderr)
     if args.save_preprocessed:
         save_preprocessed(result.predictions, args.save_preprocessed)
     if args.plot:
-        save_plots(result.predictions, args.plot, result.class_names)
+        written = save_plots(result.predictions, args.plot, result.class_names, limit=args.plot_limit)
+        skipped = len(result.predictions) - len(written)
+        if skipped:
+            print(f"fmnist: charted the first {len(written):,} of {len(result.predictions):,} images in {args.plot}; "
+                  f"skipped {skipped:,} (raise --plot-limit to chart more)", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in result.predictions], indent=2))
     elif result.predictions:
@@ -321,7 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per image (default: text)")
     p.add_argument("--save-preprocessed", type=Path, metavar="DIR",
                    help="write each image as the model saw it, 28x28 PNG (default: off)")
-    p.add_argument("--plot", type=Path, metavar="DIR", help="write a probability bar chart per image (default: off)")
+    p.add_argument("--plot", type=Path, metavar="DIR",
+                   help="write a probability bar chart per image, up to --plot-limit (default: off)")
+    p.add_argument("--plot-limit", type=int, default=100, metavar="N",
+                   help="--plot: chart only the first N images; the rest are counted on stderr (default: 100)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a run's model in a format other tools run (ONNX)")
