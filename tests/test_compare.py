@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import fmnist
@@ -76,3 +77,18 @@ def test_cli_errors_are_one_line(tmp_path, tiny_dir, capsys):
                  "--dataset", "custom"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fmnist: error: unknown model 'nope'") and err.count("\n") == 1
+
+
+def test_seed_reseeds_scikit_learn_models(tiny_data, tmp_path):
+    """--seed is every model's seed: sgd-logreg's random_state too (it shuffles each SGD pass)."""
+    def fitted(seed, where):
+        row = compare(["sgd-logreg"], tiny_data, seed=seed, out_dir=tmp_path / where)["rows"][0]
+        run = load_run(row["run_dir"])
+        assert run.info["preset"]["params"]["random_state"] == run.model.random_state  # run.json says what ran
+        return run.model
+
+    one, again, other, default = fitted(1, "a"), fitted(1, "b"), fitted(2, "c"), fitted(None, "d")
+    assert one.random_state == again.random_state == 1 and other.random_state == 2
+    assert default.random_state == 42  # no --seed: the preset's own
+    np.testing.assert_array_equal(one.coef_, again.coef_)
+    assert not np.array_equal(one.coef_, other.coef_)

@@ -126,3 +126,63 @@ def test_fitted_estimator_saves_and_loads_as_its_network(images, tmp_path):
     names = json.loads((tmp_path / "clf" / "model.json").read_text())["class_names"]
     assert names == [str(c) for c in clf.classes_]
     np.testing.assert_allclose(clf.predict_proba(x), fmnist.predict_proba(loaded, x), atol=1e-6)
+
+
+def test_saved_estimator_loads_back_as_a_net_classifier(images, tmp_path):
+    import fmnist
+
+    x, y = images  # int labels 3..12
+    clf = NetClassifier(SMALL, epochs=2, lr=3e-3, seed=5, device="cpu").fit(x, y)
+    loaded = NetClassifier.load(fmnist.save_model(clf, tmp_path / "clf"))
+    assert isinstance(loaded, NetClassifier) and loaded.get_params() == clf.get_params()
+    assert loaded.classes_.dtype == clf.classes_.dtype and loaded.classes_.tolist() == clf.classes_.tolist()
+    np.testing.assert_array_equal(loaded.predict(x), clf.predict(x))  # the original labels, as ints
+    np.testing.assert_array_equal(loaded.predict_proba(x), clf.predict_proba(x))
+    assert loaded.score(x, y) == clf.score(x, y)
+    assert (loaded.n_features_in_, loaded.image_shape_) == (clf.n_features_in_, clf.image_shape_)
+    assert loaded.config_ == clf.config_ and loaded.history_ == clf.history_
+    assert clone(loaded).get_params() == clf.get_params()
+    # The model.json file too (not only the folder) works, and load_model still gives the bare network.
+    assert NetClassifier.load(tmp_path / "clf" / "model.json").predict(x[:3]).tolist() == clf.predict(x[:3]).tolist()
+    assert type(fmnist.load_model(tmp_path / "clf")).__name__ == "Network"
+
+
+def test_string_labels_and_small_images_survive_a_round_trip(tmp_path):
+    import fmnist
+
+    y_index = np.arange(40) % 4
+    x = learnable_images(y_index)[:, ::2, ::2].copy()
+    y = np.array(["boot", "coat", "bag", "shirt"])[y_index]
+    clf = NetClassifier("conv:4:3,maxpool:2,flatten,dense:10", epochs=1, device="cpu").fit(x, y)
+    loaded = NetClassifier.load(fmnist.save_model(clf, tmp_path / "clf"))
+    assert loaded.classes_.dtype == clf.classes_.dtype and loaded.image_shape_ == (14, 14)
+    assert loaded.predict(x).tolist() == clf.predict(x).tolist()
+    assert set(loaded.predict(x)) <= {"boot", "coat", "bag", "shirt"}
+
+
+def test_load_refuses_what_is_not_a_saved_net_classifier(images, tmp_path):
+    import fmnist
+
+    fmnist.save_model(fmnist.create_model(SMALL), tmp_path / "net")
+    with pytest.raises(ModelError, match="not a saved NetClassifier.*fmnist.load_model") as info:
+        NetClassifier.load(tmp_path / "net")
+    assert "\n" not in str(info.value)
+
+    x, y = images
+    folder = fmnist.save_model(NetClassifier(SMALL, epochs=1, device="cpu").fit(x, y), tmp_path / "clf")
+    original = json.loads((folder / "model.json").read_text())
+    for change, fragment in [
+        (lambda m: m["net_classifier"].update(classes=[3.5, *range(4, 13)]), "malformed"),  # not int labels
+        (lambda m: m["net_classifier"].update(classes_dtype="<U1"), "malformed"),
+        (lambda m: m["net_classifier"].update(classes_dtype="|V8"), "malformed"),
+        (lambda m: m["net_classifier"].update(classes=list(range(9)), classes_dtype="<i8"), "9 labels"),
+        (lambda m: m["net_classifier"]["params"].update(bogus=1), "malformed"),
+        (lambda m: m["net_classifier"].update(n_features_in=100), "n_features_in"),
+        (lambda m: m["net_classifier"].pop("config"), "malformed"),
+    ]:
+        meta = json.loads(json.dumps(original))
+        change(meta)
+        (folder / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(ModelError, match=fragment) as info:
+            NetClassifier.load(folder)
+        assert "\n" not in str(info.value) and "model.json" in str(info.value)

@@ -43,9 +43,10 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
             on_start: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Train each of ``models`` (preset names or layer strings) and rank them.
 
-    ``epochs`` and ``seed`` override every torch preset's own (None: each preset's default),
-    so all models see the same split, the same shuffling seed and the same initialisation
-    seed. scikit-learn presets keep their own ``random_state`` and iteration count.
+    ``seed`` overrides every preset's own (None: each preset's default): a torch model's
+    shuffling and initialisation seed, a scikit-learn model's ``random_state``, so all models
+    see the same split and the same seed. ``epochs`` overrides every torch preset's own;
+    scikit-learn presets keep their iteration count (``max_iter``).
     Returns ``{"rows": [...best first], ...}``; with ``out_dir``, also writes the files above.
     """
     if not models:

@@ -21,6 +21,8 @@ feature count fit.
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from fmnist.errors import ModelError
+from fmnist.errors import FmnistError, ModelError
 from fmnist.evaluation import predict_log_proba
 from fmnist.models.registry import get_preset
 from fmnist.models.spec import ModelSpec, Network
@@ -52,6 +54,12 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
     output ``i`` of the network is ``classes_[i]``), ``history_`` (one dict per epoch),
     ``n_features_in_``, ``image_shape_`` (how the network reads one row: (H, W)), ``config_``
     (the resolved :class:`TrainConfig`).
+
+    Saving and loading: ``fmnist.save_model(clf, "my-clf")`` writes the network (model.json +
+    weights.safetensors, no pickle); ``NetClassifier.load("my-clf")`` gives the fitted
+    estimator back, with its parameters, labels (their values and dtype) and fitted
+    attributes, so ``predict`` returns the original labels. ``fmnist.load_model`` on the same
+    folder gives the bare :class:`Network`, with the labels as strings in its class names.
     """
 
     def __init__(self, model: str = "mlp-200", *, epochs: int | None = None, batch_size: int = 32,
@@ -101,6 +109,53 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         self.model_ = trainer.model.eval()
         return self
 
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> NetClassifier:
+        """The fitted NetClassifier that ``fmnist.save_model(clf, path)`` saved.
+
+        ``path`` is the model folder (or its model.json / weights.safetensors); the network
+        goes to ``device`` in eval mode. The result has the saved parameters and ``classes_``
+        (same values and dtype: int labels stay ints), ``model_``, ``n_features_in_``,
+        ``image_shape_``, ``config_`` and ``history_``; ``predict`` returns those labels.
+        Nothing in the files is executed. A folder that holds another kind of model (a run's
+        network, a linear model) or a malformed description raises :class:`ModelError`.
+
+        >>> clf = NetClassifier.load("my-clf")
+        >>> clf.predict(x_test[:3])                      # labels as they were in y
+        """
+        from fmnist.models.io import MODEL_JSON, load_model, model_info
+
+        network = load_model(path, device=device)  # checks the folder, the spec and the weights
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        where = folder / MODEL_JSON
+        saved = model_info(folder).get("net_classifier")
+        if not isinstance(network, Network) or saved is None:
+            raise ModelError(f"{where}: not a saved NetClassifier (no 'net_classifier' entry); load this model with "
+                             "fmnist.load_model")
+        try:
+            clf = cls(**saved["params"])
+            classes = _saved_labels(saved["classes"], saved["classes_dtype"])
+            n_features, history = saved["n_features_in"], saved["history"]
+            config = TrainConfig(**saved["config"])
+        except (KeyError, TypeError, ValueError, FmnistError) as exc:
+            raise ModelError(f"{where}: malformed 'net_classifier' entry ({exc!s:.200})") from None
+        spec = network.spec
+        if len(classes) != spec.num_classes:
+            raise ModelError(f"{where}: {len(classes)} labels for a network with {spec.num_classes} outputs")
+        if not isinstance(n_features, int) or n_features != spec.input_shape[0] * spec.input_shape[1]:
+            raise ModelError(f"{where}: n_features_in {n_features!r} does not fit the network's input "
+                             f"{spec.input_shape}")
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise ModelError(f"{where}: 'history' must be a list of per-epoch objects")
+        names = saved.get("feature_names_in")
+        if names is not None:
+            if not (isinstance(names, list) and len(names) == n_features and all(isinstance(n, str) for n in names)):
+                raise ModelError(f"{where}: 'feature_names_in' must be {n_features} strings")
+            clf.feature_names_in_ = np.asarray(names, dtype=object)
+        clf.classes_, clf.n_features_in_, clf.image_shape_ = classes, n_features, tuple(spec.input_shape)
+        clf.config_, clf.history_, clf.model_ = config, history, network.eval()
+        return clf
+
     def predict_log_proba(self, X) -> np.ndarray:
         """Log class probabilities, float (N, len(classes_)), columns in ``classes_`` order."""
         check_is_fitted(self)
@@ -135,6 +190,31 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.device not in ("cpu", "auto") or torch.cuda.is_available()
         return tags
+
+
+def _saved_labels(values: Any, dtype: Any) -> np.ndarray:
+    """``classes_`` from model.json: the label values and numpy dtype that save_model wrote.
+
+    Only booleans, numbers and text are accepted (never arbitrary objects), and the array must
+    hold exactly the saved values, distinct (a too-short text dtype or an int dtype given
+    fractions is refused, not truncated).
+    """
+    dtype = np.dtype(dtype)
+    if not isinstance(values, list) or not values:
+        raise ValueError("'classes' must be a non-empty list")
+    if dtype.kind in "biuf":
+        ok = all(isinstance(v, (bool, int, float)) for v in values)
+    elif dtype.kind in "UO":
+        # A text dtype's length is capped so that a forged one cannot ask for gigabytes.
+        ok = all(isinstance(v, str) for v in values) and dtype.itemsize <= 4 * 10_000
+    else:
+        ok = False
+    if not ok:
+        raise ValueError(f"labels {values[:3]!r}... cannot be of dtype {dtype.str!r}")
+    classes = np.asarray(values, dtype=dtype)
+    if classes.ndim != 1 or classes.tolist() != values or len(np.unique(classes)) != len(classes):
+        raise ValueError(f"labels {values[:3]!r}... do not round-trip as distinct values of dtype {dtype.str!r}")
+    return classes
 
 
 def _given(**values: Any) -> dict[str, Any]:

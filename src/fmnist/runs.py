@@ -43,6 +43,7 @@ from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import Preset, create_model, get_preset
 from fmnist.models.io import load_model, read_json, save_model
+from fmnist.models.registry import build_estimator
 from fmnist.models.spec import ModelSpec, Network
 from fmnist.training import Callback, TrainConfig, Trainer
 from fmnist.training.callbacks import ModelCheckpoint
@@ -78,9 +79,16 @@ def versions() -> dict[str, str]:
 
 
 def resolve_config(preset: Preset, **overrides: Any) -> TrainConfig:
-    """The preset's training defaults, then any explicit overrides (``None`` means not given)."""
+    """The preset's training defaults, then any explicit overrides (``None`` means not given).
+
+    For a scikit-learn preset the config's ``seed`` is its estimator's ``random_state``: the
+    preset's own unless ``seed`` is given.
+    """
     given = {k: v for k, v in overrides.items() if v is not None}
-    return TrainConfig(**{**preset.train, **given})
+    defaults = dict(preset.train)
+    if preset.family == "sklearn" and isinstance(preset.params.get("random_state"), int):
+        defaults.setdefault("seed", preset.params["random_state"])
+    return TrainConfig(**{**defaults, **given})
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -96,7 +104,9 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
     """Train ``model_name`` on the study's 48,000 / 12,000 split of ``data`` and score it.
 
     Validation accuracy is what a user selects models by; the test set (t10k) is scored apart
-    and reported as such. With ``out_dir`` a torch model leaves ``checkpoint.safetensors`` there
+    and reported as such. ``config.seed`` seeds a torch model's initial weights and shuffling,
+    and is a scikit-learn model's ``random_state`` (:func:`resolve_config` gives the preset's
+    own when no seed is asked for). With ``out_dir`` a torch model leaves ``checkpoint.safetensors`` there
     after every epoch (see the module docstring), so an interrupted run can be resumed with
     :func:`resume_run`; ``checkpoint_best`` also keeps ``best.safetensors``.
     """
@@ -218,8 +228,11 @@ def recorded_warnings():
 def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainConfig, out_dir: Path | None,
                  evaluate_test: bool) -> RunResult:
     x_tr, x_val, y_tr, y_val = _split(data)
+    if "random_state" in preset.params:
+        # The seed asked for, recorded in the preset that run.json keeps, so it says what ran.
+        preset = dataclasses.replace(preset, params={**preset.params, "random_state": config.seed})
     start = time.perf_counter()
-    model = create_model(model_name)
+    model = build_estimator(preset)
     # The study's max_iter=5 does not converge; scikit-learn says so. Expected: record it.
     with recorded_warnings() as caught:
         model.fit(as_features(x_tr), y_tr)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from fmnist.cli.main import main
 from fmnist.data import load_dataset, write_idx
+from fmnist.errors import UsageError
 from fmnist.inference import predict as predict_mod
 from fmnist.inference.predict import load_inputs, predict_files
 from fmnist.models import get_preset
@@ -212,3 +213,37 @@ def test_real_photos_predicted_like_the_originals(real_data, tmp_path):
                           image.ravel().astype(float))[0, 1] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
           for p, image in zip(result.predictions, x)]
     assert np.median(rs) > 0.9, np.median(rs)
+
+
+def test_plot_limit_caps_the_charts(run_dir, tmp_path, capsys):
+    np.save(tmp_path / "batch.npy", learnable_images(np.arange(5) % 10, seed=3))
+    plots = tmp_path / "plots"
+    assert main(["predict", str(run_dir), str(tmp_path / "batch.npy"), "--plot", str(plots), "--plot-limit", "2"]) == 0
+    assert sorted(p.name for p in plots.iterdir()) == ["batch-0-proba.png", "batch-1-proba.png"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "first 2 of 5 images" in err and "skipped 3" in err and "--plot-limit" in err
+
+
+def test_plot_limit_default_is_100(run_dir, tmp_path, capsys, monkeypatch):
+    """50,000 images must not mean 50,000 PNGs: by default only the first 100 are charted."""
+    import fmnist.plots
+
+    drawn = []
+    monkeypatch.setattr(fmnist.plots, "probability_bars", lambda proba, names, title: title)
+    monkeypatch.setattr(fmnist.plots, "save_figure", lambda fig, path, dpi: drawn.append(path) or path)
+    np.save(tmp_path / "batch.npy", learnable_images(np.arange(130) % 10, seed=4))
+    assert main(["predict", str(run_dir), str(tmp_path / "batch.npy"), "--plot", str(tmp_path / "plots"),
+                 "--json"]) == 0
+    assert [p.name for p in drawn] == [f"batch-{i}-proba.png" for i in range(100)]
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 130  # every image is still predicted and printed
+    assert "first 100 of 130 images" in captured.err and "skipped 30" in captured.err
+
+
+def test_plot_limit_must_be_positive(run_dir, photos, tmp_path, capsys):
+    assert main(["predict", str(run_dir), str(photos[3]), "--plot", str(tmp_path / "p"), "--plot-limit", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "fmnist: error: --plot-limit must be at least 1, got 0\n"
+    assert not (tmp_path / "p").exists()
+    with pytest.raises(UsageError, match="at least 1"):
+        predict_mod.save_plots([], tmp_path / "p", [], limit=0)

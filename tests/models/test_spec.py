@@ -5,6 +5,7 @@ import torch
 
 from fmnist.errors import ModelError
 from fmnist.models import ModelSpec, Network, count_parameters, summary
+from fmnist.models.spec import _normalise_layer
 
 
 def test_parse_and_format_round_trip():
@@ -82,3 +83,32 @@ def test_conv_input_is_channels_last_and_matches_a_plain_conv():
     reference = net.layers[3:](pool(torch.relu(torch.nn.functional.conv2d(x.reshape(6, 1, 28, 28), conv.weight,
                                                                           conv.bias, padding=1))))
     torch.testing.assert_close(net(x), reference)
+
+
+@pytest.mark.parametrize("layer, field", [
+    ({"type": "dense", "units": 8.7}, "units"),
+    ({"type": "dense", "units": "8.7"}, "units"),
+    ({"type": "dense", "units": True}, "units"),
+    ({"type": "conv", "filters": 8, "kernel": 2.5}, "kernel"),
+    ({"type": "conv", "filters": "8.5", "kernel": 3}, "filters"),
+    ({"type": "maxpool", "size": 1.5}, "size"),
+])
+def test_integer_fields_refuse_fractions(layer, field):
+    """int() would truncate 8.7 to 8 and build another model than the spec says."""
+    with pytest.raises(ModelError, match=f"{field} must be a whole number, got {layer[field]!r}") as info:
+        _normalise_layer(layer)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("units", [8, "8", 8.0, "8.0", " 8 "])
+def test_integer_fields_accept_whole_numbers(units):
+    layer = _normalise_layer({"type": "dense", "units": units})
+    assert layer["units"] == 8 and type(layer["units"]) is int
+
+
+def test_compact_form_refuses_a_fraction():
+    with pytest.raises(ModelError, match="units must be a whole number, got '8.7'"):
+        ModelSpec.parse("flatten,dense:8.7:relu,dense:10")
+    with pytest.raises(ModelError, match="units must be a whole number"):
+        ModelSpec.from_dict({"layers": [{"type": "flatten"}, {"type": "dense", "units": 8.7}, {"type": "dense",
+                                                                                               "units": 10}]})

@@ -47,7 +47,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd; default: off)")
     g.add_argument("--weight-decay", type=float,
                    help="weight decay, decoupled as Keras 3 applies it: p -= lr*wd*p (default: 0; adamw: 0.004)")
-    g.add_argument("--seed", type=int, help="seed for weights and shuffling (default: 42)")
+    g.add_argument("--seed", type=int, help="seed for weights and shuffling; a scikit-learn model's random_state "
+                                            "(default: preset's, 42)")
     g.add_argument("--device", help="auto, cpu or cuda (default: auto = cuda when present)")
     g.add_argument("--schedule", help="learning-rate schedule: step (per epoch), cosine (per step, to 0), "
                                       "onecycle (per step; --lr is the peak) or none (default: preset's, none)")
@@ -200,6 +201,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from fmnist.errors import UsageError
     from fmnist.inference.predict import (
         format_predictions,
         predict_files,
@@ -207,13 +209,19 @@ def cmd_predict(args) -> int:
         save_preprocessed,
     )
 
+    if args.plot_limit < 1:  # before the predictions, which may take a while
+        raise UsageError(f"--plot-limit must be at least 1, got {args.plot_limit}")
     result = predict_files(args.model, args.images, top_k=args.top_k)
     for failure in result.failures:
         print(f"fmnist: error: {failure}", file=sys.stderr)
     if args.save_preprocessed:
         save_preprocessed(result.predictions, args.save_preprocessed)
     if args.plot:
-        save_plots(result.predictions, args.plot, result.class_names)
+        written = save_plots(result.predictions, args.plot, result.class_names, limit=args.plot_limit)
+        skipped = len(result.predictions) - len(written)
+        if skipped:
+            print(f"fmnist: charted the first {len(written):,} of {len(result.predictions):,} images in {args.plot}; "
+                  f"skipped {skipped:,} (raise --plot-limit to chart more)", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in result.predictions], indent=2))
     elif result.predictions:
@@ -320,7 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per image (default: text)")
     p.add_argument("--save-preprocessed", type=Path, metavar="DIR",
                    help="write each image as the model saw it, 28x28 PNG (default: off)")
-    p.add_argument("--plot", type=Path, metavar="DIR", help="write a probability bar chart per image (default: off)")
+    p.add_argument("--plot", type=Path, metavar="DIR",
+                   help="write a probability bar chart per image, up to --plot-limit (default: off)")
+    p.add_argument("--plot-limit", type=int, default=100, metavar="N",
+                   help="--plot: chart only the first N images; the rest are counted on stderr (default: 100)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a run's model in a format other tools run (ONNX)")
@@ -332,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train several models on the same split and seed; print a leaderboard")
     p.add_argument("models", nargs="+", metavar="MODEL", help="preset names or layer specs (see 'fmnist models')")
     p.add_argument("--epochs", type=int, help="epochs for every torch model (default: each preset's)")
-    p.add_argument("--seed", type=int, help="seed for every torch model (default: each preset's, 42)")
+    p.add_argument("--seed", type=int, help="seed for every model: torch weights and shuffling, scikit-learn "
+                                            "random_state (default: each preset's, 42)")
     p.add_argument("--out", type=Path, default=Path("compare"),
                    help="folder for leaderboard.md/.json and runs/NAME (default: ./compare)")
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (default: a table)")

@@ -26,10 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, UsageError
 
 __all__ = ["MAX_PIXELS", "Failure", "Input", "Prediction", "PredictResult", "load_inputs", "predict_files",
-           "class_names_for", "format_predictions", "save_preprocessed", "save_plots"]
+           "class_names_for", "format_predictions", "save_preprocessed", "save_plots", "PLOT_LIMIT"]
+
+# At most this many probability charts per `fmnist predict --plot` unless --plot-limit says otherwise.
+PLOT_LIMIT = 100
 
 # Refuse images above this many pixels before decoding them: a few bytes of PNG can claim
 # 100,000 x 100,000 pixels (a "decompression bomb"). Pillow's own check (its warning made an
@@ -318,12 +321,19 @@ def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathL
 
 
 def save_plots(predictions: Sequence[Prediction], out_dir: str | os.PathLike, class_names: Sequence[str],
-               dpi: int = 100) -> list[Path]:
-    """Write a probability bar chart per prediction (book 8-2) as ``out_dir/STEM-proba.png``."""
+               dpi: int = 100, limit: int | None = PLOT_LIMIT) -> list[Path]:
+    """Write a probability bar chart per prediction (book 8-2) as ``out_dir/STEM-proba.png``.
+
+    Only the first ``limit`` predictions are charted (None: all): a batch of 50,000 images
+    would otherwise write 50,000 PNGs. Returns the paths written, in input order; the file
+    names are those the full set would get.
+    """
     from fmnist.plots import probability_bars, save_figure
 
+    if limit is not None and limit < 1:
+        raise UsageError(f"plot limit must be at least 1 (None: no limit), got {limit}")
     paths = []
-    for p, stem in zip(predictions, _stems(predictions)):
+    for p, stem in list(zip(predictions, _stems(predictions)))[:limit]:
         where = Path(p.input.file).name + ("" if p.input.index is None else f" [{p.input.index}]")
         fig = probability_bars(p.proba, class_names, title=f"{where}: {p.class_name} ({p.probability:.2f})")
         paths.append(save_figure(fig, Path(out_dir) / f"{stem}-proba.png", dpi=dpi))

@@ -1,9 +1,11 @@
 """Saving and loading models in a form that cannot run code when loaded.
 
 A saved model is two files in one folder: ``model.json`` (what the model is: format, family,
-spec or estimator parameters, class names) and ``weights.safetensors`` (tensors only). No
-pickle anywhere, so a model file from a stranger can be inspected and loaded safely; a file
-that does not match its own description is refused with one line saying why.
+spec or estimator parameters, class names; for a :class:`~fmnist.estimators.NetClassifier`
+also its parameters and labels, see ``NetClassifier.load``) and ``weights.safetensors``
+(tensors only). No pickle anywhere, so a model file from a stranger can be inspected and
+loaded safely; a file that does not match its own description is refused with one line
+saying why.
 """
 
 from __future__ import annotations
@@ -64,14 +66,18 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
     """Write ``model.json`` and ``weights.safetensors`` into ``folder``; returns ``folder``.
 
     ``model`` is a torch :class:`Network`, a fitted linear scikit-learn classifier, or a fitted
-    :class:`~fmnist.estimators.NetClassifier` (saved as its network; ``classes_`` become the
-    class names). Each file is written atomically.
+    :class:`~fmnist.estimators.NetClassifier` (saved as its network, ``classes_`` as the class
+    names, plus what :meth:`NetClassifier.load <fmnist.estimators.NetClassifier.load>` needs to
+    give the estimator back: its parameters and its labels with their type). Each file is
+    written atomically.
     """
     folder = Path(folder)
+    classifier = None
     if isinstance(getattr(model, "model_", None), Network):
         # A fitted NetClassifier: its network, with its labels (classes_) as the class names.
         if class_names is None:
             class_names = tuple(str(c) for c in model.classes_)
+        classifier = _net_classifier_meta(model)
         model = model.model_
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
@@ -81,6 +87,8 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
     meta: dict[str, Any] = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "name": name}
     if class_names is not None:
         meta["class_names"] = list(class_names)
+    if classifier is not None:
+        meta["net_classifier"] = classifier
     if isinstance(model, Network):
         meta.update(family="torch", spec=model.spec.to_dict())
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -97,6 +105,29 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is None or isinstance(v, (bool, int, float, str))}
+
+
+# Label dtypes whose values JSON keeps exactly (bool, ints, floats, text): what a classifier's
+# classes_ may be restored from. Bytes or arbitrary objects are saved as class names only.
+_LABEL_KINDS = "biufU"
+
+
+def _net_classifier_meta(clf) -> dict[str, Any] | None:
+    """A fitted NetClassifier's parameters, labels (with their dtype) and training record, as JSON.
+
+    None when its labels cannot round-trip through JSON (bytes, objects): the network and its
+    class names are saved all the same.
+    """
+    classes = np.asarray(clf.classes_)
+    text_objects = classes.dtype.kind == "O" and all(isinstance(c, str) for c in classes)
+    if classes.dtype.kind not in _LABEL_KINDS and not text_objects:
+        return None
+    meta: dict[str, Any] = {"params": _json_params(clf.get_params()), "classes": classes.tolist(),
+                            "classes_dtype": classes.dtype.str, "n_features_in": int(clf.n_features_in_),
+                            "config": clf.config_.to_dict(), "history": list(clf.history_)}
+    if hasattr(clf, "feature_names_in_"):
+        meta["feature_names_in"] = [str(n) for n in clf.feature_names_in_]
+    return meta
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):

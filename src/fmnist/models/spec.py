@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from typing import Any
 
 import torch
@@ -69,10 +70,10 @@ def _normalise_layer(layer: dict[str, Any]) -> dict[str, Any]:
         else:
             raise ModelError(f"layer {kind!r} needs {field!r} (e.g. {_example(kind)})")
         if field in _INT_FIELDS:
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                raise ModelError(f"layer {kind!r}: {field} must be a whole number, got {value!r}") from None
+            whole = _whole_number(value)
+            if whole is None:
+                raise ModelError(f"layer {kind!r}: {field} must be a whole number, got {value!r}")
+            value = whole
             if value < 1:
                 raise ModelError(f"layer {kind!r}: {field} must be at least 1, got {value}")
         elif field == "rate":
@@ -96,6 +97,29 @@ def _normalise_layer(layer: dict[str, Any]) -> dict[str, Any]:
                 raise ModelError(f"layer 'conv': padding must be 'same' or 'valid', got {value!r}")
         out[field] = value
     return out
+
+
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (8, "8", 8.0, "8.0"), else None (8.7, "8.7", True, "abc").
+
+    ``int()`` alone would truncate 8.7 to 8: a typo in a spec would silently build another model.
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # int and numpy integers
+    except TypeError:
+        pass
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
 
 
 def _example(kind: str) -> str:
