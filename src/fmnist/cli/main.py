@@ -62,10 +62,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="augmentation: random left-right mirroring (default: preset's, off)")
     g.add_argument("--erase", type=float, help="augmentation: probability of erasing a random rectangle "
                                                "(default: preset's, 0)")
+    g.add_argument("--label-smoothing", type=float, help="smooth the targets towards uniform by this much; logged "
+                                                         "losses stay plain cross-entropy (default: preset's, 0)")
 
 
 _TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "seed", "device",
-               "schedule", "lr_step_epochs", "lr_gamma", "pct_start", "patience", "shift", "flip", "erase")
+               "schedule", "lr_step_epochs", "lr_gamma", "pct_start", "patience", "shift", "flip", "erase",
+               "label_smoothing")
 
 
 def _train_overrides(args) -> dict:

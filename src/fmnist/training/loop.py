@@ -54,6 +54,9 @@ class TrainConfig:
     shift: int = 0
     flip: bool = False
     erase: float = 0.0
+    # Cross-entropy against targets smoothed towards uniform (Szegedy et al. 2016): the true
+    # class gets 1 - s + s/K. Logged losses stay the plain cross-entropy, comparable across runs.
+    label_smoothing: float = 0.0
 
     def __post_init__(self):
         # "none" and 0 let the command line switch off a preset's schedule or early stopping.
@@ -75,6 +78,8 @@ class TrainConfig:
             raise UsageError(f"--shift must be between 0 and 13 pixels, got {self.shift}")
         if not 0 <= self.erase <= 1:
             raise UsageError(f"--erase is a probability between 0 and 1, got {self.erase}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -224,7 +229,7 @@ class Trainer:
         """
         bs = self.config.batch_size
         fast = None
-        if not self.augment.active:
+        if not self.augment.active and not self.config.label_smoothing:  # its kernel: plain cross-entropy
             fast = FastEpoch.build(self.model, self.optimizer, self.device)
             if fast is not None and not fast.start_epoch(xs, ys, order, picked, pred, bs):
                 fast = None
@@ -264,7 +269,7 @@ class Trainer:
         Dense stacks get the hand-written step (same arithmetic, no autograd bookkeeping),
         everything else autograd; both finish with the same optimizer update.
         """
-        dense = DenseStep.build(self.model)
+        dense = DenseStep.build(self.model) if not self.config.label_smoothing else None
         if dense is None:
             return self._autograd_step
 
@@ -277,7 +282,7 @@ class Trainer:
     def _autograd_step(self, xb: torch.Tensor, yb: torch.Tensor, picked: torch.Tensor, pred: torch.Tensor) -> None:
         logits = self.model(xb)
         log_proba = torch.log_softmax(logits, 1)
-        loss = F.nll_loss(log_proba, yb)  # = cross-entropy from logits
+        loss = cross_entropy(log_proba, yb, self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
         self.optimizer.step()
@@ -322,6 +327,14 @@ class Trainer:
             name = type(cb).__name__
             seen[name] = seen.get(name, 0) + 1
             yield (name if seen[name] == 1 else f"{name}.{seen[name] - 1}"), cb
+
+
+def cross_entropy(log_proba: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy from log-probabilities, with ``smoothing`` spread over all classes."""
+    loss = F.nll_loss(log_proba, y)
+    if smoothing:
+        loss = (1 - smoothing) * loss - smoothing * log_proba.mean(1).mean()
+    return loss
 
 
 def step_macs(model: nn.Module, sample: torch.Tensor) -> int:
