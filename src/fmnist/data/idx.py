@@ -17,13 +17,17 @@ import hashlib
 import math
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from fmnist._files import write_bytes
 from fmnist.errors import DataError
+
+try:  # zlib-ng inflates the same format about twice as fast as CPython's zlib
+    from zlib_ng import zlib_ng as _zlib
+except ImportError:  # pragma: no cover - depends on the environment
+    import zlib as _zlib
 
 __all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
 
@@ -62,7 +66,7 @@ class _Gunzip:
                         "decompress it or drop the .gz suffix if it is raw IDX, else " + _FIX)
         self._path = path
         self._pending = data
-        self._inflater = zlib.decompressobj(wbits=31)  # 31: expect a gzip header + CRC
+        self._inflater = _zlib.decompressobj(wbits=31)  # 31: expect a gzip header + CRC
 
     def read(self, n: int) -> bytes:
         parts = []
@@ -72,10 +76,10 @@ class _Gunzip:
                     break  # true end of the compressed data
                 # gzip allows concatenated members: inflate the next one.
                 self._pending = self._inflater.unused_data
-                self._inflater = zlib.decompressobj(wbits=31)
+                self._inflater = _zlib.decompressobj(wbits=31)
             try:
                 chunk = self._inflater.decompress(self._pending, n)
-            except zlib.error as err:
+            except _zlib.error as err:
                 raise _fail(self._path, f"corrupt gzip data ({err})") from None
             self._pending = self._inflater.unconsumed_tail
             if not chunk and not self._pending and not self._inflater.eof:
