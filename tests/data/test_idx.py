@@ -194,3 +194,23 @@ def test_missing_file(tmp_path):
     with pytest.raises(DataError) as err:
         read_idx(tmp_path / "nope.gz")
     assert "no such file" in assert_one_line_naming(err, tmp_path / "nope.gz")
+
+
+@pytest.mark.parametrize("inflate", ["default", "zlib"])
+def test_both_inflaters_read_the_same_arrays_and_refuse_the_same_damage(tmp_path, monkeypatch, inflate):
+    import zlib
+
+    from fmnist.data import idx
+
+    if inflate == "zlib":
+        monkeypatch.setattr(idx, "_zlib", zlib)  # the fallback without zlib-ng
+    arr = np.arange(5 * 28 * 28, dtype=np.uint8).reshape(5, 28, 28)
+    path = write_idx(tmp_path / "x.gz", arr)
+    assert np.array_equal(read_idx(path), arr)
+    blob = path.read_bytes()
+    (tmp_path / "cut.gz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataError, match="ends early|truncated"):
+        read_idx(tmp_path / "cut.gz")
+    (tmp_path / "bad.gz").write_bytes(blob[:20] + bytes(200) + blob[220:])
+    with pytest.raises(DataError, match="corrupt gzip|truncated|extra"):
+        read_idx(tmp_path / "bad.gz")
