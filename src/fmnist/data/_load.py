@@ -96,6 +96,7 @@ def load_dataset(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-
         from_cache, verified = False, fashion
         cache_dir = _npycache.store(_npycache.key(files, dataset), arrays, background=True,
                                     verified=verified, dataset=dataset, source=str(folder))
+        arrays = {name: np.array(arr) for name, arr in arrays.items()}  # writable, the caller's own
 
     if fashion:
         class_names = CLASS_NAMES
@@ -129,7 +130,9 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
     fashion = dataset == "fashion-mnist"
     arrays, digests = {}, {}
     for name, _ in FILES:
-        arr, digests[name] = _read_idx(files[name], digest=fashion)
+        # Read-only views of the decompressed bytes: load_dataset copies once for the caller
+        # and hands these, unchanged, to the background cache writer.
+        arr, digests[name] = _read_idx(files[name], digest=fashion, writable=False)
         _check_array(files[name], name, arr, fashion)
         arrays[_ATTR[name]] = arr
     # Structure before digests: "19 labels but 20 images" says more than "checksum mismatch".

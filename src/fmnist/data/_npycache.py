@@ -67,8 +67,8 @@ def store(k: str, arrays: dict[str, np.ndarray], *, background: bool = False, **
 
     The entry is assembled in a temporary folder and renamed into place, so readers see
     a complete entry or none. With ``background=True`` the writing (~0.2 s for the 55 MB of
-    Fashion-MNIST, as long as decompressing it) happens in a thread, from a private copy of
-    the arrays so the caller may change its own at once; the thread is not a daemon, so
+    Fashion-MNIST, as long as decompressing it) happens in a thread, from the arrays as they
+    are when read-only, else from a private copy, so the caller may change its own at once; the thread is not a daemon, so
     the interpreter finishes it before exiting, and :func:`wait` joins it.
     """
     folder = entry_dir(k)
@@ -79,7 +79,9 @@ def store(k: str, arrays: dict[str, np.ndarray], *, background: bool = False, **
         return None  # a read-only cache only costs speed, never correctness
     if not background:
         return _fill(folder, tmp, arrays, info)
-    snapshot = {name: np.array(arrays[name], copy=True) for name in ARRAYS}
+    # Read-only arrays cannot change under the writer; anything else is copied first.
+    snapshot = {name: arrays[name] if not arrays[name].flags.writeable else np.array(arrays[name], copy=True)
+                for name in ARRAYS}
     thread = threading.Thread(target=_fill, args=(folder, tmp, snapshot, info), name="fmnist-npy-cache")
     thread.start()
     _writers.append(thread)

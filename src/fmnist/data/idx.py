@@ -106,8 +106,12 @@ def _parse_header(path: Path, head4: bytes) -> tuple[np.dtype, int]:
     return IDX_DTYPES[code], ndim
 
 
-def _read_idx(path: str | os.PathLike, *, digest: bool = False):
-    """Read an IDX file; return ``(array, sha256 hex of the decompressed bytes or None)``."""
+def _read_idx(path: str | os.PathLike, *, digest: bool = False, writable: bool = True):
+    """Read an IDX file; return ``(array, sha256 hex of the decompressed bytes or None)``.
+
+    ``writable=False`` may return a read-only view of the decompressed bytes (no copy) when
+    they are already in native byte order, as single bytes always are.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()  # compressed files are small; raw ones are what they are
@@ -156,6 +160,8 @@ def _read_idx(path: str | os.PathLike, *, digest: bool = False):
     # frombuffer views immutable bytes; astype copies into a normal writable array in
     # native byte order, which is what callers expect from a loader.
     array = np.frombuffer(payload, dtype=dtype, count=count).reshape(dims)
+    if not writable and array.dtype.isnative:
+        return array, sha
     return array.astype(dtype.newbyteorder("="), copy=True), sha
 
 
