@@ -216,8 +216,8 @@ class Network(nn.Module):
         super().__init__()
         self.spec = spec
         self.layers = nn.Sequential(*(m for group in _build_groups(spec) for m in group))
-        # Conv -> ReLU -> 2x2 max-pool runs as one compiled node on the CPU (models/_fused.py:
-        # the same numbers; a third of the book CNN's step less).
+        # Conv -> ReLU -> 2x2 max-pool runs as compiled nodes on the CPU (models/_fused.py: the
+        # same numbers, with a fraction of the memory traffic of the separate modules).
         self._plan = _fused.Plan(list(self.layers))
         self.reset_parameters()
 
