@@ -246,7 +246,7 @@ class Plan:
     ``steps`` is a list of ``(start, stop, kind)`` over the module list; kind is None (one
     module), "relu-pool" or "stem". A fused step checks at run time that its kernel applies
     (CPU, float32, numba; for the stem, an input that needs no gradient) and otherwise runs
-    its modules.
+    the same arithmetic as torch ops.
     """
 
     def __init__(self, modules: list[nn.Module]):
@@ -267,13 +267,8 @@ class Plan:
 
     def run(self, modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         for start, stop, kind in self.steps:
-            if kind and _hooked(modules[start:stop]):
-                kind = None  # someone watches these modules (feature maps, MAC counts): run them
-            if kind == "relu-pool" and _cpu_float(x):
-                x = ReluMaxPool2d.apply(x, True)
-            elif kind == "stem" and _cpu_float(x) and not x.requires_grad:
-                conv = modules[start]
-                x = StemConvReluPool.apply(x, conv.weight, conv.bias, conv.padding[0], True)
+            if kind and not _hooked(modules[start:stop]):  # hooks must see their modules run
+                x = relu_max_pool2d(x) if kind == "relu-pool" else stem_conv_relu_pool(x, modules[start])
             else:
                 for i in range(start, stop):
                     x = modules[i](x)
@@ -292,4 +287,4 @@ def stem_conv_relu_pool(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """``max_pool2d(relu(conv(x)), 2)``, compiled for one-channel CPU images that need no gradient."""
     if _stem_conv(conv) and _cpu_float(x) and not x.requires_grad:
         return StemConvReluPool.apply(x, conv.weight, conv.bias, conv.padding[0], True)
-    return F.max_pool2d(F.relu(conv(x)), 2)
+    return relu_max_pool2d(conv(x))
