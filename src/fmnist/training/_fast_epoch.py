@@ -32,11 +32,11 @@ from torch.optim.optimizer import (
     _global_optimizer_pre_hooks,
 )
 
+from fmnist._numba import jit as _jit
+from fmnist._numba import numba
 from fmnist.training import _fast_kernels as _kernels
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training.optim import FlatOptimizer
-
-numba = _kernels.numba
 
 
 def _find_sgemm() -> int | None:
@@ -63,8 +63,6 @@ if AVAILABLE:
     _llvm.add_symbol("sgemm_", _SGEMM)
     _vp = _t.voidptr
     _sgemm = _t.ExternalFunction("sgemm_", _t.void(*[_vp] * 13))
-
-    _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @_jit
     def _mm(a, ta, b, tb, c, beta, ints, chars, flts):  # pragma: no cover - compiled

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fmnist._numba import AVAILABLE, numba  # noqa: F401 - numba is re-exported
+from fmnist._numba import AVAILABLE  # noqa: F401 - optim.py asks here whether the kernels exist
 from fmnist._numba import jit as _jit
 
 # Every coefficient comes in precomputed and in the arrays' dtype: a Python literal in the loop
