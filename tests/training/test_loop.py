@@ -177,3 +177,30 @@ def test_a_train_step_replaced_on_the_instance_is_called_too():
     trainer.train_step = lambda xb, yb: (calls.append(len(xb)), step(xb, yb))[1]
     history = trainer.fit(X, Y)
     assert calls == [40] * 4 and history[0]["loss"] > 0
+
+
+class OrderRecorder(Trainer):
+    """Notes which training images (by index) each batch held, in order."""
+
+    index = {bytes(img): i for i, img in enumerate(X)}
+
+    def train_step(self, xb, yb):
+        pixels = (xb * 255).round().to(torch.uint8).numpy()
+        self.order.append([self.index[bytes(img)] for img in pixels])
+        return super().train_step(xb, yb)
+
+
+def epoch_orders(seed, epochs=3):
+    torch.manual_seed(0)
+    trainer = OrderRecorder(create_model("softmax"), TrainConfig(epochs=epochs, batch_size=32, seed=seed))
+    trainer.order = []
+    trainer.fit(X, Y)
+    flat = [i for batch in trainer.order for i in batch]
+    return [flat[e * len(X):(e + 1) * len(X)] for e in range(epochs)]
+
+
+def test_every_epoch_visits_each_image_once_in_a_fresh_seeded_order():
+    orders = epoch_orders(seed=1)
+    assert all(sorted(order) == list(range(len(X))) for order in orders)
+    assert len({tuple(order) for order in orders}) == 3  # reshuffled every epoch
+    assert orders == epoch_orders(seed=1) and orders != epoch_orders(seed=2)
