@@ -1,4 +1,7 @@
-"""Early stopping, the NaN guard and best-only checkpoints."""
+"""Early stopping, the NaN guard, best-only checkpoints and the progress lines."""
+
+import io
+import re
 
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ import torch
 
 from fmnist.errors import TrainingError
 from fmnist.models import create_model
-from fmnist.training import Callback, TrainConfig, Trainer
+from fmnist.training import Callback, ProgressLogger, TrainConfig, Trainer
 from fmnist.training.callbacks import EarlyStopping, ModelCheckpoint, Monitor
 from fmnist.training.checkpoint import load_checkpoint
 from tests.conftest import learnable_images
@@ -105,3 +108,17 @@ def test_improvement_rule():
     assert loss.improved(0.5, None) and not loss.improved(NAN, None) and not loss.improved(float("-inf"), 0.5)
     assert loss.improved(0.39, 0.5) and not loss.improved(0.41, 0.5)  # by more than min_delta
     assert accuracy.improved(0.81, 0.8) and not accuracy.improved(0.8, 0.8) and not accuracy.improved(0.7, 0.8)
+
+
+def test_progress_lines_are_keras_lines_of_the_history():
+    stream = io.StringIO()
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=2, batch_size=16), [ProgressLogger(stream, bar=False)])
+    history = trainer.fit(X, Y, validation_data=(X, Y))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    for line, logs in zip(lines, history):
+        assert re.fullmatch(r"Epoch \d/2 - \d+\.\ds - loss: \d\.\d{4} - accuracy: \d\.\d{4} - "
+                            r"val_loss: \d\.\d{4} - val_accuracy: \d\.\d{4}", line), line
+        assert line.startswith(f"Epoch {logs['epoch']}/2 - ")
+        assert line.endswith(" - ".join(f"{k}: {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")))

@@ -107,6 +107,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 class Trainer:
     """Trains one torch model; ``fit`` returns the history, a list of per-epoch dicts.
 
+    Side jobs belong in callbacks; a different per-batch computation (loss, gradient
+    clipping, ...) in a subclass that overrides :meth:`train_step`.
+
     Callbacks run in this order: the config's own (schedule, early stopping), the caller's,
     then the NaN guard, which raises ``TrainingError`` after the caller's callbacks saw the
     epoch (so the bad epoch is logged, and a checkpoint writer skips it).
