@@ -71,18 +71,46 @@ def test_erase_zeros_one_rectangle_per_chosen_image():
     assert torch.equal(out[~hit], x[~hit])
 
 
+class RecordingTrainer(Trainer):
+    """Keeps a copy of every batch the loop hands to ``train_step``."""
+
+    def train_step(self, xb, yb):
+        self.seen.append((xb.clone(), yb.clone()))
+        return super().train_step(xb, yb)
+
+
 def test_augmentation_reaches_training_batches_but_never_evaluation():
     y = np.arange(64) % 10
     x = learnable_images(y)
     torch.manual_seed(0)
-    trainer = Trainer(create_model("mlp-100"), TrainConfig(epochs=2, batch_size=64, shift=2, flip=True, erase=0.5))
-    seen = []
-    real_step = trainer.train_step
-    trainer.train_step = lambda xb, yb: (seen.append(xb.clone()), real_step(xb, yb))[1]
+    trainer = RecordingTrainer(create_model("mlp-100"), TrainConfig(epochs=2, batch_size=16, flip=True))
+    trainer.seen = []
     history = trainer.fit(x, y, validation_data=(x, y))
     xs = images_to_tensor(x)
-    assert all(b.shape == (64, 28, 28) for b in seen)
-    assert not any(torch.equal(b.sort(0).values, xs.sort(0).values) for b in seen)  # training saw altered images
+    assert len(trainer.seen) == 2 * 4 and all(b.shape == (16, 28, 28) for b, _ in trainer.seen)
+    # Every training image is its original (found by content) or its mirror, and about half are mirrored.
+    mirrored = 0
+    for batch, labels in trainer.seen:
+        for img, label in zip(batch, labels):
+            same = (xs == img).flatten(1).all(1)
+            flipped = (xs.flip(-1) == img).flatten(1).all(1)
+            assert bool((same | flipped).any()) and int(y[int((same | flipped).nonzero()[0])]) == int(label)
+            mirrored += bool(flipped.any()) and not bool(same.any())
+    assert 0.3 * 128 < mirrored < 0.7 * 128
     # Validation is scored on the images as they are, by the one evaluation path.
     assert history[-1]["val_loss"] == score(log_proba_tensors(trainer.model, xs), torch.as_tensor(y))["loss"]
     assert not Trainer(create_model("mlp-100"), TrainConfig()).augment.active
+
+
+def test_augmented_training_learns_from_altered_images():
+    """The plain Trainer (no hook watching): shifted and erased batches change what is learnt."""
+    y = np.arange(64) % 10
+    x = learnable_images(y)
+    weights = []
+    for config in ({}, {"shift": 2, "erase": 0.5}):
+        torch.manual_seed(0)
+        trainer = Trainer(create_model("mlp-100"), TrainConfig(epochs=2, batch_size=16, **config))
+        trainer.fit(x, y)
+        weights.append(torch.cat([p.detach().view(-1) for p in trainer.model.parameters()]))
+    # Without augmentation the two runs differ only by float rounding between the step engines.
+    assert not torch.allclose(weights[0], weights[1], rtol=1e-3, atol=1e-4)

@@ -1,4 +1,7 @@
-"""Early stopping, the NaN guard and best-only checkpoints."""
+"""Early stopping, the NaN guard, best-only checkpoints and the progress lines."""
+
+import io
+import re
 
 import numpy as np
 import pytest
@@ -6,8 +9,8 @@ import torch
 
 from fmnist.errors import TrainingError
 from fmnist.models import create_model
-from fmnist.training import Callback, TrainConfig, Trainer
-from fmnist.training.callbacks import EarlyStopping, ModelCheckpoint
+from fmnist.training import Callback, ProgressLogger, TrainConfig, Trainer
+from fmnist.training.callbacks import EarlyStopping, ModelCheckpoint, Monitor
 from fmnist.training.checkpoint import load_checkpoint
 from tests.conftest import learnable_images
 
@@ -16,13 +19,13 @@ X = learnable_images(Y)
 
 
 class ScriptedValLoss(Callback):
-    """Replaces val_loss by a scripted sequence and snapshots the weights of every epoch."""
+    """Replaces ``monitor`` by a scripted sequence and snapshots the weights of every epoch."""
 
-    def __init__(self, losses):
-        self.losses, self.weights = losses, {}
+    def __init__(self, losses, monitor="val_loss"):
+        self.losses, self.monitor, self.weights = losses, monitor, {}
 
     def on_epoch_end(self, trainer, epoch, logs):
-        logs["val_loss"] = self.losses[epoch - 1]
+        logs[self.monitor] = self.losses[epoch - 1]
         self.weights[epoch] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
@@ -77,3 +80,45 @@ def test_best_only_checkpoint_keeps_the_best_epoch(tmp_path):
     assert all(torch.equal(state["model"][k], v) for k, v in script.weights[2].items())
     assert state["optimizer"]["state"][0]["exp_avg"].shape == (100, 784)  # optimizer state travels too
     assert not (tmp_path / "checkpoint.safetensors").exists()
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(("monitor", "values", "best"), [
+    ("val_loss", [0.9, 0.5, 0.8, 0.3, 0.6], 4),
+    ("val_accuracy", [NAN, 0.5, 0.8, 0.3, 0.6], 3),  # accuracies grow; a NaN is never the best
+    ("val_error", [NAN, 0.5, 0.8, 0.3, 0.6], 4),  # any other metric shrinks, as a loss does
+])
+def test_early_stopping_and_best_checkpoint_agree_on_the_best_epoch(tmp_path, monitor, values, best):
+    script = ScriptedValLoss(values, monitor)
+    stopper = EarlyStopping(monitor, patience=10)
+    ckpt = ModelCheckpoint(tmp_path, save_best_only=True, monitor=monitor)
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=5, batch_size=16), [script, stopper, ckpt])
+    trainer.fit(X, Y, validation_data=(X, Y))
+    saved = load_checkpoint(tmp_path / "best.safetensors")
+    assert stopper.best_epoch == saved["epoch"] == trainer.weights_epoch == best
+    assert all(torch.equal(v, script.weights[best][k]) for k, v in trainer.model.state_dict().items())
+    assert all(torch.equal(saved["model"][k], v) for k, v in script.weights[best].items())
+
+
+def test_improvement_rule():
+    loss, accuracy = Monitor("val_loss", min_delta=0.1), Monitor("val_accuracy")
+    assert loss.improved(0.5, None) and not loss.improved(NAN, None) and not loss.improved(float("-inf"), 0.5)
+    assert loss.improved(0.39, 0.5) and not loss.improved(0.41, 0.5)  # by more than min_delta
+    assert accuracy.improved(0.81, 0.8) and not accuracy.improved(0.8, 0.8) and not accuracy.improved(0.7, 0.8)
+
+
+def test_progress_lines_are_keras_lines_of_the_history():
+    stream = io.StringIO()
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=2, batch_size=16), [ProgressLogger(stream, bar=False)])
+    history = trainer.fit(X, Y, validation_data=(X, Y))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    for line, logs in zip(lines, history):
+        assert re.fullmatch(r"Epoch \d/2 - \d+\.\ds - loss: \d\.\d{4} - accuracy: \d\.\d{4} - "
+                            r"val_loss: \d\.\d{4} - val_accuracy: \d\.\d{4}", line), line
+        assert line.startswith(f"Epoch {logs['epoch']}/2 - ")
+        assert line.endswith(" - ".join(f"{k}: {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")))

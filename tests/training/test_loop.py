@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from fmnist.errors import UsageError
+from fmnist.evaluation import evaluate
 from fmnist.models import create_model
 from fmnist.training import (
     Callback,
@@ -141,3 +142,65 @@ def test_label_smoothing_trains_a_dense_model_through_autograd():
     assert smoothed[-1]["val_accuracy"] > 0.9
     assert [h["loss"] for h in smoothed] != [h["loss"] for h in plain]
     assert smoothed[-1]["loss"] < smoothed[0]["loss"]
+
+
+class EvaluateOnlyTrainer(Trainer):
+    """A train_step that never updates: the loop must still call it, and log what it returns."""
+
+    def train_step(self, xb, yb):
+        self.batch_sizes.append(len(xb))
+        with torch.no_grad():
+            return self.model(xb)
+
+
+def test_an_overridden_train_step_is_called_for_every_batch_of_a_dense_model():
+    # mlp-100 would otherwise run in compiled chunks that no Python method sees.
+    torch.manual_seed(0)
+    trainer = EvaluateOnlyTrainer(create_model("mlp-100"), TrainConfig(epochs=2, batch_size=64))
+    trainer.batch_sizes = []
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    history = trainer.fit(X, Y)
+    assert trainer.batch_sizes == [64, 64, 32] * 2
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    # The epoch's loss and accuracy are those of the logits train_step returned.
+    expected = evaluate(trainer.model, X, Y)
+    for logs in history:
+        assert logs["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+        assert logs["accuracy"] == expected["accuracy"]
+
+
+def test_a_train_step_replaced_on_the_instance_is_called_too():
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=1, batch_size=40))
+    calls = []
+    step = trainer.train_step
+    trainer.train_step = lambda xb, yb: (calls.append(len(xb)), step(xb, yb))[1]
+    history = trainer.fit(X, Y)
+    assert calls == [40] * 4 and history[0]["loss"] > 0
+
+
+class OrderRecorder(Trainer):
+    """Notes which training images (by index) each batch held, in order."""
+
+    index = {bytes(img): i for i, img in enumerate(X)}
+
+    def train_step(self, xb, yb):
+        pixels = (xb * 255).round().to(torch.uint8).numpy()
+        self.order.append([self.index[bytes(img)] for img in pixels])
+        return super().train_step(xb, yb)
+
+
+def epoch_orders(seed, epochs=3):
+    torch.manual_seed(0)
+    trainer = OrderRecorder(create_model("softmax"), TrainConfig(epochs=epochs, batch_size=32, seed=seed))
+    trainer.order = []
+    trainer.fit(X, Y)
+    flat = [i for batch in trainer.order for i in batch]
+    return [flat[e * len(X):(e + 1) * len(X)] for e in range(epochs)]
+
+
+def test_every_epoch_visits_each_image_once_in_a_fresh_seeded_order():
+    orders = epoch_orders(seed=1)
+    assert all(sorted(order) == list(range(len(X))) for order in orders)
+    assert len({tuple(order) for order in orders}) == 3  # reshuffled every epoch
+    assert orders == epoch_orders(seed=1) and orders != epoch_orders(seed=2)

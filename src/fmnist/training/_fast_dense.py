@@ -70,12 +70,11 @@ class DenseStep:
             return None
         return cls(layers)
 
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, picked: torch.Tensor, pred: torch.Tensor) -> None:
-        """One batch: ``xb`` float (n, 28, 28) or (n, 784), ``yb`` long (n,).
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """One batch: ``xb`` float (n, 28, 28) or (n, 784), ``yb`` long (n,); returns the logits (n, K).
 
-        Writes each parameter's gradient of the mean cross-entropy into ``p.grad``, each sample's
-        log-probability of its label into ``picked`` (n, 1) and the predicted class into ``pred`` (n,).
-        The detached aliases keep autograd out, so no graph is built even with grad mode on.
+        Writes each parameter's gradient of the mean cross-entropy into ``p.grad``. The detached
+        aliases keep autograd out, so no graph is built even with grad mode on.
         """
         n = len(xb)
         h = xb.reshape(n, -1).detach()
@@ -85,11 +84,9 @@ class DenseStep:
             h = torch.addmm(b, h, wt) if b is not None else torch.mm(h, wt)
             if fwd is not None:
                 fwd(h)
-        saved.append(h)
+        logits = h
         ycol = yb.view(n, 1)
-        lsm = torch.log_softmax(h, 1)
-        torch.gather(lsm, 1, ycol, out=picked)
-        torch.argmax(h, 1, out=pred)
+        lsm = torch.log_softmax(logits, 1)
         # d(mean CE)/d(logits) = (softmax - onehot) / n
         g = lsm.exp_().div_(n).scatter_add_(1, ycol, self._neg_inv_n(n, lsm))
         for i in range(len(self._plan) - 1, -1, -1):
@@ -102,6 +99,7 @@ class DenseStep:
                 back = self._plan[i - 1][6]
                 if back is not None:
                     g = back(g, saved[i])
+        return logits
 
     @staticmethod
     def _grad(param: torch.Tensor, fn, *args) -> None:

@@ -9,6 +9,7 @@ state that a resumed run needs (early stopping's best weights, say) returns it f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -176,6 +177,31 @@ class LearningRateScheduler(Callback):
 # --- Early stopping, NaN guard, checkpoints ------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Monitor:
+    """What "better" means for a logged metric: one definition for early stopping and checkpoints.
+
+    Keras's ``mode="auto"``: a metric named like an accuracy must grow, anything else (losses)
+    must shrink, by more than ``min_delta``. A value that is not finite is never an improvement,
+    so a diverging epoch can neither become the best weights nor the best checkpoint.
+    """
+
+    name: str = "val_loss"
+    min_delta: float = 0.0
+
+    @property
+    def mode(self) -> str:
+        return "max" if "acc" in self.name else "min"
+
+    def improved(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` (None: nothing seen yet)."""
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        return value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved for ``patience`` epochs (Keras's ``EarlyStopping``).
 
@@ -187,23 +213,18 @@ class EarlyStopping(Callback):
                  min_delta: float = 0.0):
         self.monitor, self.patience = monitor, patience
         self.restore_best_weights, self.min_delta = restore_best_weights, min_delta
-        self.mode = "max" if "acc" in monitor else "min"
+        self.rule = Monitor(monitor, min_delta)
         self.best: float | None = None
         self.best_epoch = 0
         self.wait = 0
         self.best_weights: dict[str, Any] | None = None
-
-    def improved(self, value: float) -> bool:
-        if self.best is None:
-            return math.isfinite(value)
-        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         if self.monitor not in logs:
             raise UsageError(f"early stopping monitors {self.monitor!r}, which this run does not log "
                              f"(it logs {', '.join(k for k in logs if k != 'epoch')}); train with validation data")
         value = float(logs[self.monitor])
-        if self.improved(value):
+        if self.rule.improved(value, self.best):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
                 self.best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
@@ -259,6 +280,7 @@ class ModelCheckpoint(Callback):
         self.run_dir, self.save_best_only, self.monitor = Path(run_dir), save_best_only, monitor
         self.path = self.run_dir / ("best.safetensors" if save_best_only else "checkpoint.safetensors")
         self.extra = extra or {}
+        self.rule = Monitor(monitor)
         self.best: float | None = None
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
@@ -270,7 +292,7 @@ class ModelCheckpoint(Callback):
             value = logs.get(self.monitor)
             if value is None:
                 raise UsageError(f"best-only checkpoints monitor {self.monitor!r}, which this run does not log")
-            if self.best is not None and not (value < self.best if "loss" in self.monitor else value > self.best):
+            if not self.rule.improved(float(value), self.best):
                 return
             self.best = value
         save_checkpoint(self.path, {**trainer.state_dict(), "run": self.extra})

@@ -107,6 +107,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 class Trainer:
     """Trains one torch model; ``fit`` returns the history, a list of per-epoch dicts.
 
+    Side jobs belong in callbacks; a different per-batch computation (loss, gradient
+    clipping, ...) in a subclass that overrides :meth:`train_step`.
+
     Callbacks run in this order: the config's own (schedule, early stopping), the caller's,
     then the NaN guard, which raises ``TrainingError`` after the caller's callbacks saw the
     epoch (so the bad epoch is logged, and a checkpoint writer skips it).
@@ -149,6 +152,7 @@ class Trainer:
         # stopping) put back an earlier epoch's. Reports name it beside the scores it produced.
         self.weights_epoch = 0
         self.num_batches = 0
+        self._dense_step: DenseStep | None = None  # chosen per epoch by _step_engine
 
     def fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None = None):
         """Train for ``config.epochs`` epochs on uint8 images ``x`` (N, 28, 28) and labels ``y`` (N,)."""
@@ -222,27 +226,34 @@ class Trainer:
 
         Plain dense stacks on the CPU without augmentation run ``fast_chunk`` steps per call in
         compiled code (``_fast_epoch``); everything else (other models, CUDA, augmentation, no
-        numba) steps one batch per call with ``_batch_step``. Chunks need callbacks that only
-        watch between steps (``on_batch_end`` not overridden, or ``chunk_safe``) or that can plan
-        the chunk's learning rates (``lr_plan``); any other ``on_batch_end`` (it might change
-        ``lr`` or weights between steps) gets chunks of one step, still compiled.
+        numba, a ``train_step`` overridden by a subclass or replaced on the instance) calls
+        :meth:`train_step` once per batch. Chunks need callbacks that only watch between steps
+        (``on_batch_end`` not overridden, or ``chunk_safe``) or that can plan the chunk's
+        learning rates (``lr_plan``); any other ``on_batch_end`` (it might change ``lr`` or
+        weights between steps) gets chunks of one step, still compiled.
         """
         bs = self.config.batch_size
+        # The hand-written dense step (no autograd bookkeeping) for the model as it is at the
+        # start of this epoch; its kernel knows only plain cross-entropy.
+        self._dense_step = DenseStep.build(self.model) if not self.config.label_smoothing else None
         fast = None
-        if not self.augment.active and not self.config.label_smoothing:  # its kernel: plain cross-entropy
+        if not self.augment.active and not self.config.label_smoothing and not self._custom_train_step():
             fast = FastEpoch.build(self.model, self.optimizer, self.device)
             if fast is not None and not fast.start_epoch(xs, ys, order, picked, pred, bs):
                 fast = None
         if fast is None:
-            step = self._batch_step()
-
             def run(first, count, lrs):
                 for b in range(first, first + count):
-                    idx = order[b * bs:(b + 1) * bs]
-                    xb = xs.index_select(0, idx)
+                    rows = slice(b * bs, (b + 1) * bs)
+                    idx = order[rows]
+                    xb, yb = xs.index_select(0, idx), ys.index_select(0, idx)
                     if self.augment.active:
                         xb = self.augment(xb)
-                    step(xb, ys.index_select(0, idx), picked[b * bs:(b + 1) * bs], pred[b * bs:(b + 1) * bs])
+                    logits = self.train_step(xb, yb)
+                    # The epoch's loss and accuracy come from these slots (one sync, at its end).
+                    with torch.no_grad():
+                        torch.gather(torch.log_softmax(logits, 1), 1, yb.view(-1, 1), out=picked[rows])
+                        torch.argmax(logits, 1, out=pred[rows])
 
             return run, 1, []
         planners = [cb for cb in self.callbacks if hasattr(cb, "lr_plan")]
@@ -250,45 +261,38 @@ class Trainer:
                and not getattr(cb, "chunk_safe", False) and cb not in planners]
         return fast.run, (1 if own else self.fast_chunk), planners
 
+    def _custom_train_step(self) -> bool:
+        """Whether ``train_step`` is not this class's own: the compiled engine would skip it."""
+        return type(self).train_step is not Trainer.train_step or "train_step" in vars(self)
+
     def train_threads(self, sample: torch.Tensor) -> int:
         """Intra-op threads for CPU training steps on batches like ``sample`` (one image suffices)."""
         if self.cpu_train_threads and step_macs(self.model, sample[:1]) * self.config.batch_size < self.cpu_parallel_macs:
             return self.cpu_train_threads
         return torch.get_num_threads()
 
-    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward, backward and update on one batch; returns (mean loss, number correct)."""
-        picked = torch.empty((len(xb), 1), device=xb.device)
-        pred = torch.empty(len(xb), dtype=torch.long, device=xb.device)
-        self._batch_step()(xb, yb, picked, pred)
-        return -picked.mean(), (pred == yb).sum()
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Forward, backward and optimizer update on one batch; returns its logits (n, classes).
 
-    def _batch_step(self):
-        """The per-batch step ``(xb, yb, picked, pred) -> None`` for the model as it is now.
+        The loop calls this for every training batch: ``xb`` float (n, 28, 28) in [0, 1] on the
+        device, already augmented, ``yb`` long (n,). The returned logits are those of the forward
+        pass before the update (as Keras's running metrics); the epoch's ``loss`` and
+        ``accuracy`` are computed from them. Override it for a custom loss, gradient clipping
+        and the like: a subclass's ``train_step`` is always called, because the compiled dense
+        engine, which runs whole chunks of steps without Python, steps aside for it.
 
         Dense stacks get the hand-written step (same arithmetic, no autograd bookkeeping),
         everything else autograd; both finish with the same optimizer update.
         """
-        dense = DenseStep.build(self.model) if not self.config.label_smoothing else None
-        if dense is None:
-            return self._autograd_step
-
-        def step(xb, yb, picked, pred):
-            dense(xb, yb, picked, pred)
-            self.optimizer.step()
-
-        return step
-
-    def _autograd_step(self, xb: torch.Tensor, yb: torch.Tensor, picked: torch.Tensor, pred: torch.Tensor) -> None:
-        logits = self.model(xb)
-        log_proba = torch.log_softmax(logits, 1)
-        loss = cross_entropy(log_proba, yb, self.config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=False)
-        loss.backward()
+        if self._dense_step is not None:
+            logits = self._dense_step(xb, yb)
+        else:
+            logits = self.model(xb)
+            loss = cross_entropy(torch.log_softmax(logits, 1), yb, self.config.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=False)
+            loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            torch.gather(log_proba, 1, yb.view(-1, 1), out=picked)
-            torch.argmax(logits, 1, out=pred)
+        return logits.detach()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, optimizer, RNG states, history, callbacks' state.
