@@ -286,8 +286,9 @@ def callbacks_from_config(config: TrainConfig) -> list[Callback]:
     """The callbacks a training config asks for: its schedule and early stopping."""
     callbacks: list[Callback] = []
     if config.schedule:
-        callbacks.append(LearningRateScheduler(config.schedule, step_epochs=config.lr_step_epochs,
-                                               gamma=config.lr_gamma, pct_start=config.pct_start))
+        config = config.resolved()  # this schedule's settings, its defaults filled in; the others None
+        settings = {"step_epochs": config.lr_step_epochs, "gamma": config.lr_gamma, "pct_start": config.pct_start}
+        callbacks.append(LearningRateScheduler(config.schedule, **{k: v for k, v in settings.items() if v is not None}))
     if config.patience:
         callbacks.append(EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
     return callbacks
