@@ -55,7 +55,7 @@ def test_missing_and_foreign_folders_are_refused(tmp_path, tiny_data):
 
 def test_unknown_split(tiny_data, tmp_path):
     train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=tmp_path / "r")
-    with pytest.raises(UsageError, match="--split"):
+    with pytest.raises(UsageError, match="split"):
         evaluate_run(tmp_path / "r", tiny_data, split="holdout")
 
 

@@ -34,7 +34,12 @@ def option(name: str, value: object = None, *, cli: str | None = None) -> str:
         python = f"{name}={value!r}"
         if value is not True:
             flag = f"{flag} {value}"
-    return f"{_OPEN}{python}{_SEP}{flag}{_CLOSE}"
+    return spelled(python, flag)
+
+
+def spelled(python: str, cli: str) -> str:
+    """Text that reads ``python`` in Python and ``cli`` on the command line, inside a message."""
+    return f"{_OPEN}{python}{_SEP}{cli}{_CLOSE}"
 
 
 class FmnistError(Exception):
