@@ -119,7 +119,8 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
                              "(use it directly)")
         given = {name: getattr(self, name) for name in _TRAIN_PARAMS if getattr(self, name) is not None}
         self.config_ = TrainConfig(**{**preset.train, **given, "device": self.device})
-        X, y_index, validation = self._hold_out(X, y_index)
+        # Rows become images (N, H, W): augmentation (the recipe's flips, shifts, erasing) works on images.
+        X, y_index, validation = self._hold_out(X.reshape(len(X), *self.image_shape_), y_index)
         spec = _fit_spec(preset.spec, self.image_shape_, len(self.classes_))
         torch.manual_seed(self.config_.seed)  # initial weights and dropout masks depend on the seed only
         network = Network(spec)

@@ -120,3 +120,76 @@ def test_closed_pipe_is_not_a_traceback():
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait() == 141 and "Traceback" not in err
+
+
+def data_args(tiny_dir):
+    return ["--data-dir", str(tiny_dir), "--dataset", "custom"]
+
+
+def test_a_finished_run_is_never_replaced_without_overwrite(capsys, tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "mlp-100", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))
+    assert code == 1 and err.count("\n") == 1 and "already holds a finished run" in err
+    assert "pass --overwrite" in err and "another --out" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # not a byte changed
+    code, text, _ = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, "--overwrite",
+                        *data_args(tiny_dir))
+    assert code == 0 and f"saved run to {out}" in text
+    assert json.loads((out / "run.json").read_text())["model"] == "softmax"
+
+
+def test_an_interrupted_run_is_refused_with_the_way_to_resume(capsys, tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))[0] == 0
+    (out / "run.json").unlink()  # as if interrupted after its last checkpoint
+    code, _, err = run(capsys, "train", "softmax", "--quiet", "--out", out, *data_args(tiny_dir))
+    assert code == 1 and f"interrupted run (continue it with fmnist train --resume {out})" in err
+    code, text, _ = run(capsys, "train", "--resume", out, "--quiet", *data_args(tiny_dir))
+    assert code == 0 and (out / "run.json").exists()
+
+
+def test_default_outputs_get_fresh_readable_names(capsys, tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for expected in ("runs/softmax", "runs/softmax-2"):
+        code, out, _ = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", *data_args(tiny_dir))
+        assert code == 0 and f"saved run to {expected}\n" in out
+    code, out, _ = run(capsys, "train", "flatten,dense:16:tanh,dense:10", "--epochs", "1", "--quiet",
+                       *data_args(tiny_dir))
+    assert code == 0 and "saved run to runs/flatten-dense-16-tanh-dense-10\n" in out
+    assert all((tmp_path / "runs" / name / "run.json").exists()
+               for name in ("softmax", "softmax-2", "flatten-dense-16-tanh-dense-10"))
+    # A command that fails leaves no empty folder behind to push the next run to NAME-3.
+    code, _, _ = run(capsys, "train", "softmax", "--device", "cuda:99", "--quiet", *data_args(tiny_dir))
+    assert code == 2 and not (tmp_path / "runs" / "softmax-3").exists()
+
+
+@pytest.mark.parametrize("argv, precious", [
+    (["explore", "--out", "{tmp}/out"], "out/samples.png"),
+    (["compare", "softmax", "--out", "{tmp}/out"], "out/leaderboard.json"),
+    (["compare", "softmax", "--out", "{tmp}/out"], "out/runs/softmax/notes.txt"),
+    (["reproduce", "--out", "{tmp}/out"], "out/results.md"),
+    (["report", "{tmp}/run", "--out", "{tmp}/out"], "out/report.html"),
+    (["export", "{tmp}/run", "--onnx", "--out", "{tmp}/out/model.onnx"], "out/model.onnx"),
+    (["predict", "{tmp}/run", "{tmp}/shoe.npy", "--plot", "{tmp}/out"], "out/shoe-proba.png"),
+    (["predict", "{tmp}/run", "{tmp}/shoe.npy", "--save-preprocessed", "{tmp}/out"], "out/shoe.png"),
+])
+def test_every_command_refuses_to_replace_earlier_output(capsys, tiny_dir, tmp_path, argv, precious):
+    """Checked before any work: one line naming the file and --overwrite, exit 1, nothing touched."""
+    if "{tmp}/run" in argv:
+        run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
+        np.save(tmp_path / "shoe.npy", np.zeros((28, 28), np.uint8))
+    (tmp_path / precious).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / precious).write_text("someone's work")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] not in ("export", "predict"):
+        argv += data_args(tiny_dir)
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and err.count("\n") == 1 and err.startswith("fmnist: error: ") and "--overwrite" in err, err
+    assert (tmp_path / precious).read_text() == "someone's work"
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == [tmp_path / precious]  # nothing else written
+    if argv[0] == "predict":  # with --overwrite the files are written, and the command says where
+        code, out, _ = run(capsys, *argv, "--overwrite")
+        assert code == 0 and f"wrote 1 {'probability chart' if '--plot' in argv else 'preprocessed 28x28 image'} " \
+                             f"to {tmp_path / 'out'}" in out
