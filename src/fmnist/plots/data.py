@@ -41,7 +41,7 @@ def sample_row(images, n: int = 10, labels=None, class_names: Sequence[str] = CL
         raise ValueError(f"sample_row needs at least one image (n={n}, {len(as_images(images))} given)")
     labs = as_labels(labels, len(as_images(images)))[:n] if labels is not None else None
     vmin, vmax = pixel_limits(imgs)
-    fig = new_figure(1.1 * len(imgs), 1.2 if labs is None else 1.5)
+    fig = new_figure(len(imgs), 1.2 if labs is None else 1.5)
     for i, (ax, img) in enumerate(zip(tile_axes(fig, 1, len(imgs)), imgs)):
         ax.imshow(img, cmap="gray_r", vmin=vmin, vmax=vmax)
         if labs is not None:
