@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.errors import TrainingError
+from fmnist.errors import TrainingError, UsageError
 from fmnist.models import create_model
 from fmnist.training import Callback, TrainConfig, Trainer
 from fmnist.training.callbacks import EarlyStopping, ModelCheckpoint
@@ -62,6 +62,13 @@ def test_stop_reasons_count_in_english():
                       [ScriptedValLoss([0.6, 0.5, 0.7]), EarlyStopping(patience=3)])
     trainer.fit(X, Y, validation_data=(X, Y))
     assert trainer.stop_reason == "trained 3 epochs; restored the weights of epoch 2"
+
+
+def test_early_stopping_without_validation_data_is_refused_before_training():
+    trainer = Trainer(create_model("softmax"), TrainConfig(patience=2, epochs=3, batch_size=16))
+    with pytest.raises(UsageError, match="no validation data was given") as exc:
+        trainer.fit(X, Y)
+    assert trainer.history == [] and "--patience 0" in exc.value.cli_message
 
 
 def test_patience_in_the_config_adds_early_stopping():

@@ -25,7 +25,7 @@ from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, score
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._fast_epoch import FastEpoch
 from fmnist.training.augment import Augment
-from fmnist.training.callbacks import Callback, TerminateOnNaN, callbacks_from_config
+from fmnist.training.callbacks import Callback, EarlyStopping, TerminateOnNaN, callbacks_from_config
 from fmnist.training.optim import WITH_MOMENTUM, build_optimizer, check_optimizer, optimizer_defaults
 
 
@@ -180,6 +180,11 @@ class Trainer:
 
     def fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None = None):
         """Train for ``config.epochs`` epochs on uint8 images ``x`` (N, 28, 28) and labels ``y`` (N,)."""
+        if validation_data is None:  # refused now, not after an epoch's work
+            for cb in self.callbacks:
+                if isinstance(cb, EarlyStopping) and cb.monitor.startswith("val_"):
+                    raise UsageError(f"early stopping watches {cb.monitor}, and no validation data was given; pass "
+                                     f"validation_data, or switch early stopping off ({option('patience', 0)})")
         # Phase 1: the data goes to the device once, as one tensor.
         xs, ys = images_to_tensor(x, self.device), torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
         val = None
