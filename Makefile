@@ -9,7 +9,12 @@ OUT    ?= results
 
 .PHONY: run test data bench install clean
 
-run: data
+# The study runs once: its results are never replaced (fmnist refuses without --overwrite);
+# `make run` again shows them. `make run OUT=other` runs it afresh elsewhere.
+run: $(OUT)/results.json
+	@cat $(OUT)/results.md
+
+$(OUT)/results.json: | data
 	$(BIN)/fmnist reproduce --out $(OUT)
 
 test: data

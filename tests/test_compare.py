@@ -68,15 +68,17 @@ def test_unknown_model_fails_before_training(tiny_data, tmp_path):
     with pytest.raises(ModelError, match="unknown model 'mlp-9000'"):
         compare([SPEC, "mlp-9000"], tiny_data, out_dir=tmp_path / "c")
     assert not (tmp_path / "c").exists()
-    with pytest.raises(UsageError, match="--epochs"):
+    with pytest.raises(UsageError, match="epochs must be at least 1") as exc:
         compare([SPEC], tiny_data, epochs=0)
+    assert exc.value.cli_message.startswith("--epochs must be at least 1")
 
 
 def test_cli_errors_are_one_line(tmp_path, tiny_dir, capsys):
     assert main(["compare", "nope", "--out", str(tmp_path / "c"), "--data-dir", str(tiny_dir),
-                 "--dataset", "custom"]) == 1
+                 "--dataset", "custom"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("fmnist: error: unknown model 'nope'") and err.count("\n") == 1
+    assert err.startswith("fmnist compare: error: MODEL: unknown model 'nope'") and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()
 
 
 def test_seed_reseeds_scikit_learn_models(tiny_data, tmp_path):

@@ -78,6 +78,32 @@ def test_sklearn_preset_is_refused(images):
         NetClassifier("sgd-logreg").fit(x, y)
 
 
+def test_the_presets_recipe_is_used_unless_overridden(images):
+    x, y = images
+    recipe = NetClassifier("mlp-best", epochs=1, device="cpu").fit(x, y).config_
+    assert (recipe.optimizer, recipe.batch_size, recipe.lr, recipe.schedule, recipe.flip) == (
+        "adamw", 256, 2e-3, "onecycle", True)
+    mine = NetClassifier("mlp-best", epochs=1, optimizer="sgd", batch_size=16, schedule="none", flip=False,
+                         device="cpu").fit(x, y).config_
+    assert (mine.optimizer, mine.batch_size, mine.schedule, mine.flip, mine.lr) == ("sgd", 16, None, False, 2e-3)
+    # The tutorial's presets keep Keras's defaults, as `fmnist train` gives them.
+    plain = NetClassifier(SMALL, epochs=1, device="cpu").fit(x, y).config_
+    assert (plain.optimizer, plain.batch_size) == ("rmsprop", 32)
+
+
+def test_early_stopping_presets_hold_out_validation_data(images):
+    x, y = images
+    clf = NetClassifier("cnn-book", epochs=2, device="cpu").fit(x, y)  # patience 2: watches val_loss
+    assert clf.config_.patience == 2 and len(clf.history_) == 2 and "val_loss" in clf.history_[-1]
+    assert clf.predict(x[:3]).shape == (3,)
+    with pytest.raises(ValueError, match="validation_fraction=0 holds out no data"):
+        NetClassifier("mlp-100-dropout", epochs=1, validation_fraction=0.0, device="cpu").fit(x, y)
+    no_stop = NetClassifier("mlp-100-dropout", epochs=1, patience=0, device="cpu").fit(x, y)
+    assert no_stop.config_.patience is None and "val_loss" not in no_stop.history_[0]
+    held = NetClassifier(SMALL, epochs=1, validation_fraction=0.25, device="cpu").fit(x, y)
+    assert "val_accuracy" in held.history_[0]
+
+
 def test_cross_validate_like_sgdclassifier(images):
     x, y = images
     flat = x.reshape(len(x), -1) / 255.0

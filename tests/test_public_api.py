@@ -28,3 +28,9 @@ def test_import_does_not_load_torch_or_sklearn():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(src), "PATH": ""}).stdout
     assert out.strip() == "[]"
+
+
+def test_dir_shows_only_the_public_api():
+    assert dir(fmnist) == sorted(fmnist.__all__)
+    for leaked in ("importlib", "annotations"):  # helpers of the module itself, not API
+        assert not hasattr(fmnist, leaked)

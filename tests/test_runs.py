@@ -3,11 +3,12 @@ import json
 import numpy as np
 import pytest
 
-from fmnist.errors import ModelError, RunError, UsageError
+from fmnist.errors import ModelError, OutputExistsError, RunError, UsageError
 from fmnist.evaluation import predict_proba
 from fmnist.models import get_preset
 from fmnist.models.io import load_model
-from fmnist.runs import evaluate_run, load_run, resolve_config, train_run
+from fmnist.runs import default_run_dir, evaluate_run, load_run, resolve_config, run_name, train_run
+from fmnist.training.loop import resolve_device
 
 
 @pytest.mark.parametrize("name", ["softmax", "sgd-logreg"])
@@ -55,7 +56,7 @@ def test_missing_and_foreign_folders_are_refused(tmp_path, tiny_data):
 
 def test_unknown_split(tiny_data, tmp_path):
     train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=tmp_path / "r")
-    with pytest.raises(UsageError, match="--split"):
+    with pytest.raises(UsageError, match="split"):
         evaluate_run(tmp_path / "r", tiny_data, split="holdout")
 
 
@@ -64,3 +65,54 @@ def test_metrics_name_the_epoch_whose_weights_were_kept(tiny_data, tmp_path):
     result = train_run("mlp-100", tiny_data, config=config, out_dir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert result.metrics["weights_epoch"] == saved["weights_epoch"] == 3
+
+
+def test_a_run_folder_that_holds_work_is_refused_unless_overwrite(tiny_data, tmp_path):
+    one_epoch = resolve_config(get_preset("softmax"), epochs=1)
+    train_run("mlp-100", tiny_data, config=one_epoch, out_dir=tmp_path / "run", checkpoint_best=True)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    for model in ("softmax", "sgd-logreg"):
+        with pytest.raises(OutputExistsError, match="already holds a finished run .run.json.; pass overwrite=True"):
+            train_run(model, tiny_data, out_dir=tmp_path / "run",
+                      config=one_epoch if model == "softmax" else None)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="already holds other files"):
+        train_run("softmax", tiny_data, config=one_epoch, out_dir=tmp_path / "notes")
+    # Replacing: the new run, and none of the old one's checkpoints (they would describe mlp-100).
+    train_run("softmax", tiny_data, config=one_epoch, out_dir=tmp_path / "run", overwrite=True)
+    assert load_run(tmp_path / "run").info["model"] == "softmax"
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_run_names_are_readable_and_default_folders_fresh(tmp_path):
+    assert run_name("mlp-200") == "mlp-200"
+    assert run_name("conv:8:3,maxpool:2,flatten,dropout:0.5,dense:10") == "conv-8-3-maxpool-2-flatten-dropout-0.5-dense-10"
+    assert default_run_dir("softmax", tmp_path) == tmp_path / "softmax"
+    assert default_run_dir("softmax", tmp_path) == tmp_path / "softmax-2"
+
+
+def test_run_json_records_the_resolved_config(tiny_data, tmp_path):
+    def recorded(**overrides):
+        config = resolve_config(get_preset("softmax"), epochs=1, **overrides)
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        train_run("softmax", tiny_data, config=config, out_dir=out)
+        return json.loads((out / "run.json").read_text())["config"]
+
+    plain = recorded()
+    assert (plain["lr"], plain["momentum"], plain["weight_decay"]) == (0.001, 0.0, 0.0)
+    assert plain["device"] == str(resolve_device("auto")) != "auto"  # where it ran
+    adamw = recorded(optimizer="adamw", schedule="step")
+    assert (adamw["weight_decay"], adamw["momentum"], adamw["lr_step_epochs"], adamw["lr_gamma"]) == (
+        0.004, None, 10, 0.1)
+    assert recorded(optimizer="adamw", weight_decay=0.0)["weight_decay"] == 0.0  # an explicit 0 is honoured
+
+
+def test_scikit_learn_presets_refuse_torch_settings(tiny_data):
+    with pytest.raises(UsageError) as exc:
+        resolve_config(get_preset("sgd-logreg"), optimizer="adam", seed=3)
+    assert str(exc.value).startswith("optimizer='adam': sgd-logreg is a scikit-learn model")
+    assert resolve_config(get_preset("sgd-logreg"), seed=3).seed == 3
+    with pytest.raises(UsageError, match="checkpoint_best=True"):
+        train_run("sgd-logreg", tiny_data, checkpoint_best=True)

@@ -10,12 +10,8 @@ The public API, for use from Python::
     fmnist.evaluate(model, x_test, y_test)                         # {"loss", "accuracy", "n"}
 
 ``import fmnist`` stays cheap (no torch, no scikit-learn): each name is imported from its
-module the first time it is used.
+module the first time it is used. ``dir(fmnist)`` lists exactly the public API.
 """
-
-from __future__ import annotations
-
-import importlib
 
 __version__ = "0.1.0"
 
@@ -38,11 +34,13 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        from importlib import import_module  # here, so that the name stays out of the namespace
+
+        value = getattr(import_module(_EXPORTS[name]), name)
         globals()[name] = value  # cache: later look-ups skip this function
         return value
     raise AttributeError(f"module 'fmnist' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(__all__)

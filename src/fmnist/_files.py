@@ -1,13 +1,28 @@
-"""Writing files so that an interruption never leaves a half-written one."""
+"""Writing files: atomically, with the user's usual permissions, never over finished work.
+
+Every file fmnist writes goes through :func:`atomic_write`. Commands that write a user's
+output check it first with :func:`check_free` (refused unless ``overwrite``), and pick
+default output names with :func:`next_free`, so two runs never land in one place.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from fmnist.errors import OutputExistsError, option
+
+
+def default_mode() -> int:
+    """The mode a new file gets from ``open()``: 0o666 less the process's umask (0o644 usually)."""
+    # The umask can only be read by setting it; setting it back at once keeps it as it was.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
@@ -15,14 +30,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
 
     A crash or Ctrl-C leaves the old file (or none), never a half-written one. The temporary
     name is unique and hidden, in the same folder (``os.replace`` is atomic only within one
-    file system), and is created by ``write`` itself, so it gets the user's usual permissions
-    (``mkstemp`` would force 0600). Missing parent folders are created.
+    file system). Writers that make their own private temporary file (safetensors does,
+    mode 0600) would leave the result unreadable to colleagues sharing the folder, so the
+    file gets the user's usual permissions (:func:`default_mode`) before it takes its name.
+    Missing parent folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -36,3 +54,49 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def _taken(path: Path) -> bool:
+    """A file, or a folder with anything in it: an empty folder holds no one's work."""
+    if path.is_dir():
+        return any(path.iterdir())
+    return path.exists() or path.is_symlink()
+
+
+def check_free(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, what: str = "earlier output",
+               out: str = "--out") -> None:
+    """Refuse to write over ``paths`` when any of them holds something, unless ``overwrite``.
+
+    Called before any work starts, so a refusal leaves everything as it was. ``what`` says
+    what is there (``"a finished run"``); ``out`` is the command-line option that chose the
+    place, named in the advice. Raises :class:`~fmnist.errors.OutputExistsError`.
+    """
+    if overwrite:
+        return
+    taken = [Path(p) for p in paths if _taken(Path(p))]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise OutputExistsError(f"{taken[0]}{more}: already holds {what}; pass {option('overwrite', True)} to "
+                                f"replace it, or choose another {option('out_dir', cli=out)}")
+
+
+def next_free(path: str | os.PathLike, *, folder: bool = True) -> Path:
+    """``path`` if nothing is there yet, else the first free ``NAME-2``, ``NAME-3``... beside it.
+
+    For a default output name, so a second run of a command never meets the first one's files.
+    A folder is created here (an atomic claim: two commands started together get two
+    folders); for a file (``folder=False``) the number goes before the suffix (``model-2.onnx``).
+    """
+    path = Path(path)
+    stem, suffix = (path.name, "") if folder else (path.stem, path.suffix)
+    for n in range(1, 100_000):
+        candidate = path if n == 1 else path.with_name(f"{stem}-{n}{suffix}")
+        if folder:
+            try:
+                candidate.mkdir(parents=True)
+            except FileExistsError:
+                continue
+            return candidate
+        if not (candidate.exists() or candidate.is_symlink()):
+            return candidate
+    raise OutputExistsError(f"{path}: no free name beside it; choose {option('out_dir', cli='--out')}")

@@ -13,13 +13,12 @@ folder, so every row can be reloaded, evaluated or exported later::
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fmnist._files import atomic_write, write_json
+from fmnist._files import atomic_write, check_free, write_json
 from fmnist.data import Dataset
 from fmnist.errors import UsageError
 from fmnist.models import count_parameters, get_preset
@@ -28,6 +27,7 @@ from fmnist.runs import (
     VAL_SIZE,
     RunResult,
     resolve_config,
+    run_name,
     train_run,
     versions,
 )
@@ -40,7 +40,7 @@ COLUMNS = ("rank", "model", "parameters", "epochs", "train time (s)", "val accur
 
 def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, seed: int | None = None,
             out_dir: str | Path | None = None, callbacks_for: Callable[[str], Sequence[Callback]] | None = None,
-            on_start: Callable[[int, str], None] | None = None) -> dict[str, Any]:
+            on_start: Callable[[int, str], None] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train each of ``models`` (preset names or layer strings) and rank them.
 
     ``seed`` overrides every preset's own (None: each preset's default): a torch model's
@@ -48,19 +48,25 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     see the same split and the same seed. ``epochs`` overrides every torch preset's own;
     scikit-learn presets keep their iteration count (``max_iter``).
     Returns ``{"rows": [...best first], ...}``; with ``out_dir``, also writes the files above.
+    An ``out_dir`` that holds a leaderboard or any of the run folders is refused before
+    anything trains (:class:`~fmnist.errors.OutputExistsError`), unless ``overwrite``.
     """
     if not models:
         raise UsageError("compare: name at least one model (see 'fmnist models')")
     presets = [get_preset(m) for m in models]  # every name is checked before anything trains
-    configs = [resolve_config(p, epochs=epochs, seed=seed) for p in presets]  # bad --epochs fails now too
-    names = _run_names(models, presets)
+    configs = [resolve_config(p, epochs=epochs if p.family == "torch" else None, seed=seed)
+               for p in presets]  # bad --epochs fails now too
+    names = _run_names(models)
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        check_free([out / "leaderboard.json", out / "leaderboard.md", *(out / "runs" / n for n in names)],
+                   overwrite=overwrite, what="an earlier comparison")
     rows, start = [], time.perf_counter()
     for i, (model, preset, name, config) in enumerate(zip(models, presets, names, configs), 1):
         if on_start:
             on_start(i, name)
         result = train_run(model, data, config=config, out_dir=out / "runs" / name if out else None,
-                           callbacks=callbacks_for(name) if callbacks_for else ())
+                           callbacks=callbacks_for(name) if callbacks_for else (), overwrite=overwrite)
         rows.append(_row(name, model, result))
     rows.sort(key=lambda r: (-r["val_accuracy"], r["val_loss"]))
     for rank, row in enumerate(rows, 1):
@@ -76,11 +82,11 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     return board
 
 
-def _run_names(models: Sequence[str], presets) -> list[str]:
-    """A folder name per model: the preset's name, or the layer string made path-safe; unique."""
+def _run_names(models: Sequence[str]) -> list[str]:
+    """A folder name per model (:func:`fmnist.runs.run_name`), numbered from the second of a kind."""
     names, seen = [], {}
-    for model, preset in zip(models, presets):
-        base = preset.name if preset.name != "custom" else re.sub(r"[^A-Za-z0-9.]+", "-", model).strip("-")[:80]
+    for model in models:
+        base = run_name(model)
         seen[base] = seen.get(base, 0) + 1
         names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return names

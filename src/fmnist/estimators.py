@@ -48,8 +48,13 @@ from fmnist.training import ProgressLogger, TrainConfig, Trainer
 class NetClassifier(ClassifierMixin, BaseEstimator):
     """A scikit-learn classifier training an fmnist network with the one training loop.
 
-    Parameters mirror ``fmnist train``: ``model`` is a torch preset name or a layer string;
-    ``epochs=None`` and ``lr=None`` mean the preset's (then Keras's) default. Fitted
+    Parameters mirror ``fmnist train``: ``model`` is a torch preset name or a layer string, and
+    every training setting left at ``None`` is the preset's recipe (its optimizer, learning
+    rate, batch size, schedule, early stopping, augmentation), then Keras's default; a value
+    given overrides it. ``validation_fraction`` of the training rows (stratified, drawn with
+    the seed) is held out and scored each epoch, as scikit-learn's ``MLPClassifier`` does; when
+    the recipe stops early (``patience``) and none is given, 0.1 is held out, because early
+    stopping watches the validation loss. ``patience=0`` switches early stopping off. Fitted
     attributes: ``model_`` (the :class:`Network`, eval mode), ``classes_`` (sorted labels;
     output ``i`` of the network is ``classes_[i]``), ``history_`` (one dict per epoch),
     ``n_features_in_``, ``image_shape_`` (how the network reads one row: (H, W)), ``config_``
@@ -62,16 +67,32 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
     folder gives the bare :class:`Network`, with the labels as strings in its class names.
     """
 
-    def __init__(self, model: str = "mlp-200", *, epochs: int | None = None, batch_size: int = 32,
-                 optimizer: str = "rmsprop", lr: float | None = None, momentum: float = 0.0,
-                 weight_decay: float = 0.0, seed: int = 42, device: str = "auto", verbose: int = 0):
+    def __init__(self, model: str = "mlp-200", *, epochs: int | None = None, batch_size: int | None = None,
+                 optimizer: str | None = None, lr: float | None = None, momentum: float | None = None,
+                 nesterov: bool | None = None, weight_decay: float | None = None, schedule: str | None = None,
+                 lr_step_epochs: int | None = None, lr_gamma: float | None = None, pct_start: float | None = None,
+                 patience: int | None = None, shift: int | None = None, flip: bool | None = None,
+                 erase: float | None = None, label_smoothing: float | None = None,
+                 validation_fraction: float | None = None, seed: int | None = None, device: str = "auto",
+                 verbose: int = 0):
         self.model = model
         self.epochs = epochs
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
+        self.nesterov = nesterov
         self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.lr_step_epochs = lr_step_epochs
+        self.lr_gamma = lr_gamma
+        self.pct_start = pct_start
+        self.patience = patience
+        self.shift = shift
+        self.flip = flip
+        self.erase = erase
+        self.label_smoothing = label_smoothing
+        self.validation_fraction = validation_fraction
         self.seed = seed
         self.device = device
         self.verbose = verbose
@@ -96,18 +117,40 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         if preset.family != "torch":
             raise ModelError(f"NetClassifier wraps torch networks; {self.model!r} is a scikit-learn model "
                              "(use it directly)")
-        self.config_ = TrainConfig(**{**preset.train, **_given(epochs=self.epochs, lr=self.lr),
-                                      "batch_size": self.batch_size, "optimizer": self.optimizer,
-                                      "momentum": self.momentum, "weight_decay": self.weight_decay,
-                                      "seed": self.seed, "device": self.device})
+        given = {name: getattr(self, name) for name in _TRAIN_PARAMS if getattr(self, name) is not None}
+        self.config_ = TrainConfig(**{**preset.train, **given, "device": self.device})
+        # Rows become images (N, H, W): augmentation (the recipe's flips, shifts, erasing) works on images.
+        X, y_index, validation = self._hold_out(X.reshape(len(X), *self.image_shape_), y_index)
         spec = _fit_spec(preset.spec, self.image_shape_, len(self.classes_))
-        torch.manual_seed(self.seed)  # initial weights and dropout masks depend on the seed only
+        torch.manual_seed(self.config_.seed)  # initial weights and dropout masks depend on the seed only
         network = Network(spec)
         callbacks = [ProgressLogger()] if self.verbose else []
         trainer = Trainer(network, self.config_, callbacks)
-        self.history_ = trainer.fit(X, y_index)
+        self.history_ = trainer.fit(X, y_index, validation_data=validation)
         self.model_ = trainer.model.eval()
         return self
+
+    def _hold_out(self, X: np.ndarray, y: np.ndarray):
+        """``(X, y, validation_data)``: the rows to train on, and those held out (None: none)."""
+        fraction = self.validation_fraction
+        if fraction is None:
+            fraction = DEFAULT_VALIDATION_FRACTION if self.config_.patience else 0.0
+        if not 0 <= fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
+        if fraction == 0:
+            if self.config_.patience:
+                raise ValueError(f"early stopping (patience={self.config_.patience}) watches the validation loss, "
+                                 "and validation_fraction=0 holds out no data; give validation_fraction > 0, "
+                                 "or patience=0 to train every epoch")
+            return X, y, None
+        from sklearn.model_selection import train_test_split
+
+        try:  # stratified, so that every class is scored; impossible when a class has one row
+            x_tr, x_val, y_tr, y_val = train_test_split(X, y, test_size=fraction, random_state=self.config_.seed,
+                                                        stratify=y)
+        except ValueError:
+            x_tr, x_val, y_tr, y_val = train_test_split(X, y, test_size=fraction, random_state=self.config_.seed)
+        return x_tr, y_tr, (x_val, y_val)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> NetClassifier:
@@ -217,8 +260,13 @@ def _saved_labels(values: Any, dtype: Any) -> np.ndarray:
     return classes
 
 
-def _given(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+# The parameters that are training settings (TrainConfig fields); None: the preset's recipe.
+_TRAIN_PARAMS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
+                 "lr_step_epochs", "lr_gamma", "pct_start", "patience", "shift", "flip", "erase", "label_smoothing",
+                 "seed")
+# Held out for early stopping when the caller gives no validation_fraction: scikit-learn's
+# MLPClassifier default.
+DEFAULT_VALIDATION_FRACTION = 0.1
 
 
 def _fit_spec(spec: ModelSpec, input_shape: tuple[int, int], n_classes: int) -> ModelSpec:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import fmnist
-from fmnist._files import atomic_write
+from fmnist._files import atomic_write, check_free, next_free
 from fmnist.errors import ModelError
 from fmnist.models.io import load_model, model_info
 from fmnist.models.spec import Network
@@ -87,14 +87,21 @@ def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | li
     return path
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Export the model of a run (or model) folder to ``out`` (default ``RUN_DIR/model.onnx``)."""
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+               overwrite: bool = False) -> Path:
+    """Export the model of a run (or model) folder to ``out``; returns the path written.
+
+    The default is ``RUN_DIR/model.onnx``, or ``model-2.onnx``... when that exists. An ``out``
+    that exists is refused (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``.
+    """
     run_dir = Path(run_dir)
+    if out is not None:
+        check_free([out], overwrite=overwrite, what="a file")
     model = load_model(run_dir)
     folder = run_dir if run_dir.is_dir() else run_dir.parent
     info = model_info(folder)
-    return to_onnx(model, Path(out) if out else folder / "model.onnx", class_names=info.get("class_names"),
-                   name=info.get("name", "model"))
+    path = Path(out) if out is not None else next_free(folder / "model.onnx", folder=False)
+    return to_onnx(model, path, class_names=info.get("class_names"), name=info.get("name", "model"))
 
 
 def _import_onnx():

@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -36,9 +37,9 @@ import numpy as np
 import torch
 
 import fmnist
-from fmnist._files import write_json
+from fmnist._files import check_free, next_free, write_json
 from fmnist.data import Dataset, train_val_split
-from fmnist.errors import RunError, UsageError
+from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import Preset, create_model, get_preset
@@ -78,13 +79,24 @@ def versions() -> dict[str, str]:
             "numpy": np.__version__, "scikit-learn": sklearn.__version__}
 
 
+# What a scikit-learn preset takes of a training config: the seed (its random_state). Every
+# other setting is the torch loop's and would be silently ignored, so it is refused.
+SKLEARN_SETTINGS = ("seed",)
+
+
 def resolve_config(preset: Preset, **overrides: Any) -> TrainConfig:
     """The preset's training defaults, then any explicit overrides (``None`` means not given).
 
     For a scikit-learn preset the config's ``seed`` is its estimator's ``random_state``: the
-    preset's own unless ``seed`` is given.
+    preset's own unless ``seed`` is given; any other override raises :class:`UsageError`.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
+    if preset.family == "sklearn":
+        foreign = [k for k in given if k not in SKLEARN_SETTINGS]
+        if foreign:
+            raise UsageError(f"{', '.join(option(k, given[k]) for k in foreign)}: {preset.name} is a scikit-learn model "
+                             f"({preset.params.get('estimator', 'estimator')}), which takes no such setting; "
+                             f"of the training options it takes only {option('seed')}")
     defaults = dict(preset.train)
     if preset.family == "sklearn" and isinstance(preset.params.get("random_state"), int):
         defaults.setdefault("seed", preset.params["random_state"])
@@ -98,9 +110,42 @@ def data_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()
 
 
+def run_name(model_name: str) -> str:
+    """A readable folder name for a model: the preset's name, or the layer string made path-safe."""
+    preset = get_preset(model_name)
+    if preset.name != "custom":
+        return preset.name
+    return re.sub(r"[^A-Za-z0-9.]+", "-", model_name).strip("-.")[:80] or "custom"
+
+
+def default_run_dir(model_name: str, root: str | Path = "runs") -> Path:
+    """``root/NAME`` (:func:`run_name`), or ``NAME-2``, ``NAME-3``... when taken; created empty.
+
+    Two runs of one model, or of two layer strings, never share a folder.
+    """
+    return next_free(Path(root) / run_name(model_name))
+
+
+def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse (:class:`OutputExistsError`) a folder that holds anything, unless ``overwrite``.
+
+    A finished run, an interrupted one (which ``resume_run`` could continue) and other files
+    are all someone's work; training into the folder would replace or mix with them.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").exists():
+        what = "a finished run (run.json)"
+    elif (run_dir / CHECKPOINT).exists():
+        what = (f"an interrupted run (continue it with "
+                f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {run_dir}')})")
+    else:
+        what = "other files"
+    check_free([run_dir], overwrite=overwrite, what=what)
+
+
 def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = None, out_dir: Path | None = None,
               callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
-              checkpoint_best: bool = False) -> RunResult:
+              checkpoint_best: bool = False, overwrite: bool = False) -> RunResult:
     """Train ``model_name`` on the study's 48,000 / 12,000 split of ``data`` and score it.
 
     Validation accuracy is what a user selects models by; the test set (t10k) is scored apart
@@ -109,20 +154,27 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
     own when no seed is asked for). With ``out_dir`` a torch model leaves ``checkpoint.safetensors`` there
     after every epoch (see the module docstring), so an interrupted run can be resumed with
     :func:`resume_run`; ``checkpoint_best`` also keeps ``best.safetensors``.
+
+    A folder that already holds a run (finished or interrupted) or other files is refused
+    with :class:`OutputExistsError` before anything trains, unless ``overwrite``.
     """
     preset = get_preset(model_name)
     config = config or resolve_config(preset)
+    if out_dir is not None:
+        check_run_dir(out_dir, overwrite=overwrite)
+        # Replacing a run: its completion marker and checkpoints would describe the old one.
+        for stale in ("run.json", CHECKPOINT, BEST_CHECKPOINT):
+            (Path(out_dir) / stale).unlink(missing_ok=True)
     if preset.family == "torch":
         torch.manual_seed(config.seed)  # before building: initial weights depend on the seed
         model = create_model(model_name)
-        if out_dir is not None:
-            # A new run in an old folder: the old completion marker and checkpoints no longer apply.
-            for stale in ("run.json", CHECKPOINT, BEST_CHECKPOINT):
-                (Path(out_dir) / stale).unlink(missing_ok=True)
         trainer = Trainer(model, config, [*callbacks, *_checkpoints(out_dir, checkpoint_best, {
             "model": model_name, "preset": preset.to_dict(), "dataset": data.dataset,
             "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best})])
         return _fit_and_save(trainer, model_name, preset, data, out_dir, evaluate_test)
+    if checkpoint_best:
+        raise UsageError(f"{option('checkpoint_best', True, cli='--checkpoint')}: {preset.name} is a scikit-learn "
+                         "model, trained in one go with no epochs to checkpoint; leave it out")
     return _fit_sklearn(model_name, preset, data, config, out_dir, evaluate_test)
 
 
@@ -208,7 +260,9 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
     metrics["weights_epoch"] = trainer.weights_epoch
     if trainer.stop_reason:
         metrics["stopped"] = trainer.stop_reason
-    return _finish(model_name, preset, trainer.model, trainer.config, history, metrics, data, out_dir, evaluate_test)
+    # The run records what training used (learning rate, weight decay, device...), not "default".
+    config = trainer.config.resolved(device=str(trainer.device))
+    return _finish(model_name, preset, trainer.model, config, history, metrics, data, out_dir, evaluate_test)
 
 
 @contextlib.contextmanager
@@ -320,5 +374,5 @@ def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val") -> dict
                                                    random_state=s.get("random_state", SPLIT_SEED))
         x, y = (x_val, y_val) if split == "val" else (x_tr, y_tr)
     else:
-        raise UsageError(f"--split: unknown split {split!r}; choose val, test or train")
+        raise UsageError(f"{option('split')}: unknown split {split!r}; choose val, test or train")
     return {"run": str(run.run_dir), "model": run.info.get("model"), "split": split, **evaluate(run.model, x, y)}

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write, write_json
+from fmnist._files import atomic_write, check_free, write_json
 from fmnist.data import Dataset
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import create_model, get_preset
 from fmnist.runs import (
     RunResult,
+    check_run_dir,
     recorded_warnings,
     resolve_config,
     save_run,
@@ -79,9 +80,11 @@ def cross_validate_linear(data: Dataset, model_name: str = "sgd-logreg",
 
 
 def run_experiment(exp: Experiment, data: Dataset, out_dir: Path | None,
-                   callbacks: list[Callback]) -> dict[str, Any]:
+                   callbacks: list[Callback], *, overwrite: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
     run_dir = out_dir / "runs" / exp.model if out_dir else None
+    if run_dir:
+        check_run_dir(run_dir, overwrite=overwrite)  # the linear experiment writes its run itself
     if exp.metric.startswith("5-fold"):
         ours, test, caught, fold_models = cross_validate_linear(data, exp.model)
         # The run folder keeps one fold model (the first) as a loadable model; the test
@@ -93,7 +96,7 @@ def run_experiment(exp: Experiment, data: Dataset, out_dir: Path | None,
                                {"cv_accuracy": ours, "test": test, "warnings": caught}), run_dir, data)
         extra = {"warnings": caught}
     else:
-        result = train_run(exp.model, data, out_dir=run_dir, callbacks=callbacks)
+        result = train_run(exp.model, data, out_dir=run_dir, callbacks=callbacks, overwrite=overwrite)
         ours, test = result.metrics["val"]["accuracy"], result.metrics["test"]
         extra = {"history": result.history, "val_loss": result.metrics["val"]["loss"]}
     return {"experiment": exp.name, "model": exp.model, "metric": exp.metric, "tutorial": exp.tutorial,
@@ -105,16 +108,23 @@ def run_experiment(exp: Experiment, data: Dataset, out_dir: Path | None,
 
 def reproduce(data: Dataset, out_dir: Path | None = None, *, experiments=EXPERIMENTS,
               callbacks_for: Callable[[Experiment], list[Callback]] = lambda exp: [],
-              on_start: Callable[[Experiment], None] = lambda exp: None) -> dict[str, Any]:
+              on_start: Callable[[Experiment], None] = lambda exp: None, overwrite: bool = False) -> dict[str, Any]:
     """Run the study; returns ``{"rows": [...], "total_time_s", ...}`` and writes it when ``out_dir``.
 
     ``on_start`` and ``callbacks_for`` let a caller (the CLI) show progress; the library prints nothing.
+    An ``out_dir`` holding earlier results or run folders is refused before anything trains
+    (:class:`~fmnist.errors.OutputExistsError`), unless ``overwrite``.
     """
+    if out_dir is not None:
+        out = Path(out_dir)
+        check_free([out / "results.json", out / "results.md", *(out / "runs" / exp.model for exp in experiments)],
+                   overwrite=overwrite, what="an earlier study")
     start = time.perf_counter()
     rows = []
     for exp in experiments:
         on_start(exp)
-        rows.append(run_experiment(exp, data, Path(out_dir) if out_dir else None, callbacks_for(exp)))
+        rows.append(run_experiment(exp, data, Path(out_dir) if out_dir else None, callbacks_for(exp),
+                                   overwrite=overwrite))
     result = {"rows": rows, "total_time_s": time.perf_counter() - start,
               "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified},
               "versions": versions()}

@@ -1,9 +1,11 @@
 """The command line end to end on tiny data: exit codes, one-line errors, files written."""
 
 import json
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fmnist.cli.main import main
@@ -36,31 +38,66 @@ def test_spec_string_and_optimizer_flags(capsys, tiny_dir, tmp_path):
     assert (config["optimizer"], config["momentum"], config["nesterov"], config["lr"]) == ("sgd", 0.9, True, 0.05)
 
 
-@pytest.mark.parametrize("argv, fragment, status", [
-    (["train", "no-such-model"], "unknown model 'no-such-model'", 1),
-    (["train", "softmax", "--epochs", "0"], "--epochs must be at least 1", 2),
-    (["train", "softmax", "--optimizer", "lion"], "unknown optimizer 'lion'", 2),
-    (["train", "flatten,dense:12"], "last layer must be dense:10", 1),
-    (["evaluate", "{tmp}/missing-run"], "no such run folder", 1),
+@pytest.mark.parametrize("argv, fragment", [
+    (["evaluate", "{tmp}/missing-run"], "no such run folder"),
 ])
-def test_user_errors_are_one_line(capsys, tiny_dir, tmp_path, argv, fragment, status):
+def test_user_errors_are_one_line(capsys, tiny_dir, tmp_path, argv, fragment):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--data-dir", tiny_dir, "--dataset", "custom"]
     code, _, err = run(capsys, *argv)
-    assert code == status
+    assert code == 1
     assert err.count("\n") == 1 and err.startswith("fmnist: error: ") and fragment in err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "no-such-model"], "MODEL: unknown model 'no-such-model'"),
+    (["train", "flatten,dense:12"], "MODEL: the last layer must be dense:10"),
+    (["train", "conv:32"], "MODEL: layer 'conv' needs 'kernel'"),
+    (["models", "no-such-model"], "MODEL: unknown model"),
+    (["compare", "softmax", "nope"], "MODEL: unknown model 'nope'"),
+    (["train", "softmax", "--epochs", "abc"], "--epochs: invalid int value 'abc'"),
+    (["train", "softmax", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["train", "softmax", "--optimizer", "lion"], "--optimizer: unknown optimizer 'lion'"),
+    (["train", "sgd-logreg", "--optimizer", "adam"], "--optimizer adam: sgd-logreg is a scikit-learn model"),
+    (["train", "sgd-logreg", "--epochs", "3", "--lr", "0.1"], "--epochs 3, --lr 0.1: sgd-logreg"),
+    (["train", "sgd-logreg", "--checkpoint"], "--checkpoint: sgd-logreg is a scikit-learn model"),
+    (["train", "softmax", "--optimizer", "adam", "--momentum", "0.9"], "--momentum 0.9: adam has no momentum"),
+    (["train", "softmax", "--optimizer", "adagrad", "--momentum", "0.5"], "--momentum 0.5: adagrad has no"),
+    (["train", "softmax", "--lr-gamma", "0.5"], "--lr-gamma 0.5 applies to --schedule step only"),
+    (["train", "mlp-best", "--schedule", "none", "--pct-start", "0.2"], "--pct-start 0.2 applies to --schedule"),
+    (["predict", "{tmp}/run", "{tmp}/x.npy", "--top-k", "0"], "--top-k must be at least 1, got 0"),
+    (["evaluate", "{tmp}/run", "--split", "holdout"], "--split: invalid choice: 'holdout'"),
+    (["train", "--resume", "{tmp}/run", "--overwrite"], "drop --overwrite"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, tiny_dir, tmp_path, argv, fragment):
+    """No usage block, no traceback: `fmnist CMD: error: WHAT (see fmnist CMD --help)`, exit 2."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] in ("train", "compare", "evaluate"):
+        argv += ["--data-dir", str(tiny_dir), "--dataset", "custom"]
+    if argv[0] == "predict":
+        run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", "--data-dir", tiny_dir,
+            "--dataset", "custom")
+        np.save(tmp_path / "x.npy", np.zeros((2, 28, 28), np.uint8))
+    code, _, err = run(capsys, *argv)
+    command = f"fmnist {argv[0]}"
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith(f"{command}: error: ") and fragment in err, err
+    assert err.endswith(f"(see {command} --help)\n") and "usage:" not in err
+    assert not re.search(r"\w=", err)  # the command line's words (--top-k 0), not Python's (top_k=0)
 
 
 def test_missing_data_names_places_and_remedies(capsys, tmp_path):
     code, _, err = run(capsys, "data", "--data-dir", tmp_path / "empty")
     assert code == 1 and err.count("\n") == 1 and str(tmp_path / "empty") in err
+    # Said in the command line's words: --data-dir and --fetch, not data_dir / fetch=True.
+    assert "--data-dir" in err and "--fetch" in err and "fetch=True" not in err and "data_dir" not in err
 
 
 def test_usage_errors_exit_2(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "softmax", "--epochs", "many"])
-    assert exc.value.code == 2
+    code, _, err = run(capsys, "train", "softmax", "--epochs", "many")
+    assert code == 2 and err == "fmnist train: error: --epochs: invalid int value 'many' (see fmnist train --help)\n"
     code, _, err = run(capsys, "train")
     assert code == 2 and "needs a MODEL" in err
+    assert run(capsys, "--help")[0] == 0
 
 
 def test_models_lists_the_registry(capsys):
@@ -83,3 +120,76 @@ def test_closed_pipe_is_not_a_traceback():
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait() == 141 and "Traceback" not in err
+
+
+def data_args(tiny_dir):
+    return ["--data-dir", str(tiny_dir), "--dataset", "custom"]
+
+
+def test_a_finished_run_is_never_replaced_without_overwrite(capsys, tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "mlp-100", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))
+    assert code == 1 and err.count("\n") == 1 and "already holds a finished run" in err
+    assert "pass --overwrite" in err and "another --out" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # not a byte changed
+    code, text, _ = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, "--overwrite",
+                        *data_args(tiny_dir))
+    assert code == 0 and f"saved run to {out}" in text
+    assert json.loads((out / "run.json").read_text())["model"] == "softmax"
+
+
+def test_an_interrupted_run_is_refused_with_the_way_to_resume(capsys, tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))[0] == 0
+    (out / "run.json").unlink()  # as if interrupted after its last checkpoint
+    code, _, err = run(capsys, "train", "softmax", "--quiet", "--out", out, *data_args(tiny_dir))
+    assert code == 1 and f"interrupted run (continue it with fmnist train --resume {out})" in err
+    code, text, _ = run(capsys, "train", "--resume", out, "--quiet", *data_args(tiny_dir))
+    assert code == 0 and (out / "run.json").exists()
+
+
+def test_default_outputs_get_fresh_readable_names(capsys, tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for expected in ("runs/softmax", "runs/softmax-2"):
+        code, out, _ = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", *data_args(tiny_dir))
+        assert code == 0 and f"saved run to {expected}\n" in out
+    code, out, _ = run(capsys, "train", "flatten,dense:16:tanh,dense:10", "--epochs", "1", "--quiet",
+                       *data_args(tiny_dir))
+    assert code == 0 and "saved run to runs/flatten-dense-16-tanh-dense-10\n" in out
+    assert all((tmp_path / "runs" / name / "run.json").exists()
+               for name in ("softmax", "softmax-2", "flatten-dense-16-tanh-dense-10"))
+    # A command that fails leaves no empty folder behind to push the next run to NAME-3.
+    code, _, _ = run(capsys, "train", "softmax", "--device", "cuda:99", "--quiet", *data_args(tiny_dir))
+    assert code == 2 and not (tmp_path / "runs" / "softmax-3").exists()
+
+
+@pytest.mark.parametrize("argv, precious", [
+    (["explore", "--out", "{tmp}/out"], "out/samples.png"),
+    (["compare", "softmax", "--out", "{tmp}/out"], "out/leaderboard.json"),
+    (["compare", "softmax", "--out", "{tmp}/out"], "out/runs/softmax/notes.txt"),
+    (["reproduce", "--out", "{tmp}/out"], "out/results.md"),
+    (["report", "{tmp}/run", "--out", "{tmp}/out"], "out/report.html"),
+    (["export", "{tmp}/run", "--onnx", "--out", "{tmp}/out/model.onnx"], "out/model.onnx"),
+    (["predict", "{tmp}/run", "{tmp}/shoe.npy", "--plot", "{tmp}/out"], "out/shoe-proba.png"),
+    (["predict", "{tmp}/run", "{tmp}/shoe.npy", "--save-preprocessed", "{tmp}/out"], "out/shoe.png"),
+])
+def test_every_command_refuses_to_replace_earlier_output(capsys, tiny_dir, tmp_path, argv, precious):
+    """Checked before any work: one line naming the file and --overwrite, exit 1, nothing touched."""
+    if "{tmp}/run" in argv:
+        run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
+        np.save(tmp_path / "shoe.npy", np.zeros((28, 28), np.uint8))
+    (tmp_path / precious).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / precious).write_text("someone's work")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] not in ("export", "predict"):
+        argv += data_args(tiny_dir)
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and err.count("\n") == 1 and err.startswith("fmnist: error: ") and "--overwrite" in err, err
+    assert (tmp_path / precious).read_text() == "someone's work"
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == [tmp_path / precious]  # nothing else written
+    if argv[0] == "predict":  # with --overwrite the files are written, and the command says where
+        code, out, _ = run(capsys, *argv, "--overwrite")
+        assert code == 0 and f"wrote 1 {'probability chart' if '--plot' in argv else 'preprocessed 28x28 image'} " \
+                             f"to {tmp_path / 'out'}" in out

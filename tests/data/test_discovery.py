@@ -53,6 +53,7 @@ def test_bad_explicit_folder_is_an_error(places, bad):
         load_dataset(folder, dataset="custom")
     msg = str(err.value)
     assert "\n" not in msg and str(folder) in msg and "data_dir" in msg
+    assert "--data-dir" in err.value.cli_message and "data_dir" not in err.value.cli_message
     assert ("no such folder" if bad == "missing" else "missing t10k-labels-idx1-ubyte[.gz]") in msg
 
 
@@ -69,7 +70,8 @@ def test_nothing_found(tmp_path):
     assert "\n" not in msg
     assert msg.startswith("Fashion-MNIST not found (searched ")
     assert str(tmp_path / "cache") in msg and str(tmp_path / "no-debian") in msg
-    assert "fmnist data --fetch" in msg and "sudo apt-get install dataset-fashion-mnist" in msg
+    assert "fetch=True" in msg and "sudo apt-get install dataset-fashion-mnist" in msg  # Python's words...
+    assert "`fmnist data --fetch`" in err.value.cli_message and "fetch=True" not in err.value.cli_message  # the CLI's
 
 
 def test_cache_root(monkeypatch, tmp_path):

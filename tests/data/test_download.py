@@ -1,6 +1,8 @@
 """Download logic against a loopback HTTP server: no test touches the real network."""
 
 import gzip
+import os
+import stat
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -151,3 +153,26 @@ def test_explicit_folder_is_fetched_into(mirrors, monkeypatch, tmp_path):
 def test_custom_never_downloads(tmp_path):
     with pytest.raises(DataError, match="MNIST-format data not found"):
         load_dataset(fetch=True, dataset="custom")
+
+
+def test_cli_fetch_into_a_folder_downloads_each_file_once(mirrors, monkeypatch, tmp_path, capsys, umask_022):
+    from fmnist.cli.main import main
+
+    monkeypatch.setattr("fmnist.data._download.MIRRORS", (mirrors.url("good"),))
+    assert main(["data", "--fetch", "--data-dir", str(tmp_path / "mine"), "--dataset", "fashion-mnist"]) == 0
+    assert "download" in capsys.readouterr().out
+    assert {name: n for (kind, name), n in mirrors.hits.items()} == {p.name: 1 for p in tiny_files(tmp_path)}
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*.gz"))  # nothing elsewhere
+    # Downloaded data is readable by colleagues sharing the folder (not mkstemp's 0600).
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "mine").iterdir()} == {0o644}
+
+
+def tiny_files(tmp_path):
+    return sorted((tmp_path / "tiny").iterdir())
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)

@@ -176,8 +176,8 @@ def test_save_preprocessed_and_plot(run_dir, photos, tmp_path, capsys):
 
 
 def test_top_k_must_be_positive(run_dir, photos, capsys):
-    assert main(["predict", str(run_dir), str(photos[3]), "--top-k", "0"]) == 1
-    assert "--top-k" in capsys.readouterr().err
+    assert main(["predict", str(run_dir), str(photos[3]), "--top-k", "0"]) == 2  # a usage error
+    assert "--top-k must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.integration
@@ -243,7 +243,7 @@ def test_plot_limit_default_is_100(run_dir, tmp_path, capsys, monkeypatch):
 def test_plot_limit_must_be_positive(run_dir, photos, tmp_path, capsys):
     assert main(["predict", str(run_dir), str(photos[3]), "--plot", str(tmp_path / "p"), "--plot-limit", "0"]) == 2
     err = capsys.readouterr().err
-    assert err == "fmnist: error: --plot-limit must be at least 1, got 0\n"
+    assert err == "fmnist predict: error: --plot-limit must be at least 1, got 0 (see fmnist predict --help)\n"
     assert not (tmp_path / "p").exists()
     with pytest.raises(UsageError, match="at least 1"):
         predict_mod.save_plots([], tmp_path / "p", [], limit=0)

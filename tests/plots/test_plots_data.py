@@ -19,6 +19,15 @@ def test_sample_row_shows_first_n_images_in_order(images, n, expected):
         assert not ax.axison
 
 
+def test_sample_row_titles_each_image_with_its_label_and_class(images):
+    labels = np.array([9, 0, 3])
+    fig = sample_row(images[:3], labels=labels)
+    assert [ax.get_title() for ax in _image_axes(fig)] == ["9\nAnkle boot", "0\nT-shirt/top", "3\nDress"]
+    assert [ax.get_title() for ax in _image_axes(sample_row(images[:3]))] == ["", "", ""]
+    with pytest.raises(ValueError, match="2 labels for 3 images"):
+        sample_row(images[:3], labels=labels[:2])
+
+
 def test_sample_row_accepts_scaled_floats_and_rejects_unscaled(images):
     assert len(sample_row(images / 255.0).axes) == 10
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -30,7 +30,32 @@ def test_explore_writes_the_four_figures(data, tmp_path):
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
         width, height = Image.open(f).size
         assert width > 0 and height > 0
-    assert Image.open(out / "samples.png").size == (400, 48)  # 10 x 1.2 inches at 40 dpi
+    assert Image.open(out / "samples.png").size == (400, 60)  # 10 x 1.5 inches at 40 dpi (titled images)
+
+
+def test_the_sample_row_is_labelled_as_the_study_prints_it(data, tmp_path, monkeypatch):
+    import fmnist.reporting.explore as module
+
+    seen = {}
+    real = module.sample_row
+
+    def spy(images, n=10, labels=None, class_names=CLASS_NAMES):
+        seen.update(labels=labels, class_names=class_names)
+        return real(images, n=n, labels=labels, class_names=class_names)
+
+    monkeypatch.setattr(module, "sample_row", spy)
+    explore(*data, tmp_path / "e", dpi=20, class_names=CLASS_NAMES)
+    assert list(seen["labels"][:10]) == STUDY_FIRST_LABELS and list(seen["class_names"]) == list(CLASS_NAMES)
+
+
+def test_earlier_figures_are_kept_unless_overwrite(data, tmp_path):
+    from fmnist.errors import OutputExistsError
+
+    (tmp_path / "samples.png").write_bytes(b"mine")
+    with pytest.raises(OutputExistsError, match="samples.png: already holds an earlier exploration"):
+        explore(*data, tmp_path, dpi=20)
+    assert [p.name for p in tmp_path.iterdir()] == ["samples.png"] and (tmp_path / "samples.png").read_bytes() == b"mine"
+    assert len(explore(*data, tmp_path, dpi=20, overwrite=True).files) == 4
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.errors import TrainingError
+from fmnist.errors import TrainingError, UsageError
 from fmnist.models import create_model
 from fmnist.training import Callback, ProgressLogger, TrainConfig, Trainer
 from fmnist.training.callbacks import EarlyStopping, ModelCheckpoint, Monitor
@@ -52,6 +52,26 @@ def test_early_stopping_without_a_stop_still_ends_on_the_best_epoch():
     assert all(torch.equal(v, script.weights[2][k]) for k, v in trainer.model.state_dict().items())
     assert "restored the weights of epoch 2" in trainer.stop_reason
     assert trainer.weights_epoch == 2
+
+
+def test_stop_reasons_count_in_english():
+    """"1 epoch", never "1 epochs": the reason is printed to the user as it stands."""
+    script = ScriptedValLoss([0.5, 0.6])
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=2, batch_size=16),
+                      [script, EarlyStopping(patience=1)])
+    trainer.fit(X, Y, validation_data=(X, Y))
+    assert "has not improved for 1 epoch (best 0.5000 at epoch 1)" in trainer.stop_reason
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=3, batch_size=16),
+                      [ScriptedValLoss([0.6, 0.5, 0.7]), EarlyStopping(patience=3)])
+    trainer.fit(X, Y, validation_data=(X, Y))
+    assert trainer.stop_reason == "trained 3 epochs; restored the weights of epoch 2"
+
+
+def test_early_stopping_without_validation_data_is_refused_before_training():
+    trainer = Trainer(create_model("softmax"), TrainConfig(patience=2, epochs=3, batch_size=16))
+    with pytest.raises(UsageError, match="no validation data was given") as exc:
+        trainer.fit(X, Y)
+    assert trainer.history == [] and "--patience 0" in exc.value.cli_message
 
 
 def test_patience_in_the_config_adds_early_stopping():

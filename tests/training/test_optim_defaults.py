@@ -19,3 +19,26 @@ def test_defaults_are_keras(name):
     group = build_optimizer(name, [torch.nn.Parameter(torch.zeros(2))]).param_groups[0]
     for key, value in KERAS[name].items():
         assert group[key] == pytest.approx(value), key
+
+
+@pytest.mark.parametrize("name", KERAS)
+def test_an_explicit_weight_decay_is_honoured_even_zero(name):
+    param = [torch.nn.Parameter(torch.zeros(2))]
+    assert build_optimizer(name, param, weight_decay=0.0).param_groups[0]["weight_decay"] == 0.0
+    assert build_optimizer(name, param, weight_decay=0.01).param_groups[0]["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "adagrad"])
+def test_momentum_is_refused_where_the_update_has_none(name):
+    from fmnist.errors import UsageError
+
+    param = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(UsageError, match=f"momentum=0.9: {name} has no momentum setting"):
+        build_optimizer(name, param, momentum=0.9)
+    build_optimizer(name, param, momentum=0.0)  # no momentum is what it has
+
+
+def test_momentum_reaches_the_optimizers_that_have_it():
+    param = [torch.nn.Parameter(torch.zeros(2))]
+    for name in ("sgd", "rmsprop"):
+        assert build_optimizer(name, param, momentum=0.9).param_groups[0]["momentum"] == 0.9

@@ -93,13 +93,35 @@ def test_closed_forms_at_their_ends():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"schedule": "linear"}, "--schedule"), ({"pct_start": 1.0}, "--pct-start"),
-    ({"lr_step_epochs": 0}, "--lr-step-epochs"), ({"lr_gamma": 0.0}, "--lr-gamma"),
+    ({"schedule": "linear"}, "--schedule"), ({"schedule": "onecycle", "pct_start": 1.0}, "--pct-start"),
+    ({"schedule": "step", "lr_step_epochs": 0}, "--lr-step-epochs"),
+    ({"schedule": "step", "lr_gamma": 0.0}, "--lr-gamma"),
     ({"patience": -1}, "--patience"), ({"shift": 20}, "--shift"), ({"erase": 2.0}, "--erase"),
 ])
 def test_bad_schedule_options_are_usage_errors(kwargs, fragment):
-    with pytest.raises(UsageError, match=fragment):
+    with pytest.raises(UsageError) as exc:
         TrainConfig(**kwargs)
+    # The command line reads its own option; Python reads the parameter's name.
+    assert exc.value.cli_message.startswith(fragment)
+    assert str(exc.value).startswith(fragment[2:].replace("-", "_"))
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"pct_start": 0.2}, "--pct-start 0.2 applies to --schedule onecycle only"),
+    ({"schedule": "onecycle", "lr_gamma": 0.5}, "--lr-gamma 0.5 applies to --schedule step only"),
+    ({"schedule": "cosine", "lr_step_epochs": 3}, "--lr-step-epochs 3 applies to --schedule step only"),
+])
+def test_a_setting_of_another_schedule_is_refused_not_ignored(kwargs, fragment):
+    with pytest.raises(UsageError) as exc:
+        TrainConfig(**kwargs)
+    assert fragment in exc.value.cli_message
+
+
+def test_resolved_config_spells_out_the_schedule_defaults():
+    assert TrainConfig(schedule="step").resolved().lr_step_epochs == 10
+    assert TrainConfig(schedule="step", lr_gamma=0.5).resolved().lr_gamma == 0.5
+    onecycle = TrainConfig(schedule="onecycle").resolved()
+    assert (onecycle.pct_start, onecycle.lr_step_epochs) == (0.3, None)
 
 
 def test_none_and_zero_switch_off_a_presets_schedule_and_patience():

@@ -2,22 +2,79 @@
 
 Every subcommand is a small function ``cmd_NAME(args) -> int``; the work itself lives in the
 library so that everything the CLI does is also callable from Python. User mistakes
-(``FmnistError``) print one line and exit 1 (2 for usage errors); ``--debug`` shows the
+(``FmnistError``) print one line and exit 1; usage errors, argparse's included, print one line
+``fmnist CMD: error: ... (see fmnist CMD --help)`` and exit 2; ``--debug`` shows the
 traceback. Anything else is a bug and keeps its traceback.
+
+Commands that write a user's output never replace finished work without ``--overwrite``; a
+default output gets a fresh name (``runs/mlp-200-2``) and the command says where it wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, UsageError
 
 # Heavy imports (torch, sklearn, matplotlib) happen inside the commands: `fmnist --help` and
 # `fmnist data` should not pay for them.
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (not the whole usage) and exit status 2."""
+
+    def error(self, message: str):
+        # argparse says "argument --epochs: invalid int value: 'abc'"; the option leads here.
+        message = re.sub(r"^argument ", "", message)
+        message = re.sub(r"invalid (\S+) value: ", r"invalid \1 value ", message)
+        self.exit(2, f"{usage_line(self.prog, message)}\n")
+
+
+def usage_line(prog: str, message: str) -> str:
+    return f"{prog}: error: {message} (see {prog} --help)"
+
+
+def _model_arg(text: str) -> str:
+    """A MODEL argument: a preset name or a layer spec, checked while the command line is read."""
+    from fmnist.models import get_preset
+
+    try:
+        get_preset(text)
+    except FmnistError as exc:
+        raise argparse.ArgumentTypeError(exc.cli_message) from None
+    return text
+
+
+def _add_overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace {what} already at --out (default: refuse, and leave it as it is)")
+
+
+@contextlib.contextmanager
+def _output(given: Path | None, default: Path) -> Iterator[Path]:
+    """The output the user named, else a fresh one: ``default``, or ``default-2``... when taken.
+
+    A fresh folder is claimed (created) at once, so two commands started together never share
+    it, and removed again if the command ends with nothing in it.
+    """
+    if given is not None:
+        yield given
+        return
+    from fmnist._files import next_free
+
+    path = next_free(default)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):  # only an empty folder can be removed
+            path.rmdir()
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -76,11 +133,9 @@ def _train_overrides(args) -> dict:
 
 
 def cmd_data(args) -> int:
-    from fmnist.data import dataset_summary, fetch
+    from fmnist.data import dataset_summary
 
-    if args.fetch:
-        fetch()
-    summary = dataset_summary(_load(args))
+    summary = dataset_summary(_load(args))  # with --fetch, downloads what is not found, once
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -101,7 +156,9 @@ def cmd_explore(args) -> int:
     from fmnist.reporting.explore import explore, format_explore
 
     ds = _load(args)
-    result = explore(ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.out, class_names=ds.class_names)
+    with _output(args.out, Path("explore")) as out:
+        result = explore(ds.x_train, ds.y_train, ds.x_test, ds.y_test, out, class_names=ds.class_names,
+                         overwrite=args.overwrite)
     print(format_explore(result))
     return 0
 
@@ -124,33 +181,39 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from fmnist.errors import UsageError
     from fmnist.models import get_preset
-    from fmnist.runs import CHECKPOINT, resolve_config, resume_run, train_run
+    from fmnist.runs import check_run_dir, resolve_config, resume_run, run_name, train_run
     from fmnist.training import ProgressLogger
 
     callbacks = [] if args.quiet else [ProgressLogger()]
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k, v in _train_overrides(args).items() if v is not None]
-        given += [name for name, v in (("MODEL", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint))
-                  if v]
+        given += [name for name, v in (("MODEL", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint),
+                                       ("--overwrite", args.overwrite)) if v]
         if given:
             raise UsageError(f"--resume continues a run with its own model and config; drop {', '.join(given)}")
-        out = args.resume
-    else:
-        if not args.model:
-            raise UsageError("fmnist train needs a MODEL (see 'fmnist models') or --resume RUN_DIR")
-        preset = get_preset(args.model)
-        config = resolve_config(preset, **_train_overrides(args))
-        out = args.out or Path("runs") / (preset.name if preset.name != "custom" else "custom")
+        return _train_or_interrupted(args.resume, lambda: resume_run(args.resume, _load(args), callbacks=callbacks),
+                                     args.debug)
+    if not args.model:
+        raise UsageError("fmnist train needs a MODEL (see 'fmnist models') or --resume RUN_DIR")
+    config = resolve_config(get_preset(args.model), **_train_overrides(args))
+    if args.out is not None:  # refused now, not after the data has loaded
+        check_run_dir(args.out, overwrite=args.overwrite)
+    data = _load(args)
+    with _output(args.out, Path("runs") / run_name(args.model)) as out:
+        return _train_or_interrupted(out, lambda: train_run(
+            args.model, data, config=config, out_dir=out, callbacks=callbacks, checkpoint_best=args.checkpoint,
+            overwrite=args.overwrite), args.debug)
+
+
+def _train_or_interrupted(out: Path, train, debug: bool) -> int:
+    """Run ``train()`` and print its scores; after Ctrl-C, say how to continue (exit 130)."""
+    from fmnist.runs import CHECKPOINT
+
     try:
-        if args.resume:
-            result = resume_run(args.resume, _load(args), callbacks=callbacks)
-        else:
-            result = train_run(args.model, _load(args), config=config, out_dir=out, callbacks=callbacks,
-                               checkpoint_best=args.checkpoint)
+        result = train()
     except KeyboardInterrupt:
-        if args.debug:
+        if debug:
             raise
         where = Path(out) / CHECKPOINT
         print(f"\nfmnist: interrupted; the last finished epoch is saved in {where}; continue with: "
@@ -188,23 +251,27 @@ def cmd_reproduce(args) -> int:
     def on_start(exp):
         print(f"\n== {exp.name} [{exp.model}]: {exp.metric}, tutorial {exp.tutorial}", flush=True)
 
-    result = reproduce(data, args.out, on_start=on_start, callbacks_for=lambda exp: [ProgressLogger()])
+    with _output(args.out, Path("results")) as out:
+        result = reproduce(data, out, on_start=on_start, callbacks_for=lambda exp: [ProgressLogger()],
+                           overwrite=args.overwrite)
     print("\n" + format_table(result))
-    if args.out:
-        print(f"\nwritten: {Path(args.out) / 'results.md'}, {Path(args.out) / 'results.json'}, runs in {Path(args.out) / 'runs'}")
+    print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}, runs in {out / 'runs'}")
     return 0
 
 
 def cmd_report(args) -> int:
     from fmnist.reporting.report import build_report
 
-    path = build_report(args.run_dirs, args.out, _load(args), embedding=args.embedding, split=args.split)
+    data = _load(args)
+    with _output(args.out, Path("report")) as out:
+        path = build_report(args.run_dirs, out, data, embedding=args.embedding, split=args.split,
+                            overwrite=args.overwrite)
     print(f"wrote {path} (figures beside it in {path.parent})")
     return 0
 
 
 def cmd_predict(args) -> int:
-    from fmnist.errors import UsageError
+    from fmnist._text import plural
     from fmnist.inference.predict import (
         format_predictions,
         predict_files,
@@ -217,10 +284,15 @@ def cmd_predict(args) -> int:
     result = predict_files(args.model, args.images, top_k=args.top_k)
     for failure in result.failures:
         print(f"fmnist: error: {failure}", file=sys.stderr)
+    # With --json, stdout carries only the JSON: where files went is said on stderr.
+    log = sys.stderr if args.json else sys.stdout
     if args.save_preprocessed:
-        save_preprocessed(result.predictions, args.save_preprocessed)
+        written = save_preprocessed(result.predictions, args.save_preprocessed, overwrite=args.overwrite)
+        print(f"wrote {plural(len(written), 'preprocessed 28x28 image')} to {args.save_preprocessed}", file=log)
     if args.plot:
-        written = save_plots(result.predictions, args.plot, result.class_names, limit=args.plot_limit)
+        written = save_plots(result.predictions, args.plot, result.class_names, limit=args.plot_limit,
+                             overwrite=args.overwrite)
+        print(f"wrote {plural(len(written), 'probability chart')} to {args.plot}", file=log)
         skipped = len(result.predictions) - len(written)
         if skipped:
             print(f"fmnist: charted the first {len(written):,} of {len(result.predictions):,} images in {args.plot}; "
@@ -233,13 +305,11 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from fmnist.errors import UsageError
-
     if not args.onnx:
         raise UsageError("export: choose a format: --onnx (the only one so far)")
     from fmnist.export import export_run
 
-    path = export_run(args.run_dir, args.out)
+    path = export_run(args.run_dir, args.out, overwrite=args.overwrite)
     print(f"wrote {path}: input images float32 (N, 28, 28) in [0, 1]; outputs logits, probabilities (N, C)")
     return 0
 
@@ -251,19 +321,20 @@ def cmd_compare(args) -> int:
     data = _load(args)
     # With --json, stdout carries only the JSON: progress goes to stderr.
     log = sys.stderr if args.json else sys.stdout
-    board = compare(args.models, data, epochs=args.epochs, seed=args.seed, out_dir=args.out,
-                    on_start=lambda i, name: print(f"\n== [{i}/{len(args.models)}] {name}", file=log, flush=True),
-                    callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
+    with _output(args.out, Path("compare")) as out:
+        board = compare(args.models, data, epochs=args.epochs, seed=args.seed, out_dir=out, overwrite=args.overwrite,
+                        on_start=lambda i, name: print(f"\n== [{i}/{len(args.models)}] {name}", file=log, flush=True),
+                        callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
     if args.json:
         print(json.dumps(board, indent=2))
     else:
         print("\n" + format_table(board))
-        print(f"\nwritten: {args.out / 'leaderboard.md'}, {args.out / 'leaderboard.json'}, runs in {args.out / 'runs'}")
+    print(f"\nwritten: {out / 'leaderboard.md'}, {out / 'leaderboard.json'}, runs in {out / 'runs'}", file=log)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fmnist", description="Train, compare, inspect and use image classifiers on Fashion-MNIST "
                                    "and any MNIST-format data.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
@@ -277,19 +348,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explore", help="what the study prints about the data, plus figures")
     _add_data_args(p)
-    p.add_argument("--out", type=Path, default=Path("explore"), help="folder for the PNGs (default: ./explore)")
+    p.add_argument("--out", type=Path, help="folder for the PNGs (default: ./explore, or explore-2... when taken)")
+    _add_overwrite_arg(p, "the figures of an earlier exploration")
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("models", help="list the model presets, or show one as a Keras-style summary")
-    p.add_argument("name", nargs="?", help="a preset name or a layer spec (default: list all)")
+    p.add_argument("name", nargs="?", type=_model_arg, metavar="MODEL",
+                   help="a preset name or a layer spec (default: list all)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train a model and write a run folder")
-    p.add_argument("model", nargs="?", help="a preset name (see 'fmnist models') or a layer spec such as "
-                                            "'flatten,dense:200:relu,dense:10'")
+    p.add_argument("model", nargs="?", type=_model_arg, metavar="MODEL",
+                   help="a preset name (see 'fmnist models') or a layer spec such as 'flatten,dense:200:relu,dense:10'")
     _add_train_args(p)
     _add_data_args(p)
-    p.add_argument("--out", type=Path, help="run folder to write (default: ./runs/MODEL)")
+    p.add_argument("--out", type=Path, help="run folder to write (default: ./runs/MODEL, or MODEL-2... when taken; "
+                                            "a layer spec is named after its layers)")
+    _add_overwrite_arg(p, "a run (finished or interrupted) or other files")
     p.add_argument("--checkpoint", action="store_true",
                    help="also keep best.safetensors, the state at the best val_loss (default: off; "
                         "checkpoint.safetensors, the last epoch's, is always written)")
@@ -308,14 +383,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="the tutorial's four experiments, our numbers beside its")
     _add_data_args(p)
-    p.add_argument("--out", type=Path, default=Path("results"),
-                   help="folder for results.md, results.json and the run folders (default: ./results)")
+    p.add_argument("--out", type=Path,
+                   help="folder for results.md, results.json and the run folders (default: ./results, or "
+                        "results-2... when taken)")
+    _add_overwrite_arg(p, "an earlier study's results and runs")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="one self-contained HTML page of figures for one or more runs")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="folders written by 'fmnist train'")
-    p.add_argument("--out", type=Path, default=Path("report"),
-                   help="folder for report.html and its PNGs (default: ./report)")
+    p.add_argument("--out", type=Path,
+                   help="folder for report.html and its PNGs (default: ./report, or report-2... when taken)")
+    _add_overwrite_arg(p, "an earlier report")
     p.add_argument("--embedding", default="pca", choices=["pca", "tsne", "umap"],
                    help="2-D projection of the penultimate layer; umap needs umap-learn (default: pca)")
     p.add_argument("--split", default="test", choices=["test", "val"],
@@ -335,21 +413,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a probability bar chart per image, up to --plot-limit (default: off)")
     p.add_argument("--plot-limit", type=int, default=100, metavar="N",
                    help="--plot: chart only the first N images; the rest are counted on stderr (default: 100)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace images of the same names in the --plot and --save-preprocessed folders "
+                        "(default: refuse, and write nothing)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a run's model in a format other tools run (ONNX)")
     p.add_argument("run_dir", type=Path, help="a run folder written by 'fmnist train' (or a model folder)")
     p.add_argument("--onnx", action="store_true", help="write ONNX, checked against onnxruntime (default: off)")
-    p.add_argument("--out", type=Path, help="file to write (default: RUN_DIR/model.onnx)")
+    p.add_argument("--out", type=Path, help="file to write (default: RUN_DIR/model.onnx, or model-2.onnx... when "
+                                            "taken)")
+    _add_overwrite_arg(p, "the file")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="train several models on the same split and seed; print a leaderboard")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="preset names or layer specs (see 'fmnist models')")
+    p.add_argument("models", nargs="+", type=_model_arg, metavar="MODEL",
+                   help="preset names or layer specs (see 'fmnist models')")
     p.add_argument("--epochs", type=int, help="epochs for every torch model (default: each preset's)")
     p.add_argument("--seed", type=int, help="seed for every model: torch weights and shuffling, scikit-learn "
                                             "random_state (default: each preset's, 42)")
-    p.add_argument("--out", type=Path, default=Path("compare"),
-                   help="folder for leaderboard.md/.json and runs/NAME (default: ./compare)")
+    p.add_argument("--out", type=Path,
+                   help="folder for leaderboard.md/.json and runs/NAME (default: ./compare, or compare-2... when taken)")
+    _add_overwrite_arg(p, "an earlier comparison's leaderboard and runs")
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (default: a table)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
     _add_data_args(p)
@@ -364,14 +449,21 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) and usage errors (2, already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
     except FmnistError as exc:
         if args.debug:
             raise
-        print(f"fmnist: error: {exc}", file=sys.stderr)
+        if isinstance(exc, UsageError):
+            print(usage_line(f"fmnist {args.command}", exc.cli_message), file=sys.stderr)
+        else:
+            print(f"fmnist: error: {exc.cli_message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         if args.debug:

@@ -17,6 +17,7 @@ import urllib.request
 from contextlib import nullcontext
 from pathlib import Path
 
+from fmnist._files import default_mode
 from fmnist.data._sources import FILES, MIRRORS, SHA256, cache_root
 from fmnist.data.idx import _read_idx
 from fmnist.errors import DataError
@@ -84,6 +85,7 @@ def _download_one(target: Path, sha: str, mirrors, progress: bool) -> None:
             try:
                 ok = is_intact(tmp, sha)
                 if ok:
+                    os.chmod(tmp, default_mode())  # mkstemp's 0600 would hide the data from colleagues
                     os.replace(tmp, target)
             finally:
                 if not ok:

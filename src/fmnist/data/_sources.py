@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fmnist.errors import DataError
+from fmnist.errors import DataError, option, spelled
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -31,7 +31,7 @@ MIRRORS = (
 #: Where the Debian package dataset-fashion-mnist installs the files.
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-HOW_TO_GET = ("run `fmnist data --fetch` (fetch=True in Python) "
+HOW_TO_GET = (f"download it with {spelled('fetch=True', '`fmnist data --fetch`')} "
               "or `sudo apt-get install dataset-fashion-mnist`")
 
 
@@ -74,7 +74,7 @@ def discover(data_dir, *, fetch: bool, dataset: str):
 
     searched: list[str] = []
     if data_dir is not None:
-        explicit = ("argument", Path(data_dir).expanduser(), "data_dir")
+        explicit = ("argument", Path(data_dir).expanduser(), option("data_dir"))
     elif os.environ.get("FMNIST_DATA"):
         explicit = ("FMNIST_DATA", Path(os.environ["FMNIST_DATA"]).expanduser(), "FMNIST_DATA")
     else:
@@ -92,7 +92,7 @@ def discover(data_dir, *, fetch: bool, dataset: str):
                    else "missing " + ", ".join(f"{m}[.gz]" for m in missing))
         fix = f"point {label} at a folder holding the four MNIST-format files"
         if dataset == "fashion-mnist":
-            fix += ", or download them there with fetch=True (--fetch)"
+            fix += f", or download them there with {option('fetch', True)}"
         raise DataError(f"{folder} ({label}): {problem}; {fix}")
 
     for origin, folder in (("cache", cache_root()), ("debian", DEBIAN_DIR)):
@@ -106,5 +106,5 @@ def discover(data_dir, *, fetch: bool, dataset: str):
         return folder, "download", find_files(folder)[0], searched
     what = "Fashion-MNIST" if dataset == "fashion-mnist" else "MNIST-format data"
     how = (HOW_TO_GET if dataset == "fashion-mnist"
-           else "pass data_dir (--data-dir) or set FMNIST_DATA")
+           else f"pass {option('data_dir')} or set FMNIST_DATA")
     raise DataError(f"{what} not found (searched {', '.join(searched)}); {how}")

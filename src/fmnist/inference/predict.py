@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.errors import FmnistError, UsageError
+from fmnist.errors import FmnistError, UsageError, option
 
 __all__ = ["MAX_PIXELS", "Failure", "Input", "Prediction", "PredictResult", "load_inputs", "predict_files",
            "class_names_for", "format_predictions", "save_preprocessed", "save_plots", "PLOT_LIMIT"]
@@ -245,7 +245,7 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, top_k: int = 3,
     from fmnist.models.io import load_model
 
     if top_k < 1:
-        raise FmnistError(f"--top-k must be at least 1, got {top_k}")
+        raise UsageError(f"{option('top_k')} must be at least 1, got {top_k}")
     model_path = None
     if isinstance(model, (str, os.PathLike)):
         model_path, model = model, load_model(model)
@@ -307,33 +307,46 @@ def _stems(predictions: Sequence[Prediction]) -> list[str]:
     return out
 
 
-def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathLike) -> list[Path]:
-    """Write each prepared 28x28 input as ``out_dir/STEM.png`` (what the model saw); return the paths."""
+def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathLike, *,
+                      overwrite: bool = False) -> list[Path]:
+    """Write each prepared 28x28 input as ``out_dir/STEM.png`` (what the model saw); return the paths.
+
+    When any of those files exists, nothing is written (:class:`~fmnist.errors.OutputExistsError`)
+    unless ``overwrite``.
+    """
     from PIL import Image
 
-    from fmnist._files import atomic_write
+    from fmnist._files import atomic_write, check_free
 
+    stems = _stems(predictions)
+    check_free([Path(out_dir) / f"{stem}.png" for stem in stems], overwrite=overwrite, what="an image",
+               out="--save-preprocessed")
     paths = []
-    for p, stem in zip(predictions, _stems(predictions)):
+    for p, stem in zip(predictions, stems):
         img = Image.fromarray(p.input.image, mode="L")
         paths.append(atomic_write(Path(out_dir) / f"{stem}.png", lambda tmp, img=img: img.save(tmp, format="PNG")))
     return paths
 
 
 def save_plots(predictions: Sequence[Prediction], out_dir: str | os.PathLike, class_names: Sequence[str],
-               dpi: int = 100, limit: int | None = PLOT_LIMIT) -> list[Path]:
+               dpi: int = 100, limit: int | None = PLOT_LIMIT, *, overwrite: bool = False) -> list[Path]:
     """Write a probability bar chart per prediction (book 8-2) as ``out_dir/STEM-proba.png``.
 
     Only the first ``limit`` predictions are charted (None: all): a batch of 50,000 images
     would otherwise write 50,000 PNGs. Returns the paths written, in input order; the file
-    names are those the full set would get.
+    names are those the full set would get. When any of them exists, nothing is written
+    (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``.
     """
+    from fmnist._files import check_free
     from fmnist.plots import probability_bars, save_figure
 
     if limit is not None and limit < 1:
-        raise UsageError(f"plot limit must be at least 1 (None: no limit), got {limit}")
+        raise UsageError(f"{option('limit', limit, cli='--plot-limit')} must be at least 1 (None: no limit)")
+    charted = list(zip(predictions, _stems(predictions)))[:limit]
+    check_free([Path(out_dir) / f"{stem}-proba.png" for _, stem in charted], overwrite=overwrite, what="a chart",
+               out="--plot")
     paths = []
-    for p, stem in list(zip(predictions, _stems(predictions)))[:limit]:
+    for p, stem in charted:
         where = Path(p.input.file).name + ("" if p.input.index is None else f" [{p.input.index}]")
         fig = probability_bars(p.proba, class_names, title=f"{where}: {p.class_name} ({p.probability:.2f})")
         paths.append(save_figure(fig, Path(out_dir) / f"{stem}-proba.png", dpi=dpi))

@@ -23,24 +23,30 @@ from fmnist.plots._common import (
 __all__ = ["sample_row", "class_grid", "class_counts", "class_means"]
 
 
-def sample_row(images, n: int = 10) -> Figure:
+def sample_row(images, n: int = 10, labels=None, class_names: Sequence[str] = CLASS_NAMES) -> Figure:
     """The first ``n`` images in one row, ``gray_r``, axes off: the study's first figure.
 
     ``images``: uint8 (N, 28, 28), or float in [0, 1]; (N, 784) rows are reshaped.
+    ``labels``: int (N,), optional; each image is then titled with its label and class name
+    (``9 Ankle boot``), as the study prints them beside its row.
     Returns a Figure with ``min(n, N)`` axes, one image each.
 
     Example::
 
-        fig = sample_row(x_train)          # shows in a notebook
+        fig = sample_row(x_train, labels=y_train)   # shows in a notebook
         save_figure(fig, "samples.png")
     """
     imgs = as_images(images)[:n]
     if n < 1 or len(imgs) == 0:
         raise ValueError(f"sample_row needs at least one image (n={n}, {len(as_images(images))} given)")
+    labs = as_labels(labels, len(as_images(images)))[:n] if labels is not None else None
     vmin, vmax = pixel_limits(imgs)
-    fig = new_figure(len(imgs), 1.2)
-    for ax, img in zip(tile_axes(fig, 1, len(imgs)), imgs):
+    fig = new_figure(len(imgs), 1.2 if labs is None else 1.5)
+    for i, (ax, img) in enumerate(zip(tile_axes(fig, 1, len(imgs)), imgs)):
         ax.imshow(img, cmap="gray_r", vmin=vmin, vmax=vmax)
+        if labs is not None:
+            # Two lines: long names ("T-shirt/top") stay within their own image's width.
+            ax.set_title(f"{int(labs[i])}\n{class_name(int(labs[i]), class_names)}", fontsize=7)
     return fig
 
 

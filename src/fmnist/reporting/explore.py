@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist._files import check_free
+from fmnist._text import plural
 from fmnist.plots import (
     CLASS_NAMES,
     class_counts,
@@ -74,20 +76,23 @@ def explore(
     out_dir: str | Path,
     class_names: Sequence[str] = CLASS_NAMES,
     dpi: int = 100,
+    overwrite: bool = False,
 ) -> ExploreResult:
     """Compute the study's printed facts and write its exploration figures into ``out_dir``.
 
     ``x_train``/``x_test``: uint8 (N, 28, 28) (or float in [0, 1]); ``y_train``/``y_test``:
-    int (N,). Writes :data:`FIGURES` into ``out_dir`` (created if needed), replacing any
-    earlier ones. Returns an :class:`ExploreResult`; prints nothing.
+    int (N,). Writes :data:`FIGURES` into ``out_dir`` (created if needed); earlier ones
+    there are refused (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``.
+    Returns an :class:`ExploreResult`; prints nothing.
     """
     arrays = dict(zip(_ARRAYS, (np.asarray(a) for a in (x_train, y_train, x_test, y_test))))
     train_x, train_y = arrays["train_input"], arrays["train_target"]
     classes, counts = np.unique(train_y, return_counts=True)
 
     out = Path(out_dir)
+    check_free([out / name for name in FIGURES], overwrite=overwrite, what="an earlier exploration")
     figures = {
-        "samples.png": lambda: sample_row(train_x, n=10),
+        "samples.png": lambda: sample_row(train_x, n=10, labels=train_y, class_names=class_names),
         "class_grid.png": lambda: class_grid(train_x, train_y, class_names=class_names),
         "class_counts.png": lambda: class_counts(train_y, class_names=class_names),
         "class_means.png": lambda: class_means(train_x, train_y, class_names=class_names),
@@ -138,6 +143,6 @@ def format_explore(result: ExploreResult) -> str:
     for label in result.first_labels:
         name = result.class_names[label] if 0 <= label < len(result.class_names) else "?"
         lines.append(f"  {label} {name}")
-    lines.append(f"wrote {len(result.files)} figure{'s' if len(result.files) != 1 else ''}:")
+    lines.append(f"wrote {plural(len(result.files), 'figure')}:")
     lines.extend(f"  {f}" for f in result.files)
     return "\n".join(lines)

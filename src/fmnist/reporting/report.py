@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write
+from fmnist._files import atomic_write, check_free
+from fmnist._text import plural, with_article
 from fmnist.errors import UsageError
 
 __all__ = ["build_report", "RunSummary", "REPORT_FILE", "SECTIONS"]
@@ -71,13 +72,16 @@ def build_report(
     max_points: int = 2000,
     n_mistakes: int = 25,
     dpi: int = 100,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``out_dir/report.html`` and its PNGs for the runs in ``run_dirs``; return the HTML path.
 
     ``data``: a :class:`fmnist.data.Dataset` (the runs' dataset: the figures need the
     images). ``embedding``: ``"pca"``, ``"tsne"`` or ``"umap"`` (needs umap-learn), on at
     most ``max_points`` images of ``split`` (``"test"`` or ``"val"``). Raises
-    :class:`~fmnist.errors.FmnistError` for an unreadable run folder or a bad option.
+    :class:`~fmnist.errors.FmnistError` for an unreadable run folder or a bad option, and
+    :class:`~fmnist.errors.OutputExistsError` when ``out_dir`` holds an earlier report's
+    files (unless ``overwrite``), before drawing anything.
     """
     from fmnist.plots import EMBED_METHODS
 
@@ -92,6 +96,8 @@ def build_report(
     out = Path(out_dir)
     runs = [load_run(d) for d in run_dirs]  # all loaded first: a bad folder fails before any drawing
     slugs = _unique_slugs([Path(r.run_dir).resolve().name for r in runs])
+    check_free([out / REPORT_FILE, out / "learning_curves.png", *(out / slug for slug in slugs)],
+               overwrite=overwrite, what="an earlier report")
     class_names = list(data.class_names)
 
     summaries = [_summarise(run) for run in runs]
@@ -295,7 +301,7 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names:
 
     n_wrong = int((pred != y).sum())
     parts.append(f'<section id="misclassified-{_e(slug)}" class="misclassified"><h3>Misclassified images</h3>'
-                 f"<p>{n_wrong:,} mistakes; the {min(n_mistakes, n_wrong)} most confident first, each titled "
+                 f"<p>{plural(n_wrong, 'mistake')}; the {min(n_mistakes, n_wrong)} most confident first, each titled "
                  "true → predicted (probability given to the prediction).</p>")
     parts.append(_figure(misclassified_gallery(x, y, pred, proba, class_names, n=n_mistakes),
                          folder / "misclassified.png", "most confident mistakes", dpi))
@@ -310,11 +316,11 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names:
         image, label = x[0], int(y[0])
         name = class_names[label] if label < len(class_names) else str(label)
         parts.append("<p>The first convolution layer's kernels (blue negative, red positive), and its "
-                     f"activated outputs for the first image of the split, a {_e(name)}:</p>")
+                     f"activated outputs for the first image of the split, {_e(with_article(name))}:</p>")
         parts.append(_png_img(image, f"input image: {name}"))
         parts.append(_figure(conv_filters(conv.weight), folder / "conv_filters.png", "first-layer filters", dpi))
         maps = first_conv_maps(run.model, image)
-        parts.append(_figure(feature_maps(maps, title=f"first-layer feature maps of a {name}"),
+        parts.append(_figure(feature_maps(maps, title=f"first-layer feature maps of {with_article(name)}"),
                              folder / "feature_maps.png", "feature maps", dpi))
     parts.append("</section>")
 

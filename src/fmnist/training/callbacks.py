@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from fmnist._text import plural
 from fmnist.errors import TrainingError, UsageError
 
 if TYPE_CHECKING:
@@ -233,13 +234,13 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             trainer.stop_training = True
             trainer.stop_reason = (f"early stopping at epoch {epoch}: {self.monitor} has not improved for "
-                                   f"{self.patience} epochs (best {self.best:.4f} at epoch {self.best_epoch})")
+                                   f"{plural(self.patience, 'epoch')} (best {self.best:.4f} at epoch {self.best_epoch})")
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.restore_best_weights and self.best_weights is not None and self.best_epoch != trainer.epoch:
             trainer.model.load_state_dict(self.best_weights)
             trainer.weights_epoch = self.best_epoch
-            reason = trainer.stop_reason or f"trained {trainer.epoch} epochs"
+            reason = trainer.stop_reason or f"trained {plural(trainer.epoch, 'epoch')}"
             trainer.stop_reason = f"{reason}; restored the weights of epoch {self.best_epoch}"
 
     def state_dict(self) -> dict[str, Any]:
@@ -308,8 +309,9 @@ def callbacks_from_config(config: TrainConfig) -> list[Callback]:
     """The callbacks a training config asks for: its schedule and early stopping."""
     callbacks: list[Callback] = []
     if config.schedule:
-        callbacks.append(LearningRateScheduler(config.schedule, step_epochs=config.lr_step_epochs,
-                                               gamma=config.lr_gamma, pct_start=config.pct_start))
+        config = config.resolved()  # this schedule's settings, its defaults filled in; the others None
+        settings = {"step_epochs": config.lr_step_epochs, "gamma": config.lr_gamma, "pct_start": config.pct_start}
+        callbacks.append(LearningRateScheduler(config.schedule, **{k: v for k, v in settings.items() if v is not None}))
     if config.patience:
         callbacks.append(EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
     return callbacks

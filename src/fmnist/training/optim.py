@@ -39,7 +39,7 @@ from torch.optim.optimizer import (
     _global_optimizer_pre_hooks,
 )
 
-from fmnist.errors import UsageError
+from fmnist.errors import UsageError, option
 from fmnist.training import _fast_kernels as _kernels
 
 
@@ -342,18 +342,44 @@ OPTIMIZERS = {
                                       weight_decay=o["weight_decay"]), 1e-2),
     "adagrad": (lambda p, lr, o: KerasAdagrad(p, lr=lr, weight_decay=o["weight_decay"]), 1e-3),
     "adam": (lambda p, lr, o: KerasAdam(p, lr=lr, weight_decay=o["weight_decay"]), 1e-3),
-    # Keras's AdamW is Adam with a default (decoupled) weight decay of 0.004.
-    "adamw": (lambda p, lr, o: KerasAdam(p, lr=lr, weight_decay=o["weight_decay"] or 0.004), 1e-3),
+    "adamw": (lambda p, lr, o: KerasAdam(p, lr=lr, weight_decay=o["weight_decay"]), 1e-3),
 }
+# Keras's AdamW is Adam with a default (decoupled) weight decay of 0.004; the others default to none.
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.004}
+# The optimizers with a momentum setting. Adam's and Adagrad's updates have none: a momentum
+# asked of them would be silently ignored, so it is refused.
+WITH_MOMENTUM = ("sgd", "rmsprop")
 
 
-def build_optimizer(name: str, params: Iterable, lr: float | None = None, *, momentum: float = 0.0,
-                    nesterov: bool = False, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """An optimizer by name with Keras's defaults; ``lr=None`` means the Keras default."""
+def optimizer_defaults(name: str) -> dict[str, float]:
+    """``{"lr", "weight_decay"}``: what optimizer ``name`` uses when they are not given (Keras's)."""
+    check_optimizer(name)
+    return {"lr": OPTIMIZERS[name][1], "weight_decay": DEFAULT_WEIGHT_DECAY.get(name, 0.0)}
+
+
+def check_optimizer(name: str, *, momentum: float | None = None, nesterov: bool = False) -> None:
+    """Refuse (:class:`UsageError`) an unknown optimizer, or a setting it would ignore."""
     if name not in OPTIMIZERS:
-        raise UsageError(f"--optimizer: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if nesterov and (name != "sgd" or momentum <= 0):
-        raise UsageError("--nesterov needs --optimizer sgd and --momentum > 0")
-    factory, default_lr = OPTIMIZERS[name]
-    options = {"momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}
-    return factory(params, default_lr if lr is None else lr, options)
+        raise UsageError(f"{option('optimizer')}: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if momentum and name not in WITH_MOMENTUM:
+        raise UsageError(f"{option('momentum', momentum)}: {name} has no momentum setting (only "
+                         f"{' and '.join(WITH_MOMENTUM)} do); leave it out or choose {option('optimizer', 'sgd')}")
+    if nesterov and (name != "sgd" or not momentum or momentum <= 0):
+        raise UsageError(f"{option('nesterov', True)} needs {option('optimizer', 'sgd')} and a "
+                         f"{option('momentum')} above 0")
+
+
+def build_optimizer(name: str, params: Iterable, lr: float | None = None, *, momentum: float | None = None,
+                    nesterov: bool = False, weight_decay: float | None = None) -> torch.optim.Optimizer:
+    """An optimizer by name with Keras's defaults.
+
+    ``lr=None`` and ``weight_decay=None`` mean the optimizer's Keras default
+    (:func:`optimizer_defaults`); an explicit 0 is honoured. ``momentum`` applies to sgd and
+    rmsprop only; asking another optimizer for one raises :class:`UsageError`.
+    """
+    check_optimizer(name, momentum=momentum, nesterov=nesterov)
+    defaults = optimizer_defaults(name)
+    factory = OPTIMIZERS[name][0]
+    options = {"momentum": momentum or 0.0, "nesterov": nesterov,
+               "weight_decay": defaults["weight_decay"] if weight_decay is None else weight_decay}
+    return factory(params, defaults["lr"] if lr is None else lr, options)

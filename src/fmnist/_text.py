@@ -1,0 +1,18 @@
+"""Small pieces of English for messages and figures: counts and articles."""
+
+from __future__ import annotations
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``1 epoch``, ``3 epochs``, ``1,200 images``: the count and the noun that agrees with it."""
+    word = noun if n == 1 else (plural_form or noun + "s")
+    return f"{n:,} {word}"
+
+
+def with_article(noun: str) -> str:
+    """``a Sandal``, ``an Ankle boot``: the indefinite article a reader says before ``noun``.
+
+    Chosen by the first letter, which is right for every class name fmnist ships; words whose
+    sound differs from their spelling ("an hour", "a unit") are not class names here.
+    """
+    return f"{'an' if noun[:1].lower() in 'aeiou' and noun else 'a'} {noun}"

@@ -1,0 +1,73 @@
+"""Writing files: atomic, with the user's usual permissions, never over finished work."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+import fmnist
+from fmnist._files import atomic_write, check_free, default_mode, next_free
+from fmnist.errors import OutputExistsError
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test: ``umask(0o077)``; the old one comes back after."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def private_writer(tmp):
+    """Writes as safetensors and mkstemp do: a file created mode 0600."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, b"weights")
+    os.close(fd)
+
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_users_usual_permissions(tmp_path, umask, mask, expected):
+    umask(mask)
+    assert default_mode() == expected
+    path = atomic_write(tmp_path / "w.bin", private_writer)
+    assert mode(path) == expected and path.read_bytes() == b"weights"
+    assert [p.name for p in tmp_path.iterdir()] == ["w.bin"]  # no temporary file left
+
+
+def test_saved_weights_are_readable_by_colleagues(tmp_path, umask):
+    umask(0o022)
+    fmnist.save_model(fmnist.create_model("softmax"), tmp_path / "m")
+    assert {p.name: mode(p) for p in (tmp_path / "m").iterdir()} == {"model.json": 0o644,
+                                                                    "weights.safetensors": 0o644}
+
+
+def test_check_free_refuses_what_holds_work_and_names_the_way_out(tmp_path):
+    (tmp_path / "empty").mkdir()
+    check_free([tmp_path / "missing", tmp_path / "empty"])  # nothing there: no one's work
+    (tmp_path / "result.md").write_text("mine")
+    with pytest.raises(OutputExistsError) as exc:
+        check_free([tmp_path / "missing", tmp_path / "result.md"], what="a result")
+    assert str(exc.value) == (f"{tmp_path / 'result.md'}: already holds a result; pass overwrite=True to replace "
+                              "it, or choose another out_dir")
+    assert exc.value.cli_message.endswith("pass --overwrite to replace it, or choose another --out")
+    check_free([tmp_path / "result.md"], overwrite=True)
+    (tmp_path / "empty" / "x").write_text("")
+    with pytest.raises(OutputExistsError, match="empty .and 1 more.: already holds"):
+        check_free([tmp_path / "empty", tmp_path / "result.md"])
+
+
+def test_next_free_never_returns_a_taken_name(tmp_path):
+    first = next_free(tmp_path / "runs" / "mlp")
+    assert first == tmp_path / "runs" / "mlp" and first.is_dir()  # claimed at once
+    assert next_free(tmp_path / "runs" / "mlp") == tmp_path / "runs" / "mlp-2"
+    assert next_free(tmp_path / "runs" / "mlp") == tmp_path / "runs" / "mlp-3"
+    (tmp_path / "model.onnx").write_text("")
+    assert next_free(tmp_path / "model.onnx", folder=False) == tmp_path / "model-2.onnx"
+    assert next_free(tmp_path / "other.onnx", folder=False) == tmp_path / "other.onnx"

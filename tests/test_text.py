@@ -1,0 +1,11 @@
+from fmnist._text import plural, with_article
+
+
+def test_counts_agree_with_their_nouns():
+    assert [plural(n, "epoch") for n in (0, 1, 2, 1200)] == ["0 epochs", "1 epoch", "2 epochs", "1,200 epochs"]
+    assert plural(1, "mistake") == "1 mistake" and plural(3, "class", "classes") == "3 classes"
+
+
+def test_articles():
+    assert [with_article(n) for n in ("Ankle boot", "Sandal", "T-shirt/top", "Overcoat")] == [
+        "an Ankle boot", "a Sandal", "a T-shirt/top", "an Overcoat"]
