@@ -179,7 +179,7 @@ def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: i
                 loss.backward()
                 opt.step()
 
-        epoch(BATCH * 10)  # warm up (oneDNN primitive creation)
+        epoch(min(BATCH * 10, len(images)))  # warm up (oneDNN primitive creation)
         return median_time(epoch, repeats)[0]
     finally:
         torch.set_num_threads(old)
@@ -295,7 +295,8 @@ def run(args) -> dict:
     results: dict = {
         "format": "fmnist-measured-benchmark", "format_version": 1,
         "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")
-                   + (f" --threads {args.threads}" if args.threads else ""),
+                   + (f" --threads {args.threads}" if args.threads else "")
+                   + (f" --conv-repeats {args.conv_repeats}" if args.conv_repeats else ""),
         "date": date.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "affinity": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
@@ -325,7 +326,10 @@ def run(args) -> dict:
             "keras_epoch_s": keras, "keras_vs_ours": (keras / epoch) if keras else None,
         }
     if not args.no_conv:
-        results["conv"] = conv_preset(x_tr, y_tr, xs, ys, steps, 3, 1 if args.quick else 3, args.eager_threads)
+        conv_repeats = args.conv_repeats or 3
+        results["conv_repeats"] = conv_repeats
+        results["conv"] = conv_preset(x_tr, y_tr, xs, ys, steps, conv_repeats, 1 if args.quick else conv_repeats,
+                                      args.eager_threads)
     say("data load")
     results["data_load"] = data_load(repeats)
     results["loadavg_before"] = [round(v, 2) for v in load_before]
@@ -365,6 +369,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--eager-threads", type=int, default=2,
                         help="threads for the plain PyTorch CNN (default: 2)")
+    parser.add_argument("--conv-repeats", type=int, default=None,
+                        help="epochs timed for each CNN stack (default: 3; Keras 1 with --quick)")
     parser.add_argument("--no-conv", action="store_true", help="skip the convolutional preset (minutes)")
     parser.add_argument("--images", type=int, default=None,
                         help="train on only the first N of the 48,000 images, to try the script (default: all)")

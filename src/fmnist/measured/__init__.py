@@ -19,15 +19,15 @@ MEASURED_DIR = Path(__file__).resolve().parent
 ACCURACY_PRESETS = ("mlp-100-sigmoid", "mlp-100-dropout", "mlp-best", "cnn-book", "cnn-best")
 
 
-def load(name: str, directory: Path = MEASURED_DIR) -> dict[str, Any] | None:
-    """The results file ``NAME.json`` as a dict, or None where it has not been measured yet."""
-    path = Path(directory) / f"{name}.json"
+def load(name: str, directory: Path | None = None) -> dict[str, Any] | None:
+    """The results file ``NAME.json`` (in ``directory``, default :data:`MEASURED_DIR`) as a dict; None if absent."""
+    path = Path(directory if directory is not None else MEASURED_DIR) / f"{name}.json"
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def preset_results(name: str, directory: Path = MEASURED_DIR) -> dict[str, Any] | None:
+def preset_results(name: str, directory: Path | None = None) -> dict[str, Any] | None:
     """What was measured for the preset ``name``: its own training run, or its row of the study.
 
     Returns ``{"val_accuracy", "test_accuracy", "metric", "train_time_s", "date", "loadavg",
