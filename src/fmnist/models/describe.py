@@ -33,15 +33,14 @@ def describe(preset: Preset) -> str:
 def recipe(train: dict[str, Any]) -> str:
     """A preset's training defaults in words, Keras's where the preset sets none."""
     from fmnist.training import TrainConfig
-    from fmnist.training.optim import OPTIMIZERS
 
-    c = TrainConfig(**train)
-    lr = c.lr if c.lr is not None else OPTIMIZERS[c.optimizer][1]
+    c = TrainConfig(**train).resolved()  # every default spelled out, as training uses it
+    default = lambda key: "" if train.get(key) is not None else ", Keras's default"  # noqa: E731
+    lr = c.lr
     words = [f"{c.epochs} epoch{'s' if c.epochs != 1 else ''}", f"batch {c.batch_size}",
-             f"{c.optimizer} (lr {lr:g}" + ("" if c.lr is not None else ", Keras's default")
+             f"{c.optimizer} (lr {lr:g}{default('lr')}"
              + (f", momentum {c.momentum:g}" if c.momentum else "") + (", Nesterov" if c.nesterov else "")
-             + (f", weight decay {c.weight_decay:g}" if c.weight_decay else
-                ", Keras's default weight decay" if c.optimizer == "adamw" else "") + ")"]
+             + (f", weight decay {c.weight_decay:g}{default('weight_decay')}" if c.weight_decay else "") + ")"]
     if c.schedule == "onecycle":
         words.append(f"one-cycle schedule (peak lr {lr:g}, warm-up {c.pct_start:.0%} of the steps)")
     elif c.schedule == "cosine":

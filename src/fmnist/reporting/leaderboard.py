@@ -88,7 +88,7 @@ def optimizer_and_lr(config: Mapping[str, Any] | None) -> tuple[str | None, floa
     if not config:
         return None, None
     name, lr = config.get("optimizer"), config.get("lr")
-    if lr is None and name:
+    if lr is None and name:  # run folders that recorded "not given" rather than the rate used
         from fmnist.training.optim import OPTIMIZERS
 
         lr = OPTIMIZERS[name][1] if name in OPTIMIZERS else None
