@@ -13,13 +13,16 @@ def _run(name, lr, val, loss=0.5, **extra):
 
 
 def test_two_runs_of_one_preset_are_told_apart_in_every_format():
-    rows = [_run("runs/mlp-200", 0.001, 0.87), _run("runs/mlp-200-2", 0.01, 0.88)]
+    rows = [_run("runs/mlp-200", 0.001, 0.87), _run("runs/mlp-200-2", 0.01, 0.87)]  # equal but for name and lr
     for fmt in ("text", "markdown", "html"):
         table = leaderboard(rows, fmt)
         for header in ("run", "optimizer", "lr"):
             assert header in table, (fmt, header)
         lines = [line for line in table.replace("</tr>", "\n").splitlines() if "mlp-200" in line]
-        assert len(lines) == 2 and lines[0] != lines[1].replace("runs/mlp-200-2", "runs/mlp-200")
+        assert len(lines) == 2
+        same_name = [line.replace("runs/mlp-200-2", "runs/mlp-200") for line in lines]
+        assert same_name[0] != same_name[1], fmt  # the learning rate alone tells them apart
+        assert "adam" in lines[0] and "0.01" in table and "0.001" in table
 
 
 def test_ranked_by_validation_accuracy_then_loss_and_unscored_runs_last():
