@@ -1,30 +1,34 @@
-"""fmnist's speed, measured against this machine's arithmetic limit, in one run.
+"""fmnist's speed, measured against this machine's arithmetic limit and other stacks, in one run.
 
-    python benchmarks/run.py [--json] [--quick] [--threads N]
+    python benchmarks/run.py [--quick] [--threads N] [--out FILE] [--json]     # or: make bench
 
-For each preset (softmax, mlp-200, mlp-200-100) it times:
+For each dense preset (softmax, mlp-200, mlp-200-100) it times:
 
-- the GEMM-only floor: the three matrix products of every dense layer's forward and backward
-  pass (``x @ W.T``, ``g.T @ x``, ``g @ W``) at batch 32, alone, over one epoch's worth of steps
-  (1,500 for 48,000 images);
+- the GEMM floor: the matrix products one training step needs at batch 32 (``x @ W.T`` forward,
+  ``g.T @ x`` weight gradient, ``g @ W`` input gradient for every layer but the first, whose input
+  gradient training never computes), alone, over one epoch's steps (1,500 for 48,000 images);
 - the real training epoch (``Trainer.run_epoch``: 48,000 images, batch 32, Keras RMSprop);
 - evaluating the 12,000 validation images (``log_proba_tensors``) against the forward pass's
-  matmul floor on the same 12,000, and prediction throughput (``predict_proba`` on uint8
-  images, images/s);
+  matmul floor on the same 12,000, and prediction throughput (``predict_proba`` on uint8 images);
 - with TensorFlow importable, the same model in Keras (``model.fit``, one epoch), else "skipped".
 
-For the convolutional preset cnn-book (skip with ``--no-conv``): its real epoch (Adam, batch
-32) against its conv/linear-only floor (``conv_floor``) and against Keras's 38.6 s per epoch,
-measured in this run when TensorFlow is importable, else issue 3's reference, labelled so.
+For the book's CNN, cnn-book (skip with ``--no-conv``): fmnist's epoch (Adam, batch 32), the same
+network written plainly in PyTorch eager (channels-last, ``torch.optim.Adam``, ``--eager-threads``
+threads), Keras's epoch when TensorFlow is importable, and the floor: the epoch's FLOPs (every
+conv as im2col products, every linear layer's products; the first layer's input gradient left
+out) at the best sgemm rate measured in this run on those very shapes.
 
 Plus the data load (first verified load into an empty ``FMNIST_CACHE``, then a later load).
-Every time is the median of repeats: the machine may be shared, so also the load average
-is printed. Ratios compare numbers taken in this same run.
+Every time is the median of repeats; the machine may be shared, so the load average before and
+after is recorded. Ratios compare numbers taken in this same run. ``--out FILE`` writes the
+results (with the date and the load average) as JSON: the committed one,
+``src/fmnist/measured/benchmark.json``, is what ``make readme`` turns into the README's tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -39,14 +43,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
+from fmnist._files import write_json  # noqa: E402
 from fmnist.data import load_dataset, train_val_split  # noqa: E402
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, predict_proba  # noqa: E402
 from fmnist.models import create_model, get_preset  # noqa: E402
 from fmnist.training import TrainConfig, Trainer  # noqa: E402
 
 PRESETS = ("softmax", "mlp-200", "mlp-200-100")
+CONV_PRESET = "cnn-book"
 BATCH = 32
+
+
+def say(what: str) -> None:
+    """Progress on stderr: a full run takes minutes, more on a shared machine."""
+    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
 
 
 def median_time(fn, repeats: int) -> tuple[float, list[float]]:
@@ -63,19 +75,24 @@ def dense_shapes(model: nn.Module) -> list[tuple[int, int]]:
 
 
 def gemm_floor(shapes, steps: int, repeats: int) -> float:
-    """Seconds for ``steps`` repetitions of every layer's three batch-32 matmuls (forward, dW, dx)."""
+    """Seconds for ``steps`` training steps' matrix products at batch 32, alone.
+
+    Forward and weight gradient for every layer; the input gradient for every layer but the
+    first (the images need no gradient, so training never computes it).
+    """
     mats = [(torch.rand(BATCH, i), torch.rand(o, i), torch.rand(BATCH, o), torch.empty(BATCH, o),
-             torch.empty(o, i), torch.empty(BATCH, i)) for i, o in shapes]
+             torch.empty(o, i), torch.empty(BATCH, i), k > 0) for k, (i, o) in enumerate(shapes)]
 
     def run():
         for _ in range(steps):
-            for x, w, g, out, gw, gx in mats:
+            for x, w, g, out, gw, gx, needs_gx in mats:
                 torch.mm(x, w.t(), out=out)
                 torch.mm(g.t(), x, out=gw)
-                torch.mm(g, w, out=gx)
+                if needs_gx:
+                    torch.mm(g, w, out=gx)
 
-    run_short = lambda: [torch.mm(x, w.t(), out=out) for x, w, g, out, gw, gx in mats]  # noqa: E731
-    run_short()  # warm up MKL
+    for x, w, _, out, *_ in mats:  # warm up MKL
+        torch.mm(x, w.t(), out=out)
     return median_time(run, repeats)[0]
 
 
@@ -85,74 +102,103 @@ def forward_floor(shapes, n: int, repeats: int) -> float:
     return median_time(lambda: [torch.mm(x, w.t(), out=out) for x, w, out in mats], repeats)[0]
 
 
-# issue 3: the book's CNN (chapter 8-2) in Keras 3 / TensorFlow 2.21, one epoch of 48,000 images
-# at batch 32 on a 2-core machine like this one. Printed as a reference when TF is not importable.
-KERAS_CNN_REFERENCE_S = 38.6
-CONV_PRESETS = ("cnn-book",)
+def step_products(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, int, int, int]]:
+    """The (label, M, K, N) matrix products of one training step at batch 32, as im2col GEMMs.
 
-
-def conv_layers(model: nn.Module, sample: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
-    """(conv or linear module, its input for one image) in forward order, from one traced pass."""
+    A convolution with C_in channels, a k x k kernel and C_out filters over an H x W output is
+    forward (B*H*W, C_in*k*k) @ (C_in*k*k, C_out), weight gradient (C_out, B*H*W) @ (B*H*W, C_in*k*k)
+    and input gradient (B*H*W, C_out) @ (C_out, C_in*k*k); a linear layer likewise with H*W = 1.
+    The first layer's input gradient is left out, as training leaves it out.
+    """
     seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].detach())))
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0], o)))
              for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     with torch.no_grad():
-        model.eval()(sample)
+        model.eval()(sample[:1])
     model.train()
     for h in hooks:
         h.remove()
-    return seen
-
-
-def conv_floor(model: nn.Module, sample: torch.Tensor, steps: int, repeats: int) -> tuple[float, float]:
-    """(seconds, GFLOP) of every conv/linear layer's forward and backward products, alone.
-
-    At batch 32 over ``steps`` steps: ``conv2d`` forward and ``convolution_backward`` (input
-    gradient skipped for the first layer, as autograd does), the three matmuls of each linear
-    layer; inputs in the memory format the model sees them (channels-last for convolutions).
-    Nothing else of a step (activations, pooling, optimizer) is included.
-    """
-    work, flop = [], 0.0
-    for k, (m, x1) in enumerate(conv_layers(model, sample)):
-        x = x1.expand(BATCH, *x1.shape[1:]).clone(memory_format=torch.preserve_format).uniform_()
+    products = []
+    for k, (m, _, out) in enumerate(seen):
         if isinstance(m, nn.Conv2d):
-            w = m.weight.detach()
-            y = torch.nn.functional.conv2d(x, w, m.bias, m.stride, m.padding)
-            g = torch.rand_like(y)
-            mask = [k > 0, True, True]
-            flop += 2 * y.numel() * w[0].numel() * (2 + (k > 0))
-
-            def run_conv(x=x, w=w, g=g, m=m, mask=mask):
-                torch.nn.functional.conv2d(x, w, m.bias, m.stride, m.padding)
-                torch.ops.aten.convolution_backward(g, x, w, [w.shape[0]], list(m.stride), list(m.padding),
-                                                    [1, 1], False, [0, 0], 1, mask)
-            work.append(run_conv)
+            rows, inner, cols = BATCH * out.shape[2] * out.shape[3], m.weight[0].numel(), m.out_channels
+            name = f"conv {m.in_channels}->{m.out_channels} {out.shape[2]}x{out.shape[3]}"
         else:
-            x = x.reshape(BATCH, -1).contiguous()
-            w, g = m.weight.detach(), torch.rand(BATCH, m.out_features)
-            flop += 2 * BATCH * m.in_features * m.out_features * (2 + (k > 0))
+            rows, inner, cols = BATCH, m.in_features, m.out_features
+            name = f"dense {m.in_features}->{m.out_features}"
+        products += [(f"{name} forward", rows, inner, cols), (f"{name} weight grad", cols, rows, inner)]
+        if k > 0:
+            products.append((f"{name} input grad", rows, cols, inner))
+    return products
 
-            def run_linear(x=x, w=w, g=g, first=k == 0):
-                torch.mm(x, w.t())
-                torch.mm(g.t(), x)
-                if not first:
-                    torch.mm(g, w)
-            work.append(run_linear)
-    for fn in work:  # warm up (oneDNN primitive creation)
-        fn()
-    # A tenth of the epoch's steps, scaled: the floor of a 1,500-step epoch is itself ~10 s.
-    part = max(1, steps // 10)
-    seconds = median_time(lambda: [fn() for _ in range(part) for fn in work], repeats)[0] * steps / part
-    return seconds, flop * steps / 1e9
+
+def sgemm_floor(products, steps: int, repeats: int) -> dict:
+    """The epoch's FLOPs at the best sgemm rate measured here on its own product shapes.
+
+    Each shape is timed alone with ``torch.mm`` (MKL's sgemm, what both fmnist's dense engine
+    and torch's linear layers call) at the current thread count; the best rate among them is
+    what this machine's sgemm reaches on this network, and the floor is the epoch at that rate.
+    """
+    rates, flop_step = {}, 0.0
+    for label, m, k, n in products:
+        flop = 2.0 * m * k * n
+        flop_step += flop
+        if (m, k, n) not in rates:
+            a, b, c = torch.rand(m, k), torch.rand(k, n), torch.empty(m, n)
+            torch.mm(a, b, out=c)  # warm up
+            reps = max(3, int(2e9 / flop))  # ~2 GFLOP per timing: long enough to be steady
+            seconds = median_time(lambda a=a, b=b, c=c, r=reps: [torch.mm(a, b, out=c) for _ in range(r)],
+                                  repeats)[0] / reps
+            rates[(m, k, n)] = flop / seconds / 1e9
+    best = max(rates.values())
+    return {"epoch_gflop": flop_step * steps / 1e9, "best_sgemm_gflop_per_s": best,
+            "floor_s": flop_step * steps / 1e9 / best,
+            "products": [{"product": label, "m": m, "k": k, "n": n, "gflop_per_s": rates[(m, k, n)]}
+                         for label, m, k, n in products]}
+
+
+def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: int) -> float:
+    """The book's CNN as a user writes it in plain PyTorch: eager, channels-last, torch.optim.Adam."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 100), nn.ReLU(), nn.Dropout(0.4), nn.Linear(100, 10),
+        ).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)  # Keras's Adam defaults
+        images = xs.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+
+        def epoch(n=len(images)):
+            net.train()
+            for idx in torch.randperm(n).split(BATCH):
+                loss = F.cross_entropy(net(images[idx]), ys[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+        epoch(min(BATCH * 10, len(images)))  # warm up (oneDNN primitive creation)
+        return median_time(epoch, repeats)[0]
+    finally:
+        torch.set_num_threads(old)
+
+
+def _keras():
+    try:
+        import keras
+        import tensorflow
+    except ImportError:
+        return None
+    return keras, tensorflow
 
 
 def keras_cnn_epoch(x: np.ndarray, y: np.ndarray, repeats: int) -> float | None:
     """The book's CNN (chapter 8-2) in Keras, one epoch at batch 32; None without TensorFlow."""
-    try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    except ImportError:
+    if _keras() is None:
         return None
+    import keras
     from keras import layers
 
     model = keras.Sequential([
@@ -167,36 +213,35 @@ def keras_cnn_epoch(x: np.ndarray, y: np.ndarray, repeats: int) -> float | None:
     return median_time(lambda: model.fit(xs, y, batch_size=BATCH, epochs=1, verbose=0), repeats)[0]
 
 
-def conv_presets(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int) -> dict:
-    """Epoch time of each convolutional preset at its own optimizer, against its conv floor."""
-    out = {}
-    for name in CONV_PRESETS:
-        torch.manual_seed(0)
-        model = create_model(name)
-        trainer = Trainer(model, TrainConfig(epochs=1, device="cpu", optimizer=get_preset(name).train["optimizer"]))
-        threads = torch.get_num_threads()
-        train_threads = trainer.train_threads(xs[:1])
-        torch.set_num_threads(train_threads)
-        floor, gflop = conv_floor(model, xs[:1], steps, repeats)
-        torch.set_num_threads(threads)
-        trainer.run_epoch(xs[:BATCH * 10], ys[:BATCH * 10])  # warm up
-        epoch, epoch_all = median_time(lambda t=trainer: t.run_epoch(xs, ys), repeats)
-        keras = keras_cnn_epoch(x_tr, y_tr, keras_repeats) if name == "cnn-book" else None
-        out[name] = {"train_threads": train_threads, "conv_floor_s": floor, "floor_gflop": gflop,
-                     "floor_gflop_per_s": gflop / floor, "epoch_s": epoch, "epoch_runs_s": epoch_all,
-                     "epoch_vs_floor": epoch / floor, "keras_epoch_s": keras,
-                     "keras_reference_s": KERAS_CNN_REFERENCE_S,
-                     "keras_vs_ours": (keras or KERAS_CNN_REFERENCE_S) / epoch,
-                     "keras_measured": keras is not None}
-    return out
+def conv_preset(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
+    """cnn-book's epoch in fmnist, in plain PyTorch eager and in Keras, against its sgemm floor."""
+    torch.manual_seed(0)
+    model = create_model(CONV_PRESET)
+    trainer = Trainer(model, TrainConfig(epochs=1, device="cpu",
+                                         optimizer=get_preset(CONV_PRESET).train["optimizer"]))
+    threads = torch.get_num_threads()
+    train_threads = trainer.train_threads(xs[:1])
+    torch.set_num_threads(train_threads)
+    say(f"{CONV_PRESET}: sgemm rates on its shapes")
+    floor = sgemm_floor(step_products(model, xs[:1]), steps, repeats)
+    torch.set_num_threads(threads)
+    say(f"{CONV_PRESET}: fmnist epochs")
+    trainer.run_epoch(xs[:BATCH * 10], ys[:BATCH * 10])  # warm up
+    epoch, epoch_all = median_time(lambda: trainer.run_epoch(xs, ys), repeats)
+    say(f"{CONV_PRESET}: PyTorch eager epochs")
+    eager = eager_cnn_epoch(xs, ys, eager_threads, repeats)
+    say(f"{CONV_PRESET}: Keras epochs")
+    keras = keras_cnn_epoch(x_tr, y_tr, keras_repeats)
+    return {"preset": CONV_PRESET, "train_threads": train_threads, "eager_threads": eager_threads,
+            **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor["floor_s"],
+            "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
+            "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
 
 
 def keras_epoch(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> float | None:
-    try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    except ImportError:
+    if _keras() is None:
         return None
+    import keras
     from keras import layers
 
     hidden = {"softmax": [], "mlp-200": [200], "mlp-200-100": [200, 100]}[name]
@@ -227,30 +272,38 @@ def data_load(repeats: int) -> dict[str, float]:
     return {"first_s": statistics.median(firsts), "later_s": statistics.median(laters)}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 5; 1 Keras epoch)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--no-conv", action="store_true", help="skip the convolutional presets (~2 minutes)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    repeats = 3 if args.quick else 5
-    load_before = os.getloadavg()
+def _versions() -> dict[str, str]:
+    import numba
 
+    found = {"torch": torch.__version__, "numpy": np.__version__, "numba": numba.__version__,
+             "python": platform.python_version()}
+    if (kt := _keras()) is not None:
+        found["keras"], found["tensorflow"] = kt[0].__version__, kt[1].__version__
+    return found
+
+
+def run(args) -> dict:
+    repeats = 3 if args.quick else 5
+    load_before, date = os.getloadavg(), datetime.datetime.now(datetime.UTC)
     data = load_dataset()
     x_tr, x_val, y_tr, y_val = train_val_split(data.x_train, data.y_train)
+    x_tr, y_tr = x_tr[:args.images], y_tr[:args.images]
     xs, ys = images_to_tensor(x_tr), torch.as_tensor(y_tr, dtype=torch.long)
     xv = images_to_tensor(x_val)
     steps = -(-len(x_tr) // BATCH)
 
-    results: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                 "cpus": os.cpu_count(), "torch": torch.__version__,
-                                 "torch_threads": torch.get_num_threads(),
-                                 "train_threads": Trainer.cpu_train_threads or torch.get_num_threads()},
-                     "repeats": repeats, "presets": {}}
+    results: dict = {
+        "format": "fmnist-measured-benchmark", "format_version": 1,
+        "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")
+                   + (f" --threads {args.threads}" if args.threads else "")
+                   + (f" --conv-repeats {args.conv_repeats}" if args.conv_repeats else ""),
+        "date": date.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "affinity": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
+                    "train_threads": Trainer.cpu_train_threads or torch.get_num_threads()},
+        "versions": _versions(), "repeats": repeats, "images": len(x_tr), "batch": BATCH, "presets": {}}
     for name in PRESETS:
+        say(name)
         torch.manual_seed(0)
         model = create_model(name)
         shapes = dense_shapes(model)
@@ -268,41 +321,66 @@ def main(argv=None) -> int:
         keras = keras_epoch(name, x_tr, y_tr, 1 if args.quick else 3)
         results["presets"][name] = {
             "gemm_floor_s": floor, "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor,
-            "eval_s": ev, "eval_floor_s": ev_floor, "eval_vs_floor": ev / ev_floor,
+            "eval_images": len(xv), "eval_s": ev, "eval_floor_s": ev_floor, "eval_vs_floor": ev / ev_floor,
             "predict_images_per_s": len(x_val) / pred,
             "keras_epoch_s": keras, "keras_vs_ours": (keras / epoch) if keras else None,
         }
     if not args.no_conv:
-        results["conv"] = conv_presets(x_tr, y_tr, xs, ys, steps, 3, 1 if args.quick else 3)
+        conv_repeats = args.conv_repeats or 3
+        results["conv_repeats"] = conv_repeats
+        results["conv"] = conv_preset(x_tr, y_tr, xs, ys, steps, conv_repeats, 1 if args.quick else conv_repeats,
+                                      args.eager_threads)
+    say("data load")
     results["data_load"] = data_load(repeats)
-    results["loadavg_before"], results["loadavg_after"] = load_before, os.getloadavg()
+    results["loadavg_before"] = [round(v, 2) for v in load_before]
+    results["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+    return results
 
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
+
+def format_text(results: dict) -> str:
     m = results["machine"]
-    print(f"{m['processor'] or m['platform']}: {m['cpus']} CPUs, torch {m['torch']} "
-          f"({m['train_threads']} thread(s) training, {m['torch_threads']} evaluating); medians of {repeats}; load average "
-          f"{results['loadavg_before'][0]:.1f} -> {results['loadavg_after'][0]:.1f}")
-    print(f"{'preset':<13}{'floor':>8}{'epoch':>8}{'x floor':>9}{'eval':>9}{'ev floor':>10}{'x floor':>9}"
-          f"{'predict/s':>12}{'keras':>9}")
+    lines = [f"{m['processor'] or m['platform']}: {m['cpus']} CPUs, torch {results['versions']['torch']} "
+             f"({m['train_threads']} thread(s) training, {m['torch_threads']} evaluating); medians of "
+             f"{results['repeats']}; load average {results['loadavg_before'][0]:.1f} -> {results['loadavg_after'][0]:.1f}",
+             f"{'preset':<13}{'floor':>8}{'epoch':>8}{'x floor':>9}{'eval':>9}{'ev floor':>10}{'x floor':>9}"
+             f"{'predict/s':>12}{'keras':>9}"]
     for name, r in results["presets"].items():
         keras = f"{r['keras_epoch_s']:.2f}s" if r["keras_epoch_s"] else "skipped"
-        print(f"{name:<13}{r['gemm_floor_s']:>7.3f}s{r['epoch_s']:>7.3f}s{r['epoch_vs_floor']:>8.2f}x"
-              f"{r['eval_s']:>8.4f}s{r['eval_floor_s']:>9.4f}s{r['eval_vs_floor']:>8.2f}x"
-              f"{r['predict_images_per_s']:>12,.0f}{keras:>9}")
-    if results.get("conv"):
-        print(f"{'conv preset':<13}{'threads':>8}{'floor':>9}{'GFLOP/s':>9}{'epoch':>9}{'x floor':>9}{'keras':>9}"
-              f"{'keras/ours':>12}")
-    for name, r in results.get("conv", {}).items():
-        keras = f"{r['keras_epoch_s']:.1f}s" if r["keras_measured"] else f"({r['keras_reference_s']:.1f}s)"
-        print(f"{name:<13}{r['train_threads']:>8}{r['conv_floor_s']:>8.2f}s{r['floor_gflop_per_s']:>9.1f}"
-              f"{r['epoch_s']:>8.2f}s{r['epoch_vs_floor']:>8.2f}x{keras:>9}{r['keras_vs_ours']:>11.2f}x")
-        if not r["keras_measured"]:
-            print(f"  (TensorFlow not importable: keras/ours is against issue 3's reference {r['keras_reference_s']}s"
-                  " per epoch, measured on a 2-core machine like this one, not in this run)")
+        lines.append(f"{name:<13}{r['gemm_floor_s']:>7.3f}s{r['epoch_s']:>7.3f}s{r['epoch_vs_floor']:>8.2f}x"
+                     f"{r['eval_s']:>8.4f}s{r['eval_floor_s']:>9.4f}s{r['eval_vs_floor']:>8.2f}x"
+                     f"{r['predict_images_per_s']:>12,.0f}{keras:>9}")
+    if c := results.get("conv"):
+        keras = f"{c['keras_epoch_s']:.1f}s" if c["keras_epoch_s"] else "skipped"
+        lines.append(f"{c['preset']}: floor {c['floor_s']:.2f}s ({c['epoch_gflop']:.0f} GFLOP at the best sgemm rate "
+                     f"{c['best_sgemm_gflop_per_s']:.1f} GFLOP/s), epoch {c['epoch_s']:.2f}s "
+                     f"({c['train_threads']} threads) = {c['epoch_vs_floor']:.2f}x floor; PyTorch eager "
+                     f"({c['eager_threads']} threads) {c['eager_epoch_s']:.2f}s = {c['eager_vs_ours']:.2f}x ours; "
+                     f"Keras {keras}" + (f" = {c['keras_vs_ours']:.2f}x ours" if c["keras_vs_ours"] else ""))
     d = results["data_load"]
-    print(f"data load: first (verified, empty cache) {d['first_s']:.3f}s, later {d['later_s']:.4f}s")
+    lines.append(f"data load: first (verified, empty cache) {d['first_s']:.3f}s, later {d['later_s']:.4f}s")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON to this file (default: none)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 5; 1 Keras epoch)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--eager-threads", type=int, default=2,
+                        help="threads for the plain PyTorch CNN (default: 2)")
+    parser.add_argument("--conv-repeats", type=int, default=None,
+                        help="epochs timed for each CNN stack (default: 3; Keras 1 with --quick)")
+    parser.add_argument("--no-conv", action="store_true", help="skip the convolutional preset (minutes)")
+    parser.add_argument("--images", type=int, default=None,
+                        help="train on only the first N of the 48,000 images, to try the script (default: all)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run(args)
+    if args.out:
+        write_json(args.out, results)
+    print(json.dumps(results, indent=2) if args.json else format_text(results))
     return 0
 
 

@@ -31,7 +31,8 @@ def test_compare_cli_end_to_end(tmp_path, tiny_dir, capsys):
     accs = [r["val_accuracy"] for r in rows]
     assert accs == sorted(accs, reverse=True)
     md = (out / "leaderboard.md").read_text()
-    assert "| rank | model |" in md and "reported apart" in md
+    assert "| rank | run | model | optimizer | lr |" in md and "reported apart" in md
+    assert "| rmsprop | 0.001 |" in md  # the resolved Keras default, not "None"
     data = fmnist.load_dataset(tiny_dir, dataset="custom")
     for row in rows:
         run = load_run(row["run_dir"])

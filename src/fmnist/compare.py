@@ -22,6 +22,7 @@ from fmnist._files import atomic_write, check_free, write_json
 from fmnist.data import Dataset
 from fmnist.errors import UsageError
 from fmnist.models import count_parameters, get_preset
+from fmnist.reporting.leaderboard import leaderboard, optimizer_and_lr, rank
 from fmnist.runs import (
     SPLIT_SEED,
     VAL_SIZE,
@@ -34,8 +35,6 @@ from fmnist.runs import (
 from fmnist.training import Callback
 
 LEADERBOARD_FORMAT = "fmnist-leaderboard"
-COLUMNS = ("rank", "model", "parameters", "epochs", "train time (s)", "val accuracy", "val loss",
-           "test accuracy (reported apart)")
 
 
 def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, seed: int | None = None,
@@ -68,9 +67,9 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
         result = train_run(model, data, config=config, out_dir=out / "runs" / name if out else None,
                            callbacks=callbacks_for(name) if callbacks_for else (), overwrite=overwrite)
         rows.append(_row(name, model, result))
-    rows.sort(key=lambda r: (-r["val_accuracy"], r["val_loss"]))
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
+    rows = rank(rows)
+    for place, row in enumerate(rows, 1):
+        row["rank"] = place
     board = {"format": LEADERBOARD_FORMAT, "format_version": 1, "selected_by": "val_accuracy",
              "epochs": epochs, "seed": seed, "rows": rows, "total_time_s": time.perf_counter() - start,
              "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
@@ -96,33 +95,24 @@ def _row(name: str, model: str, result: RunResult) -> dict[str, Any]:
     m = result.metrics
     if result.preset.family == "torch":
         params, epochs = count_parameters(result.model.spec), len(result.history)
+        optimizer, lr = optimizer_and_lr(result.config.to_dict())
     else:  # a linear estimator: its coefficients; its "epochs" are SGD's passes over the data
         params = int(result.model.coef_.size + result.model.intercept_.size)
         epochs = int(getattr(result.model, "n_iter_", 0)) or None
+        optimizer, lr = "scikit-learn SGD", None  # its own step-size schedule, no single rate
     return {"name": name, "model": model, "family": result.preset.family, "parameters": params,
+            "optimizer": optimizer, "lr": lr,
             "epochs": epochs, "train_time_s": m["train_time_s"], "val_accuracy": m["val"]["accuracy"],
             "val_loss": m["val"]["loss"], "test_accuracy": m["test"]["accuracy"], "test_loss": m["test"]["loss"],
             "config": result.config.to_dict() if result.preset.family == "torch" else None,
             "run_dir": str(result.run_dir) if result.run_dir else None}
 
 
-def table_rows(board: dict[str, Any]) -> list[list[str]]:
-    return [[str(r["rank"]), r["name"], f"{r['parameters']:,}", "-" if r["epochs"] is None else str(r["epochs"]),
-             f"{r['train_time_s']:.1f}", f"{r['val_accuracy']:.4f}", f"{r['val_loss']:.4f}",
-             f"{r['test_accuracy']:.4f}"] for r in board["rows"]]
-
-
 def format_table(board: dict[str, Any]) -> str:
     """The leaderboard as aligned plain text for the terminal, best first."""
-    rows = table_rows(board)
-    widths = [max(len(c) for c in col) for col in zip(COLUMNS, *rows)]
-
-    def line(cells: list[str]) -> str:  # the model name reads left-aligned, numbers right-aligned
-        return "  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
     footer = (f"ranked by validation accuracy; test (t10k) is reported apart and chose nothing; "
               f"total {board['total_time_s']:.1f}s")
-    return "\n".join([line(list(COLUMNS)), line(["-" * w for w in widths]), *(line(r) for r in rows), footer])
+    return leaderboard(board["rows"]) + "\n" + footer
 
 
 def format_markdown(board: dict[str, Any]) -> str:
@@ -132,8 +122,7 @@ def format_markdown(board: dict[str, Any]) -> str:
     about = (f"Data: {data['dataset']} from {data['source']} (verified: {data['verified']}); validation = "
              f"{data['split']['test_size']:.0%} of the training set (random_state {data['split']['random_state']}). "
              f"Epochs: {epochs}; seed: {seed}.")
-    lines = ["# fmnist compare", "", about, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(board)]
+    lines = ["# fmnist compare", "", about, "", leaderboard(board["rows"], "markdown")]
     versions_line = ", ".join(f"{k} {v}" for k, v in board["versions"].items())
     lines += ["", (f"Ranked by validation accuracy. The test column is the t10k set, reported apart: nothing was "
                    f"chosen by it. Total time {board['total_time_s']:.1f} s. Versions: {versions_line}"), ""]

@@ -22,6 +22,7 @@ from fmnist.data import Dataset
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import create_model, get_preset
+from fmnist.reporting.leaderboard import render_table
 from fmnist.runs import (
     RunResult,
     check_run_dir,
@@ -145,23 +146,18 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text table for the terminal."""
-    header, rows = table_rows(result)
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    out = [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    out = [render_table(*table_rows(result))]
     out.append(f"total {result['total_time_s']:.1f}s; test (t10k) is reported apart and chose nothing")
     out += [f"{r['experiment']}: {r['test_note']}" for r in result["rows"] if r.get("test_note")]
     return "\n".join(out)
 
 
 def format_markdown(result: dict[str, Any]) -> str:
-    header, rows = table_rows(result)
     lines = ["# fmnist reproduce: the tutorial's study on the real Fashion-MNIST", "",
              f"Data: {result['data']['dataset']} from {result['data']['source']} "
              f"(verified: {result['data']['verified']}). Versions: "
              + ", ".join(f"{k} {v}" for k, v in result["versions"].items()), "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+             render_table(*table_rows(result), "markdown")]
     lines += ["", f"Total time {result['total_time_s']:.1f} s. The tutorial's numbers are from Keras 2 on "
               "the same data; 'in band' means within the run-to-run noise of that setup. The test "
               "column is the t10k set, kept apart: nothing was chosen by it.", ""]

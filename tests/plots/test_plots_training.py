@@ -50,3 +50,17 @@ def test_missing_metric_says_so():
 def test_empty_history_is_an_error(bad):
     with pytest.raises(ValueError, match="at least one epoch"):
         learning_curves(bad)
+
+
+def test_legend_of_three_runs_covers_no_curve():
+    fig = learning_curves({name: _history(6) for name in ("mlp-200", "softmax", "cnn-book")})
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the figure is built without pyplot: give it a canvas that draws
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    assert len(legends) == 1 and len(legends[0].get_texts()) == 6  # each run's train and val, once
+    box = legends[0].get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()

@@ -43,10 +43,38 @@ def runs(tiny, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def report(runs, tmp_path_factory):
+def titles():
+    """Each saved PNG's figure title, by file name relative to the report folder."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory, titles):
+    import fmnist.plots
+
     data, dirs = runs
     out = tmp_path_factory.mktemp("report")
-    return build_report(dirs, out, data, dpi=50, n_mistakes=5)
+    save = fmnist.plots.save_figure
+
+    def spy(fig, path, **kw):
+        titles[str(path.relative_to(out))] = fig.get_suptitle()
+        return save(fig, path, **kw)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(fmnist.plots, "save_figure", spy)
+    try:
+        return build_report(dirs, out, data, dpi=50, n_mistakes=5)
+    finally:
+        mp.undo()
+
+
+def test_every_standalone_png_names_its_model(report, titles):
+    per_run = {name: title for name, title in titles.items() if "/" in name}
+    assert {name.split("/")[0] for name in per_run} == {"cnn", "sgd"}
+    for name, title in per_run.items():
+        model = CONV if name.startswith("cnn/") else "sgd-logreg"
+        assert title.startswith(model), (name, title)
+    assert "filters" in per_run["cnn/conv_filters.png"]  # the figure's own title is kept after the name
 
 
 def test_report_html_has_every_section_for_every_run(runs, report):
@@ -58,7 +86,7 @@ def test_report_html_has_every_section_for_every_run(runs, report):
     for section in SECTIONS[2:]:
         for slug in ("cnn", "sgd"):
             assert f'id="{section}-{slug}"' in page, (section, slug)
-    assert "reported apart, never used to choose" in page
+    assert "test accuracy (reported apart)" in page and "never used to rank or choose" in page
     data, _ = runs
     for name in data.class_names:  # every class has its row in the per-class tables
         assert page.count(f'<tr><td>{html.escape(name)}</td><td class="num">') == 2

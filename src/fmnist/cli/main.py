@@ -164,14 +164,12 @@ def cmd_explore(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from fmnist.models import count_parameters, get_preset, list_models, summary
+    from fmnist.models import count_parameters, get_preset, list_models
 
     if args.name:
-        preset = get_preset(args.name)
-        if preset.spec is None:
-            print(f"{preset.name}: {preset.description} ({preset.params})")
-        else:
-            print(summary(preset.spec, preset.name))
+        from fmnist.models.describe import describe
+
+        print(describe(get_preset(args.name)))
         return 0
     for name in list_models():
         p = get_preset(name)

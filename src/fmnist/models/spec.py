@@ -145,14 +145,20 @@ def parse_layers(text: str) -> list[dict[str, Any]]:
     return layers
 
 
-def format_layers(layers: list[dict[str, Any]]) -> str:
-    """Inverse of :func:`parse_layers`."""
+def format_layers(layers: list[dict[str, Any]], *, full: bool = False) -> str:
+    """Inverse of :func:`parse_layers`.
+
+    Short by default (trailing fields equal to their defaults dropped: ``conv:32:3``); with
+    ``full``, every field a reader may not know the default of (``conv:32:3:same:relu``).
+    """
     parts = []
     for layer in layers:
         fields, defaults = _LAYER_FIELDS[layer["type"]]
         values = [layer.get(f) for f in fields]
-        # Drop trailing fields that equal their defaults so round trips stay short.
-        while values and fields[len(values) - 1] in defaults and values[-1] == defaults[fields[len(values) - 1]]:
+        # Drop trailing fields that equal their defaults so round trips stay short; a dense
+        # layer's absent activation stays dropped in full too: "dense:10" reads as no activation.
+        while values and fields[len(values) - 1] in defaults and values[-1] == defaults[fields[len(values) - 1]] \
+                and not (full and values[-1] is not None):
             values.pop()
         parts.append(":".join([layer["type"], *("none" if v is None else str(v) for v in values)]))
     return ",".join(parts)
@@ -318,7 +324,7 @@ def output_shapes(spec: ModelSpec) -> list[tuple[str, tuple[int, ...], int]]:
                 x = module.eval()(x)  # eval: batch-norm cannot "train" on a batch of one
                 params += sum(p.numel() for p in module.parameters())
                 params += sum(b.numel() for b in module.buffers() if b.is_floating_point())
-            rows.append((format_layers([layer]), tuple(x.shape[1:]), params))
+            rows.append((format_layers([layer], full=True), tuple(x.shape[1:]), params))
     return rows
 
 

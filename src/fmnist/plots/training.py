@@ -64,10 +64,14 @@ def learning_curves(history) -> Figure:
         ax.set_ylabel(metric)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-        else:
+        if not ax.lines:
             ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes)
+    # One legend for both panels, below them: inside an axes, several runs' entries would
+    # cover the very curves they name (accuracy rises into the corner a legend sits in).
+    entries = {line.get_label(): line for ax in (ax_loss, ax_acc) for line in ax.lines}
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", fontsize=8,
+                   ncols=min(len(entries), 4), frameon=False)
     # Epochs are whole numbers; without this a 3-epoch run gets ticks at 1.5, 2.5.
     ax_loss.xaxis.get_major_locator().set_params(integer=True)
     ax_acc.xaxis.get_major_locator().set_params(integer=True)

@@ -44,6 +44,11 @@ def format_logs(logs: dict[str, Any]) -> str:
     return " - ".join(f"{k}: {logs[k]:.4f}" for k in keys if isinstance(logs[k], float))
 
 
+def epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
+    """The line ProgressLogger prints after an epoch (the README shows one from a recorded history)."""
+    return f"Epoch {epoch}/{epochs} - {logs['time']:.1f}s - {format_logs(logs)}"
+
+
 class ProgressLogger(Callback):
     """Keras-style lines: ``Epoch 3/5 - 0.9s - loss: 0.3507 - accuracy: 0.8748 - val_...``.
 
@@ -80,8 +85,7 @@ class ProgressLogger(Callback):
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
-        print(f"Epoch {epoch}/{trainer.config.epochs} - {logs['time']:.1f}s - {format_logs(logs)}",
-              file=self.stream, flush=True)
+        print(epoch_line(epoch, trainer.config.epochs, logs), file=self.stream, flush=True)
 
 
 # --- Learning-rate schedules --------------------------------------------------------------------
