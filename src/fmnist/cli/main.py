@@ -339,6 +339,7 @@ def cmd_sweep(args) -> int:
         default_out,
         format_table,
         format_trial,
+        plan_sweep,
         resume_sweep,
         sweep,
     )
@@ -366,6 +367,10 @@ def cmd_sweep(args) -> int:
     else:
         if not args.model:
             raise UsageError("fmnist sweep needs a MODEL (see 'fmnist models') or --resume DIR")
+        # Every flag is checked before the data loads and Ray starts.
+        plan_sweep(args.model, args.param or (), samples=args.samples, scheduler=args.scheduler or "fifo",
+                   metric=args.metric or "val_accuracy", epochs=args.epochs,
+                   cpus_per_trial=args.cpus_per_trial or 1, seed=args.seed)
         out = args.out or default_out(args.model)
         run = lambda data: sweep(args.model, args.param or (), data, samples=args.samples,  # noqa: E731
                                  scheduler=args.scheduler or "fifo", metric=args.metric or "val_accuracy",

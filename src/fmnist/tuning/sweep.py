@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fmnist._files import atomic_write, write_json
+from fmnist._ray import ray_session, require_ray
 from fmnist.errors import FmnistError, RunError, UsageError
 from fmnist.tuning.space import ParamSpec, grid_size, param_space, parse_params
 
@@ -152,9 +153,8 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
                          "or choose another --out")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out}: the folder is not empty; choose a new or empty folder")
+    require_ray()
     data = data if data is not None else _default_data()
-    write_json(out / SWEEP_FILE, {"format": SWEEP_FORMAT, "format_version": 1, **dataclasses.asdict(plan),
-                                  "data": _data_record(data)})
     return _run(plan, out.resolve(), data, address, restore=False, on_trial=on_trial, on_start=on_start,
                 progress=progress)
 
@@ -166,6 +166,7 @@ def resume_sweep(out_dir: str | Path, data=None, *, address: str | None = None,
     """Finish the interrupted sweep in ``out_dir``: finished trials are kept, not trained again."""
     out = Path(out_dir)
     plan, recorded = read_plan(out)
+    require_ray()
     data = data if data is not None else _default_data()
     if recorded.get("data", {}).get("sha256") != _data_record(data)["sha256"]:
         raise RunError(f"{out / SWEEP_FILE}: the sweep trained on other data ({recorded.get('data', {}).get('source')}); "
@@ -199,9 +200,6 @@ def read_plan(out_dir: Path) -> tuple[SweepPlan, dict[str, Any]]:
 def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool,
          on_trial: Callable[[dict[str, Any]], None] | None, on_start: Callable[[Any, int], None] | None,
          progress: TextIO | None) -> dict[str, Any]:
-    from fmnist._ray import ray_session, require_ray
-
-    require_ray()
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -213,6 +211,11 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
         if plan.cpus_per_trial > cluster.cpus:
             raise UsageError(f"--cpus-per-trial {plan.cpus_per_trial}: the Ray cluster at {cluster.address} has "
                              f"{cluster.cpus} CPUs")
+        if not restore:  # written once the sweep can start: a refused one leaves no folder behind
+            write_json(out / SWEEP_FILE, {"format": SWEEP_FORMAT, "format_version": 1, **dataclasses.asdict(plan),
+                                          "data": _data_record(data)})
+        if on_start is not None:
+            on_start(cluster, plan.trials)
         job = TrialJob(plan.model, plan.fixed(), str(out / TRIALS_DIR), plan.cpus_per_trial)
         trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, data=data),
                                         {"cpu": plan.cpus_per_trial})
@@ -234,7 +237,9 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
                     num_samples=plan.samples, scheduler=scheduler,
                     search_alg=BasicVariantGenerator(random_state=DRAW_SEED if plan.seed is None else plan.seed),
                     trial_dirname_creator=lambda trial: trial_name(trial.trial_id),
-                    trial_name_creator=lambda trial: trial_name(trial.trial_id)),
+                    trial_name_creator=lambda trial: trial_name(trial.trial_id),
+                    # No reused trial actors: a stopped trial's process ends, and its threads with it.
+                    reuse_actors=False),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR, storage_path=str(out), verbose=0, callbacks=[watcher],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
