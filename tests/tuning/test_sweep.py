@@ -90,6 +90,15 @@ def test_sweep_leaderboard_is_true_to_its_run_folders(ray_cluster, tmp_path, tin
     md = (out / "leaderboard.md").read_text()
     assert best["trial"] in md and "reported apart" in md and "training diverged" in md
 
+    # fmnist report renders the sweep: leaderboard, metric against the option, the best's curves.
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), *_data_args(tiny_dir)]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    for section in ("leaderboard", "parameters", "learning-curves", f"confusion-{best['trial']}"):
+        assert f'id="{section}"' in page
+    leaderboard = page.split('id="leaderboard"')[1].split("</section>")[0]
+    assert leaderboard.count("<tr><td>") == 3 and "training diverged" in leaderboard
+    assert (tmp_path / "report" / "metric_vs_params.png").stat().st_size > 0
+
 
 def test_interrupted_sweep_resumes_without_retraining_finished_trials(ray_cluster, tmp_path, tiny_dir):
     out = tmp_path / "sweep"
