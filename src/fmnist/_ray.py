@@ -85,12 +85,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
     # No telemetry from a command-line tool unless the user opted in; this also saves its
     # start-up message.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # A new local instance gets Ray's default token authentication, and Ray warns that it did
-    # so on every start; that warning (only that one) is silenced for it. Joining a cluster keeps
-    # Ray's warnings: one without authentication is worth hearing about.
-    quiet = _quieted("ray._private.authentication") if address is None else contextlib.nullcontext()
+    # Ray announces its token authentication on every start or join (a warning, whatever the
+    # logging level): only that logger is silenced. A cluster's operator hears about its
+    # authentication from `ray start`.
     try:
-        with quiet:
+        with _quieted("ray._private.authentication"):
             ray.init(address=address or "local", num_cpus=num_cpus, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as exc:
