@@ -8,7 +8,6 @@ fmnist.training.callbacks). The trial's folder is a normal run folder written by
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ POINTER = "trial.json"
 
 
 class TuneReporter(Callback):
-    """Reports each epoch's metrics to Ray Tune, with a checkpoint that names the run folder.
+    """Reports each epoch's metrics to Ray Tune, with a checkpoint that names the run folder
+    (so Tune's own record of the trial, its ``Result.checkpoint``, leads to the folder).
 
     Tune answers every report: go on, or stop (a scheduler such as ASHA judged the trial weak).
     It stops a trial by ending its thread inside ``report``. This callback runs after the run
@@ -72,11 +72,9 @@ def run_trial(config: dict[str, Any], *, job: TrialJob, data) -> None:
 
     # Torch would use every core of the node; the trial owns only its Ray allotment.
     torch.set_num_threads(job.cpus)
+    # Named from Tune's trial id, not from the checkpoint Tune hands a restarted trial: the
+    # sweep folder may have moved since (the run folder is the state; the pointer is Tune's record).
     run_dir = Path(job.trials_dir) / trial_name(tune.get_context().get_trial_id())
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            run_dir = Path(json.loads((Path(folder) / POINTER).read_text())["run_dir"])
     if (run_dir / "run.json").exists():
         return
     reporter = [TuneReporter(run_dir)]
