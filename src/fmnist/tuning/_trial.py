@@ -8,6 +8,7 @@ fmnist.training.callbacks). The trial's folder is a normal run folder written by
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,9 @@ def run_trial(config: dict[str, Any], *, job: TrialJob, data) -> None:
 
     from fmnist.runs import CHECKPOINT, resolve_config, resume_run, train_run
 
-    # Torch would use every core of the node; the trial owns only its Ray allotment.
+    # Torch would use every core of the node; the trial owns only its Ray allotment. Ray puts
+    # the allotment in OMP_NUM_THREADS only where the user's environment has none: set both.
+    os.environ["OMP_NUM_THREADS"] = str(job.cpus)
     torch.set_num_threads(job.cpus)
     # Named from Tune's trial id, not from the checkpoint Tune hands a restarted trial: the
     # sweep folder may have moved since (the run folder is the state; the pointer is Tune's record).
