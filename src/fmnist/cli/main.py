@@ -362,7 +362,7 @@ def cmd_sweep(args) -> int:
         if given:
             raise UsageError(f"--resume finishes a sweep as it was started; drop {', '.join(given)}")
         out = args.resume
-        run = lambda data: resume_sweep(out, data, address=args.address, on_trial=on_trial,  # noqa: E731
+        run = lambda data, out: resume_sweep(out, data, address=args.address, on_trial=on_trial,  # noqa: E731
                                         on_start=on_start, progress=sys.stderr)
     else:
         if not args.model:
@@ -371,14 +371,16 @@ def cmd_sweep(args) -> int:
         plan_sweep(args.model, args.param or (), samples=args.samples, scheduler=args.scheduler or "fifo",
                    metric=args.metric or "val_accuracy", epochs=args.epochs,
                    cpus_per_trial=args.cpus_per_trial or 1, seed=args.seed)
-        out = args.out or default_out(args.model)
-        run = lambda data: sweep(args.model, args.param or (), data, samples=args.samples,  # noqa: E731
+        out = args.out
+        run = lambda data, out: sweep(args.model, args.param or (), data, samples=args.samples,  # noqa: E731
                                  scheduler=args.scheduler or "fifo", metric=args.metric or "val_accuracy",
                                  epochs=args.epochs, cpus_per_trial=args.cpus_per_trial or 1,
                                  address=args.address, out_dir=out, seed=args.seed, on_trial=on_trial,
                                  on_start=on_start, progress=sys.stderr)
+    data = _load(args)
     try:
-        board = run(_load(args))
+        with _output(out, default_out(args.model) if not args.resume else None) as out:
+            board = run(data, out)
     except KeyboardInterrupt:
         if args.debug:
             raise
@@ -498,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="hyperparameter sweep on Ray Tune: one run folder per trial, one leaderboard")
-    p.add_argument("model", nargs="?", help="a preset name or a layer spec, as for 'fmnist train'")
+    p.add_argument("model", nargs="?", type=_model_arg, metavar="MODEL",
+                   help="a preset name or a layer spec, as for 'fmnist train'")
     p.add_argument("--param", action="append", metavar="NAME=SPEC",
                    help="a training option to search (any 'fmnist train' option, e.g. lr, batch_size, optimizer); "
                         "SPEC: a,b,c (grid), uniform:LO:HI, loguniform:LO:HI, randint:LO:HI (both ends included), "
@@ -514,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "a local Ray on this machine's cores)")
     p.add_argument("--seed", type=int, help="seeds the random draws and every trial's training "
                                             "(default: draws 42, training the preset's)")
-    p.add_argument("--out", type=Path, help="sweep folder (default: ./sweeps/MODEL)")
+    p.add_argument("--out", type=Path, help="sweep folder, new or empty (default: ./sweeps/MODEL, or MODEL-2... "
+                                            "when taken)")
     p.add_argument("--resume", type=Path, metavar="DIR",
                    help="finish an interrupted sweep; its finished trials are not trained again")
     _add_data_args(p)

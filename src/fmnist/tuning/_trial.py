@@ -87,4 +87,7 @@ def run_trial(config: dict[str, Any], *, job: TrialJob, data) -> None:
     from fmnist.models import get_preset
 
     config_ = resolve_config(get_preset(job.model), **{**job.fixed, **config})
-    train_run(job.model, data, config=config_, out_dir=run_dir, observers=reporter, evaluate_test=False)
+    # The folder is this trial's own (named by its id); anything in it is an earlier attempt's
+    # start that never finished an epoch, so nothing there can be resumed.
+    train_run(job.model, data, config=config_, out_dir=run_dir, observers=reporter, evaluate_test=False,
+              overwrite=True)

@@ -114,7 +114,7 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
             try:
                 resolve_config(preset, **{**fixed, spec.name: value})
             except UsageError as exc:
-                raise UsageError(f"--param {spec.text}: {exc}") from None
+                raise UsageError(f"--param {spec.text}: {exc.cli_message}") from None
     return SweepPlan(model, tuple(texts), samples, scheduler, metric, epochs, cpus_per_trial, seed)
 
 
