@@ -116,3 +116,28 @@ def test_scikit_learn_presets_refuse_torch_settings(tiny_data):
     assert resolve_config(get_preset("sgd-logreg"), seed=3).seed == 3
     with pytest.raises(UsageError, match="checkpoint_best=True"):
         train_run("sgd-logreg", tiny_data, checkpoint_best=True)
+
+
+def test_observers_see_the_epoch_on_disk_and_a_stopped_run_is_completed_from_it(tiny_data, tmp_path):
+    """A sweep's scheduler ends a trial inside its report (SystemExit, from an observer); the run
+    folder is then written from the checkpoint of the epoch that was judged, training no more."""
+    from fmnist.runs import CHECKPOINT, resume_run
+    from fmnist.training import Callback
+    from fmnist.training.checkpoint import load_checkpoint
+
+    run_dir = tmp_path / "run"
+
+    class StopAtTwo(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            assert load_checkpoint(run_dir / CHECKPOINT)["epoch"] == epoch  # already on disk
+            if epoch == 2:
+                raise SystemExit(0)
+
+    config = resolve_config(get_preset("softmax"), epochs=5)
+    with pytest.raises(SystemExit):
+        train_run("softmax", tiny_data, config=config, out_dir=run_dir, observers=[StopAtTwo()])
+    assert not (run_dir / "run.json").exists()
+    result = resume_run(run_dir, tiny_data, evaluate_test=False, stop="stopped early by the asha scheduler")
+    assert len(result.history) == 2 and result.metrics["stopped"] == "stopped early by the asha scheduler"
+    assert json.loads((run_dir / "metrics.json").read_text())["stopped"].startswith("stopped early")
+    assert evaluate_run(run_dir, tiny_data)["accuracy"] == result.metrics["val"]["accuracy"]

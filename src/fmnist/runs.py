@@ -145,7 +145,8 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
 
 def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = None, out_dir: Path | None = None,
               callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
-              checkpoint_best: bool = False, overwrite: bool = False) -> RunResult:
+              checkpoint_best: bool = False, overwrite: bool = False,
+              observers: Sequence[Callback] = ()) -> RunResult:
     """Train ``model_name`` on the study's 48,000 / 12,000 split of ``data`` and score it.
 
     Validation accuracy is what a user selects models by; the test set (t10k) is scored apart
@@ -153,7 +154,9 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
     and is a scikit-learn model's ``random_state`` (:func:`resolve_config` gives the preset's
     own when no seed is asked for). With ``out_dir`` a torch model leaves ``checkpoint.safetensors`` there
     after every epoch (see the module docstring), so an interrupted run can be resumed with
-    :func:`resume_run`; ``checkpoint_best`` also keeps ``best.safetensors``.
+    :func:`resume_run`; ``checkpoint_best`` also keeps ``best.safetensors``. ``observers`` are
+    callbacks that run after the epoch's checkpoint is written, so what they see is already on
+    disk: a sweep trial's reporter, whose report may end the process (a scheduler's stop).
 
     A folder that already holds a run (finished or interrupted) or other files is refused
     with :class:`OutputExistsError` before anything trains, unless ``overwrite``.
@@ -170,7 +173,7 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
         model = create_model(model_name)
         trainer = Trainer(model, config, [*callbacks, *_checkpoints(out_dir, checkpoint_best, {
             "model": model_name, "preset": preset.to_dict(), "dataset": data.dataset,
-            "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best})])
+            "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best}), *observers])
         return _fit_and_save(trainer, model_name, preset, data, out_dir, evaluate_test)
     if checkpoint_best:
         raise UsageError(f"{option('checkpoint_best', True, cli='--checkpoint')}: {preset.name} is a scikit-learn "
@@ -187,11 +190,14 @@ def _checkpoints(out_dir: Path | None, best: bool, extra: dict[str, Any]) -> lis
 
 
 def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callback] = (),
-               evaluate_test: bool = True) -> RunResult:
+               evaluate_test: bool = True, observers: Sequence[Callback] = (),
+               stop: str | None = None) -> RunResult:
     """Continue the interrupted run in ``run_dir`` from its ``checkpoint.safetensors``.
 
     The config, model spec and data split come from the checkpoint; ``data`` must be the data
     the run started on. On the CPU the result equals the uninterrupted run's, weight for weight.
+    ``observers`` as for :func:`train_run`. ``stop``: train no further; write the run folder
+    from the checkpoint as it is, with this reason for the stop (a sweep's scheduler ended it).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -209,11 +215,14 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     config = TrainConfig(**state["config"])
     preset = _preset_from_dict(info["preset"])
     model = Network(preset.spec)
-    trainer = Trainer(model, config, [*callbacks, *_checkpoints(run_dir, bool(info.get("checkpoint_best")), info)])
+    trainer = Trainer(model, config, [*callbacks, *_checkpoints(run_dir, bool(info.get("checkpoint_best")), info),
+                                      *observers])
     try:
         trainer.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise RunError(f"{run_dir / CHECKPOINT}: cannot be restored here ({exc!s:.200}); train the run again") from None
+    if stop is not None:
+        trainer.stop_training, trainer.stop_reason = True, stop
     if trainer.stop_training:
         # Stopped early but interrupted before the run folder was written: finish, train no more.
         trainer.callbacks.insert(0, _StopAtOnce())

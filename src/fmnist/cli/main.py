@@ -331,6 +331,67 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from fmnist.errors import UsageError
+    from fmnist.tuning.sweep import (
+        LEADERBOARD_FILE,
+        LEADERBOARD_MD,
+        default_out,
+        format_table,
+        format_trial,
+        plan_sweep,
+        resume_sweep,
+        sweep,
+    )
+
+    def on_start(cluster, trials):
+        where = "a local Ray" if cluster.owned and cluster.nodes == 1 and not args.address else "the Ray cluster"
+        print(f"{trials} trial{'s' if trials != 1 else ''} on {where} at {cluster.address} ({cluster.nodes} "
+              f"node{'s' if cluster.nodes != 1 else ''}, {cluster.cpus} CPUs); Ray's logs: {cluster.log_dir}",
+              flush=True)
+
+    def on_trial(row):
+        print(format_trial(row), flush=True)
+
+    if args.resume:
+        given = [name for name, v in (("MODEL", args.model), ("--param", args.param), ("--samples", args.samples),
+                                      ("--epochs", args.epochs), ("--seed", args.seed), ("--out", args.out),
+                                      ("--cpus-per-trial", args.cpus_per_trial))
+                 if v is not None]
+        given += [f"--{k}" for k in ("scheduler", "metric") if getattr(args, k) is not None]
+        if given:
+            raise UsageError(f"--resume finishes a sweep as it was started; drop {', '.join(given)}")
+        out = args.resume
+        run = lambda data, out: resume_sweep(out, data, address=args.address, on_trial=on_trial,  # noqa: E731
+                                        on_start=on_start, progress=sys.stderr)
+    else:
+        if not args.model:
+            raise UsageError("fmnist sweep needs a MODEL (see 'fmnist models') or --resume DIR")
+        # Every flag is checked before the data loads and Ray starts.
+        plan_sweep(args.model, args.param or (), samples=args.samples, scheduler=args.scheduler or "fifo",
+                   metric=args.metric or "val_accuracy", epochs=args.epochs,
+                   cpus_per_trial=args.cpus_per_trial or 1, seed=args.seed)
+        out = args.out
+        run = lambda data, out: sweep(args.model, args.param or (), data, samples=args.samples,  # noqa: E731
+                                 scheduler=args.scheduler or "fifo", metric=args.metric or "val_accuracy",
+                                 epochs=args.epochs, cpus_per_trial=args.cpus_per_trial or 1,
+                                 address=args.address, out_dir=out, seed=args.seed, on_trial=on_trial,
+                                 on_start=on_start, progress=sys.stderr)
+    data = _load(args)
+    try:
+        with _output(out, default_out(args.model) if not args.resume else None) as out:
+            board = run(data, out)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"\nfmnist: interrupted; finished trials are kept in {out}; continue with: "
+              f"fmnist sweep --resume {out}", file=sys.stderr)
+        return 130
+    print("\n" + format_table(board))
+    print(f"\nwritten: {Path(out) / LEADERBOARD_MD}, {Path(out) / LEADERBOARD_FILE}, runs in {Path(out) / 'trials'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fmnist", description="Train, compare, inspect and use image classifiers on Fashion-MNIST "
@@ -437,6 +498,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
     _add_data_args(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="hyperparameter sweep on Ray Tune: one run folder per trial, one leaderboard")
+    p.add_argument("model", nargs="?", type=_model_arg, metavar="MODEL",
+                   help="a preset name or a layer spec, as for 'fmnist train'")
+    p.add_argument("--param", action="append", metavar="NAME=SPEC",
+                   help="a training option to search (any 'fmnist train' option, e.g. lr, batch_size, optimizer); "
+                        "SPEC: a,b,c (grid), uniform:LO:HI, loguniform:LO:HI, randint:LO:HI (both ends included), "
+                        "choice:a,b,c; repeat for more options (default: none)")
+    p.add_argument("--samples", type=int, help="draws of the random SPECs; grids combine in full "
+                                               "(default: 10 with random SPECs, else 1)")
+    p.add_argument("--scheduler", help="fifo (every trial trains to the end) or asha (weak trials stop early, "
+                                       "judged on --metric each epoch) (default: fifo)")
+    p.add_argument("--metric", help="val_accuracy or val_loss, on the validation split (default: val_accuracy)")
+    p.add_argument("--epochs", type=int, help="epochs for every trial (default: the preset's)")
+    p.add_argument("--cpus-per-trial", type=int, help="Ray CPUs (and torch threads) per trial (default: 1)")
+    p.add_argument("--address", help="an existing Ray cluster: auto or HOST:PORT (default: $RAY_ADDRESS, else "
+                                      "a local Ray on this machine's cores)")
+    p.add_argument("--seed", type=int, help="seeds the random draws and every trial's training "
+                                            "(default: draws 42, training the preset's)")
+    p.add_argument("--out", type=Path, help="sweep folder, new or empty (default: ./sweeps/MODEL, or MODEL-2... "
+                                            "when taken)")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="finish an interrupted sweep; its finished trials are not trained again")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

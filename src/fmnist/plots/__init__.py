@@ -31,6 +31,7 @@ from fmnist.plots.inspection import (
     embedding_2d,
     feature_maps,
 )
+from fmnist.plots.sweep import metric_vs_params
 from fmnist.plots.training import learning_curves
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "class_means",
     # training
     "learning_curves",
+    "metric_vs_params",
     # evaluation
     "confusion_matrix",
     "per_class_metrics",

@@ -39,11 +39,12 @@ from fmnist._files import atomic_write, check_free
 from fmnist._text import plural, with_article
 from fmnist.errors import UsageError
 
-__all__ = ["build_report", "RunSummary", "REPORT_FILE", "SECTIONS"]
+__all__ = ["build_report", "build_sweep_report", "RunSummary", "REPORT_FILE", "SECTIONS", "SWEEP_SECTIONS"]
 
 REPORT_FILE = "report.html"
 # Section ids in page order; the tests look for each one.
 SECTIONS = ("leaderboard", "learning-curves", "confusion", "per-class", "misclassified", "conv", "embedding")
+SWEEP_SECTIONS = ("leaderboard", "parameters", "learning-curves")
 
 
 @dataclasses.dataclass
@@ -89,6 +90,11 @@ def build_report(
 
     if not run_dirs:
         raise UsageError("report: give at least one run folder (written by 'fmnist train')")
+    from fmnist.tuning.sweep import SWEEP_FILE
+
+    if len(run_dirs) == 1 and (Path(run_dirs[0]) / SWEEP_FILE).exists():
+        return build_sweep_report(run_dirs[0], out_dir, data, embedding=embedding, split=split,
+                                  max_points=max_points, n_mistakes=n_mistakes, dpi=dpi, overwrite=overwrite)
     if embedding not in EMBED_METHODS:
         raise UsageError(f"--embedding: unknown method {embedding!r}; choose {', '.join(EMBED_METHODS)}")
     if split not in ("test", "val"):
@@ -372,3 +378,95 @@ def _page(body: list[str], summaries: Sequence[RunSummary], split: str) -> str:
         f"{_e(names)}. Written {_e(time.strftime('%Y-%m-%d %H:%M'))}; diagnostic figures on the "
         f"{'test set' if split == 'test' else 'validation split'}.</p>"
         f"<nav>{''.join(toc)}</nav>{''.join(body)}</body></html>\n")
+
+
+# --- a sweep ------------------------------------------------------------------------------------
+
+def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embedding: str = "pca",
+                       split: str = "test", max_points: int = 2000, n_mistakes: int = 25, dpi: int = 100,
+                       overwrite: bool = False) -> Path:
+    """``fmnist report SWEEP_DIR``: the sweep's leaderboard, its metric against each searched
+    option, and the best trial's learning curves and figures (as for one run). Returns the HTML path.
+    """
+    import json
+
+    from fmnist.errors import RunError
+    from fmnist.plots import learning_curves, metric_vs_params
+    from fmnist.runs import load_run
+    from fmnist.tuning.sweep import LEADERBOARD_FILE, read_plan
+
+    sweep_dir, out = Path(sweep_dir), Path(out_dir)
+    plan, _ = read_plan(sweep_dir)
+    board_path = sweep_dir / LEADERBOARD_FILE
+    if not board_path.exists():
+        raise RunError(f"{sweep_dir}: the sweep has not finished (no {LEADERBOARD_FILE}); "
+                       f"finish it with 'fmnist sweep --resume {sweep_dir}'")
+    try:
+        board = json.loads(board_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{board_path}: unreadable ({exc})") from None
+    metric, best, trials = board["metric"], board["best"], board["trials"]
+    check_free([out / REPORT_FILE, out / "learning_curves.png", out / "metric_vs_params.png",
+                *([out / best["trial"]] if best else [])], overwrite=overwrite, what="an earlier report")
+    names = [spec.name for spec in plan.specs]
+    body = [_sweep_leaderboard_html(board, names)]
+
+    parts = ['<section id="parameters"><h2>Metric against each searched option</h2>']
+    if names and best:
+        log = [spec.name for spec in plan.specs if spec.kind == "loguniform"]
+        parts.append(f"<p>Each trial's {_e(metric)} on the validation split; the best in red, trials stopped "
+                     "early hollow, failed trials left out.</p>")
+        parts.append(_figure(metric_vs_params(trials, metric, names, log=log), out / "metric_vs_params.png",
+                             f"{metric} against each searched option", dpi))
+    else:
+        parts.append('<p class="note">Nothing to plot: no option was searched, or every trial failed.</p>')
+    parts.append("</section>")
+    body.append("".join(parts))
+
+    if best:
+        run = load_run(best["run_dir"])
+        summary = _summarise(run)
+        summary.name = best["trial"]
+        body.append('<section id="learning-curves"><h2>Learning curves of the best trial</h2>'
+                    f"<p>{_e(best['trial'])}: training solid, validation dashed.</p>"
+                    + _figure(learning_curves({best["trial"]: run.history}), out / "learning_curves.png",
+                              "learning curves of the best trial", dpi) + "</section>")
+        body.append(_run_html(run, best["trial"], summary, out, data, list(data.class_names), split=split,
+                              embedding=embedding, max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>fmnist sweep report: {_e(plan.model)}</title><style>{_CSS}</style></head><body>"
+            f"<h1>fmnist sweep: {_e(plan.model)}</h1><p class=\"meta\">{len(trials)} trials; search "
+            f"{_e(', '.join(plan.params) or 'none')}; scheduler {_e(plan.scheduler)}; ranked by {_e(metric)}. "
+            f"Written {_e(time.strftime('%Y-%m-%d %H:%M'))}.</p>{''.join(body)}</body></html>\n")
+    path = out / REPORT_FILE
+    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return path
+
+
+def _sweep_leaderboard_html(board: dict[str, Any], names: Sequence[str]) -> str:
+    from fmnist.reporting.leaderboard import TEST_COLUMN
+    from fmnist.tuning.sweep import format_params
+
+    head = "".join(f"<th>{_e(h)}</th>" for h in ["#", "trial", *names, "status", "epochs", "training time",
+                                                     "validation accuracy", "validation loss", "error"])
+    rows = []
+    rank = 0
+    for t in board["trials"]:
+        rank += t["status"] != "failed"
+        values = "".join(f"<td>{_e(format_params({n: t['params'].get(n)}).split('=', 1)[1])}</td>" for n in names)
+        time_s = "–" if t["time_s"] is None else f"{t['time_s']:.1f} s"
+        rows.append(f"<tr><td>{rank if t['status'] != 'failed' else '–'}</td><td>{_e(t['trial'])}</td>{values}"
+                    f"<td>{_e(t['status'])}</td><td>{'–' if t['epochs'] is None else t['epochs']}</td>"
+                    f'<td class="num">{_e(time_s)}</td><td class="num"><b>{_pct(t["val_accuracy"])}</b></td>'
+                    f'<td class="num">{"–" if t["val_loss"] is None else format(t["val_loss"], ".4f")}</td>'
+                    f"<td>{_e(t['error'] or '')}</td></tr>")
+    best = board["best"]
+    c = board["cluster"]
+    note = (f"<p>Best: <b>{_e(best['trial'])}</b> ({_e(format_params(best['params']))}), run folder "
+            f"<code>{_e(best['run_dir'])}</code>. <span class=\"test\">{_e(TEST_COLUMN)}: "
+            f"{_pct(best['test_accuracy'])}</span> (the only trial scored on the test set).</p>"
+            if best else "<p>Every trial failed.</p>")
+    return ('<section id="leaderboard"><h2>Leaderboard</h2>'
+            f"<p>Ranked by {_e(board['metric'])} on the validation split, the same images for every trial. "
+            f"Ray: {c['nodes']} node(s), {c['cpus']} CPUs.</p>"
+            f"<table><tr>{head}</tr>{''.join(rows)}</table>{note}</section>")

@@ -1,0 +1,93 @@
+"""What runs inside a Ray Tune trial: one ordinary training run, reported epoch by epoch.
+
+The trainer knows nothing of Ray: :class:`TuneReporter` is a callback like the others (see
+fmnist.training.callbacks). The trial's folder is a normal run folder written by
+:mod:`fmnist.runs`, so every fmnist command works on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fmnist._files import write_json
+from fmnist.training import Callback
+
+REPORTED = ("loss", "accuracy", "val_loss", "val_accuracy")
+POINTER = "trial.json"
+
+
+class TuneReporter(Callback):
+    """Reports each epoch's metrics to Ray Tune, with a checkpoint that names the run folder
+    (so Tune's own record of the trial, its ``Result.checkpoint``, leads to the folder).
+
+    Tune answers every report: go on, or stop (a scheduler such as ASHA judged the trial weak).
+    It stops a trial by ending its thread inside ``report``. This callback runs after the run
+    folder's own checkpoint is written (``train_run(observers=...)``), so the epoch Tune judged
+    is on disk when that happens, and the sweep completes the folder from it.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
+        from ray import tune
+
+        metrics = {k: float(logs[k]) for k in REPORTED if k in logs}
+        metrics["epoch"] = epoch
+        # Tune keeps its own copy of the checkpoint folder: a pointer is enough, the state
+        # itself is the run folder's checkpoint.safetensors.
+        with tempfile.TemporaryDirectory() as tmp:
+            write_json(Path(tmp) / POINTER, {"run_dir": str(self.run_dir), "epoch": epoch})
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialJob:
+    """What every trial of a sweep shares: the model, the fixed options, where folders go."""
+
+    model: str
+    fixed: dict[str, Any]
+    trials_dir: str
+    cpus: int
+
+
+def trial_name(trial_id: str) -> str:
+    """``'7f3a2_00004'`` -> ``'trial-00004'``: the counter part of Tune's id, stable across restores."""
+    return f"trial-{trial_id.rsplit('_', 1)[-1]}"
+
+
+def run_trial(config: dict[str, Any], *, job: TrialJob, data) -> None:
+    """Train one trial into ``job.trials_dir/trial-NNNNN``; what Tune calls in a worker.
+
+    Restarted by a resumed sweep, it continues from the folder's checkpoint; a folder that is
+    complete already (the interruption came after it was written) is not trained again.
+    """
+    import torch
+    from ray import tune
+
+    from fmnist.runs import CHECKPOINT, resolve_config, resume_run, train_run
+
+    # Torch would use every core of the node; the trial owns only its Ray allotment. Ray puts
+    # the allotment in OMP_NUM_THREADS only where the user's environment has none: set both.
+    os.environ["OMP_NUM_THREADS"] = str(job.cpus)
+    torch.set_num_threads(job.cpus)
+    # Named from Tune's trial id, not from the checkpoint Tune hands a restarted trial: the
+    # sweep folder may have moved since (the run folder is the state; the pointer is Tune's record).
+    run_dir = Path(job.trials_dir) / trial_name(tune.get_context().get_trial_id())
+    if (run_dir / "run.json").exists():
+        return
+    reporter = [TuneReporter(run_dir)]
+    if (run_dir / CHECKPOINT).exists():
+        resume_run(run_dir, data, observers=reporter, evaluate_test=False)
+        return
+    from fmnist.models import get_preset
+
+    config_ = resolve_config(get_preset(job.model), **{**job.fixed, **config})
+    # The folder is this trial's own (named by its id); anything in it is an earlier attempt's
+    # start that never finished an epoch, so nothing there can be resumed.
+    train_run(job.model, data, config=config_, out_dir=run_dir, observers=reporter, evaluate_test=False,
+              overwrite=True)

@@ -1,0 +1,490 @@
+"""Hyperparameter sweeps on Ray Tune: ``fmnist sweep`` and :func:`sweep`.
+
+Each trial is one ordinary training run (fmnist.runs) in a Ray Tune trial, reported epoch by
+epoch by a callback (:class:`~fmnist.tuning._trial.TuneReporter`); Tune runs the trials on a
+local Ray or a cluster, stops weak ones early (ASHA), and restores an interrupted sweep. Every
+trial trains on the same 48,000 images and is judged on the same 12,000 validation images;
+only the chosen best trial is scored on the test set (t10k), reported apart::
+
+    DIR/
+      sweep.json          what was asked (model, SPECs, samples, scheduler, ...): --resume reads it
+      leaderboard.json    {"metric", "best", "trials", "cluster"}, best first
+      leaderboard.md      the same, for people
+      trials/trial-NNNNN/ one run folder per trial (fmnist evaluate/report/predict/export work on it)
+      tune/               Ray Tune's experiment state (what a resume restores)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from fmnist._files import atomic_write, write_json
+from fmnist._ray import ray_session, require_ray
+from fmnist.errors import FmnistError, RunError, UsageError
+from fmnist.tuning.space import ParamSpec, grid_size, param_space, parse_params
+
+SWEEP_FORMAT = "fmnist-sweep"
+SWEEP_FILE, LEADERBOARD_FILE, LEADERBOARD_MD = "sweep.json", "leaderboard.json", "leaderboard.md"
+TRIALS_DIR, TUNE_DIR = "trials", "tune"
+METRICS = {"val_accuracy": "max", "val_loss": "min"}
+SCHEDULERS = ("fifo", "asha")
+DRAW_SEED = 42  # the random SPECs' draws when no --seed is given: a sweep repeats by default
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """A validated sweep request; what sweep.json records and ``--resume`` reads back."""
+
+    model: str
+    params: tuple[str, ...]
+    samples: int
+    scheduler: str
+    metric: str
+    epochs: int | None
+    cpus_per_trial: int
+    seed: int | None
+
+    @property
+    def specs(self) -> list[ParamSpec]:
+        return parse_params(self.params)
+
+    @property
+    def trials(self) -> int:
+        return grid_size(self.specs) * self.samples
+
+    def fixed(self) -> dict[str, Any]:
+        """Training options every trial shares (None: the preset's)."""
+        return {"epochs": self.epochs, "seed": self.seed}
+
+    def max_epochs(self) -> int:
+        from fmnist.models import get_preset
+        from fmnist.runs import resolve_config
+
+        for spec in self.specs:
+            if spec.name == "epochs":
+                return int(spec.possible_max())
+        return resolve_config(get_preset(self.model), **self.fixed()).epochs
+
+
+def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, samples: int | None = None,
+               scheduler: str = "fifo", metric: str = "val_accuracy", epochs: int | None = None,
+               cpus_per_trial: int = 1, seed: int | None = None) -> SweepPlan:
+    """Check a sweep request before anything starts; every mistake is a :class:`UsageError`."""
+    from fmnist.models import get_preset
+    from fmnist.runs import resolve_config
+
+    preset = get_preset(model)
+    if preset.family != "torch":
+        raise UsageError(f"sweep: {model} is a scikit-learn preset; sweeps train torch models "
+                         "(a preset such as mlp-200, or a layer spec)")
+    texts = _param_texts(params)
+    specs = parse_params(texts)
+    if metric not in METRICS:
+        raise UsageError(f"--metric: unknown metric {metric!r}; choose {', '.join(METRICS)} "
+                         "(the test set chooses nothing)")
+    if scheduler not in SCHEDULERS:
+        raise UsageError(f"--scheduler: unknown scheduler {scheduler!r}; choose {', '.join(SCHEDULERS)}")
+    if cpus_per_trial < 1:
+        raise UsageError(f"--cpus-per-trial must be at least 1, got {cpus_per_trial}")
+    names = {s.name for s in specs}
+    if epochs is not None and "epochs" in names:
+        raise UsageError("--epochs and --param epochs=... both set the epochs; give one of them")
+    if seed is not None and "seed" in names:
+        raise UsageError("--seed and --param seed=... both set the training seed; give one of them")
+    random = any(s.random for s in specs)
+    if samples is None:
+        samples = 10 if random else 1
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
+    if samples > 1 and not random:
+        raise UsageError(f"--samples {samples}: only random SPECs (uniform:, loguniform:, randint:, choice:) are "
+                         "drawn; a grid runs each point once")
+    fixed = {"epochs": epochs, "seed": seed}
+    resolve_config(preset, **fixed)  # a bad --epochs fails here, not in every trial
+    for spec in specs:
+        # Every value a trial may get makes a valid config (a range: both ends), or the flag says why.
+        for value in spec.values or (spec.low, spec.high):
+            try:
+                resolve_config(preset, **{**fixed, spec.name: value})
+            except UsageError as exc:
+                raise UsageError(f"--param {spec.text}: {exc.cli_message}") from None
+    return SweepPlan(model, tuple(texts), samples, scheduler, metric, epochs, cpus_per_trial, seed)
+
+
+def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None, *, samples: int | None = None,
+          scheduler: str = "fifo", metric: str = "val_accuracy", epochs: int | None = None,
+          cpus_per_trial: int = 1, address: str | None = None, out_dir: str | Path | None = None,
+          seed: int | None = None, on_trial: Callable[[dict[str, Any]], None] | None = None,
+          on_start: Callable[[Any, int], None] | None = None, progress: TextIO | None = None) -> dict[str, Any]:
+    """Train ``model`` once per point of the search space ``params``; return the leaderboard.
+
+    ``params``: ``{"lr": "loguniform:1e-4:1e-2", "batch_size": [32, 64]}`` or
+    ``["lr=loguniform:1e-4:1e-2", "batch_size=32,64"]`` (SPECs: :mod:`fmnist.tuning.space`).
+    Grids combine as a full grid; random SPECs are drawn ``samples`` times (default 10 when there
+    are any, else 1), seeded by ``seed``, which is also every trial's training seed (default:
+    the draws use 42, training the preset's seed). ``scheduler``: ``"fifo"`` (every trial runs
+    to the end) or ``"asha"`` (weak trials stop early, judged on ``metric`` each epoch).
+    ``epochs``: every trial's epochs (default: the preset's). ``address``: a Ray cluster
+    (``"auto"``, ``"host:port"``; default ``$RAY_ADDRESS``, else a local Ray). ``data``: a
+    :class:`~fmnist.data.Dataset` (default: ``fmnist.load_dataset()``). ``on_trial`` is called
+    with each finished trial's leaderboard row, ``on_start`` with the
+    :class:`~fmnist._ray.ClusterInfo` and the number of trials; ``progress``: a stream for a
+    progress bar (shown on a terminal only).
+
+    Returns ``{"metric", "best", "trials", "cluster"}`` (also DIR/leaderboard.json): trials best
+    first, each ``{"trial", "params", "val_accuracy", "val_loss", "epochs", "status"
+    ("finished", "stopped" or "failed"), "error", "time_s", "run_dir"}``; ``best`` is the best
+    trial with its test-set scores. Ctrl-C raises KeyboardInterrupt and leaves ``out_dir``
+    resumable with :func:`resume_sweep`.
+    """
+    plan = plan_sweep(model, params, samples=samples, scheduler=scheduler, metric=metric, epochs=epochs,
+                      cpus_per_trial=cpus_per_trial, seed=seed)
+    out = Path(out_dir) if out_dir is not None else default_out(model)
+    if (out / SWEEP_FILE).exists():
+        raise UsageError(f"--out {out}: a sweep is there already; continue it with 'fmnist sweep --resume {out}', "
+                         "or choose another --out")
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out}: the folder is not empty; choose a new or empty folder")
+    require_ray()
+    data = data if data is not None else _default_data()
+    return _run(plan, out.resolve(), data, address, restore=False, on_trial=on_trial, on_start=on_start,
+                progress=progress)
+
+
+def resume_sweep(out_dir: str | Path, data=None, *, address: str | None = None,
+                 on_trial: Callable[[dict[str, Any]], None] | None = None,
+                 on_start: Callable[[Any, int], None] | None = None,
+                 progress: TextIO | None = None) -> dict[str, Any]:
+    """Finish the interrupted sweep in ``out_dir``: finished trials are kept, not trained again."""
+    out = Path(out_dir)
+    plan, recorded = read_plan(out)
+    require_ray()
+    data = data if data is not None else _default_data()
+    if recorded.get("data", {}).get("sha256") != _data_record(data)["sha256"]:
+        raise RunError(f"{out / SWEEP_FILE}: the sweep trained on other data ({recorded.get('data', {}).get('source')}); "
+                       "pass the same --data-dir/--dataset as when it started")
+    if not (out / TUNE_DIR).is_dir():
+        raise RunError(f"{out}: no Ray Tune state ({TUNE_DIR}/): the sweep was interrupted before it started; "
+                       "start it again with a new --out")
+    return _run(plan, out.resolve(), data, address, restore=True, on_trial=on_trial, on_start=on_start,
+                progress=progress)
+
+
+def read_plan(out_dir: Path) -> tuple[SweepPlan, dict[str, Any]]:
+    from fmnist.models.io import read_json
+
+    if not Path(out_dir).is_dir():
+        raise RunError(f"{out_dir}: no such sweep folder")
+    recorded = read_json(Path(out_dir) / SWEEP_FILE, "fmnist sweep description (sweep.json)")
+    if recorded.get("format") != SWEEP_FORMAT:
+        raise RunError(f"{Path(out_dir) / SWEEP_FILE}: not an fmnist sweep (format is {recorded.get('format')!r})")
+    fields = {f.name for f in dataclasses.fields(SweepPlan)}
+    try:
+        plan = SweepPlan(**{k: v for k, v in recorded.items() if k in fields})
+        plan = dataclasses.replace(plan, params=tuple(plan.params))
+    except TypeError as exc:
+        raise RunError(f"{Path(out_dir) / SWEEP_FILE}: incomplete ({exc})") from None
+    return plan, recorded
+
+
+# --- running it on Ray Tune -----------------------------------------------------------------------
+
+def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool,
+         on_trial: Callable[[dict[str, Any]], None] | None, on_start: Callable[[Any, int], None] | None,
+         progress: TextIO | None) -> dict[str, Any]:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from fmnist.tuning._trial import TrialJob, run_trial, trial_name
+    from fmnist.tuning._watch import TrialWatcher
+
+    with ray_session(address) as cluster:
+        if plan.cpus_per_trial > cluster.cpus:
+            raise UsageError(f"--cpus-per-trial {plan.cpus_per_trial}: the Ray cluster at {cluster.address} has "
+                             f"{cluster.cpus} CPUs")
+        if not restore:  # written once the sweep can start: a refused one leaves no folder behind
+            write_json(out / SWEEP_FILE, {"format": SWEEP_FORMAT, "format_version": 1, **dataclasses.asdict(plan),
+                                          "data": _data_record(data)})
+        if on_start is not None:
+            on_start(cluster, plan.trials)
+        job = TrialJob(plan.model, plan.fixed(), str(out / TRIALS_DIR), plan.cpus_per_trial)
+        trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, data=data),
+                                        {"cpu": plan.cpus_per_trial})
+        watcher = TrialWatcher(plan.trials, lambda trial, error: _live_row(plan, out, trial, error), on_trial,
+                               progress, finished=_finished(out) if restore else set())
+        if restore:
+            tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+            # Tune restores its callbacks from its own pickle; ours writes to this terminal.
+            tuner._local_tuner.get_run_config().callbacks = [watcher]
+        else:
+            mode = METRICS[plan.metric]
+            scheduler = (ASHAScheduler(time_attr="epoch", metric=plan.metric, mode=mode, max_t=plan.max_epochs(),
+                                       grace_period=1, stop_last_trials=False)
+                         if plan.scheduler == "asha" else FIFOScheduler())
+            tuner = tune.Tuner(
+                trainable, param_space=param_space(plan.specs),
+                tune_config=tune.TuneConfig(
+                    num_samples=plan.samples, scheduler=scheduler,
+                    search_alg=BasicVariantGenerator(random_state=DRAW_SEED if plan.seed is None else plan.seed),
+                    trial_dirname_creator=lambda trial: trial_name(trial.trial_id),
+                    trial_name_creator=lambda trial: trial_name(trial.trial_id),
+                    # No reused trial actors: a stopped trial's process ends, and its threads with it.
+                    reuse_actors=False),
+                run_config=tune.RunConfig(
+                    name=TUNE_DIR, storage_path=str(out), verbose=0, callbacks=[watcher],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    failure_config=tune.FailureConfig(max_failures=0)))
+        with watcher, _quiet_tune():
+            grid = tuner.fit()
+        if grid.num_terminated + grid.num_errors < len(grid):
+            raise KeyboardInterrupt(f"sweep interrupted; resume with: fmnist sweep --resume {out}")
+        board = _leaderboard(plan, out, grid, data, cluster)
+    write_json(out / LEADERBOARD_FILE, board)
+    atomic_write(out / LEADERBOARD_MD, lambda tmp: tmp.write_text(format_markdown(board, plan)))
+    return board
+
+
+@contextlib.contextmanager
+def _quiet_tune() -> Iterator[None]:
+    """Tune logs each failed trial's traceback and its own start-up and shut-down notes; a sweep
+    prints one line per trial instead, so its loggers are silenced while it runs."""
+    loggers = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray.air")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    # Tune's newer console output prints its experiment table and paths whatever the verbosity;
+    # the classic one honours verbose=0. Tune's own Ctrl-C handler ends the run as if it had
+    # finished (every trial marked terminated), so a sweep could not tell it was interrupted:
+    # Ctrl-C stays a KeyboardInterrupt. Tune's state on disk and the run folders' checkpoints
+    # are what a resume continues from.
+    env = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --- the leaderboard ------------------------------------------------------------------------------
+
+def _leaderboard(plan: SweepPlan, out: Path, grid, data, cluster) -> dict[str, Any]:
+    from fmnist.runs import CHECKPOINT, load_run, resume_run
+
+    rows = []
+    for result in grid:
+        name = Path(result.path).name
+        run_dir = out / TRIALS_DIR / name
+        error = _one_line(result.error) if result.error is not None else None
+        if error is None and not (run_dir / "run.json").exists():
+            if (run_dir / CHECKPOINT).exists():
+                # The scheduler ended the trial after the epoch it judged (on disk already):
+                # the run folder is completed from that checkpoint, without training more.
+                epoch = (result.metrics or {}).get("epoch")
+                resume_run(run_dir, data, evaluate_test=False,
+                           stop=f"stopped early by the {plan.scheduler} scheduler after epoch {epoch}")
+            else:
+                error = "the trial ended before its first epoch finished"
+        rows.append(_row(name, _trial_params(plan, result.config or _params_file(result.path)), run_dir, error,
+                         result.metrics or {}))
+    sign = -1 if METRICS[plan.metric] == "max" else 1
+    rows.sort(key=lambda r: (r["status"] == "failed", sign * (r[plan.metric] or 0.0), r["trial"]))
+    best = None
+    ranked = [r for r in rows if r["status"] != "failed"]
+    if ranked:
+        from fmnist.evaluation import evaluate
+
+        top = ranked[0]
+        run = load_run(top["run_dir"])
+        test = evaluate(run.model, data.x_test, data.y_test)
+        best = {**{k: top[k] for k in ("trial", "params", "val_accuracy", "val_loss", "epochs", "run_dir")},
+                "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_n": test["n"]}
+    return {"metric": plan.metric, "best": best, "trials": rows, "cluster": cluster.to_json()}
+
+
+def _row(name: str, params: dict[str, Any], run_dir: Path, error: str | None,
+         last: Mapping[str, Any]) -> dict[str, Any]:
+    """One trial's leaderboard row, from its run folder (the truth), else Tune's last result."""
+    row = {"trial": name, "params": params, "val_accuracy": None, "val_loss": None, "epochs": None,
+           "status": "failed" if error else "finished", "error": error, "time_s": last.get("time_total_s"),
+           "run_dir": None}
+    if error is None and (run_dir / "run.json").exists():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        history = json.loads((run_dir / "history.json").read_text())
+        stopped = metrics.get("stopped") or ""
+        row.update(val_accuracy=metrics["val"]["accuracy"], val_loss=metrics["val"]["loss"], epochs=len(history),
+                   time_s=metrics["train_time_s"], run_dir=str(run_dir),
+                   status="stopped" if stopped.startswith("stopped early by the") else "finished")
+    elif error is None:  # stopped by the scheduler; its folder is completed after the sweep
+        row.update(val_accuracy=last.get("val_accuracy"), val_loss=last.get("val_loss"), epochs=last.get("epoch"),
+                   status="stopped")
+    return row
+
+
+def _live_row(plan: SweepPlan, out: Path, trial, error: str | None) -> dict[str, Any]:
+    """The row of a trial Tune has just finished (Tune's Trial object), for the one-line report."""
+    from fmnist.tuning._trial import trial_name
+
+    name = trial_name(trial.trial_id)
+    return _row(name, _trial_params(plan, trial.config), out / TRIALS_DIR / name, error, trial.last_result or {})
+
+
+def _trial_params(plan: SweepPlan, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The searched options' values for one trial (Tune's config may hold more)."""
+    config = config or {}
+    return {s.name: config.get(s.name) for s in plan.specs}
+
+
+def _params_file(path: str) -> dict[str, Any]:
+    try:
+        return json.loads((Path(path) / "params.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def trial_error(trial) -> str:
+    try:
+        error = trial.get_pickled_error() or trial.get_error()
+    except Exception:  # an unreadable error file must not stop the sweep's bookkeeping
+        error = None
+    return _one_line(error) if error is not None else "failed (see the Ray logs)"
+
+
+def _one_line(error: BaseException | str) -> str:
+    """A failed trial's error as one line: what fmnist said, or the exception's type and first line."""
+    if isinstance(error, str):
+        text = error.strip().splitlines()
+        return text[-1] if text else "failed"
+    cause = error
+    while getattr(cause, "cause", None) is not None and cause.cause is not cause:
+        cause = cause.cause
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, FmnistError):
+        return str(cause).splitlines()[0]
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+
+
+def _finished(out: Path) -> set[str]:
+    """Trials whose run folder is complete."""
+    trials = out / TRIALS_DIR
+    return {d.name for d in trials.iterdir() if (d / "run.json").exists()} if trials.is_dir() else set()
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+def format_params(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def format_trial(row: Mapping[str, Any]) -> str:
+    """``[3/6] trial-00002 lr=0.01 - 5 epochs - 4.2s - val_loss: 0.4123 - val_accuracy: 0.8512``."""
+    head = f"[{row['index']}/{row['total']}] " if "index" in row else ""
+    head += f"{row['trial']} {format_params(row['params'])}".rstrip()
+    if row["status"] == "failed":
+        return f"{head} - failed: {row['error']}"
+    parts = [head]
+    if row["epochs"] is not None:
+        parts.append(f"{row['epochs']} epoch{'s' if row['epochs'] != 1 else ''}")
+    if row["time_s"] is not None:
+        parts.append(f"{row['time_s']:.1f}s")
+    for key in ("val_loss", "val_accuracy"):
+        if row[key] is not None:
+            parts.append(f"{key}: {row[key]:.4f}")
+    line = " - ".join(parts)
+    return line + (" (stopped early)" if row["status"] == "stopped" else "")
+
+
+def format_table(board: Mapping[str, Any]) -> str:
+    """The leaderboard as terminal text: one line per trial, best first, then the best's test score."""
+    lines = [format_trial(r) for r in board["trials"]]
+    best = board["best"]
+    c = board["cluster"]
+    lines.append(f"ranked by {board['metric']} on the validation split; {c['nodes']} node(s), {c['cpus']} CPUs "
+                 f"at {c['address']}")
+    if best:
+        lines.append(f"best: {best['trial']} {format_params(best['params'])} - {board['metric']}: "
+                     f"{best[board['metric']]:.4f} (test accuracy, reported apart: {best['test_accuracy']:.4f}) "
+                     f"- {best['run_dir']}")
+    else:
+        lines.append("best: none (every trial failed)")
+    return "\n".join(lines)
+
+
+def format_markdown(board: Mapping[str, Any], plan: SweepPlan) -> str:
+    names = [s.name for s in plan.specs]
+    head = ["rank", "trial", *names, "status", "epochs", "time (s)", "val accuracy", "val loss"]
+    lines = [f"# fmnist sweep: {plan.model}", "",
+             f"Search: {', '.join(plan.params) or 'no parameters'}; samples {plan.samples}; scheduler "
+             f"{plan.scheduler}; ranked by {board['metric']} on the validation split (the same images for every "
+             "trial).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
+    for rank, r in enumerate(board["trials"], 1):
+        values = [format_params({n: r["params"].get(n)}).split("=", 1)[1] for n in names]
+        lines.append("| " + " | ".join([str(rank) if r["status"] != "failed" else "–", r["trial"], *values,
+                                        r["status"], num(r["epochs"], "d"), num(r["time_s"], ".1f"),
+                                        num(r["val_accuracy"], ".4f"), num(r["val_loss"], ".4f")]) + " |")
+    failed = [r for r in board["trials"] if r["status"] == "failed"]
+    if failed:
+        lines += ["", "Failed trials:", ""] + [f"- {r['trial']}: {r['error']}" for r in failed]
+    best = board["best"]
+    lines.append("")
+    if best:
+        lines.append(f"Best: {best['trial']} ({format_params(best['params'])}), {board['metric']} "
+                     f"{best[board['metric']]:.4f}. Test accuracy (t10k, {best['test_n']:,} images), reported "
+                     f"apart and chosen by nothing: {best['test_accuracy']:.4f}. Run folder: `{best['run_dir']}`.")
+    c = board["cluster"]
+    lines += ["", f"Ray: {c['nodes']} node(s), {c['cpus']} CPUs, at {c['address']}.", ""]
+    return "\n".join(lines)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def _param_texts(params: Sequence[str] | Mapping[str, Any]) -> list[str]:
+    """``{"lr": [0.1, 0.01]}`` or ``{"lr": "0.1,0.01"}`` or ``["lr=0.1,0.01"]`` -> ``["lr=0.1,0.01"]``."""
+    if isinstance(params, str):
+        return [params]
+    if isinstance(params, Mapping):
+        return [f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in params.items()]
+    return list(params)
+
+
+def default_out(model: str) -> Path:
+    """``sweeps/MODEL``, the layer string made path-safe."""
+    import re
+
+    return Path("sweeps") / (re.sub(r"[^A-Za-z0-9.]+", "-", model).strip("-")[:80] or "model")
+
+
+def _default_data():
+    from fmnist.data import load_dataset
+
+    return load_dataset()
+
+
+def _data_record(data) -> dict[str, Any]:
+    from fmnist.runs import data_fingerprint
+
+    return {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
+            "sha256": data_fingerprint(data)}
+

@@ -1,0 +1,133 @@
+"""fmnist sweep on a local Ray (the session's ray_cluster) with tiny data and few trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import fmnist
+from fmnist.cli.main import main
+from fmnist.runs import evaluate_run, load_run
+from fmnist.tuning import resume_sweep
+
+TRIAL_KEYS = {"trial", "params", "val_accuracy", "val_loss", "epochs", "status", "error", "time_s", "run_dir"}
+
+
+def _data_args(tiny_dir):
+    return ["--data-dir", str(tiny_dir), "--dataset", "custom"]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["softmax", "--param", "lrr=0.1"], "--param lrr=0.1: 'lrr' is not a training option"),
+    (["softmax", "--param", "lr=uniform:1"], "--param lr=uniform:1: expected uniform:LO:HI"),
+    (["softmax", "--param", "lr=-1,0.1"], "--param lr=-1,0.1: --lr must be positive"),
+    (["softmax", "--param", "lr=0.1,0.01", "--samples", "3"], "--samples 3: only random SPECs"),
+    (["softmax", "--metric", "test_accuracy"], "--metric: unknown metric 'test_accuracy'"),
+    (["softmax", "--scheduler", "hyperband"], "--scheduler: unknown scheduler 'hyperband'"),
+    (["softmax", "--epochs", "2", "--param", "epochs=1,2"], "--epochs and --param epochs"),
+    (["sgd-logreg"], "sgd-logreg is a scikit-learn preset"),
+    (["--resume", "x", "--param", "lr=0.1"], "--resume finishes a sweep as it was started; drop --param"),
+])
+def test_bad_requests_are_usage_errors(tmp_path, tiny_dir, capsys, argv, fragment):
+    assert main(["sweep", *argv, "--out", str(tmp_path / "s"), *_data_args(tiny_dir)]
+                if "--resume" not in argv else ["sweep", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_missing_ray_says_what_to_install(tmp_path, tiny_dir, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    out = tmp_path / "s"
+    assert main(["sweep", "softmax", "--param", "lr=0.1", "--out", str(out), *_data_args(tiny_dir)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "pip install 'fmnist[sweep]'" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_sweep_leaderboard_is_true_to_its_run_folders(ray_cluster, tmp_path, tiny_dir, capsys):
+    out = tmp_path / "sweep"
+    # weight_decay=1e30 makes SGD's weights overflow: that trial fails, the sweep goes on.
+    argv = ["sweep", "softmax", "--param", "weight_decay=0,0.001,1e30", "--param", "optimizer=sgd", "--epochs", "2",
+            "--out", str(out), *_data_args(tiny_dir)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert sum(line.startswith(("[1/3]", "[2/3]", "[3/3]")) for line in printed.splitlines()) == 3
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert set(board) == {"metric", "best", "trials", "cluster"}
+    assert board["cluster"] == ray_cluster.to_json()
+    assert all(set(t) == TRIAL_KEYS for t in board["trials"])
+    by_wd = {t["params"]["weight_decay"]: t for t in board["trials"]}
+    assert set(by_wd) == {0.0, 0.001, 1e30}
+
+    failed = by_wd[1e30]
+    assert failed["status"] == "failed" and failed["run_dir"] is None
+    assert failed["error"].startswith("training diverged: loss is nan") and "\n" not in failed["error"]
+    assert "failed: training diverged" in printed
+
+    data = fmnist.load_dataset(tiny_dir, dataset="custom")
+    finished = [t for t in board["trials"] if t["status"] == "finished"]
+    assert len(finished) == 2 and board["trials"][-1] is not None and board["trials"][-1]["status"] == "failed"
+    assert finished[0]["val_accuracy"] >= finished[1]["val_accuracy"]
+    for row in finished:
+        assert Path(row["run_dir"]).parent == out / "trials" and row["epochs"] == 2
+        again = evaluate_run(row["run_dir"], data, split="val")  # the same split for every trial
+        assert again["accuracy"] == pytest.approx(row["val_accuracy"]) and again["n"] == 40
+        assert again["loss"] == pytest.approx(row["val_loss"], rel=1e-5)
+        assert load_run(row["run_dir"]).info["config"]["weight_decay"] == row["params"]["weight_decay"]
+    best = board["best"]
+    assert best["trial"] == finished[0]["trial"]
+    test = evaluate_run(best["run_dir"], data, split="test")
+    assert best["test_accuracy"] == pytest.approx(test["accuracy"]) and best["test_n"] == 50
+    # Only the best trial was scored on t10k; no trial's own metrics hold a test score.
+    assert all("test" not in json.loads((Path(r["run_dir"]) / "metrics.json").read_text()) for r in finished)
+    md = (out / "leaderboard.md").read_text()
+    assert best["trial"] in md and "reported apart" in md and "training diverged" in md
+
+    # fmnist report renders the sweep: leaderboard, metric against the option, the best's curves.
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), *_data_args(tiny_dir)]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    for section in ("leaderboard", "parameters", "learning-curves", f"confusion-{best['trial']}"):
+        assert f'id="{section}"' in page
+    leaderboard = page.split('id="leaderboard"')[1].split("</section>")[0]
+    assert leaderboard.count("<tr><td>") == 3 and "training diverged" in leaderboard
+    assert (tmp_path / "report" / "metric_vs_params.png").stat().st_size > 0
+
+
+def test_interrupted_sweep_resumes_without_retraining_finished_trials(ray_cluster, tmp_path, tiny_dir):
+    out = tmp_path / "sweep"
+    # Its own process and Ray, interrupted (SIGINT, as Ctrl-C) when the first trial ends. Two
+    # CPUs per trial on two CPUs: one trial at a time, so exactly one has finished.
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import fmnist
+        from fmnist._ray import start_ray
+        start_ray(num_cpus=2)
+        data = fmnist.load_dataset({str(tiny_dir)!r}, dataset="custom")
+        try:
+            fmnist.sweep("softmax", {{"lr": [0.01, 0.02, 0.03]}}, data, epochs=2, cpus_per_trial=2,
+                         out_dir={str(out)!r}, on_trial=lambda row: os.kill(os.getpid(), signal.SIGINT))
+        except KeyboardInterrupt:
+            sys.exit(130)
+        sys.exit(0)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(fmnist.__file__).parents[1]), "FMNIST_CACHE": str(tmp_path / "c")}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    done = [d for d in (out / "trials").iterdir() if (d / "run.json").exists()]
+    assert len(done) == 1 and not (out / "leaderboard.json").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in done[0].iterdir()}
+
+    board = resume_sweep(out, fmnist.load_dataset(tiny_dir, dataset="custom"))
+    assert sorted(t["trial"] for t in board["trials"]) == ["trial-00000", "trial-00001", "trial-00002"]
+    assert {t["status"] for t in board["trials"]} == {"finished"}
+    assert {t["params"]["lr"] for t in board["trials"]} == {0.01, 0.02, 0.03}
+    assert {p.name: p.stat().st_mtime_ns for p in done[0].iterdir()} == stamps  # not trained again
+    assert (out / "leaderboard.json").exists()
