@@ -46,7 +46,8 @@ from fmnist.evaluation.metrics import as_features
 from fmnist.models import Preset, create_model, get_preset
 from fmnist.models.io import load_model, read_json, save_model
 from fmnist.models.registry import build_estimator
-from fmnist.models.spec import ModelSpec, Network
+from fmnist.models.network import Network
+from fmnist.models.spec import ModelSpec
 from fmnist.training import Callback, TrainConfig, Trainer
 from fmnist.training.callbacks import ModelCheckpoint
 from fmnist.training.checkpoint import load_checkpoint

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fmnist.evaluation.metrics import as_features, images_to_tensor
-from fmnist.models.spec import ACTIVATIONS
+from fmnist.models.network import ACTIVATIONS
 
 __all__ = ["first_conv", "first_conv_maps", "penultimate_features", "feature_source"]
 

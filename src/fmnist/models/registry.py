@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from fmnist.errors import ModelError
-from fmnist.models.spec import ModelSpec, Network
+from fmnist.models.spec import ModelSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +84,8 @@ def create_model(name: str, **overrides: Any):
         except TypeError:
             raise ModelError(f"model {name!r} takes overrides {[f.name for f in dataclasses.fields(spec)]}, "
                              f"got {sorted(overrides)}") from None
+    from fmnist.models.network import Network
+
     return Network(spec)
 
 

@@ -33,7 +33,7 @@ from torch.optim.optimizer import (
 )
 
 from fmnist._numba import jit as _jit
-from fmnist._numba import numba
+from fmnist._numba import load as _load_numba
 from fmnist.training import _fast_kernels as _kernels
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training.optim import FlatOptimizer
@@ -49,6 +49,7 @@ def _find_sgemm() -> int | None:
     return ctypes.cast(fn, ctypes.c_void_p).value
 
 
+numba = _load_numba()
 _SGEMM = _find_sgemm() if numba is not None else None
 AVAILABLE = _SGEMM is not None
 
