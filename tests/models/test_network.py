@@ -4,9 +4,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from fmnist.models import get_preset, list_models
-from fmnist.models.network import _build_groups
+from fmnist.models.network import ACTIVATIONS, Network, _build_groups
 from fmnist.models.spec import ModelSpec, layer_shapes
 
 EXTRA = [
@@ -30,6 +31,25 @@ def test_arithmetic_shapes_and_counts_match_the_built_modules(text):
             # Keras's count: parameters and the floating-point buffers (batch norm's moving statistics).
             assert params == sum(p.numel() for m in modules for p in m.parameters()) + sum(
                 b.numel() for m in modules for b in m.buffers() if b.is_floating_point())
+
+
+# Each layer type's modules, in order (an activation adds its module after them).
+MODULES = {"flatten": [nn.Flatten], "dense": [nn.Linear], "conv": [nn.Conv2d], "maxpool": [nn.MaxPool2d],
+           "avgpool": [nn.AvgPool2d], "globalavgpool": [nn.AdaptiveAvgPool2d, nn.Flatten], "dropout": [nn.Dropout],
+           "batchnorm": None, "activation": []}
+
+
+def test_every_layer_type_builds_its_modules():
+    spec = ModelSpec.parse("conv:4:3:same:tanh,maxpool:2,batchnorm,avgpool:2,dropout:0.25,conv:4:3,globalavgpool,"
+                           "batchnorm,activation:gelu,dense:16:sigmoid,flatten,dense:10")
+    assert {layer["type"] for layer in spec.layers} == set(MODULES)
+    for layer, (before, _, _), modules in zip(spec.layers, layer_shapes(spec), _build_groups(spec), strict=True):
+        own = MODULES[layer["type"]]
+        if layer["type"] == "batchnorm":
+            own = [nn.BatchNorm2d if len(before) == 3 else nn.BatchNorm1d]
+        activation = [ACTIVATIONS[layer["activation"]]] if layer.get("activation") else []
+        assert [type(m) for m in modules] == own + activation, layer
+    assert [m.p for m in Network(spec).modules() if isinstance(m, nn.Dropout)] == [0.25]
 
 
 def test_odd_sizes_round_down_as_torch_does():

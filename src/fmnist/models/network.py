@@ -82,6 +82,8 @@ def _build_groups(spec: ModelSpec) -> list[list[nn.Module]]:
             modules.append(pool(layer["size"]))
         elif kind == "globalavgpool":
             modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        elif kind == "dropout":
+            modules.append(nn.Dropout(layer["rate"]))
         elif kind == "batchnorm":
             # Keras's BatchNormalization defaults: momentum 0.99 (torch counts 1 - that), eps 1e-3.
             norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
