@@ -1,7 +1,7 @@
 """What a model computes on the way to its answer: first-layer feature maps, penultimate features.
 
 These feed the inspection figures (:func:`fmnist.plots.feature_maps`,
-:func:`fmnist.plots.embedding_2d`). They read a :class:`~fmnist.models.spec.Network` by
+:func:`fmnist.plots.embedding_2d`). They read a :class:`~fmnist.models.network.Network` by
 slicing its ``.layers`` (an ``nn.Sequential``) or with a forward hook, so no model needs to
 expose anything for them. A scikit-learn linear model has no hidden layer: its "features"
 are its input pixels, and it has no convolution.

@@ -67,7 +67,7 @@ def get_preset(name: str) -> Preset:
 def create_model(name: str, **overrides: Any):
     """Build the model ``name`` (a preset name or a layer string).
 
-    Torch presets return a freshly initialised :class:`~fmnist.models.spec.Network` (overrides:
+    Torch presets return a freshly initialised :class:`~fmnist.models.network.Network` (overrides:
     ``num_classes``); scikit-learn presets return an unfitted estimator (overrides are its
     parameters, e.g. ``create_model("sgd-logreg", max_iter=20)``).
 

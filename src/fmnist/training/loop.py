@@ -26,7 +26,7 @@ from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, score
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._fast_epoch import FastEpoch
 from fmnist.training.augment import Augment
-from fmnist.training.callbacks import Callback, EarlyStopping, TerminateOnNaN, callbacks_from_config
+from fmnist.training.callbacks import Callback, EarlyStopping, LearningRateScheduler, TerminateOnNaN
 from fmnist.training.optim import WITH_MOMENTUM, build_optimizer, check_optimizer, optimizer_defaults
 
 
@@ -380,6 +380,18 @@ class Trainer:
             name = type(cb).__name__
             seen[name] = seen.get(name, 0) + 1
             yield (name if seen[name] == 1 else f"{name}.{seen[name] - 1}"), cb
+
+
+def callbacks_from_config(config: TrainConfig) -> list[Callback]:
+    """The callbacks a training config asks for: its schedule and early stopping."""
+    callbacks: list[Callback] = []
+    if config.schedule:
+        config = config.resolved()  # this schedule's settings, its defaults filled in; the others None
+        settings = {"step_epochs": config.lr_step_epochs, "gamma": config.lr_gamma, "pct_start": config.pct_start}
+        callbacks.append(LearningRateScheduler(config.schedule, **{k: v for k, v in settings.items() if v is not None}))
+    if config.patience:
+        callbacks.append(EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
+    return callbacks
 
 
 def cross_entropy(log_proba: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
