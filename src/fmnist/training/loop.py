@@ -159,8 +159,9 @@ class Trainer:
     # of 32; mlp-200: ~5 M) runs with all of ``threads``: its convolutions last milliseconds
     # and split well (conv 32->64 at 14x14, batch 32: ~40 GFLOP/s on 1 thread, ~90 on 2).
     # Measured (cnn-book epoch, NCHW, load 0.6): 37.4 s on 1 thread, 27.0 s on 2. On a busy
-    # machine libgomp's spinning makes 2 threads far slower (50-600 s at load 3), unless
-    # OMP_WAIT_POLICY=PASSIVE (27-38 s); set this to inf to train on one thread there.
+    # machine that holds only because idle OpenMP threads sleep instead of spinning (import
+    # fmnist sets OMP_WAIT_POLICY=PASSIVE, see _threads.py); with libgomp's spinning, 2 threads
+    # took 50-600 s at load 3.
     cpu_parallel_macs: float = 30e6
 
     def __init__(self, model: nn.Module, config: TrainConfig | None = None, callbacks: Sequence[Callback] = ()):
