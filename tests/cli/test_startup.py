@@ -34,8 +34,19 @@ def cli(*argv: str) -> str:
             "        assert exc.code == 0")
 
 
-@pytest.mark.parametrize("argv", [("--help",), ("models",), ("models", "cnn-best"), ("models", "sgd-logreg"),
-                                  ("models", "conv:8:3,maxpool:2,flatten,dense:10"), ("train", "--help")],
+# `fmnist models NAME` for a torch preset prints its recipe through TrainConfig.resolved(), whose
+# module (training/loop.py, and optim.py for the optimizer defaults) imports torch: a known gap,
+# strict so that this test says so the day the recipe no longer needs torch.
+_RECIPE_NEEDS_TORCH = pytest.mark.xfail(strict=True, reason="models/describe.py resolves the recipe with "
+                                        "fmnist.training.TrainConfig, which imports torch")
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("models",),
+                                  pytest.param(("models", "cnn-best"), marks=_RECIPE_NEEDS_TORCH),
+                                  ("models", "sgd-logreg"),
+                                  pytest.param(("models", "conv:8:3,maxpool:2,flatten,dense:10"),
+                                               marks=_RECIPE_NEEDS_TORCH),
+                                  ("train", "--help")],
                          ids=" ".join)
 def test_commands_without_a_model_import_no_heavy_library(argv):
     assert loaded_after(cli(*argv)) == []
