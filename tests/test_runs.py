@@ -21,6 +21,10 @@ def test_run_folder_describes_itself_and_reloads(tiny_data, tmp_path, name):
     assert files == expected | ({"checkpoint.safetensors"} if name != "sgd-logreg" else set())
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["model"] == name and info["versions"]["torch"] and info["data"]["split"]["random_state"] == 42
+    # The thread counts actually used: softmax's small steps run on one of the trainer's threads.
+    assert info["threads"] == ({"threads": result.threads["threads"], "step_threads": 1} if name != "sgd-logreg"
+                               else None)
+    assert name == "sgd-logreg" or result.threads["threads"] >= 1
     run = load_run(tmp_path / "run")
     np.testing.assert_allclose(predict_proba(run.model, tiny_data.x_test),
                                predict_proba(result.model, tiny_data.x_test), rtol=1e-6)

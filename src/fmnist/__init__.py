@@ -13,7 +13,13 @@ The public API, for use from Python::
 module the first time it is used. ``dir(fmnist)`` lists exactly the public API.
 """
 
+from fmnist import _threads
+
 __version__ = "0.1.0"
+
+# Before anything imports torch: its OpenMP threads sleep instead of spinning when idle, so
+# training degrades gently on cores shared with other jobs (see fmnist/_threads.py).
+_threads.wait_politely()
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -41,7 +41,8 @@ from sklearn.utils.validation import (
 from fmnist.errors import FmnistError, ModelError
 from fmnist.evaluation import predict_log_proba
 from fmnist.models.registry import get_preset
-from fmnist.models.spec import ModelSpec, Network
+from fmnist.models.network import Network
+from fmnist.models.spec import ModelSpec
 from fmnist.training import ProgressLogger, TrainConfig, Trainer
 
 

@@ -35,7 +35,7 @@ import fmnist
 from fmnist._files import atomic_write, check_free, next_free
 from fmnist.errors import ModelError
 from fmnist.models.io import load_model, model_info
-from fmnist.models.spec import Network
+from fmnist.models.network import Network
 
 ONNX_FORMAT = "fmnist-onnx"
 INPUT, OUTPUTS = "images", ("logits", "probabilities")

@@ -38,6 +38,7 @@ import torch
 
 import fmnist
 from fmnist._files import check_free, next_free, write_json
+from fmnist._threads import torch_threads
 from fmnist.data import Dataset, train_val_split
 from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
@@ -45,7 +46,8 @@ from fmnist.evaluation.metrics import as_features
 from fmnist.models import Preset, create_model, get_preset
 from fmnist.models.io import load_model, read_json, save_model
 from fmnist.models.registry import build_estimator
-from fmnist.models.spec import ModelSpec, Network
+from fmnist.models.network import Network
+from fmnist.models.spec import ModelSpec
 from fmnist.training import Callback, TrainConfig, Trainer
 from fmnist.training.callbacks import ModelCheckpoint
 from fmnist.training.checkpoint import load_checkpoint
@@ -70,6 +72,9 @@ class RunResult:
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     run_dir: Path | None = None
+    # Torch models on the CPU: {"threads": the trainer's CPU threads, "step_threads": those
+    # its training steps ran with}, as recorded in run.json.
+    threads: dict[str, int] | None = None
 
 
 def versions() -> dict[str, str]:
@@ -263,15 +268,20 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
     x_tr, x_val, y_tr, y_val = _split(data)
     already = sum(h.get("time", 0.0) for h in trainer.history)  # a resumed run counts its earlier epochs
     start = time.perf_counter()
+    cpu = trainer.device.type == "cpu"
     history = trainer.fit(x_tr, y_tr, validation_data=(x_val, y_val))
-    metrics: dict[str, Any] = {"val": evaluate(trainer.model, x_val, y_val),
-                               "train_time_s": already + time.perf_counter() - start}
-    metrics["weights_epoch"] = trainer.weights_epoch
-    if trainer.stop_reason:
-        metrics["stopped"] = trainer.stop_reason
-    # The run records what training used (learning rate, weight decay, device...), not "default".
-    config = trainer.config.resolved(device=str(trainer.device))
-    return _finish(model_name, preset, trainer.model, config, history, metrics, data, out_dir, evaluate_test)
+    # The final scores use the trainer's thread count too: a sweep trial stays in its allotment.
+    with torch_threads(trainer.threads if cpu else torch.get_num_threads()):
+        metrics: dict[str, Any] = {"val": evaluate(trainer.model, x_val, y_val),
+                                   "train_time_s": already + time.perf_counter() - start}
+        metrics["weights_epoch"] = trainer.weights_epoch
+        if trainer.stop_reason:
+            metrics["stopped"] = trainer.stop_reason
+        # The run records what training used (learning rate, weight decay, device...), not "default".
+        config = trainer.config.resolved(device=str(trainer.device))
+        threads = {"threads": trainer.threads, "step_threads": trainer.step_threads} if cpu else None
+        return _finish(model_name, preset, trainer.model, config, history, metrics, data, out_dir, evaluate_test,
+                       threads)
 
 
 @contextlib.contextmanager
@@ -308,11 +318,12 @@ def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainCo
 
 
 def _finish(model_name: str, preset: Preset, model: Any, config: TrainConfig, history: list[dict[str, Any]],
-            metrics: dict[str, Any], data: Dataset, out_dir: Path | None, evaluate_test: bool) -> RunResult:
+            metrics: dict[str, Any], data: Dataset, out_dir: Path | None, evaluate_test: bool,
+            threads: dict[str, int] | None = None) -> RunResult:
     if evaluate_test:
         metrics["test"] = evaluate(model, data.x_test, data.y_test)
     result = RunResult(preset.name if preset.name != "custom" else model_name, preset, model, config, history,
-                       metrics)
+                       metrics, threads=threads)
     if out_dir is not None:
         result.run_dir = save_run(result, Path(out_dir), data)
     return result
@@ -328,6 +339,7 @@ def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
         "format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION,
         "model": result.name, "preset": result.preset.to_dict(),
         "config": result.config.to_dict() if result.preset.family == "torch" else None,
+        "threads": result.threads,
         "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
                  "split": {"test_size": VAL_SIZE, "random_state": SPLIT_SEED}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),

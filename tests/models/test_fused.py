@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmnist.models import ModelSpec, _fused
-from fmnist.models.spec import Network
+from fmnist.models.network import Network
 
 pytestmark = pytest.mark.skipif(not _fused.AVAILABLE, reason="the fused kernels need numba")
 
@@ -128,3 +128,27 @@ def test_hooked_modules_run_unfused_so_their_hooks_fire():
     finally:
         handle.remove()
     assert seen == [(2, 6, 28, 28)]
+
+
+def test_inference_on_a_few_images_leaves_numba_unloaded_and_a_batch_loads_it():
+    """`fmnist predict photo.jpg` should not pay for importing numba; scoring a dataset should use the kernels."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import fmnist
+
+    code = """if True:
+        import sys, torch
+        from fmnist.models import create_model
+        model = create_model("conv:6:3,maxpool:2,flatten,dense:10").eval()
+        with torch.inference_mode():
+            few = model(torch.rand(3, 28, 28))
+            loaded_few = "numba" in sys.modules or "fmnist.models._fused_kernels" in sys.modules
+            many = model(torch.rand(256, 28, 28))
+            plain = model.layers(model.adapt_input(torch.rand(256, 28, 28)))
+        print(loaded_few, "fmnist.models._fused_kernels" in sys.modules, tuple(few.shape), tuple(many.shape))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(Path(fmnist.__file__).parents[1]), "PATH": ""}).stdout
+    assert out.split() == ["False", "True", "(3,", "10)", "(256,", "10)"]

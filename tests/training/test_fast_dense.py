@@ -6,7 +6,8 @@ import torch
 from torch.nn import functional as F
 
 from fmnist.models import create_model
-from fmnist.models.spec import ModelSpec, Network
+from fmnist.models.network import Network
+from fmnist.models.spec import ModelSpec
 from fmnist.training import TrainConfig, Trainer, fit
 from fmnist.training._fast_dense import DenseStep
 from tests.conftest import learnable_images

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.models.spec import ModelSpec, Network
+from fmnist.models.network import Network
+from fmnist.models.spec import ModelSpec
 from fmnist.training import TrainConfig, Trainer, _fast_epoch
 from fmnist.training.callbacks import Callback
 from tests.conftest import learnable_images

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -117,14 +119,43 @@ def test_step_macs_counts_conv_and_dense_products():
     assert model.training  # counting leaves the model in the mode it found
 
 
-def test_thread_count_follows_the_work_per_step():
+def test_thread_count_follows_the_work_per_step(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     threads = torch.get_num_threads()
     small = Trainer(create_model("mlp-200"), TrainConfig(device="cpu"))
     big = Trainer(create_model("cnn-book"), TrainConfig(device="cpu"))
     sample = torch.rand(1, 28, 28)
     assert small.train_threads(sample) == Trainer.cpu_train_threads
-    assert big.train_threads(sample) == threads
+    assert big.train_threads(sample) == big.threads == len(os.sched_getaffinity(0))
     assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_config_threads_bound_the_steps_and_are_restored(threads):
+    before = torch.get_num_threads()
+    seen = []
+
+    class Watch(Callback):
+        def on_batch_end(self, trainer, batch, num_batches):
+            seen.append(torch.get_num_threads())  # runs inside the epoch, with the steps' setting
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append(("epoch", torch.get_num_threads()))
+
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("conv:4:3,maxpool:2,flatten,dense:10"), TrainConfig(epochs=1, device="cpu",
+                                                                                        threads=threads),
+                      [Watch()])
+    trainer.cpu_parallel_macs = 0  # this tiny conv counts as a big step: it gets all the threads
+    trainer.fit(X[:64], Y[:64], validation_data=(X[:32], Y[:32]))
+    assert trainer.step_threads == threads and set(seen) == {threads, ("epoch", threads)}
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_thread_counts_below_one_or_not_whole_are_refused(bad):
+    with pytest.raises(UsageError, match="threads"):
+        TrainConfig(threads=bad)
 
 
 def test_label_smoothed_loss_is_torch_cross_entropy_with_smoothing():

@@ -63,8 +63,8 @@ def make(name, fused, seed=0, **options):
     params = [torch.nn.Parameter(torch.tensor(rng.normal(size=s))) for s in SHAPES]
     opt = build_optimizer(name, params, 0.05, **options)
     assert isinstance(opt, FlatOptimizer)
-    for flat in opt._flat:
-        flat["fused"] = flat["fused"] and fused
+    for flat in opt.flat_groups:
+        flat.fused = flat.fused and fused
     return params, opt
 
 
@@ -138,8 +138,8 @@ def test_fused_and_torch_ops_agree_in_float32():
             torch.manual_seed(0)
             params = [torch.nn.Parameter(torch.randn(s)) for s in SHAPES]
             opt = build_optimizer(name, params, 0.01, **options)
-            for flat in opt._flat:
-                flat["fused"] = fused
+            for flat in opt.flat_groups:
+                flat.fused = fused
             for step in range(4):
                 opt.zero_grad(set_to_none=False)
                 for i, p in enumerate(params):

@@ -107,6 +107,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="seed for weights and shuffling; a scikit-learn model's random_state "
                                             "(default: preset's, 42)")
     g.add_argument("--device", help="auto, cpu or cuda (default: auto = cuda when present)")
+    g.add_argument("--threads", type=int, help="CPU threads to train with; small dense steps use one of them "
+                                               "(default: $OMP_NUM_THREADS, else the CPUs this process may use)")
     g.add_argument("--schedule", help="learning-rate schedule: step (per epoch), cosine (per step, to 0), "
                                       "onecycle (per step; --lr is the peak) or none (default: preset's, none)")
     g.add_argument("--lr-step-epochs", type=int, help="step schedule: epochs between drops (default: 10)")
@@ -125,7 +127,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 _TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "seed", "device",
                "schedule", "lr_step_epochs", "lr_gamma", "pct_start", "patience", "shift", "flip", "erase",
-               "label_smoothing")
+               "label_smoothing", "threads")
 
 
 def _train_overrides(args) -> dict:

@@ -9,7 +9,8 @@ import numpy as np
 
 from fmnist.data import _npycache
 from fmnist.data._download import fetch as _fetch
-from fmnist.data._sources import CLASS_NAMES, FILES, SHA256, discover, find_files
+from fmnist.data._discover import discover
+from fmnist.data._sources import CLASS_NAMES, FILES, SHA256, find_files
 from fmnist.data.idx import _read_idx
 from fmnist.errors import DataError
 

@@ -1,11 +1,14 @@
-"""Where Fashion-MNIST comes from: the files table, the mirrors, and where to look for it."""
+"""Where Fashion-MNIST comes from: the files table, the mirrors, and the places to look for it.
+
+Tables only; the search itself (which may download) is in ``_discover``.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from fmnist.errors import DataError, option, spelled
+from fmnist.errors import spelled
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -60,51 +63,3 @@ def find_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
         else:
             missing.append(name)
     return found, missing
-
-
-def discover(data_dir, *, fetch: bool, dataset: str):
-    """Find a folder holding the four files, in the documented order.
-
-    Returns ``(folder, origin, files, searched)``. An explicit ``data_dir`` or
-    ``$FMNIST_DATA`` that does not hold the files is an error, never silently skipped:
-    the user asked for that place.
-    """
-    # Imported here because _download imports this module's tables.
-    from fmnist.data._download import fetch as download
-
-    searched: list[str] = []
-    if data_dir is not None:
-        explicit = ("argument", Path(data_dir).expanduser(), option("data_dir"))
-    elif os.environ.get("FMNIST_DATA"):
-        explicit = ("FMNIST_DATA", Path(os.environ["FMNIST_DATA"]).expanduser(), "FMNIST_DATA")
-    else:
-        explicit = None
-    if explicit is not None:
-        origin, folder, label = explicit
-        searched.append(str(folder))
-        files, missing = find_files(folder)
-        if not missing:
-            return folder, origin, files, searched
-        if fetch and dataset == "fashion-mnist":
-            download(folder)
-            return folder, "download", find_files(folder)[0], searched
-        problem = ("no such folder" if not folder.is_dir()
-                   else "missing " + ", ".join(f"{m}[.gz]" for m in missing))
-        fix = f"point {label} at a folder holding the four MNIST-format files"
-        if dataset == "fashion-mnist":
-            fix += f", or download them there with {option('fetch', True)}"
-        raise DataError(f"{folder} ({label}): {problem}; {fix}")
-
-    for origin, folder in (("cache", cache_root()), ("debian", DEBIAN_DIR)):
-        searched.append(str(folder))
-        files, missing = find_files(folder)
-        if not missing:
-            return folder, origin, files, searched
-
-    if fetch and dataset == "fashion-mnist":
-        folder = download(cache_root())
-        return folder, "download", find_files(folder)[0], searched
-    what = "Fashion-MNIST" if dataset == "fashion-mnist" else "MNIST-format data"
-    how = (HOW_TO_GET if dataset == "fashion-mnist"
-           else f"pass {option('data_dir')} or set FMNIST_DATA")
-    raise DataError(f"{what} not found (searched {', '.join(searched)}); {how}")

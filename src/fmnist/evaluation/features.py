@@ -1,7 +1,7 @@
 """What a model computes on the way to its answer: first-layer feature maps, penultimate features.
 
 These feed the inspection figures (:func:`fmnist.plots.feature_maps`,
-:func:`fmnist.plots.embedding_2d`). They read a :class:`~fmnist.models.spec.Network` by
+:func:`fmnist.plots.embedding_2d`). They read a :class:`~fmnist.models.network.Network` by
 slicing its ``.layers`` (an ``nn.Sequential``) or with a forward hook, so no model needs to
 expose anything for them. A scikit-learn linear model has no hidden layer: its "features"
 are its input pixels, and it has no convolution.
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fmnist.evaluation.metrics import as_features, images_to_tensor
-from fmnist.models.spec import ACTIVATIONS
+from fmnist.models.network import ACTIVATIONS
 
 __all__ = ["first_conv", "first_conv_maps", "penultimate_features", "feature_source"]
 

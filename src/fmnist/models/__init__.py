@@ -1,4 +1,8 @@
-"""Models as data: layer specs, the network they build, and the registry of named presets."""
+"""Models as data: layer specs, the network they build, and the registry of named presets.
+
+Torch-free to import (the presets, specs and summaries are plain data); ``Network`` imports
+torch on first use.
+"""
 
 from fmnist.models.registry import (
            Preset,
@@ -7,7 +11,15 @@ from fmnist.models.registry import (
            list_models,
            register,
 )
-from fmnist.models.spec import ModelSpec, Network, count_parameters, summary
+from fmnist.models.spec import ModelSpec, count_parameters, summary
 
 __all__ = ["ModelSpec", "Network", "Preset", "count_parameters", "create_model", "get_preset",
            "list_models", "register", "summary"]
+
+
+def __getattr__(name: str):
+    if name == "Network":
+        from fmnist.models.network import Network
+
+        return Network
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

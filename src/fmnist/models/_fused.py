@@ -29,134 +29,20 @@ or where a forward hook watches one of the modules.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmnist._numba import AVAILABLE, jit
+import functools
 
-if AVAILABLE:
+from fmnist._numba import AVAILABLE
 
-    @jit
-    def _pool_forward(y, z, arg, relu):  # pragma: no cover - compiled
-        """y (N, H, W, C) -> z (N, H//2, W//2, C) and the winners arg (0..3, or -1: ReLU zeroed it)."""
-        n_img, oh, ow, c = z.shape
-        zero = np.float32(0.0)
-        for n in range(n_img):
-            for oy in range(oh):
-                for ox in range(ow):
-                    r = 2 * oy
-                    q = 2 * ox
-                    # Two loops of few streams each: LLVM vectorises both over the channels.
-                    for ch in range(c):
-                        z[n, oy, ox, ch] = max(max(y[n, r, q, ch], y[n, r, q + 1, ch]),
-                                               max(y[n, r + 1, q, ch], y[n, r + 1, q + 1, ch]))
-                    for ch in range(c):
-                        top = z[n, oy, ox, ch]
-                        k = 0 if y[n, r, q, ch] == top else (
-                            1 if y[n, r, q + 1, ch] == top else (2 if y[n, r + 1, q, ch] == top else 3))
-                        arg[n, oy, ox, ch] = -1 if relu and not top > zero else k
-                    if relu:
-                        for ch in range(c):
-                            z[n, oy, ox, ch] = max(z[n, oy, ox, ch], zero)
 
-    @jit
-    def _pool_backward(gz, arg, gy):  # pragma: no cover - compiled
-        """gz (N, H//2, W//2, C) and the winners -> gy (N, H, W, C): zeros except at the winners."""
-        n_img, oh, ow, c = gz.shape
-        h, w = gy.shape[1], gy.shape[2]
-        zero = np.float32(0.0)
-        for n in range(n_img):
-            for oy in range(oh):
-                for ox in range(ow):
-                    for a in range(2):
-                        for b in range(2):
-                            k = 2 * a + b
-                            for ch in range(c):
-                                gy[n, 2 * oy + a, 2 * ox + b, ch] = gz[n, oy, ox, ch] if arg[n, oy, ox, ch] == k else zero
-            # Odd sizes: the last row / column belongs to no window (floor, as torch pools).
-            if h % 2:
-                gy[n, h - 1] = 0.0
-            if w % 2:
-                gy[n, :, w - 1] = 0.0
+@functools.cache
+def _kernels():
+    from fmnist.models import _fused_kernels
 
-    @jit
-    def _stem_forward(xp, w, b, z, arg, relu):  # pragma: no cover - compiled
-        """xp (N, Hp, Wp) padded image, w (9, C) taps -> pooled z and winners arg (N, OH, OW, C)."""
-        n_img, oh, ow, c = z.shape
-        zero = np.float32(0.0)
-        for n in range(n_img):
-            for oy in range(oh):
-                for ox in range(ow):
-                    r = 2 * oy
-                    q = 2 * ox
-                    # The 4x4 patch under one pooling window: 16 scalars, broadcast in the loop.
-                    p00 = xp[n, r, q]
-                    p01 = xp[n, r, q + 1]
-                    p02 = xp[n, r, q + 2]
-                    p03 = xp[n, r, q + 3]
-                    p10 = xp[n, r + 1, q]
-                    p11 = xp[n, r + 1, q + 1]
-                    p12 = xp[n, r + 1, q + 2]
-                    p13 = xp[n, r + 1, q + 3]
-                    p20 = xp[n, r + 2, q]
-                    p21 = xp[n, r + 2, q + 1]
-                    p22 = xp[n, r + 2, q + 2]
-                    p23 = xp[n, r + 2, q + 3]
-                    p30 = xp[n, r + 3, q]
-                    p31 = xp[n, r + 3, q + 1]
-                    p32 = xp[n, r + 3, q + 2]
-                    p33 = xp[n, r + 3, q + 3]
-                    for ch in range(c):
-                        w0 = w[0, ch]
-                        w1 = w[1, ch]
-                        w2 = w[2, ch]
-                        w3 = w[3, ch]
-                        w4 = w[4, ch]
-                        w5 = w[5, ch]
-                        w6 = w[6, ch]
-                        w7 = w[7, ch]
-                        w8 = w[8, ch]
-                        y00 = (p00 * w0 + p01 * w1 + p02 * w2) + (p10 * w3 + p11 * w4 + p12 * w5) \
-                            + (p20 * w6 + p21 * w7 + p22 * w8)
-                        y01 = (p01 * w0 + p02 * w1 + p03 * w2) + (p11 * w3 + p12 * w4 + p13 * w5) \
-                            + (p21 * w6 + p22 * w7 + p23 * w8)
-                        y10 = (p10 * w0 + p11 * w1 + p12 * w2) + (p20 * w3 + p21 * w4 + p22 * w5) \
-                            + (p30 * w6 + p31 * w7 + p32 * w8)
-                        y11 = (p11 * w0 + p12 * w1 + p13 * w2) + (p21 * w3 + p22 * w4 + p23 * w5) \
-                            + (p31 * w6 + p32 * w7 + p33 * w8)
-                        top = max(max(y00, y01), max(y10, y11))
-                        best = top + b[ch]
-                        z[n, oy, ox, ch] = max(best, zero) if relu else best
-                        k = 0 if y00 == top else (1 if y01 == top else (2 if y10 == top else 3))
-                        arg[n, oy, ox, ch] = -1 if relu and not best > zero else k
-
-    @jit
-    def _stem_backward(xp, gz, arg, dw, db):  # pragma: no cover - compiled
-        """Pooled gradient gz and winners (N, OH, OW, C) -> dw (9, C) and db (C,), accumulated."""
-        n_img, oh, ow, c = gz.shape
-        zero = np.float32(0.0)
-        for n in range(n_img):
-            for oy in range(oh):
-                for ox in range(ow):
-                    r = 2 * oy
-                    q = 2 * ox
-                    for ch in range(c):
-                        db[ch] += gz[n, oy, ox, ch] if arg[n, oy, ox, ch] >= 0 else zero
-                    # One loop per tap (one store stream each, so each vectorises): the input
-                    # under the winner of each channel, picked from the window's four positions.
-                    for t in range(9):
-                        kh = t // 3
-                        kw = t - 3 * kh
-                        x0 = xp[n, r + kh, q + kw]
-                        x1 = xp[n, r + kh, q + kw + 1]
-                        x2 = xp[n, r + kh + 1, q + kw]
-                        x3 = xp[n, r + kh + 1, q + kw + 1]
-                        for ch in range(c):
-                            k = arg[n, oy, ox, ch]
-                            xv = x0 if k == 0 else (x1 if k == 1 else (x2 if k == 2 else (x3 if k == 3 else zero)))
-                            dw[t, ch] += gz[n, oy, ox, ch] * xv
+    return _fused_kernels
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +58,7 @@ class ReluMaxPool2d(torch.autograd.Function):
         n, c, h, w = y.shape
         z = torch.empty((n, h // 2, w // 2, c), dtype=y.dtype)
         arg = torch.empty((n, h // 2, w // 2, c), dtype=torch.int8)
-        _pool_forward(_nhwc(y.detach()).numpy(), z.numpy(), arg.numpy(), relu)
+        _kernels().pool_forward(_nhwc(y.detach()).numpy(), z.numpy(), arg.numpy(), relu)
         ctx.save_for_backward(arg)
         ctx.size = (h, w)
         return z.permute(0, 3, 1, 2)  # channels-last (N, C, H//2, W//2)
@@ -182,7 +68,7 @@ class ReluMaxPool2d(torch.autograd.Function):
         (arg,) = ctx.saved_tensors
         n, _, _, c = arg.shape
         gy = torch.empty((n, *ctx.size, c), dtype=grad.dtype)
-        _pool_backward(_nhwc(grad).numpy(), arg.numpy(), gy.numpy())
+        _kernels().pool_backward(_nhwc(grad).numpy(), arg.numpy(), gy.numpy())
         return gy.permute(0, 3, 1, 2), None
 
 
@@ -198,7 +84,8 @@ class StemConvReluPool(torch.autograd.Function):
         z = torch.empty((n, oh, ow, cout), dtype=x.dtype)
         arg = torch.empty((n, oh, ow, cout), dtype=torch.int8)
         taps = weight.detach().reshape(cout, 9).t().contiguous()
-        _stem_forward(xp.numpy(), taps.numpy(), bias.detach().contiguous().numpy(), z.numpy(), arg.numpy(), relu)
+        _kernels().stem_forward(xp.numpy(), taps.numpy(), bias.detach().contiguous().numpy(), z.numpy(), arg.numpy(),
+                                relu)
         ctx.save_for_backward(xp, arg)
         return z.permute(0, 3, 1, 2)
 
@@ -208,7 +95,7 @@ class StemConvReluPool(torch.autograd.Function):
         cout = arg.shape[3]
         dw = torch.zeros((9, cout), dtype=grad.dtype)
         db = torch.zeros(cout, dtype=grad.dtype)
-        _stem_backward(xp.numpy(), _nhwc(grad).numpy(), arg.numpy(), dw.numpy(), db.numpy())
+        _kernels().stem_backward(xp.numpy(), _nhwc(grad).numpy(), arg.numpy(), dw.numpy(), db.numpy())
         return None, dw.t().reshape(cout, 1, 3, 3), db, None, None
 
 
@@ -264,6 +151,16 @@ class Plan:
                 i += 1
         self.steps = steps
         self.fuses = any(kind for _, _, kind in steps)
+
+    # Inference on fewer images than this runs torch's modules: loading the kernels (numba and
+    # its compile cache, about a second of CPU once per process) costs more than they save on
+    # a few images, e.g. `fmnist predict RUN photo.jpg`. Training (autograd recording) and
+    # scoring a dataset take the kernels.
+    min_inference_batch: int = 256
+
+    def pays(self, x: torch.Tensor) -> bool:
+        """Whether this forward pass should take the fused kernels (see ``min_inference_batch``)."""
+        return self.fuses and (torch.is_grad_enabled() or len(x) >= self.min_inference_batch)
 
     def run(self, modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         for start, stop, kind in self.steps:

@@ -27,7 +27,8 @@ from safetensors.torch import save_file as save_torch
 
 from fmnist._files import atomic_write, write_json
 from fmnist.errors import ModelError
-from fmnist.models.spec import ModelSpec, Network
+from fmnist.models.network import Network
+from fmnist.models.spec import ModelSpec
 
 MODEL_FORMAT = "fmnist-model"
 MODEL_FORMAT_VERSION = 1

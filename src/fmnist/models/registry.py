@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from fmnist.errors import ModelError
-from fmnist.models.spec import ModelSpec, Network
+from fmnist.models.spec import ModelSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,7 @@ def get_preset(name: str) -> Preset:
 def create_model(name: str, **overrides: Any):
     """Build the model ``name`` (a preset name or a layer string).
 
-    Torch presets return a freshly initialised :class:`~fmnist.models.spec.Network` (overrides:
+    Torch presets return a freshly initialised :class:`~fmnist.models.network.Network` (overrides:
     ``num_classes``); scikit-learn presets return an unfitted estimator (overrides are its
     parameters, e.g. ``create_model("sgd-logreg", max_iter=20)``).
 
@@ -84,6 +84,8 @@ def create_model(name: str, **overrides: Any):
         except TypeError:
             raise ModelError(f"model {name!r} takes overrides {[f.name for f in dataclasses.fields(spec)]}, "
                              f"got {sorted(overrides)}") from None
+    from fmnist.models.network import Network
+
     return Network(spec)
 
 

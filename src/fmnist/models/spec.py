@@ -1,4 +1,4 @@
-"""Models as data: a declarative layer spec and the torch network it builds.
+"""Models as data: a declarative layer spec, with its layers' shapes and parameter counts.
 
 A ``ModelSpec`` is a list of layers, each a small dict such as ``{"type": "dense", "units":
 200, "activation": "relu"}``. It round-trips through JSON (it is what a run folder stores in
@@ -10,6 +10,10 @@ A ``ModelSpec`` is a list of layers, each a small dict such as ``{"type": "dense
 A final ``softmax`` is accepted for fidelity with Keras code but the network always returns
 logits: the loss is computed from logits (numerically safer) and probabilities come from
 ``softmax`` at prediction time.
+
+Torch-free: shapes and parameter counts are worked out here by arithmetic, so listing and
+summarising presets (``fmnist models``) does not import torch. The torch module a spec builds
+is :class:`fmnist.models.network.Network`.
 """
 
 from __future__ import annotations
@@ -19,18 +23,10 @@ import math
 import operator
 from typing import Any
 
-import torch
-from torch import nn
-
 from fmnist.errors import ModelError
-from fmnist.models import _fused
 
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "gelu": nn.GELU,
-}
+# The activations a layer may name (network.ACTIVATIONS maps each to its torch module).
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu")
 # "softmax"/"linear"/None on a layer mean "no activation module": see the module docstring.
 _NO_ACTIVATION = (None, "", "linear", "softmax")
 
@@ -86,12 +82,12 @@ def _normalise_layer(layer: dict[str, Any]) -> dict[str, Any]:
         elif field == "activation":
             if value == "none":
                 value = None
-            if value not in _NO_ACTIVATION and value not in ACTIVATIONS:
+            if value not in _NO_ACTIVATION and value not in ACTIVATION_NAMES:
                 raise ModelError(
-                    f"layer {kind!r}: unknown activation {value!r}; known: {', '.join(ACTIVATIONS)}, softmax, linear"
+                    f"layer {kind!r}: unknown activation {value!r}; known: {', '.join(ACTIVATION_NAMES)}, softmax, linear"
                 )
             if kind == "activation" and value in _NO_ACTIVATION:
-                raise ModelError(f"layer 'activation' needs one of {', '.join(ACTIVATIONS)}")
+                raise ModelError(f"layer 'activation' needs one of {', '.join(ACTIVATION_NAMES)}")
         elif field == "padding":
             if value not in ("same", "valid"):
                 raise ModelError(f"layer 'conv': padding must be 'same' or 'valid', got {value!r}")
@@ -187,9 +183,9 @@ class ModelSpec:
                 f"the last layer must be dense:{self.num_classes} (one output per class), "
                 f"got {format_layers([layers[-1]])}"
             )
-        # Build once on the meta device so an inconsistent stack (conv after flatten, a
+        # Work out every layer's shape now so an inconsistent stack (conv after flatten, a
         # pool that shrinks the image to nothing) fails here, with the spec in the message.
-        output_shapes(self)
+        layer_shapes(self)
 
     @classmethod
     def parse(cls, text: str, **kwargs) -> ModelSpec:
@@ -215,117 +211,48 @@ class ModelSpec:
         return any(layer["type"] == "conv" for layer in self.layers)
 
 
-class Network(nn.Module):
-    """The torch module a :class:`ModelSpec` builds. ``forward`` returns logits (N, num_classes)."""
+def layer_shapes(spec: ModelSpec) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
+    """(input shape, output shape, parameter count) of each layer, shapes without the batch axis.
 
-    def __init__(self, spec: ModelSpec):
-        super().__init__()
-        self.spec = spec
-        self.layers = nn.Sequential(*(m for group in _build_groups(spec) for m in group))
-        # Conv -> ReLU -> 2x2 max-pool runs as compiled nodes on the CPU (models/_fused.py: the
-        # same numbers, with a fraction of the memory traffic of the separate modules).
-        self._plan = _fused.Plan(list(self.layers))
-        self.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.adapt_input(x)
-        if not self._plan.fuses or torch.jit.is_tracing() or torch.compiler.is_compiling():
-            return self.layers(x)  # exporters trace torch's own modules, not the compiled kernels
-        return self._plan.run(self.layers, x)
-
-    def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Bring (N, 28, 28), (N, 784) or (N, 1, 28, 28) to what the first layer expects."""
-        h, w = self.spec.input_shape
-        if self.spec.layers[0]["type"] in ("conv", "maxpool", "avgpool", "globalavgpool", "batchnorm") \
-                and self.spec.is_convolutional:
-            # Channels-last (NHWC) strides: with one channel this is the same memory, no copy, and
-            # every conv and pool after it keeps the layout. oneDNN's NHWC pooling is vectorised
-            # over channels (max-pool 5-10x faster than NCHW on this CPU) and its convolutions
-            # skip the NCHW<->blocked reorders; the weights stay in the default layout.
-            return x.reshape(x.shape[0], h * w).contiguous().as_strided((x.shape[0], 1, h, w), (h * w, 1, w, 1))
-        if x.dim() != 2:
-            return x.reshape(x.shape[0], -1)
-        return x
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Keras's defaults: Glorot-uniform kernels and zero biases (not PyTorch's Kaiming)."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
-                module.reset_parameters()
-
-
-def _build_groups(spec: ModelSpec) -> list[list[nn.Module]]:
-    """Translate each layer into its modules, inferring input sizes as Keras does."""
-    groups: list[list[nn.Module]] = []
+    The network's own arithmetic (``network.Network`` builds its modules from these input
+    shapes): convolutions and pools have stride 1 and stride ``size``, a dense layer after an
+    image flattens it (Keras would apply Dense to the last axis; here that is explicit), and
+    parameters are counted as Keras counts them, batch-norm's moving mean and variance too.
+    Raises ModelError for a stack that cannot be built.
+    """
     shape: tuple[int, ...] = (1, *spec.input_shape) if spec.is_convolutional else (math.prod(spec.input_shape),)
+    rows = []
     for layer in spec.layers:
-        kind = layer["type"]
-        modules: list[nn.Module] = []
-        groups.append(modules)
+        kind, before, params = layer["type"], shape, 0
+        if kind in ("conv", "maxpool", "avgpool", "globalavgpool") and len(shape) != 3:
+            raise ModelError(f"layer {format_layers([layer])} needs an image input, but it follows a flat layer")
         if kind == "flatten":
-            modules.append(nn.Flatten())
             shape = (math.prod(shape),)
         elif kind == "dense":
-            if len(shape) != 1:
-                # Keras would apply Dense to the last axis; here a flatten is needed to be explicit.
-                modules.append(nn.Flatten())
-                shape = (math.prod(shape),)
-            modules.append(nn.Linear(shape[0], layer["units"]))
+            params = math.prod(shape) * layer["units"] + layer["units"]
             shape = (layer["units"],)
         elif kind == "conv":
-            if len(shape) != 3:
-                raise ModelError(f"layer {format_layers([layer])} needs an image input, but it follows a flat layer")
             pad = layer["kernel"] // 2 if layer["padding"] == "same" else 0
-            modules.append(nn.Conv2d(shape[0], layer["filters"], layer["kernel"], padding=pad))
-            size = [s + 2 * pad - layer["kernel"] + 1 for s in shape[1:]]
+            size = tuple(s + 2 * pad - layer["kernel"] + 1 for s in shape[1:])
             if min(size) < 1:
                 raise ModelError(f"layer {format_layers([layer])} shrinks the image below 1 pixel")
+            params = shape[0] * layer["filters"] * layer["kernel"] ** 2 + layer["filters"]
             shape = (layer["filters"], *size)
         elif kind in ("maxpool", "avgpool"):
-            if len(shape) != 3:
-                raise ModelError(f"layer {kind} needs an image input, but it follows a flat layer")
-            pool = nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d
-            modules.append(pool(layer["size"]))
             shape = (shape[0], *(s // layer["size"] for s in shape[1:]))
             if min(shape[1:]) < 1:
                 raise ModelError(f"layer {kind}:{layer['size']} shrinks the image below 1 pixel")
         elif kind == "globalavgpool":
-            if len(shape) != 3:
-                raise ModelError("layer globalavgpool needs an image input, but it follows a flat layer")
-            modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
             shape = (shape[0],)
-        elif kind == "dropout":
-            modules.append(nn.Dropout(layer["rate"]))
         elif kind == "batchnorm":
-            # Keras's BatchNormalization defaults: momentum 0.99 (torch counts 1 - that), eps 1e-3.
-            norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-            modules.append(norm(shape[0], eps=1e-3, momentum=0.01))
-        if layer.get("activation") in ACTIVATIONS:
-            modules.append(ACTIVATIONS[layer["activation"]]())
-    return groups
+            params = 4 * shape[0]  # scale, offset, moving mean, moving variance per channel
+        rows.append((before, shape, params))
+    return rows
 
 
 def output_shapes(spec: ModelSpec) -> list[tuple[str, tuple[int, ...], int]]:
-    """(layer description, output shape without batch axis, parameter count) for each layer.
-
-    Parameters are counted as Keras counts them: batch-norm's moving mean and variance too.
-    """
-    with torch.device("meta"):
-        groups = _build_groups(spec)
-        x = torch.empty((1, 1, *spec.input_shape) if spec.is_convolutional else (1, math.prod(spec.input_shape)))
-        rows = []
-        for layer, modules in zip(spec.layers, groups):
-            params = 0
-            for module in modules:
-                x = module.eval()(x)  # eval: batch-norm cannot "train" on a batch of one
-                params += sum(p.numel() for p in module.parameters())
-                params += sum(b.numel() for b in module.buffers() if b.is_floating_point())
-            rows.append((format_layers([layer], full=True), tuple(x.shape[1:]), params))
-    return rows
+    """(layer description, output shape without batch axis, parameter count) for each layer."""
+    return [(format_layers([layer], full=True), out, params) for layer, (_, out, params) in zip(spec.layers, layer_shapes(spec))]
 
 
 def summary(spec: ModelSpec, name: str | None = None) -> str:
@@ -343,3 +270,12 @@ def summary(spec: ModelSpec, name: str | None = None) -> str:
 
 def count_parameters(spec: ModelSpec) -> int:
     return sum(r[2] for r in output_shapes(spec))
+
+
+def __getattr__(name: str):
+    # The torch side lives in network.py; these names are found here too, imported on first use.
+    if name in ("Network", "ACTIVATIONS"):
+        from fmnist.models import network
+
+        return getattr(network, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmnist.models.spec import Network
+from fmnist.models.network import Network
 
 # activation module -> (in-place forward, backward from the activation's OUTPUT)
 _ACTIVATIONS = {

@@ -10,7 +10,7 @@ overhead is gone and the Trainer's loop only wakes up between chunks for callbac
 Same arithmetic as the per-step path: the matrix products call the very ``sgemm_`` that
 ``torch.mm`` uses (MKL, taken from libtorch_cpu; bit-identical products), the optimizer update
 is the same ``_fast_kernels`` kernel with the same float32 coefficients
-(``FlatOptimizer._coefficients``), and gradients land in the optimizer's flat buffer views, so
+(``FlatOptimizer.coefficients``), and gradients land in the optimizer's flat buffer views, so
 ``state_dict`` and checkpoints see exactly what the per-step path would leave. Only the
 element-wise exp/log/tanh and the bias-gradient sum may round differently in the last bit.
 
@@ -33,7 +33,7 @@ from torch.optim.optimizer import (
 )
 
 from fmnist._numba import jit as _jit
-from fmnist._numba import numba
+from fmnist._numba import load as _load_numba
 from fmnist.training import _fast_kernels as _kernels
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training.optim import FlatOptimizer
@@ -49,6 +49,7 @@ def _find_sgemm() -> int | None:
     return ctypes.cast(fn, ctypes.c_void_p).value
 
 
+numba = _load_numba()
 _SGEMM = _find_sgemm() if numba is not None else None
 AVAILABLE = _SGEMM is not None
 
@@ -200,7 +201,7 @@ class FastEpoch:
 
     def __init__(self, optimizer: FlatOptimizer, layers, acts: np.ndarray):
         self.optimizer = optimizer
-        self.group, self.flat = optimizer.param_groups[0], optimizer._flat[0]
+        self.group, self.flat = optimizer.param_groups[0], optimizer.flat_groups[0]
         self.layers, self.acts = layers, acts
 
     @classmethod
@@ -210,7 +211,7 @@ class FastEpoch:
         dense = DenseStep.build(model)
         if dense is None or not isinstance(optimizer, FlatOptimizer) or optimizer.kernel_code < 0:
             return None
-        if len(optimizer.param_groups) != 1 or not optimizer._flat[0]["fused"]:
+        if len(optimizer.param_groups) != 1 or not optimizer.flat_groups[0].fused:
             return None
         if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
             return None
@@ -229,7 +230,7 @@ class FastEpoch:
         """Bind this epoch's arrays; False when they do not suit (the caller then steps per batch)."""
         if xs.dtype != torch.float32 or not xs.is_contiguous() or xs.device.type != "cpu":
             return False
-        self.optimizer._gather_grads(self.group, self.flat)  # grads are the flat views; fresh p_np
+        self.optimizer.gather_grads(0)  # grads are the flat views; param_arrays are current
         self.x = xs.view(len(xs), -1).numpy()
         self.y, self.order = ys.numpy(), order.numpy()
         self.picked, self.pred = picked.view(-1).numpy(), pred.numpy()
@@ -242,9 +243,9 @@ class FastEpoch:
         self.biases = _pad([lin.bias.detach().numpy() for lin in self.layers], depth, _EMPTY1)
         self.gweights = _pad([lin.weight.grad.numpy() for lin in self.layers], depth, _EMPTY2)
         self.gbiases = _pad([lin.bias.grad.numpy() for lin in self.layers], depth, _EMPTY1)
-        a = self.flat["np"]
+        a = self.flat.arrays
         states = [_pad(a[name], 2 * depth, _EMPTY1) for name in self.optimizer.state_names]
-        self.params, self.grads = _pad(self.flat["p_np"], 2 * depth, _EMPTY1), _pad(a["grad"], 2 * depth, _EMPTY1)
+        self.params, self.grads = _pad(self.flat.param_arrays, 2 * depth, _EMPTY1), _pad(a["grad"], 2 * depth, _EMPTY1)
         self.state1 = states[0]
         self.state2 = states[1] if len(states) > 1 else states[0]
         return True
@@ -252,11 +253,11 @@ class FastEpoch:
     def run(self, first: int, count: int, lrs=None) -> None:
         """Steps ``first .. first+count-1`` (0-based batches); ``lrs``: each step's rate (None: the group's)."""
         opt, group, flat = self.optimizer, self.group, self.flat
-        step0 = flat["step"]
+        step0 = flat.step
         lr = group["lr"]
-        coef = np.array([opt._coefficients(group, lr if lrs is None else lrs[s], step0 + s + 1) for s in range(count)],
+        coef = np.array([opt.coefficients(group, lr if lrs is None else lrs[s], step0 + s + 1) for s in range(count)],
                         dtype=np.float32)
         _run_steps(self.x, self.y, self.order, first, self.bs, count, self.weights, self.biases, self.gweights,
                    self.gbiases, self.acts, self.picked, self.pred, opt.kernel_code, self.params, self.grads,
                    self.state1, self.state2, coef)
-        flat["step"] = step0 + count
+        flat.step = step0 + count

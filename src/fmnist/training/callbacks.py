@@ -14,21 +14,36 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from fmnist._text import plural
 from fmnist.errors import TrainingError, UsageError
 
-if TYPE_CHECKING:
-    from fmnist.training.loop import TrainConfig, Trainer
+
+class TrainerView(Protocol):
+    """What a callback may read and set on the trainer that calls it (``training.loop.Trainer``).
+
+    Spelled out here so that this module does not import the loop that imports it.
+    """
+
+    model: Any  # the torch module being trained
+    optimizer: Any  # its torch optimizer; a schedule sets each group's "lr"
+    config: Any  # the TrainConfig
+    epoch: int
+    num_batches: int
+    stop_training: bool  # set True to stop after this epoch
+    stop_reason: str | None  # and say why
+    weights_epoch: int  # the epoch whose weights the model holds
+
+    def state_dict(self) -> dict[str, Any]: ...
 
 
 class Callback:
-    def on_train_begin(self, trainer: Trainer) -> None: ...
-    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None: ...
-    def on_batch_end(self, trainer: Trainer, batch: int, num_batches: int) -> None: ...
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None: ...
-    def on_train_end(self, trainer: Trainer) -> None: ...
+    def on_train_begin(self, trainer: TrainerView) -> None: ...
+    def on_epoch_begin(self, trainer: TrainerView, epoch: int) -> None: ...
+    def on_batch_end(self, trainer: TrainerView, batch: int, num_batches: int) -> None: ...
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, logs: dict[str, Any]) -> None: ...
+    def on_train_end(self, trainer: TrainerView) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs to continue as if never stopped (tensors and JSON scalars)."""
@@ -64,7 +79,7 @@ class ProgressLogger(Callback):
         self.bar = self.stream.isatty() if bar is None else bar
         self._pbar = None
 
-    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
+    def on_epoch_begin(self, trainer: TrainerView, epoch: int) -> None:
         if self.bar:
             from tqdm import tqdm
 
@@ -73,7 +88,7 @@ class ProgressLogger(Callback):
             self._last = 0
             self._last_time = time.perf_counter()
 
-    def on_batch_end(self, trainer: Trainer, batch: int, num_batches: int) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch: int, num_batches: int) -> None:
         # Refresh the bar at most ~10 times a second: tqdm's own throttle still costs a call per step.
         if self._pbar is not None:
             now = time.perf_counter()
@@ -81,7 +96,7 @@ class ProgressLogger(Callback):
                 self._pbar.update(batch - self._last)
                 self._last, self._last_time = batch, now
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, logs: dict[str, Any]) -> None:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
@@ -148,19 +163,19 @@ class LearningRateScheduler(Callback):
             return cosine_lr(base_lr, step, total)
         return onecycle_lr(base_lr, step, total, self.pct_start)
 
-    def _set(self, trainer: Trainer, epoch: int, batch: int) -> None:
+    def _set(self, trainer: TrainerView, epoch: int, batch: int) -> None:
         for group in trainer.optimizer.param_groups:
             group["lr"] = self.lr_at(group["initial_lr"], epoch, batch, trainer.num_batches, trainer.config.epochs)
 
-    def on_train_begin(self, trainer: Trainer) -> None:
+    def on_train_begin(self, trainer: TrainerView) -> None:
         for group in trainer.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
 
-    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
+    def on_epoch_begin(self, trainer: TrainerView, epoch: int) -> None:
         self._set(trainer, epoch, 0)
         self._epoch_lr = trainer.optimizer.param_groups[0]["lr"]
 
-    def lr_plan(self, trainer: Trainer, epoch: int, first: int, count: int) -> list[float] | None:
+    def lr_plan(self, trainer: TrainerView, epoch: int, first: int, count: int) -> list[float] | None:
         """The rates of batches ``first .. first+count-1`` (0-based), for a chunk of compiled
         steps (``Trainer.run_epoch``); None when the rate is constant within the epoch. The same
         values ``on_batch_end`` sets one step at a time, for the first param group."""
@@ -170,12 +185,12 @@ class LearningRateScheduler(Callback):
         return [self.lr_at(base, epoch, b, trainer.num_batches, trainer.config.epochs)
                 for b in range(first, first + count)]
 
-    def on_batch_end(self, trainer: Trainer, batch: int, num_batches: int) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch: int, num_batches: int) -> None:
         # Per-step schedules set the rate for the next step; the last batch's value is unused.
         if self.schedule != "step" and batch < num_batches:
             self._set(trainer, trainer.epoch, batch)
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, logs: dict[str, Any]) -> None:
         logs["lr"] = self._epoch_lr
 
 
@@ -224,7 +239,7 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.best_weights: dict[str, Any] | None = None
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, logs: dict[str, Any]) -> None:
         if self.monitor not in logs:
             raise UsageError(f"early stopping monitors {self.monitor!r}, which this run does not log "
                              f"(it logs {', '.join(k for k in logs if k != 'epoch')}); train with validation data")
@@ -240,7 +255,7 @@ class EarlyStopping(Callback):
             trainer.stop_reason = (f"early stopping at epoch {epoch}: {self.monitor} has not improved for "
                                    f"{plural(self.patience, 'epoch')} (best {self.best:.4f} at epoch {self.best_epoch})")
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerView) -> None:
         if self.restore_best_weights and self.best_weights is not None and self.best_epoch != trainer.epoch:
             trainer.model.load_state_dict(self.best_weights)
             trainer.weights_epoch = self.best_epoch
@@ -262,7 +277,7 @@ class TerminateOnNaN(Callback):
     the loop never waits on the device mid-epoch just to look at the loss.
     """
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, logs: dict[str, Any]) -> None:
         bad = [k for k in ("loss", "val_loss") if k in logs and not math.isfinite(logs[k])]
         if bad:
             lr = trainer.optimizer.param_groups[0]["lr"]
@@ -288,7 +303,7 @@ class ModelCheckpoint(Callback):
         self.rule = Monitor(monitor)
         self.best: float | None = None
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, logs: dict[str, Any]) -> None:
         from fmnist.training.checkpoint import save_checkpoint
 
         if not all(math.isfinite(v) for k, v in logs.items() if k in ("loss", "val_loss")):
@@ -307,15 +322,3 @@ class ModelCheckpoint(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
-
-
-def callbacks_from_config(config: TrainConfig) -> list[Callback]:
-    """The callbacks a training config asks for: its schedule and early stopping."""
-    callbacks: list[Callback] = []
-    if config.schedule:
-        config = config.resolved()  # this schedule's settings, its defaults filled in; the others None
-        settings = {"step_epochs": config.lr_step_epochs, "gamma": config.lr_gamma, "pct_start": config.pct_start}
-        callbacks.append(LearningRateScheduler(config.schedule, **{k: v for k, v in settings.items() if v is not None}))
-    if config.patience:
-        callbacks.append(EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
-    return callbacks

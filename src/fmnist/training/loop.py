@@ -20,12 +20,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from fmnist._malloc import keep_freed_memory
+from fmnist._threads import resolve_threads, torch_threads
 from fmnist.errors import UsageError, option
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, score
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._fast_epoch import FastEpoch
 from fmnist.training.augment import Augment
-from fmnist.training.callbacks import Callback, EarlyStopping, TerminateOnNaN, callbacks_from_config
+from fmnist.training.callbacks import Callback, EarlyStopping, LearningRateScheduler, TerminateOnNaN
 from fmnist.training.optim import WITH_MOMENTUM, build_optimizer, check_optimizer, optimizer_defaults
 
 
@@ -68,6 +69,10 @@ class TrainConfig:
     # Cross-entropy against targets smoothed towards uniform (Szegedy et al. 2016): the true
     # class gets 1 - s + s/K. Logged losses stay the plain cross-entropy, comparable across runs.
     label_smoothing: float = 0.0
+    # CPU threads training may use; None: the CPUs this process may run on (its affinity, or
+    # OMP_NUM_THREADS when set). A sweep gives each trial its allotment here. Small steps use
+    # one of them (Trainer.train_threads); the run records the count used.
+    threads: int | None = None
 
     def __post_init__(self):
         # "none" and 0 let the command line switch off a preset's schedule or early stopping.
@@ -95,6 +100,8 @@ class TrainConfig:
             (self.epochs >= 1, "epochs", "must be at least 1"),
             (self.batch_size >= 1, "batch_size", "must be at least 1"),
             (self.lr is None or self.lr > 0, "lr", "must be positive"),
+            (self.threads is None or (type(self.threads) is int and self.threads >= 1), "threads",
+             "must be a whole number of at least 1"),
             (self.momentum is None or 0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),
             (self.weight_decay is None or self.weight_decay >= 0, "weight_decay", "must be at least 0"),
         )
@@ -143,23 +150,26 @@ class Trainer:
     epoch (so the bad epoch is logged, and a checkpoint writer skips it).
     """
 
-    # Intra-op threads for the training steps on the CPU (None: torch's setting). At batch 32
+    # Intra-op threads for small training steps on the CPU (None: all of ``threads``). At batch 32
     # each op is too small to split well, and on a busy machine an OpenMP team that waits for
     # a descheduled member stalls every op: measured on 2 shared cores (load ~10), mlp-200
-    # epochs took 37-64 s with 2 threads and ~3 s with 1. Evaluation keeps torch's setting.
+    # epochs took 37-64 s with 2 threads and ~3 s with 1. Evaluation uses all of them.
     cpu_train_threads: int | None = 1
     # ...but a step with at least this many forward multiply-adds (cnn-book: ~134 M per batch
-    # of 32; mlp-200: ~5 M) runs with torch's thread count: its convolutions last milliseconds
+    # of 32; mlp-200: ~5 M) runs with all of ``threads``: its convolutions last milliseconds
     # and split well (conv 32->64 at 14x14, batch 32: ~40 GFLOP/s on 1 thread, ~90 on 2).
     # Measured (cnn-book epoch, NCHW, load 0.6): 37.4 s on 1 thread, 27.0 s on 2. On a busy
-    # machine libgomp's spinning makes 2 threads far slower (50-600 s at load 3), unless
-    # OMP_WAIT_POLICY=PASSIVE (27-38 s); set this to inf to train on one thread there.
+    # machine that holds only because idle OpenMP threads sleep instead of spinning (import
+    # fmnist sets OMP_WAIT_POLICY=PASSIVE, see _threads.py); with libgomp's spinning, 2 threads
+    # took 50-600 s at load 3.
     cpu_parallel_macs: float = 30e6
 
     def __init__(self, model: nn.Module, config: TrainConfig | None = None, callbacks: Sequence[Callback] = ()):
         self.config = config or TrainConfig()
         self.device = resolve_device(self.config.device)
         self.model = model.to(self.device)
+        # The CPU threads this trainer may use (evaluation of the validation data too).
+        self.threads = resolve_threads(self.config.threads)
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults for each step's large tensors (see _malloc.py)
         self.callbacks = [*callbacks_from_config(self.config), *callbacks, TerminateOnNaN()]
@@ -181,6 +191,8 @@ class Trainer:
         self.weights_epoch = 0
         self.num_batches = 0
         self._dense_step: DenseStep | None = None  # chosen per epoch by _step_engine
+        # Intra-op threads the training steps ran with (train_threads), once an epoch ran.
+        self.step_threads: int | None = None
 
     def fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None = None):
         """Train for ``config.epochs`` epochs on uint8 images ``x`` (N, 28, 28) and labels ``y`` (N,)."""
@@ -197,6 +209,10 @@ class Trainer:
                    torch.as_tensor(np.asarray(validation_data[1]), dtype=torch.long, device=self.device))
         self.num_batches = -(-len(xs) // self.config.batch_size)
         self.stop_training = False
+        with torch_threads(self.threads if self.device.type == "cpu" else torch.get_num_threads()):
+            return self._fit_epochs(xs, ys, val)
+
+    def _fit_epochs(self, xs, ys, val):
         for cb in self.callbacks:
             cb.on_train_begin(self)
         # Phase 2: epochs; each callback sees the logs (and may stop training).
@@ -235,7 +251,8 @@ class Trainer:
         run, chunk, planners = self._step_engine(xs, ys, order, picked, pred)
         threads = torch.get_num_threads()
         if self.device.type == "cpu":
-            torch.set_num_threads(self.train_threads(xs[:1]))
+            self.step_threads = self.train_threads(xs[:1])
+            torch.set_num_threads(self.step_threads)
         try:
             for first in range(0, num_batches, chunk):
                 count = min(chunk, num_batches - first)
@@ -301,8 +318,8 @@ class Trainer:
     def train_threads(self, sample: torch.Tensor) -> int:
         """Intra-op threads for CPU training steps on batches like ``sample`` (one image suffices)."""
         if self.cpu_train_threads and step_macs(self.model, sample[:1]) * self.config.batch_size < self.cpu_parallel_macs:
-            return self.cpu_train_threads
-        return torch.get_num_threads()
+            return min(self.cpu_train_threads, self.threads)
+        return self.threads
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Forward, backward and optimizer update on one batch; returns its logits (n, classes).
@@ -364,6 +381,18 @@ class Trainer:
             name = type(cb).__name__
             seen[name] = seen.get(name, 0) + 1
             yield (name if seen[name] == 1 else f"{name}.{seen[name] - 1}"), cb
+
+
+def callbacks_from_config(config: TrainConfig) -> list[Callback]:
+    """The callbacks a training config asks for: its schedule and early stopping."""
+    callbacks: list[Callback] = []
+    if config.schedule:
+        config = config.resolved()  # this schedule's settings, its defaults filled in; the others None
+        settings = {"step_epochs": config.lr_step_epochs, "gamma": config.lr_gamma, "pct_start": config.pct_start}
+        callbacks.append(LearningRateScheduler(config.schedule, **{k: v for k, v in settings.items() if v is not None}))
+    if config.patience:
+        callbacks.append(EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
+    return callbacks
 
 
 def cross_entropy(log_proba: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:

@@ -28,6 +28,7 @@ Keras skips such variables, torch too: this only matters for parameters outside 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -43,67 +44,96 @@ from fmnist.errors import UsageError, option
 from fmnist.training import _fast_kernels as _kernels
 
 
+@dataclasses.dataclass(eq=False)
+class FlatGroup:
+    """One param group's flat buffers, shared by the update and the compiled epoch (``_fast_epoch``).
+
+    Every ``p.grad`` of the group is a view of ``grad`` (``grad_views``, in parameter order);
+    each optimizer state (Adam's ``exp_avg``, ...) is one buffer in ``state`` whose views are
+    the per-parameter ``optimizer.state[p][name]``. With ``fused``, updates run the one-pass
+    CPU kernels on numpy views of the same memory: ``arrays`` ("grad" and each state name ->
+    one array per parameter) and ``param_arrays`` (the parameters' own storage).
+    """
+
+    shapes: list[torch.Size]
+    grad: torch.Tensor
+    grad_views: list[torch.Tensor]
+    tmp: torch.Tensor  # scratch of the same size for the torch-ops update
+    tmp_views: list[torch.Tensor]
+    state: dict[str, torch.Tensor]
+    step: int = 0  # updates applied; stored per parameter by state_dict()
+    fused: bool = False
+    scalar: type = np.float32  # the kernels' scalar type (the parameters' dtype)
+    arrays: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
+    param_arrays: list[np.ndarray] = dataclasses.field(default_factory=list)
+    param_ptrs: list[int] | None = None  # the storage param_arrays were made for
+
+    def views(self, buf: torch.Tensor) -> list[torch.Tensor]:
+        """Per-parameter views of a flat buffer laid out like ``grad``."""
+        return [v.view(shape) for v, shape in zip(buf.split([math.prod(s) for s in self.shapes]), self.shapes)]
+
+
 class FlatOptimizer(torch.optim.Optimizer):
     """Base class: per-group flat gradient and state buffers; subclasses write ``_update``.
 
     ``state_names`` lists the per-parameter state tensors (each a view of one flat buffer per
     group, created at construction with ``_initial_state``); ``state_dict`` stores them per
     parameter, as torch's optimizers do, plus ``step`` (the number of updates applied).
+
+    For the compiled epoch, the public side is ``flat_groups`` (one :class:`FlatGroup` per
+    param group), :meth:`gather_grads`, :meth:`coefficients`, ``kernel`` and ``kernel_code``.
     """
 
     state_names: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]):
-        self._flat: list[dict[str, Any]] = []
+        self.flat_groups: list[FlatGroup] = []
         super().__init__(params, defaults)
 
     # -- layout ---------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        self._flat.append(self._build_flat(self.param_groups[-1]))
+        self.flat_groups.append(self._build_flat(self.param_groups[-1]))
 
     def _initial_state(self, name: str, group: dict[str, Any]) -> float:
         return 0.0
 
-    def _build_flat(self, group: dict[str, Any]) -> dict[str, Any]:
+    def _build_flat(self, group: dict[str, Any]) -> FlatGroup:
         params = group["params"]
         kinds = {(p.dtype, p.device) for p in params}
         if len(kinds) > 1:
             raise ValueError(f"{type(self).__name__}: a param group must have one dtype and device, got {kinds}")
         dtype, device = kinds.pop() if kinds else (torch.float32, torch.device("cpu"))
-        sizes = [p.numel() for p in params]
-        total = sum(sizes)
-
-        def views(buf: torch.Tensor) -> list[torch.Tensor]:
-            return [v.view_as(p) for v, p in zip(buf.split(sizes), params)]
-
-        grad = torch.zeros(total, dtype=dtype, device=device)
-        grad_views = views(grad)
-        for p, view in zip(params, grad_views):
+        grad = torch.zeros(sum(p.numel() for p in params), dtype=dtype, device=device)
+        tmp = torch.empty_like(grad)
+        flat = FlatGroup(shapes=[p.shape for p in params], grad=grad, grad_views=[], tmp=tmp, tmp_views=[], state={})
+        flat.grad_views, flat.tmp_views = flat.views(grad), flat.views(tmp)
+        for p, view in zip(params, flat.grad_views):
             if p.grad is not None:
                 view.copy_(p.grad)
             p.grad = view
-        flat = {"grad": grad, "grad_views": grad_views, "tmp": torch.empty_like(grad), "views": views}
-        flat["tmp_views"] = views(flat["tmp"])
         for name in self.state_names:
             buf = torch.full_like(grad, self._initial_state(name, group))
-            flat[name] = buf
-            for p, view in zip(params, views(buf)):
+            flat.state[name] = buf
+            for p, view in zip(params, flat.views(buf)):
                 self.state[p][name] = view
-        flat["step"] = 0  # updates applied; stored per parameter by state_dict()
-        flat["fused"] = (_kernels.AVAILABLE and device.type == "cpu" and dtype in (torch.float32, torch.float64)
-                         and all(p.is_contiguous() for p in params))
-        if flat["fused"]:
+        flat.fused = (_kernels.AVAILABLE and device.type == "cpu" and dtype in (torch.float32, torch.float64)
+                      and all(p.is_contiguous() for p in params))
+        if flat.fused:
             # numpy views of the same memory, made once: the fused kernels take arrays.
-            flat["scalar"] = np.float32 if dtype == torch.float32 else np.float64
-            flat["np"] = {name: [v.view(-1).numpy() for v in views(flat[name])]
-                          for name in ("grad", *self.state_names)}
-            flat["p_ptrs"] = None
+            flat.scalar = np.float32 if dtype == torch.float32 else np.float64
+            flat.arrays = {name: [v.view(-1).numpy() for v in flat.views(buf)]
+                           for name, buf in (("grad", grad), *flat.state.items())}
         return flat
 
-    def _gather_grads(self, group: dict[str, Any], flat: dict[str, Any]) -> None:
-        """Make sure the flat buffer holds this step's gradients (it does unless grads were replaced)."""
-        for p, view in zip(group["params"], flat["grad_views"]):
+    def gather_grads(self, index: int = 0) -> FlatGroup:
+        """Make param group ``index``'s flat buffer hold this step's gradients; returns its FlatGroup.
+
+        It does already unless someone replaced a ``p.grad`` (or set it to None: a zero
+        gradient); with ``fused``, ``param_arrays`` are remade if a parameter got new storage.
+        """
+        group, flat = self.param_groups[index], self.flat_groups[index]
+        for p, view in zip(group["params"], flat.grad_views):
             grad = p.grad
             if grad is not view:
                 if grad is None:
@@ -111,20 +141,21 @@ class FlatOptimizer(torch.optim.Optimizer):
                 else:
                     view.copy_(grad)
                 p.grad = view
-        if flat["fused"]:
+        if flat.fused:
             ptrs = [p.data_ptr() for p in group["params"]]
-            if ptrs != flat["p_ptrs"]:  # first step, or a parameter got new storage
-                flat["p_np"] = [p.detach().view(-1).numpy() for p in group["params"]]
-                flat["p_ptrs"] = ptrs
+            if ptrs != flat.param_ptrs:  # first step, or a parameter got new storage
+                flat.param_arrays = [p.detach().view(-1).numpy() for p in group["params"]]
+                flat.param_ptrs = ptrs
+        return flat
 
     # -- torch.optim.Optimizer API ----------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         if set_to_none:
             super().zero_grad(set_to_none=True)
             return
-        for group, flat in zip(self.param_groups, self._flat):
-            flat["grad"].zero_()
-            for p, view in zip(group["params"], flat["grad_views"]):
+        for group, flat in zip(self.param_groups, self.flat_groups):
+            flat.grad.zero_()
+            for p, view in zip(group["params"], flat.grad_views):
                 p.grad = view
 
     def step(self, closure=None):
@@ -140,20 +171,20 @@ class FlatOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         with torch.no_grad():
-            for group, flat in zip(self.param_groups, self._flat):
+            for index, group in enumerate(self.param_groups):
                 params = group["params"]
                 if not params:
                     continue
-                self._gather_grads(group, flat)
-                flat["step"] += 1
+                flat = self.gather_grads(index)
+                flat.step += 1
                 # Keras 3's decoupled weight decay, before the update: p *= 1 - lr * wd.
                 keep = 1.0 - group["lr"] * group["weight_decay"]
-                if flat["fused"]:
-                    self._fused(group, flat, flat["step"], keep)
+                if flat.fused:
+                    self._fused(group, flat, flat.step, keep)
                 else:
                     if keep != 1.0:
                         torch._foreach_mul_(params, keep)
-                    self._update(group, flat, flat["step"])
+                    self._update(group, flat, flat.step)
         if self._optimizer_step_post_hooks or _global_optimizer_post_hooks:
             for hook in (*self._optimizer_step_post_hooks.values(), *_global_optimizer_post_hooks.values()):
                 hook(self, (self,), {"closure": closure})
@@ -164,9 +195,9 @@ class FlatOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         # Copies: the live state is views of shared buffers (safetensors refuses shared
         # memory, and a snapshot must not change as training goes on).
-        for group, flat in zip(self.param_groups, self._flat):
+        for group, flat in zip(self.param_groups, self.flat_groups):
             for p in group["params"]:
-                self.state[p]["step"] = flat["step"]
+                self.state[p]["step"] = flat.step
         sd = super().state_dict()
         sd["state"] = {k: {n: (v.clone() if torch.is_tensor(v) else v) for n, v in s.items()}
                        for k, s in sd["state"].items()}
@@ -176,26 +207,26 @@ class FlatOptimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         # torch's loader puts fresh tensors in ``self.state``: copy them back into the flat
         # buffers and point the state at the views again.
-        for group, flat in zip(self.param_groups, self._flat):
+        for group, flat in zip(self.param_groups, self.flat_groups):
             for name in self.state_names:
-                for p, view in zip(group["params"], flat["views"](flat[name])):
+                for p, view in zip(group["params"], flat.views(flat.state[name])):
                     loaded = self.state[p].get(name)
                     if loaded is not None and loaded is not view:
                         view.copy_(loaded)
                     self.state[p][name] = view
             steps = {int(self.state[p].get("step", 0)) for p in group["params"]}
-            flat["step"] = max(steps, default=0)
+            flat.step = max(steps, default=0)
 
-    def _update(self, group: dict[str, Any], flat: dict[str, Any], step: int) -> None:
+    def _update(self, group: dict[str, Any], flat: FlatGroup, step: int) -> None:
         """The update with torch ops (any device); ``p.grad`` views hold this step's gradients."""
         raise NotImplementedError
 
-    def _fused(self, group: dict[str, Any], flat: dict[str, Any], step: int, keep: float) -> None:
+    def _fused(self, group: dict[str, Any], flat: FlatGroup, step: int, keep: float) -> None:
         """The same update (decay included) with the one-pass CPU kernels of ``_fast_kernels``."""
-        c, a = flat["scalar"], flat["np"]
-        args = tuple(c(v) for v in self._coefficients(group, group["lr"], step))
+        c, a = flat.scalar, flat.arrays
+        args = tuple(c(v) for v in self.coefficients(group, group["lr"], step))
         states = [a[name] for name in self.state_names]
-        for p, g, *s in zip(flat["p_np"], a["grad"], *states):
+        for p, g, *s in zip(flat.param_arrays, a["grad"], *states):
             self.kernel(p, g, *s, *args)
 
     # The fused kernel and its scalar arguments after the arrays (``keep`` first); the compiled
@@ -204,13 +235,14 @@ class FlatOptimizer(torch.optim.Optimizer):
     kernel = None
     kernel_code = -1  # index of the kernel in ``_fast_epoch``'s dispatch
 
-    def _coefficients(self, group: dict[str, Any], lr: float, step: int) -> tuple[float, ...]:
+    def coefficients(self, group: dict[str, Any], lr: float, step: int) -> tuple[float, ...]:
+        """The fused kernel's scalar arguments for update number ``step`` at rate ``lr``."""
         raise NotImplementedError
 
     @staticmethod
-    def _apply(params: list[torch.Tensor], flat: dict[str, Any], alpha: float) -> None:
+    def _apply(params: list[torch.Tensor], flat: FlatGroup, alpha: float) -> None:
         """``p += alpha * tmp`` for every parameter, in one multi-tensor call."""
-        torch._foreach_add_(params, flat["tmp_views"], alpha=alpha)
+        torch._foreach_add_(params, flat.tmp_views, alpha=alpha)
 
 
 class KerasRMSprop(FlatOptimizer):
@@ -228,20 +260,20 @@ class KerasRMSprop(FlatOptimizer):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, momentum=momentum, weight_decay=weight_decay))
 
     def _update(self, group, flat, step):
-        g, v, tmp = flat["grad"], flat["square_avg"], flat["tmp"]
+        g, v, tmp = flat.grad, flat.state["square_avg"], flat.tmp
         v.mul_(group["rho"]).addcmul_(g, g, value=1 - group["rho"])
         torch.add(v, group["eps"], out=tmp).sqrt_()
         torch.div(g, tmp, out=tmp)
         if group["momentum"]:
-            m = flat["momentum_buffer"]
+            m = flat.state["momentum_buffer"]
             m.mul_(group["momentum"]).add_(tmp, alpha=group["lr"])
-            torch._foreach_sub_(group["params"], flat["views"](m))
+            torch._foreach_sub_(group["params"], flat.views(m))
         else:
             self._apply(group["params"], flat, -group["lr"])
 
     kernel, kernel_code = staticmethod(_kernels.rmsprop), 0
 
-    def _coefficients(self, group, lr, step):
+    def coefficients(self, group, lr, step):
         return (1.0 - lr * group["weight_decay"], lr, group["rho"], 1 - group["rho"], group["eps"],
                 group["momentum"])
 
@@ -257,21 +289,21 @@ class KerasSGD(FlatOptimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
 
     def _update(self, group, flat, step):
-        g, lr, mu = flat["grad"], group["lr"], group["momentum"]
+        g, lr, mu = flat.grad, group["lr"], group["momentum"]
         if not mu:
-            torch._foreach_add_(group["params"], flat["grad_views"], alpha=-lr)
+            torch._foreach_add_(group["params"], flat.grad_views, alpha=-lr)
             return
-        m = flat["momentum_buffer"]
+        m = flat.state["momentum_buffer"]
         m.mul_(mu).add_(g, alpha=-lr)
         if group["nesterov"]:
-            torch.mul(m, mu, out=flat["tmp"]).add_(g, alpha=-lr)
+            torch.mul(m, mu, out=flat.tmp).add_(g, alpha=-lr)
             self._apply(group["params"], flat, 1.0)
         else:
-            torch._foreach_add_(group["params"], flat["views"](m))
+            torch._foreach_add_(group["params"], flat.views(m))
 
     kernel, kernel_code = staticmethod(_kernels.sgd), 1
 
-    def _coefficients(self, group, lr, step):
+    def coefficients(self, group, lr, step):
         return (1.0 - lr * group["weight_decay"], lr, group["momentum"], float(bool(group["nesterov"])))
 
 
@@ -289,7 +321,7 @@ class KerasAdagrad(FlatOptimizer):
         return group["initial_accumulator_value"]
 
     def _update(self, group, flat, step):
-        g, acc, tmp = flat["grad"], flat["sum"], flat["tmp"]
+        g, acc, tmp = flat.grad, flat.state["sum"], flat.tmp
         acc.addcmul_(g, g)
         torch.add(acc, group["eps"], out=tmp).sqrt_()
         torch.div(g, tmp, out=tmp)
@@ -297,7 +329,7 @@ class KerasAdagrad(FlatOptimizer):
 
     kernel, kernel_code = staticmethod(_kernels.adagrad), 2
 
-    def _coefficients(self, group, lr, step):
+    def coefficients(self, group, lr, step):
         return (1.0 - lr * group["weight_decay"], lr, group["eps"])
 
 
@@ -315,7 +347,7 @@ class KerasAdam(FlatOptimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def _update(self, group, flat, step):
-        g, m, v, tmp = flat["grad"], flat["exp_avg"], flat["exp_avg_sq"], flat["tmp"]
+        g, m, v, tmp = flat.grad, flat.state["exp_avg"], flat.state["exp_avg_sq"], flat.tmp
         b1, b2 = group["betas"]
         m.lerp_(g, 1 - b1)  # lerp computes m + (g - m) * w, Keras's form
         v.lerp_(torch.mul(g, g, out=tmp), 1 - b2)
@@ -330,7 +362,7 @@ class KerasAdam(FlatOptimizer):
 
     kernel, kernel_code = staticmethod(_kernels.adam), 3
 
-    def _coefficients(self, group, lr, step):
+    def coefficients(self, group, lr, step):
         b1, b2 = group["betas"]
         return (1.0 - lr * group["weight_decay"], self._alpha(group, step, lr), 1 - b1, 1 - b2, group["eps"])
 

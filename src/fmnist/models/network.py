@@ -1,0 +1,93 @@
+"""The torch network a :class:`~fmnist.models.spec.ModelSpec` builds."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fmnist.models import _fused
+from fmnist.models.spec import ModelSpec, layer_shapes
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+}
+
+
+class Network(nn.Module):
+    """The torch module a :class:`ModelSpec` builds. ``forward`` returns logits (N, num_classes)."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.layers = nn.Sequential(*(m for group in _build_groups(spec) for m in group))
+        # Conv -> ReLU -> 2x2 max-pool runs as compiled nodes on the CPU (models/_fused.py: the
+        # same numbers, with a fraction of the memory traffic of the separate modules).
+        self._plan = _fused.Plan(list(self.layers))
+        self.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.adapt_input(x)
+        if not self._plan.pays(x) or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return self.layers(x)  # exporters trace torch's own modules, not the compiled kernels
+        return self._plan.run(self.layers, x)
+
+    def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Bring (N, 28, 28), (N, 784) or (N, 1, 28, 28) to what the first layer expects."""
+        h, w = self.spec.input_shape
+        if self.spec.layers[0]["type"] in ("conv", "maxpool", "avgpool", "globalavgpool", "batchnorm") \
+                and self.spec.is_convolutional:
+            # Channels-last (NHWC) strides: with one channel this is the same memory, no copy, and
+            # every conv and pool after it keeps the layout. oneDNN's NHWC pooling is vectorised
+            # over channels (max-pool 5-10x faster than NCHW on this CPU) and its convolutions
+            # skip the NCHW<->blocked reorders; the weights stay in the default layout.
+            return x.reshape(x.shape[0], h * w).contiguous().as_strided((x.shape[0], 1, h, w), (h * w, 1, w, 1))
+        if x.dim() != 2:
+            return x.reshape(x.shape[0], -1)
+        return x
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Keras's defaults: Glorot-uniform kernels and zero biases (not PyTorch's Kaiming)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+                module.reset_parameters()
+
+
+def _build_groups(spec: ModelSpec) -> list[list[nn.Module]]:
+    """Translate each layer into its modules, with the input sizes ``layer_shapes`` inferred."""
+    groups: list[list[nn.Module]] = []
+    for layer, (shape, _, _) in zip(spec.layers, layer_shapes(spec)):
+        kind = layer["type"]
+        modules: list[nn.Module] = []
+        groups.append(modules)
+        if kind == "flatten":
+            modules.append(nn.Flatten())
+        elif kind == "dense":
+            if len(shape) != 1:
+                modules.append(nn.Flatten())
+            modules.append(nn.Linear(math.prod(shape), layer["units"]))
+        elif kind == "conv":
+            pad = layer["kernel"] // 2 if layer["padding"] == "same" else 0
+            modules.append(nn.Conv2d(shape[0], layer["filters"], layer["kernel"], padding=pad))
+        elif kind in ("maxpool", "avgpool"):
+            pool = nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d
+            modules.append(pool(layer["size"]))
+        elif kind == "globalavgpool":
+            modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        elif kind == "dropout":
+            modules.append(nn.Dropout(layer["rate"]))
+        elif kind == "batchnorm":
+            # Keras's BatchNormalization defaults: momentum 0.99 (torch counts 1 - that), eps 1e-3.
+            norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+            modules.append(norm(shape[0], eps=1e-3, momentum=0.01))
+        if layer.get("activation") in ACTIVATIONS:
+            modules.append(ACTIVATIONS[layer["activation"]]())
+    return groups

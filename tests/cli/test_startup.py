@@ -1,0 +1,65 @@
+"""Start-up stays light: the commands that need no model import no torch, scikit-learn or matplotlib.
+
+Each case runs in a fresh interpreter and reports which heavy libraries it imported; no timing
+(the CI machine's speed is not ours to assert), only what was loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fmnist
+
+SRC = Path(fmnist.__file__).parents[1]
+HEAVY = ("torch", "sklearn", "matplotlib", "numba", "scipy", "ray", "fastapi", "cleanlab", "onnx")
+
+
+def loaded_after(code: str, env: dict | None = None) -> list[str]:
+    """The heavy top-level packages in sys.modules after ``code`` ran in a fresh interpreter."""
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(SRC), "PATH": "", **(env or {})})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cli(*argv: str) -> str:
+    """Code that runs ``fmnist ARGV`` quietly and fails unless it succeeds."""
+    return ("import contextlib, io\nfrom fmnist.cli.main import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    try:\n        assert main({list(argv)!r}) == 0\n    except SystemExit as exc:\n"
+            "        assert exc.code == 0")
+
+
+# `fmnist models NAME` for a torch preset prints its recipe through TrainConfig.resolved(), whose
+# module (training/loop.py, and optim.py for the optimizer defaults) imports torch: a known gap,
+# strict so that this test says so the day the recipe no longer needs torch.
+_RECIPE_NEEDS_TORCH = pytest.mark.xfail(strict=True, reason="models/describe.py resolves the recipe with "
+                                        "fmnist.training.TrainConfig, which imports torch")
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("models",),
+                                  pytest.param(("models", "cnn-best"), marks=_RECIPE_NEEDS_TORCH),
+                                  ("models", "sgd-logreg"),
+                                  pytest.param(("models", "conv:8:3,maxpool:2,flatten,dense:10"),
+                                               marks=_RECIPE_NEEDS_TORCH),
+                                  ("train", "--help")],
+                         ids=" ".join)
+def test_commands_without_a_model_import_no_heavy_library(argv):
+    assert loaded_after(cli(*argv)) == []
+
+
+def test_import_fmnist_and_its_light_names_import_no_heavy_library():
+    assert loaded_after("import fmnist\nfmnist.CLASS_NAMES\nfmnist.list_models()\nfmnist.__version__") == []
+
+
+def test_predicting_one_photo_with_a_cnn_needs_torch_only(tmp_path):
+    from PIL import Image
+
+    model = fmnist.create_model("cnn-book")
+    fmnist.save_model(model, tmp_path / "model", class_names=fmnist.CLASS_NAMES)
+    Image.new("RGB", (40, 60), (200, 30, 30)).save(tmp_path / "photo.jpg")
+    assert loaded_after(cli("predict", str(tmp_path / "model"), str(tmp_path / "photo.jpg"))) == ["torch"]

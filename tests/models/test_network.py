@@ -1,0 +1,59 @@
+"""The torch network agrees with the spec's arithmetic: every layer's shape and parameter count."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fmnist.models import get_preset, list_models
+from fmnist.models.network import ACTIVATIONS, Network, _build_groups
+from fmnist.models.spec import ModelSpec, layer_shapes
+
+EXTRA = [
+    "conv:8:4:same:tanh,avgpool:3,batchnorm,conv:6:5:valid,globalavgpool,dense:10",
+    "batchnorm,conv:5:2:valid,maxpool:3,dense:7:gelu,batchnorm,dense:10",
+    "batchnorm,dense:30:sigmoid,dropout:0.5,dense:10",
+]
+
+
+@pytest.mark.parametrize("text", [n for n in list_models() if get_preset(n).spec is not None] + EXTRA)
+def test_arithmetic_shapes_and_counts_match_the_built_modules(text):
+    spec = get_preset(text).spec
+    with torch.device("meta"):
+        groups = _build_groups(spec)
+        x = torch.empty((2, 1, *spec.input_shape) if spec.is_convolutional else (2, math.prod(spec.input_shape)))
+        for (before, after, params), modules in zip(layer_shapes(spec), groups, strict=True):
+            assert tuple(x.shape[1:]) == before
+            for module in modules:
+                x = module.eval()(x)
+            assert tuple(x.shape[1:]) == after
+            # Keras's count: parameters and the floating-point buffers (batch norm's moving statistics).
+            assert params == sum(p.numel() for m in modules for p in m.parameters()) + sum(
+                b.numel() for m in modules for b in m.buffers() if b.is_floating_point())
+
+
+# Each layer type's modules, in order (an activation adds its module after them).
+MODULES = {"flatten": [nn.Flatten], "dense": [nn.Linear], "conv": [nn.Conv2d], "maxpool": [nn.MaxPool2d],
+           "avgpool": [nn.AvgPool2d], "globalavgpool": [nn.AdaptiveAvgPool2d, nn.Flatten], "dropout": [nn.Dropout],
+           "batchnorm": None, "activation": []}
+
+
+def test_every_layer_type_builds_its_modules():
+    spec = ModelSpec.parse("conv:4:3:same:tanh,maxpool:2,batchnorm,avgpool:2,dropout:0.25,conv:4:3,globalavgpool,"
+                           "batchnorm,activation:gelu,dense:16:sigmoid,flatten,dense:10")
+    assert {layer["type"] for layer in spec.layers} == set(MODULES)
+    for layer, (before, _, _), modules in zip(spec.layers, layer_shapes(spec), _build_groups(spec), strict=True):
+        own = MODULES[layer["type"]]
+        if layer["type"] == "batchnorm":
+            own = [nn.BatchNorm2d if len(before) == 3 else nn.BatchNorm1d]
+        activation = [ACTIVATIONS[layer["activation"]]] if layer.get("activation") else []
+        assert [type(m) for m in modules] == own + activation, layer
+    assert [m.p for m in Network(spec).modules() if isinstance(m, nn.Dropout)] == [0.25]
+
+
+def test_odd_sizes_round_down_as_torch_does():
+    spec = ModelSpec.parse("conv:3:2:same,maxpool:2,conv:3:4:valid,avgpool:2,flatten,dense:10")
+    # 28 -> 29 (even kernel, padding 1 each side) -> 14 -> 11 -> 5
+    assert [after for _, after, _ in layer_shapes(spec)] == [(3, 29, 29), (3, 14, 14), (3, 11, 11), (3, 5, 5),
+                                                            (75,), (10,)]
