@@ -14,7 +14,7 @@ from fmnist.errors import UsageError
 from fmnist.inference import predict as predict_mod
 from fmnist.inference.predict import load_inputs, predict_files
 from tests.conftest import learnable_images
-from tests.inference.test_preprocess import as_photo, garment
+from tests.inference.test_preprocess import as_photo, framed_garment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -30,7 +30,7 @@ def photos(tmp_path):
     paths = {}
     for label, fmt in ((3, "JPEG"), (7, "JPEG"), (5, "PNG")):
         path = tmp_path / f"class{label}.{'jpg' if fmt == 'JPEG' else 'png'}"
-        as_photo(garment(label, seed=10 + label), fmt=fmt).save(path)
+        as_photo(framed_garment(label, seed=10 + label), fmt=fmt).save(path)
         paths[label] = path
     return paths
 

@@ -15,12 +15,12 @@ from PIL import Image
 from fmnist.inference.predict import predict_files
 from fmnist.serve.app import STATIC, Settings, create_app, load_served
 from tests.inference.test_predict import _png_header_only
-from tests.inference.test_preprocess import as_photo, garment
+from tests.inference.test_preprocess import as_photo, framed_garment, garment
 
 
 def jpeg(label: int, seed: int = 0, **kw) -> bytes:
     buf = io.BytesIO()
-    as_photo(garment(label, seed=10 + label + seed), fmt="PNG", **kw).convert("RGB").save(buf, "JPEG", quality=90)
+    as_photo(framed_garment(label, seed=10 + label + seed), fmt="PNG", **kw).convert("RGB").save(buf, "JPEG", quality=90)
     return buf.getvalue()
 
 

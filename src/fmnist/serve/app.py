@@ -58,7 +58,7 @@ class Settings:
     max_files: int = 32
     concurrency: int = 4
     queue_size: int = 512
-    queue_timeout: float = 30.0
+    queue_timeout: float = 60.0
     max_batch: int = 64
     top_k: int = 3
     cors_origins: tuple[str, ...] = ()
