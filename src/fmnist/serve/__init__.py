@@ -34,7 +34,7 @@ def _require() -> None:
 
     try:
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401  (python-multipart)
+        import python_multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise FmnistError(f"fmnist serve needs {exc.name}, which is not installed: "
