@@ -134,6 +134,7 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=200, help="requests per measurement (default: 200)")
     ap.add_argument("--out", type=Path, help="write the results JSON here (default: print only)")
     ap.add_argument("--table", type=Path, metavar="RESULTS", help="print a results file as Markdown and exit")
+    ap.add_argument("--readme", action="store_true", help="with --table: write it into README.md's section")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--max-batch", type=int, default=64, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -141,7 +142,13 @@ def main(argv=None) -> int:
         _child(args.child, args.max_batch)
         return 0
     if args.table:
-        print(table(json.loads(args.table.read_text())))
+        text = table(json.loads(args.table.read_text()))
+        if args.readme:
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+            from _readme import update
+
+            update("serve", text)
+        print(text)
         return 0
     if not args.runs:
         ap.error("give at least one run folder")
