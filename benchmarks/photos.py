@@ -84,44 +84,19 @@ def measure(run: Path, n: int, seed: int, split: str, write: Path | None = None)
     return out
 
 
-def table(result: dict) -> str:
-    """The results as Markdown, with when, at what load and on which images they were measured."""
-    lines = ["| model | images | original images | catalogue photos | phone-like photos | phone - catalogue |",
-             "|---|---|---|---|---|---|"]
-    for r in result["results"]:
-        lines.append(f"| {r['model']} | {r['n']} ({r['split']}) | {r['original']:.3f} | {r['catalogue']['accuracy']:.3f} "
-                     f"| {r['phone']['accuracy']:.3f} ({r['phone']['warned']} warned) | "
-                     f"{r['phone_minus_catalogue']:+.3f} |")
-    first = result["results"][0]
-    lines += ["", f"Top-1 accuracy, measured by `python benchmarks/photos.py` on {first['date'][:16].replace('T', ' ')} "
-                  f"UTC ({first['cpus']} CPUs, load average {first['load_average'][0]:.1f}); photos seeded by "
-                  f"`--seed {first['seed']}`."]
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path, nargs="?", help="a run folder or saved model")
+    ap.add_argument("run", type=Path, help="a run folder or saved model")
     ap.add_argument("--n", type=int, default=1000, help="images to photograph (default: 1000)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the photo set (default: 0)")
     ap.add_argument("--split", choices=["test", "val"], default="test",
                     help="test: t10k (measuring); val: the run's validation images (developing) (default: test)")
-    ap.add_argument("--out", type=Path, help="write the figures to this JSON file (default: print only)")
+    ap.add_argument("--out", type=Path, help="write the figures here, e.g. src/fmnist/measured/photos.json, "
+                    "then make readme (default: print only)")
     ap.add_argument("--write", type=Path, help="also keep the photos in this folder (default: off)")
-    ap.add_argument("--table", type=Path, metavar="RESULTS", help="print a results file as Markdown and exit")
-    ap.add_argument("--readme", action="store_true", help="with --table: write it into README.md's section")
     args = ap.parse_args(argv)
-    if args.table:
-        text = table(json.loads(args.table.read_text()))
-        if args.readme:
-            sys.path.insert(0, str(Path(__file__).resolve().parent))
-            from _readme import update
-
-            update("photo", text)
-        print(text)
-        return 0
     if args.run is None:
-        ap.error("give a run folder (or --table RESULTS)")
+        ap.error("give a run folder")
     result = measure(args.run, args.n, args.seed, args.split, args.write)
     print(json.dumps(result, indent=2))
     if args.out:

@@ -111,44 +111,18 @@ def measure(runs: list[str], clients: list[int], requests: int, batching=(64, 1)
     return out
 
 
-def table(result: dict) -> str:
-    """The results as a Markdown table, with when and at what load they were measured."""
-    lines = ["| model | batching | clients | p50 | p95 | requests/s |", "|---|---|---|---|---|---|"]
-    for r in result["results"]:
-        batching = f"up to {r['max_batch']}" if r["max_batch"] > 1 else "off"
-        ok = r["statuses"].get("200", 0)
-        note = "" if ok == r["requests"] else f" ({r['requests'] - ok} not 200)"
-        lines.append(f"| {r['model']} | {batching} | {r['clients']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | "
-                     f"{r['requests_per_s']:.1f}{note} |")
-    lines.append("")
-    lines.append(f"Measured by `python benchmarks/serve.py` on {result['date'][:16].replace('T', ' ')} UTC, "
-                 f"{result['machine']['cpus']} CPUs, load average {result['load_average_before'][0]:.1f} -> "
-                 f"{result['load_average_after'][0]:.1f}; {result['payload']}.")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", help="run folders to serve")
     ap.add_argument("--clients", default="1,32", help="concurrent clients, comma-separated (default: 1,32)")
     ap.add_argument("--requests", type=int, default=200, help="requests per measurement (default: 200)")
-    ap.add_argument("--out", type=Path, help="write the results JSON here (default: print only)")
-    ap.add_argument("--table", type=Path, metavar="RESULTS", help="print a results file as Markdown and exit")
-    ap.add_argument("--readme", action="store_true", help="with --table: write it into README.md's section")
+    ap.add_argument("--out", type=Path, help="write the results JSON here, e.g. src/fmnist/measured/serve.json, "
+                    "then make readme (default: print only)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--max-batch", type=int, default=64, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         _child(args.child, args.max_batch)
-        return 0
-    if args.table:
-        text = table(json.loads(args.table.read_text()))
-        if args.readme:
-            sys.path.insert(0, str(ROOT / "benchmarks"))
-            from _readme import update
-
-            update("serve", text)
-        print(text)
         return 0
     if not args.runs:
         ap.error("give at least one run folder")
@@ -157,7 +131,7 @@ def main(argv=None) -> int:
         from fmnist._files import write_json
 
         write_json(args.out, result)
-    print(table(result))
+    print(json.dumps(result, indent=2))
     return 0
 
 
