@@ -17,7 +17,7 @@ run: $(OUT)/results.json
 $(OUT)/results.json: | data
 	$(BIN)/fmnist reproduce --out $(OUT)
 
-test: data
+test: data browser
 	$(BIN)/python -m pytest -q
 
 bench: data
@@ -51,6 +51,16 @@ get-data:
 	  { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } || true; \
 	fi
 	@$(BIN)/fmnist data >/dev/null 2>&1 || $(BIN)/fmnist data --fetch
+
+# The browser tests drive Debian's chromium: Playwright's own browser download cannot work
+# where only package registries are reachable. Without root or apt they skip, saying why.
+.PHONY: browser
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || true; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info src/*.egg-info

@@ -65,3 +65,26 @@ def ray_cluster():
     info = start_ray(num_cpus=2)
     yield info
     stop_ray(info)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """An mlp-100 run folder trained on learnable tiny data (class = which band is lit)."""
+    from fmnist.data import load_dataset
+    from fmnist.models import get_preset
+    from fmnist.runs import resolve_config, train_run
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FMNIST_CACHE", str(folder / "cache"))
+    y_train, y_test = np.arange(400) % 10, np.arange(50) % 10
+    write_idx(folder / "train-images-idx3-ubyte.gz", learnable_images(y_train, 0))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", y_train.astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", learnable_images(y_test, 1))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test.astype(np.uint8))
+    data = load_dataset(folder, dataset="custom")
+    result = train_run("mlp-100", data, config=resolve_config(get_preset("mlp-100"), epochs=8, batch_size=16),
+                       out_dir=folder / "run")
+    mp.undo()
+    assert result.metrics["val"]["accuracy"] > 0.9  # the premise of the tests that use it
+    return folder / "run"

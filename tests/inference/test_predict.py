@@ -9,35 +9,19 @@ import pytest
 from PIL import Image
 
 from fmnist.cli.main import main
-from fmnist.data import load_dataset, write_idx
+from fmnist.data import write_idx
 from fmnist.errors import UsageError
 from fmnist.inference import predict as predict_mod
 from fmnist.inference.predict import load_inputs, predict_files
-from fmnist.models import get_preset
-from fmnist.runs import resolve_config, train_run
 from tests.conftest import learnable_images
-from tests.inference.test_preprocess import as_photo, garment
+from tests.inference.test_preprocess import as_photo, framed_garment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """An mlp-100 run trained on the learnable tiny data (class = which band is lit)."""
-    folder = tmp_path_factory.mktemp("tiny")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FMNIST_CACHE", str(folder / "cache"))
-    y_train, y_test = np.arange(400) % 10, np.arange(50) % 10
-    write_idx(folder / "train-images-idx3-ubyte.gz", learnable_images(y_train, 0))
-    write_idx(folder / "train-labels-idx1-ubyte.gz", y_train.astype(np.uint8))
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", learnable_images(y_test, 1))
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test.astype(np.uint8))
-    data = load_dataset(folder, dataset="custom")
-    result = train_run("mlp-100", data, config=resolve_config(get_preset("mlp-100"), epochs=8, batch_size=16),
-                       out_dir=folder / "run")
-    assert result.metrics["val"]["accuracy"] > 0.9  # the premise of the tests below
-    yield folder / "run"
-    mp.undo()
+@pytest.fixture
+def run_dir(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture
@@ -46,7 +30,7 @@ def photos(tmp_path):
     paths = {}
     for label, fmt in ((3, "JPEG"), (7, "JPEG"), (5, "PNG")):
         path = tmp_path / f"class{label}.{'jpg' if fmt == 'JPEG' else 'png'}"
-        as_photo(garment(label, seed=10 + label), fmt=fmt).save(path)
+        as_photo(framed_garment(label, seed=10 + label), fmt=fmt).save(path)
         paths[label] = path
     return paths
 

@@ -15,6 +15,26 @@ def garment(label: int = 3, seed: int = 5) -> np.ndarray:
     return learnable_images(np.array([label]), seed)[0]
 
 
+def framed_garment(label: int = 3, seed: int = 5) -> np.ndarray:
+    """:func:`garment` with its noise lifted clear of the background (at least 90).
+
+    Photographed, the whole square is then the garment, so the band (the class) stays where it
+    was in the square; with the noise as faint as a shadow, only the band would be found.
+    """
+    return np.maximum(garment(label, seed), 90).astype(np.uint8)
+
+
+def shirt() -> np.ndarray:
+    """A dataset-style garment: a T-shirt silhouette, light and textured on exact black, as in Fashion-MNIST."""
+    a = np.zeros((28, 28), np.uint8)         # the longest side fills the 28 pixels, as in the dataset
+    a[0:28, 8:20] = 200                      # body
+    a[0:8, 2:26] = 200                       # sleeves
+    a[0:2, 12:16] = 0                        # neckline
+    a[12:14, 8:20] = 120                     # a stripe
+    a[0:28, 8:20] += (np.arange(12) % 3 * 15).astype(np.uint8)  # weave
+    return a
+
+
 def as_photo(image: np.ndarray, *, scale: int = 10, canvas=(430, 380), at=(37, 71), blur: float = 1.0,
              fmt: str = "JPEG") -> Image.Image:
     """Enlarge, invert to dark on white, paste off-centre on a white canvas, blur, save, reopen."""
@@ -35,27 +55,28 @@ def closeness(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def test_photo_comes_back_close_to_the_dataset_image():
-    original = garment()
-    out, how = prepare_image(as_photo(original))
+    original = shirt()
+    out, how, _ = prepare_image(as_photo(original))
     assert how == "photo"
     assert out.shape == (28, 28) and out.dtype == np.uint8
     mad, r = closeness(out, original)
-    assert mad < 20 and r > 0.9, (mad, r)
-    # The class's band is where it was: rows 8..9 for class 3, light; the rest is darker.
-    assert out[8:10, 6:22].mean() > 180 > out[14:, 6:22].mean()
+    assert mad < 25 and r > 0.9, (mad, r)
+    # The stripe is where it was, darker than the body around it; the background is black.
+    assert out[12:14, 9:19].mean() < out[16:24, 9:19].mean() - 40
+    assert out[20:, :5].max() < 30
 
 
 def test_placement_and_canvas_size_do_not_matter():
-    original = garment()
-    a, _ = prepare_image(as_photo(original, canvas=(300, 300), at=(10, 10)))
-    b, _ = prepare_image(as_photo(original, canvas=(900, 500), at=(600, 200)))
+    original = shirt()
+    a = prepare_image(as_photo(original, canvas=(300, 300), at=(10, 10))).image
+    b = prepare_image(as_photo(original, canvas=(900, 500), at=(600, 200))).image
     mad, r = closeness(a, b)
     assert mad < 8 and r > 0.97, (mad, r)
 
 
 def test_dataset_image_is_taken_as_is():
     original = garment()
-    out, how = prepare_image(Image.fromarray(original))
+    out, how, _ = prepare_image(Image.fromarray(original))
     assert how == "as-is"
     np.testing.assert_array_equal(out, original)
     assert is_dataset_style(Image.fromarray(original))
@@ -64,29 +85,29 @@ def test_dataset_image_is_taken_as_is():
 
 def test_28x28_dark_on_light_is_treated_as_a_photo():
     original = garment()
-    out, how = prepare_image(Image.fromarray(255 - original))
+    out, how, _ = prepare_image(Image.fromarray(255 - original))
     assert how == "photo"
     assert closeness(out, original)[1] > 0.9
 
 
 def test_large_light_on_dark_image_is_not_negated():
-    original = garment()
+    original = shirt()
     big = Image.fromarray(original).resize((280, 280), Image.Resampling.BICUBIC)
     canvas = Image.new("L", (400, 400), 0)
     canvas.paste(big, (60, 20))
-    out, how = prepare_image(canvas)
+    out, how, _ = prepare_image(canvas)
     assert how == "light-on-dark"
     assert closeness(out, original)[1] > 0.9
 
 
 def test_grey_background_ends_up_black():
     """A studio-grey backdrop becomes the dataset's black, not grey."""
-    original = garment()
+    original = shirt()
     big = Image.fromarray(255 - original).resize((280, 280), Image.Resampling.BICUBIC)
     canvas = Image.new("L", (300, 500), 200)
     # Map the image's white to the backdrop's grey, as a photo on grey paper would be.
     canvas.paste(Image.fromarray((np.asarray(big) * (200 / 255)).astype(np.uint8)), (10, 100))
-    out, _ = prepare_image(canvas)
+    out = prepare_image(canvas).image
     assert closeness(out, original)[1] > 0.9
 
 
@@ -100,8 +121,8 @@ def _rgba_on_transparent(original: np.ndarray) -> Image.Image:
 
 @pytest.mark.parametrize("mode", ["RGBA-transparent", "LA", "P", "CMYK", "I;16", "I", "F", "1"])
 def test_every_pillow_mode_gives_the_same_result(mode):
-    original = garment()
-    reference, _ = prepare_image(as_photo(original, fmt="PNG"))
+    original = shirt()
+    reference = prepare_image(as_photo(original, fmt="PNG")).image
     photo = as_photo(original, fmt="PNG")
     if mode == "RGBA-transparent":
         image = _rgba_on_transparent(original)
@@ -115,17 +136,17 @@ def test_every_pillow_mode_gives_the_same_result(mode):
         image = photo.convert("1", dither=Image.Dither.NONE)
         # Thresholded, the noise turns white and only the band is left to trim to: compare
         # with the same black-and-white picture given as 8-bit grey.
-        reference, _ = prepare_image(image.convert("L"))
+        reference = prepare_image(image.convert("L")).image
     else:
         image = photo.convert(mode)
-    out, how = prepare_image(image)
+    out, how, _ = prepare_image(image)
     assert how == "photo"
     mad, r = closeness(out, reference)
-    assert r > 0.97, (mode, mad, r)
+    assert r > (0.95 if mode == "P" else 0.97), (mode, mad, r)  # P: Pillow's web palette quantises the greys
 
 
 def test_exif_orientation_is_applied():
-    original = garment()
+    original = shirt()
     upright = as_photo(original)
     # Stored rotated, with the EXIF tag saying "rotate 90 degrees clockwise to view" (6).
     stored = upright.transpose(Image.Transpose.ROTATE_90)
@@ -134,5 +155,67 @@ def test_exif_orientation_is_applied():
     buf = io.BytesIO()
     stored.save(buf, "JPEG", quality=90, exif=exif)
     buf.seek(0)
-    out, _ = prepare_image(Image.open(buf))
-    assert closeness(out, prepare_image(upright)[0])[1] > 0.95
+    out = prepare_image(Image.open(buf)).image
+    assert closeness(out, prepare_image(upright).image)[1] > 0.95
+
+
+def _bbox(image: np.ndarray, level: int = 30) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero((image > level).any(1)), np.flatnonzero((image > level).any(0))
+    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
+def test_phone_photos_come_back_like_the_dataset_image():
+    """Tinted background, uneven light, a shadow, noise, a tilt, JPEG: the garment is found and framed."""
+    from fmnist.inference.photos import phone_photo
+
+    original = shirt()
+    rs = []
+    for seed in range(8):
+        out, how, warning = prepare_image(Image.open(io.BytesIO(phone_photo(original, seed))))
+        assert how == "photo"
+        top, bottom, left, right = _bbox(out)
+        # Up to 6 degrees of tilt make the upright box taller than the garment itself.
+        assert bottom - top >= 22 and (left + right) / 2 == pytest.approx(13.5, abs=1.5), (seed, _bbox(out))
+        rs.append(closeness(out, original)[1])
+    assert np.median(rs) > 0.7, rs  # a tilt of up to 6 degrees alone costs some correlation
+
+
+def test_beige_background_with_a_light_gradient():
+    """A garment on beige, the light 5% stronger on one side, mild noise: framed as on white."""
+    original = shirt()
+    big = np.asarray(Image.fromarray(original).resize((280, 280), Image.Resampling.BICUBIC), dtype=float) / 255
+    h, w = 600, 500
+    reflect = np.ones((h, w, 3)) * np.array([0.93, 0.85, 0.72])      # beige
+    reflect[150:430, 110:390] *= 1 - big[..., None]
+    light = 1 + 0.05 * np.linspace(-1, 1, w)[None, :, None]
+    rgb = 255 * reflect * light + np.random.default_rng(0).normal(0, 3, (h, w, 3))
+    out, _, warning = prepare_image(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)))
+    assert warning is None
+    assert closeness(out, original)[1] > 0.9
+    assert _bbox(out)[:2] == (0, 27) or _bbox(out)[1] - _bbox(out)[0] >= 26
+
+
+def test_clean_photo_has_no_warning():
+    assert prepare_image(as_photo(shirt())).warning is None
+
+
+@pytest.mark.parametrize("case, words", [
+    ("blank", "nothing stands out"),
+    ("cut off", "edge"),
+    ("two garments", "several"),
+    ("tiny", "tiny"),
+])
+def test_doubtful_crops_are_flagged(case, words):
+    photo = np.full((400, 400), 235.0)
+    garment = 255.0 - np.asarray(Image.fromarray(shirt()).resize((140, 140), Image.Resampling.BICUBIC), dtype=float)
+    if case == "cut off":
+        photo[-100:, 100:240] = garment[:100]
+    elif case == "two garments":
+        photo[20:160, 20:160] = garment
+        photo[220:360, 230:370] = garment
+    elif case == "tiny":
+        small = 255.0 - np.asarray(Image.fromarray(shirt()).resize((20, 20)), dtype=float)
+        photo[200:220, 200:220] = small * (235 / 255)
+    photo += np.random.default_rng(1).normal(0, 2, photo.shape)
+    result = prepare_image(Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)))
+    assert result.warning is not None and words in result.warning, (case, result.warning)

@@ -304,6 +304,35 @@ def cmd_predict(args) -> int:
     return 1 if result.failures else 0
 
 
+def cmd_serve(args) -> int:
+    from fmnist.serve import serve
+    from fmnist.serve.app import Settings
+
+    settings = Settings(max_upload=args.max_upload, top_k=args.top_k, cors_origins=tuple(args.cors_origin))
+    try:
+        serve(args.model, host=args.host, port=args.port, workers=args.workers, settings=settings,
+              on_ready=lambda url: print(f"fmnist: serving {args.model} at {url} (Ctrl-C stops)", flush=True))
+    except KeyboardInterrupt:
+        # Ctrl-C is how a server is meant to stop: uvicorn has already closed every connection.
+        pass
+    print("fmnist: server stopped", file=sys.stderr)
+    return 0
+
+
+def _byte_size(text: str) -> int:
+    """'10MB', '500k', '2MiB' or '1000000' as a number of bytes (argparse type)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(i?)b?\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use bytes or a unit, e.g. 10MB, 500kB, 2MiB")
+    base = 1024 if m.group(3) else 1000
+    value = int(float(m.group(1)) * base ** " kmg".index(m.group(2) or " "))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: must be at least 1 byte")
+    return value
+
+
 def cmd_export(args) -> int:
     if not args.onnx:
         raise UsageError("export: choose a format: --onnx (the only one so far)")
@@ -478,6 +507,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace images of the same names in the --plot and --save-preprocessed folders "
                         "(default: refuse, and write nothing)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="a prediction web page and JSON API for a model, until Ctrl-C")
+    p.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run folder or a saved model folder")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 lets other machines (a phone) connect (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, each with its own copy of the model (default: 1)")
+    p.add_argument("--max-upload", type=_byte_size, default="10MB", metavar="SIZE",
+                   help="largest request body, all its files together, e.g. 10MB, 500kB (default: 10MB)")
+    p.add_argument("--top-k", type=int, default=3, help="classes per image unless a request asks (default: 3)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages from ORIGIN (e.g. https://example.org) call the API; repeat for more "
+                        "(default: none, CORS off)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="write a run's model in a format other tools run (ONNX)")
     p.add_argument("run_dir", type=Path, help="a run folder written by 'fmnist train' (or a model folder)")

@@ -28,7 +28,8 @@ import numpy as np
 
 from fmnist.errors import FmnistError, UsageError, option
 
-__all__ = ["MAX_PIXELS", "Failure", "Input", "Prediction", "PredictResult", "load_inputs", "predict_files",
+__all__ = ["MAX_PIXELS", "Failure", "Input", "Prediction", "PredictResult", "load_inputs", "load_uploads",
+           "read_image_bytes", "predict_files", "predict_inputs",
            "class_names_for", "format_predictions", "save_preprocessed", "save_plots", "PLOT_LIMIT"]
 
 # At most this many probability charts per `fmnist predict --plot` unless --plot-limit says otherwise.
@@ -47,13 +48,15 @@ class Input:
     """One image ready for the model: ``image`` uint8 (28, 28), light on black.
 
     ``index`` is its position in a batch file (None for a single image); ``how`` says how it
-    was prepared: ``"as-is"``, ``"photo"``, ``"light-on-dark"`` or ``"batch"``.
+    was prepared: ``"as-is"``, ``"photo"``, ``"light-on-dark"`` or ``"batch"``; ``warning``
+    why the garment may have been found wrongly in a photo (None when nothing is doubtful).
     """
 
     file: str
     index: int | None
     image: np.ndarray
     how: str
+    warning: str | None = None
 
 
 @dataclasses.dataclass
@@ -77,11 +80,16 @@ class Prediction:
     proba: np.ndarray  # float (n_classes,)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"file", ["index",] "label", "class_name", "probability", "top_k": [...]}``, JSON-ready."""
+        """``{"file", ["index",] "label", "class_name", "probability", "top_k": [...], ["warning"]}``, JSON-ready.
+
+        ``warning`` is there only when the photo's crop is doubtful (see :class:`Input`).
+        """
         d: dict[str, Any] = {"file": self.input.file}
         if self.input.index is not None:
             d["index"] = self.input.index
         d.update(label=self.label, class_name=self.class_name, probability=self.probability, top_k=self.top_k)
+        if self.input.warning:
+            d["warning"] = self.input.warning
         return d
 
 
@@ -125,7 +133,7 @@ def _is_idx(path: Path, head: bytes) -> bool:
     return len(head) >= 4 and head[:2] == b"\0\0" and head[2] in _IDX_TYPES and 1 <= head[3] <= 4
 
 
-def _open_image(path: Path):
+def _open_image(path):
     from PIL import Image
 
     # Our own limit replaces Pillow's process-wide one: checked on the header, before decoding.
@@ -145,12 +153,30 @@ def _open_image(path: Path):
     return image
 
 
-def _read_one(path: Path) -> list[Input]:
-    """The images in one file; raises FmnistError / OSError / ValueError for a bad file."""
+def _image_input(source, name: str) -> Input:
+    """Decode an image (a path or a binary file object) and prepare it; FmnistError for a bad one."""
     from PIL import Image, UnidentifiedImageError
 
     from fmnist.inference.preprocess import prepare_image
 
+    try:
+        image = _open_image(source)
+    except UnidentifiedImageError:
+        raise FmnistError("not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...), nor .npy or IDX") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FmnistError(f"absurdly large image, over {MAX_PIXELS // 1_000_000} megapixels (Pillow: {exc}); "
+                          "refused before decoding: resize it first") from None
+    except (OSError, SyntaxError, EOFError) as exc:
+        # Pillow reports a cut-off file as OSError "image file is truncated" and a few
+        # corrupt headers as SyntaxError.
+        raise FmnistError(f"damaged or truncated image ({exc})") from None
+    with image:
+        prepared = prepare_image(image)
+    return Input(name, None, prepared.image, prepared.how, prepared.warning)
+
+
+def _read_one(path: Path) -> list[Input]:
+    """The images in one file; raises FmnistError / OSError / ValueError for a bad file."""
     name = str(path)
     if not path.exists():
         raise FmnistError("no such file")
@@ -175,39 +201,54 @@ def _read_one(path: Path) -> list[Input]:
         array = read_idx(path)
         images = _batch(array, "IDX array")
         return [Input(name, i if array.ndim == 3 else None, im, "batch") for i, im in enumerate(images)]
-    try:
-        image = _open_image(path)
-    except UnidentifiedImageError:
-        raise FmnistError("not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...), nor .npy or IDX") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise FmnistError(f"absurdly large image, over {MAX_PIXELS // 1_000_000} megapixels (Pillow: {exc}); "
-                          "refused before decoding: resize it first") from None
-    except (OSError, SyntaxError, EOFError) as exc:
-        # Pillow reports a cut-off file as OSError "image file is truncated" and a few
-        # corrupt headers as SyntaxError.
-        raise FmnistError(f"damaged or truncated image ({exc})") from None
-    with image:
-        prepared, how = prepare_image(image)
-    return [Input(name, None, prepared, how)]
+    return [_image_input(path, name)]
+
+
+def read_image_bytes(name: str, data: bytes) -> Input:
+    """One image held in memory (an upload) as the model's input; FmnistError for a bad one.
+
+    ``name`` only labels the result and its messages: it is never opened, so a crafted name
+    cannot reach the file system. Images only: a ``.npy`` or IDX batch, which may hold
+    thousands of images, is refused with a pointer to ``fmnist predict``.
+    """
+    if not data:
+        raise FmnistError("empty file (0 bytes)")
+    if data[:6] == b"\x93NUMPY" or (len(data) >= 4 and data[:2] == b"\0\0" and data[2] in _IDX_TYPES):
+        raise FmnistError("a .npy or IDX array, not an image; send photos or drawings here, "
+                          "and arrays to `fmnist predict`")
+    import io
+
+    return _image_input(io.BytesIO(data), name)
+
+
+def _gather(items, read) -> tuple[list[Input], list[Failure]]:
+    """``read(item)`` (a list of Inputs) for each ``(name, item)``: the usable images, and a Failure per bad one."""
+    inputs: list[Input] = []
+    failures: list[Failure] = []
+    for name, item in items:
+        try:
+            inputs.extend(read(item))
+        except FmnistError as exc:
+            # read_idx's messages already name the file; ours do not.
+            failures.append(Failure(name, str(exc).removeprefix(f"{name}: ")))
+        except PermissionError:
+            failures.append(Failure(name, "permission denied; check the file's permissions"))
+        except (OSError, ValueError, EOFError) as exc:
+            failures.append(Failure(name, f"unreadable ({exc.__class__.__name__}: {exc})"))
+    return inputs, failures
 
 
 def load_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Input], list[Failure]]:
     """Read and prepare every file in ``paths``: the usable images, and a Failure per bad file."""
-    inputs: list[Input] = []
-    failures: list[Failure] = []
-    for p in paths:
-        path = Path(p)
-        try:
-            inputs.extend(_read_one(path))
-        except FmnistError as exc:
-            # read_idx's messages already name the file; ours do not.
-            msg = str(exc)
-            failures.append(Failure(str(path), msg.removeprefix(f"{path}: ")))
-        except PermissionError:
-            failures.append(Failure(str(path), "permission denied; check the file's permissions"))
-        except (OSError, ValueError, EOFError) as exc:
-            failures.append(Failure(str(path), f"unreadable ({exc.__class__.__name__}: {exc})"))
-    return inputs, failures
+    return _gather(((str(p), Path(p)) for p in paths), _read_one)
+
+
+def load_uploads(uploads: Sequence[tuple[str, bytes]]) -> tuple[list[Input], list[Failure]]:
+    """Prepare images held in memory, ``(name, bytes)`` each: as :func:`load_inputs` does for files.
+
+    See :func:`read_image_bytes`: names are labels, never paths; nothing touches the disk.
+    """
+    return _gather(((name, (name, data)) for name, data in uploads), lambda nd: [read_image_bytes(*nd)])
 
 
 # --- predicting ---------------------------------------------------------------------------------
@@ -241,7 +282,6 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, top_k: int = 3,
     the number of classes. Probabilities come from :func:`fmnist.evaluation.predict_proba`,
     the same path that scored the model.
     """
-    from fmnist.evaluation import predict_proba
     from fmnist.models.io import load_model
 
     if top_k < 1:
@@ -254,15 +294,23 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, top_k: int = 3,
     if class_names is None:
         class_names = class_names_for(model_path, n) if model_path is not None else _default_names(n)
     class_names = list(class_names)
+    return PredictResult(predict_inputs(model, inputs, top_k=top_k, class_names=class_names), failures, class_names)
+
+
+def predict_inputs(model, inputs: Sequence[Input], *, top_k: int, class_names: Sequence[str]) -> list[Prediction]:
+    """The model's :class:`Prediction` for each prepared :class:`Input`, in order, in one forward pass."""
+    from fmnist.evaluation import predict_proba
+
     if not inputs:
-        return PredictResult([], failures, class_names)
+        return []
+    n = _n_classes(model)
     proba = predict_proba(model, np.stack([i.image for i in inputs]))
     predictions = []
     for inp, p in zip(inputs, proba):
         order = np.argsort(-p, kind="stable")[:min(top_k, n)]
         top = [{"label": int(c), "class_name": class_names[c], "probability": float(p[c])} for c in order]
         predictions.append(Prediction(inp, top[0]["label"], top[0]["class_name"], top[0]["probability"], top, p))
-    return PredictResult(predictions, failures, class_names)
+    return predictions
 
 
 def _n_classes(model) -> int:

@@ -1,0 +1,106 @@
+"""``fmnist serve``: a prediction page and JSON API for a trained model, on uvicorn.
+
+    >>> from fmnist.serve import create_app, Settings
+    >>> app = create_app("runs/cnn-book", Settings(max_upload=5_000_000))   # an ASGI app
+    >>> serve("runs/cnn-book", port=8000)                                    # runs until Ctrl-C
+
+FastAPI, Starlette and uvicorn are imported here, not by ``import fmnist``: the rest of the
+command line does not pay for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["Settings", "ServedModel", "create_app", "load_served", "serve"]
+
+# A worker process (--workers N) rebuilds the app from these: uvicorn starts workers by import.
+_ENV_MODEL, _ENV_SETTINGS = "FMNIST_SERVE_MODEL", "FMNIST_SERVE_SETTINGS"
+
+
+def __getattr__(name: str):
+    if name in ("Settings", "ServedModel", "create_app", "load_served"):
+        from fmnist.serve import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'fmnist.serve' has no attribute {name!r}")
+
+
+def _require() -> None:
+    from fmnist.errors import FmnistError
+
+    try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise FmnistError(f"fmnist serve needs {exc.name}, which is not installed: "
+                          "pip install 'fmnist[serve]' (or make install)") from None
+
+
+def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          settings=None, on_ready: Callable[[str], None] = print) -> None:
+    """Serve ``model_path`` (a run or model folder) until Ctrl-C (KeyboardInterrupt after a clean stop).
+
+    ``on_ready(url)`` is called once the server listens (``port=0``: a free port, in the
+    URL). The model is loaded and checked before anything listens, so a bad folder is one
+    error line, not a crashed worker. ``workers > 1``: that many processes, each with its
+    own copy of the model, sharing the port.
+    """
+    import uvicorn
+
+    from fmnist.errors import UsageError
+    from fmnist.serve.app import Settings, create_app, load_served
+
+    _require()
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0..65535, got {port}")
+    settings = settings or Settings()
+    served = load_served(model_path)
+    # uvicorn's own bound on open connections: those the app can queue, plus room for /api/health.
+    common = dict(host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, server_header=False,
+                  limit_concurrency=settings.concurrency + settings.queue_size + 16)
+
+    if workers == 1:
+        class _Server(uvicorn.Server):
+            async def startup(self, sockets=None):
+                await super().startup(sockets)
+                if self.started:
+                    bound = self.servers[0].sockets[0].getsockname()
+                    on_ready(_url(host, bound[1]))
+
+        _Server(uvicorn.Config(create_app(served, settings), **common)).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[_ENV_MODEL] = str(Path(model_path).resolve())
+    os.environ[_ENV_SETTINGS] = json.dumps(_settings_dict(settings))
+    config = uvicorn.Config("fmnist.serve:_app_from_environment", factory=True, workers=workers, **common)
+    sock = config.bind_socket()
+    on_ready(_url(host, sock.getsockname()[1]))
+    Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
+    return f"http://{shown}:{port}/"
+
+
+def _settings_dict(settings) -> dict:
+    import dataclasses
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
+
+
+def _app_from_environment():
+    """The app of one worker process of ``serve(..., workers=N)``."""
+    from fmnist.serve.app import Settings, create_app
+
+    raw = json.loads(os.environ[_ENV_SETTINGS])
+    raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
+    return create_app(os.environ[_ENV_MODEL], Settings(**raw))

@@ -1,0 +1,106 @@
+"""What protects the server and its page: body size, parsing in memory only, what browsers may load."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from starlette.formparsers import MultiPartParser
+
+
+class TooLarge(Exception):
+    """The request body went over the upload limit while it was being read."""
+
+
+class BodyLimit:
+    """ASGI middleware: bodies above ``limit`` bytes are refused with 413 before being read whole.
+
+    A declared ``Content-Length`` over the limit is refused at once, without reading a byte of
+    the body; a body sent without one (chunked) is counted as it arrives and refused as soon
+    as it passes the limit. Either way at most ``limit`` bytes are ever held.
+    """
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                return await _json(send, 400, {"error": "Content-Length is not a number"})
+            if length > self.limit:
+                return await _json(send, 413, {"error": self.message()})
+        seen = 0
+        started = False
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise TooLarge
+            return message
+
+        async def watched(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except TooLarge:
+            if not started:
+                await _json(send, 413, {"error": self.message()})
+
+    def message(self) -> str:
+        return (f"upload too large: over the {self.limit:,}-byte limit; send smaller or fewer images "
+                "(the server's --max-upload sets the limit)")
+
+
+class SecurityHeaders:
+    """ASGI middleware: every response says what the browser may load (only this server's own files)."""
+
+    HEADERS = [
+        (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                                     b"base-uri 'none'; frame-ancestors 'none'"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def _json(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class MemoryMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser, keeping every uploaded file in memory, never on disk.
+
+    Starlette spools files over 1 MB to a temporary file; the body is already capped by
+    :class:`BodyLimit`, so memory stays bounded and nothing a client sends touches the disk.
+    """
+
+    spool_max_size = sys.maxsize

@@ -1,0 +1,294 @@
+"""The web service: a prediction page and a JSON API around one loaded model.
+
+:func:`create_app` builds the ASGI application (FastAPI) for a model and :class:`Settings`;
+tests use it in-process, ``fmnist serve`` runs uvicorn on it. Routes:
+
+- ``GET /``: the page (``static/``: choose, drop, photograph or draw garments);
+- ``POST /api/predict``: multipart, field ``file`` once or more; the records of
+  ``fmnist predict --json`` (``?image=true`` adds the 28x28 image the model saw, as a
+  PNG data URL; ``?top_k=N``);
+- ``GET /api/health``, ``GET /api/model``; ``/openapi.json`` (interactive docs are off: the
+  usual ones load scripts from a CDN).
+
+Hostile input: bodies over ``max_upload`` get 413 before they are read whole; files are
+parsed in memory and never written to disk; a file's name is only echoed back, never used
+as a path; bad files get the same one-line reasons as ``fmnist predict``; at most
+``concurrency`` requests are read and prepared at once, ``queue_size`` more may wait up
+to ``queue_timeout`` seconds, and any beyond get 503: memory stays bounded under any load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import io
+import json
+import unicodedata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from fmnist.errors import UsageError
+from fmnist.serve._batch import Batcher
+from fmnist.serve._limits import BodyLimit, MemoryMultiPartParser, SecurityHeaders
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the service allows; every limit is here, none is a literal in the code.
+
+    ``max_upload``: bytes per request (all files together); ``max_files``: files per
+    request; ``concurrency``: requests read and prepared at once; ``queue_size``: requests
+    that may wait for that; ``queue_timeout``: seconds one may wait before 503;
+    ``max_batch``: images per forward pass (1: no batching); ``top_k``: classes per image
+    unless the request asks; ``cors_origins``: origins allowed to call the API from
+    other sites' pages (empty: CORS off).
+    """
+
+    max_upload: int = 10_000_000
+    max_files: int = 32
+    concurrency: int = 4
+    queue_size: int = 512
+    queue_timeout: float = 60.0
+    max_batch: int = 64
+    top_k: int = 3
+    cors_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, least in (("max_upload", 1), ("max_files", 1), ("concurrency", 1), ("max_batch", 1),
+                            ("top_k", 1), ("queue_size", 0), ("queue_timeout", 0)):
+            if getattr(self, name) < least:
+                raise UsageError(f"{name} (--{name.replace('_', '-')}) must be at least {least}, "
+                                 f"got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class ServedModel:
+    """A loaded model and what the service says about it: name, class names, spec, metrics, run."""
+
+    model: Any
+    name: str
+    class_names: list[str]
+    info: dict[str, Any]
+
+
+def load_served(path: str | Path) -> ServedModel:
+    """Load a run folder or saved model (the safe loader) with its description files."""
+    from fmnist.inference.predict import _n_classes, class_names_for
+    from fmnist.models.io import load_model, model_info
+
+    path = Path(path)
+    model = load_model(path)
+    folder = path.parent if path.is_file() else path
+    meta = model_info(folder)
+    info: dict[str, Any] = {"model": meta.get("name"), "family": meta.get("family"),
+                            "spec": meta.get("spec", meta.get("params"))}
+    for key, file in (("metrics", "metrics.json"), ("run", "run.json")):
+        try:
+            info[key] = json.loads((folder / file).read_text())
+        except (OSError, ValueError):
+            info[key] = None
+    names = class_names_for(folder, _n_classes(model))
+    return ServedModel(model, str(meta.get("name") or folder.name), names, info)
+
+
+# --- the API's shapes (also its OpenAPI schema) -----------------------------------------------
+
+class TopK(BaseModel):
+    label: int
+    class_name: str
+    probability: float
+
+
+class PredictionOut(BaseModel):
+    file: str = Field(description="the upload's file name, as sent (never used as a path)")
+    label: int
+    class_name: str
+    probability: float
+    top_k: list[TopK]
+    warning: str | None = Field(None, description="present when the garment may have been found wrongly")
+    image: str | None = Field(None, description="with ?image=true: the 28x28 image the model saw, PNG data URL")
+
+
+class FileError(BaseModel):
+    file: str
+    error: str
+
+
+class PredictOut(BaseModel):
+    predictions: list[PredictionOut]
+    errors: list[FileError]
+
+
+class ErrorOut(BaseModel):
+    error: str
+    errors: list[FileError] = []
+
+
+class HealthOut(BaseModel):
+    status: str
+    model: str
+    classes: list[str]
+
+
+_ERRORS = {code: {"model": ErrorOut, "description": what} for code, what in (
+    (400, "not a multipart upload with a 'file' field"), (413, "upload over the size limit"),
+    (422, "no file was a usable image"), (503, "too busy: try again shortly"))}
+
+
+def _clean_name(name: str | None) -> str:
+    """A file name fit to show: the last path component, printable, at most 200 characters."""
+    name = PurePosixPath((name or "").replace("\\", "/")).name
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
+    return name[:200] or "upload"
+
+
+def _png_data_url(image) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def create_app(model, settings: Settings | None = None) -> FastAPI:
+    """The service for ``model``: a :class:`ServedModel`, or a run/model folder to load.
+
+    >>> app = create_app("runs/mlp-200", Settings(max_upload=5_000_000))
+    >>> # uvicorn.run(app), or fastapi.testclient.TestClient(app) in tests
+    """
+    from fmnist.inference.predict import load_uploads
+
+    settings = settings or Settings()
+    served = model if isinstance(model, ServedModel) else load_served(model)
+    batcher = Batcher(served.model, class_names=served.class_names, max_batch=settings.max_batch)
+    slots = _Slots(settings.concurrency, settings.queue_size)
+
+    app = FastAPI(title="fmnist", summary=f"Fashion-MNIST classifier: {served.name}",
+                  docs_url=None, redoc_url=None)
+    app.state.settings, app.state.served, app.state.batcher = settings, served, batcher
+    # Outermost last: headers on every answer, CORS answers preflights, then the size limit.
+    app.add_middleware(BodyLimit, limit=settings.max_upload)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"])
+    app.add_middleware(SecurityHeaders)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/health", response_model=HealthOut)
+    async def health():
+        return {"status": "ok", "model": served.name, "classes": served.class_names}
+
+    @app.get("/api/model")
+    async def model_info():
+        """The model's spec, its metrics and its run's record (run.json), as saved."""
+        return {"name": served.name, "classes": served.class_names, **served.info}
+
+    @app.post("/api/predict", response_model=PredictOut, response_model_exclude_none=True, responses=_ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                  "type": "object", "properties": {"file": {"type": "array", "items": {
+                      "type": "string", "format": "binary"}}}}}}}})
+    async def predict(request: Request, top_k: int | None = Query(None, ge=1, description="classes per image"),
+                      image: bool = Query(False, description="add the 28x28 image the model saw")):
+        """Classify one or more images sent as multipart field ``file``."""
+        async with slots.enter(settings.queue_timeout) as admitted:
+            if not admitted:
+                return JSONResponse({"error": "server busy: too many requests waiting; try again shortly"},
+                                    status_code=503, headers={"Retry-After": "1"})
+            uploads = await _read_uploads(request, settings)
+            if isinstance(uploads, JSONResponse):
+                return uploads
+            inputs, failures = await asyncio.to_thread(load_uploads, uploads)
+            errors = [{"file": f.file, "error": f.reason} for f in failures]
+            if not inputs:
+                first = errors[0]
+                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+                return JSONResponse({"error": f"no usable image: {first['file']}: {first['error']}{more}",
+                                     "errors": errors}, status_code=422)
+            k = min(top_k or settings.top_k, len(served.class_names))
+            predictions = await batcher.predict(inputs, k)
+        records = []
+        for p in predictions:
+            record = p.to_dict()
+            if image:
+                record["image"] = _png_data_url(p.input.image)
+            records.append(record)
+        return {"predictions": records, "errors": errors}
+
+    return app
+
+
+async def _read_uploads(request: Request, settings: Settings):
+    """The request's ``(name, bytes)`` uploads, or the 400 response saying what is wrong."""
+    from starlette.formparsers import MultiPartException
+
+    def bad(message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=400)
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return bad("send the images as multipart/form-data, one or more in the field 'file'")
+    parser = MemoryMultiPartParser(request.headers, request.stream(), max_files=settings.max_files,
+                                   max_fields=16)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        return bad(f"malformed upload: {exc}")
+    try:
+        files = [v for k, v in form.multi_items() if k == "file" and not isinstance(v, str)]
+        if not files:
+            return bad("no file: send one or more images in the multipart field 'file'")
+        return [(_clean_name(f.filename), await f.read()) for f in files]
+    finally:
+        await form.close()
+
+
+class _Slots:
+    """At most ``active`` requests inside at once; ``waiting`` more may queue; beyond that, none.
+
+    ``async with slots.enter(timeout) as admitted``: False when the queue is full or the wait
+    ran out. Its semaphore belongs to one event loop (a test client may start several).
+    """
+
+    def __init__(self, active: int, waiting: int) -> None:
+        self.active, self.waiting = active, waiting
+        self._loop = self._semaphore = None
+        self._queued = 0
+
+    @contextlib.asynccontextmanager
+    async def enter(self, timeout: float):
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._semaphore, self._queued = loop, asyncio.Semaphore(self.active), 0
+        semaphore = self._semaphore
+        if semaphore.locked() and self._queued >= self.waiting:
+            yield False
+            return
+        self._queued += 1
+        try:
+            await asyncio.wait_for(semaphore.acquire(), timeout)
+        except TimeoutError:
+            admitted = False
+        else:
+            admitted = True
+        finally:
+            self._queued -= 1
+        if not admitted:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            semaphore.release()

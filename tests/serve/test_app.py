@@ -1,0 +1,326 @@
+"""The web service in-process (httpx on the ASGI app): API records, hostile uploads, limits, batching."""
+
+import asyncio
+import base64
+import functools
+import io
+import json
+import tempfile
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist.inference.predict import predict_files
+from fmnist.serve.app import STATIC, Settings, create_app, load_served
+from tests.inference.test_predict import _png_header_only
+from tests.inference.test_preprocess import as_photo, framed_garment, garment
+
+
+def jpeg(label: int, seed: int = 0, **kw) -> bytes:
+    buf = io.BytesIO()
+    as_photo(framed_garment(label, seed=10 + label + seed), fmt="PNG", **kw).convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_run):
+    return load_served(tiny_run)
+
+
+def run(app, *calls):
+    """Send ``calls`` (method, url, kwargs) to ``app`` at once, in one event loop; the responses, in order."""
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            return await asyncio.gather(*(client.request(m, u, **kw) for m, u, kw in calls))
+
+    return asyncio.run(go())
+
+
+def post(app, files, params=None):
+    return run(app, ("POST", "/api/predict", {"files": [("file", f) for f in files], "params": params or {}}))[0]
+
+
+def test_health_and_model(served):
+    app = create_app(served)
+    health, model = run(app, ("GET", "/api/health", {}), ("GET", "/api/model", {}))
+    assert health.json() == {"status": "ok", "model": "mlp-100", "classes": served.class_names}
+    info = model.json()
+    assert info["name"] == "mlp-100" and info["spec"]["layers"][-1]["units"] == 10
+    assert info["metrics"]["val"]["accuracy"] > 0.9 and info["run"]["model"] == "mlp-100"
+
+
+def test_records_are_those_of_fmnist_predict(served, tiny_run, tmp_path):
+    """The same files through the API and through predict_files give the same records, in order."""
+    photos = {f"class{label}.jpg": jpeg(label) for label in (3, 7, 5)}
+    for name, data in photos.items():
+        (tmp_path / name).write_bytes(data)
+    expected = [p.to_dict() for p in predict_files(tiny_run, [tmp_path / n for n in photos], top_k=3).predictions]
+    for e, name in zip(expected, photos):
+        e["file"] = name  # the CLI names the path, the API the upload
+    response = post(create_app(served), [(name, data, "image/jpeg") for name, data in photos.items()])
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {"predictions": expected, "errors": []}
+    assert [p["label"] for p in body["predictions"]] == [3, 7, 5]
+
+
+def test_top_k_and_the_image_the_model_saw(served):
+    from fmnist.inference.predict import load_uploads
+
+    data = jpeg(7)
+    body = post(create_app(served, Settings(top_k=2)), [("p.jpg", data, "image/jpeg")], {"image": "true"}).json()
+    p = body["predictions"][0]
+    assert len(p["top_k"]) == 2
+    assert p["image"].startswith("data:image/png;base64,")
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(p["image"].split(",", 1)[1]))))
+    np.testing.assert_array_equal(seen, load_uploads([("p.jpg", data)])[0][0].image)
+    again = post(create_app(served), [("p.jpg", data, "image/jpeg")], {"top_k": "5"}).json()["predictions"][0]
+    assert len(again["top_k"]) == 5 and "image" not in again
+
+
+@functools.cache
+def _hostile() -> dict[str, tuple[str, bytes, str]]:
+    """case -> (file name, bytes, words the one-line reason must contain)."""
+    good_png = io.BytesIO()
+    as_photo(garment(5), fmt="PNG").save(good_png, "PNG")
+    png, jpg = good_png.getvalue(), jpeg(3)
+    # A small file that would inflate to 72 MB of pixels: under Pillow's own bomb check, over ours.
+    bomb = io.BytesIO()
+    Image.new("L", (9_000, 8_000)).save(bomb, "PNG")
+    return {
+        "empty": ("empty.png", b"", "empty"),
+        "not an image": ("notes.jpg", b"these are not pixels\n" * 50, "not an image"),
+        "truncated png": ("cut.png", png[: len(png) // 2], "truncated"),
+        "truncated jpeg": ("cut.jpg", jpg[: len(jpg) // 2], "truncated"),
+        "header claims 10^10 pixels": ("huge.png", _png_header_only(100_000, 100_000), "large"),
+        "npy array": ("batch.npy", b"\x93NUMPY\x01\x00" + b" " * 100, "fmnist predict"),
+        "html with a script": ("<script>alert(1)</script>.png", b"<html><script>alert(1)</script></html>",
+                               "not an image"),
+        "decompression bomb": ("bomb.png", bomb.getvalue(), "refused before decoding"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile()))
+def test_each_hostile_upload_is_a_4xx_json_and_the_server_goes_on(served, case):
+    name, data, words = _hostile()[case]
+    app = create_app(served)
+    bad, health = run(app, ("POST", "/api/predict", {"files": [("file", (name, data, "image/png"))]}),
+                      ("GET", "/api/health", {}))
+    assert bad.status_code == 422, bad.text
+    body = bad.json()
+    assert words in body["error"] and body["errors"][0]["error"] in body["error"]
+    assert health.status_code == 200
+    assert post(app, [("ok.jpg", jpeg(3), "image/jpeg")]).status_code == 200
+
+
+def test_mixed_request_is_200_with_both_lists(served):
+    hostile = _hostile()
+    files = [("a.jpg", jpeg(3), "image/jpeg"), hostile["empty"][:2] + ("image/png",),
+             ("b.jpg", jpeg(7), "image/jpeg"), hostile["truncated png"][:2] + ("image/png",)]
+    body = post(create_app(served), files).json()
+    assert [p["file"] for p in body["predictions"]] == ["a.jpg", "b.jpg"]
+    assert [e["file"] for e in body["errors"]] == ["empty.png", "cut.png"]
+    assert "empty" in body["errors"][0]["error"] and "truncated" in body["errors"][1]["error"]
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "CMYK", "I;16", "LA", "1"])
+def test_odd_modes_are_predicted_like_predict_does(served, tiny_run, tmp_path, mode):
+    photo = as_photo(garment(3), fmt="PNG")
+    image = (Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257) if mode == "I;16"
+             else photo.convert(mode))
+    fmt = "TIFF" if mode == "CMYK" else "PNG"
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    (tmp_path / "odd").write_bytes(buf.getvalue())
+    expected = predict_files(tiny_run, [tmp_path / "odd"]).predictions[0].to_dict()
+    body = post(create_app(served), [("odd", buf.getvalue(), "application/octet-stream")]).json()
+    assert body["predictions"][0] == {**expected, "file": "odd"}
+
+
+def multipart(files: list[tuple[str, bytes]], boundary: str = "b0undary") -> tuple[bytes, dict]:
+    """A multipart body with the file names exactly as given (httpx would percent-encode some)."""
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+                    "Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n" for name, data in files)
+    return body + f"--{boundary}--\r\n".encode(), {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("../../../etc/passwd", "passwd"), ("C:\\Windows\\win.ini", "win.ini"), ("/abs/path/x.jpg", "x.jpg"),
+    ("bell\x07\x7f\u202eevil.jpg", "bellevil.jpg"), ("", "upload"), ("x" * 300 + ".jpg", "x" * 200)])
+def test_file_names_are_only_labels(served, tmp_path, monkeypatch, name, shown):
+    """A crafted name is shown cleaned and is never opened: the upload is read from memory."""
+    monkeypatch.chdir(tmp_path)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    body, headers = multipart([(name, jpeg(3))])
+    response = run(create_app(served), ("POST", "/api/predict", {"content": body, "headers": headers}))[0]
+    assert response.json()["predictions"][0]["file"] == shown
+    assert not [f for f in opened if "passwd" in f or "win.ini" in f or "x.jpg" in f or "evil" in f]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nothing_is_written_to_disk(served, monkeypatch):
+    """An upload larger than Starlette's 1 MB spool stays in memory: no temporary file is made."""
+    def no_disk(self):
+        raise AssertionError("an upload was spooled to disk")
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", no_disk)
+    noisy = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+    noisy[300:900, 300:900] //= 4  # a dark garment-ish square on a light noisy frame
+    buf = io.BytesIO()
+    Image.fromarray(noisy).save(buf, "PNG")
+    assert len(buf.getvalue()) > 3_000_000
+    response = post(create_app(served), [("big.png", buf.getvalue(), "image/png")])
+    assert response.status_code == 200, response.text
+
+
+def test_oversized_upload_is_refused_before_its_body_is_read(served):
+    """Content-Length above the limit: 413 at once, not one body chunk read."""
+    app = create_app(served, Settings(max_upload=1000))
+    reads = []
+
+    async def go():
+        sent = []
+
+        async def receive():
+            reads.append(1)
+            return {"type": "http.request", "body": b"x" * 100_000, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/api/predict", "raw_path": b"/api/predict", "query_string": b"",
+                 "root_path": "", "server": ("test", 80), "client": ("test", 1),
+                 "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"100000")]}
+        await app(scope, receive, send)
+        return sent
+
+    sent = asyncio.run(go())
+    assert sent[0]["status"] == 413 and reads == []
+    assert "1,000-byte limit" in json.loads(sent[1]["body"])["error"]
+
+
+def test_oversized_chunked_upload_is_cut_off(served):
+    """No Content-Length (chunked): counted as it arrives, refused once past the limit."""
+    app = create_app(served, Settings(max_upload=50_000))
+    chunks = []
+
+    head, headers = multipart([("big.jpg", b"")])
+
+    async def body():
+        yield head[:head.index(b"\r\n\r\n") + 4]
+        for _ in range(100):  # then 1 MB of file offered in 10 kB chunks
+            chunks.append(1)
+            yield b"y" * 10_000
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/api/predict", content=body(), headers=headers)
+
+    response = asyncio.run(go())
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+    assert len(chunks) < 10
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"content": b"just bytes", "headers": {"content-type": "application/octet-stream"}}, "multipart/form-data"),
+    ({"files": [("picture", ("a.jpg", b"x", "image/jpeg"))]}, "field 'file'"),
+    ({"content": b"--zz\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=x"}}, ""),
+])
+def test_malformed_requests_are_400(served, kwargs, words):
+    response = run(create_app(served), ("POST", "/api/predict", kwargs))[0]
+    assert response.status_code in (400, 422) and words in response.json()["error"]
+
+
+def test_too_many_files_is_400(served):
+    files = [("f.jpg", b"x", "image/jpeg")] * 4
+    response = post(create_app(served, Settings(max_files=3)), files)
+    assert response.status_code == 400 and "files" in response.json()["error"].lower()
+
+
+def test_busy_server_answers_503_and_recovers(served):
+    """One request inside (its body still arriving), none may queue: the next gets 503 at once."""
+    app = create_app(served, Settings(concurrency=1, queue_size=0))
+    data = jpeg(3)
+    whole, headers = multipart([("a.jpg", data)])
+    head, tail = whole[:whole.index(data)], whole[whole.index(data) + len(data):]
+
+    async def go():
+        release = asyncio.Event()
+
+        async def slow_body():
+            yield head + data[:100]
+            await release.wait()
+            yield data[100:] + tail
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            slow = asyncio.create_task(client.post("/api/predict", content=slow_body(), headers=headers))
+            await asyncio.sleep(0.2)
+            busy = await client.post("/api/predict", files=[("file", ("b.jpg", data, "image/jpeg"))])
+            health = await client.get("/api/health")
+            release.set()
+            first = await slow
+            after = await client.post("/api/predict", files=[("file", ("c.jpg", data, "image/jpeg"))])
+            return busy, health, first, after
+
+    busy, health, first, after = asyncio.run(go())
+    assert busy.status_code == 503 and "busy" in busy.json()["error"] and busy.headers["retry-after"] == "1"
+    assert health.status_code == 200
+    assert first.status_code == 200 and after.status_code == 200
+
+
+def test_concurrent_requests_share_forward_passes(served):
+    """Requests that arrive together are predicted in fewer forward passes than requests, all answered."""
+    data = jpeg(7)
+    calls = [("POST", "/api/predict", {"files": [("file", (f"{i}.jpg", data, "image/jpeg"))]}) for i in range(40)]
+    app = create_app(served, Settings(concurrency=8, queue_timeout=600))  # a loaded CI machine is slow
+    responses = run(app, *calls)
+    assert [r.status_code for r in responses] == [200] * 40
+    assert {r.json()["predictions"][0]["label"] for r in responses} == {7}
+    assert [r.json()["predictions"][0]["file"] for r in responses] == [f"{i}.jpg" for i in range(40)]
+    assert app.state.batcher.batches < 40
+    unbatched = create_app(served, Settings(concurrency=8, queue_timeout=600, max_batch=1))
+    assert [r.status_code for r in run(unbatched, *calls)] == [200] * 40
+    assert unbatched.state.batcher.batches == 40
+
+
+def test_page_loads_nothing_from_elsewhere(served):
+    page, js, css = run(create_app(served), ("GET", "/", {}), ("GET", "/static/app.js", {}),
+                        ("GET", "/static/app.css", {}))
+    assert page.status_code == js.status_code == css.status_code == 200
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for f in STATIC.iterdir():
+        text = f.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, f.name
+    assert 'capture="environment"' in page.text and "multiple" in page.text and "<canvas" in page.text
+
+
+def test_docs_are_off_and_cors_is_off_by_default(served):
+    app = create_app(served)
+    docs, openapi, cross = run(app, ("GET", "/docs", {}), ("GET", "/openapi.json", {}),
+                               ("OPTIONS", "/api/predict", {"headers": {
+                                   "origin": "https://elsewhere.example", "access-control-request-method": "POST"}}))
+    assert docs.status_code == 404
+    assert "/api/predict" in openapi.json()["paths"]
+    assert "access-control-allow-origin" not in cross.headers
+    allowed = create_app(served, Settings(cors_origins=("https://elsewhere.example",)))
+    cross = run(allowed, ("OPTIONS", "/api/predict", {"headers": {
+        "origin": "https://elsewhere.example", "access-control-request-method": "POST"}}))[0]
+    assert cross.headers["access-control-allow-origin"] == "https://elsewhere.example"
+
+
+def test_settings_refuse_nonsense():
+    from fmnist.errors import UsageError
+
+    with pytest.raises(UsageError, match="--max-upload"):
+        Settings(max_upload=0)
+    with pytest.raises(UsageError, match="--queue-size"):
+        Settings(queue_size=-1)

@@ -1,0 +1,135 @@
+"""A real ``fmnist serve`` on 127.0.0.1: hostile uploads over real sockets, hundreds of clients, Ctrl-C."""
+
+import asyncio
+import io
+import json
+import socket
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from fmnist.cli.main import main
+from fmnist.inference.predict import predict_files
+from tests.conftest import learnable_images
+from tests.serve.conftest import Server
+from tests.serve.test_app import _hostile, jpeg
+
+
+def _raw(url: str, request: bytes, then: list[bytes] = ()) -> tuple[int, dict]:
+    """Send raw bytes to the server, then ``then`` chunk by chunk while it listens; its status and JSON body."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(request)
+        for chunk in then:
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server has answered and closed: what we want to see
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+            got = sock.recv(65536)
+            if not got:
+                break
+            data += got
+    head, body = data.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), json.loads(body)
+
+
+def _length(data: bytes) -> int:
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 1 << 30
+
+
+def test_health_page_and_a_photo(server, tiny_run, tmp_path):
+    assert httpx.get(server.url + "api/health").json()["model"] == "mlp-100"
+    assert "<canvas" in httpx.get(server.url).text
+    (tmp_path / "p.jpg").write_bytes(jpeg(7))
+    expected = predict_files(tiny_run, [tmp_path / "p.jpg"]).predictions[0].to_dict()
+    got = httpx.post(server.url + "api/predict", files={"file": ("p.jpg", jpeg(7), "image/jpeg")}, timeout=120)
+    assert got.json()["predictions"] == [{**expected, "file": "p.jpg"}]
+
+
+def test_declared_huge_upload_is_413_without_sending_it(server):
+    head = (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            f"Content-Length: {10 ** 12}\r\n\r\n").encode()
+    status, body = _raw(server.url, head)
+    assert status == 413 and "limit" in body["error"]
+
+
+def test_chunked_upload_over_the_limit_is_cut_off(server):
+    head = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    start = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n\r\n'
+    chunks = [b"%x\r\n%s\r\n" % (len(start), start)] + [b"%x\r\n%s\r\n" % (65536, b"y" * 65536)] * 100
+    status, body = _raw(server.url, head, chunks)  # 6.5 MB offered, the limit is 2 MB
+    assert status == 413 and "2,000,000-byte limit" in body["error"]
+
+
+def test_hostile_uploads_each_get_a_4xx_json_and_the_server_stays_healthy(server):
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        for case, (name, data, words) in _hostile().items():
+            r = client.post("/api/predict", files={"file": (name, data, "image/png")})
+            assert 400 <= r.status_code < 500 and words in r.json()["error"], (case, r.status_code, r.text)
+            assert client.get("/api/health").json()["status"] == "ok", case
+        r = client.post("/api/predict", content=b"\x00" * 1000, headers={"content-type": "multipart/form-data"})
+        assert r.status_code == 400 and "error" in r.json()
+        assert client.post("/api/predict", files={"file": ("ok.jpg", jpeg(3), "image/jpeg")}).status_code == 200
+
+
+def test_hundreds_of_concurrent_requests_are_all_answered(server):
+    images = learnable_images(np.arange(300) % 10, seed=7)
+    bodies = []
+    for image in images:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "PNG")
+        bodies.append(buf.getvalue())
+
+    async def go():
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=server.url, timeout=600, limits=limits) as client:
+            return await asyncio.gather(*(client.post("/api/predict", files={"file": (f"{i}.png", b, "image/png")})
+                                          for i, b in enumerate(bodies)))
+
+    responses = asyncio.run(go())
+    assert [r.status_code for r in responses] == [200] * 300
+    labels = [r.json()["predictions"][0]["label"] for r in responses]
+    assert np.mean(np.array(labels) == np.arange(300) % 10) > 0.9
+    assert httpx.get(server.url + "api/health").status_code == 200
+
+
+def test_ctrl_c_stops_cleanly(tiny_run):
+    server = Server(tiny_run)
+    assert httpx.get(server.url + "api/health").status_code == 200
+    assert server.stop() == 0
+    err = "".join(server.stderr)
+    assert "Traceback" not in err and "server stopped" in err
+    parts = urlsplit(server.url)
+    with socket.socket() as s:  # the port is free again
+        assert s.connect_ex((parts.hostname, parts.port)) != 0
+
+
+def test_bad_model_or_options_are_one_line(tmp_path, capsys):
+    assert main(["serve", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.json" in err
+    assert main(["serve", str(tmp_path), "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_max_upload_sizes():
+    from fmnist.cli.main import _byte_size
+
+    assert [_byte_size(s) for s in ("10MB", "500kB", "2MiB", "1000", "1.5M")] == [
+        10_000_000, 500_000, 2 * 1024 ** 2, 1000, 1_500_000]
+    for bad in ("ten", "0", "5 parsecs"):
+        try:
+            _byte_size(bad)
+        except Exception as exc:
+            assert "invalid size" in str(exc)
+        else:
+            raise AssertionError(bad)
