@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist._files import write_json
+from fmnist.errors import FmnistError
 from fmnist.training import Callback
 
 REPORTED = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -91,3 +92,27 @@ def run_trial(config: dict[str, Any], *, job: TrialJob, data) -> None:
     # start that never finished an epoch, so nothing there can be resumed.
     train_run(job.model, data, config=config_, out_dir=run_dir, observers=reporter, evaluate_test=False,
               overwrite=True)
+
+
+def trial_error(trial) -> str:
+    try:
+        error = trial.get_pickled_error() or trial.get_error()
+    except Exception:  # an unreadable error file must not stop the sweep's bookkeeping
+        error = None
+    return one_line(error) if error is not None else "failed (see the Ray logs)"
+
+
+def one_line(error: BaseException | str) -> str:
+    """A failed trial's error as one line: what fmnist said, or the exception's type and first line."""
+    if isinstance(error, str):
+        text = error.strip().splitlines()
+        return text[-1] if text else "failed"
+    cause = error
+    while getattr(cause, "cause", None) is not None and cause.cause is not cause:
+        cause = cause.cause
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, FmnistError):
+        return str(cause).splitlines()[0]
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}" if first else type(cause).__name__

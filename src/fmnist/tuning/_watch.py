@@ -11,6 +11,8 @@ from typing import Any, TextIO
 
 from ray import tune
 
+from fmnist.tuning._trial import trial_error
+
 
 class TrialWatcher(tune.Callback):
     """Calls ``on_trial(row)`` as each trial ends; ``row_of(trial, error)`` makes the row.
@@ -51,8 +53,6 @@ class TrialWatcher(tune.Callback):
         self._ended(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        from fmnist.tuning.sweep import trial_error
-
         self._ended(trial, trial_error(trial))
 
     def _ended(self, trial, error: str | None) -> None:

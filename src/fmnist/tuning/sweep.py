@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from fmnist._files import atomic_write, write_json
 from fmnist._ray import ray_session, require_ray
-from fmnist.errors import FmnistError, RunError, UsageError
+from fmnist.errors import RunError, UsageError
 from fmnist.tuning.space import ParamSpec, grid_size, param_space, parse_params
 
 SWEEP_FORMAT = "fmnist-sweep"
@@ -285,12 +285,13 @@ def _quiet_tune() -> Iterator[None]:
 
 def _leaderboard(plan: SweepPlan, out: Path, grid, data, cluster) -> dict[str, Any]:
     from fmnist.runs import CHECKPOINT, load_run, resume_run
+    from fmnist.tuning._trial import one_line
 
     rows = []
     for result in grid:
         name = Path(result.path).name
         run_dir = out / TRIALS_DIR / name
-        error = _one_line(result.error) if result.error is not None else None
+        error = one_line(result.error) if result.error is not None else None
         if error is None and not (run_dir / "run.json").exists():
             if (run_dir / CHECKPOINT).exists():
                 # The scheduler ended the trial after the epoch it judged (on disk already):
@@ -355,30 +356,6 @@ def _params_file(path: str) -> dict[str, Any]:
         return json.loads((Path(path) / "params.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def trial_error(trial) -> str:
-    try:
-        error = trial.get_pickled_error() or trial.get_error()
-    except Exception:  # an unreadable error file must not stop the sweep's bookkeeping
-        error = None
-    return _one_line(error) if error is not None else "failed (see the Ray logs)"
-
-
-def _one_line(error: BaseException | str) -> str:
-    """A failed trial's error as one line: what fmnist said, or the exception's type and first line."""
-    if isinstance(error, str):
-        text = error.strip().splitlines()
-        return text[-1] if text else "failed"
-    cause = error
-    while getattr(cause, "cause", None) is not None and cause.cause is not cause:
-        cause = cause.cause
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    if isinstance(cause, FmnistError):
-        return str(cause).splitlines()[0]
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
 
 
 def _finished(out: Path) -> set[str]:
