@@ -142,3 +142,17 @@ def test_progress_lines_are_keras_lines_of_the_history():
                             r"val_loss: \d\.\d{4} - val_accuracy: \d\.\d{4}", line), line
         assert line.startswith(f"Epoch {logs['epoch']}/2 - ")
         assert line.endswith(" - ".join(f"{k}: {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")))
+
+
+def test_a_diverged_epoch_never_replaces_the_last_good_checkpoint(tmp_path):
+    class DivergeAtTwo(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                logs["loss"] = float("nan")
+
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=3, batch_size=16), [DivergeAtTwo(), ModelCheckpoint(tmp_path)])
+    with pytest.raises(TrainingError, match="diverged"):
+        trainer.fit(X, Y)
+    state = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert state["epoch"] == 1 and len(state["history"]) == 1

@@ -3,6 +3,7 @@ the uninterrupted run's weights exactly (CPU)."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -10,10 +11,13 @@ from safetensors import safe_open
 import fmnist.training.checkpoint as ckpt_mod
 from fmnist.cli.main import main
 from fmnist.errors import RunError, TrainingError
+from fmnist.models import create_model
 from fmnist.models.io import load_model
 from fmnist.runs import load_checkpoint_model, resume_run, train_run
-from fmnist.training import Callback, TrainConfig
+from fmnist.training import Callback, TrainConfig, Trainer
+from fmnist.training.callbacks import EarlyStopping, ModelCheckpoint
 from fmnist.training.checkpoint import decode, encode, load_checkpoint, save_checkpoint
+from tests.conftest import learnable_images
 
 MODEL = "flatten,dense:32:relu,dropout:0.3,dense:10"
 # Everything random that a resume must restore: dropout (global RNG), shuffling, augmentation,
@@ -123,8 +127,6 @@ def test_resume_refuses_finished_missing_and_other_data(tiny_data, tmp_path):
 
 
 def test_cli_ctrl_c_says_how_to_resume_and_resume_finishes_the_run(tiny_dir, tmp_path, monkeypatch, capsys):
-    from fmnist.training import Trainer
-
     data = ["--data-dir", str(tiny_dir), "--dataset", "custom"]
     args = ["train", MODEL, "--epochs", "3", "--optimizer", "adam", "--flip", "--quiet", *data]
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
@@ -155,3 +157,42 @@ def test_cli_reports_divergence_in_one_line(tiny_dir, tmp_path, capsys):
                  "--data-dir", str(tiny_dir), "--dataset", "custom", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("fmnist: error: training diverged") and "\n" not in err
+
+
+class ScriptedValLoss(Callback):
+    """Sets val_loss from a script and keeps each epoch's weights (it has no state to resume)."""
+
+    def __init__(self, losses):
+        self.losses, self.weights = losses, {}
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        logs["val_loss"] = self.losses[epoch - 1]
+        self.weights[epoch] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_resume_keeps_early_stopping_and_best_checkpoint_state(tmp_path):
+    """Best epoch 2, then worse: a run cut after epoch 3 must still stop at 4 and restore epoch 2."""
+    y = np.arange(60) % 10
+    x = learnable_images(y)
+    losses = [1.0, 0.5, 0.7, 0.8, 0.9, 1.0]
+
+    def trainer(folder, *extra):
+        torch.manual_seed(0)
+        callbacks = [ScriptedValLoss(losses), EarlyStopping(patience=2), ModelCheckpoint(folder, save_best_only=True),
+                     ModelCheckpoint(folder), *extra]
+        return Trainer(create_model("mlp-100"), TrainConfig(epochs=6, batch_size=16), callbacks)
+
+    full = trainer(tmp_path / "full")
+    full.fit(x, y, validation_data=(x, y))
+    cut = trainer(tmp_path / "cut", Interrupt(4, 0))
+    with pytest.raises(KeyboardInterrupt):
+        cut.fit(x, y, validation_data=(x, y))
+    resumed = trainer(tmp_path / "cut")
+    resumed.load_state_dict(load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors"))
+    resumed.fit(x, y, validation_data=(x, y))
+    assert len(full.history) == len(resumed.history) == 4  # patience 2 after the best epoch, 2
+    assert resumed.weights_epoch == full.weights_epoch == 2 and resumed.stop_reason == full.stop_reason
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(b[k], full.callbacks[0].weights[2][k]) for k in b)
+    assert load_checkpoint(tmp_path / "cut" / "best.safetensors")["epoch"] == 2
