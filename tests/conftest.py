@@ -52,3 +52,16 @@ def real_data():
         return load_dataset()
     except DataError as exc:
         pytest.skip(f"real Fashion-MNIST not available: {exc}")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray instance (2 CPUs) for the whole session: each start costs several seconds.
+
+    Code under test that calls ``fmnist._ray.start_ray`` finds it connected and uses it as is.
+    """
+    from fmnist._ray import start_ray, stop_ray
+
+    info = start_ray(num_cpus=2)
+    yield info
+    stop_ray(info)

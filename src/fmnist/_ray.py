@@ -1,0 +1,145 @@
+"""Ray, started once per command: a local instance by default, an existing cluster when asked.
+
+Ray is an optional dependency (the ``sweep`` extra): ``import fmnist`` and the command line's
+start-up never import it, and a command that needs it without it says what to install.
+
+Ray is loud by default (start-up banners, every worker's output forwarded to the terminal, a
+dashboard); the commands built on it print their own one line per trial, so Ray is started
+quiet and the log folder it writes to instead is reported (:attr:`ClusterInfo.log_dir`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fmnist.errors import FmnistError, UsageError
+
+INSTALL_HINT = "pip install 'fmnist[sweep]' (or `make install` in a clone of fmnist)"
+
+
+def require_ray():
+    """Import Ray and Ray Tune, or raise a one-line :class:`FmnistError` saying what to install."""
+    try:
+        import ray
+        import ray.tune  # noqa: F401  (the commands need Tune, not only Ray core)
+    except ImportError as exc:
+        missing = exc.name or "ray"
+        raise FmnistError(f"this command needs Ray Tune, and {missing!r} cannot be imported: "
+                          f"{INSTALL_HINT}") from None
+    return ray
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """The Ray a command runs on.
+
+    ``address`` is the cluster's GCS address (``host:port``), ``nodes`` the live nodes, ``cpus``
+    their CPUs together, ``log_dir`` where Ray writes its own and the workers' output, and
+    ``owned`` whether :func:`start_ray` connected this process (so :func:`stop_ray` disconnects it)
+    rather than finding Ray already connected (a notebook's own ``ray.init()``).
+    """
+
+    address: str
+    nodes: int
+    cpus: int
+    log_dir: str
+    owned: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """What a results file records about the cluster."""
+        return {"address": self.address, "nodes": self.nodes, "cpus": self.cpus}
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> ClusterInfo:
+    """Connect this process to Ray, quietly; return what it runs on.
+
+    ``address=None`` and no ``RAY_ADDRESS``: a new local instance with ``num_cpus`` CPUs (default:
+    the cores this process may use). Ray's own default would join the last cluster started on this
+    machine instead, so a stray ``ray start`` would silently take the work: ``"local"`` is asked for.
+    ``address="auto"`` or ``"host:port"`` (or ``RAY_ADDRESS``): join that existing cluster; its
+    CPUs are its own, so ``num_cpus`` is refused there. If this process is already connected
+    (``ray.init()`` in a notebook, or a test session's instance), that Ray is used as it is.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and num_cpus is not None:
+        raise UsageError(f"--address {address}: a cluster's CPUs are set when it is started "
+                         "(`ray start --num-cpus N`); leave out the CPU count, or the address")
+    ray = require_ray()
+    if ray.is_initialized():
+        return _describe(ray, owned=False)
+    if address is None:
+        num_cpus = num_cpus or usable_cpus()
+    # No telemetry from a command-line tool unless the user opted in; this also saves its
+    # start-up message.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # A new local instance gets Ray's default token authentication, and Ray warns that it did
+    # so on every start; that warning (only that one) is silenced for it. Joining a cluster keeps
+    # Ray's warnings: one without authentication is worth hearing about.
+    quiet = _quieted("ray._private.authentication") if address is None else contextlib.nullcontext()
+    try:
+        with quiet:
+            ray.init(address=address or "local", num_cpus=num_cpus, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise FmnistError(f"--address {address}: no Ray cluster reachable there ({_first_line(exc)}); "
+                          "start one with `ray start --head`, or leave out --address and "
+                          "RAY_ADDRESS for a local instance") from None
+    return _describe(ray, owned=True)
+
+
+def stop_ray(info: ClusterInfo) -> None:
+    """Disconnect what :func:`start_ray` connected: a local instance stops, a cluster stays up."""
+    if info.owned:
+        require_ray().shutdown()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[ClusterInfo]:
+    """``with ray_session(...) as cluster:``: :func:`start_ray`, then :func:`stop_ray` however it ends."""
+    info = start_ray(address, num_cpus)
+    try:
+        yield info
+    finally:
+        stop_ray(info)
+
+
+def _describe(ray, owned: bool) -> ClusterInfo:
+    from ray._private import worker  # the session folder has no public accessor in Ray 2.x
+
+    node = worker.global_worker.node
+    return ClusterInfo(
+        address=node.gcs_address,
+        nodes=sum(1 for n in ray.nodes() if n["Alive"]),
+        cpus=int(ray.cluster_resources().get("CPU", 0)),
+        log_dir=node.get_logs_dir_path(),
+        owned=owned,
+    )
+
+
+@contextlib.contextmanager
+def _quieted(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

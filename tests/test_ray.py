@@ -1,0 +1,53 @@
+"""fmnist._ray: Ray started once, quietly, and only what was started is stopped."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from fmnist import _ray
+from fmnist.errors import FmnistError, UsageError
+
+
+@pytest.mark.parametrize("hidden", ["ray", "ray.tune"])
+def test_missing_ray_says_what_to_install(monkeypatch, hidden):
+    monkeypatch.setitem(sys.modules, hidden, None)  # makes `import <hidden>` fail
+    with pytest.raises(FmnistError) as err:
+        _ray.require_ray()
+    message = str(err.value)
+    assert "\n" not in message
+    assert "pip install 'fmnist[sweep]'" in message and repr(hidden) in message
+
+
+def test_usable_cpus_follows_the_affinity_mask(monkeypatch):
+    monkeypatch.setattr(_ray.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert _ray.usable_cpus() == 1
+
+
+@pytest.mark.parametrize("env", [None, "127.0.0.1:6379"])
+def test_cluster_with_a_cpu_count_is_a_usage_error(monkeypatch, env):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if env:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    with pytest.raises(UsageError, match=r"^--address 127\.0\.0\.1:6379: .*ray start --num-cpus"):
+        _ray.start_ray(address=None if env else "127.0.0.1:6379", num_cpus=2)
+
+
+def test_local_instance_is_described(ray_cluster):
+    assert ray_cluster.owned
+    assert ray_cluster.nodes == 1 and ray_cluster.cpus == 2
+    assert re.fullmatch(r"[\w.\-]+:\d+", ray_cluster.address)
+    assert Path(ray_cluster.log_dir).is_dir()
+    assert ray_cluster.to_json() == {"address": ray_cluster.address, "nodes": 1, "cpus": 2}
+
+
+def test_a_connected_ray_is_reused_and_left_running(ray_cluster):
+    import ray
+
+    with _ray.ray_session() as info:
+        assert not info.owned
+        assert info.address == ray_cluster.address
+    assert ray.is_initialized()
