@@ -27,6 +27,7 @@ _EXPORTS = {
     "evaluate": "fmnist.evaluation",
     "predict_proba": "fmnist.evaluation",
     "NetClassifier": "fmnist.estimators",
+    "benchmark_classical": "fmnist.benchmark",
 }
 
 __all__ = ["__version__", *_EXPORTS]
