@@ -64,13 +64,13 @@ def run_config(config: Config, phases: tuple[str, ...], seed: int, cpus: int, x_
     from fmnist.data._prep import split_indices
 
     record: dict[str, Any] = {"status": "finished", "cpus": cpus, "node": socket.gethostname()}
-    reason = mapping.check_runs(config, seed)
-    if reason:
-        return {**record, "status": "cannot_run", "error": reason}
     with threadpool_limits(limits=cpus), joblib.parallel_config(backend="threading", n_jobs=cpus), \
             warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            reason = mapping.check_runs(config, seed)
+            if reason:
+                return {**record, "status": "cannot_run", "error": reason}
             for phase in phases:
                 start = time.perf_counter()
                 if phase == "val":
@@ -251,19 +251,27 @@ def _dispatch(todo, data, seed, cpus_per_task, records, save, on_config) -> None
     arrays = [ray.put(np.ascontiguousarray(a)) for a in (data.x_train, data.y_train, data.x_test, data.y_test)]
     pending = {task.remote(config, need, seed, cpus_per_task, *arrays): config for config, need in todo}
     done = 0
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        config = pending.pop(ready[0])
-        try:
-            outcome = ray.get(ready[0])
-        except ray.exceptions.RayError as exc:  # the worker died (out of memory, killed): a failed configuration
-            outcome = {"status": "failed", "error": _one_line(exc).splitlines()[0][:300]}
-        record = records[config.key]
-        record.pop("error", None)  # a configuration that failed before and runs now
-        record.update(outcome)
-        done += 1
-        save()
-        on_config(record, done, len(todo))
+    try:
+        while pending:
+            # A short timeout: a blocking wait would not let Ctrl-C through until a task finished.
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            if not ready:
+                continue
+            config = pending.pop(ready[0])
+            try:
+                outcome = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # the worker died (out of memory, killed): a failed configuration
+                outcome = {"status": "failed", "error": _one_line(exc)[:300]}
+            record = records[config.key]
+            record.pop("error", None)  # a configuration that failed before and runs now
+            record.update(outcome)
+            done += 1
+            save()
+            on_config(record, done, len(todo))
+    finally:
+        # Interrupted: tasks still queued or running are stopped, also on a cluster that stays up.
+        for ref in pending:
+            ray.cancel(ref, force=True)
 
 
 def _assemble(records, configs, identity, plan, sessions, out: Path | None) -> dict[str, Any]:

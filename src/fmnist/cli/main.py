@@ -333,6 +333,10 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _hours(hours: float) -> str:
+    return f"{hours:,.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
 def cmd_benchmark(args) -> int:
     from tqdm import tqdm
 
@@ -355,9 +359,9 @@ def cmd_benchmark(args) -> int:
                   "(or no published result); run them with --families on a cluster (--address)")
         print(f"{plan['configs']} configurations of {len(plan['families'])} families, {plan['to_run']} to run"
               + (f" ({plan['finished_before']} finished before, kept)" if plan["finished_before"] else "")
-              + f"; estimated cost (rough): {plan['cpu_hours']:.1f} CPU-hours, about {plan['wall_hours']:.1f} h "
-                f"on {c['cpus'] if c else 1} CPUs" + ("" if args.quick else "; the full grid is meant for a cluster: "
-                                                 "--address"), flush=True)
+              + (f"; estimated cost (rough): {_hours(plan['cpu_hours'])} of CPU, about {_hours(plan['wall_hours'])} "
+                 f"on these {c['cpus']} CPUs" if c else "")
+              + ("" if args.quick else "; the full grid is meant for a cluster: --address"), flush=True)
         # The bar on a terminal only: redirected, its redraws would fill the log; the lines stay.
         bar = tqdm(total=plan["to_run"], unit="config", file=sys.stderr, dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
