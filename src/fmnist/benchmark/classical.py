@@ -183,10 +183,11 @@ def benchmark_classical(data, out_dir: str | Path | None = None, *, quick: bool 
     ``families``: only these. ``address``: an existing Ray cluster (default: a local Ray with
     ``num_cpus``). Each configuration is one Ray task of ``cpus_per_task`` CPUs.
 
-    Returns ``{"families": [row per family], "configs": [record per configuration], "plan",
-    "cluster", "wall_time_s", ...}``; see :func:`summarize` for a row. ``on_plan(plan)`` is
-    called before any work, ``on_config(record, done, total)`` as each configuration finishes;
-    the library prints nothing.
+    Returns ``{"families": [row per family], "configs": [record per configuration], "data",
+    "seed", "split", "selection", "cluster", "sessions", "wall_time_s"}``; see :func:`summarize`
+    for a row and :func:`run_config` for a record. ``on_plan(plan)`` is called before any work
+    (what will run, the estimated cost, the cluster), ``on_config(record, done, total)`` as each
+    configuration finishes; the library prints nothing.
     """
     from fmnist._ray import ray_session
     from fmnist.runs import versions
@@ -224,9 +225,8 @@ def benchmark_classical(data, out_dir: str | Path | None = None, *, quick: bool 
                 **estimate([c for c, _ in todo], phases, len(data.y_train), cluster.cpus if cluster else 1)}
         on_plan(plan)
         # This command's own entry, its wall time brought up to date at every save: an interrupted
-        # run's time still counts when it is resumed.
-        # The load average beside the wall time: on a shared machine it says how much of the
-        # time was the benchmark's own.
+        # run's time still counts when it is resumed. The load average beside it says, on a shared
+        # machine, how much of that time was the benchmark's own.
         session = {"started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "wall_time_s": 0.0, "configs_run": len(todo), "cluster": where,
                    "loadavg_start": [round(v, 2) for v in os.getloadavg()], "versions": versions()}
