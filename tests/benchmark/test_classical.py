@@ -208,3 +208,13 @@ def test_an_interrupted_run_keeps_what_finished_and_resumes(ray_cluster, tiny_da
     seen = []
     benchmark_classical(tiny_data, out, families=["Perceptron"], on_config=lambda rec, d, t: seen.append(rec["key"]))
     assert len(seen) == 2 and finished[0] not in seen
+
+
+@pytest.mark.integration
+def test_the_fast_families_land_near_table_3_on_the_real_data(ray_cluster, real_data, tmp_path):
+    # The linear models' 2017 defaults (5 epochs, no tolerance, PA as SGD) and the tree's, on the real data.
+    result = benchmark_classical(real_data, tmp_path / "b", quick=True,
+                                 families=["PassiveAggressiveClassifier", "SGDClassifier", "Perceptron",
+                                           "ExtraTreeClassifier"])
+    for row in result["families"]:
+        assert row["within_band"], row
