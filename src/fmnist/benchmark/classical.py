@@ -380,6 +380,11 @@ def format_readme(result: dict[str, Any] | None) -> list[str]:
         verdict = "within" if row["within_band"] else "outside"
         lines.append(f"| {row['family']} | {row['published']:.3f} | {row['ours']:.3f} | "
                      f"{row['ours'] - row['published']:+.3f} | ±{row['band']} ({verdict}) | {_params(row['best_params'])} |")
+    unfinished = [row["family"] for row in result["families"] if row["ours"] is None and row["configs"]["cannot_run"]
+                  < row["configs"]["run"]]
+    if unfinished:
+        lines += ["", f"Not finished in this run: {', '.join(unfinished)} (the same command continues it where it "
+                      "stopped)."]
     if result["selection"]["left_out"]:
         lines += ["", f"Left out by `--quick`: {', '.join(result['selection']['left_out'])} (hours per configuration "
                       "on a small machine, or no published result)."]
