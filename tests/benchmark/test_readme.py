@@ -31,7 +31,8 @@ def test_the_section_renders_each_family_beside_the_paper(tmp_path):
                             "configs": {"run": 1, "cannot_run": 0}}]}
     lines = format_readme(result)
     assert lines[0] == ("`fmnist benchmark classical --quick` on 2 CPUs (1 node), 2026-12-01, load average 3.0-5.5 "
-                        "(a shared machine): wall time 120 s over 2 sessions (resumed); each configuration one Ray "
+                        "(a shared machine): wall time 120 s to the last finished configuration, over 2 sessions "
+                        "(resumed); each configuration one Ray "
                         "task of 1 CPU.")
     assert "| Perceptron | 0.782 | 0.800 | +0.018 | ±0.02 (within) | penalty=l1 |" in lines
     assert "| GaussianNB | 0.511 | — | — | — | priors=[0.1] |" in lines

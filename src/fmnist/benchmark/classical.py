@@ -369,7 +369,8 @@ def format_readme(result: dict[str, Any] | None) -> list[str]:
     when = f", {started[:10]}" if started else ""
     load = f", load average {min(loads):.1f}-{max(loads):.1f} (a shared machine)" if loads else ""
     lines = [f"`{command}` on {cluster['cpus']} CPUs ({cluster['nodes']} node){when}{load}: wall time "
-             f"{result['wall_time_s']:.0f} s" + (f" over {len(sessions)} sessions (resumed)" if len(sessions) > 1 else "")
+             f"{result['wall_time_s']:.0f} s to the last finished configuration"
+             + (f", over {len(sessions)} sessions (resumed)" if len(sessions) > 1 else "")
              + f"; each configuration one Ray task of {result['selection'].get('cpus_per_task', 1)} CPU.", "",
              "| family | published (Table 3) | ours | difference | band | configuration |", "|---|---|---|---|---|---|"]
     for row in result["families"]:
