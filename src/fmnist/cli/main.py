@@ -518,8 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("benchmark-classical"),
                    help="folder for results.json and results.md; finished configurations there are kept and "
                         "not run again (default: ./benchmark-classical)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="discard results in --out computed on other data or with another seed (default: refuse)")
+    _add_overwrite_arg(p, "results computed on other data or with another seed")
     _add_data_args(p)
     p.set_defaults(func=cmd_benchmark)
     return parser
