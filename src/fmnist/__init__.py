@@ -34,6 +34,7 @@ _EXPORTS = {
     "predict_proba": "fmnist.evaluation",
     "NetClassifier": "fmnist.estimators",
     "sweep": "fmnist.tuning",
+    "benchmark_classical": "fmnist.benchmark",
 }
 
 __all__ = ["__version__", *_EXPORTS]

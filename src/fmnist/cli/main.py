@@ -423,6 +423,66 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _hours(hours: float) -> str:
+    return f"{hours:,.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+def cmd_benchmark(args) -> int:
+    from tqdm import tqdm
+
+    from fmnist.benchmark import benchmark_classical, format_table
+    from fmnist.errors import UsageError
+
+    if args.cpus_per_task < 1:
+        raise UsageError(f"--cpus-per-task must be at least 1, got {args.cpus_per_task}")
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    data = _load(args)
+    bar = None
+
+    def on_plan(plan):
+        nonlocal bar
+        c = plan["cluster"]
+        if c:
+            print(f"Ray: {c['nodes']} node(s), {c['cpus']} CPUs at {c['address']}; its logs: {plan['log_dir']}")
+        if plan["left_out"]:
+            print(f"--quick leaves out {', '.join(plan['left_out'])}: hours per configuration on a small machine "
+                  "(or no published result); run them with --families on a cluster (--address)")
+        print(f"{plan['configs']} configurations of {len(plan['families'])} families, {plan['to_run']} to run"
+              + (f" ({plan['finished_before']} finished before, kept)" if plan["finished_before"] else "")
+              + (f"; estimated cost (rough): {_hours(plan['cpu_hours'])} of CPU, about {_hours(plan['wall_hours'])} "
+                 f"on these {c['cpus']} CPUs" if c else "")
+              + ("" if args.quick else "; the full grid is meant for a cluster: --address"), flush=True)
+        # The bar on a terminal only: redirected, its redraws would fill the log; the lines stay.
+        bar = tqdm(total=plan["to_run"], unit="config", file=sys.stderr, dynamic_ncols=True,
+                   disable=not sys.stderr.isatty())
+
+    def on_config(record, done, total):
+        scores = " - ".join(f"{name}: {record[f'{name}_accuracy']:.4f}" for name in ("val", "test")
+                            if f"{name}_accuracy" in record)
+        seconds = record.get("val_time_s", 0.0) + record.get("test_time_s", 0.0)
+        line = (f"[{done}/{total}] {record['key']} - {seconds:.0f}s - {scores}" if record["status"] == "finished"
+                else f"[{done}/{total}] {record['key']} - {record['status'].replace('_', ' ')}: {record['error']}")
+        bar.write(line, file=sys.stdout)
+        bar.update()
+
+    try:
+        result = benchmark_classical(data, args.out, quick=args.quick, families=families, address=args.address,
+                                     cpus_per_task=args.cpus_per_task, num_cpus=args.cpus, seed=args.seed,
+                                     overwrite=args.overwrite, on_plan=on_plan, on_config=on_config)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"\nfmnist: interrupted; finished configurations are kept in {args.out / 'results.json'}; "
+              "run the same command again to continue", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    print("\n" + format_table(result))
+    print(f"\nwall time {result['wall_time_s']:.0f} s; written: {args.out / 'results.md'}, {args.out / 'results.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fmnist", description="Train, compare, inspect and use image classifiers on Fashion-MNIST "
@@ -569,6 +629,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finish an interrupted sweep; its finished trials are not trained again")
     _add_data_args(p)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("benchmark", help="re-run a published benchmark on Ray (the paper's classical scikit-learn grid)")
+    bench = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    p = bench.add_parser("classical", help="the Fashion-MNIST paper's 143 scikit-learn configurations in 14 families, "
+                                           "its Table 3 beside ours")
+    p.add_argument("--quick", action="store_true",
+                   help="each family's published best configuration only, without SVC, GradientBoosting and "
+                        "GaussianProcess (hours each on a small machine) (default: the full grid)")
+    p.add_argument("--families", metavar="A,B",
+                   help="only these families, e.g. SGDClassifier,LinearSVC (default: all 14)")
+    p.add_argument("--address", help="an existing Ray cluster, e.g. one started with 'ray start --head' "
+                                     "(default: $RAY_ADDRESS, else a local Ray for this command)")
+    p.add_argument("--cpus", type=int, help="CPUs of the local Ray (default: the cores this process may use)")
+    p.add_argument("--cpus-per-task", type=int, default=1,
+                   help="CPUs (and threads) of each configuration's task (default: 1)")
+    p.add_argument("--seed", type=int, default=42, help="random_state of every estimator that takes one (default: 42)")
+    p.add_argument("--out", type=Path, default=Path("benchmark-classical"),
+                   help="folder for results.json and results.md; finished configurations there are kept and "
+                        "not run again (default: ./benchmark-classical)")
+    _add_overwrite_arg(p, "results computed on other data or with another seed")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_benchmark)
     return parser
 
 

@@ -271,7 +271,15 @@ def photos(results: Results) -> list[str]:
                     "", _source(results, "photos")]
 
 
+def classical(results: Results) -> list[str]:
+    """`fmnist benchmark classical`: its own renderer, beside the code that writes its results."""
+    from fmnist.benchmark.classical import format_readme
+
+    return format_readme(results["benchmark-classical"])
+
+
 SECTIONS: dict[str, Callable[[Results], list[str]]] = {
+    "classical": classical,
     "serve": serve,
     "photos": photos,
     "study": study,

@@ -1,0 +1,41 @@
+"""The README's benchmark section is what the committed results file renders to, never typed by hand."""
+
+import json
+import re
+from pathlib import Path
+
+from fmnist.benchmark.classical import MEASURED, format_readme
+
+ROOT = Path(__file__).resolve().parents[2]
+SECTION = re.compile(r"<!-- generated: classical \(make readme\) -->\n(.*?)<!-- end generated: classical -->", re.S)
+
+
+def test_readme_section_is_generated_from_the_committed_results():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    body = SECTION.search(readme).group(1)
+    path = ROOT / MEASURED
+    result = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    assert body == "\n".join(format_readme(result)) + "\n"
+
+
+def test_the_section_renders_each_family_beside_the_paper(tmp_path):
+    result = {"sessions": [{"started": "2026-12-01T16:00:00Z", "loadavg_start": [3.0], "loadavg_end": [5.5],
+                            "wall_time_s": 100.0}, {"wall_time_s": 20.0}],
+              "cluster": {"cpus": 2, "nodes": 1}, "wall_time_s": 120.0,
+              "selection": {"quick": True, "left_out": ["SVC"], "cpus_per_task": 1},
+              "families": [{"family": "Perceptron", "published": 0.782, "ours": 0.8, "band": 0.02, "within_band": True,
+                            "best_params": {"penalty": "l1"}, "published_params": {"penalty": "l1"},
+                            "configs": {"run": 1, "cannot_run": 0}},
+                           {"family": "GaussianNB", "published": 0.511, "ours": None, "band": 0.015,
+                            "within_band": None, "best_params": None, "published_params": {"priors": [0.1]},
+                            "configs": {"run": 1, "cannot_run": 0}}]}
+    lines = format_readme(result)
+    assert lines[0] == ("`fmnist benchmark classical --quick` on 2 CPUs (1 node), 2026-12-01, load average 3.0-5.5 "
+                        "(a shared machine): wall time 120 s to the last finished configuration, over 2 sessions "
+                        "(resumed); each configuration one Ray "
+                        "task of 1 CPU.")
+    assert "| Perceptron | 0.782 | 0.800 | +0.018 | ±0.02 (within) | penalty=l1 |" in lines
+    assert "| GaussianNB | 0.511 | — | — | — | priors=[0.1] |" in lines
+    assert any("Left out by `--quick`: SVC" in line for line in lines)
+    assert any(line.startswith("Not finished in this run: GaussianNB (") for line in lines)
+    assert "Not measured yet" in format_readme(None)[0]
