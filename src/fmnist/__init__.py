@@ -27,6 +27,7 @@ _EXPORTS = {
     "evaluate": "fmnist.evaluation",
     "predict_proba": "fmnist.evaluation",
     "NetClassifier": "fmnist.estimators",
+    "audit": "fmnist.auditing",
 }
 
 __all__ = ["__version__", *_EXPORTS]
