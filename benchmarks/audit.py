@@ -119,8 +119,10 @@ def cmd_planted(args) -> None:
     score = score_audit(result, planted)
     print(json.dumps(score, indent=2))
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    _update("planted", {**results.get("planted", {}), str(args.seed): {**record, "planted": counts, "found": score,
-                                                                        "times_s": result["summary"]["times_s"]}})
+    s = result["summary"]
+    _update("planted", {**results.get("planted", {}), str(args.seed): {
+        **record, "planted": counts, "found": score, "model": s["model"], "epochs": s["training"]["epochs"],
+        "folds": s["folds"], "times_s": s["times_s"]}})
 
 
 _MARKER = re.compile(r"(<!-- generated: audit \(make readme\) -->\n).*?(<!-- end generated: audit -->)", re.S)

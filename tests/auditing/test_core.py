@@ -25,7 +25,7 @@ def audited(garment_arrays, tmp_path_factory):
     x_test[99] = 255 - x_test[99]
     out = tmp_path_factory.mktemp("audit")
     result = fmnist.audit(as_dataset(x_train, y_train, x_test, y_test), folds=3, out_dir=out, progress=False,
-                          overrides={"epochs": 8})
+                          epochs=8)
     return result, planted, out
 
 
