@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from fmnist._files import write_json
-from fmnist.errors import UsageError
 
 __all__ = ["audit", "AUDIT_FILE", "AUDIT_FORMAT", "NEIGHBOURS", "PIXEL_FACTOR", "EMBEDDING_FACTOR", "OUTLIER_MADS",
            "data_checksums"]
@@ -109,8 +108,9 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
         from fmnist.data import load_dataset
 
         data = load_dataset(data_dir, dataset=dataset)
-    if folds < 2:
-        raise UsageError(f"--folds: at least 2 folds are needed for out-of-fold predictions, got {folds}")
+    from fmnist.auditing.labels import check_folds
+
+    check_folds(data.y_train, folds)  # before minutes of neighbour search
     phases = _Phases(progress)
     overrides = {**(overrides or {}), **({"epochs": epochs} if epochs is not None else {})}
     x_train, y_train = np.asarray(data.x_train), np.asarray(data.y_train).astype(np.int64)

@@ -18,7 +18,7 @@ import numpy as np
 
 from fmnist.errors import FmnistError, UsageError
 
-__all__ = ["FoldPredictions", "out_of_fold_proba", "find_label_issues", "require_cleanlab"]
+__all__ = ["FoldPredictions", "out_of_fold_proba", "check_folds", "find_label_issues", "require_cleanlab"]
 
 
 @dataclasses.dataclass
@@ -56,12 +56,7 @@ def out_of_fold_proba(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 
     y_train = np.asarray(y_train, dtype=np.int64)
     num_classes = num_classes or int(y_train.max()) + 1
-    if folds < 2:
-        raise UsageError(f"--folds: at least 2 folds are needed for out-of-fold predictions, got {folds}")
-    smallest = int(np.bincount(y_train, minlength=num_classes).min())
-    if smallest < folds:
-        raise UsageError(f"--folds {folds}: a class has only {smallest} training images; every fold needs one of "
-                         "each class, so use fewer folds")
+    check_folds(y_train, folds)
     preset = get_preset(model)
     config = resolve_config(preset, **{**(overrides or {}), "seed": seed})
     config = dataclasses.replace(config, patience=None)
@@ -79,6 +74,17 @@ def out_of_fold_proba(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
         fold_of[held] = k
         models.append(fitted)
     return FoldPredictions(oof, test, models, fold_of, config.to_dict())
+
+
+def check_folds(y_train: np.ndarray, folds: int) -> None:
+    """Raise UsageError unless ``folds`` stratified folds can each hold every class of ``y_train``."""
+    if folds < 2:
+        raise UsageError(f"--folds: at least 2 folds are needed for out-of-fold predictions, got {folds}")
+    counts = np.bincount(np.asarray(y_train, dtype=np.int64))
+    smallest = int(counts[counts > 0].min(initial=folds))
+    if smallest < folds:
+        raise UsageError(f"--folds {folds}: a class has only {smallest} training images; every fold needs one of "
+                         "each class, so use fewer folds")
 
 
 def _fit_one(preset, name: str, config, x, y, num_classes: int, seed: int, callbacks):

@@ -166,6 +166,11 @@ def shifted_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = F
     bp = projection.transform(fb)
     qp = bp if same and queries is base else projection.transform(fourier_features(queries))
     _, cand = knn(qp, bp, k, same=same, on_chunk=on_chunk)
-    dist = shifted_rms(np.repeat(queries, cand.shape[1], axis=0), base[cand.ravel()], max_shift).reshape(cand.shape)
+    dist = np.empty(cand.shape, np.float32)
+    step = 4096  # query rows per pass: their k candidates' pixels, not all 60,000 x k at once
+    for start in range(0, len(cand), step):
+        rows = cand[start:start + step]
+        dist[start:start + step] = shifted_rms(np.repeat(queries[start:start + step], rows.shape[1], axis=0),
+                                               base[rows.ravel()], max_shift).reshape(rows.shape)
     order = np.argsort(dist, axis=1, kind="stable")
     return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
