@@ -33,7 +33,7 @@ def test_numbers_land_in_their_cells():
                                  "near_duplicates": spaces, "label_issues": {"train": 3778, "test": 542},
                                  "outliers": {"train": 7, "test": 8}},
                          accuracy={"train_out_of_fold": 0.87381, "test_fold_mean": 0.8737}),
-        "planted": {"1": _record(planted={"exact_leaks": 50, "near_leaks": 60, "duplicates": 50, "flips": 600,
+        "planted": {"1": _record(model="mlp-200", folds=5, epochs=15, planted={"exact_leaks": 50, "near_leaks": 60, "duplicates": 50, "flips": 600,
                                           "test_flips": 100},
                                  found={"exact_leaks": 1.0, "near_leaks": 0.95, "near_leaks_noise": 1.0,
                                         "near_leaks_shift": 0.85, "near_leaks_jpeg": 1.0, "duplicates": 0.98,
@@ -48,7 +48,8 @@ def test_numbers_land_in_their_cells():
     assert "| exact duplicates | 1 | 2 | 3 |" in text
     assert "| near duplicates, shifted (threshold 0.0496) | 13 | – | 14 |" in text
     assert "| likely label errors | 3778 | 542 | – |" in text
-    assert "| 1 | 100 % of 50 | 95 % of 60 (100 % / 85 % / 100 %) | 98 % of 50 | 71 % of 600 | 70 % of 100 |" in text
+    assert ("| 1 | 100 % of 50 | 95 % of 60 (100 % / 85 % / 100 %) | 98 % of 50 | 71 % of 600 | 70 % of 100 | "
+            "mlp-200, 5, 15 | 300 s") in text
     assert "| mlp-200 | without the flagged | 4,100 | 0.8801 | 0.8901 (9,400) | 0.8800 |" in text
     assert "| mlp-200 | all images | 0 | 0.8734 | 0.8834 (9,400) | 0.8800 |" in text
 

@@ -26,6 +26,9 @@ def test_audit_then_act_on_it(capsys, tiny_dir, tmp_path):
                          {"split": "train", "index": 1, "label": 1, "distance": 1.0},
                          {"split": "test", "index": 0, "label": 0, "distance": 1.0}]
     (tmp_path / "audit" / "audit.json").write_text(json.dumps(audit))
+    # A finished audit is not replaced without --overwrite.
+    code, _, err = run(capsys, "audit", "--folds", "2", "--out", tmp_path / "audit", *data)
+    assert code == 1 and "pass --overwrite" in err and json.loads((tmp_path / "audit" / "audit.json").read_text()) == audit
 
     code, out, _ = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run",
                        "--exclude", f"{tmp_path / 'audit' / 'audit.json'}:outliers", *data)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from fmnist._files import write_json
+from fmnist.errors import FmnistError
 
 __all__ = ["audit", "AUDIT_FILE", "AUDIT_FORMAT", "NEIGHBOURS", "PIXEL_FACTOR", "EMBEDDING_FACTOR", "OUTLIER_MADS",
            "data_checksums"]
@@ -92,18 +93,23 @@ def data_checksums(x_train, y_train, x_test, y_test) -> dict[str, str]:
 
 def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: str = "mlp-200", folds: int = 5,
           epochs: int | None = EPOCHS, seed: int = 42, out_dir: str | Path | None = None,
-          overrides: dict[str, Any] | None = None, progress: bool | None = None) -> dict[str, Any]:
+          overrides: dict[str, Any] | None = None, progress: bool | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
     """Audit a dataset; return the structure of ``audit.json`` (module docstring).
 
     ``data``: a :class:`fmnist.data.Dataset`, else loaded from ``data_dir``/``dataset`` as
     ``fmnist.load_dataset`` does. ``model``: the preset (or layer spec) trained ``folds`` times
     for out-of-fold probabilities, ``epochs`` each (None: the preset's own), with ``overrides``
     over its other training settings (``lr``, ``optimizer`` ...). With ``out_dir`` writes
-    ``audit.json`` and ``audit.html`` there (atomically).
+    ``audit.json`` and ``audit.html`` there (atomically); an audit already there is replaced
+    only with ``overwrite``.
     """
     from fmnist.auditing.labels import require_cleanlab
 
     require_cleanlab()  # before minutes of work, not after
+    if out_dir is not None and (Path(out_dir) / AUDIT_FILE).exists() and not overwrite:
+        raise FmnistError(f"{Path(out_dir) / AUDIT_FILE}: an audit is already there; pass --overwrite to replace it "
+                          "or choose another --out")
     if data is None:
         from fmnist.data import load_dataset
 

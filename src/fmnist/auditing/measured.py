@@ -55,8 +55,9 @@ def readme_lines(results: dict[str, Any] | None) -> list[str]:
         lines += ["Faults planted at random in a copy of Fashion-MNIST (`python benchmarks/audit.py planted "
                   "--seed S`), and the share the audit found:", "",
                   "| seed | exact leaks | near leaks (noise / shift / JPEG) | in-train duplicates | "
-                  "flipped train labels among the first n flagged | flipped test labels | audit time |",
-                  "|---|---|---|---|---|---|---|"]
+                  "flipped train labels among the first n flagged | flipped test labels | audit (model, folds, "
+                  "epochs) | audit time |",
+                  "|---|---|---|---|---|---|---|---|"]
         for seed, p in sorted(planted.items()):
             f, n = p["found"], p["planted"]
             lines.append(
@@ -64,7 +65,9 @@ def readme_lines(results: dict[str, Any] | None) -> list[str]:
                 f"{n['near_leaks']} ({_pct(f['near_leaks_noise'])} / {_pct(f['near_leaks_shift'])} / "
                 f"{_pct(f['near_leaks_jpeg'])}) | {_pct(f['duplicates'])} of {n['duplicates']} | "
                 f"{_pct(f['flips_train']['recall_first_n'])} of {n['flips']} | "
-                f"{_pct(f['flips_test']['recall_first_n'])} of {n['test_flips']} | {p['wall_s']:.0f} s ({_when(p)}) |")
+                f"{_pct(f['flips_test']['recall_first_n'])} of {n['test_flips']} | "
+                f"{p['model']}, {p['folds']}, {p['epochs']}{' (' + p['code'] + ')' if 'code' in p else ''} | "
+                f"{p['wall_s']:.0f} s ({_when(p)}) |")
     else:
         lines.append(f"Planted faults not measured yet: `python benchmarks/audit.py planted` records them in {_FILE}.")
     lines.append("")
