@@ -65,7 +65,8 @@ def cmd_audit(args) -> None:
     record = _fmnist("audit", "--out", str(out))
     result = json.loads((out / "audit.json").read_text())
     s = result["summary"]
-    _update("audit", {**record, "model": s["model"], "folds": s["folds"], "times_s": s["times_s"],
+    _update("audit", {**record, "model": s["model"], "folds": s["folds"], "epochs": s["training"]["epochs"],
+                      "times_s": s["times_s"],
                       "thresholds": {k: v for k, v in s["thresholds"].items() if k != "why"},
                       "counts": {k: s[k] for k in ("exact_duplicates", "near_duplicates", "label_issues", "outliers")},
                       "accuracy": s["accuracy"]})

@@ -27,7 +27,7 @@ def test_numbers_land_in_their_cells():
     spaces = {"pixel": {"train": 11, "train-test": 12}, "shifted": {"train": 13, "train-test": 14},
               "embedding": {"train": 15, "train-test": 16}}
     results = {
-        "audit": _record(model="mlp-200", folds=5, times_s={"pixel": 20.0, "folds": 100.0, "total": 300.0},
+        "audit": _record(model="mlp-200", folds=5, epochs=15, times_s={"pixel": 20.0, "folds": 100.0, "total": 300.0},
                          thresholds={"pixel": 0.0496, "shifted": 0.0496, "embedding": 0.0138},
                          counts={"exact_duplicates": {"train": 1, "test": 2, "train-test": 3},
                                  "near_duplicates": spaces, "label_issues": {"train": 3778, "test": 542},
@@ -44,7 +44,7 @@ def test_numbers_land_in_their_cells():
                                                                                    ("cleaned", 4100, 0.8801))}},
     }
     text = "\n".join(readme_lines(results))
-    assert "took 300 s (250 CPU-s; 2026-12-01 16:00 UTC, 2 CPUs, load 3.0 -> 4.5)" in text
+    assert "(model mlp-200, 5 folds, 15 epochs) took 300 s (250 CPU-s; 2026-12-01 16:00 UTC, 2 CPUs, load 3.0 -> 4.5)" in text
     assert "| exact duplicates | 1 | 2 | 3 |" in text
     assert "| near duplicates, shifted (threshold 0.0496) | 13 | – | 14 |" in text
     assert "| likely label errors | 3778 | 542 | – |" in text

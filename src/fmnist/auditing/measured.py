@@ -32,7 +32,7 @@ def readme_lines(results: dict[str, Any] | None) -> list[str]:
         t, c = a["times_s"], a["counts"]
         ex, nd = c["exact_duplicates"], c["near_duplicates"]
         lines += [
-            f"`{a['command']}` (model {a['model']}, {a['folds']} folds) took {a['wall_s']:.0f} s "
+            f"`{a['command']}` (model {a['model']}, {a['folds']} folds, {a['epochs']} epochs) took {a['wall_s']:.0f} s "
             f"({a['cpu_s']:.0f} CPU-s; {_when(a)}). Phases: "
             + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k != "total") + ".",
             "",
