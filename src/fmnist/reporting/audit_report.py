@@ -130,9 +130,9 @@ def _histograms_html(result, distances, out: Path, dpi: int) -> str:
     t = result["summary"]["thresholds"]
     parts = ['<section id="histograms"><h2>Distance histograms</h2>',
              "<p>Each image's distance to its nearest training image (test images) or nearest other training "
-             "image. Almost all lie in one broad hump: different photos of alike garments. Copies, noisy copies and "
-             "re-encodings lie apart at the far left, below the dashed threshold; outliers at the far right of "
-             "the last histogram.</p>"]
+             "image. Almost all lie in one broad hump: different photos of alike garments. Copies, noisy copies, "
+             "re-encodings and shifted copies sit at the far left, below the dashed threshold, where the hump's "
+             "tail of genuinely alike photos thins out; outliers lie at the far right of the last histogram.</p>"]
     specs = [("pixel", "RMS pixel distance (pixels in [0, 1])", t["pixel"], True, "histogram_pixel.png"),
              ("shifted", "RMS pixel distance after the best shift of up to 2 pixels", t["shifted"], True,
               "histogram_shifted.png"),
