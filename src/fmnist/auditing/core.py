@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import write_json
-from fmnist.errors import FmnistError
+from fmnist._files import check_free, write_json
 
-__all__ = ["audit", "AUDIT_FILE", "AUDIT_FORMAT", "NEIGHBOURS", "PIXEL_FACTOR", "EMBEDDING_FACTOR", "OUTLIER_MADS",
+__all__ = ["audit", "output_files", "AUDIT_FILE", "AUDIT_FORMAT", "NEIGHBOURS", "PIXEL_FACTOR", "EMBEDDING_FACTOR", "OUTLIER_MADS",
            "data_checksums"]
 
 AUDIT_FILE = "audit.json"
@@ -84,6 +83,11 @@ class _Phases:
             self.times[key] = round(time.perf_counter() - start, 2)
 
 
+def output_files(out_dir: str | Path) -> list[Path]:
+    """The files an audit writes into ``out_dir`` that hold a user's finished work."""
+    return [Path(out_dir) / AUDIT_FILE, Path(out_dir) / "audit.html"]
+
+
 def data_checksums(x_train, y_train, x_test, y_test) -> dict[str, str]:
     """SHA-256 of each array's bytes: an audit applies only to the data it looked at."""
     return {name: hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
@@ -107,9 +111,8 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
     from fmnist.auditing.labels import require_cleanlab
 
     require_cleanlab()  # before minutes of work, not after
-    if out_dir is not None and (Path(out_dir) / AUDIT_FILE).exists() and not overwrite:
-        raise FmnistError(f"{Path(out_dir) / AUDIT_FILE}: an audit is already there; pass --overwrite to replace it "
-                          "or choose another --out")
+    if out_dir is not None:
+        check_free(output_files(out_dir), overwrite=overwrite, what="an audit")
     if data is None:
         from fmnist.data import load_dataset
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.errors import UsageError
+from fmnist.errors import UsageError, option
 
 __all__ = ["KINDS", "Exclusion", "parse_exclude", "load_exclusion", "flagged_indices"]
 
@@ -53,7 +53,7 @@ def parse_exclude(spec: str) -> tuple[Path, tuple[str, ...]]:
         path, names = head, [k.strip() for k in tail.split(",") if k.strip()]
         unknown = [k for k in names if _ALIASES.get(k, k) not in KINDS]
         if unknown or not names:
-            raise UsageError(f"--exclude {spec}: unknown kind {', '.join(unknown) or '(none)'}; choose from "
+            raise UsageError(f"{option('exclude')} {spec}: unknown kind {', '.join(unknown) or '(none)'}; choose from "
                              f"{', '.join(KINDS)} (or exact, near, labels), comma-separated")
         kinds = tuple(dict.fromkeys(_ALIASES.get(k, k) for k in names))
     p = Path(path)
@@ -66,11 +66,11 @@ def _read_audit(path: Path) -> dict[str, Any]:
     try:
         result = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UsageError(f"--exclude {path}: no such file; write one with 'fmnist audit --out DIR'") from None
+        raise UsageError(f"{option('exclude')} {path}: no such file; write one with 'fmnist audit --out DIR'") from None
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--exclude {path}: not a readable audit.json ({exc}); write one with 'fmnist audit'") from None
+        raise UsageError(f"{option('exclude')} {path}: not a readable audit.json ({exc}); write one with 'fmnist audit'") from None
     if not isinstance(result, dict) or result.get("summary", {}).get("format") != AUDIT_FORMAT:
-        raise UsageError(f"--exclude {path}: not an audit written by 'fmnist audit'")
+        raise UsageError(f"{option('exclude')} {path}: not an audit written by 'fmnist audit'")
     return result
 
 
@@ -105,6 +105,6 @@ def load_exclusion(spec: str, data, split: str) -> Exclusion:
     theirs = result.get("data", {}).get("sha256", {})
     wanted = ("train_images", "train_labels") if split == "train" else ("test_images", "test_labels")
     if any(ours[k] != theirs.get(k) for k in wanted):
-        raise UsageError(f"--exclude {path}: that audit looked at other {split} data than this (checksums differ); "
+        raise UsageError(f"{option('exclude')} {path}: that audit looked at other {split} data than this (checksums differ); "
                          "pass the same --data-dir/--dataset, or audit this data first")
     return Exclusion(str(path), kinds, split, flagged_indices(result, split, kinds))

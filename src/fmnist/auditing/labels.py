@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.errors import FmnistError, UsageError
+from fmnist.errors import FmnistError, UsageError, option
 
 __all__ = ["FoldPredictions", "out_of_fold_proba", "check_folds", "find_label_issues", "require_cleanlab"]
 
@@ -79,11 +79,11 @@ def out_of_fold_proba(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 def check_folds(y_train: np.ndarray, folds: int) -> None:
     """Raise UsageError unless ``folds`` stratified folds can each hold every class of ``y_train``."""
     if folds < 2:
-        raise UsageError(f"--folds: at least 2 folds are needed for out-of-fold predictions, got {folds}")
+        raise UsageError(f"{option('folds')}: at least 2 folds are needed for out-of-fold predictions, got {folds}")
     counts = np.bincount(np.asarray(y_train, dtype=np.int64))
     smallest = int(counts[counts > 0].min(initial=folds))
     if smallest < folds:
-        raise UsageError(f"--folds {folds}: a class has only {smallest} training images; every fold needs one of "
+        raise UsageError(f"{option('folds', folds)}: a class has only {smallest} training images; every fold needs one of "
                          "each class, so use fewer folds")
 
 
@@ -101,7 +101,7 @@ def _fit_one(preset, name: str, config, x, y, num_classes: int, seed: int, callb
     torch.manual_seed(seed)  # each fold its own initial weights, reproducibly
     net = create_model(name)
     if net.spec.num_classes < num_classes:
-        raise UsageError(f"--model {name}: {net.spec.num_classes} outputs for data with {num_classes} classes; "
+        raise UsageError(f"{option('model', name)}: {net.spec.num_classes} outputs for data with {num_classes} classes; "
                          f"end the layer spec with dense:{num_classes}")
     Trainer(net, dataclasses.replace(config, seed=seed), callbacks).fit(x, y)
     return net.eval()
