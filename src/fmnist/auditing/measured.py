@@ -77,7 +77,7 @@ def readme_lines(results: dict[str, Any] | None) -> list[str]:
                   f"{results['effect']['seed']}, `python benchmarks/audit.py effect`), scored on the full test set "
                   "and on the test set without its flagged images:", "",
                   "| model | trained on | training images left out | test accuracy (10,000) | "
-                  "cleaned test accuracy | validation accuracy |", "|---|---|---|---|---|---|"]
+                  "cleaned test accuracy | validation accuracy (the run's own, less its flagged) |", "|---|---|---|---|---|---|"]
         for model, e in effect.items():
             for name in ("full", "cleaned"):
                 r = e[name]
