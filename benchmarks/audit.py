@@ -3,7 +3,7 @@
     python benchmarks/audit.py audit  --keep DIR                 # `fmnist audit` on Fashion-MNIST: time, findings
     python benchmarks/audit.py effect --audit DIR/audit.json [MODEL...]   # test accuracy without the flagged images
     python benchmarks/audit.py planted --seed 1                  # faults planted at random: what the audit finds
-    python benchmarks/audit.py readme                            # the README's audit section from audit.json
+    make readme                                                  # then the README's audit section from audit.json
 
 Each command runs ``fmnist`` as a user would (a fresh ``python -m fmnist`` process of this
 checkout) and records, beside its results, when and where it ran: the date, the load average
@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -126,22 +125,6 @@ def cmd_planted(args) -> None:
         "folds": s["folds"], "times_s": s["times_s"]}})
 
 
-_MARKER = re.compile(r"(<!-- generated: audit \(make readme\) -->\n).*?(<!-- end generated: audit -->)", re.S)
-
-
-def cmd_readme(args) -> None:
-    from fmnist.auditing.measured import readme_lines
-
-    path = ROOT / "README.md"
-    text = path.read_text()
-    lines = readme_lines(json.loads(RESULTS.read_text()) if RESULTS.exists() else None)
-    new, n = _MARKER.subn(lambda m: m.group(1) + "\n".join(lines) + "\n" + m.group(2), text)
-    if n != 1:
-        sys.exit("README.md: no '<!-- generated: audit (make readme) -->' section to rewrite")
-    path.write_text(new)
-    print("rewrote the audit section of README.md")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,8 +144,6 @@ def main() -> None:
     p.add_argument("--near-leaks", type=int, default=60, help="noisy, shifted or JPEG train/test copies (default: 60)")
     p.add_argument("--duplicates", type=int, default=50, help="training images copied over others (default: 50)")
     p.set_defaults(func=cmd_planted)
-    p = sub.add_parser("readme", help="rewrite README.md's audit section from audit.json")
-    p.set_defaults(func=cmd_readme)
     args = parser.parse_args()
     args.func(args)
 
