@@ -145,3 +145,37 @@ def test_observers_see_the_epoch_on_disk_and_a_stopped_run_is_completed_from_it(
     assert len(result.history) == 2 and result.metrics["stopped"] == "stopped early by the asha scheduler"
     assert json.loads((run_dir / "metrics.json").read_text())["stopped"].startswith("stopped early")
     assert evaluate_run(run_dir, tiny_data)["accuracy"] == result.metrics["val"]["accuracy"]
+
+
+def test_excluded_training_images_leave_both_sides_of_the_same_split(tiny_data, tmp_path):
+    from fmnist.auditing.exclude import Exclusion
+    from fmnist.data import split_indices
+
+    tr, val = split_indices(200)
+    drop = np.array(sorted([*tr[:7], *val[:3]]))
+    exclusion = Exclusion("audit.json", ("label_issues",), "train", drop)
+    config = resolve_config(get_preset("softmax"), epochs=1)
+    result = train_run("softmax", tiny_data, config=config, out_dir=tmp_path / "run", exclude=exclusion)
+    assert result.metrics["val"]["n"] == 40 - 3
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["data"]["exclude"]["indices"] == drop.tolist() and info["data"]["exclude"]["kinds"] == ["label_issues"]
+    # The run's own split, read back, is the split it trained and was scored on.
+    again = evaluate_run(tmp_path / "run", tiny_data, split="val")
+    assert again["n"] == 37 and again["accuracy"] == result.metrics["val"]["accuracy"]
+    assert evaluate_run(tmp_path / "run", tiny_data, split="train")["n"] == 160 - 7
+
+
+def test_evaluate_reports_the_cleaned_split_beside_the_full_one(tiny_data, tmp_path):
+    from fmnist.auditing.exclude import Exclusion
+    from fmnist.evaluation import evaluate
+
+    result = train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1),
+                       out_dir=tmp_path / "run")
+    drop = np.array([0, 3, 10, 49])
+    scores = evaluate_run(tmp_path / "run", tiny_data, split="test",
+                          exclude=Exclusion("a.json", ("outliers",), "test", drop))
+    keep = np.setdiff1d(np.arange(50), drop)
+    assert scores["n"] == 50 and scores["accuracy"] == result.metrics["test"]["accuracy"]
+    assert scores["cleaned"]["n"] == 46 and scores["cleaned"]["excluded"] == 4
+    assert scores["cleaned"]["accuracy"] == evaluate(result.model, tiny_data.x_test[keep],
+                                                     tiny_data.y_test[keep])["accuracy"]

@@ -35,6 +35,7 @@ _EXPORTS = {
     "NetClassifier": "fmnist.estimators",
     "sweep": "fmnist.tuning",
     "benchmark_classical": "fmnist.benchmark",
+    "audit": "fmnist.auditing",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -39,7 +39,7 @@ import torch
 import fmnist
 from fmnist._files import check_free, next_free, write_json
 from fmnist._threads import torch_threads
-from fmnist.data import Dataset, train_val_split
+from fmnist.data import Dataset, split_indices
 from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
@@ -75,6 +75,8 @@ class RunResult:
     # Torch models on the CPU: {"threads": the trainer's CPU threads, "step_threads": those
     # its training steps ran with}, as recorded in run.json.
     threads: dict[str, int] | None = None
+    # Training images left out (``fmnist.auditing.Exclusion.to_dict()``), None when none were.
+    exclude: dict[str, Any] | None = None
 
 
 def versions() -> dict[str, str]:
@@ -151,7 +153,7 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
 def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = None, out_dir: Path | None = None,
               callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
               checkpoint_best: bool = False, overwrite: bool = False,
-              observers: Sequence[Callback] = ()) -> RunResult:
+              observers: Sequence[Callback] = (), exclude=None) -> RunResult:
     """Train ``model_name`` on the study's 48,000 / 12,000 split of ``data`` and score it.
 
     Validation accuracy is what a user selects models by; the test set (t10k) is scored apart
@@ -165,7 +167,12 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
 
     A folder that already holds a run (finished or interrupted) or other files is refused
     with :class:`OutputExistsError` before anything trains, unless ``overwrite``.
+
+    ``exclude``: an :class:`fmnist.auditing.Exclusion` of the training split (``--exclude``):
+    those images leave both sides of the same 48,000 / 12,000 split, so the validation images
+    that remain are the ones a run without exclusion is scored on.
     """
+    exclude = exclude.to_dict() if exclude is not None else None
     preset = get_preset(model_name)
     config = config or resolve_config(preset)
     if out_dir is not None:
@@ -178,12 +185,13 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
         model = create_model(model_name)
         trainer = Trainer(model, config, [*callbacks, *_checkpoints(out_dir, checkpoint_best, {
             "model": model_name, "preset": preset.to_dict(), "dataset": data.dataset,
-            "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best}), *observers])
-        return _fit_and_save(trainer, model_name, preset, data, out_dir, evaluate_test)
+            "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best, "exclude": exclude}),
+            *observers])
+        return _fit_and_save(trainer, model_name, preset, data, out_dir, evaluate_test, exclude)
     if checkpoint_best:
         raise UsageError(f"{option('checkpoint_best', True, cli='--checkpoint')}: {preset.name} is a scikit-learn "
                          "model, trained in one go with no epochs to checkpoint; leave it out")
-    return _fit_sklearn(model_name, preset, data, config, out_dir, evaluate_test)
+    return _fit_sklearn(model_name, preset, data, config, out_dir, evaluate_test, exclude)
 
 
 def _checkpoints(out_dir: Path | None, best: bool, extra: dict[str, Any]) -> list[Callback]:
@@ -231,7 +239,7 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     if trainer.stop_training:
         # Stopped early but interrupted before the run folder was written: finish, train no more.
         trainer.callbacks.insert(0, _StopAtOnce())
-    return _fit_and_save(trainer, info["model"], preset, data, run_dir, evaluate_test)
+    return _fit_and_save(trainer, info["model"], preset, data, run_dir, evaluate_test, info.get("exclude"))
 
 
 def load_checkpoint_model(path: str | Path) -> Network:
@@ -259,13 +267,18 @@ def _preset_from_dict(d: dict[str, Any]) -> Preset:
                   params=d.get("params") or {}, train=d.get("train") or {}, source=d.get("source", ""))
 
 
-def _split(data: Dataset):
-    return train_val_split(data.x_train, data.y_train, test_size=VAL_SIZE, random_state=SPLIT_SEED)
+def _split(data: Dataset, exclude: dict[str, Any] | None = None):
+    """``(x_tr, x_val, y_tr, y_val)``: the study's split, less the training images ``exclude`` names."""
+    tr, val = split_indices(len(data.x_train), VAL_SIZE, SPLIT_SEED)
+    if exclude:
+        drop = np.asarray(exclude["indices"], dtype=np.int64)
+        tr, val = tr[~np.isin(tr, drop)], val[~np.isin(val, drop)]
+    return data.x_train[tr], data.x_train[val], data.y_train[tr], data.y_train[val]
 
 
 def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Dataset, out_dir: Path | None,
-                  evaluate_test: bool) -> RunResult:
-    x_tr, x_val, y_tr, y_val = _split(data)
+                  evaluate_test: bool, exclude: dict[str, Any] | None = None) -> RunResult:
+    x_tr, x_val, y_tr, y_val = _split(data, exclude)
     already = sum(h.get("time", 0.0) for h in trainer.history)  # a resumed run counts its earlier epochs
     start = time.perf_counter()
     cpu = trainer.device.type == "cpu"
@@ -281,7 +294,7 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
         config = trainer.config.resolved(device=str(trainer.device))
         threads = {"threads": trainer.threads, "step_threads": trainer.step_threads} if cpu else None
         return _finish(model_name, preset, trainer.model, config, history, metrics, data, out_dir, evaluate_test,
-                       threads)
+                       threads, exclude)
 
 
 @contextlib.contextmanager
@@ -299,8 +312,8 @@ def recorded_warnings():
 
 
 def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainConfig, out_dir: Path | None,
-                 evaluate_test: bool) -> RunResult:
-    x_tr, x_val, y_tr, y_val = _split(data)
+                 evaluate_test: bool, exclude: dict[str, Any] | None = None) -> RunResult:
+    x_tr, x_val, y_tr, y_val = _split(data, exclude)
     if "random_state" in preset.params:
         # The seed asked for, recorded in the preset that run.json keeps, so it says what ran.
         preset = dataclasses.replace(preset, params={**preset.params, "random_state": config.seed})
@@ -314,16 +327,16 @@ def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainCo
     metrics: dict[str, Any] = {"val": evaluate(model, x_val, y_val), "train_time_s": train_time}
     if caught:
         metrics["warnings"] = caught
-    return _finish(model_name, preset, model, config, history, metrics, data, out_dir, evaluate_test)
+    return _finish(model_name, preset, model, config, history, metrics, data, out_dir, evaluate_test, exclude)
 
 
 def _finish(model_name: str, preset: Preset, model: Any, config: TrainConfig, history: list[dict[str, Any]],
             metrics: dict[str, Any], data: Dataset, out_dir: Path | None, evaluate_test: bool,
-            threads: dict[str, int] | None = None) -> RunResult:
+            threads: dict[str, int] | None = None, exclude: dict[str, Any] | None = None) -> RunResult:
     if evaluate_test:
         metrics["test"] = evaluate(model, data.x_test, data.y_test)
     result = RunResult(preset.name if preset.name != "custom" else model_name, preset, model, config, history,
-                       metrics, threads=threads)
+                       metrics, threads=threads, exclude=exclude)
     if out_dir is not None:
         result.run_dir = save_run(result, Path(out_dir), data)
     return result
@@ -341,7 +354,8 @@ def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
         "config": result.config.to_dict() if result.preset.family == "torch" else None,
         "threads": result.threads,
         "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
-                 "split": {"test_size": VAL_SIZE, "random_state": SPLIT_SEED}},
+                 "split": {"test_size": VAL_SIZE, "random_state": SPLIT_SEED},
+                 **({"exclude": result.exclude} if result.exclude else {})},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
     })
     return run_dir
@@ -383,17 +397,36 @@ def _read_list(path: Path) -> list:
     return data
 
 
-def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val") -> dict[str, Any]:
-    """Reload a run and score it on ``split``: ``"val"`` (the run's own split) or ``"test"``."""
+def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude=None) -> dict[str, Any]:
+    """Reload a run and score it on ``split``: ``"val"`` (the run's own split), ``"test"`` or ``"train"``.
+
+    Returns ``{"run", "model", "split", "loss", "accuracy", "n"}``. ``exclude``: an audit's
+    flagged images (``"DIR/audit.json[:kinds]"`` or an :class:`fmnist.auditing.Exclusion`; of
+    the test split for ``"test"``, of the training split otherwise): the split is then also
+    scored without them, under ``"cleaned"`` (``loss``, ``accuracy``, ``n``, ``excluded``),
+    always beside the full split's scores.
+    """
     run = load_run(run_dir)
     if split == "test":
-        x, y = data.x_test, data.y_test
+        x_all, y_all, idx = data.x_test, data.y_test, np.arange(len(data.x_test))
     elif split in ("val", "train"):
-        s = run.info.get("data", {}).get("split", {})
-        x_tr, x_val, y_tr, y_val = train_val_split(data.x_train, data.y_train,
-                                                   test_size=s.get("test_size", VAL_SIZE),
-                                                   random_state=s.get("random_state", SPLIT_SEED))
-        x, y = (x_val, y_val) if split == "val" else (x_tr, y_tr)
+        info = run.info.get("data", {})
+        s = info.get("split", {})
+        x_all, y_all = data.x_train, data.y_train
+        tr, val = split_indices(len(x_all), s.get("test_size", VAL_SIZE), s.get("random_state", SPLIT_SEED))
+        idx = val if split == "val" else tr
+        if info.get("exclude"):  # the images the run itself left out are not part of its split
+            idx = idx[~np.isin(idx, np.asarray(info["exclude"]["indices"], dtype=np.int64))]
     else:
         raise UsageError(f"{option('split')}: unknown split {split!r}; choose val, test or train")
-    return {"run": str(run.run_dir), "model": run.info.get("model"), "split": split, **evaluate(run.model, x, y)}
+    result = {"run": str(run.run_dir), "model": run.info.get("model"), "split": split,
+              **evaluate(run.model, x_all[idx], y_all[idx])}
+    if exclude is not None:
+        if not hasattr(exclude, "indices"):
+            from fmnist.auditing import load_exclusion
+
+            exclude = load_exclusion(exclude, data, "test" if split == "test" else "train")
+        keep = idx[~np.isin(idx, exclude.indices)]
+        result["cleaned"] = {**evaluate(run.model, x_all[keep], y_all[keep]), "excluded": int(len(idx) - len(keep)),
+                             "audit": exclude.path, "kinds": list(exclude.kinds)}
+    return result

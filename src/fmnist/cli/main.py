@@ -189,7 +189,7 @@ def cmd_train(args) -> int:
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k, v in _train_overrides(args).items() if v is not None]
         given += [name for name, v in (("MODEL", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint),
-                                       ("--overwrite", args.overwrite)) if v]
+                                       ("--overwrite", args.overwrite), ("--exclude", args.exclude)) if v]
         if given:
             raise UsageError(f"--resume continues a run with its own model and config; drop {', '.join(given)}")
         return _train_or_interrupted(args.resume, lambda: resume_run(args.resume, _load(args), callbacks=callbacks),
@@ -200,10 +200,17 @@ def cmd_train(args) -> int:
     if args.out is not None:  # refused now, not after the data has loaded
         check_run_dir(args.out, overwrite=args.overwrite)
     data = _load(args)
+    exclude = None
+    if args.exclude:
+        from fmnist.auditing import load_exclusion
+
+        exclude = load_exclusion(args.exclude, data, "train")
+        print(f"excluding {len(exclude.indices):,} training images flagged in {exclude.path} "
+              f"({', '.join(exclude.kinds)})")
     with _output(args.out, Path("runs") / run_name(args.model)) as out:
         return _train_or_interrupted(out, lambda: train_run(
             args.model, data, config=config, out_dir=out, callbacks=callbacks, checkpoint_best=args.checkpoint,
-            overwrite=args.overwrite), args.debug)
+            overwrite=args.overwrite, exclude=exclude), args.debug)
 
 
 def _train_or_interrupted(out: Path, train, debug: bool) -> int:
@@ -232,12 +239,41 @@ def _train_or_interrupted(out: Path, train, debug: bool) -> int:
 def cmd_evaluate(args) -> int:
     from fmnist.runs import evaluate_run
 
-    result = evaluate_run(args.run_dir, _load(args), split=args.split)
+    result = evaluate_run(args.run_dir, _load(args), split=args.split, exclude=args.exclude)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        print(f"{result['model']} on {args.split} ({result['n']} images): loss: {result['loss']:.4f} - "
-              f"accuracy: {result['accuracy']:.4f}")
+        return 0
+    print(f"{result['model']} on {args.split} ({result['n']} images): loss: {result['loss']:.4f} - "
+          f"accuracy: {result['accuracy']:.4f}")
+    if "cleaned" in result:
+        c = result["cleaned"]
+        print(f"{result['model']} on {args.split} without the {c['excluded']:,} flagged ({c['n']} images): "
+              f"loss: {c['loss']:.4f} - accuracy: {c['accuracy']:.4f}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from fmnist._files import check_free
+    from fmnist.auditing import AUDIT_FILE, audit
+    from fmnist.auditing.core import output_files
+
+    if args.out is not None:  # refused now, not after the data has loaded
+        check_free(output_files(args.out), overwrite=args.overwrite, what="an audit")
+    data = _load(args)
+    with _output(args.out, Path("audit")) as out:
+        result = audit(data, model=args.model, folds=args.folds, epochs=args.epochs, seed=args.seed, out_dir=out,
+                       overwrite=args.overwrite)
+    s = result["summary"]
+    ex, nd = s["exact_duplicates"], s["near_duplicates"]
+    print(f"exact duplicates: {ex['train']} within train, {ex['test']} within test, {ex['train-test']} train/test "
+          f"({ex['with_different_labels']} with different labels)")
+    for space in ("pixel", "shifted", "embedding"):
+        print(f"near duplicates ({space}, threshold {s['thresholds'][space]:.4f}): {nd[space]['train']} within "
+              f"train, {nd[space]['train-test']} train/test leaks")
+    print(f"likely label errors: {s['label_issues']['train']} in train, {s['label_issues']['test']} in test "
+          f"(out-of-fold accuracy {s['accuracy']['train_out_of_fold']:.4f})")
+    print(f"outliers: {s['outliers']['train']} in train, {s['outliers']['test']} in test")
+    print(f"wrote {out / AUDIT_FILE} and {out / 'audit.html'} in {s['times_s']['total']:.0f} s")
     return 0
 
 
@@ -521,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue an interrupted run from its checkpoint, with its own model and config")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
+    p.add_argument("--exclude", metavar="AUDIT[:KINDS]",
+                   help="leave out the training images an audit flagged: DIR/audit.json, optionally with "
+                        ":kinds from exact_duplicates,near_duplicates,label_issues,outliers (default: none)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="reload a run folder and score it")
@@ -528,8 +567,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", choices=["val", "test", "train"],
                    help="val: the run's 12,000 validation images; test: t10k; train: the 48,000 (default: val)")
     p.add_argument("--json", action="store_true", help="print JSON (default: text)")
+    p.add_argument("--exclude", metavar="AUDIT[:KINDS]",
+                   help="also score the split without the images an audit flagged, beside the full split: "
+                        "DIR/audit.json[:kinds] as for 'fmnist train --exclude' (default: none)")
     _add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("audit", help="find duplicates, train/test leaks, likely label errors and outliers")
+    p.add_argument("--model", default="mlp-200",
+                   help="preset or layer spec trained on each fold for out-of-fold probabilities and the "
+                        "embedding (default: mlp-200)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    p.add_argument("--epochs", type=int, default=15, help="epochs per fold model (default: 15)")
+    p.add_argument("--seed", type=int, default=42, help="seed for the folds and the models (default: 42)")
+    p.add_argument("--out", type=Path,
+                   help="folder for audit.json and audit.html (default: ./audit, or audit-2... when taken)")
+    _add_overwrite_arg(p, "an earlier audit")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("reproduce", help="the tutorial's four experiments, our numbers beside its")
     _add_data_args(p)

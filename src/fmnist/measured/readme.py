@@ -278,6 +278,13 @@ def classical(results: Results) -> list[str]:
     return format_readme(results["benchmark-classical"])
 
 
+def audit(results: Results) -> list[str]:
+    """`fmnist audit` on Fashion-MNIST, planted faults, and training without the flagged images."""
+    from fmnist.auditing.measured import readme_lines
+
+    return readme_lines(results["audit"])
+
+
 SECTIONS: dict[str, Callable[[Results], list[str]]] = {
     "classical": classical,
     "serve": serve,
@@ -287,6 +294,7 @@ SECTIONS: dict[str, Callable[[Results], list[str]]] = {
     "presets": presets,
     "speed": speed,
     "benchmark": benchmark,
+    "audit": audit,
 }
 
 

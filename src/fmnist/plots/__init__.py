@@ -15,6 +15,7 @@ Example::
 """
 
 from fmnist.plots._common import CLASS_NAMES, save_figure
+from fmnist.plots.audit import distance_histogram, finding_counts
 from fmnist.plots.data import class_counts, class_grid, class_means, sample_row
 from fmnist.plots.evaluation import (
     confusion_matrix,
@@ -58,4 +59,7 @@ __all__ = [
     "feature_maps",
     "embed_2d",
     "embedding_2d",
+    # data audit
+    "distance_histogram",
+    "finding_counts",
 ]

@@ -1,0 +1,110 @@
+"""Acting on an audit: the images of a split that ``--exclude AUDIT[:KINDS]`` leaves out.
+
+What each finding removes from a split:
+
+- ``label_issues``, ``outliers``: the image named, in its own split;
+- ``exact_duplicates``, ``near_duplicates``: for a train/test pair, the training copy when
+  training and the test copy when scoring (either way the test score no longer rewards
+  memory); within one split, the second copy (the first stays), or both copies when their
+  labels differ, since one of the two labels is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist.errors import UsageError, option
+
+__all__ = ["KINDS", "Exclusion", "parse_exclude", "load_exclusion", "flagged_indices"]
+
+KINDS = ("exact_duplicates", "near_duplicates", "label_issues", "outliers")
+_ALIASES = {"exact": "exact_duplicates", "duplicates": "exact_duplicates", "near": "near_duplicates",
+            "leaks": "near_duplicates", "labels": "label_issues"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Exclusion:
+    """Indices (sorted int64) of one split to leave out, and the audit and kinds they came from."""
+
+    path: str
+    kinds: tuple[str, ...]
+    split: str
+    indices: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"audit": self.path, "kinds": list(self.kinds), "split": self.split, "count": int(len(self.indices)),
+                "indices": self.indices.tolist()}
+
+
+def parse_exclude(spec: str) -> tuple[Path, tuple[str, ...]]:
+    """``"DIR/audit.json:label_issues,outliers"`` -> (path, kinds); no kinds means all four.
+
+    The path may also be the audit's folder. Kinds: the audit.json keys, or ``exact``,
+    ``near``, ``labels``, ``outliers``.
+    """
+    path, kinds = str(spec), KINDS
+    head, sep, tail = path.rpartition(":")
+    if sep and head and "/" not in tail and "\\" not in tail:
+        path, names = head, [k.strip() for k in tail.split(",") if k.strip()]
+        unknown = [k for k in names if _ALIASES.get(k, k) not in KINDS]
+        if unknown or not names:
+            raise UsageError(f"{option('exclude')} {spec}: unknown kind {', '.join(unknown) or '(none)'}; choose from "
+                             f"{', '.join(KINDS)} (or exact, near, labels), comma-separated")
+        kinds = tuple(dict.fromkeys(_ALIASES.get(k, k) for k in names))
+    p = Path(path)
+    return (p / "audit.json" if p.is_dir() else p), kinds
+
+
+def _read_audit(path: Path) -> dict[str, Any]:
+    from fmnist.auditing.core import AUDIT_FORMAT
+
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{option('exclude')} {path}: no such file; write one with 'fmnist audit --out DIR'") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{option('exclude')} {path}: not a readable audit.json ({exc}); write one with 'fmnist audit'") from None
+    if not isinstance(result, dict) or result.get("summary", {}).get("format") != AUDIT_FORMAT:
+        raise UsageError(f"{option('exclude')} {path}: not an audit written by 'fmnist audit'")
+    return result
+
+
+def flagged_indices(result: dict[str, Any], split: str, kinds=KINDS) -> np.ndarray:
+    """Sorted unique int64 indices of ``split`` that the findings of ``kinds`` leave out (module docstring)."""
+    out: set[int] = set()
+    for kind in kinds:
+        for item in result.get(kind, []):
+            if "a" in item:
+                a, b = item["a"], item["b"]
+                if a["split"] != b["split"]:
+                    out |= {ref["index"] for ref in (a, b) if ref["split"] == split}
+                elif a["split"] == split:
+                    labels = item.get("labels")
+                    both = labels is not None and labels[0] != labels[1]
+                    out |= {a["index"], b["index"]} if both else {b["index"]}
+            elif item["split"] == split:
+                out.add(item["index"])
+    return np.array(sorted(out), dtype=np.int64)
+
+
+def load_exclusion(spec: str, data, split: str) -> Exclusion:
+    """The images of ``data``'s ``split`` (``"train"``: the 60,000; ``"test"``) an audit file excludes.
+
+    Refuses an audit of other data (its content checksums must match ``data``'s).
+    """
+    from fmnist.auditing.core import data_checksums
+
+    path, kinds = parse_exclude(spec)
+    result = _read_audit(path)
+    ours = data_checksums(data.x_train, data.y_train, data.x_test, data.y_test)
+    theirs = result.get("data", {}).get("sha256", {})
+    wanted = ("train_images", "train_labels") if split == "train" else ("test_images", "test_labels")
+    if any(ours[k] != theirs.get(k) for k in wanted):
+        raise UsageError(f"{option('exclude')} {path}: that audit looked at other {split} data than this (checksums differ); "
+                         "pass the same --data-dir/--dataset, or audit this data first")
+    return Exclusion(str(path), kinds, split, flagged_indices(result, split, kinds))

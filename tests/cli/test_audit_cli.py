@@ -1,0 +1,52 @@
+"""`fmnist audit`, then `train --exclude` and `evaluate --exclude` with its audit.json, on tiny data."""
+
+import json
+
+import pytest
+
+from fmnist.cli.main import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_audit_then_act_on_it(capsys, tiny_dir, tmp_path):
+    data = ["--data-dir", tiny_dir, "--dataset", "custom"]
+    code, out, err = run(capsys, "audit", "--folds", "2", "--epochs", "1", "--out", tmp_path / "audit", *data)
+    assert code == 0, err
+    assert "likely label errors:" in out and f"wrote {tmp_path / 'audit' / 'audit.json'}" in out
+    audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert audit["summary"]["folds"] == 2 and audit["summary"]["training"]["epochs"] == 1
+    assert (tmp_path / "audit" / "audit.html").exists()
+    # Mark two training images and one test image, so the exclusion has something to do.
+    audit["outliers"] = [{"split": "train", "index": 0, "label": 0, "distance": 1.0},
+                         {"split": "train", "index": 1, "label": 1, "distance": 1.0},
+                         {"split": "test", "index": 0, "label": 0, "distance": 1.0}]
+    (tmp_path / "audit" / "audit.json").write_text(json.dumps(audit))
+    # A finished audit is not replaced without --overwrite.
+    code, _, err = run(capsys, "audit", "--folds", "2", "--out", tmp_path / "audit", *data)
+    assert code == 1 and "pass --overwrite" in err and json.loads((tmp_path / "audit" / "audit.json").read_text()) == audit
+
+    code, out, _ = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run",
+                       "--exclude", f"{tmp_path / 'audit' / 'audit.json'}:outliers", *data)
+    assert code == 0 and "excluding 2 training images" in out
+    run_info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run_info["data"]["exclude"]["indices"] == [0, 1]
+
+    code, out, _ = run(capsys, "evaluate", tmp_path / "run", "--split", "test", "--exclude", tmp_path / "audit",
+                       *data)
+    lines = out.splitlines()
+    assert code == 0 and "on test (50 images)" in lines[0] and "without the 1 flagged (49 images)" in lines[1]
+
+
+@pytest.mark.parametrize("argv, fragment, status", [
+    (["audit", "--folds", "1"], "at least 2 folds", 2),
+    (["train", "softmax", "--exclude", "nowhere/audit.json"], "no such file", 2),
+    (["train", "--resume", "somewhere", "--exclude", "a.json"], "drop --exclude", 2),
+])
+def test_usage_errors_are_one_line(capsys, tiny_dir, argv, fragment, status):
+    code, out, err = run(capsys, *argv, "--data-dir", tiny_dir, "--dataset", "custom")
+    assert code == status and fragment in err and len(err.strip().splitlines()) == 1
