@@ -56,10 +56,12 @@ def test_import_fmnist_and_its_light_names_import_no_heavy_library():
     assert loaded_after("import fmnist\nfmnist.CLASS_NAMES\nfmnist.list_models()\nfmnist.__version__") == []
 
 
-def test_predicting_one_photo_with_a_cnn_needs_torch_only(tmp_path):
+def test_predicting_one_photo_with_a_cnn_needs_torch_and_the_photo_pipeline_only(tmp_path):
+    """The network needs torch; a photo's segmentation needs scikit-image, which brings scipy.
+    Nothing else (no numba compile, scikit-learn or matplotlib) for one prediction."""
     from PIL import Image
 
     model = fmnist.create_model("cnn-book")
     fmnist.save_model(model, tmp_path / "model", class_names=fmnist.CLASS_NAMES)
     Image.new("RGB", (40, 60), (200, 30, 30)).save(tmp_path / "photo.jpg")
-    assert loaded_after(cli("predict", str(tmp_path / "model"), str(tmp_path / "photo.jpg"))) == ["torch"]
+    assert loaded_after(cli("predict", str(tmp_path / "model"), str(tmp_path / "photo.jpg"))) == ["scipy", "torch"]

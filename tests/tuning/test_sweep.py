@@ -80,7 +80,9 @@ def test_sweep_leaderboard_is_true_to_its_run_folders(ray_cluster, tmp_path, tin
         again = evaluate_run(row["run_dir"], data, split="val")  # the same split for every trial
         assert again["accuracy"] == pytest.approx(row["val_accuracy"]) and again["n"] == 40
         assert again["loss"] == pytest.approx(row["val_loss"], rel=1e-5)
-        assert load_run(row["run_dir"]).info["config"]["weight_decay"] == row["params"]["weight_decay"]
+        info = load_run(row["run_dir"]).info
+        assert info["config"]["weight_decay"] == row["params"]["weight_decay"]
+        assert info["threads"]["threads"] == 1  # the trial's Ray allotment (--cpus-per-trial 1), not the 2 cores
     best = board["best"]
     assert best["trial"] == finished[0]["trial"]
     test = evaluate_run(best["run_dir"], data, split="test")

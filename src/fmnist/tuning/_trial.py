@@ -67,15 +67,14 @@ def run_trial(config: dict[str, Any], *, job: TrialJob, data) -> None:
     Restarted by a resumed sweep, it continues from the folder's checkpoint; a folder that is
     complete already (the interruption came after it was written) is not trained again.
     """
-    import torch
     from ray import tune
 
     from fmnist.runs import CHECKPOINT, resolve_config, resume_run, train_run
 
-    # Torch would use every core of the node; the trial owns only its Ray allotment. Ray puts
-    # the allotment in OMP_NUM_THREADS only where the user's environment has none: set both.
+    # Torch would use every core of the node; the trial owns only its Ray allotment. The Trainer
+    # takes its thread count from OMP_NUM_THREADS (TrainConfig.threads left to its default), and
+    # Ray sets that variable only where the user's environment has none: set it here.
     os.environ["OMP_NUM_THREADS"] = str(job.cpus)
-    torch.set_num_threads(job.cpus)
     # Named from Tune's trial id, not from the checkpoint Tune hands a restarted trial: the
     # sweep folder may have moved since (the run folder is the state; the pointer is Tune's record).
     run_dir = Path(job.trials_dir) / trial_name(tune.get_context().get_trial_id())
