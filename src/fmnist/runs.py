@@ -423,7 +423,7 @@ def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude
               **evaluate(run.model, x_all[idx], y_all[idx])}
     if exclude is not None:
         if not hasattr(exclude, "indices"):
-            from fmnist.auditing import load_exclusion
+            from fmnist.auditing.exclude import load_exclusion
 
             exclude = load_exclusion(exclude, data, "test" if split == "test" else "train")
         keep = idx[~np.isin(idx, exclude.indices)]

@@ -11,7 +11,22 @@ nearest neighbours in bounded memory, :mod:`.labels` trains the fold models and 
 plants faults to measure what the audit finds.
 """
 
-from fmnist.auditing.core import AUDIT_FILE, audit
-from fmnist.auditing.exclude import KINDS, load_exclusion, parse_exclude
+import importlib
 
-__all__ = ["AUDIT_FILE", "KINDS", "audit", "load_exclusion", "parse_exclude"]
+# Resolved on first use, as in ``fmnist`` itself: ``fmnist.runs`` reads an audit's exclusions
+# (.exclude, numpy only) and must not pull in the audit's fold training (.core -> .labels ->
+# fmnist.runs) on the way.
+_EXPORTS = {"AUDIT_FILE": "core", "audit": "core", "KINDS": "exclude", "load_exclusion": "exclude",
+            "parse_exclude": "exclude"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"fmnist.auditing.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'fmnist.auditing' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

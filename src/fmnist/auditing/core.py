@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from fmnist._files import check_free, write_json
+# What an audit file is and which data it describes: read by .exclude, written here.
+from fmnist.auditing.exclude import AUDIT_FORMAT, data_checksums
 
 __all__ = ["audit", "output_files", "AUDIT_FILE", "AUDIT_FORMAT", "NEIGHBOURS", "PIXEL_FACTOR", "EMBEDDING_FACTOR", "OUTLIER_MADS",
            "data_checksums"]
 
 AUDIT_FILE = "audit.json"
-AUDIT_FORMAT = "fmnist-audit"
 # Neighbours kept per image in each space: a near duplicate is found unless this many other
 # images are closer still.
 NEIGHBOURS = 5
@@ -86,13 +87,6 @@ class _Phases:
 def output_files(out_dir: str | Path) -> list[Path]:
     """The files an audit writes into ``out_dir`` that hold a user's finished work."""
     return [Path(out_dir) / AUDIT_FILE, Path(out_dir) / "audit.html"]
-
-
-def data_checksums(x_train, y_train, x_test, y_test) -> dict[str, str]:
-    """SHA-256 of each array's bytes: an audit applies only to the data it looked at."""
-    return {name: hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
-            for name, a in (("train_images", x_train), ("train_labels", y_train),
-                            ("test_images", x_test), ("test_labels", y_test))}
 
 
 def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: str = "mlp-200", folds: int = 5,

@@ -12,6 +12,7 @@ What each finding removes from a split:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,17 @@ import numpy as np
 
 from fmnist.errors import UsageError, option
 
-__all__ = ["KINDS", "Exclusion", "parse_exclude", "load_exclusion", "flagged_indices"]
+__all__ = ["AUDIT_FORMAT", "KINDS", "Exclusion", "data_checksums", "parse_exclude", "load_exclusion", "flagged_indices"]
+
+AUDIT_FORMAT = "fmnist-audit"
+
+
+def data_checksums(x_train, y_train, x_test, y_test) -> dict[str, str]:
+    """SHA-256 of each array's bytes: an audit applies only to the data it looked at."""
+    return {name: hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
+            for name, a in (("train_images", x_train), ("train_labels", y_train),
+                            ("test_images", x_test), ("test_labels", y_test))}
+
 
 KINDS = ("exact_duplicates", "near_duplicates", "label_issues", "outliers")
 _ALIASES = {"exact": "exact_duplicates", "duplicates": "exact_duplicates", "near": "near_duplicates",
@@ -61,7 +72,6 @@ def parse_exclude(spec: str) -> tuple[Path, tuple[str, ...]]:
 
 
 def _read_audit(path: Path) -> dict[str, Any]:
-    from fmnist.auditing.core import AUDIT_FORMAT
 
     try:
         result = json.loads(path.read_text())
@@ -97,7 +107,6 @@ def load_exclusion(spec: str, data, split: str) -> Exclusion:
 
     Refuses an audit of other data (its content checksums must match ``data``'s).
     """
-    from fmnist.auditing.core import data_checksums
 
     path, kinds = parse_exclude(spec)
     result = _read_audit(path)
