@@ -34,22 +34,17 @@ def cli(*argv: str) -> str:
             "        assert exc.code == 0")
 
 
-# `fmnist models NAME` for a torch preset prints its recipe through TrainConfig.resolved(), whose
-# module (training/loop.py, and optim.py for the optimizer defaults) imports torch: a known gap,
-# strict so that this test says so the day the recipe no longer needs torch.
-_RECIPE_NEEDS_TORCH = pytest.mark.xfail(strict=True, reason="models/describe.py resolves the recipe with "
-                                        "fmnist.training.TrainConfig, which imports torch")
-
-
-@pytest.mark.parametrize("argv", [("--help",), ("models",),
-                                  pytest.param(("models", "cnn-best"), marks=_RECIPE_NEEDS_TORCH),
-                                  ("models", "sgd-logreg"),
-                                  pytest.param(("models", "conv:8:3,maxpool:2,flatten,dense:10"),
-                                               marks=_RECIPE_NEEDS_TORCH),
-                                  ("train", "--help")],
-                         ids=" ".join)
+@pytest.mark.parametrize("argv", [("--help",), ("models",), ("models", "conv:8:3,maxpool:2,flatten,dense:10"),
+                                  ("train", "--help")], ids=" ".join)
 def test_commands_without_a_model_import_no_heavy_library(argv):
     assert loaded_after(cli(*argv)) == []
+
+
+def test_describing_every_preset_imports_no_heavy_library():
+    """`fmnist models NAME` prints a network's recipe (TrainConfig, the optimizers' defaults) and
+    a scikit-learn preset's parameters without importing either library."""
+    code = "\n".join(cli("models", name) for name in fmnist.list_models())
+    assert len(fmnist.list_models()) >= 10 and loaded_after(code) == []
 
 
 def test_import_fmnist_and_its_light_names_import_no_heavy_library():

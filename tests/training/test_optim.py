@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.training import OPTIMIZERS, _fast_kernels, build_optimizer
+from fmnist.training import DEFAULT_LR, OPTIMIZERS, _fast_kernels, build_optimizer
 from fmnist.training.optim import FlatOptimizer
 
 SHAPES = [(3, 4), (4,), (2, 3)]  # several tensors: the flat layout must keep them apart
@@ -54,8 +54,8 @@ CASES = [("rmsprop", {}), ("rmsprop", {"momentum": 0.9}), ("rmsprop", {"weight_d
          ("adagrad", {}), ("adam", {}), ("adam", {"weight_decay": 0.02}), ("adamw", {})]
 
 
-def test_cases_cover_every_registered_optimizer():
-    assert {name for name, _ in CASES} == set(OPTIMIZERS)
+def test_cases_cover_every_registered_optimizer_and_each_has_its_defaults():
+    assert {name for name, _ in CASES} == set(OPTIMIZERS) == set(DEFAULT_LR)
 
 
 def make(name, fused, seed=0, **options):

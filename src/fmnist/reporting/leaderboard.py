@@ -89,7 +89,7 @@ def optimizer_and_lr(config: Mapping[str, Any] | None) -> tuple[str | None, floa
         return None, None
     name, lr = config.get("optimizer"), config.get("lr")
     if lr is None and name:  # run folders that recorded "not given" rather than the rate used
-        from fmnist.training.optim import OPTIMIZERS
+        from fmnist.training.config import DEFAULT_LR
 
-        lr = OPTIMIZERS[name][1] if name in OPTIMIZERS else None
+        lr = DEFAULT_LR.get(name)
     return name, lr

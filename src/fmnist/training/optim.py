@@ -40,7 +40,7 @@ from torch.optim.optimizer import (
     _global_optimizer_pre_hooks,
 )
 
-from fmnist.errors import UsageError, option
+from fmnist.training.config import check_optimizer, optimizer_defaults
 from fmnist.training import _fast_kernels as _kernels
 
 
@@ -367,38 +367,15 @@ class KerasAdam(FlatOptimizer):
         return (1.0 - lr * group["weight_decay"], self._alpha(group, step, lr), 1 - b1, 1 - b2, group["eps"])
 
 
-# name -> (factory, Keras's default learning rate)
+# name -> factory(params, lr, options); config.DEFAULT_LR holds each one's default rate.
 OPTIMIZERS = {
-    "rmsprop": (lambda p, lr, o: KerasRMSprop(p, lr=lr, momentum=o["momentum"], weight_decay=o["weight_decay"]), 1e-3),
-    "sgd": (lambda p, lr, o: KerasSGD(p, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"],
-                                      weight_decay=o["weight_decay"]), 1e-2),
-    "adagrad": (lambda p, lr, o: KerasAdagrad(p, lr=lr, weight_decay=o["weight_decay"]), 1e-3),
-    "adam": (lambda p, lr, o: KerasAdam(p, lr=lr, weight_decay=o["weight_decay"]), 1e-3),
-    "adamw": (lambda p, lr, o: KerasAdam(p, lr=lr, weight_decay=o["weight_decay"]), 1e-3),
+    "rmsprop": lambda p, lr, o: KerasRMSprop(p, lr=lr, momentum=o["momentum"], weight_decay=o["weight_decay"]),
+    "sgd": lambda p, lr, o: KerasSGD(p, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"],
+                                     weight_decay=o["weight_decay"]),
+    "adagrad": lambda p, lr, o: KerasAdagrad(p, lr=lr, weight_decay=o["weight_decay"]),
+    "adam": lambda p, lr, o: KerasAdam(p, lr=lr, weight_decay=o["weight_decay"]),
+    "adamw": lambda p, lr, o: KerasAdam(p, lr=lr, weight_decay=o["weight_decay"]),
 }
-# Keras's AdamW is Adam with a default (decoupled) weight decay of 0.004; the others default to none.
-DEFAULT_WEIGHT_DECAY = {"adamw": 0.004}
-# The optimizers with a momentum setting. Adam's and Adagrad's updates have none: a momentum
-# asked of them would be silently ignored, so it is refused.
-WITH_MOMENTUM = ("sgd", "rmsprop")
-
-
-def optimizer_defaults(name: str) -> dict[str, float]:
-    """``{"lr", "weight_decay"}``: what optimizer ``name`` uses when they are not given (Keras's)."""
-    check_optimizer(name)
-    return {"lr": OPTIMIZERS[name][1], "weight_decay": DEFAULT_WEIGHT_DECAY.get(name, 0.0)}
-
-
-def check_optimizer(name: str, *, momentum: float | None = None, nesterov: bool = False) -> None:
-    """Refuse (:class:`UsageError`) an unknown optimizer, or a setting it would ignore."""
-    if name not in OPTIMIZERS:
-        raise UsageError(f"{option('optimizer')}: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if momentum and name not in WITH_MOMENTUM:
-        raise UsageError(f"{option('momentum', momentum)}: {name} has no momentum setting (only "
-                         f"{' and '.join(WITH_MOMENTUM)} do); leave it out or choose {option('optimizer', 'sgd')}")
-    if nesterov and (name != "sgd" or not momentum or momentum <= 0):
-        raise UsageError(f"{option('nesterov', True)} needs {option('optimizer', 'sgd')} and a "
-                         f"{option('momentum')} above 0")
 
 
 def build_optimizer(name: str, params: Iterable, lr: float | None = None, *, momentum: float | None = None,
@@ -411,7 +388,7 @@ def build_optimizer(name: str, params: Iterable, lr: float | None = None, *, mom
     """
     check_optimizer(name, momentum=momentum, nesterov=nesterov)
     defaults = optimizer_defaults(name)
-    factory = OPTIMIZERS[name][0]
+    factory = OPTIMIZERS[name]
     options = {"momentum": momentum or 0.0, "nesterov": nesterov,
                "weight_decay": defaults["weight_decay"] if weight_decay is None else weight_decay}
     return factory(params, defaults["lr"] if lr is None else lr, options)
