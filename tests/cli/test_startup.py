@@ -19,9 +19,11 @@ SRC = Path(fmnist.__file__).parents[1]
 HEAVY = ("torch", "sklearn", "matplotlib", "numba", "scipy", "ray", "fastapi", "cleanlab", "onnx")
 
 
-def loaded_after(code: str, env: dict | None = None) -> list[str]:
-    """The heavy top-level packages in sys.modules after ``code`` ran in a fresh interpreter."""
-    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))"
+def loaded_after(code: str, env: dict | None = None, watch: tuple[str, ...] = HEAVY) -> list[str]:
+    """Which of ``watch`` (packages, or modules with their submodules) are in sys.modules after
+    ``code`` ran in a fresh interpreter."""
+    probe = (f"{code}\nimport sys, json\nprint(json.dumps(sorted(w for w in {list(watch)!r} "
+             "if any(m == w or m.startswith(w + '.') for m in sys.modules))))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(SRC), "PATH": "", **(env or {})})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -52,11 +54,18 @@ def test_import_fmnist_and_its_light_names_import_no_heavy_library():
 
 
 def test_predicting_one_photo_with_a_cnn_needs_torch_and_the_photo_pipeline_only(tmp_path):
-    """The network needs torch; a photo's segmentation needs scikit-image, which brings scipy.
-    Nothing else (no numba compile, scikit-learn or matplotlib) for one prediction."""
+    """The network needs torch; a photo's segmentation needs scikit-image's thresholds and
+    scipy.ndimage. Nothing else (no numba compile, scikit-learn or matplotlib), nor the parts of
+    scikit-image and scipy that cost start-up time and that one photo does not use."""
     from PIL import Image
 
     model = fmnist.create_model("cnn-book")
     fmnist.save_model(model, tmp_path / "model", class_names=fmnist.CLASS_NAMES)
-    Image.new("RGB", (40, 60), (200, 30, 30)).save(tmp_path / "photo.jpg")
-    assert loaded_after(cli("predict", str(tmp_path / "model"), str(tmp_path / "photo.jpg"))) == ["scipy", "torch"]
+    photo = Image.new("RGB", (60, 80), "white")  # a garment to find: dark on white, room all round
+    photo.paste((120, 20, 20), (15, 10, 45, 70))
+    photo.save(tmp_path / "photo.jpg")
+    predict = cli("predict", str(tmp_path / "model"), str(tmp_path / "photo.jpg"))
+    assert loaded_after(predict) == ["scipy", "torch"]
+    unused = ("skimage.morphology", "skimage.measure", "scipy.spatial", "scipy.linalg", "scipy.sparse",
+              "scipy.stats", "scipy.optimize")
+    assert loaded_after(predict, watch=unused) == []

@@ -219,3 +219,18 @@ def test_doubtful_crops_are_flagged(case, words):
     photo += np.random.default_rng(1).normal(0, 2, photo.shape)
     result = prepare_image(Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)))
     assert result.warning is not None and words in result.warning, (case, result.warning)
+
+
+def test_parts_of_a_mask_touch_by_edges_and_corners_as_scikit_image_labels_them():
+    """The garment's parts (specks dropped, "several objects" warned) are scikit-image's
+    ``measure.label`` components, label for label: diagonal neighbours belong together."""
+    from skimage.measure import label
+
+    from fmnist.inference.preprocess import _components
+
+    diagonal = np.eye(4, dtype=bool)
+    assert _components(diagonal).max() == 1
+    rng = np.random.default_rng(0)
+    for density in (0.3, 0.5, 0.7):
+        mask = rng.random((40, 37)) < density
+        np.testing.assert_array_equal(_components(mask), label(mask))

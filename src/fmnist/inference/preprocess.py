@@ -202,17 +202,28 @@ def _garment(dark: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, floa
     """
     from scipy.ndimage import binary_fill_holes
     from skimage.filters import apply_hysteresis_threshold, threshold_otsu
-    from skimage.measure import label
 
     noise = 1.4826 * float(np.median(np.abs(background - np.median(background))))
     high = float(threshold_otsu(dark))
     low = min(max(0.05, float(np.median(background)) + 4.0 * noise), high)
     mask = binary_fill_holes(apply_hysteresis_threshold(dark, low, high))
-    labels = label(mask)
+    labels = _components(mask)
     if labels.max() > 1:
         sizes = np.bincount(labels.ravel())[1:]
         mask = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.05 * sizes.max()))
     return mask, low
+
+
+def _components(mask: np.ndarray) -> np.ndarray:
+    """The connected parts of a bool mask, pixels touching by an edge or a corner: int labels, 0 outside.
+
+    scipy's labelling with the full 3x3 neighbourhood is scikit-image's ``measure.label`` with
+    its default connectivity, label for label; scikit-image's would also import its morphology
+    package and scipy.spatial, a quarter of a second before a single photo is predicted.
+    """
+    from scipy.ndimage import label
+
+    return label(mask, structure=np.ones((3, 3), bool))[0]
 
 
 def _doubt(seg: _Segmentation, framed: bool) -> str | None:
@@ -220,8 +231,6 @@ def _doubt(seg: _Segmentation, framed: bool) -> str | None:
 
     ``framed``: the picture was a photo with room around the garment, not a tight crop.
     """
-    from skimage.measure import label
-
     mask = seg.mask
     if not mask.any() or seg.contrast < 0.1:
         return "nothing stands out from the background; photograph the garment on a plain, contrasting background"
@@ -231,7 +240,7 @@ def _doubt(seg: _Segmentation, framed: bool) -> str | None:
     if framed and (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):
         return ("the garment (or a shadow) touches the photo's edge: it may be cut off; leave some plain "
                 "background all round it")
-    sizes = np.sort(np.bincount(label(mask).ravel())[1:])
+    sizes = np.sort(np.bincount(_components(mask).ravel())[1:])
     if len(sizes) > 1 and sizes[-2] > 0.3 * sizes[-1]:
         return "several separate objects found; photograph one garment at a time"
     return None
