@@ -271,6 +271,23 @@ def photos(results: Results) -> list[str]:
                     "", _source(results, "photos")]
 
 
+def startup(results: Results) -> list[str]:
+    """How long commands take to start: benchmarks/startup.py."""
+    rec = results["startup"]
+    if rec is None:
+        return _missing("Start-up", "startup", "python benchmarks/startup.py")
+    rows = [[f"`{r['command']}`", _s(r["wall_s"]), _s(r["cpu_s"]), f"{r['loadavg_before'][0]:.1f}"]
+            for r in rec["rows"]]
+    lines = _table(["command", "wall (median)", "CPU (median)", "load average"], rows)
+    v = rec["versions"]
+    return lines + ["", f"Medians of {rec['repeats']} fresh processes each, measured by `{rec['command']}` "
+                        f"({_when(rec['date'], rec['rows'][0]['loadavg_before'], rec['rows'][-1]['loadavg_after'])}; "
+                        f"{_machine(rec['machine'])}, Python {v['python']}, torch {v['torch']}); predict: a saved "
+                        "model and a 1200x1600 JPEG photo through the whole photo pipeline. On a busy machine the "
+                        "wall time includes waiting for a core; the CPU time does not.",
+                    "", _source(results, "startup")]
+
+
 def classical(results: Results) -> list[str]:
     """`fmnist benchmark classical`: its own renderer, beside the code that writes its results."""
     from fmnist.benchmark.classical import format_readme
@@ -289,6 +306,7 @@ SECTIONS: dict[str, Callable[[Results], list[str]]] = {
     "classical": classical,
     "serve": serve,
     "photos": photos,
+    "startup": startup,
     "study": study,
     "progress": progress,
     "presets": presets,
