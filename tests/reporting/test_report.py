@@ -155,6 +155,23 @@ def test_text_is_escaped(runs, tmp_path):
     assert "<b>run&" not in page and "&lt;b&gt;run&amp;" in page
 
 
+def test_two_runs_of_one_model_have_their_own_learning_curves(runs, tmp_path, monkeypatch):
+    """Curves of two trainings of one model are told apart by their run folders."""
+    import shutil
+
+    import fmnist.plots
+
+    data, dirs = runs
+    again = tmp_path / "again"
+    shutil.copytree(dirs[0], again)
+    drawn = []
+    draw = fmnist.plots.learning_curves
+    monkeypatch.setattr(fmnist.plots, "learning_curves", lambda histories, **kw: drawn.append(list(histories))
+                        or draw(histories, **kw))
+    build_report([dirs[0], again], tmp_path / "out", data, dpi=30, n_mistakes=2)
+    assert drawn == [[f"{CONV} — cnn", f"{CONV} — again"]]
+
+
 def test_report_cli(runs, tiny, tmp_path, capsys):
     _, dirs = runs
     out = tmp_path / "cli-report"

@@ -110,7 +110,7 @@ def build_report(
 
     summaries = [_summarise(run) for run in runs]
     body = [_leaderboard_html(summaries)]
-    body.append(_learning_curves_html(runs, summaries, out, dpi))
+    body.append(_learning_curves_html(runs, summaries, slugs, out, dpi))
     for run, slug, summary in zip(runs, slugs, summaries):
         body.append(_run_html(run, slug, summary, out, data, class_names, split=split, embedding=embedding,
                               max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
@@ -243,10 +243,13 @@ def _leaderboard_html(rows: Sequence[RunSummary]) -> str:
         f"used to rank or choose.</p>{board}</section>")
 
 
-def _learning_curves_html(runs, summaries, out: Path, dpi: int) -> str:
+def _learning_curves_html(runs, summaries, slugs: Sequence[str], out: Path, dpi: int) -> str:
     from fmnist.plots import learning_curves
 
-    labels = _unique_slugs([s.name for s in summaries])
+    # Each curve is named by its model, and by its run folder too where two runs share a model
+    # (two trainings of one preset), as the per-run sections are.
+    shared = {s.name for s in summaries if sum(t.name == s.name for t in summaries) > 1}
+    labels = [f"{s.name} — {slug}" if s.name in shared else s.name for s, slug in zip(summaries, slugs)]
     histories = {label: run.history for label, run in zip(labels, runs) if run.history}
     skipped = [s.name for s, run in zip(summaries, runs) if not run.history]
     parts = ['<section id="learning-curves"><h2>Learning curves</h2>']
