@@ -279,8 +279,10 @@ def startup(results: Results) -> list[str]:
     rows = [[f"`{r['command']}`", _s(r["wall_s"]), _s(r["cpu_s"]), f"{r['loadavg_before'][0]:.1f}"]
             for r in rec["rows"]]
     lines = _table(["command", "wall (median)", "CPU (median)", "load average"], rows)
+    from fmnist._text import plural
+
     v = rec["versions"]
-    return lines + ["", f"Medians of {rec['repeats']} fresh processes each, measured by `{rec['command']}` "
+    return lines + ["", f"Medians of {plural(rec['repeats'], 'fresh process', 'fresh processes')} each, measured by `{rec['command']}` "
                         f"({_when(rec['date'], rec['rows'][0]['loadavg_before'], rec['rows'][-1]['loadavg_after'])}; "
                         f"{_machine(rec['machine'])}, Python {v['python']}, torch {v['torch']}); predict: a saved "
                         "model and a 1200x1600 JPEG photo through the whole photo pipeline. On a busy machine the "
