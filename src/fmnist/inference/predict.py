@@ -282,19 +282,51 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, top_k: int = 3,
     the number of classes. Probabilities come from :func:`fmnist.evaluation.predict_proba`,
     the same path that scored the model.
     """
-    from fmnist.models.io import load_model
-
     if top_k < 1:
         raise UsageError(f"{option('top_k')} must be at least 1, got {top_k}")
     model_path = None
     if isinstance(model, (str, os.PathLike)):
-        model_path, model = model, load_model(model)
-    inputs, failures = load_inputs(paths)
+        model_path = model
+        model, (inputs, failures) = _load_beside(model_path, paths)
+    else:
+        inputs, failures = load_inputs(paths)
     n = _n_classes(model)
     if class_names is None:
         class_names = class_names_for(model_path, n) if model_path is not None else _default_names(n)
     class_names = list(class_names)
     return PredictResult(predict_inputs(model, inputs, top_k=top_k, class_names=class_names), failures, class_names)
+
+
+def _load_beside(model_path, paths):
+    """``load_model(model_path)`` and ``load_inputs(paths)``, the images read in a forked process.
+
+    Loading a model from disk first imports torch, which on a small machine is most of what
+    ``fmnist predict one.jpg`` waits for (~2.5 s on two cores) and needs one core; reading and
+    preparing a photo (Pillow, scipy) needs ~1 s on the other. Done side by side, the photo is
+    ready when the model is. Where the overlap cannot help (torch already imported, one CPU, no
+    fork) or the child fails to report, the images are read here, as they would be anyway.
+    """
+    import multiprocessing
+    import sys
+
+    def load_model(path):
+        from fmnist.models.io import load_model
+
+        return load_model(path)
+
+    if ("torch" in sys.modules or "fork" not in multiprocessing.get_all_start_methods()
+            or len(os.sched_getaffinity(0)) < 2):
+        return load_model(model_path), load_inputs(paths)
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        loaded = pool.submit(load_inputs, list(paths))
+        model = load_model(model_path)
+        try:
+            return model, loaded.result()
+        except BrokenProcessPool:  # the child died (killed, out of memory): read them here
+            return model, load_inputs(paths)
 
 
 def predict_inputs(model, inputs: Sequence[Input], *, top_k: int, class_names: Sequence[str]) -> list[Prediction]:
