@@ -412,7 +412,7 @@ def cmd_sweep(args) -> int:
     )
 
     def on_start(cluster, trials):
-        where = "a local Ray" if cluster.owned and cluster.nodes == 1 and not args.address else "the Ray cluster"
+        where = "a local Ray" if cluster.local else "the Ray cluster"
         print(f"{trials} trial{'s' if trials != 1 else ''} on {where} at {cluster.address} ({cluster.nodes} "
               f"node{'s' if cluster.nodes != 1 else ''}, {cluster.cpus} CPUs); Ray's logs: {cluster.log_dir}",
               flush=True)
