@@ -467,6 +467,7 @@ def cmd_benchmark(args) -> int:
     from tqdm import tqdm
 
     from fmnist.benchmark import benchmark_classical, format_table
+    from fmnist.benchmark.classical import outside_notes
     from fmnist.errors import UsageError
 
     if args.cpus_per_task < 1:
@@ -515,6 +516,8 @@ def cmd_benchmark(args) -> int:
         if bar is not None:
             bar.close()
     print("\n" + format_table(result))
+    for note in outside_notes(result):
+        print("\n" + note.replace("**", ""))
     print(f"\nwall time {result['wall_time_s']:.0f} s; written: {args.out / 'results.md'}, {args.out / 'results.json'}")
     return 0
 
