@@ -49,7 +49,8 @@ class ClusterInfo:
     ``address`` is the cluster's GCS address (``host:port``), ``nodes`` the live nodes, ``cpus``
     their CPUs together, ``log_dir`` where Ray writes its own and the workers' output, and
     ``owned`` whether :func:`start_ray` connected this process (so :func:`stop_ray` disconnects it)
-    rather than finding Ray already connected (a notebook's own ``ray.init()``).
+    rather than finding Ray already connected (a notebook's own ``ray.init()``), ``local`` whether
+    it started a new instance for this command rather than joining a cluster.
     """
 
     address: str
@@ -57,6 +58,7 @@ class ClusterInfo:
     cpus: int
     log_dir: str
     owned: bool = True
+    local: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """What a results file records about the cluster."""
@@ -79,7 +81,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
                          "(`ray start --num-cpus N`); leave out the CPU count, or the address")
     ray = require_ray()
     if ray.is_initialized():
-        return _describe(ray, owned=False)
+        return _describe(ray, owned=False, local=False)
     if address is None:
         num_cpus = num_cpus or usable_cpus()
     # No telemetry from a command-line tool unless the user opted in; this also saves its
@@ -90,13 +92,53 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
     # authentication from `ray start`.
     try:
         with _quieted("ray._private.authentication"):
+            if address is not None and address != "auto" and _on_this_machine(address):
+                _use_this_machines_token()
             ray.init(address=address or "local", num_cpus=num_cpus, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as exc:
-        raise FmnistError(f"--address {address}: no Ray cluster reachable there ({_first_line(exc)}); "
-                          "start one with `ray start --head`, or leave out --address and "
-                          "RAY_ADDRESS for a local instance") from None
-    return _describe(ray, owned=True)
+        raise FmnistError(f"--address {address}: no Ray cluster reachable there, or it wants Ray's token "
+                          f"authentication ({_first_line(exc)}); start one with `ray start --head`, set "
+                          "RAY_AUTH_MODE=token with the cluster's token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) "
+                          "for a cluster elsewhere, or leave out --address and RAY_ADDRESS for a local "
+                          "instance") from None
+    return _describe(ray, owned=True, local=address is None)
+
+
+def _on_this_machine(address: str) -> bool:
+    """Whether ``host:port`` names this machine (a cluster `ray start --head` started here)."""
+    import socket
+
+    if "://" in address:  # a Ray Client address (ray://): Ray handles its own connection
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return True
+    try:
+        from ray.util import get_node_ip_address
+
+        here = {get_node_ip_address(), socket.gethostname(), socket.getfqdn()}
+        return host in here or socket.gethostbyname(host) in here
+    except OSError:
+        return False
+
+
+def _use_this_machines_token() -> None:
+    """Turn on Ray's token authentication if this machine holds a token (and RAY_AUTH_MODE is unset).
+
+    Ray's first local instance writes a token (~/.ray/auth_token), and every `ray start --head`
+    after it requires that token; but Ray itself sends it only to a cluster it finds by itself
+    (``address="auto"``), never to an address it is given, lest a token go to another machine's
+    cluster. A cluster at this machine's own address is this machine's: the same token is its
+    own, and without it joining fails after twenty seconds of retries.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def stop_ray(info: ClusterInfo) -> None:
@@ -115,7 +157,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         stop_ray(info)
 
 
-def _describe(ray, owned: bool) -> ClusterInfo:
+def _describe(ray, owned: bool, local: bool) -> ClusterInfo:
     from ray._private import worker  # the session folder has no public accessor in Ray 2.x
 
     node = worker.global_worker.node
@@ -125,6 +167,7 @@ def _describe(ray, owned: bool) -> ClusterInfo:
         cpus=int(ray.cluster_resources().get("CPU", 0)),
         log_dir=node.get_logs_dir_path(),
         owned=owned,
+        local=local,
     )
 
 

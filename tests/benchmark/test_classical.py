@@ -48,6 +48,45 @@ def test_refused_and_failing_configurations_are_records_not_crashes(tiny_data, m
     assert record["status"] == "failed" and record["error"] == "RuntimeError: no memory for this"
 
 
+def _constant_feature_data():
+    """Feature 0 is 0 in every class-0 training image and feature 1 varies: class 0's variance of
+    feature 0 is exactly 0 when naive Bayes has no variance floor."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    y = np.arange(40) % 2
+    x[y == 0, 0] = 0.0
+    return x, y
+
+
+def test_predictions_from_nan_scores_count_as_wrong_and_are_reported():
+    from sklearn.naive_bayes import GaussianNB
+
+    x, y = _constant_feature_data()
+    # Class 0's score is log(0) terms and x**2 / 0: NaN for every image, and numpy's argmax of a
+    # row with NaN is class 0, so the two class-0 images would silently count as right.
+    x_test, y_test = np.array([[0.0, 0.3], [0.0, -0.2], [1.5, 0.1]]), np.array([0, 0, 1])
+    model = GaussianNB(var_smoothing=0.0).fit(x, y)
+    with np.errstate(all="ignore"):
+        assert (model.predict(x_test) == [0, 0, 0]).all()
+        assert classical.scored(model, x_test, y_test) == (0.0, 3)
+    # With 2017's floor the same images are decided, and none is undecided.
+    floored = GaussianNB().fit(x, y)
+    assert classical.scored(floored, x_test, y_test) == (pytest.approx(np.mean(floored.predict(x_test) == y_test)), 0)
+
+
+def test_a_run_records_its_undecided_images(tiny_data, monkeypatch):
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.pipeline import make_pipeline
+
+    # Tiny data has pixels that never vary (its noise stops at 59 and its bands at 230), so an
+    # unfloored naive Bayes leaves NaN scores: they are counted wrong and recorded.
+    monkeypatch.setattr(mapping, "build_pipeline", lambda config, seed: make_pipeline(GaussianNB(var_smoothing=0.0)))
+    record = run_config(NB, ("val", "test"), 42, 1, *arrays(tiny_data))
+    assert record["status"] == "finished"
+    assert record["test_undecided"] > 0 and record["val_undecided"] > 0
+    assert record["test_accuracy"] <= 1 - record["test_undecided"] / 50
+
+
 @pytest.mark.parametrize("cpus", [1, 2])
 def test_threads_follow_the_tasks_cpu_allotment(tiny_data, monkeypatch, cpus):
     seen = {}

@@ -91,3 +91,18 @@ def test_cost_estimates_scale_with_the_training_set():
     config = Config("SVC", {"C": 1.0})
     assert mapping.cost_cpu_s(config, 30_000) == mapping.cost_cpu_s(config) / 2 > 0
     assert all(mapping.rules()[f]["why"] for f in grid.families())
+
+
+def test_gaussian_nb_keeps_the_2017_variance_floor():
+    # scikit-learn 0.18/0.19 added 1e-9 x the largest feature variance of the training data to
+    # every class's variances, with no parameter to change it: the mapped estimator does exactly that.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)) * [1.0, 3.0, 0.5, 2.0]
+    y = np.arange(60) % 3
+    x[y == 0, 2] = 0.25  # a feature constant within a class: its variance is the floor alone
+    nb = mapping.build_estimator(Config("GaussianNB", {"priors": [0.1] * 10})).set_params(priors=None).fit(x, y)
+    floor = 1e-9 * np.var(x, axis=0).max()
+    expected = np.stack([np.var(x[y == c], axis=0) for c in range(3)]) + floor
+    np.testing.assert_allclose(nb.var_, expected, rtol=1e-12, atol=0)
+    assert nb.var_[0, 2] == pytest.approx(floor)
+    assert "0.19.0" in mapping.rules()["GaussianNB"]["why"] and mapping.rules()["GaussianNB"]["differs"]

@@ -39,3 +39,16 @@ def test_the_section_renders_each_family_beside_the_paper(tmp_path):
     assert any("Left out by `--quick`: SVC" in line for line in lines)
     assert any(line.startswith("Not finished in this run: GaussianNB (") for line in lines)
     assert "Not measured yet" in format_readme(None)[0]
+
+
+def test_a_family_outside_its_band_says_why_when_the_reason_is_known():
+    row = {"family": "GaussianNB", "published": 0.511, "ours": 0.57, "band": 0.015, "within_band": False,
+           "best_params": {"priors": [0.1]}, "published_params": {"priors": [0.1]},
+           "configs": {"run": 1, "cannot_run": 0}, "differs": "the data changed"}
+    result = {"sessions": [{"wall_time_s": 5.0}], "cluster": {"cpus": 2, "nodes": 1}, "wall_time_s": 5.0,
+              "selection": {"quick": True, "left_out": [], "cpus_per_task": 1}, "families": [row]}
+    lines = format_readme(result)
+    assert "| GaussianNB | 0.511 | 0.570 | +0.059 | ±0.015 (outside) | priors=[0.1] |" in lines
+    assert "**GaussianNB** is outside its band: the data changed" in lines
+    inside = {**row, "ours": 0.52, "within_band": True}
+    assert not any("outside its band" in line for line in format_readme({**result, "families": [inside]}))

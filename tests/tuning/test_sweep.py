@@ -133,3 +133,82 @@ def test_interrupted_sweep_resumes_without_retraining_finished_trials(ray_cluste
     assert {t["params"]["lr"] for t in board["trials"]} == {0.01, 0.02, 0.03}
     assert {p.name: p.stat().st_mtime_ns for p in done[0].iterdir()} == stamps  # not trained again
     assert (out / "leaderboard.json").exists()
+
+
+def test_asha_stops_the_weak_trial_after_its_first_epoch(ray_cluster, tmp_path, tiny_data):
+    # Two CPUs per trial on two CPUs: one trial at a time, in grid order. The strong trial
+    # (lr=0.1) sets the rung at epoch 1; the weak one (lr=1e-7 barely moves from its random
+    # start) is below the rung's cutoff there, so ASHA stops it, whatever the exact scores.
+    out = tmp_path / "sweep"
+    board = fmnist.sweep("softmax", {"lr": [0.1, 1e-7]}, tiny_data, scheduler="asha", epochs=4, cpus_per_trial=2,
+                         out_dir=out)
+    by_lr = {t["params"]["lr"]: t for t in board["trials"]}
+    strong, weak = by_lr[0.1], by_lr[1e-7]
+    assert strong["status"] == "finished" and strong["epochs"] == 4
+    assert weak["status"] == "stopped" and weak["epochs"] == 1
+    assert weak["val_accuracy"] < strong["val_accuracy"]
+    assert board["best"]["trial"] == strong["trial"]
+    # The stopped trial is a complete run folder too, true to its row.
+    metrics = json.loads((Path(weak["run_dir"]) / "metrics.json").read_text())
+    assert metrics["stopped"].startswith("stopped early by the asha scheduler")
+    assert evaluate_run(weak["run_dir"], tiny_data, split="val")["accuracy"] == pytest.approx(weak["val_accuracy"])
+    assert len(json.loads((Path(weak["run_dir"]) / "history.json").read_text())) == 1
+    assert "stopped" in (out / "leaderboard.md").read_text()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_runs_on_a_cluster_started_with_ray_start(tmp_path, tiny_dir):
+    import shutil
+    import tempfile
+    import time
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    # A cluster as a user starts one, in its own processes and home: a Ray token there (as any
+    # earlier local Ray leaves one) makes `ray start` require it, which a join must then send.
+    # One CPU, where a local Ray for the command would have taken the machine's cores.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(Path(fmnist.__file__).parents[1])}
+    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(name, None)
+    subprocess.run([ray_cli, "get-auth-token", "--generate"], env=env, capture_output=True, check=True, timeout=120)
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    port = _free_port()
+    log = tmp_path / "ray-start.log"
+    with log.open("w") as sink:
+        head = subprocess.Popen([ray_cli, "start", "--head", "--num-cpus", "1", "--port", str(port),
+                                 "--include-dashboard=false", "--temp-dir", temp, "--block"],
+                                env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while "Ray runtime started" not in log.read_text() and head.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "Ray runtime started" in log.read_text(), log.read_text()[-2000:]
+        address = log.read_text().split("ray start --address='", 1)[1].split("'", 1)[0]
+        assert address.endswith(f":{port}")
+
+        out = tmp_path / "sweep"
+        proc = subprocess.run([sys.executable, "-m", "fmnist", "sweep", "softmax", "--param", "lr=0.05,0.1",
+                               "--epochs", "1", "--address", address, "--out", str(out), *_data_args(tiny_dir)],
+                              env={**env, "FMNIST_CACHE": str(tmp_path / "c")}, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        first = proc.stdout.splitlines()[0]
+        assert first.startswith(f"2 trials on the Ray cluster at {address} (1 node, 1 CPUs); Ray's logs: {temp}")
+        board = json.loads((out / "leaderboard.json").read_text())
+        assert board["cluster"] == {"address": address, "nodes": 1, "cpus": 1}
+        assert [t["status"] for t in board["trials"]] == ["finished", "finished"]
+        # The trials' worker processes were the cluster's: their logs are in its session folder.
+        assert any(Path(temp).glob("session_*/logs/worker-*"))
+    finally:
+        head.terminate()  # `ray start --block` stops the cluster's processes when it ends
+        head.wait(timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -412,7 +412,7 @@ def cmd_sweep(args) -> int:
     )
 
     def on_start(cluster, trials):
-        where = "a local Ray" if cluster.owned and cluster.nodes == 1 and not args.address else "the Ray cluster"
+        where = "a local Ray" if cluster.local else "the Ray cluster"
         print(f"{trials} trial{'s' if trials != 1 else ''} on {where} at {cluster.address} ({cluster.nodes} "
               f"node{'s' if cluster.nodes != 1 else ''}, {cluster.cpus} CPUs); Ray's logs: {cluster.log_dir}",
               flush=True)
@@ -467,6 +467,7 @@ def cmd_benchmark(args) -> int:
     from tqdm import tqdm
 
     from fmnist.benchmark import benchmark_classical, format_table
+    from fmnist.benchmark.classical import outside_notes
     from fmnist.errors import UsageError
 
     if args.cpus_per_task < 1:
@@ -515,6 +516,8 @@ def cmd_benchmark(args) -> int:
         if bar is not None:
             bar.close()
     print("\n" + format_table(result))
+    for note in outside_notes(result):
+        print("\n" + note.replace("**", ""))
     print(f"\nwall time {result['wall_time_s']:.0f} s; written: {args.out / 'results.md'}, {args.out / 'results.json'}")
     return 0
 

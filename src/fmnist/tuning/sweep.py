@@ -221,8 +221,11 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
         watcher = TrialWatcher(plan.trials, lambda trial, error: _live_row(plan, out, trial, error), on_trial,
                                progress, finished=_finished(out) if restore else set())
         if restore:
-            tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trainable, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False)
+            # Restoring, Tune warns about every trial that had not reported yet; those are the
+            # trials the resume is for.
+            with _quiet_tune():
+                tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trainable, resume_unfinished=True,
+                                           resume_errored=False, restart_errored=False)
             # Tune restores its callbacks from its own pickle; ours writes to this terminal.
             tuner._local_tuner.get_run_config().callbacks = [watcher]
         else:
