@@ -101,15 +101,20 @@ def fit_projection(images: np.ndarray, components: int = PIXEL_COMPONENTS, seed:
 
 def fit_typical_projection(images: np.ndarray, components: int = PIXEL_COMPONENTS, trim: float = 0.02,
                            seed: int = 0):
-    """:func:`fit_projection` refitted without the ``trim`` share of images it draws worst.
+    """:func:`fit_projection` refitted without the images it draws worst or places farthest out.
 
     A handful of alike odd images (inverted, noise) would otherwise earn components of their
-    own and be drawn well; refitted on the typical images only, they are not.
+    own: drawn well, but far out along those components (Mahalanobis distance). Refitted
+    without the ``trim`` share most extreme by either, they are drawn badly.
     """
     projection = fit_projection(images, components, seed)
-    if len(images) > components / (1 - trim) + 1:
-        error = reconstruction_error(images, projection)
-        projection = fit_projection(images[error <= np.quantile(error, 1 - trim)], components, seed)
+    if len(images) * (1 - 2 * trim) > components + 1:
+        x = _pixels(images)
+        scores = projection.transform(x)
+        error = np.sqrt(((x - projection.inverse_transform(scores)) ** 2).mean(1))
+        outlying = np.sqrt(((scores / np.sqrt(projection.explained_variance_)) ** 2).sum(1))
+        keep = (error <= np.quantile(error, 1 - trim)) & (outlying <= np.quantile(outlying, 1 - trim))
+        projection = fit_projection(images[keep], components, seed)
     return projection
 
 
