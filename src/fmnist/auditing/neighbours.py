@@ -156,7 +156,7 @@ def register(images: np.ndarray, template: np.ndarray, reach: int = 4) -> np.nda
     """Each image's offset (dy, dx), int64 (N, 2), within ``reach``, that best matches ``template``.
 
     Every image is registered to the same reference (the training images' mean), by the
-    largest normalised correlation over all moves up to ``reach`` pixels. A copy moved by a few
+    largest Pearson correlation over all moves up to ``reach`` pixels. A copy moved by a few
     pixels registers to the same place as its original even when it lost a row or two at the
     border, where a centre of mass would move by half as much.
     """
@@ -177,7 +177,10 @@ def register(images: np.ndarray, template: np.ndarray, reach: int = 4) -> np.nda
 
 
 def _normalised_dot(windows, template):
-    return (windows * template).sum((1, 2)) / windows.flatten(1).norm(dim=1).clamp_min(1e-6)
+    """Pearson correlation (times a constant) of each window with the template: blind to brightness and contrast."""
+    w = windows.flatten(1)
+    spread = ((w * w).sum(1) - w.sum(1) ** 2 / w.shape[1]).clamp_min(1e-12).sqrt()
+    return (w * (template - template.mean()).flatten()).sum(1) / spread
 
 
 def move(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
