@@ -56,7 +56,7 @@ def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
 
     noise: Gaussian, sd 4-16 grey levels; shift: 1-3 pixels in each direction (not both 0),
     zeros moving in; jpeg: quality 50-95; contrast: pixels times 0.7-1.3 plus -25..25; mirror:
-    left-right; shift_noise: a shift, then noise; rotate: 3-10 degrees either way; scale: 0.9-1.1.
+    left-right; shift_noise: a shift, then noise; rotate: 3-10 degrees either way; scale: by 1-3 pixels either way (0.9-1.1 at 28).
     """
     from PIL import Image
 
@@ -83,7 +83,7 @@ def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
         return np.asarray(Image.fromarray(image, mode="L").rotate(angle, resample=Image.BILINEAR), dtype=np.uint8)
     if kind == "scale":
         h, w = image.shape
-        size = int(round(h * rng.uniform(0.9, 1.1)))
+        size = h + int(rng.choice([-3, -2, -1, 1, 2, 3]))  # 0.9-1.1 at 28 pixels, never the same size
         scaled = np.asarray(Image.fromarray(image, mode="L").resize((size, size), Image.BILINEAR), dtype=np.uint8)
         out = np.zeros_like(image)
         if size >= h:
