@@ -7,6 +7,7 @@ import pytest
 
 import fmnist
 from fmnist.auditing.core import AUDIT_FILE
+from fmnist.auditing.neighbours import correlation_distance
 from fmnist.auditing.planted import NEAR_KINDS, plant_faults, score_audit
 from fmnist.reporting.audit_report import AUDIT_HTML, AUDIT_SECTIONS
 from tests.auditing.conftest import as_dataset
@@ -62,6 +63,13 @@ def test_planted_leaks_and_duplicates_are_found(audited):
     for space in ("pixel", "aligned"):
         pairs = [d for d in result["near_duplicates"] if d["space"] == space]
         assert pairs and all(d["distance"] <= result["summary"]["thresholds"][space] for d in pairs)
+    # The embedding only proposes: each of its pairs is one photo by the aligned measure too.
+    images = {"train": planted.x_train, "test": planted.x_test}
+    pairs = [d for d in result["near_duplicates"] if d["space"] == "embedding"]
+    a = np.stack([images[d["a"]["split"]][d["a"]["index"]] for d in pairs])
+    b = np.stack([images[d["b"]["split"]][d["b"]["index"]] for d in pairs])
+    aligned = np.minimum(correlation_distance(a, b), correlation_distance(a[:, :, ::-1], b))
+    assert pairs and (aligned <= result["summary"]["thresholds"]["aligned"]).all()
     # Not every pair of alike garments: about the planted ones (each may show in two spaces).
     assert len(result["near_duplicates"]) <= 3 * (12 + 6)
 
