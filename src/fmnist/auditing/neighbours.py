@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["knn", "pixel_knn", "fit_projection", "exact_rms", "embedding_knn", "fit_typical_projection", "reconstruction_error", "roughness", "register", "move", "standardised",
+__all__ = ["knn", "pixel_knn", "fit_projection", "exact_rms", "embedding_knn", "fit_typical_projection", "reconstruction_error", "roughness", "register", "centre_of_mass", "move", "standardised",
            "correlation_distance", "aligned_knn"]
 
 # Principal components the pixel search runs on: 64 keep ~86 % of Fashion-MNIST's pixel
@@ -179,8 +179,7 @@ def register(images: np.ndarray, template: np.ndarray, reach: int = 4) -> np.nda
 def _normalised_dot(windows, template):
     """Pearson correlation (times a constant) of each window with the template: blind to brightness and contrast."""
     w = windows.flatten(1)
-    spread = ((w * w).sum(1) - w.sum(1) ** 2 / w.shape[1]).clamp_min(1e-12).sqrt()
-    return (w * (template - template.mean()).flatten()).sum(1) / spread
+    return (w * template.flatten()).sum(1) / w.norm(dim=1).clamp_min(1e-6)
 
 
 def move(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -260,45 +259,65 @@ def aligned_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = F
                 variants: int = 1, mirror: bool = True, on_chunk=None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest ``base`` images of each query by :func:`correlation_distance`, mirror images included.
 
-    Candidates come from a search among images registered to one reference (:func:`register`)
-    and standardised (:func:`standardised`), on their principal components: a moved, brightened,
-    darkened, re-contrasted or left-right mirrored copy lands next to its original there. A
-    registration may land a pixel off, so each query is also searched moved by up to
-    ``variants`` pixels (``(2 variants + 1)^2`` searches, ``k`` candidates each). Every candidate is
+    Candidates come from searches among images aligned and standardised (:func:`standardised`),
+    on their principal components: a moved, brightened, darkened, re-contrasted or left-right
+    mirrored copy lands next to its original there. Two alignments, since a copy cropped at the
+    border can throw either off: registration to the base's mean image (:func:`register`; it
+    may land a pixel off, so each query is also searched moved by up to ``variants`` pixels,
+    ``(2 variants + 1)^2`` searches, ``k // 2`` candidates each) and the centre of mass
+    (:func:`centre_of_mass`). Every candidate is
     measured by :func:`correlation_distance` (on the query and on its mirror image, the smaller
     counts). ``queries``/``base``: uint8 (N, H, W). Returns float32 and int64 arrays (n, k),
     nearest first.
     """
-    from sklearn.decomposition import PCA
-
     template = _pixels(base).mean(0).reshape(base.shape[1:])
-    base_std = standardised(move(base, -register(base, template)))
-    projection = PCA(min(PIXEL_COMPONENTS, base_std.shape[1], len(base_std)), svd_solver="randomized",
-                     random_state=0).fit(base_std)
-    bp = projection.transform(base_std)
-    views = [(queries, False)] + ([(queries[:, :, ::-1], True)] if mirror else [])
     found: list[tuple[np.ndarray, np.ndarray]] = []
-    for view, mirrored in views:
-        view = np.ascontiguousarray(view)
-        registered = move(view, -register(view, template))
-        moves = [(dy, dx) for dy in range(-variants, variants + 1) for dx in range(-variants, variants + 1)]
-        if mirrored or same:
-            moves = [(0, 0)]  # the costly searches where leaks hide: unmirrored, test against train
-        per = max(1, k // 2) if len(moves) > 1 else k
-        cands = []
-        for n, offset in enumerate(moves):
-            qp = projection.transform(standardised(move(registered, np.broadcast_to(offset, (len(view), 2)))))
-            cands.append(knn(qp, bp, per, same=same, on_chunk=on_chunk if n == 0 and not mirrored else None)[1])
-        cands = np.concatenate(cands, 1)
-        # Each distinct candidate measured once: the moved searches mostly agree.
-        first = ~_repeats(cands)
-        rows, cols = np.nonzero(first)
-        dist = np.full(cands.shape, np.inf, np.float32)
-        dist[rows, cols] = correlation_distance(view[rows], base[cands[rows, cols]], max_shift)
-        found.append((dist, cands))
+    for align, reach in ((lambda x: register(x, template), variants), (centre_of_mass, 0)):
+        base_std = standardised(move(base, -align(base)))
+        projection = _fit_pca(base_std)
+        bp = projection.transform(base_std)
+        for view, mirrored in [(queries, False)] + ([(queries[:, :, ::-1], True)] if mirror else []):
+            view = np.ascontiguousarray(view)
+            aligned = move(view, -align(view))
+            moves = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+            if mirrored or same:
+                moves = [(0, 0)]  # the costly searches where leaks hide: unmirrored, test against train
+            per = max(1, k // 2) if len(moves) > 1 else k
+            cands = []
+            for n, offset in enumerate(moves):
+                qp = projection.transform(standardised(move(aligned, np.broadcast_to(offset, (len(view), 2)))))
+                report = on_chunk if n == 0 and not mirrored and reach == variants else None
+                cands.append(knn(qp, bp, per, same=same, on_chunk=report)[1])
+            cands = np.concatenate(cands, 1)
+            # Each distinct candidate measured once: the moved searches mostly agree.
+            rows, cols = np.nonzero(~_repeats(cands))
+            dist = np.full(cands.shape, np.inf, np.float32)
+            dist[rows, cols] = correlation_distance(view[rows], base[cands[rows, cols]], max_shift)
+            found.append((dist, cands))
     dist = np.concatenate([d for d, _ in found], 1)
     cands = np.concatenate([c for _, c in found], 1)
     return _nearest_distinct(dist, cands, k)
+
+
+def _fit_pca(x: np.ndarray):
+    from sklearn.decomposition import PCA
+
+    return PCA(min(PIXEL_COMPONENTS, x.shape[1], len(x)), svd_solver="randomized", random_state=0).fit(x)
+
+
+def centre_of_mass(images: np.ndarray) -> np.ndarray:
+    """Each image's offset (dy, dx), int64 (N, 2), from the middle to the centre of its bright pixels.
+
+    Pixels count by how far they rise above a quarter of the image's brightest (so a dim
+    background or noise does not pull), rounded to whole pixels.
+    """
+    x = _pixels(images).reshape(images.shape)
+    weight = np.clip(x - 0.25 * x.max((1, 2), keepdims=True), 0, None)
+    mass = weight.sum((1, 2)) + 1e-6
+    h, w = images.shape[1:]
+    rows = (weight.sum(2) * np.arange(h)).sum(1) / mass
+    cols = (weight.sum(1) * np.arange(w)).sum(1) / mass
+    return np.rint(np.stack([rows - (h - 1) / 2, cols - (w - 1) / 2], 1)).astype(np.int64).clip(-6, 6)
 
 
 def _repeats(index: np.ndarray) -> np.ndarray:
