@@ -93,6 +93,15 @@ def test_register_brings_a_moved_copy_to_its_original():
     np.testing.assert_array_equal(nb.move(x, np.zeros((len(x), 2), int)), x)
 
 
+def test_centre_of_mass_follows_the_bright_pixels_not_a_dim_background():
+    x = np.zeros((2, 28, 28), np.uint8)
+    x[:, 9:13, 16:20] = 200  # centre (10.5, 17.5), the middle (13.5, 13.5)
+    x[1] += 30  # a dim veil everywhere does not pull the centre
+    np.testing.assert_array_equal(nb.centre_of_mass(x), [[-3, 4], [-3, 4]])
+    moved = nb.move(x[:1], np.array([[3, -2]]))
+    np.testing.assert_array_equal(nb.centre_of_mass(moved) - nb.centre_of_mass(x[:1]), [[3, -2]])
+
+
 @pytest.mark.parametrize("change", ["moved", "re-lit", "mirrored"])
 def test_aligned_knn_finds_a_changed_copy_that_pixels_miss(change):
     x = garments(np.arange(80) % 10, 3)
