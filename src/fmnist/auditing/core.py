@@ -5,15 +5,16 @@
 
     {"data":             where the data came from, content checksums, counts per class,
      "exact_duplicates": [{"a": {"split", "index"}, "b": {...}, "labels": [label_a, label_b]}],
-     "near_duplicates":  [{"a", "b", "distance", "space"}],          space: "pixel" or "embedding"
+     "near_duplicates":  [{"a", "b", "distance", "space"}],   space: "pixel", "aligned" or "embedding"
      "label_issues":     [{"split", "index", "given", "suggested", "score"}],   most likely first
      "outliers":         [{"split", "index", "label", "distance"}],             farthest first
      "summary":          counts, thresholds and why, the model, timings, the file's format}
 
 Phases, each with its progress bar: content hashes (exact duplicates); nearest neighbours in
-pixel space; K models trained by the one training loop, each on all training folds but one
+pixel space; nearest neighbours when moves, lighting and mirroring do not count (aligned); K models trained by the one training loop, each on all training folds but one
 (out-of-fold probabilities); nearest neighbours in the penultimate layer of the first fold's
-model; cleanlab on the out-of-sample probabilities (likely label errors); outliers.
+model; cleanlab on the out-of-sample probabilities (likely label errors); outliers (far from the
+training images, unlike what their principal components draw, rough as noise, or flat).
 """
 
 from __future__ import annotations
