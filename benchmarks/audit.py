@@ -105,7 +105,8 @@ def cmd_planted(args) -> None:
 
     ds = fmnist.load_dataset()
     counts = {"flips": args.flips, "test_flips": args.test_flips, "exact_leaks": args.leaks,
-              "near_leaks": args.near_leaks, "duplicates": args.duplicates}
+              "near_leaks": args.near_leaks, "hard_leaks": args.hard_leaks, "duplicates": args.duplicates,
+              "near_duplicates": args.near_duplicates, "outliers": args.outliers}
     planted = plant_faults(ds.x_train, ds.y_train, ds.x_test, ds.y_test, seed=args.seed, **counts)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -141,8 +142,14 @@ def main() -> None:
     p.add_argument("--flips", type=int, default=600, help="training labels flipped (default: 600, 1%%)")
     p.add_argument("--test-flips", type=int, default=100, help="test labels flipped (default: 100, 1%%)")
     p.add_argument("--leaks", type=int, default=50, help="exact train/test copies (default: 50)")
-    p.add_argument("--near-leaks", type=int, default=60, help="noisy, shifted or JPEG train/test copies (default: 60)")
+    p.add_argument("--near-leaks", type=int, default=120,
+                   help="changed train/test copies, the kinds of planted.NEAR_KINDS in turn (default: 120)")
+    p.add_argument("--hard-leaks", type=int, default=20, help="rotated or rescaled train/test copies (default: 20)")
     p.add_argument("--duplicates", type=int, default=50, help="training images copied over others (default: 50)")
+    p.add_argument("--near-duplicates", type=int, default=60,
+                   help="changed training copies over others, the kinds of planted.NEAR_KINDS in turn (default: 60)")
+    p.add_argument("--outliers", type=int, default=50,
+                   help="images that are no garment, the kinds of planted.OUTLIER_KINDS in turn (default: 50)")
     p.set_defaults(func=cmd_planted)
     args = parser.parse_args()
     args.func(args)

@@ -7,7 +7,8 @@ import pytest
 
 import fmnist
 from fmnist.auditing.core import AUDIT_FILE
-from fmnist.auditing.planted import plant_faults, score_audit
+from fmnist.auditing.neighbours import correlation_distance
+from fmnist.auditing.planted import NEAR_KINDS, plant_faults, score_audit
 from fmnist.reporting.audit_report import AUDIT_HTML, AUDIT_SECTIONS
 from tests.auditing.conftest import as_dataset
 
@@ -15,14 +16,12 @@ from tests.auditing.conftest import as_dataset
 @pytest.fixture(scope="module")
 def audited(garment_arrays, tmp_path_factory):
     """One audit shared by the module's tests (it trains three small models)."""
-    planted = plant_faults(*garment_arrays, seed=0, flips=12, test_flips=4, exact_leaks=3, near_leaks=6,
-                           duplicates=3)
+    planted = plant_faults(*garment_arrays, seed=0, flips=12, test_flips=4, exact_leaks=3, near_leaks=12,
+                           duplicates=3, near_duplicates=6, outliers=8)
     x_train, y_train = planted.x_train, planted.y_train
     x_test, y_test = planted.x_test, planted.y_test
-    # A training copy with another label (itself a label error), and two test images unlike any garment.
+    # A training copy with another label (itself a label error).
     x_train[398], y_train[398] = x_train[397], (y_train[397] + 1) % 10
-    x_test[98] = np.random.default_rng(5).integers(0, 256, (28, 28))
-    x_test[99] = 255 - x_test[99]
     out = tmp_path_factory.mktemp("audit")
     result = fmnist.audit(as_dataset(x_train, y_train, x_test, y_test), folds=3, out_dir=out, progress=False,
                           epochs=8)
@@ -54,13 +53,25 @@ def test_planted_leaks_and_duplicates_are_found(audited):
     result, planted, _ = audited
     found = score_audit(result, planted)
     assert found["exact_leaks"] == 1.0 and found["duplicates"] == 1.0
-    assert found["near_leaks_noise"] == 1.0 and found["near_leaks_jpeg"] == 1.0 and found["near_leaks_shift"] == 1.0
+    assert {kind: found[f"near_leaks_{kind}"] for kind in NEAR_KINDS} == {kind: 1.0 for kind in NEAR_KINDS}
+    # Within train each image is searched once (test images also moved a pixel each way): most, not all.
+    assert found["near_duplicates"] >= 5 / 6
     leak = next(d for d in result["exact_duplicates"] if d["a"]["index"] == planted.exact_leaks[0][0]
                 and d["b"]["split"] == "test")
     assert leak["b"]["index"] == planted.exact_leaks[0][1]
     assert leak["labels"] == [int(planted.y_train[leak["a"]["index"]])] * 2
-    shifted = [d for d in result["near_duplicates"] if d["space"] == "shifted"]
-    assert shifted and all(d["distance"] <= result["summary"]["thresholds"]["shifted"] for d in shifted)
+    for space in ("pixel", "aligned"):
+        pairs = [d for d in result["near_duplicates"] if d["space"] == space]
+        assert pairs and all(d["distance"] <= result["summary"]["thresholds"][space] for d in pairs)
+    # The embedding only proposes: each of its pairs is one photo by the aligned measure too.
+    images = {"train": planted.x_train, "test": planted.x_test}
+    pairs = [d for d in result["near_duplicates"] if d["space"] == "embedding"]
+    a = np.stack([images[d["a"]["split"]][d["a"]["index"]] for d in pairs])
+    b = np.stack([images[d["b"]["split"]][d["b"]["index"]] for d in pairs])
+    aligned = np.minimum(correlation_distance(a, b), correlation_distance(a[:, :, ::-1], b))
+    assert pairs and (aligned <= result["summary"]["thresholds"]["aligned"]).all()
+    # Not every pair of alike garments: about the planted ones (each may show in two spaces).
+    assert len(result["near_duplicates"]) <= 3 * (12 + 6)
 
 
 def test_a_duplicate_with_two_labels_is_reported_with_both(audited):
@@ -80,10 +91,16 @@ def test_flipped_labels_rank_first(audited):
     assert [d["score"] for d in train] == sorted(d["score"] for d in train)  # self-confidence: lowest first
 
 
-def test_noise_and_inverted_images_are_outliers(audited):
-    result, _, _ = audited
-    assert {(d["split"], d["index"]) for d in result["outliers"]} >= {("test", 98), ("test", 99)}
-    assert len(result["outliers"]) <= 5
+def test_blank_constant_inverted_and_noise_images_are_outliers(audited):
+    result, planted, _ = audited
+    found = score_audit(result, planted)
+    assert {kind for _, _, kind in planted.outliers} == {"blank", "constant", "inverted", "noise"}
+    assert found["outliers"] == 1.0, found
+    # These garments' class bands sit at fixed rows: only a moved copy may stray from them.
+    moved = {("test", j) for _, j, kind in planted.near_leaks if "shift" in kind}
+    moved |= {("train", j) for _, j, kind in planted.near_duplicates if "shift" in kind}
+    extra = {(d["split"], d["index"]) for d in result["outliers"]} - {(s, i) for s, i, _ in planted.outliers}
+    assert extra <= moved, extra
 
 
 def test_the_page_is_self_contained_with_every_section(audited):

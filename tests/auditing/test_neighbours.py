@@ -46,23 +46,96 @@ def test_embedding_distance_is_cosine():
     np.testing.assert_allclose(dist[0], [0.0, 1 - np.sqrt(0.5), 1.0], atol=1e-6)
 
 
-def test_shifted_rms_matches_a_moved_copy_and_only_within_reach():
+def _pearson_brute(a, b, max_shift):
+    """1 - the best Pearson correlation over the shared pixels, one move at a time, in float64."""
+    out = []
+    for x, y in zip(a.astype(np.float64), b.astype(np.float64)):
+        best = -1.0
+        for dy in range(-max_shift, max_shift + 1):
+            for dx in range(-max_shift, max_shift + 1):
+                p = x[max(dy, 0):28 + min(dy, 0), max(dx, 0):28 + min(dx, 0)].ravel()
+                q = y[max(-dy, 0):28 + min(-dy, 0), max(-dx, 0):28 + min(-dx, 0)].ravel()
+                best = max(best, 0.0 if p.std() == 0 or q.std() == 0 else np.corrcoef(p, q)[0, 1])
+        out.append(1 - best)
+    return np.array(out)
+
+
+def test_correlation_distance_equals_brute_force_over_the_shared_pixels():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (12, 28, 28)).astype(np.uint8)
+    b = rng.integers(0, 256, (12, 28, 28)).astype(np.uint8)
+    b[0] = np.roll(a[0], (2, -3), (0, 1))  # what wraps round lies outside the shared pixels
+    b[1] = np.clip(a[1] * 0.7 + 30, 0, 255).astype(np.uint8)
+    b[2] = 0  # no contrast: correlates with nothing
+    got = nb.correlation_distance(a, b, 3)
+    np.testing.assert_allclose(got, _pearson_brute(a, b, 3), atol=1e-5)
+    assert got[0] < 1e-5 and got[1] < 1e-3 and got[2] == 1.0 and (got[3:] > 0.8).all()
+
+
+def test_correlation_distance_forgives_a_move_only_within_reach():
     x = garments(np.array([3]), 2)
-    moved = np.zeros_like(x)
-    moved[:, 1:, :-2] = x[:, :-1, 2:]  # one down, two left
-    far = np.zeros_like(x)
-    far[:, 3:, :] = x[:, :-3, :]
-    assert nb.shifted_rms(moved, x, 2)[0] == 0.0
-    assert nb.shifted_rms(moved, x, 1)[0] > 0.05  # two pixels left are out of a one-pixel reach
-    assert nb.shifted_rms(far, x, 2)[0] > 0.05
-    np.testing.assert_allclose(nb.shifted_rms(x, moved, 0), nb.exact_rms(x, moved, np.array([[0]]))[:, 0], rtol=1e-5)
+    moved = nb.move(x, np.array([[3, -2]]))  # rows lost at the border do not count against it
+    assert nb.correlation_distance(moved, x, 3)[0] < 1e-5
+    assert nb.correlation_distance(moved, x, 2)[0] > 0.05
 
 
-def test_shifted_knn_finds_a_moved_copy_that_pixels_miss():
+def test_register_brings_a_moved_copy_to_its_original():
+    # Compact textured patches near the middle: each has one best place against the mean.
+    rng = np.random.default_rng(4)
+    x = np.zeros((40, 28, 28), np.uint8)
+    for image in x:
+        r, c = rng.integers(8, 12, 2)
+        image[r:r + 9, c:c + 9] = rng.integers(40, 255, (9, 9))
+    template = x.mean(0) / 255
+    moved = nb.move(x, np.array([[2, -1]] * len(x)))
+    shift = nb.register(moved, template) - nb.register(x, template)
+    np.testing.assert_array_equal(shift, np.broadcast_to([2, -1], shift.shape))
+    np.testing.assert_array_equal(nb.move(x, np.zeros((len(x), 2), int)), x)
+
+
+def test_centre_of_mass_follows_the_bright_pixels_not_a_dim_background():
+    x = np.zeros((2, 28, 28), np.uint8)
+    x[:, 9:13, 16:20] = 200  # centre (10.5, 17.5), the middle (13.5, 13.5)
+    x[1] += 30  # a dim veil everywhere does not pull the centre
+    np.testing.assert_array_equal(nb.centre_of_mass(x), [[-3, 4], [-3, 4]])
+    moved = nb.move(x[:1], np.array([[3, -2]]))
+    np.testing.assert_array_equal(nb.centre_of_mass(moved) - nb.centre_of_mass(x[:1]), [[3, -2]])
+
+
+@pytest.mark.parametrize("change", ["moved", "re-lit", "mirrored"])
+def test_aligned_knn_finds_a_changed_copy_that_pixels_miss(change):
     x = garments(np.arange(80) % 10, 3)
-    moved = np.zeros((1, 28, 28), np.uint8)
-    moved[0, 2:, 1:] = x[41, :-2, :-1]  # two down, one right
-    px_dist, px_index = nb.pixel_knn(moved, x, 1)
+    original = x[41:42]
+    copy = {"moved": nb.move(original, np.array([[3, -2]])),
+            "re-lit": np.clip(original * 0.7 + 25, 0, 255).astype(np.uint8),
+            "mirrored": original[:, :, ::-1]}[change]
+    px_dist, _ = nb.pixel_knn(copy, x, 1)
     assert px_dist[0, 0] > 0.05  # by plain pixels the copy is no nearer than another garment
-    dist, index = nb.shifted_knn(moved, x, 3)
-    assert index[0, 0] == 41 and dist[0, 0] == 0.0 and dist[0, 1] > 0.05
+    dist, index = nb.aligned_knn(copy, x, 3)
+    assert index[0, 0] == 41 and dist[0, 0] < 1e-3 and dist[0, 1] > 0.05
+    assert (np.diff(dist[0]) >= 0).all() and len(set(index[0].tolist())) == 3
+
+
+def test_aligned_knn_within_one_set_is_never_its_own_neighbour():
+    x = garments(np.arange(60) % 10, 5)
+    x[7] = x[30][:, ::-1]
+    dist, index = nb.aligned_knn(x, x, 2, same=True)
+    assert not (index == np.arange(len(x))[:, None]).any()
+    assert index[7, 0] == 30 and index[30, 0] == 7 and dist[7, 0] < 1e-3
+
+
+def test_reconstruction_error_is_high_for_an_inverted_image_even_among_a_few_others():
+    x = garments(np.arange(300) % 10, 6)
+    x[:4] = 255 - x[:4]  # a few odd images in the fitting set must not earn components of their own
+    typical = nb.fit_typical_projection(x, components=16)
+    error = nb.reconstruction_error(x, typical)
+    assert error[:4].min() > 3 * np.median(error[4:])
+    plain = nb.reconstruction_error(x, nb.fit_projection(x, components=16))
+    assert plain[:4].min() < error[:4].min()
+
+
+def test_roughness_tells_noise_from_a_garment():
+    x = garments(np.arange(20) % 10, 7)
+    noise = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    assert nb.roughness(noise).min() > 3 * nb.roughness(x).max()
+    np.testing.assert_allclose(nb.roughness(np.zeros((1, 28, 28), np.uint8)), [0.0])

@@ -5,15 +5,16 @@
 
     {"data":             where the data came from, content checksums, counts per class,
      "exact_duplicates": [{"a": {"split", "index"}, "b": {...}, "labels": [label_a, label_b]}],
-     "near_duplicates":  [{"a", "b", "distance", "space"}],          space: "pixel" or "embedding"
+     "near_duplicates":  [{"a", "b", "distance", "space"}],   space: "pixel", "aligned" or "embedding"
      "label_issues":     [{"split", "index", "given", "suggested", "score"}],   most likely first
      "outliers":         [{"split", "index", "label", "distance"}],             farthest first
      "summary":          counts, thresholds and why, the model, timings, the file's format}
 
 Phases, each with its progress bar: content hashes (exact duplicates); nearest neighbours in
-pixel space; K models trained by the one training loop, each on all training folds but one
+pixel space; nearest neighbours when moves, lighting and mirroring do not count (aligned); K models trained by the one training loop, each on all training folds but one
 (out-of-fold probabilities); nearest neighbours in the penultimate layer of the first fold's
-model; cleanlab on the out-of-sample probabilities (likely label errors); outliers.
+model; cleanlab on the out-of-sample probabilities (likely label errors); outliers (far from the
+training images, unlike what their principal components draw, rough as noise, or flat).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from fmnist._files import check_free, write_json
 # What an audit file is and which data it describes: read by .exclude, written here.
 from fmnist.auditing.exclude import AUDIT_FORMAT, data_checksums
+from fmnist.auditing.neighbours import PIXEL_COMPONENTS
 
 __all__ = ["audit", "output_files", "AUDIT_FILE", "AUDIT_FORMAT", "NEIGHBOURS", "PIXEL_FACTOR", "EMBEDDING_FACTOR", "OUTLIER_MADS",
            "data_checksums"]
@@ -42,20 +44,35 @@ NEIGHBOURS = 5
 # median distance between a test image and its nearest training image (Fashion-MNIST: 0.4 x
 # 0.124 = 0.050, about 13 grey levels a pixel: noise or a re-encoding, not another photo).
 PIXEL_FACTOR = 0.4
+# A copy that went through other hands (moved a few pixels, brightened, re-contrasted, mirrored)
+# is far from its original in plain pixels; in the "aligned" space a pair's distance is 1 - the
+# Pearson correlation of their pixels at the best move of up to SHIFT pixels (mirror included),
+# and a pair is a near duplicate there below ALIGNED_FACTOR x the median of that distance from
+# a test image to its nearest training image. On the whole Fashion-MNIST (median 0.062) pairs
+# below the threshold multiply past 0.1: 33 train/test and 89 train pairs at 0.1 (most of them
+# pixel-space near duplicates too), 119 and 324 at 0.15, 434 and 1,074 at 0.2, alike garments
+# rather than copies. Moved, mirrored and re-lit copies lie far below it (a pure move or mirror
+# at 0); a copy shifted and then noisy may not, and is left to the other spaces.
+ALIGNED_FACTOR = 0.1
+SHIFT = 3
+# Candidates per image in the aligned search (moves of the query by up to ALIGNED_VARIANTS
+# pixels each give their own, after registration). Within train half as many: 60,000 queries
+# instead of 10,000, and a pair there is found from either of its two images.
+ALIGNED_NEIGHBOURS = 6
+ALIGNED_VARIANTS = 1
 # In the embedding a pair must be this much closer than the median nearest-neighbour distance
-# and, moved by up to SHIFT pixels, within the pixel threshold: the embedding finds shifted
-# copies, the pixels confirm that the two are one photo and not two alike garments.
+# and the two images within the aligned threshold: the embedding proposes, the pixels confirm
+# that the two are one photo and not two alike garments.
 EMBEDDING_FACTOR = 0.5
-SHIFT = 2
-# Candidates per image from the shift-invariant (Fourier magnitude) search, each aligned and
-# measured on the pixels. A copy shifted against the border loses a row or two and with it some
-# of its likeness in the Fourier magnitudes: on Fashion-MNIST with copies shifted by up to 2
-# pixels, 3 candidates found 85 % of them (the original ranked up to 5th among the candidates).
-SHIFT_NEIGHBOURS = 6
-SPACES = ("pixel", "shifted", "embedding")
-# An image is an outlier when the mean RMS distance to its nearest training images exceeds the
-# median by this many median absolute deviations (blank, inverted, not a garment).
-OUTLIER_MADS = 8.0
+SPACES = ("pixel", "aligned", "embedding")
+# An image is an outlier when one of its scores exceeds the training images' median by this many
+# median absolute deviations, or when it has no contrast at all (blank or one grey level). The
+# scores: the mean RMS distance to its nearest training images; the part of it that the typical
+# training images' principal components cannot draw (an inverted garment: white where every
+# garment has black); its roughness (noise). On the clean Fashion-MNIST reconstruction at 8
+# flags no image and every inverted one; roughness runs up to 11.8 on real photos (a noisy copy
+# of one to 6.3) and from 14 on uniform noise, hence 12 there.
+OUTLIER_MADS = {"pixel": 8.0, "reconstruction": 8.0, "roughness": 12.0}
 # Epochs per fold model. mlp-200's preset trains 5 (the tutorial's); the audit's ranking of
 # label errors gains from better-fitted probabilities: with 1 % of the labels flipped in a
 # tenth of Fashion-MNIST (3 folds), the share of flips among the first flagged rose from 0.55
@@ -132,9 +149,12 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
         px_test = nb.pixel_knn(x_test, x_train, NEIGHBOURS, projection=projection, on_chunk=bar.update)
         px_train = nb.pixel_knn(x_train, x_train, NEIGHBOURS, same=True, projection=projection, on_chunk=bar.update)
 
-    with phases.phase("shifted", "shifted-copy neighbours", total=len(x_test) + len(x_train), unit="img") as bar:
-        sh_test = nb.shifted_knn(x_test, x_train, SHIFT_NEIGHBOURS, max_shift=SHIFT, on_chunk=bar.update)
-        sh_train = nb.shifted_knn(x_train, x_train, SHIFT_NEIGHBOURS, same=True, max_shift=SHIFT, on_chunk=bar.update)
+    with phases.phase("aligned", "aligned neighbours (moved, re-lit, mirrored)", total=len(x_test) + len(x_train),
+                      unit="img") as bar:
+        al_test = nb.aligned_knn(x_test, x_train, ALIGNED_NEIGHBOURS, max_shift=SHIFT, variants=ALIGNED_VARIANTS,
+                                 on_chunk=bar.update)
+        al_train = nb.aligned_knn(x_train, x_train, ALIGNED_NEIGHBOURS // 2, same=True, max_shift=SHIFT,
+                                  on_chunk=bar.update)
 
     from fmnist.auditing.labels import find_label_issues, out_of_fold_proba
     from fmnist.models import get_preset
@@ -164,14 +184,15 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
         em_train = nb.embedding_knn(f_train, f_train, NEIGHBOURS, same=True, on_chunk=bar.update)
 
     px_threshold = PIXEL_FACTOR * float(np.median(px_test[0][:, 0] if len(x_test) else px_train[0][:, 0]))
+    al_threshold = ALIGNED_FACTOR * float(np.median(al_test[0][:, 0] if len(x_test) else al_train[0][:, 0]))
     em_threshold = EMBEDDING_FACTOR * float(np.median(em_test[0][:, 0] if len(x_test) else em_train[0][:, 0]))
     near = []
     for space, (d_test, i_test), (d_train, i_train), threshold in (
-            ("pixel", px_test, px_train, px_threshold), ("shifted", sh_test, sh_train, px_threshold),
+            ("pixel", px_test, px_train, px_threshold), ("aligned", al_test, al_train, al_threshold),
             ("embedding", em_test, em_train, em_threshold)):
         near += _near_pairs(space, d_test, i_test, "test", threshold, exact_pairs)
         near += _near_pairs(space, d_train, i_train, "train", threshold, exact_pairs)
-    near = _confirm_embedding(near, x_train, x_test, px_threshold)
+    near = _confirm_embedding(near, x_train, x_test, al_threshold)
     near.sort(key=lambda d: (SPACES.index(d["space"]), d["distance"]))
 
     with phases.phase("labels", "label issues (cleanlab)", total=2, unit="split") as bar:
@@ -182,7 +203,13 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
             bar.update(1)
 
     with phases.phase("outliers", "outliers", total=1) as bar:
-        outliers, outlier_threshold, knn_test, knn_train = _outliers(px_test[0], px_train[0], y_train, y_test)
+        typical = nb.fit_typical_projection(x_train, seed=seed)
+        outliers, outlier_threshold, knn_test, knn_train = _outliers(
+            {"pixel": (px_test[0], px_train[0]),
+             "reconstruction": (nb.reconstruction_error(x_test, typical)[:, None],
+                                nb.reconstruction_error(x_train, typical)[:, None]),
+             "roughness": (nb.roughness(x_test)[:, None], nb.roughness(x_train)[:, None])},
+            x_train, x_test, y_train, y_test)
         bar.update(1)
 
     counts = {split: np.bincount(y, minlength=num_classes).tolist() for split, y in (("train", y_train),
@@ -199,7 +226,8 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
     }
     result["summary"] = _summary(result, model=model, folds=folds, seed=seed, config=fp.config,
                                  feature=feature_source(fp.models[0]), thresholds={
-                                     "pixel": px_threshold, "embedding": em_threshold, "outlier": outlier_threshold},
+                                     "pixel": px_threshold, "aligned": al_threshold, "embedding": em_threshold,
+                                     **outlier_threshold},
                                  accuracy={"train_out_of_fold": float((fp.train.argmax(1) == y_train).mean()),
                                            "test_fold_mean": float((fp.test.argmax(1) == y_test).mean())
                                            if len(y_test) else None},
@@ -208,9 +236,9 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
         from fmnist.reporting.audit_report import write_audit_report
 
         distances = {"pixel_test": px_test[0][:, 0], "pixel_train": px_train[0][:, 0],
-                     "shifted_test": sh_test[0][:, 0], "shifted_train": sh_train[0][:, 0],
+                     "aligned_test": al_test[0][:, 0], "aligned_train": al_train[0][:, 0],
                      "embedding_test": em_test[0][:, 0], "embedding_train": em_train[0][:, 0],
-                     "outlier_test": knn_test, "outlier_train": knn_train}
+                     "outlier_test": knn_test["pixel"], "outlier_train": knn_train["pixel"]}
         with phases.phase("report", "audit.json and audit.html", total=1) as bar:
             write_json(Path(out_dir) / AUDIT_FILE, result)
             write_audit_report(result, data, out_dir, distances)
@@ -275,8 +303,8 @@ def _near_pairs(space: str, dist: np.ndarray, index: np.ndarray, query_split: st
 
 
 def _confirm_embedding(near: list[dict[str, Any]], x_train, x_test, threshold: float) -> list[dict[str, Any]]:
-    """Keep the embedding's pairs whose images, aligned by up to SHIFT pixels, are within the pixel threshold."""
-    from fmnist.auditing.neighbours import shifted_rms
+    """Keep the embedding's pairs whose images are within the aligned space's threshold."""
+    from fmnist.auditing.neighbours import correlation_distance
 
     emb = [d for d in near if d["space"] == "embedding"]
     if not emb:
@@ -284,22 +312,41 @@ def _confirm_embedding(near: list[dict[str, Any]], x_train, x_test, threshold: f
     images = {"train": x_train, "test": x_test}
     a = np.stack([images[d["a"]["split"]][d["a"]["index"]] for d in emb])
     b = np.stack([images[d["b"]["split"]][d["b"]["index"]] for d in emb])
-    keep = shifted_rms(a, b, SHIFT) <= threshold
+    keep = np.minimum(correlation_distance(a, b, SHIFT), correlation_distance(a[:, :, ::-1], b, SHIFT)) <= threshold
     return [d for d in near if d["space"] != "embedding"] + [d for d, k in zip(emb, keep) if k]
 
 
-def _outliers(px_test: np.ndarray, px_train: np.ndarray, y_train, y_test):
-    """Images whose mean distance to their nearest training images is extreme (robust z-score)."""
-    knn_train, knn_test = px_train.mean(1), px_test.mean(1)
-    median = float(np.median(knn_train))
-    mad = float(np.median(np.abs(knn_train - median))) or 1e-6
-    threshold = median + OUTLIER_MADS * 1.4826 * mad
+def _outliers(spaces: dict[str, tuple[np.ndarray, np.ndarray]], x_train, x_test, y_train, y_test):
+    """Images far from every training image by some score (robust z-score), or without any contrast.
+
+    ``spaces``: name -> (test, train) distances (n, k) to the nearest training images (or to
+    what the principal components can draw, k = 1); an image's score is their mean. Returns the findings (farthest first,
+    by pixel distance), the thresholds, and the scores of test and of train per space.
+    """
+    def score(d):  # the aligned search may hold fewer than k distinct candidates (inf)
+        return np.nanmean(np.where(np.isfinite(d), d, np.nan), 1) if d.size else np.zeros(len(d), np.float32)
+
+    knn_test = {name: score(d_test) for name, (d_test, _) in spaces.items()}
+    knn_train = {name: score(d_train) for name, (_, d_train) in spaces.items()}
+    thresholds, flagged = {}, {}
+    for name in spaces:
+        finite = knn_train[name][np.isfinite(knn_train[name])]
+        median = float(np.median(finite)) if len(finite) else 0.0
+        mad = float(np.median(np.abs(finite - median))) if len(finite) else 0.0
+        thresholds[f"outlier_{name}"] = median + OUTLIER_MADS[name] * 1.4826 * (mad or 1e-6)
     out = []
-    for split, scores, labels in (("train", knn_train, y_train), ("test", knn_test, y_test)):
-        for i in np.nonzero(scores > threshold)[0]:
-            out.append({"split": split, "index": int(i), "label": int(labels[i]), "distance": round(float(scores[i]), 6)})
+    for split, x, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
+        scores = knn_train if split == "train" else knn_test
+        flat = np.asarray(x).reshape(len(x), -1)
+        flat_image = flat.max(1) == flat.min(1)
+        far = np.zeros(len(x), bool)
+        for name in spaces:
+            far |= scores[name] > thresholds[f"outlier_{name}"]
+        for i in np.nonzero(far | flat_image)[0]:
+            out.append({"split": split, "index": int(i), "label": int(labels[i]),
+                        "distance": round(float(scores["pixel"][i]), 6)})
     out.sort(key=lambda d: -d["distance"])
-    return out, threshold, knn_test, knn_train
+    return out, thresholds, knn_test, knn_train
 
 
 def _summary(result, *, model, folds, seed, config, feature, thresholds, accuracy, times) -> dict[str, Any]:
@@ -311,7 +358,7 @@ def _summary(result, *, model, folds, seed, config, feature, thresholds, accurac
 
     exact, near = result["exact_duplicates"], result["near_duplicates"]
     return {
-        "format": AUDIT_FORMAT, "format_version": 1,
+        "format": AUDIT_FORMAT, "format_version": 2,
         "exact_duplicates": {"train": sum(splits(d) == "train" for d in exact),
                              "test": sum(splits(d) == "test" for d in exact),
                              "train-test": sum(splits(d) == "train-test" for d in exact),
@@ -323,17 +370,19 @@ def _summary(result, *, model, folds, seed, config, feature, thresholds, accurac
         "outliers": {"train": count(result["outliers"], split="train"),
                      "test": count(result["outliers"], split="test")},
         "thresholds": {
-            "pixel": round(thresholds["pixel"], 6), "shifted": round(thresholds["pixel"], 6),
-            "embedding": round(thresholds["embedding"], 6),
-            "outlier": round(thresholds["outlier"], 6),
+            **{name: round(value, 6) for name, value in thresholds.items()},
             "why": (f"pixel: RMS distance of pixels in [0, 1] below {PIXEL_FACTOR} x the median distance from a "
-                    "test image to its nearest training image; shifted: the same threshold on the RMS distance after "
-                    f"the best shift by up to {SHIFT} pixels (candidates from the magnitudes of the images' Fourier "
-                    "transforms, which shifts leave almost unchanged); embedding: cosine distance below "
-                    f"{EMBEDDING_FACTOR} x the median nearest-neighbour distance there, and the two images, moved by "
-                    f"up to {SHIFT} pixels, within the pixel threshold; outlier: mean RMS distance to the "
-                    f"{NEIGHBOURS} nearest training images more than {OUTLIER_MADS} robust standard deviations "
-                    "(1.4826 MAD) above the training images' median"),
+                    "test image to its nearest training image; aligned: 1 - the Pearson correlation of the pixels two "
+                    f"images share at the best move of up to {SHIFT} pixels, either image mirrored or not, below "
+                    f"{ALIGNED_FACTOR} x its median from a test image to its nearest training image (candidates from "
+                    "images registered to the training mean and standardised, so moved, re-lit and mirrored copies "
+                    f"are found); embedding: cosine distance below {EMBEDDING_FACTOR} x the median nearest-neighbour "
+                    "distance there, and the two images within the aligned threshold; outlier: the mean RMS distance "
+                    "to the nearest training images, or the RMS error of the image drawn from the typical training "
+                    f"images' {PIXEL_COMPONENTS} principal components (fitted again without the 2 % drawn worst), or the "
+                    "mean absolute difference of neighbouring pixels, above the training images' median by more than "
+                    + ", ".join(f"{v:g}" for v in OUTLIER_MADS.values()) +
+                    " robust standard deviations (1.4826 MAD) respectively, or an image of one grey level"),
         },
         "label_score": ("cleanlab's label quality (self-confidence: the out-of-sample probability of the given "
                         "label); lower is more suspect; each split's issues ranked by cleanlab, most likely first"),

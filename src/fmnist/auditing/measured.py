@@ -23,6 +23,12 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.0f} %"
 
 
+def _kinds(name: str) -> tuple[str, ...]:
+    from fmnist.auditing import planted
+
+    return getattr(planted, name)
+
+
 def readme_lines(results: dict[str, Any] | None) -> list[str]:
     """Markdown lines for the README from audit.json's entries ``audit``, ``planted`` and ``effect``."""
     results = results or {}
@@ -52,22 +58,36 @@ def readme_lines(results: dict[str, Any] | None) -> list[str]:
     lines.append("")
     planted = results.get("planted") or {}
     if planted:
+        near, outl = _kinds("NEAR_KINDS"), _kinds("OUTLIER_KINDS")
         lines += ["Faults planted at random in a copy of Fashion-MNIST (`python benchmarks/audit.py planted "
-                  "--seed S`), and the share the audit found:", "",
-                  "| seed | exact leaks | near leaks (noise / shift / JPEG) | in-train duplicates | "
-                  "flipped train labels among the first n flagged | flipped test labels | audit (model, folds, "
-                  "epochs) | audit time |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "--seed S`: each kind in turn, described in `fmnist.auditing.planted`), and the share the audit "
+                  "found:", "",
+                  "| seed | exact leaks | near leaks | in-train duplicates (exact / near) | flipped train labels "
+                  "among the first n flagged | flipped test labels | outliers | audit (model, folds, epochs) | "
+                  "audit time |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for seed, p in sorted(planted.items()):
             f, n = p["found"], p["planted"]
             lines.append(
                 f"| {seed} | {_pct(f['exact_leaks'])} of {n['exact_leaks']} | {_pct(f['near_leaks'])} of "
-                f"{n['near_leaks']} ({_pct(f['near_leaks_noise'])} / {_pct(f['near_leaks_shift'])} / "
-                f"{_pct(f['near_leaks_jpeg'])}) | {_pct(f['duplicates'])} of {n['duplicates']} | "
+                f"{n['near_leaks']} | {_pct(f['duplicates'])} of {n['duplicates']} / "
+                f"{_pct(f.get('near_duplicates'))} of {n.get('near_duplicates', 0)} | "
                 f"{_pct(f['flips_train']['recall_first_n'])} of {n['flips']} | "
                 f"{_pct(f['flips_test']['recall_first_n'])} of {n['test_flips']} | "
+                f"{_pct(f.get('outliers'))} of {n.get('outliers', 0)} | "
                 f"{p['model']}, {p['folds']}, {p['epochs']}{' (' + p['code'] + ')' if 'code' in p else ''} | "
                 f"{p['wall_s']:.0f} s ({_when(p)}) |")
+        lines += ["", "Per kind (near leaks; rotated and rescaled copies are planted beside them and not promised: "
+                  "a copy turned by 3-10 degrees or rescaled by up to 10 % is as far from its original as another "
+                  "garment of its class):", "",
+                  "| seed | " + " | ".join(k.replace("_", " + ") for k in near) + " | rotate | scale | "
+                  + " | ".join(f"outliers: {k}" for k in outl) + " |",
+                  "|---|" + "---|" * (len(near) + 2 + len(outl))]
+        for seed, p in sorted(planted.items()):
+            f = p["found"]
+            lines.append(f"| {seed} | " + " | ".join(_pct(f.get(f"near_leaks_{k}")) for k in near) + " | "
+                         + " | ".join(_pct(f.get(f"hard_leaks_{k}")) for k in ("rotate", "scale")) + " | "
+                         + " | ".join(_pct(f.get(f"outliers_{k}")) for k in outl) + " |")
     else:
         lines.append(f"Planted faults not measured yet: `python benchmarks/audit.py planted` records them in {_FILE}.")
     lines.append("")

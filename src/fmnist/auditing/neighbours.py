@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["knn", "pixel_knn", "fit_projection", "exact_rms", "embedding_knn", "shifted_rms", "fourier_features",
-           "shifted_knn"]
+__all__ = ["knn", "pixel_knn", "fit_projection", "exact_rms", "embedding_knn", "fit_typical_projection", "reconstruction_error", "roughness", "register", "centre_of_mass", "move", "standardised",
+           "correlation_distance", "aligned_knn"]
 
 # Principal components the pixel search runs on: 64 keep ~86 % of Fashion-MNIST's pixel
 # variance and cost a twelfth of the 784-pixel products; candidates are re-measured exactly.
@@ -99,6 +99,44 @@ def fit_projection(images: np.ndarray, components: int = PIXEL_COMPONENTS, seed:
     return PCA(components, svd_solver="randomized", random_state=seed).fit(x)
 
 
+def fit_typical_projection(images: np.ndarray, components: int = PIXEL_COMPONENTS, trim: float = 0.02,
+                           seed: int = 0):
+    """:func:`fit_projection` refitted without the images it draws worst or places farthest out.
+
+    A handful of alike odd images (inverted, noise) would otherwise earn components of their
+    own: drawn well, but far out along those components (Mahalanobis distance). Refitted
+    without the ``trim`` share most extreme by either, they are drawn badly.
+    """
+    projection = fit_projection(images, components, seed)
+    if len(images) * (1 - 2 * trim) > components + 1:
+        x = _pixels(images)
+        scores = projection.transform(x)
+        error = np.sqrt(((x - projection.inverse_transform(scores)) ** 2).mean(1))
+        outlying = np.sqrt(((scores / np.sqrt(projection.explained_variance_)) ** 2).sum(1))
+        keep = (error <= np.quantile(error, 1 - trim)) & (outlying <= np.quantile(outlying, 1 - trim))
+        projection = fit_projection(images[keep], components, seed)
+    return projection
+
+
+def reconstruction_error(images: np.ndarray, projection) -> np.ndarray:
+    """RMS difference (pixels in [0, 1]) between each image and its reconstruction from ``projection``'s components.
+
+    Float32 (N,). An image unlike all those the PCA was fitted on (inverted, noise) keeps much
+    of itself outside their principal components.
+    """
+    out = np.empty(len(images), np.float32)
+    for start in range(0, len(images), 8192):
+        x = _pixels(images[start:start + 8192])
+        out[start:start + len(x)] = np.sqrt(((x - projection.inverse_transform(projection.transform(x))) ** 2).mean(1))
+    return out
+
+
+def roughness(images: np.ndarray) -> np.ndarray:
+    """Mean absolute difference between neighbouring pixels (in [0, 1]), float32 (N,): high for noise, not for photos."""
+    x = _pixels(images).reshape(images.shape)
+    return ((np.abs(np.diff(x, axis=1)).mean((1, 2)) + np.abs(np.diff(x, axis=2)).mean((1, 2))) / 2).astype(np.float32)
+
+
 def embedding_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = False,
                   on_chunk=None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows by cosine distance (1 - cos, in [0, 2]) of feature vectors (N, D)."""
@@ -114,63 +152,186 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, np.float32(1e-12))
 
 
-def shifted_rms(a: np.ndarray, b: np.ndarray, max_shift: int = 2, chunk: int = 8192) -> np.ndarray:
-    """Smallest RMS pixel distance between ``a[i]`` and ``b[i]`` moved by up to ``max_shift`` pixels.
+def register(images: np.ndarray, template: np.ndarray, reach: int = 4) -> np.ndarray:
+    """Each image's offset (dy, dx), int64 (N, 2), within ``reach``, that best matches ``template``.
 
-    ``a``, ``b``: uint8 images (n, 28, 28). Pixels moved in from outside count as 0 (the
-    background), so a garment shifted by a pixel or two matches its original. Float32 (n,),
-    in [0, 1]; with ``max_shift=0`` the plain RMS distance.
+    Every image is registered to the same reference (the training images' mean), by the
+    largest Pearson correlation over all moves up to ``reach`` pixels. A copy moved by a few
+    pixels registers to the same place as its original even when it lost a row or two at the
+    border, where a centre of mass would move by half as much.
     """
     import torch
 
-    out = np.empty(len(a), np.float32)
-    m = max_shift
+    h, w = images.shape[1:]
+    t = torch.from_numpy(np.asarray(template, np.float32))
+    out = np.empty((len(images), 2), np.int64)
     with torch.inference_mode():
-        for start in range(0, len(a), chunk):
-            x = torch.from_numpy(_pixels(a[start:start + chunk])).view(-1, *a.shape[1:])
-            y = torch.nn.functional.pad(torch.from_numpy(_pixels(b[start:start + chunk])).view(-1, *b.shape[1:]),
-                                        (m, m, m, m))
-            h, w = a.shape[1:]
-            best = torch.full((len(x),), float("inf"))
-            for dy in range(2 * m + 1):
-                for dx in range(2 * m + 1):
-                    best = torch.minimum(best, (x - y[:, dy:dy + h, dx:dx + w]).square_().mean((1, 2)))
-            out[start:start + len(x)] = best.sqrt_().numpy()
+        for start in range(0, len(images), 8192):
+            x = torch.nn.functional.pad(torch.from_numpy(_pixels(images[start:start + 8192])).view(-1, h, w),
+                                        (reach,) * 4)
+            scores = torch.stack([_normalised_dot(x[:, dy:dy + h, dx:dx + w], t)
+                                  for dy in range(2 * reach + 1) for dx in range(2 * reach + 1)], 1)
+            best = scores.argmax(1).numpy()
+            out[start:start + len(best)] = np.stack([best // (2 * reach + 1), best % (2 * reach + 1)], 1) - reach
     return out
 
 
-def fourier_features(images: np.ndarray) -> np.ndarray:
-    """Magnitudes of each image's 2-D Fourier transform, float32 (N, 28 * 15).
+def _normalised_dot(windows, template):
+    """Pearson correlation (times a constant) of each window with the template: blind to brightness and contrast."""
+    w = windows.flatten(1)
+    return (w * template.flatten()).sum(1) / w.norm(dim=1).clamp_min(1e-6)
 
-    A circular shift changes only the phases, so an image and its copy moved by a pixel or
-    two (over a black background, where little wraps round) have nearly equal magnitudes.
+
+def move(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``images`` (N, H, W) with image i's content at ``offsets[i]`` (dy, dx) from where it was; zeros move in."""
+    out = np.zeros_like(images)
+    h, w = images.shape[1:]
+    for i, (dy, dx) in enumerate(np.asarray(offsets).tolist()):
+        out[i, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            images[i, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def standardised(images: np.ndarray) -> np.ndarray:
+    """Each image's pixels less their mean, over their norm: float32 (N, H*W), blind to brightness and contrast."""
+    x = _pixels(images)
+    x -= x.mean(1, keepdims=True)
+    return _unit(x)
+
+
+def correlation_distance(a: np.ndarray, b: np.ndarray, max_shift: int = 3, chunk: int = 2048) -> np.ndarray:
+    """1 - the largest Pearson correlation of ``a[i]`` with ``b[i]`` moved by up to ``max_shift`` pixels.
+
+    ``a``, ``b``: uint8 images (n, H, W). Each move compares only the pixels the two images
+    share, so a copy that lost rows at the border is still the same photo (distance 0), and
+    brightness or contrast changes (pixels scaled and offset) do not count. Float32 (n,), in
+    [0, 2]; a constant image correlates with nothing (distance 1). All moves at once: the
+    products summed over each overlap come from one FFT cross-correlation, the sums and sums of
+    squares over each overlap from cumulative sums.
     """
-    x = np.asarray(images, dtype=np.float32) / np.float32(255.0)
-    return np.abs(np.fft.rfft2(x)).astype(np.float32).reshape(len(x), -1)
+    import torch
+
+    m = max_shift
+    h, w = a.shape[1:]
+    out = np.empty(len(a), np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(a), chunk):
+            x = torch.from_numpy(_pixels(a[start:start + chunk])).view(-1, h, w)
+            y = torch.from_numpy(_pixels(b[start:start + chunk])).view(-1, h, w)
+            size = (h + 2 * m, w + 2 * m)
+            # cross[dy, dx] = sum over the overlap of x[r, c] * y[r - dy, c - dx], dy, dx in [-m, m]
+            cross = torch.fft.irfft2(torch.fft.rfft2(x, size) * torch.fft.rfft2(y, size).conj(), size)
+            cross = torch.roll(cross, (m, m), (1, 2))[:, :2 * m + 1, :2 * m + 1]
+            n, sx, sxx = _window_sums(x, m, reverse=False)
+            _, sy, syy = _window_sums(y, m, reverse=True)
+            cov = cross - sx * sy / n
+            var = (sxx - sx * sx / n).clamp_min(0) * (syy - sy * sy / n).clamp_min(0)
+            r = torch.where(var > 1e-8, cov / var.clamp_min(1e-8).sqrt(), torch.zeros_like(cov))
+            out[start:start + len(x)] = (1 - r.flatten(1).amax(1).clamp(-1, 1)).numpy()
+    return out
 
 
-def shifted_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = False, max_shift: int = 2,
-                projection=None, on_chunk=None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest ``base`` images of each query by :func:`shifted_rms`, among shift-invariant candidates.
+def _window_sums(x, m: int, reverse: bool):
+    """For each move (dy, dx) in [-m, m]^2: the overlap's pixel count, sum and sum of squares of ``x``.
 
-    Candidates are the ``k`` nearest in :func:`fourier_features` (on their principal
-    components, as :func:`pixel_knn`); each is then aligned and measured on the pixels.
-    ``projection``: a PCA fitted on the base's Fourier features (fitted here when None).
-    Returns float32 and int64 arrays (n, k), nearest first.
+    The overlap of x (not reversed: x[r, c] for r - dy in range) or of the moved image
+    (reversed: y[r - dy, c - dx]); shapes (2m + 1, 2m + 1) and (n, 2m + 1, 2m + 1).
     """
+    import torch
+
+    h, w = x.shape[1:]
+    stats = []
+    for v in (torch.ones_like(x[:1]), x, x * x):
+        c = torch.nn.functional.pad(v.cumsum(1).cumsum(2), (1, 0, 1, 0))  # c[:, i, j] = sum of v[:, :i, :j]
+        rows = []
+        for dy in range(-m, m + 1):
+            r0, r1 = (max(-dy, 0), h + min(-dy, 0)) if reverse else (max(dy, 0), h + min(dy, 0))
+            cols = []
+            for dx in range(-m, m + 1):
+                c0, c1 = (max(-dx, 0), w + min(-dx, 0)) if reverse else (max(dx, 0), w + min(dx, 0))
+                cols.append(c[:, r1, c1] - c[:, r0, c1] - c[:, r1, c0] + c[:, r0, c0])
+            rows.append(torch.stack(cols, 1))
+        stats.append(torch.stack(rows, 1))
+    return stats
+
+
+def aligned_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = False, max_shift: int = 3,
+                variants: int = 1, mirror: bool = True, on_chunk=None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest ``base`` images of each query by :func:`correlation_distance`, mirror images included.
+
+    Candidates come from searches among images aligned and standardised (:func:`standardised`),
+    on their principal components: a moved, brightened, darkened, re-contrasted or left-right
+    mirrored copy lands next to its original there. Two alignments, since a copy cropped at the
+    border can throw either off: registration to the base's mean image (:func:`register`; it
+    may land a pixel off, so each query is also searched moved by up to ``variants`` pixels,
+    ``(2 variants + 1)^2`` searches, ``k // 2`` candidates each) and the centre of mass
+    (:func:`centre_of_mass`). Every candidate is
+    measured by :func:`correlation_distance` (on the query and on its mirror image, the smaller
+    counts). ``queries``/``base``: uint8 (N, H, W). Returns float32 and int64 arrays (n, k),
+    nearest first.
+    """
+    template = _pixels(base).mean(0).reshape(base.shape[1:])
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for align, reach in ((lambda x: register(x, template), variants), (centre_of_mass, 0)):
+        base_std = standardised(move(base, -align(base)))
+        projection = _fit_pca(base_std)
+        bp = projection.transform(base_std)
+        for view, mirrored in [(queries, False)] + ([(queries[:, :, ::-1], True)] if mirror else []):
+            view = np.ascontiguousarray(view)
+            aligned = move(view, -align(view))
+            moves = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+            if mirrored or same:
+                moves = [(0, 0)]  # the costly searches where leaks hide: unmirrored, test against train
+            per = max(1, k // 2) if len(moves) > 1 else k
+            cands = []
+            for n, offset in enumerate(moves):
+                qp = projection.transform(standardised(move(aligned, np.broadcast_to(offset, (len(view), 2)))))
+                report = on_chunk if n == 0 and not mirrored and reach == variants else None
+                cands.append(knn(qp, bp, per, same=same, on_chunk=report)[1])
+            cands = np.concatenate(cands, 1)
+            # Each distinct candidate measured once: the moved searches mostly agree.
+            rows, cols = np.nonzero(~_repeats(cands))
+            dist = np.full(cands.shape, np.inf, np.float32)
+            dist[rows, cols] = correlation_distance(view[rows], base[cands[rows, cols]], max_shift)
+            found.append((dist, cands))
+    dist = np.concatenate([d for d, _ in found], 1)
+    cands = np.concatenate([c for _, c in found], 1)
+    return _nearest_distinct(dist, cands, k)
+
+
+def _fit_pca(x: np.ndarray):
     from sklearn.decomposition import PCA
 
-    fb = fourier_features(base)
-    if projection is None:
-        projection = PCA(min(PIXEL_COMPONENTS, fb.shape[1], len(fb)), svd_solver="randomized", random_state=0).fit(fb)
-    bp = projection.transform(fb)
-    qp = bp if same and queries is base else projection.transform(fourier_features(queries))
-    _, cand = knn(qp, bp, k, same=same, on_chunk=on_chunk)
-    dist = np.empty(cand.shape, np.float32)
-    step = 4096  # query rows per pass: their k candidates' pixels, not all 60,000 x k at once
-    for start in range(0, len(cand), step):
-        rows = cand[start:start + step]
-        dist[start:start + step] = shifted_rms(np.repeat(queries[start:start + step], rows.shape[1], axis=0),
-                                               base[rows.ravel()], max_shift).reshape(rows.shape)
+    return PCA(min(PIXEL_COMPONENTS, x.shape[1], len(x)), svd_solver="randomized", random_state=0).fit(x)
+
+
+def centre_of_mass(images: np.ndarray) -> np.ndarray:
+    """Each image's offset (dy, dx), int64 (N, 2), from the middle to the centre of its bright pixels.
+
+    Pixels count by how far they rise above a quarter of the image's brightest (so a dim
+    background or noise does not pull), rounded to whole pixels.
+    """
+    x = _pixels(images).reshape(images.shape)
+    weight = np.clip(x - 0.25 * x.max((1, 2), keepdims=True), 0, None)
+    mass = weight.sum((1, 2)) + 1e-6
+    h, w = images.shape[1:]
+    rows = (weight.sum(2) * np.arange(h)).sum(1) / mass
+    cols = (weight.sum(1) * np.arange(w)).sum(1) / mass
+    return np.rint(np.stack([rows - (h - 1) / 2, cols - (w - 1) / 2], 1)).astype(np.int64).clip(-6, 6)
+
+
+def _repeats(index: np.ndarray) -> np.ndarray:
+    """Bool like ``index``: True where the row already holds the same index further left."""
+    repeat = np.zeros(index.shape, bool)
+    for j in range(1, index.shape[1]):
+        repeat[:, j] = (index[:, :j] == index[:, j:j + 1]).any(1)
+    return repeat
+
+
+def _nearest_distinct(dist: np.ndarray, index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the ``k`` smallest distances of distinct indices (a candidate found twice counts once)."""
     order = np.argsort(dist, axis=1, kind="stable")
-    return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+    dist, index = np.take_along_axis(dist, order, 1), np.take_along_axis(index, order, 1)
+    dist = np.where(_repeats(index), np.inf, dist)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, order, 1).astype(np.float32), np.take_along_axis(index, order, 1)

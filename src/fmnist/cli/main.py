@@ -267,7 +267,7 @@ def cmd_audit(args) -> int:
     ex, nd = s["exact_duplicates"], s["near_duplicates"]
     print(f"exact duplicates: {ex['train']} within train, {ex['test']} within test, {ex['train-test']} train/test "
           f"({ex['with_different_labels']} with different labels)")
-    for space in ("pixel", "shifted", "embedding"):
+    for space in nd:
         print(f"near duplicates ({space}, threshold {s['thresholds'][space]:.4f}): {nd[space]['train']} within "
               f"train, {nd[space]['train-test']} train/test leaks")
     print(f"likely label errors: {s['label_issues']['train']} in train, {s['label_issues']['test']} in test "

@@ -75,10 +75,8 @@ def _summary_html(result) -> str:
         ("exact duplicates within train", ex["train"]), ("exact duplicates within test", ex["test"]),
         ("exact train/test duplicates (leaks)", ex["train-test"]),
         ("exact duplicates with different labels", ex["with_different_labels"]),
-        ("near duplicates within train (pixels / shifted / embedding)",
-         " / ".join(str(nd[space]["train"]) for space in ("pixel", "shifted", "embedding"))),
-        ("near train/test leaks (pixels / shifted / embedding)",
-         " / ".join(str(nd[space]["train-test"]) for space in ("pixel", "shifted", "embedding"))),
+        (f"near duplicates within train ({' / '.join(nd)})", " / ".join(str(v["train"]) for v in nd.values())),
+        (f"near train/test leaks ({' / '.join(nd)})", " / ".join(str(v["train-test"]) for v in nd.values())),
         ("likely label errors in train / test", f"{li['train']} / {li['test']}"),
         ("outliers in train / test", f"{ol['train']} / {ol['test']}"),
     ]
@@ -131,13 +129,13 @@ def _histograms_html(result, distances, out: Path, dpi: int) -> str:
     parts = ['<section id="histograms"><h2>Distance histograms</h2>',
              "<p>Each image's distance to its nearest training image (test images) or nearest other training "
              "image. Almost all lie in one broad hump: different photos of alike garments. Copies, noisy copies, "
-             "re-encodings and shifted copies sit at the far left, below the dashed threshold, where the hump's "
+             "re-encodings, moved, re-lit and mirrored copies sit at the far left, below the dashed threshold, where the hump's "
              "tail of genuinely alike photos thins out; outliers lie at the far right of the last histogram.</p>"]
     specs = [("pixel", "RMS pixel distance (pixels in [0, 1])", t["pixel"], True, "histogram_pixel.png"),
-             ("shifted", "RMS pixel distance after the best shift of up to 2 pixels", t["shifted"], True,
-              "histogram_shifted.png"),
+             ("aligned", "1 - correlation at the best move (mirrored or not)", t["aligned"], True,
+              "histogram_aligned.png"),
              ("embedding", "cosine distance in the embedding", t["embedding"], True, "histogram_embedding.png"),
-             ("outlier", "mean RMS pixel distance to the nearest training images", t["outlier"], False,
+             ("outlier", "mean RMS pixel distance to the nearest training images", t["outlier_pixel"], False,
               "histogram_outliers.png")]
     for key, xlabel, threshold, below, file in specs:
         series = {"test → train": distances[f"{key}_test"], "train → train": distances[f"{key}_train"]}
