@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.inference.photos import KINDS, catalogue_photo, phone_photo, photo
+from fmnist.inference.photos import EFFECTS, KINDS, catalogue_photo, phone_photo, photo
 from tests.inference.test_preprocess import shirt
 
 
@@ -49,3 +49,18 @@ def test_phone_photo_is_tinted_unevenly_lit_and_noisy():
 def test_unknown_kind():
     with pytest.raises(ValueError, match="catalogue, phone"):
         photo(shirt(), "studio", 0)
+
+
+def test_effects_can_be_left_out_one_by_one_with_the_same_draws():
+    plain = _decode(phone_photo(shirt(), 5, without=EFFECTS))
+    ring = np.concatenate([plain[:8].reshape(-1, 3), plain[-8:].reshape(-1, 3)])
+    assert ring.min() > 250                                    # white, evenly lit, no noise
+    full = _decode(phone_photo(shirt(), 5))
+    untinted = _decode(phone_photo(shirt(), 5, without=("tint",)))
+    upright = _decode(phone_photo(shirt(), 5, without=("tilt",)))
+    corner = (slice(0, 20), slice(0, 20))
+    # Leaving out the tilt changes the garment, not the background's colour and light.
+    assert np.abs(np.median(upright[corner], axis=(0, 1)) - np.median(full[corner], axis=(0, 1))).max() < 3
+    assert np.abs(np.median(untinted[corner], axis=(0, 1)) - np.median(full[corner], axis=(0, 1))).max() > 10
+    with pytest.raises(ValueError, match="unknown effects"):
+        phone_photo(shirt(), 5, without=("glare",))

@@ -24,7 +24,7 @@ import io
 
 import numpy as np
 
-__all__ = ["KINDS", "catalogue_photo", "phone_photo", "photo"]
+__all__ = ["EFFECTS", "KINDS", "catalogue_photo", "phone_photo", "photo"]
 
 KINDS = ("catalogue", "phone")
 
@@ -71,25 +71,50 @@ def catalogue_photo(image: np.ndarray, seed: int) -> bytes:
     return _jpeg(rgb, 90)
 
 
-def phone_photo(image: np.ndarray, seed: int) -> bytes:
+# What a phone adds to a catalogue photo, each of which :func:`phone_photo` can leave out
+# (``without=``) to see what it alone costs; the random draws stay the same either way.
+EFFECTS = ("tint", "gradient", "vignette", "shadow", "drop_shadow", "tilt", "exposure", "blur", "noise", "jpeg")
+
+
+def phone_photo(image: np.ndarray, seed: int, without: tuple[str, ...] = ()) -> bytes:
     """A phone-like photo of a dataset image (uint8 (28, 28)): JPEG bytes, 640 x 480 either way round.
 
-    Tinted background (grey, beige, blue-grey, pink...: luma 0.55-0.95 of white), light falling
-    off by 10-30 % across the frame and 5-15 % towards the corners, a soft shadow darkening part
-    of the frame by 10-30 %, the garment's own faint drop shadow, a tilt of up to 6 degrees,
-    exposure 0.85-1.05, blur of 0.5-1.2 pixels, noise of 2-6 grey levels, JPEG quality 60-85.
+    Each effect (see :data:`EFFECTS`), drawn uniformly from its range:
+
+    - ``tint``: a background of any hue, saturation up to 0.25, luma 0.55-0.95 of white
+      (grey, beige, blue-grey, pink...: a table, a bed, a floor); without it, white;
+    - ``gradient``: light falling off by 10-30 % across the frame, in any direction;
+    - ``vignette``: 5-15 % darker towards the corners;
+    - ``shadow``: a soft shadow (the photographer, a lamp) darkening an ellipse 15-40 % of
+      the frame across by 10-30 %, anywhere;
+    - ``drop_shadow``: the garment's own soft shadow, 3-10 pixels below it, 5-15 % dark;
+    - ``tilt``: the garment turned by up to 6 degrees either way;
+    - ``exposure``: the whole frame 0.85-1.05 as bright;
+    - ``blur``: focus blur of 0.5-1.2 pixels;
+    - ``noise``: sensor noise of 2-6 grey levels;
+    - ``jpeg``: JPEG quality 60-85 (without it: 95).
+
+    The garment fills 45-75 % of the shorter side, anywhere in the frame; its colour is
+    near black (it reflects 0-15 % of each channel at the dataset's brightest pixel).
     """
     from scipy.ndimage import gaussian_filter, shift
 
+    unknown = set(without) - set(EFFECTS)
+    if unknown:
+        raise ValueError(f"unknown effects {sorted(unknown)}; choose from {', '.join(EFFECTS)}")
+    on = {e: e not in without for e in EFFECTS}
     rng = np.random.default_rng(seed)
     h, w = (480, 640) if rng.random() < 0.5 else (640, 480)
     side = int(min(h, w) * rng.uniform(0.45, 0.75))
-    v = _place(_garment_layer(image, side, float(rng.uniform(-6, 6))), (h, w), rng)
+    angle = float(rng.uniform(-6, 6))
+    v = _place(_garment_layer(image, side, angle if on["tilt"] else 0.0), (h, w), rng)
 
     # Surfaces: the background's colour, the garment's (relative to it).
     hue = rng.dirichlet([2.0, 2.0, 2.0])
     tint = 1.0 - rng.uniform(0.0, 0.25) * (1.0 - hue / hue.max())
     background = rng.uniform(0.55, 0.95) * tint
+    if not on["tint"]:
+        background = np.ones(3)
     garment = 1.0 - rng.uniform(0.85, 1.0, 3)
     reflect = background[None, None, :] * (1.0 - (1.0 - garment)[None, None, :] * v[..., None])
 
@@ -97,22 +122,49 @@ def phone_photo(image: np.ndarray, seed: int) -> bytes:
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     theta = rng.uniform(0, 2 * np.pi)
     ramp = np.cos(theta) * (xx - xx.mean()) + np.sin(theta) * (yy - yy.mean())
-    light = 1.0 + rng.uniform(0.1, 0.3) * ramp / max(np.ptp(ramp), 1e-9)
+    light = np.ones((h, w))
+    strength = rng.uniform(0.1, 0.3)
+    if on["gradient"]:
+        light *= 1.0 + strength * ramp / max(np.ptp(ramp), 1e-9)
     r2 = ((xx - xx.mean()) ** 2 + (yy - yy.mean()) ** 2) / ((xx.max() / 2) ** 2 + (yy.max() / 2) ** 2)
-    light *= 1.0 - rng.uniform(0.05, 0.15) * r2
-    blob = np.zeros((h, w))
+    strength = rng.uniform(0.05, 0.15)
+    if on["vignette"]:
+        light *= 1.0 - strength * r2
     cy, cx = rng.uniform(0, h), rng.uniform(0, w)
     ry, rx = rng.uniform(0.15, 0.4) * h, rng.uniform(0.15, 0.4) * w
-    blob[((np.arange(h)[:, None] - cy) / ry) ** 2 + ((np.arange(w)[None, :] - cx) / rx) ** 2 <= 1] = 1.0
-    light *= 1.0 - rng.uniform(0.1, 0.3) * gaussian_filter(blob, 0.08 * max(h, w))
-    drop = shift(gaussian_filter(v, 6.0), (rng.uniform(3, 10), rng.uniform(-8, 8)), order=1)
-    light *= 1.0 - rng.uniform(0.05, 0.15) * np.clip(drop, 0, 1) * (v < 0.05)
-    light *= rng.uniform(0.85, 1.05)
+    strength = rng.uniform(0.1, 0.3)
+    if on["shadow"]:
+        blob = (((np.arange(h)[:, None] - cy) / ry) ** 2 + ((np.arange(w)[None, :] - cx) / rx) ** 2 <= 1)
+        light *= 1.0 - strength * _soft(blob.astype(np.float64), 0.08 * max(h, w))
+    offset, strength = (rng.uniform(3, 10), rng.uniform(-8, 8)), rng.uniform(0.05, 0.15)
+    if on["drop_shadow"]:
+        drop = shift(gaussian_filter(v, 6.0), offset, order=1)
+        light *= 1.0 - strength * np.clip(drop, 0, 1) * (v < 0.05)
+    exposure = rng.uniform(0.85, 1.05)
+    if on["exposure"]:
+        light *= exposure
 
     rgb = 255.0 * reflect * light[..., None]
-    rgb = gaussian_filter(rgb, (rng.uniform(0.5, 1.2),) * 2 + (0,))
-    rgb = rgb + rng.normal(0.0, rng.uniform(2, 6), rgb.shape)
-    return _jpeg(rgb, int(rng.integers(60, 86)))
+    sigma = rng.uniform(0.5, 1.2)
+    if on["blur"]:
+        rgb = gaussian_filter(rgb, (sigma, sigma, 0))
+    noise = rng.normal(0.0, rng.uniform(2, 6), rgb.shape)
+    if on["noise"]:
+        rgb = rgb + noise
+    quality = int(rng.integers(60, 86))
+    return _jpeg(rgb, quality if on["jpeg"] else 95)
+
+
+def _soft(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """``mask`` blurred by a Gaussian of ``sigma`` pixels, computed at an eighth of the size (it is smooth)."""
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    h, w = mask.shape
+    small = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((w // 8, h // 8), Image.Resampling.BOX))
+    small = gaussian_filter(small.astype(np.float64), sigma / 8)
+    return np.asarray(Image.fromarray(small.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR),
+                      dtype=np.float64)
 
 
 def photo(image: np.ndarray, kind: str, seed: int) -> bytes:
