@@ -1,15 +1,17 @@
 """``fmnist serve`` under load: latency (p50, p95) and requests/s on loopback, batching on and off.
 
-    python benchmarks/serve.py RUN [RUN...] [--clients 1,32] [--requests 200] [--out FILE]
+    python benchmarks/serve.py RUN [RUN...] [--clients 1,32] [--requests 200] [--payloads photo,image] [--out FILE]
 
 For each run folder (e.g. an mlp-200 and a cnn-book run) and each setting of batching
 (``max_batch`` 64, and 1: one forward pass per request), starts a real server on 127.0.0.1
-(a subprocess, as ``fmnist serve`` runs) and, for each number of concurrent clients, posts
-``--requests`` catalogue photos (:mod:`fmnist.inference.photos`, from t10k images), one per
-request, keeping that many requests in flight. Every request is timed from send to the last
-byte of its answer. The machine's load average before and after is recorded with the figures:
-a shared machine makes every number slower, and the figures of one run compare only with
-each other.
+(a subprocess, as ``fmnist serve`` runs) and, for each payload and number of concurrent
+clients, posts ``--requests`` images, one per request, keeping that many requests in flight.
+Payloads: ``photo``, a catalogue photo (:mod:`fmnist.inference.photos`, JPEG, about 500
+pixels a side: the photo pipeline's work dominates); ``image``, a t10k image as a 28x28 PNG
+(nothing to prepare: the model's work dominates, which is where batching can show). Every
+request is timed from send to the last byte of its answer. The machine's load average before
+and after is recorded with the figures: a shared machine makes every number slower, and the
+figures of one run compare only with each other.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ async def _load(url: str, bodies: list[bytes], clients: int) -> dict:
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
         await http.get("/api/health")
+        # Not timed: the first photo loads the photo pipeline's libraries into the server.
+        await http.post("/api/predict", files={"file": ("warm-up", bodies[0], "application/octet-stream")})
         t0 = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         wall = time.perf_counter() - t0
@@ -85,25 +89,46 @@ async def _load(url: str, bodies: list[bytes], clients: int) -> dict:
             "requests_per_s": round(len(bodies) / wall, 1), "statuses": {str(k): v for k, v in statuses.items()}}
 
 
-def measure(runs: list[str], clients: list[int], requests: int, batching=(64, 1)) -> dict:
+PAYLOADS = {"photo": "a catalogue photo (JPEG, 480 x 480-640 pixels)", "image": "a 28x28 PNG (t10k image)"}
+
+
+def _bodies(payload: str, n: int) -> list[bytes]:
+    import io
+
     import fmnist
+    from PIL import Image
+
     from fmnist.inference.photos import catalogue_photo
 
     _, (x, _) = fmnist.load_data()
-    bodies = [catalogue_photo(x[i], i) for i in range(requests)]
+    if payload == "photo":
+        return [catalogue_photo(x[i], i) for i in range(n)]
+    bodies = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(x[i]).save(buf, "PNG")
+        bodies.append(buf.getvalue())
+    return bodies
+
+
+def measure(runs: list[str], clients: list[int], requests: int, payloads=("photo", "image"),
+            batching=(64, 1)) -> dict:
+    bodies = {p: _bodies(p, requests) for p in payloads}
     out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
            "load_average_before": [round(v, 2) for v in os.getloadavg()],
            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-           "payload": "one catalogue photo per request (JPEG, 480 x 480-640 pixels)", "results": []}
+           "payloads": {p: PAYLOADS[p] for p in payloads}, "results": []}
     for run in runs:
         model = json.loads((Path(run) / "model.json").read_text()).get("name", Path(run).name)
         for max_batch in batching:
             proc, url = _start(run, max_batch)
             try:
-                for c in clients:
-                    row = {"model": model, "run": run, "max_batch": max_batch, **asyncio.run(_load(url, bodies, c))}
-                    print(json.dumps(row), file=sys.stderr, flush=True)
-                    out["results"].append(row)
+                for payload in payloads:
+                    for c in clients:
+                        row = {"model": model, "run": run, "payload": payload, "max_batch": max_batch,
+                               **asyncio.run(_load(url, bodies[payload], c))}
+                        print(json.dumps(row), file=sys.stderr, flush=True)
+                        out["results"].append(row)
             finally:
                 proc.send_signal(signal.SIGINT)
                 proc.wait(60)
@@ -116,6 +141,8 @@ def main(argv=None) -> int:
     ap.add_argument("runs", nargs="*", help="run folders to serve")
     ap.add_argument("--clients", default="1,32", help="concurrent clients, comma-separated (default: 1,32)")
     ap.add_argument("--requests", type=int, default=200, help="requests per measurement (default: 200)")
+    ap.add_argument("--payloads", default="photo,image",
+                    help="what each request sends, comma-separated: photo, image (default: photo,image)")
     ap.add_argument("--out", type=Path, help="write the results JSON here, e.g. src/fmnist/measured/serve.json, "
                     "then make readme (default: print only)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -126,7 +153,11 @@ def main(argv=None) -> int:
         return 0
     if not args.runs:
         ap.error("give at least one run folder")
-    result = measure(args.runs, [int(c) for c in args.clients.split(",")], args.requests)
+    payloads = args.payloads.split(",")
+    unknown = set(payloads) - set(PAYLOADS)
+    if unknown:
+        ap.error(f"--payloads: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PAYLOADS)}")
+    result = measure(args.runs, [int(c) for c in args.clients.split(",")], args.requests, payloads)
     if args.out:
         from fmnist._files import write_json
 

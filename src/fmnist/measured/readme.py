@@ -243,15 +243,28 @@ def serve(results: Results) -> list[str]:
     rec = results["serve"]
     if rec is None:
         return _missing("Serving", "serve", "python benchmarks/serve.py RUN... --out src/fmnist/measured/serve.json")
-    rows = [[r["model"], f"up to {r['max_batch']}" if r["max_batch"] > 1 else "off", str(r["clients"]),
-             f"{r['p50_ms']:.0f} ms", f"{r['p95_ms']:.0f} ms", f"{r['requests_per_s']:.1f}"
+    rows = [[r["model"], r.get("payload", "photo"), f"up to {r['max_batch']}" if r["max_batch"] > 1 else "off",
+             str(r["clients"]), f"{r['p50_ms']:.0f} ms", f"{r['p95_ms']:.0f} ms", f"{r['requests_per_s']:.1f}"
              + ("" if r["statuses"].get("200", 0) == r["requests"] else f" ({r['requests'] - r['statuses'].get('200', 0)} not 200)")]
             for r in rec["results"]]
-    lines = _table(["model", "batching", "clients", "p50", "p95", "requests/s"], rows)
+    lines = _table(["model", "payload", "batching", "clients", "p50", "p95", "requests/s"], rows)
     when = _when(rec["date"], rec["load_average_before"], rec["load_average_after"])
-    return lines + ["", f"Measured by `python benchmarks/serve.py` ({when}; {_machine(rec['machine'])}); "
-                        f"{rec['payload']}.",
-                    "", _source(results, "serve")]
+    payloads = rec.get("payloads", {"photo": rec.get("payload", "a photo")})
+    lines += ["", f"Measured by `python benchmarks/serve.py` ({when}; {_machine(rec['machine'])}); each request "
+                  "sends one image: " + "; ".join(f"{k}: {v}" for k, v in payloads.items()) + "."]
+    # Batching against one forward pass per request, at the most clients measured.
+    compared = []
+    for r in rec["results"]:
+        if r["max_batch"] == 1:
+            continue
+        off = [o for o in rec["results"] if o["max_batch"] == 1 and o["model"] == r["model"]
+               and o.get("payload") == r.get("payload") and o["clients"] == r["clients"]]
+        if off and r["clients"] == max(o["clients"] for o in rec["results"]) and off[0]["requests_per_s"] > 0:
+            compared.append(f"{r['model']} {r.get('payload', 'photo')}s {r['requests_per_s'] / off[0]['requests_per_s']:.2f}x")
+    if compared:
+        lines += ["", "Requests/s with batching, against one forward pass per request, at the most clients: "
+                      + ", ".join(compared) + "."]
+    return lines + ["", _source(results, "serve")]
 
 
 def photos(results: Results) -> list[str]:
