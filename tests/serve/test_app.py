@@ -303,18 +303,41 @@ def test_page_loads_nothing_from_elsewhere(served):
     assert 'capture="environment"' in page.text and "multiple" in page.text and "<canvas" in page.text
 
 
-def test_docs_are_off_and_cors_is_off_by_default(served):
+def test_docs_are_served_from_local_files_and_cors_is_off_by_default(served):
+    import base64
+    import hashlib
+    import re
+
     app = create_app(served)
     docs, openapi, cross = run(app, ("GET", "/docs", {}), ("GET", "/openapi.json", {}),
                                ("OPTIONS", "/api/predict", {"headers": {
                                    "origin": "https://elsewhere.example", "access-control-request-method": "POST"}}))
-    assert docs.status_code == 404
+    assert docs.status_code == 200
+    # Everything the docs page loads is this server's own; its one inline script is allowed by its hash.
+    assert set(re.findall(r'(?:src|href)="([^"]+)"', docs.text)) == {
+        "/docs-static/swagger-ui-bundle.js", "/docs-static/swagger-ui.css", "/docs-static/favicon.png"}
+    assert "'/openapi.json'" in docs.text and "http" not in docs.text.replace("http-equiv", "")
+    script = re.search(r"<script>(.*?)</script>", docs.text, re.S).group(1).encode()
+    digest = base64.b64encode(hashlib.sha256(script).digest()).decode()
+    policy = docs.headers.get_list("content-security-policy")
+    assert len(policy) == 1 and f"script-src 'self' 'sha256-{digest}'" in policy[0]
+    bundle, = run(app, ("GET", "/docs-static/swagger-ui-bundle.js", {}))
+    assert bundle.status_code == 200 and b"SwaggerUIBundle" in bundle.content
     assert "/api/predict" in openapi.json()["paths"]
     assert "access-control-allow-origin" not in cross.headers
     allowed = create_app(served, Settings(cors_origins=("https://elsewhere.example",)))
     cross = run(allowed, ("OPTIONS", "/api/predict", {"headers": {
         "origin": "https://elsewhere.example", "access-control-request-method": "POST"}}))[0]
     assert cross.headers["access-control-allow-origin"] == "https://elsewhere.example"
+
+
+def test_without_fastapi_offline_the_docs_are_off(served, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fastapi_offline" else find_spec(name, *a))
+    docs, static = run(create_app(served), ("GET", "/docs", {}), ("GET", "/docs-static/swagger-ui.css", {}))
+    assert docs.status_code == static.status_code == 404
 
 
 def test_settings_refuse_nonsense():

@@ -103,3 +103,20 @@ def test_keyboard_reaches_every_control(page):
         reached.append(page.evaluate("document.activeElement.id"))
     assert {"files", "camera", "classify-drawing", "clear"} <= set(reached)
     assert page.get_attribute("#camera", "capture") == "environment"
+
+
+def test_api_docs_render_from_the_servers_own_files(browser, server):
+    """/docs: Swagger UI from the server itself, within its content policy, listing the API."""
+    context = browser.new_context()
+    page = context.new_page()
+    requests, errors = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url + "docs")
+    page.locator(".opblock-summary-path", has_text="/api/predict").wait_for(timeout=60_000)
+    assert page.locator(".swagger-ui .info .title").inner_text().startswith("fmnist")
+    origin = urlsplit(server.url).netloc
+    assert [u for u in requests if not u.startswith("data:") and urlsplit(u).netloc != origin] == []
+    assert errors == []
+    context.close()

@@ -64,11 +64,15 @@ class BodyLimit:
 
 
 class SecurityHeaders:
-    """ASGI middleware: every response says what the browser may load (only this server's own files)."""
+    """ASGI middleware: every response says what the browser may load (only this server's own files).
 
+    A response that sets its own ``Content-Security-Policy`` keeps it.
+    """
+
+    POLICY = ("default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
+              "frame-ancestors 'none'")
     HEADERS = [
-        (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
-                                     b"base-uri 'none'; frame-ancestors 'none'"),
+        (b"content-security-policy", POLICY.encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"no-referrer"),
     ]
@@ -82,7 +86,11 @@ class SecurityHeaders:
 
         async def with_headers(message):
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+                headers = list(message.get("headers", []))
+                # A route that set its own policy (the docs page) keeps it: browsers would
+                # enforce both, and the stricter one would block what the route allows.
+                own = {name.lower() for name, _ in headers}
+                message = {**message, "headers": headers + [h for h in self.HEADERS if h[0] not in own]}
             await send(message)
 
         await self.app(scope, receive, with_headers)

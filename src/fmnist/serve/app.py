@@ -7,8 +7,9 @@ tests use it in-process, ``fmnist serve`` runs uvicorn on it. Routes:
 - ``POST /api/predict``: multipart, field ``file`` once or more; the records of
   ``fmnist predict --json`` (``?image=true`` adds the 28x28 image the model saw, as a
   PNG data URL; ``?top_k=N``);
-- ``GET /api/health``, ``GET /api/model``; ``/openapi.json`` (interactive docs are off: the
-  usual ones load scripts from a CDN).
+- ``GET /api/health``, ``GET /api/model``; ``/openapi.json``, and ``/docs``: Swagger UI served
+  from this server's own files (those of the ``fastapi-offline`` package; without it
+  ``/docs`` is off, as FastAPI's own would load its scripts from a CDN).
 
 Hostile input: bodies over ``max_upload`` get 413 before they are read whole; files are
 parsed in memory and never written to disk; a file's name is only echoed back, never used
@@ -31,7 +32,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -186,6 +187,8 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    _add_docs(app)
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/api/health", response_model=HealthOut)
@@ -229,6 +232,40 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
         return {"predictions": records, "errors": errors}
 
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``GET /docs``: Swagger UI from files this server serves itself, under ``/docs-static``.
+
+    The files are the ``fastapi-offline`` package's (Swagger UI 5, which reads FastAPI's
+    OpenAPI 3.1); without that package there are no docs. The page's one inline script (it
+    starts Swagger UI) is allowed by its hash, nothing else outside this server.
+    """
+    import hashlib
+    import importlib.util
+    import re
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    files = Path(next(iter(spec.submodule_search_locations))) / "static"
+    if not (files / "swagger-ui-bundle.js").is_file():
+        return
+    app.mount("/docs-static", StaticFiles(directory=files), name="docs-static")
+    html = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+                               swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                               swagger_css_url="/docs-static/swagger-ui.css",
+                               swagger_favicon_url="/docs-static/favicon.png",
+                               swagger_ui_parameters={"validatorUrl": None}).body
+    hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+                      for script in re.findall(rb"<script>(.*?)</script>", html, re.S))
+    policy = SecurityHeaders.POLICY.replace("default-src 'self';", f"default-src 'self'; script-src 'self' {hashes};")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return Response(html, media_type="text/html", headers={"content-security-policy": policy})
 
 
 async def _read_uploads(request: Request, settings: Settings):
