@@ -107,7 +107,11 @@ def measure(runs: list[Path], n: int, seed: int, split: str, jobs: int = 1, effe
     for run in runs:
         model = load_model(run)
         name = json.loads((Path(run) / "model.json").read_text()).get("name", Path(run).name)
-        row = {"model": name, "run": str(run), "split": split, "n": int(len(x)), "seed": seed,
+        try:
+            epochs = json.loads((Path(run) / "run.json").read_text())["config"]["epochs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            epochs = None  # a saved model without its run's record
+        row = {"model": name, "epochs": epochs, "run": str(run), "split": split, "n": int(len(x)), "seed": seed,
                "original": float((predict_proba(model, x).argmax(1) == y).mean())}
         for kind in kinds:
             right = predict_proba(model, made[kind]["images"]).argmax(1) == y

@@ -11,7 +11,8 @@ pixels a side: the photo pipeline's work dominates); ``image``, a t10k image as 
 (nothing to prepare: the model's work dominates, which is where batching can show). Every
 request is timed from send to the last byte of its answer. The machine's load average before
 and after is recorded with the figures: a shared machine makes every number slower, and the
-figures of one run compare only with each other.
+figures of one run compare only with each other. Beside them, the model's own time for 32 images, one pass each against one pass
+for all: what batching can save at most.
 """
 
 from __future__ import annotations
@@ -111,15 +112,39 @@ def _bodies(payload: str, n: int) -> list[bytes]:
     return bodies
 
 
+def _forward(run: str, n: int = 32, repeats: int = 5) -> dict:
+    """The model alone, in this process: ``n`` t10k images as ``n`` passes of one and as one pass (best of ``repeats``)."""
+    import fmnist
+    from fmnist.inference.predict import Input, predict_inputs
+    from fmnist.serve.app import load_served
+
+    served = load_served(run)
+    _, (x, _) = fmnist.load_data()
+    inputs = [Input(str(i), None, x[i], "as-is") for i in range(n)]
+    predict_inputs(served.model, inputs[:2], top_k=3, class_names=served.class_names)
+    one = together = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in inputs:
+            predict_inputs(served.model, [i], top_k=3, class_names=served.class_names)
+        one = min(one, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        predict_inputs(served.model, inputs, top_k=3, class_names=served.class_names)
+        together = min(together, time.perf_counter() - t0)
+    return {"images": n, "one_by_one_ms": round(1000 * one, 2), "one_pass_ms": round(1000 * together, 2)}
+
+
 def measure(runs: list[str], clients: list[int], requests: int, payloads=("photo", "image"),
             batching=(64, 1)) -> dict:
     bodies = {p: _bodies(p, requests) for p in payloads}
     out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
            "load_average_before": [round(v, 2) for v in os.getloadavg()],
            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-           "payloads": {p: PAYLOADS[p] for p in payloads}, "results": []}
+           "payloads": {p: PAYLOADS[p] for p in payloads}, "results": [], "forward": {}}
     for run in runs:
         model = json.loads((Path(run) / "model.json").read_text()).get("name", Path(run).name)
+        # What batching can save at most: the model's own time, without HTTP or decoding.
+        out["forward"][model] = _forward(run)
         for max_batch in batching:
             proc, url = _start(run, max_batch)
             try:

@@ -274,3 +274,13 @@ def test_a_soft_shadow_beside_a_faint_garment_is_light_not_garment():
     top, bottom, left, right = _bbox(out)
     assert (top, bottom) == (0, 27) and right - left <= 25, _bbox(out)
     assert closeness(out, original)[1] > 0.93
+
+
+def test_a_whole_garment_close_to_the_edge_is_not_doubted():
+    """A few pixels of background below it: not cut off, whatever the smoothing of its mask."""
+    photo = np.full((400, 400), 235.0)
+    garment = 255.0 - np.asarray(Image.fromarray(shirt()).resize((140, 140), Image.Resampling.BICUBIC), dtype=float)
+    photo[-144:-4, 100:240] = np.minimum(garment, 235.0)
+    photo += np.random.default_rng(1).normal(0, 2, photo.shape)
+    result = prepare_image(Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)))
+    assert result.warning is None, result.warning

@@ -264,6 +264,10 @@ def serve(results: Results) -> list[str]:
     if compared:
         lines += ["", "Requests/s with batching, against one forward pass per request, at the most clients: "
                       + ", ".join(compared) + "."]
+    if rec.get("forward"):
+        lines += ["", "The models alone (no HTTP, no decoding), " + "; ".join(
+            f"{m}: {f['images']} images in {f['one_by_one_ms']:.1f} ms one by one, {f['one_pass_ms']:.1f} ms in one pass"
+            for m, f in rec["forward"].items()) + "."]
     return lines + ["", _source(results, "serve")]
 
 
@@ -272,7 +276,7 @@ def photos(results: Results) -> list[str]:
     rec = results["photos"]
     if rec is None:
         return _missing("Photos", "photos", "python benchmarks/photos.py RUN --out src/fmnist/measured/photos.json")
-    rows = [[r["model"], f"{r['n']} ({r['split']})", f"{r['original']:.3f}", f"{r['catalogue']['accuracy']:.3f}",
+    rows = [[r["model"] + (f" ({r['epochs']} epochs)" if r.get("epochs") else ""), f"{r['n']} ({r['split']})", f"{r['original']:.3f}", f"{r['catalogue']['accuracy']:.3f}",
              f"{r['phone']['accuracy']:.3f} ({r['phone']['warned']} warned)", f"{r['phone_minus_catalogue']:+.3f}"]
             for r in rec["results"]]
     lines = _table(["model", "images", "original images", "catalogue photos", "phone-like photos",
