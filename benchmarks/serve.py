@@ -113,7 +113,10 @@ def _bodies(payload: str, n: int) -> list[bytes]:
 
 
 def _forward(run: str, n: int = 32, repeats: int = 5) -> dict:
-    """The model alone, in this process: ``n`` t10k images as ``n`` passes of one and as one pass (best of ``repeats``)."""
+    """The model alone, in this process: ``n`` t10k images as ``n`` passes of one and as one pass.
+
+    Milliseconds, the best of ``repeats``.
+    """
     import fmnist
     from fmnist.inference.predict import Input, predict_inputs
     from fmnist.serve.app import load_served

@@ -335,7 +335,8 @@ def test_without_fastapi_offline_the_docs_are_off(served, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fastapi_offline" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fastapi_offline" else find_spec(name, *a))
     docs, static = run(create_app(served), ("GET", "/docs", {}), ("GET", "/docs-static/swagger-ui.css", {}))
     assert docs.status_code == static.status_code == 404
 

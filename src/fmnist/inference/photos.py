@@ -161,7 +161,8 @@ def _soft(mask: np.ndarray, sigma: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
     h, w = mask.shape
-    small = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((w // 8, h // 8), Image.Resampling.BOX))
+    small = Image.fromarray(mask.astype(np.float32), mode="F").resize((w // 8, h // 8), Image.Resampling.BOX)
+    small = np.asarray(small)
     small = gaussian_filter(small.astype(np.float64), sigma / 8)
     return np.asarray(Image.fromarray(small.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR),
                       dtype=np.float64)
