@@ -284,3 +284,14 @@ def test_a_whole_garment_close_to_the_edge_is_not_doubted():
     photo += np.random.default_rng(1).normal(0, 2, photo.shape)
     result = prepare_image(Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)))
     assert result.warning is None, result.warning
+
+
+def test_an_odd_pixel_to_spare_goes_left_and_top_as_in_the_dataset():
+    """A garment 28 pixels tall and 23 wide: 3 columns of black on its left, 2 on its right."""
+    narrow = np.zeros((28, 28), np.uint8)
+    narrow[:, 3:26] = 180
+    narrow[:, 3:26] += (np.arange(23) % 4 * 10).astype(np.uint8)   # some texture
+    out = prepare_image(as_photo(narrow)).image
+    assert _bbox(out, level=60) == (0, 27, 3, 25), _bbox(out, level=60)
+    wide = prepare_image(as_photo(narrow.T.copy())).image
+    assert _bbox(wide, level=60) == (3, 25, 0, 27), _bbox(wide, level=60)
