@@ -108,6 +108,9 @@ def test_interrupted_sweep_resumes_without_retraining_finished_trials(ray_cluste
     # CPUs per trial on two CPUs: one trial at a time, so exactly one has finished.
     script = textwrap.dedent(f"""
         import os, signal, sys
+        # A job started in the background of a shell inherits SIGINT ignored, and Python then
+        # keeps it so; a user's Ctrl-C at a terminal is what this stands for.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import fmnist
         from fmnist._ray import start_ray
         start_ray(num_cpus=2)
