@@ -309,7 +309,7 @@ def _load_beside(model_path, paths):
     import multiprocessing
     import sys
 
-    def load_model(path):
+    def load_model(path):  # models.io imports torch: only here, after the child is forked
         from fmnist.models.io import load_model
 
         return load_model(path)
