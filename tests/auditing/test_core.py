@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fmnist
-from fmnist.auditing.core import AUDIT_FILE
+from fmnist.auditing.core import ALIGNED_FACTOR, AUDIT_FILE, NOISE_AUTOCORRELATION, NOISY_FACTOR
 from fmnist.auditing.neighbours import correlation_distance
 from fmnist.auditing.planted import NEAR_KINDS, plant_faults, score_audit
 from fmnist.reporting.audit_report import AUDIT_HTML, AUDIT_SECTIONS
@@ -33,7 +33,10 @@ def test_the_json_has_exactly_the_issues_fields(audited):
     assert list(result) == ["data", "exact_duplicates", "near_duplicates", "label_issues", "outliers", "summary"]
     assert json.loads((out / AUDIT_FILE).read_text()) == json.loads(json.dumps(result))
     assert all(set(d) == {"a", "b", "labels"} and set(d["a"]) == {"split", "index"} for d in result["exact_duplicates"])
-    assert all(set(d) == {"a", "b", "distance", "space"} for d in result["near_duplicates"])
+    # Beyond the aligned threshold a pair is a noisy copy, and says why (its residual's autocorrelation).
+    threshold = result["summary"]["thresholds"]["aligned"]
+    assert all(set(d) == {"a", "b", "distance", "space"} | ({"residual_autocorrelation"} if d["space"] == "aligned"
+               and d["distance"] > threshold else set()) for d in result["near_duplicates"])
     assert all(set(d) == {"split", "index", "given", "suggested", "score"} for d in result["label_issues"])
     assert result["data"]["counts"] == {"train": 400, "test": 100}
     assert result["data"]["per_class"]["test"] == np.bincount(audited[1].y_test, minlength=10).tolist()
@@ -60,9 +63,15 @@ def test_planted_leaks_and_duplicates_are_found(audited):
                 and d["b"]["split"] == "test")
     assert leak["b"]["index"] == planted.exact_leaks[0][1]
     assert leak["labels"] == [int(planted.y_train[leak["a"]["index"]])] * 2
+    thresholds = result["summary"]["thresholds"]
     for space in ("pixel", "aligned"):
-        pairs = [d for d in result["near_duplicates"] if d["space"] == space]
-        assert pairs and all(d["distance"] <= result["summary"]["thresholds"][space] for d in pairs)
+        pairs = [d for d in result["near_duplicates"] if d["space"] == space and "residual_autocorrelation" not in d]
+        assert pairs and all(d["distance"] <= thresholds[space] for d in pairs)
+    # Beyond the aligned threshold only noisy copies: a residual without shape, within the wider limit.
+    noisy = [d for d in result["near_duplicates"] if "residual_autocorrelation" in d]
+    assert all(d["residual_autocorrelation"] <= NOISE_AUTOCORRELATION
+               and thresholds["aligned"] < d["distance"] <= thresholds["aligned"] / ALIGNED_FACTOR * NOISY_FACTOR
+               for d in noisy)
     # The embedding only proposes: each of its pairs is one photo by the aligned measure too.
     images = {"train": planted.x_train, "test": planted.x_test}
     pairs = [d for d in result["near_duplicates"] if d["space"] == "embedding"]
@@ -113,3 +122,19 @@ def test_the_page_is_self_contained_with_every_section(audited):
     n_pairs = min(48, len(result["exact_duplicates"]))
     assert page.count('<div class="pair">') >= n_pairs + min(48, len(result["near_duplicates"]))
     assert (out / "histogram_pixel.png").stat().st_size > 0 and (out / "histogram_embedding.png").exists()
+
+
+def test_noisy_moved_copies_are_found_beyond_the_aligned_threshold(real_data):
+    # Real garments; test images replaced by training images moved and made noisy (sd 4-16):
+    # as far from their originals as other garments are from one another, found by their
+    # shapeless residual.
+    x_train, y_train = real_data.x_train[:2000], real_data.y_train[:2000]
+    x_test, y_test = real_data.x_test[:300], real_data.y_test[:300]
+    planted = plant_faults(x_train, y_train, x_test, y_test, seed=3, near_leaks=16, near_kinds=("shift_noise",))
+    result = fmnist.audit(as_dataset(planted.x_train, planted.y_train, planted.x_test, planted.y_test), folds=2,
+                          epochs=1, progress=False)
+    assert score_audit(result, planted)["near_leaks"] >= 15 / 16
+    noisy = [d for d in result["near_duplicates"] if "residual_autocorrelation" in d]
+    leaks = {(i, j) for i, j, _ in planted.near_leaks}
+    assert len(noisy) >= 4 and all((d["a"]["index"], d["b"]["index"]) in leaks for d in noisy
+                                   if d["b"]["split"] == "test")

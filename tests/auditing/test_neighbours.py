@@ -139,3 +139,39 @@ def test_roughness_tells_noise_from_a_garment():
     noise = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
     assert nb.roughness(noise).min() > 3 * nb.roughness(x).max()
     np.testing.assert_allclose(nb.roughness(np.zeros((1, 28, 28), np.uint8)), [0.0])
+
+
+def test_correlation_distance_returns_the_move_that_matches():
+    x = garments(np.array([2, 5]), 6)
+    moved = nb.move(x, np.array([[2, -3], [-1, 0]]))
+    dist, moves = nb.correlation_distance(moved, x, 3, return_moves=True)
+    assert (dist < 1e-5).all()
+    np.testing.assert_array_equal(moves, [[2, -3], [-1, 0]])
+
+
+def test_residual_autocorrelation_tells_a_noisy_copy_from_another_garment(real_data):
+    # Real garments: a copy moved and then made noisy (sd 16 grey levels) against its original,
+    # and each original against another garment of its class that is as far from it.
+    rng = np.random.default_rng(0)
+    x, y = real_data.x_train[:400], real_data.y_train[:400]
+    copies = np.clip(nb.move(x, np.array([[2, -1]] * len(x))) + rng.normal(0, 16, x.shape), 0, 255).astype(np.uint8)
+    d_copy, m_copy = nb.correlation_distance(copies, x, 3, return_moves=True)
+    noise = nb.residual_autocorrelation(copies, x, m_copy)
+    others = np.array([next(j for j in range(len(x)) if j != i and y[j] == y[i]) for i in range(len(x))])
+    d_other, m_other = nb.correlation_distance(x, x[others], 3, return_moves=True)
+    shape = nb.residual_autocorrelation(x, x[others], m_other)
+    assert np.median(d_copy) > 0.006  # beyond the aligned threshold: distance alone would miss them
+    assert (noise < 0.1).mean() >= 0.97
+    assert (shape[d_other <= np.quantile(d_copy, 0.9)] > 0.1).all()
+
+
+def test_aligned_knn_against_another_set_finds_copies_moved_past_registration(real_data):
+    # Moved by up to 3 pixels each way, garments that fill the frame lose rows and columns,
+    # which can throw registration off; the unaligned search at every move still finds them.
+    rng = np.random.default_rng(1)
+    base = real_data.x_train[:3000]
+    picks = rng.choice(len(base), 40, replace=False)
+    offsets = rng.integers(-3, 4, (40, 2))
+    copies = nb.move(base[picks], offsets)
+    _, index = nb.aligned_knn(copies, base, 6)
+    assert (index == picks[:, None]).any(1).all()

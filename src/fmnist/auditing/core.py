@@ -55,6 +55,16 @@ PIXEL_FACTOR = 0.4
 # at 0); a copy shifted and then noisy may not, and is left to the other spaces.
 ALIGNED_FACTOR = 0.1
 SHIFT = 3
+# ...a copy with sensor noise or re-encoding on top (Gaussian noise of sd 16 grey levels: up to
+# 0.04 there) is no farther than the nearest other garment of many a test image. What tells it
+# apart is what is left of it once its original is fitted: noise has no shape, a different
+# garment has. Below NOISY_FACTOR x the same median, an image and its nearest neighbour are a
+# near duplicate too when that residual's correlation with itself one pixel away is at most
+# NOISE_AUTOCORRELATION (noisy, JPEG'd and moved-and-noisy copies planted in Fashion-MNIST: 0.07
+# at the most; the nearest other garment of 3,000 of its test images: 0.07 at the least, 0.35
+# typically; see neighbours.residual_autocorrelation).
+NOISY_FACTOR = 0.8
+NOISE_AUTOCORRELATION = 0.1
 # Candidates per image in the aligned search (moves of the query by up to ALIGNED_VARIANTS
 # pixels each give their own, after registration). Within train half as many: 60,000 queries
 # instead of 10,000, and a pair there is found from either of its two images.
@@ -186,12 +196,17 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
     px_threshold = PIXEL_FACTOR * float(np.median(px_test[0][:, 0] if len(x_test) else px_train[0][:, 0]))
     al_threshold = ALIGNED_FACTOR * float(np.median(al_test[0][:, 0] if len(x_test) else al_train[0][:, 0]))
     em_threshold = EMBEDDING_FACTOR * float(np.median(em_test[0][:, 0] if len(x_test) else em_train[0][:, 0]))
+    noisy_limit = NOISY_FACTOR * al_threshold / ALIGNED_FACTOR
+    noisy = {"test": _noisy_copies(*al_test, x_test, x_train, al_threshold, noisy_limit),
+             "train": _noisy_copies(*al_train, x_train, x_train, al_threshold, noisy_limit)}
     near = []
     for space, (d_test, i_test), (d_train, i_train), threshold in (
             ("pixel", px_test, px_train, px_threshold), ("aligned", al_test, al_train, al_threshold),
             ("embedding", em_test, em_train, em_threshold)):
-        near += _near_pairs(space, d_test, i_test, "test", threshold, exact_pairs)
-        near += _near_pairs(space, d_train, i_train, "train", threshold, exact_pairs)
+        extra = space == "aligned"
+        near += _near_pairs(space, d_test, i_test, "test", threshold, exact_pairs, noisy["test"] if extra else None)
+        near += _near_pairs(space, d_train, i_train, "train", threshold, exact_pairs,
+                            noisy["train"] if extra else None)
     near = _confirm_embedding(near, x_train, x_test, al_threshold)
     near.sort(key=lambda d: (SPACES.index(d["space"]), d["distance"]))
 
@@ -286,9 +301,16 @@ def _exact_duplicates(x_train, y_train, x_test, y_test, bar) -> list[dict[str, A
 
 
 def _near_pairs(space: str, dist: np.ndarray, index: np.ndarray, query_split: str, threshold: float,
-                exact_pairs: set) -> list[dict[str, Any]]:
-    """Pairs (training image a, query image b) closer than ``threshold``, each pair once."""
-    rows, cols = np.nonzero(dist <= threshold)
+                exact_pairs: set, noisy: dict[int, float] | None = None) -> list[dict[str, Any]]:
+    """Pairs (training image a, query image b) closer than ``threshold``, each pair once.
+
+    ``noisy``: query rows whose nearest neighbour (column 0) is a noisy copy beyond the
+    threshold (:func:`_noisy_copies`); those pairs carry their residual's autocorrelation.
+    """
+    flagged = dist <= threshold
+    for q in noisy or {}:
+        flagged[q, 0] = True
+    rows, cols = np.nonzero(flagged)
     out, seen = [], set()
     for q, j in zip(rows.tolist(), cols.tolist()):
         a, b = _ref("train", index[q, j]), _ref(query_split, q)
@@ -298,8 +320,36 @@ def _near_pairs(space: str, dist: np.ndarray, index: np.ndarray, query_split: st
         if key in seen or key in exact_pairs:
             continue
         seen.add(key)
-        out.append({"a": a, "b": b, "distance": round(float(dist[q, j]), 6), "space": space})
+        pair = {"a": a, "b": b, "distance": round(float(dist[q, j]), 6), "space": space}
+        if j == 0 and noisy and q in noisy and dist[q, j] > threshold:
+            pair["residual_autocorrelation"] = round(noisy[q], 4)
+        out.append(pair)
     return out
+
+
+def _noisy_copies(dist: np.ndarray, index: np.ndarray, queries: np.ndarray, base: np.ndarray, threshold: float,
+                  limit: float) -> dict[int, float]:
+    """Query rows whose nearest aligned neighbour, beyond ``threshold`` and within ``limit``, is it plus noise.
+
+    Returns {row: the residual's autocorrelation} for those at most NOISE_AUTOCORRELATION
+    (:func:`neighbours.residual_autocorrelation`, at the best move, the query mirrored if that
+    matches better).
+    """
+    from fmnist.auditing.neighbours import correlation_distance, residual_autocorrelation
+
+    if not len(dist) or not dist.shape[1]:
+        return {}
+    rows = np.nonzero((dist[:, 0] > threshold) & (dist[:, 0] <= limit))[0]
+    if not len(rows):
+        return {}
+    a, b = queries[rows], base[index[rows, 0]]
+    mirror = np.ascontiguousarray(a[:, :, ::-1])
+    d_plain, m_plain = correlation_distance(a, b, SHIFT, return_moves=True)
+    d_mirror, m_mirror = correlation_distance(mirror, b, SHIFT, return_moves=True)
+    flip = d_mirror < d_plain
+    score = residual_autocorrelation(np.where(flip[:, None, None], mirror, a), b,
+                                     np.where(flip[:, None], m_mirror, m_plain))
+    return {int(r): float(v) for r, v in zip(rows, score) if v <= NOISE_AUTOCORRELATION}
 
 
 def _confirm_embedding(near: list[dict[str, Any]], x_train, x_test, threshold: float) -> list[dict[str, Any]]:
@@ -376,7 +426,9 @@ def _summary(result, *, model, folds, seed, config, feature, thresholds, accurac
                     f"images share at the best move of up to {SHIFT} pixels, either image mirrored or not, below "
                     f"{ALIGNED_FACTOR} x its median from a test image to its nearest training image (candidates from "
                     "images registered to the training mean and standardised, so moved, re-lit and mirrored copies "
-                    f"are found); embedding: cosine distance below {EMBEDDING_FACTOR} x the median nearest-neighbour "
+                    f"are found), or below {NOISY_FACTOR} x that median for an image and its nearest neighbour when "
+                    "what the neighbour leaves unexplained is noise (its correlation with itself one pixel away at "
+                    f"most {NOISE_AUTOCORRELATION}: residual_autocorrelation); embedding: cosine distance below {EMBEDDING_FACTOR} x the median nearest-neighbour "
                     "distance there, and the two images within the aligned threshold; outlier: the mean RMS distance "
                     "to the nearest training images, or the RMS error of the image drawn from the typical training "
                     f"images' {PIXEL_COMPONENTS} principal components (fitted again without the 2 % drawn worst), or the "
