@@ -149,20 +149,25 @@ def test_correlation_distance_returns_the_move_that_matches():
     np.testing.assert_array_equal(moves, [[2, -3], [-1, 0]])
 
 
-def test_residual_autocorrelation_tells_a_noisy_copy_from_another_garment(real_data):
-    # Real garments: a copy moved and then made noisy (sd 16 grey levels) against its original,
-    # and each original against another garment of its class that is as far from it.
+def test_residual_noise_tells_a_noisy_copy_from_another_garment(real_data):
+    # Real garments: a copy moved and then made noisy (sd 16 grey levels) against its original;
+    # each original against another garment of its class as far from it; and against itself
+    # with a print (noise on the garment only, none on the black background).
     rng = np.random.default_rng(0)
     x, y = real_data.x_train[:400], real_data.y_train[:400]
     copies = np.clip(nb.move(x, np.array([[2, -1]] * len(x))) + rng.normal(0, 16, x.shape), 0, 255).astype(np.uint8)
     d_copy, m_copy = nb.correlation_distance(copies, x, 3, return_moves=True)
-    noise = nb.residual_autocorrelation(copies, x, m_copy)
+    shapeless, everywhere = nb.residual_noise(copies, x, m_copy)
     others = np.array([next(j for j in range(len(x)) if j != i and y[j] == y[i]) for i in range(len(x))])
     d_other, m_other = nb.correlation_distance(x, x[others], 3, return_moves=True)
-    shape = nb.residual_autocorrelation(x, x[others], m_other)
+    shaped, _ = nb.residual_noise(x, x[others], m_other)
+    printed = np.where(x > 0, np.clip(x + rng.normal(0, 16, x.shape), 0, 255), 0).astype(np.uint8)
+    _, m_print = nb.correlation_distance(printed, x, 3, return_moves=True)
+    print_shapeless, on_garment = nb.residual_noise(printed, x, m_print)
     assert np.median(d_copy) > 0.006  # beyond the aligned threshold: distance alone would miss them
-    assert (noise < 0.1).mean() >= 0.97
-    assert (shape[d_other <= np.quantile(d_copy, 0.9)] > 0.1).all()
+    assert ((shapeless < 0.1) & (everywhere > 0.4)).mean() >= 0.97
+    assert (shaped[d_other <= np.quantile(d_copy, 0.9)] > 0.1).all()
+    assert (print_shapeless < 0.1).mean() >= 0.9 and (on_garment < 0.1).all()
 
 
 def test_aligned_knn_against_another_set_finds_copies_moved_past_registration(real_data):
