@@ -180,3 +180,14 @@ def test_aligned_knn_against_another_set_finds_copies_moved_past_registration(re
     copies = nb.move(base[picks], offsets)
     _, index = nb.aligned_knn(copies, base, 6)
     assert (index == picks[:, None]).any(1).all()
+
+
+def test_aligned_knn_within_one_set_finds_copies_moved_past_registration(real_data):
+    # The same within the training set: a pair is found from either of its images.
+    rng = np.random.default_rng(2)
+    x = real_data.x_train[:3000].copy()
+    picks = rng.choice(len(x), 60, replace=False)
+    originals, copies = picks[:30], picks[30:]
+    x[copies] = nb.move(x[originals], rng.integers(-3, 4, (30, 2)))
+    _, index = nb.aligned_knn(x, x, 3, same=True)
+    assert all(o in index[c] or c in index[o] for o, c in zip(originals, copies))

@@ -313,8 +313,8 @@ def aligned_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = F
     border can throw either off: registration to the base's mean image (:func:`register`; it
     may land a pixel off, so each query is also searched moved by up to ``variants`` pixels,
     ``(2 variants + 1)^2`` searches, ``k // 2`` candidates each) and the centre of mass
-    (:func:`centre_of_mass`); and, when the queries are not the base itself, none: each query
-    moved by every offset up to ``max_shift``, the ``k`` closest over all offsets kept. Every candidate is
+    (:func:`centre_of_mass`); and none: each query moved by every offset up to ``max_shift``
+    (within one set, half of them), the ``k`` closest over all offsets kept. Every candidate is
     measured by :func:`correlation_distance` (on the query and on its mirror image, the smaller
     counts). ``queries``/``base``: uint8 (N, H, W). Returns float32 and int64 arrays (n, k),
     nearest first.
@@ -322,13 +322,13 @@ def aligned_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = F
     template = _pixels(base).mean(0).reshape(base.shape[1:])
     found: list[tuple[np.ndarray, np.ndarray]] = []
     alignments = [(lambda x: register(x, template), variants, "each"), (centre_of_mass, 0, "each")]
-    if not same:
-        # Registration can throw a cropped copy off by more than ``variants``: against train, each
-        # query is also searched unaligned at every move up to ``max_shift``, and the ``k`` closest
-        # in projection over all moves are kept. Compared without their outer ``max_shift``
-        # pixels, a copy moved back is its original there exactly, whatever it lost at the border
-        # (a garment that fills the frame, among many alike: trousers).
-        alignments.append((lambda x: np.zeros((len(x), 2), np.int64), max_shift, "best"))
+    # Registration can throw a cropped copy off by more than ``variants``: each query is also
+    # searched unaligned at every move up to ``max_shift``, and the ``k`` closest in projection
+    # over all moves are kept. Compared without their outer ``max_shift`` pixels, a copy moved
+    # back is its original there exactly, whatever it lost at the border (a garment that fills
+    # the frame, among many alike: trousers). Within one set a pair is found from either image,
+    # the copy moved back or the original moved forth: half the moves suffice.
+    alignments.append((lambda x: np.zeros((len(x), 2), np.int64), max_shift, "best"))
     for align, reach, keep in alignments:
         frame = (lambda x: _without_border(x, max_shift)) if keep == "best" else (lambda x: x)
         base_std = standardised(frame(move(base, -align(base))))
@@ -340,7 +340,9 @@ def aligned_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = F
             view = np.ascontiguousarray(view)
             aligned = move(view, -align(view))
             moves = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
-            if mirrored or same:
+            if keep == "best" and same:
+                moves = [(dy, dx) for dy, dx in moves if (dy, dx) >= (0, 0)]
+            elif mirrored or same:
                 moves = [(0, 0)]  # the costly searches where leaks hide: unmirrored, test against train
             per = k if keep == "best" or len(moves) == 1 else max(1, k // 2)
             cands, close = [], []
