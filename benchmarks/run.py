@@ -10,7 +10,8 @@ For each dense preset (softmax, mlp-200, mlp-200-100) it times:
 - the real training epoch (``Trainer.run_epoch``: 48,000 images, batch 32, Keras RMSprop);
 - evaluating the 12,000 validation images (``log_proba_tensors``) against the forward pass's
   matmul floor on the same 12,000, and prediction throughput (``predict_proba`` on uint8 images);
-- with TensorFlow importable, the same model in Keras (``model.fit``, one epoch), else "skipped".
+- with TensorFlow importable, the same model in Keras (``model.fit``, one epoch), else "skipped";
+  every Keras epoch is timed in a process of its own (``keras_epoch.py``), never beside torch.
 
 For the book's CNN, cnn-book (skip with ``--no-conv``): fmnist's epoch (Adam, batch 32), the same
 network written plainly in PyTorch eager (channels-last, ``torch.optim.Adam``, ``--eager-threads``
@@ -185,32 +186,20 @@ def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: i
         torch.set_num_threads(old)
 
 
-def _keras():
-    try:
-        import keras
-        import tensorflow
-    except ImportError:
-        return None
-    return keras, tensorflow
+def keras_child(name: str, repeats: int, images: int | None) -> dict:
+    """``benchmarks/keras_epoch.py NAME``: Keras's epoch timed in a fresh process (see there why)."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).with_name("keras_epoch.py")), name, "--repeats", str(repeats)]
+    if images:
+        cmd += ["--images", str(images)]
+    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def keras_cnn_epoch(x: np.ndarray, y: np.ndarray, repeats: int) -> float | None:
+def keras_cnn_epoch(images: int | None, repeats: int) -> float | None:
     """The book's CNN (chapter 8-2) in Keras, one epoch at batch 32; None without TensorFlow."""
-    if _keras() is None:
-        return None
-    import keras
-    from keras import layers
-
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(32, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
-        layers.Conv2D(64, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
-        layers.Flatten(), layers.Dense(100, activation="relu"), layers.Dropout(0.4),
-        layers.Dense(10, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    xs = (x.astype("float32") / 255.0)[..., None]
-    model.fit(xs[:BATCH * 10], y[:BATCH * 10], batch_size=BATCH, epochs=1, verbose=0)  # build + trace
-    return median_time(lambda: model.fit(xs, y, batch_size=BATCH, epochs=1, verbose=0), repeats)[0]
+    return keras_child("cnn-book", repeats, images)["epoch_s"]
 
 
 def conv_preset(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
@@ -231,27 +220,15 @@ def conv_preset(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int
     say(f"{CONV_PRESET}: PyTorch eager epochs")
     eager = eager_cnn_epoch(xs, ys, eager_threads, repeats)
     say(f"{CONV_PRESET}: Keras epochs")
-    keras = keras_cnn_epoch(x_tr, y_tr, keras_repeats)
+    keras = keras_cnn_epoch(len(x_tr), keras_repeats)
     return {"preset": CONV_PRESET, "train_threads": train_threads, "eager_threads": eager_threads,
             **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor["floor_s"],
             "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
             "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
 
 
-def keras_epoch(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> float | None:
-    if _keras() is None:
-        return None
-    import keras
-    from keras import layers
-
-    hidden = {"softmax": [], "mlp-200": [200], "mlp-200-100": [200, 100]}[name]
-    model = keras.Sequential([keras.Input((28, 28)), layers.Flatten(),
-                              *(layers.Dense(u, activation="relu") for u in hidden),
-                              layers.Dense(10, activation="softmax")])
-    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    xs = x.astype("float32") / 255.0
-    model.fit(xs[:BATCH * 10], y[:BATCH * 10], batch_size=BATCH, epochs=1, verbose=0)  # build + trace
-    return median_time(lambda: model.fit(xs, y, batch_size=BATCH, epochs=1, verbose=0), repeats)[0]
+def keras_epoch(name: str, images: int | None, repeats: int) -> float | None:
+    return keras_child(name, repeats, images)["epoch_s"]
 
 
 def data_load(repeats: int) -> dict[str, float]:
@@ -277,8 +254,9 @@ def _versions() -> dict[str, str]:
 
     found = {"torch": torch.__version__, "numpy": np.__version__, "numba": numba.__version__,
              "python": platform.python_version()}
-    if (kt := _keras()) is not None:
-        found["keras"], found["tensorflow"] = kt[0].__version__, kt[1].__version__
+    keras = keras_child("softmax", 0, BATCH * 10)  # versions only: no epoch timed
+    if "keras" in keras:
+        found["keras"], found["tensorflow"] = keras["keras"], keras["tensorflow"]
     return found
 
 
@@ -318,7 +296,7 @@ def run(args) -> dict:
         ev, _ = median_time(lambda: log_proba_tensors(model, xv), repeats * 3)
         ev_floor = forward_floor(shapes, len(xv), repeats * 3)
         pred, _ = median_time(lambda: predict_proba(model, x_val), repeats * 3)
-        keras = keras_epoch(name, x_tr, y_tr, 1 if args.quick else 3)
+        keras = keras_epoch(name, len(x_tr), 1 if args.quick else 3)
         results["presets"][name] = {
             "gemm_floor_s": floor, "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor,
             "eval_images": len(xv), "eval_s": ev, "eval_floor_s": ev_floor, "eval_vs_floor": ev / ev_floor,

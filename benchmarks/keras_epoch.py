@@ -1,0 +1,82 @@
+"""One model's Keras/TensorFlow training epoch, timed in a process of its own (``run.py`` calls it).
+
+    python benchmarks/keras_epoch.py softmax|mlp-200|mlp-200-100|cnn-book [--repeats N] [--images N]
+
+Prints one JSON object: ``{"epoch_s": median, "epochs_s": [...], "keras": ..., "tensorflow": ...}``,
+or ``{"epoch_s": null}`` where TensorFlow is not importable. Why a process of its own: TensorFlow
+keeps thread pools and its own OpenMP/oneDNN runtime alive once imported, and torch timed in the
+same process afterwards ran slower (cnn-book's steps by about a fifth, measured in one process
+before and after importing it); torch is never imported here, and TensorFlow never where torch is
+timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+BATCH = 32
+
+
+def build(name: str):
+    import keras
+    from keras import layers
+
+    if name == "cnn-book":  # the book's chapter 8-2
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
+            layers.Flatten(), layers.Dense(100, activation="relu"), layers.Dropout(0.4),
+            layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+    hidden = {"softmax": [], "mlp-200": [200], "mlp-200-100": [200, 100]}[name]
+    model = keras.Sequential([keras.Input((28, 28)), layers.Flatten(),
+                              *(layers.Dense(u, activation="relu") for u in hidden),
+                              layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=["softmax", "mlp-200", "mlp-200-100", "cnn-book"])
+    parser.add_argument("--repeats", type=int, default=1, help="epochs timed (0: only say the versions)")
+    parser.add_argument("--images", type=int, default=None)
+    args = parser.parse_args()
+    try:
+        import keras
+        import tensorflow
+    except ImportError:
+        print(json.dumps({"epoch_s": None, "torch_loaded": "torch" in sys.modules}))
+        return 0
+    from fmnist.data import load_dataset, train_val_split
+
+    data = load_dataset()
+    x, _, y, _ = train_val_split(data.x_train, data.y_train)  # the same 48,000 images as run.py
+    x, y = x[:args.images], y[:args.images]
+    xs = x.astype("float32") / 255.0
+    if args.model == "cnn-book":
+        xs = xs[..., None]
+    model = build(args.model)
+    model.fit(xs[:BATCH * 10], y[:BATCH * 10], batch_size=BATCH, epochs=1, verbose=0)  # build + trace
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        model.fit(xs, y, batch_size=BATCH, epochs=1, verbose=0)
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"epoch_s": statistics.median(times) if times else None, "epochs_s": times,
+                      "keras": keras.__version__, "torch_loaded": "torch" in sys.modules,
+                      "tensorflow": tensorflow.__version__}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
