@@ -28,6 +28,21 @@ def test_knn_in_chunks_equals_brute_force(same):
         assert not (index == np.arange(len(q))[:, None]).any()  # never its own neighbour
 
 
+@pytest.mark.parametrize("same", [False, True])
+def test_knn_over_several_views_takes_each_base_rows_smallest_distance(same):
+    rng = np.random.default_rng(1)
+    b = rng.normal(size=(53, 6)).astype(np.float32)
+    views = [b + rng.normal(scale=0.5, size=b.shape).astype(np.float32) for _ in range(3)] if same else \
+        [rng.normal(size=(29, 6)).astype(np.float32) for _ in range(3)]
+    dist, index = nb.knn(views, b, 4, same=same, chunk=7)
+    full = np.minimum.reduce([brute(v, b) for v in views])
+    if same:
+        np.fill_diagonal(full, np.inf)
+    expected = np.argsort(full, axis=1)[:, :4]
+    np.testing.assert_array_equal(index, expected)
+    np.testing.assert_allclose(dist, np.take_along_axis(full, expected, 1), rtol=1e-4, atol=1e-5)
+
+
 def test_pixel_knn_reports_exact_rms_and_finds_a_noisy_copy():
     x = garments(np.arange(60) % 10, 0)
     rng = np.random.default_rng(1)

@@ -28,17 +28,23 @@ __all__ = ["knn", "pixel_knn", "fit_projection", "exact_rms", "embedding_knn", "
 PIXEL_COMPONENTS = 64
 
 
-def knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = False, chunk: int = 1024,
-        on_chunk: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def knn(queries: np.ndarray | list[np.ndarray], base: np.ndarray, k: int, *, same: bool = False,
+        chunk: int = 1024, on_chunk: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``base`` for each row of ``queries`` (Euclidean).
 
-    ``queries`` (n, d), ``base`` (m, d), float. ``same``: the queries are the base itself, and a
-    row is not its own neighbour. Returns ``(distances, indices)``, float32 and int64 (n, k),
-    nearest first; ``on_chunk(rows)`` is called after each chunk (for a progress bar).
+    ``queries`` (n, d), ``base`` (m, d), float. ``queries`` may also be a list of such arrays,
+    views of the same n queries (moved, say): then a base row's distance to query i is the
+    smallest over the views, and one selection runs per chunk instead of one per view (the
+    selection, not the product, is most of a search's time). ``same``: the queries are the
+    base itself, and a row is not its own neighbour. Returns ``(distances, indices)``, float32
+    and int64 (n, k), nearest first; ``on_chunk(rows)`` is called after each chunk (for a
+    progress bar).
     """
     import torch
 
-    q_all = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    views = [torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+             for q in (queries if isinstance(queries, list) else [queries])]
+    q_all = views[0]
     b = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
     k = min(k, len(base) - (1 if same else 0))
     b_sq = (b * b).sum(1)
@@ -46,8 +52,15 @@ def knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = False, ch
     index = np.empty((len(q_all), k), np.int64)
     with torch.inference_mode():
         for start in range(0, len(q_all), chunk):
-            q = q_all[start:start + chunk]
-            d2 = torch.addmm(b_sq[None, :], q, b.T, alpha=-2.0).add_((q * q).sum(1, keepdim=True))
+            d2, scratch = None, None
+            for view in views:
+                q = view[start:start + chunk]
+                if d2 is None:
+                    d2 = torch.addmm(b_sq[None, :], q, b.T, alpha=-2.0).add_((q * q).sum(1, keepdim=True))
+                    continue
+                scratch = torch.addmm(b_sq[None, :], q, b.T, alpha=-2.0, out=scratch).add_(
+                    (q * q).sum(1, keepdim=True))
+                torch.minimum(d2, scratch, out=d2)
             if same:
                 rows = torch.arange(len(q))
                 d2[rows, rows + start] = float("inf")
@@ -345,16 +358,14 @@ def aligned_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = F
             elif mirrored or same:
                 moves = [(0, 0)]  # the costly searches where leaks hide: unmirrored, test against train
             per = k if keep == "best" or len(moves) == 1 else max(1, k // 2)
-            cands, close = [], []
-            for n, offset in enumerate(moves):
-                qp = projection.transform(standardised(frame(move(aligned, np.broadcast_to(offset, (len(view), 2))))))
-                report = on_chunk if n == 0 and not mirrored and reach == variants and keep == "each" else None
-                d, i = knn(qp, bp, per, same=same, on_chunk=report)
-                cands.append(i)
-                close.append(d)
-            cands = np.concatenate(cands, 1)
-            if keep == "best":
-                cands = _nearest_distinct(np.concatenate(close, 1), cands, k)[1]
+            views = [projection.transform(standardised(frame(move(aligned, np.broadcast_to(offset, (len(view), 2))))))
+                     for offset in moves]
+            if keep == "best":  # the k closest over all moves at once
+                cands = knn(views, bp, k, same=same)[1]
+            else:
+                report = on_chunk if not mirrored and reach == variants else None
+                cands = np.concatenate([knn(qp, bp, per, same=same, on_chunk=report if n == 0 else None)[1]
+                                        for n, qp in enumerate(views)], 1)
             # Each distinct candidate measured once: the moved searches mostly agree.
             rows, cols = np.nonzero(~_repeats(cands))
             dist = np.full(cands.shape, np.inf, np.float32)
