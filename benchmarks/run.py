@@ -186,8 +186,13 @@ def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: i
         torch.set_num_threads(old)
 
 
+def keras_epoch(name: str, images: int | None, repeats: int) -> float | None:
+    """Keras's epoch, timed by ``benchmarks/keras_epoch.py`` in a fresh process (see there why); None without TF."""
+    return keras_child(name, repeats, images)["epoch_s"]
+
+
 def keras_child(name: str, repeats: int, images: int | None) -> dict:
-    """``benchmarks/keras_epoch.py NAME``: Keras's epoch timed in a fresh process (see there why)."""
+    """What ``benchmarks/keras_epoch.py NAME`` prints: the epochs and the versions."""
     import subprocess
 
     cmd = [sys.executable, str(Path(__file__).with_name("keras_epoch.py")), name, "--repeats", str(repeats)]
@@ -195,11 +200,6 @@ def keras_child(name: str, repeats: int, images: int | None) -> dict:
         cmd += ["--images", str(images)]
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def keras_cnn_epoch(images: int | None, repeats: int) -> float | None:
-    """The book's CNN (chapter 8-2) in Keras, one epoch at batch 32; None without TensorFlow."""
-    return keras_child("cnn-book", repeats, images)["epoch_s"]
 
 
 def conv_preset(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
@@ -220,15 +220,11 @@ def conv_preset(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int
     say(f"{CONV_PRESET}: PyTorch eager epochs")
     eager = eager_cnn_epoch(xs, ys, eager_threads, repeats)
     say(f"{CONV_PRESET}: Keras epochs")
-    keras = keras_cnn_epoch(len(x_tr), keras_repeats)
+    keras = keras_epoch(CONV_PRESET, len(x_tr), keras_repeats)
     return {"preset": CONV_PRESET, "train_threads": train_threads, "eager_threads": eager_threads,
             **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor["floor_s"],
             "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
             "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
-
-
-def keras_epoch(name: str, images: int | None, repeats: int) -> float | None:
-    return keras_child(name, repeats, images)["epoch_s"]
 
 
 def data_load(repeats: int) -> dict[str, float]:

@@ -199,9 +199,13 @@ def move(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``images`` (N, H, W) with image i's content at ``offsets[i]`` (dy, dx) from where it was; zeros move in."""
     out = np.zeros_like(images)
     h, w = images.shape[1:]
-    for i, (dy, dx) in enumerate(np.asarray(offsets).tolist()):
-        out[i, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-            images[i, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    offsets = np.broadcast_to(np.asarray(offsets, np.int64), (len(images), 2))
+    # One slice assignment per distinct offset, not a Python step per image: the searches move
+    # 60,000 images by one offset at a time, dozens of times.
+    for dy, dx in {tuple(v) for v in offsets.tolist()}:
+        rows = np.nonzero((offsets[:, 0] == dy) & (offsets[:, 1] == dx))[0]
+        out[rows, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            images[rows, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
     return out
 
 
@@ -357,12 +361,11 @@ def aligned_knn(queries: np.ndarray, base: np.ndarray, k: int, *, same: bool = F
                 moves = [(dy, dx) for dy, dx in moves if (dy, dx) >= (0, 0)]
             elif mirrored or same:
                 moves = [(0, 0)]  # the costly searches where leaks hide: unmirrored, test against train
-            per = k if keep == "best" or len(moves) == 1 else max(1, k // 2)
-            views = [projection.transform(standardised(frame(move(aligned, np.broadcast_to(offset, (len(view), 2))))))
-                     for offset in moves]
+            views = [projection.transform(standardised(frame(move(aligned, offset)))) for offset in moves]
             if keep == "best":  # the k closest over all moves at once
                 cands = knn(views, bp, k, same=same)[1]
             else:
+                per = k if len(moves) == 1 else max(1, k // 2)
                 report = on_chunk if not mirrored and reach == variants else None
                 cands = np.concatenate([knn(qp, bp, per, same=same, on_chunk=report if n == 0 else None)[1]
                                         for n, qp in enumerate(views)], 1)

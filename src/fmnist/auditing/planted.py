@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from fmnist.auditing.neighbours import move
+
 __all__ = ["Planted", "plant_faults", "perturb", "outlier_image", "score_audit", "NEAR_KINDS", "HARD_KINDS",
            "OUTLIER_KINDS"]
 
@@ -67,7 +69,7 @@ def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
         dy, dx = 0, 0
         while dy == 0 and dx == 0:
             dy, dx = (int(v) for v in rng.integers(-3, 4, 2))
-        return _move(image, dy, dx)
+        return move(image[None], np.array([[dy, dx]]))[0]
     if kind == "jpeg":
         buf = io.BytesIO()
         Image.fromarray(image, mode="L").save(buf, format="JPEG", quality=int(rng.integers(50, 96)))
@@ -93,14 +95,6 @@ def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
         out[o:o + size, o:o + size] = scaled
         return out
     raise ValueError(f"unknown perturbation {kind!r}; choose from {NEAR_KINDS + HARD_KINDS}")
-
-
-def _move(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    out = np.zeros_like(image)
-    h, w = image.shape
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-    return out
 
 
 def outlier_image(kind: str, like: np.ndarray, rng: np.random.Generator) -> np.ndarray:
