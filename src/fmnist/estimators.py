@@ -73,7 +73,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
                  nesterov: bool | None = None, weight_decay: float | None = None, schedule: str | None = None,
                  lr_step_epochs: int | None = None, lr_gamma: float | None = None, pct_start: float | None = None,
                  patience: int | None = None, shift: int | None = None, flip: bool | None = None,
-                 erase: float | None = None, label_smoothing: float | None = None,
+                 erase: float | None = None, label_smoothing: float | None = None, precision: str | None = None,
                  validation_fraction: float | None = None, seed: int | None = None, device: str = "auto",
                  verbose: int = 0):
         self.model = model
@@ -93,6 +93,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         self.flip = flip
         self.erase = erase
         self.label_smoothing = label_smoothing
+        self.precision = precision
         self.validation_fraction = validation_fraction
         self.seed = seed
         self.device = device
@@ -264,7 +265,7 @@ def _saved_labels(values: Any, dtype: Any) -> np.ndarray:
 # The parameters that are training settings (TrainConfig fields); None: the preset's recipe.
 _TRAIN_PARAMS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
                  "lr_step_epochs", "lr_gamma", "pct_start", "patience", "shift", "flip", "erase", "label_smoothing",
-                 "seed")
+                 "precision", "seed")
 # Held out for early stopping when the caller gives no validation_fraction: scikit-learn's
 # MLPClassifier default.
 DEFAULT_VALIDATION_FRACTION = 0.1

@@ -260,3 +260,16 @@ def test_spec_that_is_not_an_object_is_refused(saved):
     meta["spec"] = [1, 2]
     (saved / MODEL_JSON).write_text(json.dumps(meta))
     _refused(saved, "'spec' must be a JSON object")
+
+
+def test_test_time_flip_is_saved_with_the_model(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("conv:4:3,maxpool:2,flatten,dense:10", tta="flip").eval()
+    folder = save_model(model, tmp_path / "m", class_names=fmnist.CLASS_NAMES)
+    loaded = fmnist.load_model(folder)
+    assert loaded.spec.tta == "flip"
+    images = learnable_images(np.arange(20) % 10, seed=3)
+    np.testing.assert_array_equal(predict_proba(loaded, images), predict_proba(model, images))
+    # A mirrored image gets the same prediction, as only the flip average gives.
+    np.testing.assert_allclose(predict_proba(loaded, images[:, :, ::-1].copy()), predict_proba(loaded, images),
+                               rtol=1e-5, atol=1e-6)

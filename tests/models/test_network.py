@@ -57,3 +57,26 @@ def test_odd_sizes_round_down_as_torch_does():
     # 28 -> 29 (even kernel, padding 1 each side) -> 14 -> 11 -> 5
     assert [after for _, after, _ in layer_shapes(spec)] == [(3, 29, 29), (3, 14, 14), (3, 11, 11), (3, 5, 5),
                                                             (75,), (10,)]
+
+
+@pytest.mark.parametrize("text", ["conv:4:3,maxpool:2,batchnorm,flatten,dropout:0.3,dense:10",
+                                  "flatten,dense:16:relu,dense:10"])
+def test_test_time_flip_averages_the_log_probabilities_of_the_image_and_its_mirror(text):
+    torch.manual_seed(0)
+    model = Network(ModelSpec.parse(text, tta="flip"))
+    x = torch.rand(5, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        expected = (torch.log_softmax(model.stack(x), 1) + torch.log_softmax(model.stack(x.flip(-1)), 1)) / 2
+        torch.testing.assert_close(model(x), expected)
+        # The same for every input shape the network accepts, and a mirror is predicted alike.
+        torch.testing.assert_close(model(x.reshape(5, 784)), expected)
+        torch.testing.assert_close(model(x.unsqueeze(1)), expected)
+        torch.testing.assert_close(model(x.flip(-1)), expected)
+        assert not torch.allclose(model.stack(x), model.stack(x.flip(-1)))
+    # Training steps see one view: augmentation supplies the mirrors.
+    model.train()
+    torch.manual_seed(1)
+    train_out = model(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(train_out, model.stack(x))

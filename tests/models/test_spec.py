@@ -112,3 +112,12 @@ def test_compact_form_refuses_a_fraction():
     with pytest.raises(ModelError, match="units must be a whole number"):
         ModelSpec.from_dict({"layers": [{"type": "flatten"}, {"type": "dense", "units": 8.7}, {"type": "dense",
                                                                                                "units": 10}]})
+
+
+def test_test_time_augmentation_round_trips_and_unknown_is_refused():
+    spec = ModelSpec.parse("flatten,dense:10", tta="flip")
+    assert ModelSpec.from_dict(spec.to_dict()) == spec and spec.to_dict()["tta"] == "flip"
+    assert "tta" not in ModelSpec.parse("flatten,dense:10").to_dict()  # older readers see what they know
+    assert ModelSpec.from_dict(ModelSpec.parse("flatten,dense:10").to_dict()).tta is None
+    with pytest.raises(ModelError, match="test-time augmentation 'rotate'"):
+        ModelSpec.parse("flatten,dense:10", tta="rotate")

@@ -25,6 +25,8 @@ def describe(preset: Preset) -> str:
 
         lines.append(f"spec:       {format_layers(list(preset.spec.layers), full=True)}")
         lines.append(f"training:   {recipe(preset.train)}")
+        if preset.spec.tta == "flip":
+            lines.append("predicting: the mean log-probability of each image and its mirror (test-time flip)")
         lines += ["", summary(preset.spec, preset.name)]
     lines += ["", measured_line(preset)]
     return "\n".join(lines)
@@ -55,6 +57,8 @@ def recipe(train: dict[str, Any]) -> str:
         words.append("augmentation: " + ", ".join(augment))
     if c.label_smoothing:
         words.append(f"label smoothing {c.label_smoothing:g}")
+    if c.precision != "float32":
+        words.append(f"{c.precision} mixed precision")
     return ", ".join(words)
 
 

@@ -31,6 +31,17 @@ class Network(nn.Module):
         self.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.stack(x)
+        if self.spec.tta == "flip" and not self.training:
+            # Training sees mirrored images through augmentation; a prediction averages the two
+            # views' log-probabilities (a valid set of logits: softmax gives their normalised
+            # geometric mean).
+            mirrored = self.stack(x.reshape(x.shape[0], *self.spec.input_shape).flip(-1))
+            return (torch.log_softmax(logits, 1) + torch.log_softmax(mirrored, 1)) / 2
+        return logits
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers' logits for one view of the images (no test-time augmentation)."""
         x = self.adapt_input(x)
         if not self._plan.pays(x) or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return self.layers(x)  # exporters trace torch's own modules, not the compiled kernels

@@ -44,8 +44,10 @@ def register(preset: Preset) -> Preset:
     return preset
 
 
-def _torch(name: str, layers: str, description: str, source: str = "", **train: Any) -> Preset:
-    return register(Preset(name, description, "torch", spec=ModelSpec.parse(layers), train=train, source=source))
+def _torch(name: str, layers: str, description: str, source: str = "", tta: str | None = None,
+           **train: Any) -> Preset:
+    return register(Preset(name, description, "torch", spec=ModelSpec.parse(layers, tta=tta), train=train,
+                           source=source))
 
 
 def list_models() -> list[str]:

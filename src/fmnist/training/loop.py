@@ -190,9 +190,11 @@ class Trainer:
         bs = self.config.batch_size
         # The hand-written dense step (no autograd bookkeeping) for the model as it is at the
         # start of this epoch; its kernel knows only plain cross-entropy.
-        self._dense_step = DenseStep.build(self.model) if not self.config.label_smoothing else None
+        # The hand-written steps are float32 arithmetic with plain cross-entropy.
+        plain = not self.config.label_smoothing and self.config.precision == "float32"
+        self._dense_step = DenseStep.build(self.model) if plain else None
         fast = None
-        if not self.augment.active and not self.config.label_smoothing and not self._custom_train_step():
+        if not self.augment.active and plain and not self._custom_train_step():
             fast = FastEpoch.build(self.model, self.optimizer, self.device)
             if fast is not None and not fast.start_epoch(xs, ys, order, picked, pred, bs):
                 fast = None
@@ -242,12 +244,18 @@ class Trainer:
         if self._dense_step is not None:
             logits = self._dense_step(xb, yb)
         else:
-            logits = self.model(xb)
-            loss = cross_entropy(torch.log_softmax(logits, 1), yb, self.config.label_smoothing)
+            with self.autocast():
+                logits = self.model(xb)
+            loss = cross_entropy(torch.log_softmax(logits.float(), 1), yb, self.config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=False)
             loss.backward()
         self.optimizer.step()
-        return logits.detach()
+        return logits.detach().float()
+
+    def autocast(self) -> torch.autocast:
+        """The forward pass's arithmetic (``config.precision``): a no-op context for float32."""
+        bf16 = self.config.precision == "bfloat16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, optimizer, RNG states, history, callbacks' state.
