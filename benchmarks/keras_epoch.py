@@ -1,6 +1,7 @@
 """One model's Keras/TensorFlow training epoch, timed in a process of its own (``run.py`` calls it).
 
     python benchmarks/keras_epoch.py softmax|mlp-200|mlp-200-100|cnn-book [--repeats N] [--images N]
+                                     [--precision float32|bfloat16]
 
 Prints one JSON object: ``{"epoch_s": median, "epochs_s": [...], "keras": ..., "tensorflow": ...}``,
 or ``{"epoch_s": null}`` where TensorFlow is not importable. Why a process of its own: TensorFlow
@@ -24,17 +25,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 BATCH = 32
 
 
-def build(name: str):
+def build(name: str, precision: str = "float32"):
     import keras
     from keras import layers
 
+    if precision == "bfloat16":
+        # Keras's mixed precision: bfloat16 arithmetic, float32 weights; the softmax in float32,
+        # as Keras's mixed-precision guide writes the output layer.
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     if name == "cnn-book":  # the book's chapter 8-2
         model = keras.Sequential([
             keras.Input((28, 28, 1)),
             layers.Conv2D(32, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
             layers.Conv2D(64, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
             layers.Flatten(), layers.Dense(100, activation="relu"), layers.Dropout(0.4),
-            layers.Dense(10, activation="softmax")])
+            layers.Dense(10, activation="softmax", dtype="float32")])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
     hidden = {"softmax": [], "mlp-200": [200], "mlp-200-100": [200, 100]}[name]
@@ -50,6 +55,7 @@ def main() -> int:
     parser.add_argument("model", choices=["softmax", "mlp-200", "mlp-200-100", "cnn-book"])
     parser.add_argument("--repeats", type=int, default=1, help="epochs timed (0: only say the versions)")
     parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
     try:
         import keras
@@ -65,7 +71,7 @@ def main() -> int:
     xs = x.astype("float32") / 255.0
     if args.model == "cnn-book":
         xs = xs[..., None]
-    model = build(args.model)
+    model = build(args.model, args.precision)
     model.fit(xs[:BATCH * 10], y[:BATCH * 10], batch_size=BATCH, epochs=1, verbose=0)  # build + trace
     times = []
     for _ in range(args.repeats):

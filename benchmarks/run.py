@@ -17,7 +17,9 @@ For the book's CNN, cnn-book (skip with ``--no-conv``): fmnist's epoch (Adam, ba
 network written plainly in PyTorch eager (channels-last, ``torch.optim.Adam``, ``--eager-threads``
 threads), Keras's epoch when TensorFlow is importable, and the floor: the epoch's FLOPs (every
 conv as im2col products, every linear layer's products; the first layer's input gradient left
-out) at the best sgemm rate measured in this run on those very shapes.
+out) at the best sgemm rate measured in this run on those very shapes. Where the CPU has
+bfloat16 dot products, the three stacks again with bfloat16 mixed precision, against the
+bfloat16 GEMM floor.
 
 Plus the data load (first verified load into an empty ``FMNIST_CACHE``, then a later load).
 Every time is the median of repeats; the machine may be shared, so the load average before and
@@ -133,19 +135,21 @@ def step_products(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, int
     return products
 
 
-def sgemm_floor(products, steps: int, repeats: int) -> dict:
+def sgemm_floor(products, steps: int, repeats: int, dtype: torch.dtype = torch.float32) -> dict:
     """The epoch's FLOPs at the best sgemm rate measured here on its own product shapes.
 
     Each shape is timed alone with ``torch.mm`` (MKL's sgemm, what both fmnist's dense engine
-    and torch's linear layers call) at the current thread count; the best rate among them is
-    what this machine's sgemm reaches on this network, and the floor is the epoch at that rate.
+    and torch's linear layers call; oneDNN's bfloat16 GEMM for ``dtype=torch.bfloat16``) at the
+    current thread count; the best rate among them is what this machine's GEMM reaches on this
+    network, and the floor is the epoch at that rate.
     """
     rates, flop_step = {}, 0.0
     for label, m, k, n in products:
         flop = 2.0 * m * k * n
         flop_step += flop
         if (m, k, n) not in rates:
-            a, b, c = torch.rand(m, k), torch.rand(k, n), torch.empty(m, n)
+            a, b, c = (torch.rand(m, k, dtype=dtype), torch.rand(k, n, dtype=dtype),
+                       torch.empty(m, n, dtype=dtype))
             torch.mm(a, b, out=c)  # warm up
             reps = max(3, int(2e9 / flop))  # ~2 GFLOP per timing: long enough to be steady
             seconds = median_time(lambda a=a, b=b, c=c, r=reps: [torch.mm(a, b, out=c) for _ in range(r)],
@@ -158,8 +162,9 @@ def sgemm_floor(products, steps: int, repeats: int) -> dict:
                          for label, m, k, n in products]}
 
 
-def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: int) -> float:
-    """The book's CNN as a user writes it in plain PyTorch: eager, channels-last, torch.optim.Adam."""
+def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: int, bf16: bool = False) -> float:
+    """The book's CNN as a user writes it in plain PyTorch: eager, channels-last, torch.optim.Adam
+    (with ``bf16``, the forward pass under ``torch.autocast``, as PyTorch's AMP recipe writes it)."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -175,7 +180,9 @@ def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: i
         def epoch(n=len(images)):
             net.train()
             for idx in torch.randperm(n).split(BATCH):
-                loss = F.cross_entropy(net(images[idx]), ys[idx])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = net(images[idx])
+                loss = F.cross_entropy(logits.float(), ys[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -186,16 +193,17 @@ def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: i
         torch.set_num_threads(old)
 
 
-def keras_epoch(name: str, images: int | None, repeats: int) -> float | None:
+def keras_epoch(name: str, images: int | None, repeats: int, precision: str = "float32") -> float | None:
     """Keras's epoch, timed by ``benchmarks/keras_epoch.py`` in a fresh process (see there why); None without TF."""
-    return keras_child(name, repeats, images)["epoch_s"]
+    return keras_child(name, repeats, images, precision)["epoch_s"]
 
 
-def keras_child(name: str, repeats: int, images: int | None) -> dict:
+def keras_child(name: str, repeats: int, images: int | None, precision: str = "float32") -> dict:
     """What ``benchmarks/keras_epoch.py NAME`` prints: the epochs and the versions."""
     import subprocess
 
-    cmd = [sys.executable, str(Path(__file__).with_name("keras_epoch.py")), name, "--repeats", str(repeats)]
+    cmd = [sys.executable, str(Path(__file__).with_name("keras_epoch.py")), name, "--repeats", str(repeats),
+           "--precision", precision]
     if images:
         cmd += ["--images", str(images)]
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
@@ -221,8 +229,39 @@ def conv_preset(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int
     eager = eager_cnn_epoch(xs, ys, eager_threads, repeats)
     say(f"{CONV_PRESET}: Keras epochs")
     keras = keras_epoch(CONV_PRESET, len(x_tr), keras_repeats)
-    return {"preset": CONV_PRESET, "train_threads": train_threads, "eager_threads": eager_threads,
-            **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor["floor_s"],
+    result = {"preset": CONV_PRESET, "train_threads": train_threads, "eager_threads": eager_threads,
+              **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor["floor_s"],
+              "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
+              "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # bfloat16 dot products in hardware (AVX512-BF16, AMX)
+        result["bfloat16"] = conv_bf16(x_tr, xs, ys, model, steps, repeats, keras_repeats, eager_threads)
+    return result
+
+
+def conv_bf16(x_tr, xs, ys, model, steps, repeats, keras_repeats, eager_threads) -> dict:
+    """The same three stacks with bfloat16 mixed precision, against the bfloat16 GEMM floor.
+
+    fmnist ``--precision bfloat16``, PyTorch eager under ``torch.autocast`` and Keras's
+    ``mixed_bfloat16`` policy: each keeps float32 weights and updates and runs the convolutions
+    and matrix products in bfloat16.
+    """
+    torch.manual_seed(0)
+    trainer = Trainer(create_model(CONV_PRESET), TrainConfig(
+        epochs=1, device="cpu", optimizer=get_preset(CONV_PRESET).train["optimizer"], precision="bfloat16"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(trainer.train_threads(xs[:1]))
+    say(f"{CONV_PRESET}: bfloat16 GEMM rates on its shapes")
+    floor = sgemm_floor(step_products(model, xs[:1]), steps, repeats, torch.bfloat16)
+    torch.set_num_threads(threads)
+    say(f"{CONV_PRESET}: fmnist epochs, bfloat16")
+    trainer.run_epoch(xs[:BATCH * 10], ys[:BATCH * 10])  # warm up
+    epoch, epoch_all = median_time(lambda: trainer.run_epoch(xs, ys), repeats)
+    say(f"{CONV_PRESET}: PyTorch eager epochs, bfloat16")
+    eager = eager_cnn_epoch(xs, ys, eager_threads, repeats, bf16=True)
+    say(f"{CONV_PRESET}: Keras epochs, mixed_bfloat16")
+    keras = keras_epoch(CONV_PRESET, len(x_tr), keras_repeats, "bfloat16")
+    return {"floor_s": floor["floor_s"], "best_gemm_gflop_per_s": floor["best_sgemm_gflop_per_s"],
+            "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor["floor_s"],
             "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
             "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
 
@@ -330,6 +369,13 @@ def format_text(results: dict) -> str:
                      f"({c['train_threads']} threads) = {c['epoch_vs_floor']:.2f}x floor; PyTorch eager "
                      f"({c['eager_threads']} threads) {c['eager_epoch_s']:.2f}s = {c['eager_vs_ours']:.2f}x ours; "
                      f"Keras {keras}" + (f" = {c['keras_vs_ours']:.2f}x ours" if c["keras_vs_ours"] else ""))
+        if h := c.get("bfloat16"):
+            keras = f"{h['keras_epoch_s']:.1f}s" if h["keras_epoch_s"] else "skipped"
+            lines.append(f"{c['preset']}, bfloat16 mixed precision: floor {h['floor_s']:.2f}s (best bfloat16 GEMM "
+                         f"{h['best_gemm_gflop_per_s']:.1f} GFLOP/s), epoch {h['epoch_s']:.2f}s = "
+                         f"{h['epoch_vs_floor']:.2f}x floor; PyTorch eager {h['eager_epoch_s']:.2f}s = "
+                         f"{h['eager_vs_ours']:.2f}x ours; Keras {keras}"
+                         + (f" = {h['keras_vs_ours']:.2f}x ours" if h["keras_vs_ours"] else ""))
     d = results["data_load"]
     lines.append(f"data load: first (verified, empty cache) {d['first_s']:.3f}s, later {d['later_s']:.4f}s")
     return "\n".join(lines)

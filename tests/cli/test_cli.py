@@ -193,3 +193,18 @@ def test_every_command_refuses_to_replace_earlier_output(capsys, tiny_dir, tmp_p
         code, out, _ = run(capsys, *argv, "--overwrite")
         assert code == 0 and f"wrote 1 {'probability chart' if '--plot' in argv else 'preprocessed 28x28 image'} " \
                              f"to {tmp_path / 'out'}" in out
+
+
+def test_every_training_setting_is_a_train_option_and_an_estimator_parameter():
+    import dataclasses
+    import inspect
+
+    from fmnist.cli.main import _TRAIN_KEYS
+    from fmnist.estimators import _TRAIN_PARAMS, NetClassifier
+    from fmnist.training import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(_TRAIN_KEYS) == fields
+    # The estimator takes device as its own parameter; threads are the machine's, not the model's.
+    assert set(_TRAIN_PARAMS) == fields - {"device", "threads"}
+    assert set(_TRAIN_PARAMS) <= set(inspect.signature(NetClassifier).parameters)

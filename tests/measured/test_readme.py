@@ -124,3 +124,20 @@ def test_presets_table_marks_what_is_missing_or_measured_on_another_recipe(resul
     text = "\n".join(gen.presets(gen.Results(folder)))
     assert f"`{measured}` (older recipe)" in text and "earlier recipe" in text
     assert f"python benchmarks/accuracy.py presets {' '.join(gone)}" in text
+
+
+def test_bfloat16_speeds_get_their_own_rows(results):
+    folder, _ = results
+    bench = json.loads((folder / "benchmark.json").read_text())
+    bench["conv"]["bfloat16"] = {"floor_s": 1.25, "best_gemm_gflop_per_s": 345.6, "epoch_s": 7.75,
+                                 "epoch_runs_s": [7.75], "epoch_vs_floor": 6.2, "eager_epoch_s": 11.5,
+                                 "eager_vs_ours": 1.48, "keras_epoch_s": 9.25, "keras_vs_ours": 1.19}
+    (folder / "benchmark.json").write_text(json.dumps(bench))
+    res = gen.Results(folder)
+    speed = next(line for line in gen.speed(res) if "bfloat16" in line)
+    assert all(f in speed for f in ("7.75 s", "1.25 s", "11.5 s (1.48x)", "9.25 s", "1.19x")), speed
+    full = next(line for line in gen.benchmark(res) if "bfloat16" in line)
+    assert "345.6 GFLOP/s" in full and "6.20x" in full, full
+    del bench["conv"]["bfloat16"]  # a CPU without bfloat16 dot products: no such rows
+    (folder / "benchmark.json").write_text(json.dumps(bench))
+    assert not any("bfloat16" in line for line in gen.speed(gen.Results(folder)))

@@ -61,6 +61,17 @@ def test_the_studys_presets_read_their_row_of_the_study(tmp_path, monkeypatch):
      "steps), augmentation: mirroring, random erasing p=0.2"),
     ({"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "shift": 2, "label_smoothing": 0.1},
      "sgd (lr 0.01, Keras's default, momentum 0.9, Nesterov), augmentation: shifts up to 2 px, label smoothing 0.1"),
+    ({"precision": "bfloat16"}, "rmsprop (lr 0.001, Keras's default), bfloat16 mixed precision"),
 ])
 def test_recipe_in_words(train, words):
     assert words in recipe(train)
+
+
+def test_test_time_flip_is_described():
+    from fmnist.models.registry import Preset
+    from fmnist.models.spec import ModelSpec
+
+    text = "conv:8:3,maxpool:2,flatten,dense:10"
+    flip = Preset("p", "d", "torch", spec=ModelSpec.parse(text, tta="flip"))
+    assert "predicting: the mean log-probability of each image and its mirror" in describe(flip)
+    assert "predicting:" not in describe(Preset("p", "d", "torch", spec=ModelSpec.parse(text)))

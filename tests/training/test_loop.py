@@ -239,12 +239,18 @@ def test_every_epoch_visits_each_image_once_in_a_fresh_seeded_order():
     assert orders == epoch_orders(seed=1) and orders != epoch_orders(seed=2)
 
 
-def _output_dtypes(model, kind):
-    """The dtypes of every output of ``kind`` modules, recorded by forward hooks (training only)."""
+def _output_dtypes(model, kind, training=True, images=None):
+    """The dtypes of every output of ``kind`` modules in training (or eval) mode, seen by forward
+    hooks; only of batches of ``images`` images when given."""
     seen = []
+
+    def hook(m, i, out):
+        if m.training == training and images in (None, len(out)):
+            seen.append(out.dtype)
+
     for module in model.modules():
         if isinstance(module, kind):
-            module.register_forward_hook(lambda m, i, out: seen.append(out.dtype) if m.training else None)
+            module.register_forward_hook(hook)
     return seen
 
 
@@ -254,14 +260,17 @@ def test_bfloat16_precision_runs_the_forward_in_bfloat16_and_keeps_float32_weigh
     # A dense stack too: its hand-written float32 steps must step aside (they never call the modules).
     torch.manual_seed(0)
     model = create_model(name)
-    seen = _output_dtypes(model, kind)
+    seen, validated = _output_dtypes(model, kind), _output_dtypes(model, kind, training=False, images=40)
     history = fit(model, X, Y, config=TrainConfig(epochs=4, seed=0, precision="bfloat16", optimizer="adam"),
                   validation_data=(X[:40], Y[:40]))
     assert seen and set(seen) == {torch.bfloat16}
+    assert validated and set(validated) == {torch.bfloat16}  # the per-epoch monitor, at the training precision
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert history[-1]["val_accuracy"] > 0.9 and history[-1]["loss"] < history[0]["loss"]
-    # Evaluation stays float32: the validation scores are of float32 logits.
-    assert model(torch.as_tensor(X[:2], dtype=torch.float32)).dtype == torch.float32
+    # Scores after training are float32.
+    validated.clear()
+    scores = evaluate(model, X[:40], Y[:40])
+    assert set(validated) == {torch.float32} and abs(scores["accuracy"] - history[-1]["val_accuracy"]) <= 0.05
 
 
 def test_bfloat16_precision_of_a_dense_stack_is_not_the_float32_engines():

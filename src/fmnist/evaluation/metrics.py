@@ -44,7 +44,9 @@ def log_proba_tensors(model: nn.Module, x: torch.Tensor, batch_size: int = 8192)
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([torch.log_softmax(model(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
+        # float32 log-probabilities even from a forward pass under autocast (bfloat16 logits)
+        return torch.cat([torch.log_softmax(model(x[i:i + batch_size]).float(), dim=1)
+                          for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
 

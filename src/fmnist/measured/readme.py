@@ -177,6 +177,10 @@ def speed(results: Results) -> list[str]:
         rows.append([f"{c['preset']} ({c['train_threads']} threads)", _s(c["epoch_s"]), _s(c["floor_s"]),
                      f"{_s(c['eager_epoch_s'])} ({_x(c['eager_vs_ours'])})", _s(c["keras_epoch_s"]),
                      _x(c["keras_vs_ours"])])
+        if h := c.get("bfloat16"):  # every stack in bfloat16 mixed precision
+            rows.append([f"{c['preset']}, bfloat16 mixed precision (all three)", _s(h["epoch_s"]), _s(h["floor_s"]),
+                         f"{_s(h['eager_epoch_s'])} ({_x(h['eager_vs_ours'])})", _s(h["keras_epoch_s"]),
+                         _x(h["keras_vs_ours"])])
     lines = _table([f"per epoch, {images} images, batch {b['batch']}", "fmnist", "arithmetic floor",
                     "plain PyTorch eager (/ fmnist)", "Keras/TF", "Keras / fmnist"], rows)
     lines += ["", f"Measured by `{b['command']}` in one run ({_when(b['date'], b['loadavg_before'], b['loadavg_after'])};"
@@ -216,7 +220,11 @@ def benchmark(results: Results) -> list[str]:
              f"PyTorch eager ({c['eager_threads']} threads)", "eager / ours", "Keras epoch", "Keras / ours"],
             [[c["preset"], str(c["train_threads"]), f"{c['epoch_gflop']:,.0f}", f"{c['best_sgemm_gflop_per_s']:.1f} GFLOP/s",
               _s(c["floor_s"]), _s(c["epoch_s"]), _x(c["epoch_vs_floor"]), _s(c["eager_epoch_s"]),
-              _x(c["eager_vs_ours"]), _s(c["keras_epoch_s"]), _x(c["keras_vs_ours"])]])
+              _x(c["eager_vs_ours"]), _s(c["keras_epoch_s"]), _x(c["keras_vs_ours"])]]
+            + ([[f"{c['preset']}, bfloat16", str(c["train_threads"]), f"{c['epoch_gflop']:,.0f}",
+                 f"{h['best_gemm_gflop_per_s']:.1f} GFLOP/s (bfloat16)", _s(h["floor_s"]), _s(h["epoch_s"]),
+                 _x(h["epoch_vs_floor"]), _s(h["eager_epoch_s"]), _x(h["eager_vs_ours"]), _s(h["keras_epoch_s"]),
+                 _x(h["keras_vs_ours"])]] if (h := c.get("bfloat16")) else []))
         lines += ["", f"sgemm rates measured in that run on {c['preset']}'s products (batch {b['batch']}; the floor "
                       "uses the best):", ""]
         lines += _table(["product", "M x K x N", "GFLOP/s"],

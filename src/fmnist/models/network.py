@@ -37,7 +37,7 @@ class Network(nn.Module):
             # views' log-probabilities (a valid set of logits: softmax gives their normalised
             # geometric mean).
             mirrored = self.stack(x.reshape(x.shape[0], *self.spec.input_shape).flip(-1))
-            return (torch.log_softmax(logits, 1) + torch.log_softmax(mirrored, 1)) / 2
+            return (torch.log_softmax(logits.float(), 1) + torch.log_softmax(mirrored.float(), 1)) / 2
         return logits
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,8 @@ def check_optimizer(name: str, *, momentum: float | None = None, nesterov: bool 
 
 # Arithmetic of the training steps: "float32", or "bfloat16" mixed precision (torch.autocast):
 # convolutions and matrix products in bfloat16, weights, gradients, optimizer state and the loss
-# in float32. Evaluation always runs in float32.
+# in float32. The per-epoch validation runs at the training precision too; scores reported
+# after training (evaluate, a run's metrics.json) are float32.
 PRECISIONS = ("float32", "bfloat16")
 
 
