@@ -43,3 +43,22 @@ def test_evaluation_leaves_training_mode_alone():
     a, b = predict_proba(net, X[:5]), predict_proba(net, X[:5])
     np.testing.assert_array_equal(a, b)  # dropout off while predicting
     assert net.training
+
+
+def test_convolutional_networks_are_scored_in_cache_sized_batches():
+    import torch
+
+    from fmnist.evaluation import metrics
+    from fmnist.models import create_model
+
+    torch.manual_seed(0)
+    sizes = {}
+    x = torch.rand(metrics.CONV_EVAL_BATCH + 7, 28, 28)
+    for name in ("conv:4:3,maxpool:2,flatten,dense:10", "flatten,dense:8:relu,dense:10"):
+        model = create_model(name)
+        seen = sizes.setdefault(name, [])
+        model.register_forward_pre_hook(lambda m, args, seen=seen: seen.append(len(args[0])))
+        batched = metrics.log_proba_tensors(model, x)
+        torch.testing.assert_close(batched, metrics.log_proba_tensors(model, x, batch_size=len(x)))
+    assert sizes["conv:4:3,maxpool:2,flatten,dense:10"][:2] == [metrics.CONV_EVAL_BATCH, 7]
+    assert sizes["flatten,dense:8:relu,dense:10"][0] == len(x)  # dense: one large product
