@@ -363,22 +363,24 @@ def format_text(results: dict) -> str:
                      f"{r['eval_s']:>8.4f}s{r['eval_floor_s']:>9.4f}s{r['eval_vs_floor']:>8.2f}x"
                      f"{r['predict_images_per_s']:>12,.0f}{keras:>9}")
     if c := results.get("conv"):
-        keras = f"{c['keras_epoch_s']:.1f}s" if c["keras_epoch_s"] else "skipped"
         lines.append(f"{c['preset']}: floor {c['floor_s']:.2f}s ({c['epoch_gflop']:.0f} GFLOP at the best sgemm rate "
                      f"{c['best_sgemm_gflop_per_s']:.1f} GFLOP/s), epoch {c['epoch_s']:.2f}s "
                      f"({c['train_threads']} threads) = {c['epoch_vs_floor']:.2f}x floor; PyTorch eager "
-                     f"({c['eager_threads']} threads) {c['eager_epoch_s']:.2f}s = {c['eager_vs_ours']:.2f}x ours; "
-                     f"Keras {keras}" + (f" = {c['keras_vs_ours']:.2f}x ours" if c["keras_vs_ours"] else ""))
+                     f"({c['eager_threads']} threads) {_beside(c)}")
         if h := c.get("bfloat16"):
-            keras = f"{h['keras_epoch_s']:.1f}s" if h["keras_epoch_s"] else "skipped"
             lines.append(f"{c['preset']}, bfloat16 mixed precision: floor {h['floor_s']:.2f}s (best bfloat16 GEMM "
                          f"{h['best_gemm_gflop_per_s']:.1f} GFLOP/s), epoch {h['epoch_s']:.2f}s = "
-                         f"{h['epoch_vs_floor']:.2f}x floor; PyTorch eager {h['eager_epoch_s']:.2f}s = "
-                         f"{h['eager_vs_ours']:.2f}x ours; Keras {keras}"
-                         + (f" = {h['keras_vs_ours']:.2f}x ours" if h["keras_vs_ours"] else ""))
+                         f"{h['epoch_vs_floor']:.2f}x floor; PyTorch eager {_beside(h)}")
     d = results["data_load"]
     lines.append(f"data load: first (verified, empty cache) {d['first_s']:.3f}s, later {d['later_s']:.4f}s")
     return "\n".join(lines)
+
+
+def _beside(r: dict) -> str:
+    """The plain PyTorch and Keras epochs of a CNN result, each as a ratio to ours."""
+    keras = f"{r['keras_epoch_s']:.1f}s" if r["keras_epoch_s"] else "skipped"
+    return (f"{r['eager_epoch_s']:.2f}s = {r['eager_vs_ours']:.2f}x ours; Keras {keras}"
+            + (f" = {r['keras_vs_ours']:.2f}x ours" if r["keras_vs_ours"] else ""))
 
 
 def main(argv=None) -> int:

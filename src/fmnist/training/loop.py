@@ -193,8 +193,7 @@ class Trainer:
         """
         bs = self.config.batch_size
         # The hand-written dense step (no autograd bookkeeping) for the model as it is at the
-        # start of this epoch; its kernel knows only plain cross-entropy.
-        # The hand-written steps are float32 arithmetic with plain cross-entropy.
+        # start of this epoch, and the compiled epoch: float32 arithmetic, plain cross-entropy.
         plain = not self.config.label_smoothing and self.config.precision == "float32"
         self._dense_step = DenseStep.build(self.model) if plain else None
         fast = None
