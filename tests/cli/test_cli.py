@@ -208,3 +208,17 @@ def test_every_training_setting_is_a_train_option_and_an_estimator_parameter():
     # The estimator takes device as its own parameter; threads are the machine's, not the model's.
     assert set(_TRAIN_PARAMS) == fields - {"device", "threads"}
     assert set(_TRAIN_PARAMS) <= set(inspect.signature(NetClassifier).parameters)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_without_hardware_support_is_noted(capsys, tiny_dir, tmp_path, monkeypatch, native):
+    from fmnist.training import loop
+
+    monkeypatch.setattr(loop, "bfloat16_native", lambda device: native)
+    code, _, err = run(capsys, "train", "conv:4:3,maxpool:2,flatten,dense:10", "--precision", "bfloat16",
+                       "--epochs", "1", "--quiet", "--data-dir", tiny_dir, "--dataset", "custom",
+                       "--out", tmp_path / "run")
+    assert code == 0
+    assert ("no bfloat16 arithmetic in hardware" in err) is not native
+    config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert config["precision"] == "bfloat16"

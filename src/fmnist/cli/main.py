@@ -203,6 +203,12 @@ def cmd_train(args) -> int:
     config = resolve_config(get_preset(args.model), **_train_overrides(args))
     if args.out is not None:  # refused now, not after the data has loaded
         check_run_dir(args.out, overwrite=args.overwrite)
+    if config.precision == "bfloat16":
+        from fmnist.training.loop import bfloat16_native, resolve_device
+
+        if not bfloat16_native(resolve_device(config.device)):
+            print("fmnist: note: this device has no bfloat16 arithmetic in hardware, so --precision bfloat16 is "
+                  "emulated and slower than float32 here (--precision float32 trains in float32)", file=sys.stderr)
     data = _load(args)
     exclude = None
     if args.exclude:

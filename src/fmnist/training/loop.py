@@ -44,6 +44,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def bfloat16_native(device: torch.device) -> bool:
+    """Whether ``device`` does bfloat16 arithmetic in hardware: CUDA that supports it, or a CPU
+    with bfloat16 dot products (AVX512-BF16, AMX). Elsewhere autocast emulates it, slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 class Trainer:
     """Trains one torch model; ``fit`` returns the history, a list of per-epoch dicts.
 
