@@ -53,6 +53,7 @@ from fmnist.data import load_dataset, train_val_split  # noqa: E402
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, predict_proba  # noqa: E402
 from fmnist.models import create_model, get_preset  # noqa: E402
 from fmnist.training import TrainConfig, Trainer  # noqa: E402
+from fmnist.training.loop import bfloat16_native  # noqa: E402
 
 PRESETS = ("softmax", "mlp-200", "mlp-200-100")
 CONV_PRESET = "cnn-book"
@@ -211,58 +212,46 @@ def keras_child(name: str, repeats: int, images: int | None, precision: str = "f
 
 
 def conv_preset(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
-    """cnn-book's epoch in fmnist, in plain PyTorch eager and in Keras, against its sgemm floor."""
-    torch.manual_seed(0)
-    model = create_model(CONV_PRESET)
-    trainer = Trainer(model, TrainConfig(epochs=1, device="cpu",
-                                         optimizer=get_preset(CONV_PRESET).train["optimizer"]))
-    threads = torch.get_num_threads()
-    train_threads = trainer.train_threads(xs[:1])
-    torch.set_num_threads(train_threads)
-    say(f"{CONV_PRESET}: sgemm rates on its shapes")
-    floor = sgemm_floor(step_products(model, xs[:1]), steps, repeats)
-    torch.set_num_threads(threads)
-    say(f"{CONV_PRESET}: fmnist epochs")
-    trainer.run_epoch(xs[:BATCH * 10], ys[:BATCH * 10])  # warm up
-    epoch, epoch_all = median_time(lambda: trainer.run_epoch(xs, ys), repeats)
-    say(f"{CONV_PRESET}: PyTorch eager epochs")
-    eager = eager_cnn_epoch(xs, ys, eager_threads, repeats)
-    say(f"{CONV_PRESET}: Keras epochs")
-    keras = keras_epoch(CONV_PRESET, len(x_tr), keras_repeats)
-    result = {"preset": CONV_PRESET, "train_threads": train_threads, "eager_threads": eager_threads,
-              **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor["floor_s"],
-              "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
-              "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # bfloat16 dot products in hardware (AVX512-BF16, AMX)
-        result["bfloat16"] = conv_bf16(x_tr, xs, ys, model, steps, repeats, keras_repeats, eager_threads)
+    """cnn-book's epoch in fmnist, in plain PyTorch eager and in Keras, against its sgemm floor; where
+    the CPU has bfloat16 dot products, under ``"bfloat16"`` the same three in bfloat16 mixed precision."""
+    result = {"preset": CONV_PRESET, "eager_threads": eager_threads,
+              **conv_stacks(len(x_tr), xs, ys, steps, repeats, keras_repeats, eager_threads)}
+    if bfloat16_native(torch.device("cpu")):
+        h = conv_stacks(len(x_tr), xs, ys, steps, repeats, keras_repeats, eager_threads, "bfloat16")
+        result["bfloat16"] = {"floor_s": h["floor_s"], "best_gemm_gflop_per_s": h["best_sgemm_gflop_per_s"],
+                              **{k: h[k] for k in ("epoch_s", "epoch_runs_s", "epoch_vs_floor", "eager_epoch_s",
+                                                   "eager_vs_ours", "keras_epoch_s", "keras_vs_ours")}}
     return result
 
 
-def conv_bf16(x_tr, xs, ys, model, steps, repeats, keras_repeats, eager_threads) -> dict:
-    """The same three stacks with bfloat16 mixed precision, against the bfloat16 GEMM floor.
+def conv_stacks(images: int, xs, ys, steps: int, repeats: int, keras_repeats: int, eager_threads: int,
+                precision: str = "float32") -> dict:
+    """cnn-book's epoch at ``precision`` in the three stacks, and its floor at the best GEMM rate.
 
-    fmnist ``--precision bfloat16``, PyTorch eager under ``torch.autocast`` and Keras's
-    ``mixed_bfloat16`` policy: each keeps float32 weights and updates and runs the convolutions
-    and matrix products in bfloat16.
+    fmnist ``--precision``, PyTorch eager (under ``torch.autocast`` for bfloat16) and Keras (its
+    ``mixed_bfloat16`` policy): in bfloat16 each keeps float32 weights and updates and runs the
+    convolutions and matrix products in bfloat16, and the floor is at the bfloat16 GEMM's rate.
     """
+    bf16 = precision == "bfloat16"
+    tag = ", bfloat16" if bf16 else ""
     torch.manual_seed(0)
     trainer = Trainer(create_model(CONV_PRESET), TrainConfig(
-        epochs=1, device="cpu", optimizer=get_preset(CONV_PRESET).train["optimizer"], precision="bfloat16"))
+        epochs=1, device="cpu", optimizer=get_preset(CONV_PRESET).train["optimizer"], precision=precision))
     threads = torch.get_num_threads()
-    torch.set_num_threads(trainer.train_threads(xs[:1]))
-    say(f"{CONV_PRESET}: bfloat16 GEMM rates on its shapes")
-    floor = sgemm_floor(step_products(model, xs[:1]), steps, repeats, torch.bfloat16)
+    train_threads = trainer.train_threads(xs[:1])
+    torch.set_num_threads(train_threads)
+    say(f"{CONV_PRESET}: GEMM rates on its shapes{tag}")
+    floor = sgemm_floor(step_products(trainer.model, xs[:1]), steps, repeats, torch.bfloat16 if bf16 else torch.float32)
     torch.set_num_threads(threads)
-    say(f"{CONV_PRESET}: fmnist epochs, bfloat16")
+    say(f"{CONV_PRESET}: fmnist epochs{tag}")
     trainer.run_epoch(xs[:BATCH * 10], ys[:BATCH * 10])  # warm up
     epoch, epoch_all = median_time(lambda: trainer.run_epoch(xs, ys), repeats)
-    say(f"{CONV_PRESET}: PyTorch eager epochs, bfloat16")
-    eager = eager_cnn_epoch(xs, ys, eager_threads, repeats, bf16=True)
-    say(f"{CONV_PRESET}: Keras epochs, mixed_bfloat16")
-    keras = keras_epoch(CONV_PRESET, len(x_tr), keras_repeats, "bfloat16")
-    return {"floor_s": floor["floor_s"], "best_gemm_gflop_per_s": floor["best_sgemm_gflop_per_s"],
-            "epoch_s": epoch, "epoch_runs_s": epoch_all, "epoch_vs_floor": epoch / floor["floor_s"],
-            "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
+    say(f"{CONV_PRESET}: PyTorch eager epochs{tag}")
+    eager = eager_cnn_epoch(xs, ys, eager_threads, repeats, bf16=bf16)
+    say(f"{CONV_PRESET}: Keras epochs{tag}")
+    keras = keras_epoch(CONV_PRESET, images, keras_repeats, precision)
+    return {"train_threads": train_threads, **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all,
+            "epoch_vs_floor": epoch / floor["floor_s"], "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
             "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
 
 

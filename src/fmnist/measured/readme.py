@@ -174,13 +174,11 @@ def speed(results: Results) -> list[str]:
     rows = [[name, _s(r["epoch_s"]), _s(r["gemm_floor_s"]), "–", _s(r["keras_epoch_s"]), _x(r["keras_vs_ours"])]
             for name, r in b["presets"].items()]
     if c := b.get("conv"):
-        rows.append([f"{c['preset']} ({c['train_threads']} threads)", _s(c["epoch_s"]), _s(c["floor_s"]),
-                     f"{_s(c['eager_epoch_s'])} ({_x(c['eager_vs_ours'])})", _s(c["keras_epoch_s"]),
-                     _x(c["keras_vs_ours"])])
+        runs = [(f"{c['preset']} ({c['train_threads']} threads)", c)]
         if h := c.get("bfloat16"):  # every stack in bfloat16 mixed precision
-            rows.append([f"{c['preset']}, bfloat16 mixed precision (all three)", _s(h["epoch_s"]), _s(h["floor_s"]),
-                         f"{_s(h['eager_epoch_s'])} ({_x(h['eager_vs_ours'])})", _s(h["keras_epoch_s"]),
-                         _x(h["keras_vs_ours"])])
+            runs.append((f"{c['preset']}, bfloat16 mixed precision (all three)", h))
+        rows += [[label, _s(r["epoch_s"]), _s(r["floor_s"]), f"{_s(r['eager_epoch_s'])} ({_x(r['eager_vs_ours'])})",
+                  _s(r["keras_epoch_s"]), _x(r["keras_vs_ours"])] for label, r in runs]
     lines = _table([f"per epoch, {images} images, batch {b['batch']}", "fmnist", "arithmetic floor",
                     "plain PyTorch eager (/ fmnist)", "Keras/TF", "Keras / fmnist"], rows)
     lines += ["", f"Measured by `{b['command']}` in one run ({_when(b['date'], b['loadavg_before'], b['loadavg_after'])};"
@@ -215,16 +213,15 @@ def benchmark(results: Results) -> list[str]:
     lines += _table(["preset", "GEMM floor", "our epoch", "x floor", "eval", "eval floor", "x floor", "predict/s",
                      "Keras epoch", "Keras / ours"], rows)
     if c := b.get("conv"):
+        runs = [(c["preset"], f"{c['best_sgemm_gflop_per_s']:.1f} GFLOP/s", c)]
+        if h := c.get("bfloat16"):
+            runs.append((f"{c['preset']}, bfloat16", f"{h['best_gemm_gflop_per_s']:.1f} GFLOP/s (bfloat16)", h))
         lines += [""] + _table(
             ["conv preset", "threads", "epoch GFLOP", "best sgemm", "floor", "our epoch", "x floor",
              f"PyTorch eager ({c['eager_threads']} threads)", "eager / ours", "Keras epoch", "Keras / ours"],
-            [[c["preset"], str(c["train_threads"]), f"{c['epoch_gflop']:,.0f}", f"{c['best_sgemm_gflop_per_s']:.1f} GFLOP/s",
-              _s(c["floor_s"]), _s(c["epoch_s"]), _x(c["epoch_vs_floor"]), _s(c["eager_epoch_s"]),
-              _x(c["eager_vs_ours"]), _s(c["keras_epoch_s"]), _x(c["keras_vs_ours"])]]
-            + ([[f"{c['preset']}, bfloat16", str(c["train_threads"]), f"{c['epoch_gflop']:,.0f}",
-                 f"{h['best_gemm_gflop_per_s']:.1f} GFLOP/s (bfloat16)", _s(h["floor_s"]), _s(h["epoch_s"]),
-                 _x(h["epoch_vs_floor"]), _s(h["eager_epoch_s"]), _x(h["eager_vs_ours"]), _s(h["keras_epoch_s"]),
-                 _x(h["keras_vs_ours"])]] if (h := c.get("bfloat16")) else []))
+            [[label, str(c["train_threads"]), f"{c['epoch_gflop']:,.0f}", rate, _s(r["floor_s"]), _s(r["epoch_s"]),
+              _x(r["epoch_vs_floor"]), _s(r["eager_epoch_s"]), _x(r["eager_vs_ours"]), _s(r["keras_epoch_s"]),
+              _x(r["keras_vs_ours"])] for label, rate, r in runs])
         lines += ["", f"sgemm rates measured in that run on {c['preset']}'s products (batch {b['batch']}; the floor "
                       "uses the best):", ""]
         lines += _table(["product", "M x K x N", "GFLOP/s"],
