@@ -179,3 +179,40 @@ def test_evaluate_reports_the_cleaned_split_beside_the_full_one(tiny_data, tmp_p
     assert scores["cleaned"]["n"] == 46 and scores["cleaned"]["excluded"] == 4
     assert scores["cleaned"]["accuracy"] == evaluate(result.model, tiny_data.x_test[keep],
                                                      tiny_data.y_test[keep])["accuracy"]
+
+
+def test_a_run_without_holdout_trains_on_every_training_image_and_resumes_so(tiny_data, tmp_path):
+    from fmnist.runs import resume_run
+    from fmnist.training import Callback
+
+    seen = []
+
+    class Batches(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append((trainer.num_batches, "val_loss" in logs))
+            if epoch == 1 and len(seen) == 1:
+                raise SystemExit(0)  # interrupted after its first epoch
+
+    run_dir = tmp_path / "run"
+    config = resolve_config(get_preset("softmax"), epochs=2, batch_size=10)
+    with pytest.raises(SystemExit):
+        train_run("softmax", tiny_data, config=config, out_dir=run_dir, holdout=False, observers=[Batches()])
+    result = resume_run(run_dir, tiny_data, observers=[Batches()])
+    # All 200 training images in batches of 10, before and after the resume; no validation pass.
+    assert seen == [(20, False), (20, False)] and len(result.history) == 2
+    assert "val" not in result.metrics and result.metrics["test"]["n"] == 50
+    assert json.loads((run_dir / "run.json").read_text())["data"]["split"] is None
+    with pytest.raises(RunError, match="no validation split"):
+        evaluate_run(run_dir, tiny_data, split="val")
+    assert evaluate_run(run_dir, tiny_data, split="train")["n"] == 200
+    assert evaluate_run(run_dir, tiny_data, split="test")["accuracy"] == result.metrics["test"]["accuracy"]
+
+
+def test_without_holdout_a_scikit_learn_model_fits_every_image_and_validation_watchers_are_refused(tiny_data):
+    result = train_run("sgd-logreg", tiny_data, holdout=False)
+    assert "val" not in result.metrics and "test" in result.metrics
+    assert result.model.t_ == pytest.approx(1 + result.model.n_iter_ * 200)  # SGD's step count: 200 rows a pass
+    with pytest.raises(UsageError, match="early stopping"):
+        train_run("mlp-100-dropout", tiny_data, holdout=False)
+    with pytest.raises(UsageError, match="checkpoint_best=True"):
+        train_run("softmax", tiny_data, holdout=False, checkpoint_best=True)

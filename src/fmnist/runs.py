@@ -77,6 +77,8 @@ class RunResult:
     threads: dict[str, int] | None = None
     # Training images left out (``fmnist.auditing.Exclusion.to_dict()``), None when none were.
     exclude: dict[str, Any] | None = None
+    # False: trained on every training image, with no validation split (``train_run(holdout=False)``).
+    holdout: bool = True
 
 
 def versions() -> dict[str, str]:
@@ -153,7 +155,7 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
 def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = None, out_dir: Path | None = None,
               callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
               checkpoint_best: bool = False, overwrite: bool = False,
-              observers: Sequence[Callback] = (), exclude=None) -> RunResult:
+              observers: Sequence[Callback] = (), exclude=None, holdout: bool = True) -> RunResult:
     """Train ``model_name`` on the study's 48,000 / 12,000 split of ``data`` and score it.
 
     Validation accuracy is what a user selects models by; the test set (t10k) is scored apart
@@ -171,10 +173,17 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
     ``exclude``: an :class:`fmnist.auditing.Exclusion` of the training split (``--exclude``):
     those images leave both sides of the same 48,000 / 12,000 split, so the validation images
     that remain are the ones a run without exclusion is scored on.
+
+    ``holdout=False`` trains on all the training images (60,000): the final fit of a recipe
+    chosen on the split, as the Fashion-MNIST benchmark trains its models. The run then has no
+    validation score, only the test score, so early stopping and ``checkpoint_best`` (both
+    watch the validation loss) are refused.
     """
     exclude = exclude.to_dict() if exclude is not None else None
     preset = get_preset(model_name)
     config = config or resolve_config(preset)
+    if not holdout:
+        check_no_holdout(config, checkpoint_best)
     if out_dir is not None:
         check_run_dir(out_dir, overwrite=overwrite)
         # Replacing a run: its completion marker and checkpoints would describe the old one.
@@ -185,13 +194,24 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
         model = create_model(model_name)
         trainer = Trainer(model, config, [*callbacks, *_checkpoints(out_dir, checkpoint_best, {
             "model": model_name, "preset": preset.to_dict(), "dataset": data.dataset,
-            "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best, "exclude": exclude}),
-            *observers])
-        return _fit_and_save(trainer, model_name, preset, data, out_dir, evaluate_test, exclude)
+            "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best, "exclude": exclude,
+            "holdout": holdout}), *observers])
+        return _fit_and_save(trainer, model_name, preset, data, out_dir, evaluate_test, exclude, holdout)
     if checkpoint_best:
         raise UsageError(f"{option('checkpoint_best', True, cli='--checkpoint')}: {preset.name} is a scikit-learn "
                          "model, trained in one go with no epochs to checkpoint; leave it out")
-    return _fit_sklearn(model_name, preset, data, config, out_dir, evaluate_test, exclude)
+    return _fit_sklearn(model_name, preset, data, config, out_dir, evaluate_test, exclude, holdout)
+
+
+def check_no_holdout(config: TrainConfig, checkpoint_best: bool = False) -> None:
+    """Refuse (:class:`UsageError`) what needs the validation split that ``holdout=False`` gives up."""
+    no = spelled("holdout=False", "--no-holdout")
+    if config.patience:
+        raise UsageError(f"{no}: early stopping ({option('patience', config.patience)}) watches the validation "
+                         f"loss, and this run holds out no validation images; add {option('patience', 0)}")
+    if checkpoint_best:
+        raise UsageError(f"{no}: {option('checkpoint_best', True, cli='--checkpoint')} keeps the epoch with the "
+                         "best validation loss, and this run holds out no validation images; leave it out")
 
 
 def _checkpoints(out_dir: Path | None, best: bool, extra: dict[str, Any]) -> list[Callback]:
@@ -239,7 +259,8 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     if trainer.stop_training:
         # Stopped early but interrupted before the run folder was written: finish, train no more.
         trainer.callbacks.insert(0, _StopAtOnce())
-    return _fit_and_save(trainer, info["model"], preset, data, run_dir, evaluate_test, info.get("exclude"))
+    return _fit_and_save(trainer, info["model"], preset, data, run_dir, evaluate_test, info.get("exclude"),
+                         info.get("holdout", True))
 
 
 def load_checkpoint_model(path: str | Path) -> Network:
@@ -267,26 +288,33 @@ def _preset_from_dict(d: dict[str, Any]) -> Preset:
                   params=d.get("params") or {}, train=d.get("train") or {}, source=d.get("source", ""))
 
 
-def _split(data: Dataset, exclude: dict[str, Any] | None = None):
-    """``(x_tr, x_val, y_tr, y_val)``: the study's split, less the training images ``exclude`` names."""
-    tr, val = split_indices(len(data.x_train), VAL_SIZE, SPLIT_SEED)
+def _split(data: Dataset, exclude: dict[str, Any] | None = None, holdout: bool = True):
+    """``(x_tr, x_val, y_tr, y_val)``: the study's split, less the training images ``exclude`` names.
+
+    Without ``holdout`` every training image is trained on, and ``x_val``, ``y_val`` are None.
+    """
+    tr, val = split_indices(len(data.x_train), VAL_SIZE, SPLIT_SEED) if holdout else (np.arange(len(data.x_train)), None)
     if exclude:
         drop = np.asarray(exclude["indices"], dtype=np.int64)
-        tr, val = tr[~np.isin(tr, drop)], val[~np.isin(val, drop)]
+        tr = tr[~np.isin(tr, drop)]
+        val = None if val is None else val[~np.isin(val, drop)]
+    if val is None:
+        return data.x_train[tr], None, data.y_train[tr], None
     return data.x_train[tr], data.x_train[val], data.y_train[tr], data.y_train[val]
 
 
 def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Dataset, out_dir: Path | None,
-                  evaluate_test: bool, exclude: dict[str, Any] | None = None) -> RunResult:
-    x_tr, x_val, y_tr, y_val = _split(data, exclude)
+                  evaluate_test: bool, exclude: dict[str, Any] | None = None, holdout: bool = True) -> RunResult:
+    x_tr, x_val, y_tr, y_val = _split(data, exclude, holdout)
     already = sum(h.get("time", 0.0) for h in trainer.history)  # a resumed run counts its earlier epochs
     start = time.perf_counter()
     cpu = trainer.device.type == "cpu"
-    history = trainer.fit(x_tr, y_tr, validation_data=(x_val, y_val))
+    history = trainer.fit(x_tr, y_tr, validation_data=None if x_val is None else (x_val, y_val))
     # The final scores use the trainer's thread count too: a sweep trial stays in its allotment.
     with torch_threads(trainer.threads if cpu else torch.get_num_threads()):
-        metrics: dict[str, Any] = {"val": evaluate(trainer.model, x_val, y_val),
-                                   "train_time_s": already + time.perf_counter() - start}
+        metrics: dict[str, Any] = {"train_time_s": already + time.perf_counter() - start}
+        if x_val is not None:
+            metrics = {"val": evaluate(trainer.model, x_val, y_val), **metrics}
         metrics["weights_epoch"] = trainer.weights_epoch
         if trainer.stop_reason:
             metrics["stopped"] = trainer.stop_reason
@@ -294,7 +322,7 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
         config = trainer.config.resolved(device=str(trainer.device))
         threads = {"threads": trainer.threads, "step_threads": trainer.step_threads} if cpu else None
         return _finish(model_name, preset, trainer.model, config, history, metrics, data, out_dir, evaluate_test,
-                       threads, exclude)
+                       threads, exclude, holdout)
 
 
 @contextlib.contextmanager
@@ -312,8 +340,8 @@ def recorded_warnings():
 
 
 def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainConfig, out_dir: Path | None,
-                 evaluate_test: bool, exclude: dict[str, Any] | None = None) -> RunResult:
-    x_tr, x_val, y_tr, y_val = _split(data, exclude)
+                 evaluate_test: bool, exclude: dict[str, Any] | None = None, holdout: bool = True) -> RunResult:
+    x_tr, x_val, y_tr, y_val = _split(data, exclude, holdout)
     if "random_state" in preset.params:
         # The seed asked for, recorded in the preset that run.json keeps, so it says what ran.
         preset = dataclasses.replace(preset, params={**preset.params, "random_state": config.seed})
@@ -324,19 +352,22 @@ def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainCo
         model.fit(as_features(x_tr), y_tr)
     history: list[dict[str, Any]] = []
     train_time = time.perf_counter() - start
-    metrics: dict[str, Any] = {"val": evaluate(model, x_val, y_val), "train_time_s": train_time}
+    metrics: dict[str, Any] = {"val": evaluate(model, x_val, y_val)} if x_val is not None else {}
+    metrics["train_time_s"] = train_time
     if caught:
         metrics["warnings"] = caught
-    return _finish(model_name, preset, model, config, history, metrics, data, out_dir, evaluate_test, exclude)
+    return _finish(model_name, preset, model, config, history, metrics, data, out_dir, evaluate_test, exclude,
+                   holdout=holdout)
 
 
 def _finish(model_name: str, preset: Preset, model: Any, config: TrainConfig, history: list[dict[str, Any]],
             metrics: dict[str, Any], data: Dataset, out_dir: Path | None, evaluate_test: bool,
-            threads: dict[str, int] | None = None, exclude: dict[str, Any] | None = None) -> RunResult:
+            threads: dict[str, int] | None = None, exclude: dict[str, Any] | None = None,
+            holdout: bool = True) -> RunResult:
     if evaluate_test:
         metrics["test"] = evaluate(model, data.x_test, data.y_test)
     result = RunResult(preset.name if preset.name != "custom" else model_name, preset, model, config, history,
-                       metrics, threads=threads, exclude=exclude)
+                       metrics, threads=threads, exclude=exclude, holdout=holdout)
     if out_dir is not None:
         result.run_dir = save_run(result, Path(out_dir), data)
     return result
@@ -354,7 +385,8 @@ def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
         "config": result.config.to_dict() if result.preset.family == "torch" else None,
         "threads": result.threads,
         "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
-                 "split": {"test_size": VAL_SIZE, "random_state": SPLIT_SEED},
+                 # None: trained on every training image, no validation split (train_run(holdout=False)).
+                 "split": {"test_size": VAL_SIZE, "random_state": SPLIT_SEED} if result.holdout else None,
                  **({"exclude": result.exclude} if result.exclude else {})},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
     })
@@ -397,6 +429,22 @@ def _read_list(path: Path) -> list:
     return data
 
 
+def run_split(run: Run, n: int, need_val: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(train, validation)`` indices into the ``n`` training images, as the run's run.json records them.
+
+    A run trained without a validation split (``holdout=False``) trained on every image; asking
+    for its validation images (``need_val``) raises :class:`RunError`.
+    """
+    data = run.info.get("data", {})
+    if "split" in data and data["split"] is None:
+        if need_val:
+            raise RunError(f"{run.run_dir}: this run trained on all {n:,} training images (--no-holdout), so it has "
+                           "no validation split; score it on the test set (--split test)")
+        return np.arange(n), None
+    s = data.get("split") or {}
+    return split_indices(n, s.get("test_size", VAL_SIZE), s.get("random_state", SPLIT_SEED))
+
+
 def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude=None) -> dict[str, Any]:
     """Reload a run and score it on ``split``: ``"val"`` (the run's own split), ``"test"`` or ``"train"``.
 
@@ -410,11 +458,10 @@ def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude
     if split == "test":
         x_all, y_all, idx = data.x_test, data.y_test, np.arange(len(data.x_test))
     elif split in ("val", "train"):
-        info = run.info.get("data", {})
-        s = info.get("split", {})
         x_all, y_all = data.x_train, data.y_train
-        tr, val = split_indices(len(x_all), s.get("test_size", VAL_SIZE), s.get("random_state", SPLIT_SEED))
-        idx = val if split == "val" else tr
+        tr, val = run_split(run, len(x_all), need_val=split == "val")
+        idx = tr if split == "train" else val
+        info = run.info.get("data", {})
         if info.get("exclude"):  # the images the run itself left out are not part of its split
             idx = idx[~np.isin(idx, np.asarray(info["exclude"]["indices"], dtype=np.int64))]
     else:

@@ -29,6 +29,20 @@ def test_train_then_evaluate(capsys, tiny_dir, tmp_path):
     assert code == 0 and result["split"] == "test" and result["n"] == 50 and 0 <= result["accuracy"] <= 1
 
 
+
+def test_train_without_holdout_scores_only_the_test_set(capsys, tiny_dir, tmp_path):
+    data = ("--data-dir", tiny_dir, "--dataset", "custom")
+    code, out, _ = run(capsys, "train", "softmax", "--no-holdout", "--epochs", "1", *data, "--out", tmp_path / "run")
+    assert code == 0 and "val_" not in out
+    assert "test_accuracy: " in out and "trained on all training images, no validation split" in out
+    code, _, err = run(capsys, "evaluate", tmp_path / "run", *data)
+    assert code == 1 and "no validation split" in err and "--split test" in err
+    # Refused before any data is looked for: this folder does not exist.
+    code, _, err = run(capsys, "train", "mlp-100-dropout", "--no-holdout", "--data-dir", tmp_path / "none")
+    assert code == 2 and "--no-holdout: early stopping (--patience 2)" in err and "--patience 0" in err
+    code, _, err = run(capsys, "train", "--resume", tmp_path / "run", "--no-holdout", *data)
+    assert code == 2 and "drop --no-holdout" in err
+
 def test_spec_string_and_optimizer_flags(capsys, tiny_dir, tmp_path):
     code, out, _ = run(capsys, "train", "flatten,dense:16:tanh,dense:10", "--optimizer", "sgd", "--momentum", "0.9",
                        "--nesterov", "--lr", "0.05", "--epochs", "1", "--quiet", "--data-dir", tiny_dir,

@@ -186,14 +186,15 @@ def cmd_models(args) -> int:
 
 def cmd_train(args) -> int:
     from fmnist.models import get_preset
-    from fmnist.runs import check_run_dir, resolve_config, resume_run, run_name, train_run
+    from fmnist.runs import check_no_holdout, check_run_dir, resolve_config, resume_run, run_name, train_run
     from fmnist.training import ProgressLogger
 
     callbacks = [] if args.quiet else [ProgressLogger()]
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k, v in _train_overrides(args).items() if v is not None]
         given += [name for name, v in (("MODEL", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint),
-                                       ("--overwrite", args.overwrite), ("--exclude", args.exclude)) if v]
+                                       ("--overwrite", args.overwrite), ("--exclude", args.exclude),
+                                       ("--no-holdout", not args.holdout)) if v]
         if given:
             raise UsageError(f"--resume continues a run with its own model and config; drop {', '.join(given)}")
         return _train_or_interrupted(args.resume, lambda: resume_run(args.resume, _load(args), callbacks=callbacks),
@@ -203,6 +204,8 @@ def cmd_train(args) -> int:
     config = resolve_config(get_preset(args.model), **_train_overrides(args))
     if args.out is not None:  # refused now, not after the data has loaded
         check_run_dir(args.out, overwrite=args.overwrite)
+    if not args.holdout:
+        check_no_holdout(config, args.checkpoint)
     if config.precision == "bfloat16":
         from fmnist.training.loop import bfloat16_native, resolve_device
 
@@ -220,7 +223,7 @@ def cmd_train(args) -> int:
     with _output(args.out, Path("runs") / run_name(args.model)) as out:
         return _train_or_interrupted(out, lambda: train_run(
             args.model, data, config=config, out_dir=out, callbacks=callbacks, checkpoint_best=args.checkpoint,
-            overwrite=args.overwrite, exclude=exclude), args.debug)
+            overwrite=args.overwrite, exclude=exclude, holdout=args.holdout), args.debug)
 
 
 def _train_or_interrupted(out: Path, train, debug: bool) -> int:
@@ -240,8 +243,12 @@ def _train_or_interrupted(out: Path, train, debug: bool) -> int:
     m = result.metrics
     if "stopped" in m:
         print(m["stopped"])
-    print(f"val_loss: {m['val']['loss']:.4f} - val_accuracy: {m['val']['accuracy']:.4f} "
-          f"(test, reported apart: {m['test']['accuracy']:.4f}) - {m['train_time_s']:.1f}s")
+    if "val" in m:
+        print(f"val_loss: {m['val']['loss']:.4f} - val_accuracy: {m['val']['accuracy']:.4f} "
+              f"(test, reported apart: {m['test']['accuracy']:.4f}) - {m['train_time_s']:.1f}s")
+    else:
+        print(f"test_loss: {m['test']['loss']:.4f} - test_accuracy: {m['test']['accuracy']:.4f} (trained on all "
+              f"training images, no validation split) - {m['train_time_s']:.1f}s")
     print(f"saved run to {result.run_dir}")
     return 0
 
@@ -573,6 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", metavar="AUDIT[:KINDS]",
                    help="leave out the training images an audit flagged: DIR/audit.json, optionally with "
                         ":kinds from exact_duplicates,near_duplicates,label_issues,outliers (default: none)")
+    p.add_argument("--no-holdout", dest="holdout", action="store_false",
+                   help="train on all the training images (60,000), with no validation split: the final fit of a "
+                        "recipe chosen on the split; only the test set is scored (default: hold out the study's "
+                        "12,000)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="reload a run folder and score it")

@@ -178,13 +178,10 @@ def _unique_slugs(names: Sequence[str]) -> list[str]:
 def _split_images(run, data, split: str) -> tuple[np.ndarray, np.ndarray]:
     if split == "test":
         return data.x_test, data.y_test
-    from fmnist.data import train_val_split
-    from fmnist.runs import SPLIT_SEED, VAL_SIZE
+    from fmnist.runs import run_split
 
-    s = run.info.get("data", {}).get("split", {})
-    _, x_val, _, y_val = train_val_split(data.x_train, data.y_train, test_size=s.get("test_size", VAL_SIZE),
-                                         random_state=s.get("random_state", SPLIT_SEED))
-    return x_val, y_val
+    _, val = run_split(run, len(data.x_train))
+    return data.x_train[val], data.y_train[val]
 
 
 # --- HTML pieces --------------------------------------------------------------------------------
