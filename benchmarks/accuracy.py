@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py reproduce              # `fmnist reproduce`      -> src/fmnist/measured/reproduce.json
     python benchmarks/accuracy.py presets [PRESET...]    # `fmnist train PRESET`   -> src/fmnist/measured/presets.json
+    python benchmarks/accuracy.py presets --no-holdout cnn-best   # its final fit on all 60,000, recorded beside
     make readme                                          # then regenerate the README tables from them
 
 Each command runs exactly as a user would type it (a fresh ``python -m fmnist`` process of this
@@ -73,27 +74,33 @@ def record_reproduce(dest: Path) -> dict:
     return record
 
 
-def record_presets(names: list[str], dest: Path) -> dict:
+def record_presets(names: list[str], dest: Path, holdout: bool = True) -> dict:
+    """Train each preset as ``fmnist train NAME`` (``--no-holdout``: on all the training images, recorded
+    under ``"NAME --no-holdout"`` beside the split's run) and record its scores in ``dest``."""
     record = _read(dest) if dest.exists() else {"format": "fmnist-measured-presets", "format_version": 1,
                                                  "presets": {}}
+    extra = [] if holdout else ["--no-holdout"]
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / name
-            measured = _fmnist("train", name, "--out", str(run), "--quiet")
+            measured = _fmnist("train", name, *extra, "--out", str(run), "--quiet")
             info, metrics, history = (_read(run / f) for f in ("run.json", "metrics.json", "history.json"))
         preset = info["preset"]
-        record["presets"][name] = {
-            **measured, "command": f"fmnist train {name}",
+        val = metrics.get("val") or {}
+        key = " ".join([name, *extra])
+        record["presets"][key] = {
+            **measured, "command": f"fmnist train {key}",
             "spec": preset["spec"], "train": preset["train"], "config": info["config"],
-            "val_accuracy": metrics["val"]["accuracy"], "val_loss": metrics["val"]["loss"],
+            "val_accuracy": val.get("accuracy"), "val_loss": val.get("loss"),
             "test_accuracy": metrics["test"]["accuracy"], "test_loss": metrics["test"]["loss"],
             "epochs_run": len(history), "weights_epoch": metrics.get("weights_epoch"),
             "stopped": metrics.get("stopped"), "train_time_s": metrics["train_time_s"],
             "versions": info["versions"]}
         # Written after every preset: an interrupted series keeps what it measured.
         write_json(dest, record)
-        print(f"{name}: val {metrics['val']['accuracy']:.4f}, test {metrics['test']['accuracy']:.4f}, "
-              f"{metrics['train_time_s']:.0f} s -> {dest}", flush=True)
+        scores = f"val {val['accuracy']:.4f}, " if val else ""
+        print(f"{key}: {scores}test {metrics['test']['accuracy']:.4f}, {metrics['train_time_s']:.0f} s -> {dest}",
+              flush=True)
     return record
 
 
@@ -104,6 +111,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("presets", help="train presets with `fmnist train` and record their scores")
     p.add_argument("names", nargs="*", default=list(ACCURACY_PRESETS),
                    help=f"presets (default: {' '.join(ACCURACY_PRESETS)})")
+    p.add_argument("--no-holdout", dest="holdout", action="store_false",
+                   help="train each on all the training images (`fmnist train NAME --no-holdout`): the final fit")
     p.add_argument("--out", type=Path, default=MEASURED_DIR / "presets.json", help="results file to update")
     parser.add_argument("--reproduce-out", type=Path, default=MEASURED_DIR / "reproduce.json",
                         help=argparse.SUPPRESS)
@@ -111,7 +120,7 @@ def main(argv=None) -> int:
     if args.what == "reproduce":
         record_reproduce(args.reproduce_out)
     else:
-        record_presets(args.names, args.out)
+        record_presets(args.names, args.out, args.holdout)
     return 0
 
 

@@ -141,3 +141,22 @@ def test_bfloat16_speeds_get_their_own_rows(results):
     del bench["conv"]["bfloat16"]  # a CPU without bfloat16 dot products: no such rows
     (folder / "benchmark.json").write_text(json.dumps(bench))
     assert not any("bfloat16" in line for line in gen.speed(gen.Results(folder)))
+
+
+def test_a_final_fit_without_holdout_follows_its_presets_row(results):
+    folder, _ = results
+    record = json.loads((folder / "presets.json").read_text())
+    name = next(n for n in gen.ACCURACY_PRESETS if n in record["presets"])
+    final = {**copy.deepcopy(record["presets"][name]), "val_accuracy": None, "val_loss": None,
+             "test_accuracy": 0.9876, "train_time_s": 123.4}
+    record["presets"][f"{name} --no-holdout"] = final
+    (folder / "presets.json").write_text(json.dumps(record))
+    lines = gen.presets(gen.Results(folder))
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"| `{name}` |"))
+    assert lines[at + 1].startswith(f"| `{name} --no-holdout` | – | 0.9876 | the same recipe on all 60,000")
+    assert "| 123 s |" in lines[at + 1]
+    final["train"] = {**final["train"], "epochs": 999}  # measured on another recipe: marked, with its own command
+    (folder / "presets.json").write_text(json.dumps(record))
+    text = "\n".join(gen.presets(gen.Results(folder)))
+    assert f"`{name} --no-holdout` (older recipe)" in text
+    assert f"`python benchmarks/accuracy.py presets --no-holdout {name}`" in text
