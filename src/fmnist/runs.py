@@ -293,7 +293,8 @@ def _split(data: Dataset, exclude: dict[str, Any] | None = None, holdout: bool =
 
     Without ``holdout`` every training image is trained on, and ``x_val``, ``y_val`` are None.
     """
-    tr, val = split_indices(len(data.x_train), VAL_SIZE, SPLIT_SEED) if holdout else (np.arange(len(data.x_train)), None)
+    n = len(data.x_train)
+    tr, val = split_indices(n, VAL_SIZE, SPLIT_SEED) if holdout else (np.arange(n), None)
     if exclude:
         drop = np.asarray(exclude["indices"], dtype=np.int64)
         tr = tr[~np.isin(tr, drop)]
@@ -312,9 +313,8 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
     history = trainer.fit(x_tr, y_tr, validation_data=None if x_val is None else (x_val, y_val))
     # The final scores use the trainer's thread count too: a sweep trial stays in its allotment.
     with torch_threads(trainer.threads if cpu else torch.get_num_threads()):
-        metrics: dict[str, Any] = {"train_time_s": already + time.perf_counter() - start}
-        if x_val is not None:
-            metrics = {"val": evaluate(trainer.model, x_val, y_val), **metrics}
+        metrics: dict[str, Any] = {"val": evaluate(trainer.model, x_val, y_val)} if x_val is not None else {}
+        metrics["train_time_s"] = already + time.perf_counter() - start
         metrics["weights_epoch"] = trainer.weights_epoch
         if trainer.stop_reason:
             metrics["stopped"] = trainer.stop_reason
