@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmnist._threads import torch_threads
 from fmnist.models import ModelSpec, _fused
 from fmnist.models.network import Network
 
@@ -23,26 +24,47 @@ def _grads(fn, *inputs, seed=0):
     return out.detach(), [t.grad for t in inputs if t.requires_grad]
 
 
+@pytest.fixture(params=["one slice", "slices"])
+def slices(request, monkeypatch):
+    """The kernels on the whole batch at once, and on slices of it on two threads."""
+    if request.param == "slices":
+        monkeypatch.setattr(_fused, "min_slice_images", 1)
+    with torch_threads(2):
+        yield request.param
+
+
 @pytest.mark.parametrize("shape", [(3, 32, 28, 28), (2, 5, 7, 9), (1, 4, 6, 6)])
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_relu_max_pool_is_bit_identical_to_torch(shape, relu, channels_last):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_relu_max_pool_is_bit_identical_to_torch(shape, relu, channels_last, dtype, slices):
     y = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     y[0, 0, 0, :2] = 1.5  # a tie inside one window: the first wins, in both
     y[0, 1, :2, :2] = -1.0  # a window the ReLU zeroes entirely: no gradient
+    y[-1, -1, -2:, -2:] = torch.tensor([[-3.0, -0.5], [-2.0, -1.0]])  # all negative: the pool alone picks -0.5
+    y = y.to(dtype)
     if channels_last:
         y = y.contiguous(memory_format=torch.channels_last)
     y.requires_grad_()
     ours, (g_ours,) = _grads(lambda t: _fused.relu_max_pool2d(t, relu), y)
     ref, (g_ref,) = _grads(lambda t: F.max_pool2d(F.relu(t) if relu else t, 2), y)
-    assert torch.equal(ours, ref)
+    assert ours.dtype == dtype and torch.equal(ours, ref)
     assert torch.equal(g_ours, g_ref)
-    assert ours.is_contiguous(memory_format=torch.channels_last)
+    assert ours.is_contiguous(memory_format=torch.channels_last) or (dtype == torch.bfloat16 and not relu)
+
+
+def test_bfloat16_relu_pool_takes_the_kernel(monkeypatch):
+    calls = []
+    kernel = _fused._kernels().pool_forward
+    monkeypatch.setattr(_fused._kernels(), "pool_forward", lambda *a: calls.append(a[0].dtype) or kernel(*a))
+    _fused.relu_max_pool2d(torch.randn(2, 8, 6, 6, dtype=torch.bfloat16))
+    _fused.relu_max_pool2d(torch.randn(2, 8, 6, 6, dtype=torch.bfloat16), relu=False)  # torch's: see ReluMaxPool2d
+    assert calls == [np.int16]
 
 
 @pytest.mark.parametrize("size", [(28, 28), (7, 9), (6, 5)])
 @pytest.mark.parametrize("padding", [1, 0])
-def test_stem_matches_torch_conv_relu_pool(size, padding):
+def test_stem_matches_torch_conv_relu_pool(size, padding, slices):
     gen = torch.Generator().manual_seed(2)
     conv = nn.Conv2d(1, 8, 3, padding=padding)
     with torch.no_grad():
@@ -152,3 +174,32 @@ def test_inference_on_a_few_images_leaves_numba_unloaded_and_a_batch_loads_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(Path(fmnist.__file__).parents[1]), "PATH": ""}).stdout
     assert out.split() == ["False", "True", "(3,", "10)", "(256,", "10)"]
+
+
+def test_dropout_zeroes_at_its_rate_scales_the_rest_and_follows_torchs_seed():
+    x = torch.rand(400, 500) + 0.5
+    torch.manual_seed(7)
+    out = _fused.dropout(x.requires_grad_(), 0.3)
+    kept = out != 0
+    assert abs(1 - kept.float().mean().item() - 0.3) < 0.005
+    torch.testing.assert_close(out[kept], x.detach()[kept] / 0.7)
+    out.sum().backward()
+    assert torch.equal(x.grad, kept.float() / 0.7)  # the gradient takes the same mask
+    torch.manual_seed(7)
+    assert torch.equal(_fused.dropout(x.detach(), 0.3), out.detach())
+    assert not torch.equal(_fused.dropout(x.detach(), 0.3), out.detach())  # the generator moved on
+    bf16 = _fused.dropout(x.detach().bfloat16(), 0.3)
+    assert bf16.dtype == torch.bfloat16 and abs((bf16 == 0).float().mean().item() - 0.3) < 0.005
+
+
+def test_network_trains_with_the_fast_dropout_and_predicts_without_it(monkeypatch):
+    model = _cnn("conv:6:3:same:relu,maxpool:2,flatten,dropout:0.5,dense:10")
+    assert [kind for _, _, kind in model._plan.steps] == ["stem", None, "dropout", None]
+    rates = []
+    monkeypatch.setattr(_fused, "dropout", lambda x, p: rates.append(p) or F.dropout(x, p, True))
+    x = torch.rand(4, 28, 28)
+    model(x)
+    assert rates == [0.5]
+    model.eval()  # with autograd on, the plan runs: its dropout step must leave the images alone
+    torch.testing.assert_close(model(x), model.layers(model.adapt_input(x)), rtol=1e-5, atol=1e-5)
+    assert rates == [0.5]

@@ -293,3 +293,16 @@ def test_unknown_precision_is_a_usage_error():
     with pytest.raises(UsageError) as exc:
         TrainConfig(precision="float16")
     assert exc.value.cli_message.startswith("--precision") and "bfloat16" in str(exc.value)
+
+
+def test_the_per_epoch_monitor_scores_one_view_and_reported_scores_the_models_own():
+    from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, score
+
+    torch.manual_seed(0)
+    model = create_model("flatten,dense:32:relu,dense:10", tta="flip")
+    history = fit(model, X, Y, config=TrainConfig(epochs=2, seed=0), validation_data=(X[:40], Y[:40]))
+    xs, ys = images_to_tensor(X[:40]), torch.as_tensor(Y[:40])
+    one_view, with_flip = (score(log_proba_tensors(model, xs, tta=tta), ys)["loss"] for tta in (False, True))
+    assert one_view != with_flip  # the mirror changes this model's scores
+    assert history[-1]["val_loss"] == one_view
+    assert evaluate(model, X[:40], Y[:40])["loss"] == with_flip

@@ -47,8 +47,14 @@ CONV_EVAL_BATCH = 512
 
 
 @torch.inference_mode()
-def log_proba_tensors(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Log probabilities of a torch model on a float tensor already on its device."""
+def log_proba_tensors(model: nn.Module, x: torch.Tensor, batch_size: int | None = None, *,
+                      tta: bool = True) -> torch.Tensor:
+    """Log probabilities of a torch model on a float tensor already on its device.
+
+    ``tta=False`` scores one view of each image, without the model's test-time augmentation
+    (a :class:`~fmnist.models.network.Network`'s ``stack``): the training loop's per-epoch monitor.
+    """
+    forward = model if tta else getattr(model, "stack", model)
     if batch_size is None:
         spec = getattr(model, "spec", None)
         batch_size = CONV_EVAL_BATCH if getattr(spec, "is_convolutional", False) else EVAL_BATCH
@@ -56,7 +62,7 @@ def log_proba_tensors(model: nn.Module, x: torch.Tensor, batch_size: int | None 
     model.eval()
     try:
         # float32 log-probabilities even from a forward pass under autocast (bfloat16 logits)
-        return torch.cat([torch.log_softmax(model(x[i:i + batch_size]).float(), dim=1)
+        return torch.cat([torch.log_softmax(forward(x[i:i + batch_size]).float(), dim=1)
                           for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)

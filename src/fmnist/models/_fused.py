@@ -29,11 +29,13 @@ or where a forward hook watches one of the modules.
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-import functools
 
 from fmnist._numba import AVAILABLE
 
@@ -51,14 +53,21 @@ def _nhwc(x: torch.Tensor) -> torch.Tensor:
 
 
 class ReluMaxPool2d(torch.autograd.Function):
-    """``max_pool2d(relu(y), 2)`` (or without the ReLU) on a CPU float32 tensor, any layout."""
+    """``max_pool2d(relu(y), 2)`` (or without the ReLU) on a CPU float32 tensor, any layout.
+
+    bfloat16 maps (under autocast) go to the same kernels as their bits, int16: a positive
+    bfloat16 is a positive int16 and the order of positives is the same, every negative is below
+    every positive, and the ReLU zeroes negatives whatever their order. So with the ReLU the
+    integer maximum is the float maximum; without it bfloat16 takes torch's ops.
+    """
 
     @staticmethod
     def forward(ctx, y, relu: bool):
         n, c, h, w = y.shape
         z = torch.empty((n, h // 2, w // 2, c), dtype=y.dtype)
         arg = torch.empty((n, h // 2, w // 2, c), dtype=torch.int8)
-        _kernels().pool_forward(_nhwc(y.detach()).numpy(), z.numpy(), arg.numpy(), relu)
+        _by_images(_kernels().pool_forward, (_bits(_nhwc(y.detach())), _bits(z), arg.numpy()),
+                   (relu, _zero(y.dtype)))
         ctx.save_for_backward(arg)
         ctx.size = (h, w)
         return z.permute(0, 3, 1, 2)  # channels-last (N, C, H//2, W//2)
@@ -68,7 +77,7 @@ class ReluMaxPool2d(torch.autograd.Function):
         (arg,) = ctx.saved_tensors
         n, _, _, c = arg.shape
         gy = torch.empty((n, *ctx.size, c), dtype=grad.dtype)
-        _kernels().pool_backward(_nhwc(grad).numpy(), arg.numpy(), gy.numpy())
+        _by_images(_kernels().pool_backward, (_bits(_nhwc(grad)), arg.numpy(), _bits(gy)), (_zero(grad.dtype),))
         return gy.permute(0, 3, 1, 2), None
 
 
@@ -84,8 +93,8 @@ class StemConvReluPool(torch.autograd.Function):
         z = torch.empty((n, oh, ow, cout), dtype=x.dtype)
         arg = torch.empty((n, oh, ow, cout), dtype=torch.int8)
         taps = weight.detach().reshape(cout, 9).t().contiguous()
-        _kernels().stem_forward(xp.numpy(), taps.numpy(), bias.detach().contiguous().numpy(), z.numpy(), arg.numpy(),
-                                relu)
+        _by_images(_kernels().stem_forward, (xp.numpy(), z.numpy(), arg.numpy()),
+                   (taps.numpy(), bias.detach().contiguous().numpy(), relu))
         ctx.save_for_backward(xp, arg)
         return z.permute(0, 3, 1, 2)
 
@@ -93,10 +102,56 @@ class StemConvReluPool(torch.autograd.Function):
     def backward(ctx, grad):
         xp, arg = ctx.saved_tensors
         cout = arg.shape[3]
-        dw = torch.zeros((9, cout), dtype=grad.dtype)
-        db = torch.zeros(cout, dtype=grad.dtype)
-        _kernels().stem_backward(xp.numpy(), _nhwc(grad).numpy(), arg.numpy(), dw.numpy(), db.numpy())
-        return None, dw.t().reshape(cout, 1, 3, 3), db, None, None
+        gz = _nhwc(grad)
+        # Weight and bias gradients sum over the images: each slice of them accumulates its own.
+        parts = _slices(len(arg))
+        dw = torch.zeros((len(parts), 9, cout))
+        db = torch.zeros((len(parts), cout))
+        _by_images(_kernels().stem_backward, (xp.numpy(), gz.numpy(), arg.numpy()), (), parts,
+                   per_slice=(dw.numpy(), db.numpy()))
+        return None, dw.sum(0).t().reshape(cout, 1, 3, 3), db.sum(0), None, None
+
+
+# The fused kernels run on the image axis in slices, one per torch thread, concurrently (numba
+# releases the GIL): they are single-threaded loops, and torch's other threads would otherwise
+# idle through them. A slice of fewer images than this is not worth a thread's hand-off.
+min_slice_images: int = 32
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="fmnist-fused")
+
+
+def _slices(n: int) -> list[slice]:
+    """The image ranges the kernels split ``n`` images into: one per torch thread, if big enough."""
+    count = max(1, min(torch.get_num_threads(), n // min_slice_images))
+    bounds = [n * i // count for i in range(count + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _by_images(kernel, batched, shared, parts=None, per_slice=()):
+    """``kernel(*batched, *shared)`` over slices of the arrays in ``batched`` (image axis first),
+    the first slice on this thread and the rest on the pool. ``per_slice`` arrays have one row per
+    slice (accumulators)."""
+    parts = parts or _slices(len(batched[0]))
+    calls = [(*(a[part] for a in batched), *shared, *(a[i] for a in per_slice)) for i, part in enumerate(parts)]
+    if len(calls) == 1:
+        kernel(*calls[0])
+        return
+    futures = [_pool(len(calls) - 1).submit(kernel, *args) for args in calls[1:]]
+    kernel(*calls[0])
+    for future in futures:
+        future.result()
+
+
+def _bits(t: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's memory as numpy: float32 as is, bfloat16 as int16 (numpy has no bfloat16)."""
+    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def _zero(dtype: torch.dtype):
+    return np.int16(0) if dtype == torch.bfloat16 else np.float32(0.0)
 
 
 def plain_2x2(pool: nn.Module) -> bool:
@@ -123,17 +178,18 @@ def _hooked(modules) -> bool:
         m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
-def _cpu_float(x: torch.Tensor) -> bool:
-    return AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+def _cpu_float(x: torch.Tensor, bfloat16: bool = False) -> bool:
+    dtypes = (torch.float32, torch.bfloat16) if bfloat16 else (torch.float32,)
+    return AVAILABLE and x.device.type == "cpu" and x.dtype in dtypes and x.dim() == 4
 
 
 class Plan:
     """How ``Network.forward`` walks its modules: runs of them fused, the rest one by one.
 
     ``steps`` is a list of ``(start, stop, kind)`` over the module list; kind is None (one
-    module), "relu-pool" or "stem". A fused step checks at run time that its kernel applies
-    (CPU, float32, numba; for the stem, an input that needs no gradient) and otherwise runs
-    the same arithmetic as torch ops.
+    module), "relu-pool", "stem" or "dropout". A fused step checks at run time that its kernel
+    applies (CPU, float32 or for the pool bfloat16, numba; for the stem, an input that needs no
+    gradient; for dropout, training on the CPU) and otherwise runs the same arithmetic as torch ops.
     """
 
     def __init__(self, modules: list[nn.Module]):
@@ -146,6 +202,9 @@ class Plan:
             elif isinstance(modules[i], nn.ReLU) and nxt and plain_2x2(nxt[0]):
                 steps.append((i, i + 2, "relu-pool"))
                 i += 2
+            elif isinstance(modules[i], nn.Dropout) and modules[i].p > 0 and not modules[i].inplace:
+                steps.append((i, i + 1, "dropout"))
+                i += 1
             else:
                 steps.append((i, i + 1, None))
                 i += 1
@@ -164,7 +223,10 @@ class Plan:
 
     def run(self, modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         for start, stop, kind in self.steps:
-            if kind and not _hooked(modules[start:stop]):  # hooks must see their modules run
+            if kind == "dropout" and modules[start].training and x.device.type == "cpu" \
+                    and not _hooked(modules[start:stop]):
+                x = dropout(x, modules[start].p)
+            elif kind in ("relu-pool", "stem") and not _hooked(modules[start:stop]):  # hooks must see them run
                 x = relu_max_pool2d(x) if kind == "relu-pool" else stem_conv_relu_pool(x, modules[start])
             else:
                 for i in range(start, stop):
@@ -174,7 +236,7 @@ class Plan:
 
 def relu_max_pool2d(y: torch.Tensor, relu: bool = True) -> torch.Tensor:
     """2x2 max-pool (stride 2, floor) of ``relu(y)``; torch ops where no kernel applies."""
-    if _cpu_float(y):
+    if _cpu_float(y, bfloat16=relu):
         return ReluMaxPool2d.apply(y, relu)
     z = F.max_pool2d(y, 2)
     return torch.relu(z) if relu else z
@@ -185,3 +247,20 @@ def stem_conv_relu_pool(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     if _stem_conv(conv) and _cpu_float(x) and not x.requires_grad:
         return StemConvReluPool.apply(x, conv.weight, conv.bias, conv.padding[0], True)
     return relu_max_pool2d(conv(x))
+
+
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Training-mode dropout: each value zeroed with probability ``p``, the rest scaled by 1/(1-p).
+
+    torch's CPU dropout draws its Bernoulli mask at ~10 ns a value: measured, 3.3 ms a batch of
+    256 before cnn-best's 1152-wide dense layer, as long as a 7x7 convolution's forward pass.
+    numpy's PCG64 draws the mask as 16-bit integers, ~1 ns a value; ``p`` is rounded to a multiple
+    of 1/65536. Each call seeds it from torch's generator, so ``torch.manual_seed`` and a
+    checkpoint's RNG state reproduce the masks, as they do torch's. On other devices: torch's.
+    """
+    if x.device.type != "cpu" or not 0 < p < 1:
+        return F.dropout(x, p, training=True)
+    seed = int(torch.randint(0, 2**62, ()))
+    noise = np.random.Generator(np.random.PCG64(seed)).integers(-32768, 32768, x.shape, dtype=np.int16)
+    keep = torch.from_numpy(noise) >= round(p * 65536) - 32768
+    return x * keep.to(x.dtype).mul_(1 / (1 - p))

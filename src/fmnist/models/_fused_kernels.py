@@ -10,13 +10,14 @@ import numpy as np
 
 from fmnist._numba import jit
 
-
-
 @jit
-def pool_forward(y, z, arg, relu):  # pragma: no cover - compiled
-    """y (N, H, W, C) -> z (N, H//2, W//2, C) and the winners arg (0..3, or -1: ReLU zeroed it)."""
+def pool_forward(y, z, arg, relu, zero):  # pragma: no cover - compiled
+    """y (N, H, W, C) -> z (N, H//2, W//2, C) and the winners arg (0..3, or -1: ReLU zeroed it).
+
+    ``zero`` is 0 in the arrays' dtype: float32, or int16 for bfloat16 maps seen as their bits
+    (see ``_fused.ReluMaxPool2d``).
+    """
     n_img, oh, ow, c = z.shape
-    zero = np.float32(0.0)
     for n in range(n_img):
         for oy in range(oh):
             for ox in range(ow):
@@ -36,11 +37,10 @@ def pool_forward(y, z, arg, relu):  # pragma: no cover - compiled
                         z[n, oy, ox, ch] = max(z[n, oy, ox, ch], zero)
 
 @jit
-def pool_backward(gz, arg, gy):  # pragma: no cover - compiled
+def pool_backward(gz, arg, gy, zero):  # pragma: no cover - compiled
     """gz (N, H//2, W//2, C) and the winners -> gy (N, H, W, C): zeros except at the winners."""
     n_img, oh, ow, c = gz.shape
     h, w = gy.shape[1], gy.shape[2]
-    zero = np.float32(0.0)
     for n in range(n_img):
         for oy in range(oh):
             for ox in range(ow):
@@ -51,12 +51,12 @@ def pool_backward(gz, arg, gy):  # pragma: no cover - compiled
                             gy[n, 2 * oy + a, 2 * ox + b, ch] = gz[n, oy, ox, ch] if arg[n, oy, ox, ch] == k else zero
         # Odd sizes: the last row / column belongs to no window (floor, as torch pools).
         if h % 2:
-            gy[n, h - 1] = 0.0
+            gy[n, h - 1] = zero
         if w % 2:
-            gy[n, :, w - 1] = 0.0
+            gy[n, :, w - 1] = zero
 
 @jit
-def stem_forward(xp, w, b, z, arg, relu):  # pragma: no cover - compiled
+def stem_forward(xp, z, arg, w, b, relu):  # pragma: no cover - compiled
     """xp (N, Hp, Wp) padded image, w (9, C) taps -> pooled z and winners arg (N, OH, OW, C)."""
     n_img, oh, ow, c = z.shape
     zero = np.float32(0.0)

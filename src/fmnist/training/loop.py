@@ -136,11 +136,13 @@ class Trainer:
             start = time.perf_counter()
             logs = {"epoch": self.epoch, **self.run_epoch(xs, ys)}
             if val is not None:
-                # The per-epoch validation runs at the training precision: in bfloat16 it takes
-                # half the time, a monitor's accuracy. Scores reported after training
-                # (fmnist.evaluate, a run's metrics.json) are float32.
+                # The per-epoch validation is a monitor: at the training precision (in bfloat16
+                # it takes half the time) and on one view of each image, without the model's
+                # test-time augmentation (which doubles its cost: cnn-best's flip took 12% of an
+                # epoch). Scores reported after training (fmnist.evaluate, a run's metrics.json)
+                # are the model's own: float32, with its test-time augmentation.
                 with self.autocast():
-                    scores = score(log_proba_tensors(self.model, val[0]), val[1])
+                    scores = score(log_proba_tensors(self.model, val[0], tta=False), val[1])
                 logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
             logs["time"] = time.perf_counter() - start
             self.history.append(logs)
