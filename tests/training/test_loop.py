@@ -46,6 +46,18 @@ def test_same_seed_same_result_different_seed_different():
     assert not torch.equal(next(m1.parameters()), next(m3.parameters()))
 
 
+def test_a_cnn_with_dropout_in_bfloat16_on_two_threads_same_seed_same_result(monkeypatch):
+    from fmnist.models import _fused
+
+    monkeypatch.setattr(_fused, "min_slice_images", 8)  # the fused kernels split each batch of 32 in two
+    kw = dict(name="conv:8:3,maxpool:2,flatten,dropout:0.3,dense:10", epochs=2, batch_size=32,
+              precision="bfloat16", threads=2)
+    (m1, h1), (m2, h2), (m3, _) = trained(seed=3, **kw), trained(seed=3, **kw), trained(seed=4, **kw)
+    assert [h["loss"] for h in h1] == [h["loss"] for h in h2]
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+    assert not torch.equal(next(m1.parameters()), next(m3.parameters()))
+
+
 def test_keras_rmsprop_matches_reference_update():
     """Keras: v = rho v + (1 - rho) g^2; p -= lr g / sqrt(v + eps), eps inside the root."""
     rng = np.random.default_rng(0)
