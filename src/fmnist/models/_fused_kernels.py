@@ -10,12 +10,13 @@ import numpy as np
 
 from fmnist._numba import jit
 
+
 @jit
 def pool_forward(y, z, arg, relu, zero):  # pragma: no cover - compiled
     """y (N, H, W, C) -> z (N, H//2, W//2, C) and the winners arg (0..3, or -1: ReLU zeroed it).
 
-    ``zero`` is 0 in the arrays' dtype: float32, or int16 for bfloat16 maps seen as their bits
-    (see ``_fused.ReluMaxPool2d``).
+    ``zero`` is 0 in the arrays' dtype: float32, or int16 for bfloat16 maps seen as their bits,
+    which order as the floats do only once the ReLU zeroes the negatives (see ``_fused.ReluMaxPool2d``).
     """
     n_img, oh, ow, c = z.shape
     for n in range(n_img):
@@ -36,6 +37,7 @@ def pool_forward(y, z, arg, relu, zero):  # pragma: no cover - compiled
                     for ch in range(c):
                         z[n, oy, ox, ch] = max(z[n, oy, ox, ch], zero)
 
+
 @jit
 def pool_backward(gz, arg, gy, zero):  # pragma: no cover - compiled
     """gz (N, H//2, W//2, C) and the winners -> gy (N, H, W, C): zeros except at the winners."""
@@ -54,6 +56,7 @@ def pool_backward(gz, arg, gy, zero):  # pragma: no cover - compiled
             gy[n, h - 1] = zero
         if w % 2:
             gy[n, :, w - 1] = zero
+
 
 @jit
 def stem_forward(xp, z, arg, w, b, relu):  # pragma: no cover - compiled
@@ -105,6 +108,7 @@ def stem_forward(xp, z, arg, w, b, relu):  # pragma: no cover - compiled
                     z[n, oy, ox, ch] = max(best, zero) if relu else best
                     k = 0 if y00 == top else (1 if y01 == top else (2 if y10 == top else 3))
                     arg[n, oy, ox, ch] = -1 if relu and not best > zero else k
+
 
 @jit
 def stem_backward(xp, gz, arg, dw, db):  # pragma: no cover - compiled
