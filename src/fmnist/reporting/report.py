@@ -251,7 +251,10 @@ def _learning_curves_html(runs, summaries, slugs: Sequence[str], out: Path, dpi:
     skipped = [s.name for s, run in zip(summaries, runs) if not run.history]
     parts = ['<section id="learning-curves"><h2>Learning curves</h2>']
     if histories:
-        parts.append("<p>Loss and accuracy per epoch: training solid, validation dashed (the book's 7-3 plots).</p>")
+        parts.append("<p>Loss and accuracy per epoch: training solid, validation dashed (the book's 7-3 plots). "
+                     "The validation curve is the training loop's monitor: at the training precision, one view "
+                     "of each image; the scores above are the model's own (float32, with its test-time "
+                     "augmentation), so a bfloat16 or flip model's last point may differ from them a little.</p>")
         parts.append(_figure(learning_curves(histories), out / "learning_curves.png", "learning curves", dpi))
     if skipped:
         parts.append(f"<p class=\"note\">No per-epoch history for {_e(', '.join(skipped))} "
