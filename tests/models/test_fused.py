@@ -203,3 +203,20 @@ def test_network_trains_with_the_fast_dropout_and_predicts_without_it(monkeypatc
     model.eval()  # with autograd on, the plan runs: its dropout step must leave the images alone
     torch.testing.assert_close(model(x), model.layers(model.adapt_input(x)), rtol=1e-5, atol=1e-5)
     assert rates == [0.5]
+
+
+def test_a_forked_child_runs_the_sliced_kernels_on_a_pool_of_its_own(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(_fused, "min_slice_images", 1)
+    y = torch.randn(4, 8, 6, 6)
+    with torch_threads(2):
+        expected = _fused.relu_max_pool2d(y)  # the parent's pool now has its thread
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            result = pool.apply_async(_pool_in_child, (y,)).get(timeout=60)
+    assert torch.equal(result, expected)
+
+
+def _pool_in_child(y):
+    with torch_threads(2):
+        return _fused.relu_max_pool2d(y)

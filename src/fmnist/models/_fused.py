@@ -34,6 +34,7 @@ or where a forward hook watches one of the modules.
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -125,6 +126,11 @@ min_slice_images: int = 32
 @functools.cache
 def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="fmnist-fused")
+
+
+# A forked child has the parent's pool object but none of its threads: work sent to it would
+# wait forever. The child starts a pool of its own on first use.
+os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def _slices(n: int) -> list[slice]:
