@@ -60,10 +60,10 @@ def _nhwc(x: torch.Tensor) -> torch.Tensor:
 class ReluMaxPool2d(torch.autograd.Function):
     """``max_pool2d(relu(y), 2)`` (or without the ReLU) on a CPU float32 tensor, any layout.
 
-    bfloat16 maps (under autocast) go to the same kernels as their bits, int16: a positive
-    bfloat16 is a positive int16 and the order of positives is the same, every negative is below
-    every positive, and the ReLU zeroes negatives whatever their order. So with the ReLU the
-    integer maximum is the float maximum; without it bfloat16 takes torch's ops.
+    With the ReLU, bfloat16 maps (under autocast) go to the same kernels as their bits, int16:
+    a positive bfloat16 is a positive int16 and the order of positives is the same, every
+    negative is below every positive, and the ReLU zeroes negatives whatever their order. So the
+    integer maximum is the float maximum. Without the ReLU, bfloat16 takes torch's ops.
     """
 
     @staticmethod
