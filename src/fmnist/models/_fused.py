@@ -233,14 +233,16 @@ class Plan:
 
     def run(self, modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         for start, stop, kind in self.steps:
-            if kind == "dropout" and modules[start].training and x.device.type == "cpu" \
-                    and not _hooked(modules[start:stop]):
-                x = dropout(x, modules[start].p)
-            elif kind in ("relu-pool", "stem") and not _hooked(modules[start:stop]):  # hooks must see them run
-                x = relu_max_pool2d(x) if kind == "relu-pool" else stem_conv_relu_pool(x, modules[start])
-            else:
+            # Hooks must see their modules run; dropout in eval mode is the module's identity.
+            if not kind or _hooked(modules[start:stop]) or (kind == "dropout" and not modules[start].training):
                 for i in range(start, stop):
                     x = modules[i](x)
+            elif kind == "relu-pool":
+                x = relu_max_pool2d(x)
+            elif kind == "stem":
+                x = stem_conv_relu_pool(x, modules[start])
+            else:
+                x = dropout(x, modules[start].p)
         return x
 
 
