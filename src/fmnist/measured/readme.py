@@ -131,6 +131,10 @@ def progress(results: Results) -> list[str]:
             _source(results, "reproduce").replace("from", "from mlp-200's third epoch in")]
 
 
+# The key of a preset's final fit on all the training images in presets.json (benchmarks/accuracy.py).
+_FINAL_FIT = " --no-holdout"
+
+
 def presets(results: Results) -> list[str]:
     """Accuracy of the book's later chapters and our strong presets, one `fmnist train` each."""
     from fmnist.models import get_preset
@@ -144,7 +148,7 @@ def presets(results: Results) -> list[str]:
             rows.append([f"`{name}`", "not measured", "–", preset.source, "–", "–", "–"])
         # A preset's final fit on all the training images (`--no-holdout`), where measured, follows its row.
         for key, source in ((name, preset.source),
-                            (f"{name} --no-holdout", "the same recipe on all 60,000 training images: no validation")):
+                            (name + _FINAL_FIT, "the same recipe on all 60,000 training images: no validation")):
             r = rec.get(key)
             if r is None:
                 continue
@@ -168,10 +172,11 @@ def presets(results: Results) -> list[str]:
         lines += ["", "Not measured yet: " + ", ".join(f"`{n}`" for n in missing) + " (`python benchmarks/accuracy.py "
                   f"presets {' '.join(missing)}`, then `{COMMAND}`)."]
     if stale:
-        final = [k.removesuffix(" --no-holdout") for k in stale if k.endswith(" --no-holdout")]
-        again = [f"`python benchmarks/accuracy.py presets {' '.join(names)}`"
-                 for names in ([k for k in stale if not k.endswith(" --no-holdout")], ["--no-holdout", *final])
-                 if names and names != ["--no-holdout"]]
+        split = [k for k in stale if not k.endswith(_FINAL_FIT)]
+        final = [k.removesuffix(_FINAL_FIT) for k in stale if k.endswith(_FINAL_FIT)]
+        again = [f"`python benchmarks/accuracy.py presets {' '.join(split)}`"] if split else []
+        if final:
+            again.append(f"`python benchmarks/accuracy.py presets --no-holdout {' '.join(final)}`")
         lines += ["", "Measured with an earlier recipe than the preset's current one: " + ", ".join(
             f"`{n}`" for n in stale) + f" (measure again: {' and '.join(again)})."]
     return [*lines, "", _source(results, "presets")]
