@@ -24,11 +24,10 @@ from fmnist.errors import UsageError
 from fmnist.models import count_parameters, get_preset
 from fmnist.reporting.leaderboard import leaderboard, optimizer_and_lr, rank
 from fmnist.runs import (
-    SPLIT_SEED,
-    VAL_SIZE,
     RunResult,
     resolve_config,
     run_name,
+    split_record,
     train_run,
     versions,
 )
@@ -73,7 +72,7 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     board = {"format": LEADERBOARD_FORMAT, "format_version": 1, "selected_by": "val_accuracy",
              "epochs": epochs, "seed": seed, "rows": rows, "total_time_s": time.perf_counter() - start,
              "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
-                      "split": {"test_size": VAL_SIZE, "random_state": SPLIT_SEED}},
+                      "split": split_record()},
              "versions": versions()}
     if out is not None:
         write_json(out / "leaderboard.json", board)

@@ -61,6 +61,18 @@ RUN_FORMAT_VERSION = 1
 VAL_SIZE, SPLIT_SEED = 0.2, 42
 
 
+def split_record(holdout: bool = True) -> dict[str, Any] | None:
+    """The split a run.json (and a leaderboard) records: the study's, or None when nothing was held out."""
+    return {"test_size": VAL_SIZE, "random_state": SPLIT_SEED} if holdout else None
+
+
+def _split_indices(n: int, record: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(train, validation)`` indices into ``n`` training images for a split record (None: all, and no validation)."""
+    if record is None:
+        return np.arange(n), None
+    return split_indices(n, record.get("test_size", VAL_SIZE), record.get("random_state", SPLIT_SEED))
+
+
 @dataclasses.dataclass
 class RunResult:
     """What ``train_run`` returns: the fitted model, its history and scores."""
@@ -294,7 +306,7 @@ def _split(data: Dataset, exclude: dict[str, Any] | None = None, holdout: bool =
     Without ``holdout`` every training image is trained on, and ``x_val``, ``y_val`` are None.
     """
     n = len(data.x_train)
-    tr, val = split_indices(n, VAL_SIZE, SPLIT_SEED) if holdout else (np.arange(n), None)
+    tr, val = _split_indices(n, split_record(holdout))
     if exclude:
         drop = np.asarray(exclude["indices"], dtype=np.int64)
         tr = tr[~np.isin(tr, drop)]
@@ -386,7 +398,7 @@ def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
         "threads": result.threads,
         "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
                  # None: trained on every training image, no validation split (train_run(holdout=False)).
-                 "split": {"test_size": VAL_SIZE, "random_state": SPLIT_SEED} if result.holdout else None,
+                 "split": split_record(result.holdout),
                  **({"exclude": result.exclude} if result.exclude else {})},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
     })
@@ -435,14 +447,11 @@ def run_split(run: Run, n: int, need_val: bool = True) -> tuple[np.ndarray, np.n
     A run trained without a validation split (``holdout=False``) trained on every image; asking
     for its validation images (``need_val``) raises :class:`RunError`.
     """
-    data = run.info.get("data", {})
-    if "split" in data and data["split"] is None:
-        if need_val:
-            raise RunError(f"{run.run_dir}: this run trained on all {n:,} training images (--no-holdout), so it has "
-                           "no validation split; score it on the test set (--split test)")
-        return np.arange(n), None
-    s = data.get("split") or {}
-    return split_indices(n, s.get("test_size", VAL_SIZE), s.get("random_state", SPLIT_SEED))
+    record = run.info.get("data", {}).get("split", {})  # no record (older runs): the study's split
+    if record is None and need_val:
+        raise RunError(f"{run.run_dir}: this run trained on all {n:,} training images (--no-holdout), so it has "
+                       "no validation split; score it on the test set (--split test)")
+    return _split_indices(n, record)
 
 
 def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude=None) -> dict[str, Any]:
