@@ -39,7 +39,7 @@ import torch
 import fmnist
 from fmnist._files import check_free, next_free, write_json
 from fmnist._threads import torch_threads
-from fmnist.data import Dataset, split_indices
+from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
 from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
@@ -57,10 +57,6 @@ BEST_CHECKPOINT = "best.safetensors"
 
 RUN_FORMAT = "fmnist-run"
 RUN_FORMAT_VERSION = 1
-# The study's validation split: train_test_split(test_size=0.2, random_state=42).
-VAL_SIZE, SPLIT_SEED = 0.2, 42
-
-
 def split_record(holdout: bool = True) -> dict[str, Any] | None:
     """The split a run.json (and a leaderboard) records: the study's, or None when nothing was held out."""
     return {"test_size": VAL_SIZE, "random_state": SPLIT_SEED} if holdout else None

@@ -30,13 +30,14 @@ import numpy as np
 from fmnist._files import atomic_write, write_json
 from fmnist.benchmark import grid, mapping
 from fmnist.benchmark.grid import Config
+from fmnist.data._prep import SPLIT_SEED, VAL_SIZE, split_indices
 from fmnist.errors import FmnistError
 
 # Judged bands around the published accuracy: one run of a 5-epoch SGD-type model moves by more
 # than the others between shuffles of the training data.
 BAND = 0.015
 WIDE_BAND = {"Perceptron": 0.02, "PassiveAggressiveClassifier": 0.02, "SGDClassifier": 0.02}
-SPLIT = {"test_size": 0.2, "random_state": 42}
+SPLIT = {"test_size": VAL_SIZE, "random_state": SPLIT_SEED}
 RESULTS = "results.json"
 
 
@@ -62,8 +63,6 @@ def run_config(config: Config, phases: tuple[str, ...], seed: int, cpus: int, x_
 
     import joblib
     from threadpoolctl import threadpool_limits
-
-    from fmnist.data._prep import split_indices
 
     record: dict[str, Any] = {"status": "finished", "cpus": cpus, "node": socket.gethostname()}
     with threadpool_limits(limits=cpus), joblib.parallel_config(backend="threading", n_jobs=cpus), \

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# The study's validation split, train_test_split(test_size=0.2, random_state=42): every model
+# trained on a split (runs, compare, sweeps, the classical benchmark) holds out these 12,000.
+VAL_SIZE, SPLIT_SEED = 0.2, 42
 
-def split_indices(n: int, test_size: float = 0.2, random_state: int = 42):
+
+def split_indices(n: int, test_size: float = VAL_SIZE, random_state: int = SPLIT_SEED):
     """Return ``(train_idx, val_idx)``, int arrays partitioning ``range(n)``.
 
     Identical to the indices ``sklearn.model_selection.train_test_split`` picks for
@@ -17,7 +21,7 @@ def split_indices(n: int, test_size: float = 0.2, random_state: int = 42):
     return tuple(train_test_split(np.arange(n), test_size=test_size, random_state=random_state))
 
 
-def train_val_split(x, y, test_size: float = 0.2, random_state: int = 42):
+def train_val_split(x, y, test_size: float = VAL_SIZE, random_state: int = SPLIT_SEED):
     """Split ``(x, y)`` into ``(x_tr, x_val, y_tr, y_val)`` along the first axis.
 
     Same rows as ``train_test_split(x, y, test_size=test_size, random_state=random_state)``;
