@@ -1,6 +1,6 @@
 """One model's Keras/TensorFlow training epoch, timed in a process of its own (``run.py`` calls it).
 
-    python benchmarks/keras_epoch.py softmax|mlp-200|mlp-200-100|cnn-book [--repeats N] [--images N]
+    python benchmarks/keras_epoch.py softmax|mlp-200|mlp-200-100|cnn-book|cnn-best [--repeats N] [--images N]
                                      [--precision float32|bfloat16]
 
 Prints one JSON object: ``{"epoch_s": median, "epochs_s": [...], "keras": ..., "tensorflow": ...}``,
@@ -22,6 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from fmnist.models.registry import get_preset  # noqa: E402  (torch-free)
+from fmnist.training.config import DEFAULT_WEIGHT_DECAY  # noqa: E402
+
 BATCH = 32
 
 
@@ -42,6 +45,18 @@ def build(name: str, precision: str = "float32"):
             layers.Dense(10, activation="softmax", dtype="float32")])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
+    if name == "cnn-best":  # fmnist's recipe network: its spec's layers, AdamW at its rate and weight decay
+        train = get_preset(name).train
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            *(layer for width in (32, 64, 128) for layer in (
+                layers.Conv2D(width, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
+                layers.BatchNormalization())),
+            layers.Flatten(), layers.Dropout(0.3), layers.Dense(256), layers.BatchNormalization(),
+            layers.Activation("relu"), layers.Dropout(0.3), layers.Dense(10, activation="softmax", dtype="float32")])
+        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=train["lr"], weight_decay=DEFAULT_WEIGHT_DECAY["adamw"]),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
     hidden = {"softmax": [], "mlp-200": [200], "mlp-200-100": [200, 100]}[name]
     model = keras.Sequential([keras.Input((28, 28)), layers.Flatten(),
                               *(layers.Dense(u, activation="relu") for u in hidden),
@@ -52,7 +67,7 @@ def build(name: str, precision: str = "float32"):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=["softmax", "mlp-200", "mlp-200-100", "cnn-book"])
+    parser.add_argument("model", choices=["softmax", "mlp-200", "mlp-200-100", "cnn-book", "cnn-best"])
     parser.add_argument("--repeats", type=int, default=1, help="epochs timed (0: only say the versions)")
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
@@ -69,14 +84,15 @@ def main() -> int:
     x, _, y, _ = train_val_split(data.x_train, data.y_train)  # the same 48,000 images as run.py
     x, y = x[:args.images], y[:args.images]
     xs = x.astype("float32") / 255.0
-    if args.model == "cnn-book":
+    if args.model.startswith("cnn-"):
         xs = xs[..., None]
+    batch = get_preset(args.model).train.get("batch_size", BATCH) if args.model.startswith("cnn-") else BATCH
     model = build(args.model, args.precision)
-    model.fit(xs[:BATCH * 10], y[:BATCH * 10], batch_size=BATCH, epochs=1, verbose=0)  # build + trace
+    model.fit(xs[:batch * 10], y[:batch * 10], batch_size=batch, epochs=1, verbose=0)  # build + trace
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        model.fit(xs, y, batch_size=BATCH, epochs=1, verbose=0)
+        model.fit(xs, y, batch_size=batch, epochs=1, verbose=0)
         times.append(time.perf_counter() - start)
     print(json.dumps({"epoch_s": statistics.median(times) if times else None, "epochs_s": times,
                       "keras": keras.__version__, "torch_loaded": "torch" in sys.modules,

@@ -19,7 +19,10 @@ threads), Keras's epoch when TensorFlow is importable, and the floor: the epoch'
 conv as im2col products, every linear layer's products; the first layer's input gradient left
 out) at the best sgemm rate measured in this run on those very shapes. Where the CPU has
 bfloat16 dot products, the three stacks again with bfloat16 mixed precision, against the
-bfloat16 GEMM floor.
+bfloat16 GEMM floor. Then our recipe's network, cnn-best, the same way at its own batch size (256),
+optimizer (AdamW) and precision (bfloat16 where the CPU has bfloat16 dot products): the three
+stacks train the same network (batch norm, dropout; the parameter counts are checked equal), and
+none augments its images, so the epochs compare the networks' steps alone.
 
 Plus the data load (first verified load into an empty ``FMNIST_CACHE``, then a later load).
 Every time is the median of repeats; the machine may be shared, so the load average before and
@@ -53,10 +56,12 @@ from fmnist.data import load_dataset, train_val_split  # noqa: E402
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, predict_proba  # noqa: E402
 from fmnist.models import create_model, get_preset  # noqa: E402
 from fmnist.training import TrainConfig, Trainer  # noqa: E402
+from fmnist.training.config import DEFAULT_WEIGHT_DECAY  # noqa: E402
 from fmnist.training.loop import bfloat16_native  # noqa: E402
 
 PRESETS = ("softmax", "mlp-200", "mlp-200-100")
 CONV_PRESET = "cnn-book"
+RECIPE_PRESET = "cnn-best"
 BATCH = 32
 
 
@@ -106,8 +111,8 @@ def forward_floor(shapes, n: int, repeats: int) -> float:
     return median_time(lambda: [torch.mm(x, w.t(), out=out) for x, w, out in mats], repeats)[0]
 
 
-def step_products(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, int, int, int]]:
-    """The (label, M, K, N) matrix products of one training step at batch 32, as im2col GEMMs.
+def step_products(model: nn.Module, sample: torch.Tensor, batch: int = BATCH) -> list[tuple[str, int, int, int]]:
+    """The (label, M, K, N) matrix products of one training step at ``batch``, as im2col GEMMs.
 
     A convolution with C_in channels, a k x k kernel and C_out filters over an H x W output is
     forward (B*H*W, C_in*k*k) @ (C_in*k*k, C_out), weight gradient (C_out, B*H*W) @ (B*H*W, C_in*k*k)
@@ -115,8 +120,12 @@ def step_products(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, int
     The first layer's input gradient is left out, as training leaves it out.
     """
     seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0], o)))
-             for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+    def record(module, inputs, output) -> None:
+        if not any(module is m for m, _, _ in seen):  # a model predicting with test-time views runs twice
+            seen.append((module, inputs[0], output))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     with torch.no_grad():
         model.eval()(sample[:1])
     model.train()
@@ -125,10 +134,10 @@ def step_products(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, int
     products = []
     for k, (m, _, out) in enumerate(seen):
         if isinstance(m, nn.Conv2d):
-            rows, inner, cols = BATCH * out.shape[2] * out.shape[3], m.weight[0].numel(), m.out_channels
+            rows, inner, cols = batch * out.shape[2] * out.shape[3], m.weight[0].numel(), m.out_channels
             name = f"conv {m.in_channels}->{m.out_channels} {out.shape[2]}x{out.shape[3]}"
         else:
-            rows, inner, cols = BATCH, m.in_features, m.out_features
+            rows, inner, cols = batch, m.in_features, m.out_features
             name = f"dense {m.in_features}->{m.out_features}"
         products += [(f"{name} forward", rows, inner, cols), (f"{name} weight grad", cols, rows, inner)]
         if k > 0:
@@ -163,24 +172,44 @@ def sgemm_floor(products, steps: int, repeats: int, dtype: torch.dtype = torch.f
                          for label, m, k, n in products]}
 
 
-def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: int, bf16: bool = False) -> float:
-    """The book's CNN as a user writes it in plain PyTorch: eager, channels-last, torch.optim.Adam
-    (with ``bf16``, the forward pass under ``torch.autocast``, as PyTorch's AMP recipe writes it)."""
+def eager_network(preset: str) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """``preset``'s network as a user writes it in plain PyTorch, channels-last, and its torch.optim optimizer."""
+    if preset == CONV_PRESET:  # the book's 8-2, with Keras's Adam defaults
+        net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 100), nn.ReLU(), nn.Dropout(0.4), nn.Linear(100, 10))
+        make = lambda params: torch.optim.Adam(params, lr=1e-3, eps=1e-7)  # noqa: E731
+    elif preset == RECIPE_PRESET:  # its spec's layers, AdamW at its rate and fmnist's weight decay
+        net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(32),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(64),
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(128),
+            nn.Flatten(), nn.Dropout(0.3), nn.Linear(128 * 3 * 3, 256), nn.BatchNorm1d(256), nn.ReLU(),
+            nn.Dropout(0.3), nn.Linear(256, 10))
+        train = get_preset(preset).train
+        make = lambda params: torch.optim.AdamW(  # noqa: E731
+            params, lr=train["lr"], weight_decay=DEFAULT_WEIGHT_DECAY["adamw"], eps=1e-7)
+    else:
+        raise ValueError(f"no plain PyTorch network written for {preset}")
+    net = net.to(memory_format=torch.channels_last)
+    return net, make(net.parameters())
+
+
+def eager_cnn_epoch(preset: str, xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: int,
+                    bf16: bool = False, batch: int = BATCH) -> float:
+    """``preset``'s epoch as a user writes it in plain PyTorch: eager, channels-last, a torch.optim
+    optimizer (with ``bf16``, the forward pass under ``torch.autocast``, as PyTorch's AMP recipe writes it)."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        net = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 100), nn.ReLU(), nn.Dropout(0.4), nn.Linear(100, 10),
-        ).to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)  # Keras's Adam defaults
+        net, opt = eager_network(preset)
         images = xs.unsqueeze(1).contiguous(memory_format=torch.channels_last)
 
         def epoch(n=len(images)):
             net.train()
-            for idx in torch.randperm(n).split(BATCH):
+            for idx in torch.randperm(n).split(batch):
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     logits = net(images[idx])
                 loss = F.cross_entropy(logits.float(), ys[idx])
@@ -188,7 +217,7 @@ def eager_cnn_epoch(xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: i
                 loss.backward()
                 opt.step()
 
-        epoch(min(BATCH * 10, len(images)))  # warm up (oneDNN primitive creation)
+        epoch(min(batch * 10, len(images)))  # warm up (oneDNN primitive creation)
         return median_time(epoch, repeats)[0]
     finally:
         torch.set_num_threads(old)
@@ -211,45 +240,64 @@ def keras_child(name: str, repeats: int, images: int | None, precision: str = "f
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def conv_preset(x_tr, y_tr, xs, ys, steps: int, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
+def conv_preset(xs, ys, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
     """cnn-book's epoch in fmnist, in plain PyTorch eager and in Keras, against its sgemm floor; where
     the CPU has bfloat16 dot products, under ``"bfloat16"`` the same three in bfloat16 mixed precision."""
     result = {"preset": CONV_PRESET, "eager_threads": eager_threads,
-              **conv_stacks(len(x_tr), xs, ys, steps, repeats, keras_repeats, eager_threads)}
+              **conv_stacks(CONV_PRESET, xs, ys, repeats, keras_repeats, eager_threads)}
     if bfloat16_native(torch.device("cpu")):
-        h = conv_stacks(len(x_tr), xs, ys, steps, repeats, keras_repeats, eager_threads, "bfloat16")
+        h = conv_stacks(CONV_PRESET, xs, ys, repeats, keras_repeats, eager_threads, "bfloat16")
         result["bfloat16"] = {"floor_s": h["floor_s"], "best_gemm_gflop_per_s": h["best_sgemm_gflop_per_s"],
                               **{k: h[k] for k in ("epoch_s", "epoch_runs_s", "epoch_vs_floor", "eager_epoch_s",
                                                    "eager_vs_ours", "keras_epoch_s", "keras_vs_ours")}}
     return result
 
 
-def conv_stacks(images: int, xs, ys, steps: int, repeats: int, keras_repeats: int, eager_threads: int,
-                precision: str = "float32") -> dict:
-    """cnn-book's epoch at ``precision`` in the three stacks, and its floor at the best GEMM rate.
+def conv_recipe(xs, ys, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
+    """cnn-best's epoch at its recipe's batch size, optimizer and precision (float32 on a CPU without
+    bfloat16 dot products) in the three stacks, none augmenting, against its floor."""
+    train = get_preset(RECIPE_PRESET).train
+    precision = train.get("precision", "float32") if bfloat16_native(torch.device("cpu")) else "float32"
+    return {"preset": RECIPE_PRESET, "batch": train["batch_size"], "precision": precision,
+            "eager_threads": eager_threads,
+            **conv_stacks(RECIPE_PRESET, xs, ys, repeats, keras_repeats, eager_threads, precision, train["batch_size"])}
+
+
+def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_threads: int,
+                precision: str = "float32", batch: int = BATCH) -> dict:
+    """``preset``'s epoch at ``precision`` and ``batch`` in the three stacks, and its floor at the best
+    GEMM rate.
 
     fmnist ``--precision``, PyTorch eager (under ``torch.autocast`` for bfloat16) and Keras (its
     ``mixed_bfloat16`` policy): in bfloat16 each keeps float32 weights and updates and runs the
     convolutions and matrix products in bfloat16, and the floor is at the bfloat16 GEMM's rate.
+    fmnist trains with the preset's optimizer and rate, without its augmentation.
     """
     bf16 = precision == "bfloat16"
-    tag = ", bfloat16" if bf16 else ""
+    tag = f" (batch {batch}{', bfloat16' if bf16 else ''})"
+    train = get_preset(preset).train
     torch.manual_seed(0)
-    trainer = Trainer(create_model(CONV_PRESET), TrainConfig(
-        epochs=1, device="cpu", optimizer=get_preset(CONV_PRESET).train["optimizer"], precision=precision))
+    trainer = Trainer(create_model(preset), TrainConfig(
+        epochs=1, device="cpu", optimizer=train["optimizer"], lr=train.get("lr"), batch_size=batch,
+        precision=precision))
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    if count(eager_network(preset)[0]) != count(trainer.model):
+        raise RuntimeError(f"benchmarks/run.py: the plain PyTorch {preset} is not the preset's network "
+                           "(parameter counts differ): write eager_network() after its spec")
     threads = torch.get_num_threads()
     train_threads = trainer.train_threads(xs[:1])
     torch.set_num_threads(train_threads)
-    say(f"{CONV_PRESET}: GEMM rates on its shapes{tag}")
-    floor = sgemm_floor(step_products(trainer.model, xs[:1]), steps, repeats, torch.bfloat16 if bf16 else torch.float32)
+    say(f"{preset}: GEMM rates on its shapes{tag}")
+    floor = sgemm_floor(step_products(trainer.model, xs[:1], batch), -(-len(xs) // batch), repeats,
+                        torch.bfloat16 if bf16 else torch.float32)
     torch.set_num_threads(threads)
-    say(f"{CONV_PRESET}: fmnist epochs{tag}")
-    trainer.run_epoch(xs[:BATCH * 10], ys[:BATCH * 10])  # warm up
+    say(f"{preset}: fmnist epochs{tag}")
+    trainer.run_epoch(xs[:batch * 10], ys[:batch * 10])  # warm up
     epoch, epoch_all = median_time(lambda: trainer.run_epoch(xs, ys), repeats)
-    say(f"{CONV_PRESET}: PyTorch eager epochs{tag}")
-    eager = eager_cnn_epoch(xs, ys, eager_threads, repeats, bf16=bf16)
-    say(f"{CONV_PRESET}: Keras epochs{tag}")
-    keras = keras_epoch(CONV_PRESET, images, keras_repeats, precision)
+    say(f"{preset}: PyTorch eager epochs{tag}")
+    eager = eager_cnn_epoch(preset, xs, ys, eager_threads, repeats, bf16=bf16, batch=batch)
+    say(f"{preset}: Keras epochs{tag}")
+    keras = keras_epoch(preset, len(xs), keras_repeats, precision)
     return {"train_threads": train_threads, **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all,
             "epoch_vs_floor": epoch / floor["floor_s"], "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
             "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
@@ -330,8 +378,9 @@ def run(args) -> dict:
     if not args.no_conv:
         conv_repeats = args.conv_repeats or 3
         results["conv_repeats"] = conv_repeats
-        results["conv"] = conv_preset(x_tr, y_tr, xs, ys, steps, conv_repeats, 1 if args.quick else conv_repeats,
-                                      args.eager_threads)
+        keras_repeats = 1 if args.quick else conv_repeats
+        results["conv"] = conv_preset(xs, ys, conv_repeats, keras_repeats, args.eager_threads)
+        results["conv_recipe"] = conv_recipe(xs, ys, conv_repeats, keras_repeats, args.eager_threads)
     say("data load")
     results["data_load"] = data_load(repeats)
     results["loadavg_before"] = [round(v, 2) for v in load_before]
@@ -360,6 +409,9 @@ def format_text(results: dict) -> str:
             lines.append(f"{c['preset']}, bfloat16 mixed precision: floor {h['floor_s']:.2f}s (best bfloat16 GEMM "
                          f"{h['best_gemm_gflop_per_s']:.1f} GFLOP/s), epoch {h['epoch_s']:.2f}s = "
                          f"{h['epoch_vs_floor']:.2f}x floor; PyTorch eager {_beside(h)}")
+    if r := results.get("conv_recipe"):
+        lines.append(f"{r['preset']} at batch {r['batch']}, {r['precision']} (no augmentation): floor {r['floor_s']:.2f}s, "
+                     f"epoch {r['epoch_s']:.2f}s = {r['epoch_vs_floor']:.2f}x floor; PyTorch eager {_beside(r)}")
     d = results["data_load"]
     lines.append(f"data load: first (verified, empty cache) {d['first_s']:.3f}s, later {d['later_s']:.4f}s")
     return "\n".join(lines)

@@ -140,7 +140,27 @@ def test_bfloat16_speeds_get_their_own_rows(results):
     assert "345.6 GFLOP/s" in full and "6.20x" in full, full
     del bench["conv"]["bfloat16"]  # a CPU without bfloat16 dot products: no such rows
     (folder / "benchmark.json").write_text(json.dumps(bench))
-    assert not any("bfloat16" in line for line in gen.speed(gen.Results(folder)))
+    assert not any(line.startswith(f"| {bench['conv']['preset']}, bfloat16") for line in gen.speed(gen.Results(folder)))
+
+
+def test_the_recipe_networks_epoch_gets_its_row_in_both_tables(results):
+    folder, _ = results
+    bench = json.loads((folder / "benchmark.json").read_text())
+    bench["conv_recipe"] = {"preset": "cnn-best", "batch": 256, "precision": "bfloat16", "eager_threads": 2,
+                            "train_threads": 2, "epoch_gflop": 2233.0, "best_sgemm_gflop_per_s": 456.7,
+                            "floor_s": 4.89, "products": [], "epoch_s": 10.25, "epoch_runs_s": [10.25],
+                            "epoch_vs_floor": 2.1, "eager_epoch_s": 13.5, "eager_vs_ours": 1.32,
+                            "keras_epoch_s": 30.75, "keras_vs_ours": 3.0}
+    (folder / "benchmark.json").write_text(json.dumps(bench))
+    res = gen.Results(folder)
+    speed = next(line for line in gen.speed(res) if "cnn-best" in line)
+    assert "batch 256, bfloat16 mixed precision" in speed, speed
+    assert all(f in speed for f in ("10.2 s", "4.89 s", "13.5 s (1.32x)", "30.8 s", "3.00x")), speed
+    full = next(line for line in gen.benchmark(res) if "cnn-best" in line)
+    assert all(f in full for f in ("2,233", "456.7 GFLOP/s (bfloat16)", "2.10x")), full
+    del bench["conv_recipe"]  # a results file from before the recipe was timed: no such row
+    (folder / "benchmark.json").write_text(json.dumps(bench))
+    assert not any("cnn-best" in line for line in gen.speed(gen.Results(folder)))
 
 
 def test_a_final_fit_without_holdout_follows_its_presets_row(results):

@@ -194,6 +194,8 @@ def speed(results: Results) -> list[str]:
         runs = [(f"{c['preset']} ({c['train_threads']} threads)", c)]
         if h := c.get("bfloat16"):  # every stack in bfloat16 mixed precision
             runs.append((f"{c['preset']}, bfloat16 mixed precision (all three)", h))
+        if r := b.get("conv_recipe"):  # the recipe's network at its own batch size and precision
+            runs.append((f"{r['preset']} at batch {r['batch']}, {_precision(r)} (all three; no augmentation)", r))
         rows += [[label, _s(r["epoch_s"]), _s(r["floor_s"]), f"{_s(r['eager_epoch_s'])} ({_x(r['eager_vs_ours'])})",
                   _s(r["keras_epoch_s"]), _x(r["keras_vs_ours"])] for label, r in runs]
     lines = _table([f"per epoch, {images} images, batch {b['batch']}", "fmnist", "arithmetic floor",
@@ -233,10 +235,14 @@ def benchmark(results: Results) -> list[str]:
         runs = [(c["preset"], f"{c['best_sgemm_gflop_per_s']:.1f} GFLOP/s", c)]
         if h := c.get("bfloat16"):
             runs.append((f"{c['preset']}, bfloat16", f"{h['best_gemm_gflop_per_s']:.1f} GFLOP/s (bfloat16)", h))
+        if r := b.get("conv_recipe"):
+            runs.append((f"{r['preset']}, batch {r['batch']}, {_precision(r)}",
+                         f"{r['best_sgemm_gflop_per_s']:.1f} GFLOP/s ({r['precision']})", r))
         lines += [""] + _table(
             ["conv preset", "threads", "epoch GFLOP", "best sgemm", "floor", "our epoch", "x floor",
              f"PyTorch eager ({c['eager_threads']} threads)", "eager / ours", "Keras epoch", "Keras / ours"],
-            [[label, str(c["train_threads"]), f"{c['epoch_gflop']:,.0f}", rate, _s(r["floor_s"]), _s(r["epoch_s"]),
+            [[label, str(r.get("train_threads", c["train_threads"])), f"{r.get('epoch_gflop', c['epoch_gflop']):,.0f}",
+              rate, _s(r["floor_s"]), _s(r["epoch_s"]),
               _x(r["epoch_vs_floor"]), _s(r["eager_epoch_s"]), _x(r["eager_vs_ours"]), _s(r["keras_epoch_s"]),
               _x(r["keras_vs_ours"])] for label, rate, r in runs])
         lines += ["", f"sgemm rates measured in that run on {c['preset']}'s products (batch {b['batch']}; the floor "
@@ -248,6 +254,10 @@ def benchmark(results: Results) -> list[str]:
     lines += ["", f"Data load: first (verified from the `.gz` files, empty cache) {_s(d['first_s'])}; later "
                   f"{_s(d['later_s'])}.", "", _source(results, "benchmark")]
     return lines
+
+
+def _precision(r: dict) -> str:
+    return "bfloat16 mixed precision" if r["precision"] == "bfloat16" else r["precision"]
 
 
 def _versions(v: dict[str, str]) -> str:

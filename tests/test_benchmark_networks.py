@@ -1,0 +1,65 @@
+"""benchmarks/: the plain PyTorch and Keras networks the CNN epochs are compared with are the presets' own."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fmnist.models import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _count(net) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("preset", ["cnn-book", "cnn-best"])
+def test_the_plain_pytorch_network_is_the_presets(preset):
+    run = _load("run")
+    net, opt = run.eager_network(preset)
+    ours = create_model(preset)
+    assert _count(net) == _count(ours)
+    # Layer by layer: the same kinds of modules in the same order (our network adds no others).
+    kinds = [type(m).__name__ for m in net]
+    assert kinds == [type(m).__name__ for m in ours.layers], (kinds, ours)
+    assert len(opt.param_groups[0]["params"]) == len(list(net.parameters()))
+
+
+def test_a_preset_without_a_plain_network_is_refused():
+    with pytest.raises(ValueError, match="no plain PyTorch network"):
+        _load("run").eager_network("mlp-best")
+
+
+@pytest.mark.parametrize("preset", ["cnn-book", "cnn-best"])
+def test_the_keras_network_has_the_presets_trainable_parameters(preset):
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import keras_epoch; "
+            f"m = keras_epoch.build({preset!r}); "
+            "print(json.dumps(sum(int(w.numpy().size) for w in m.trainable_weights)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode and "No module named" in done.stderr and ("keras" in done.stderr or "tensorflow" in done.stderr):
+        pytest.skip("TensorFlow is not importable here")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == _count(create_model(preset))
+
+
+def test_the_floor_counts_each_layers_products_once_at_the_batch_asked():
+    import torch
+
+    run = _load("run")
+    model = create_model("cnn-best")  # predicts with the test-time flip: its layers run twice in eval
+    products = run.step_products(model, torch.zeros(1, 28, 28), batch=256)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert len(products) == 3 * len(layers) - 1  # forward, weight and input gradient; no input gradient first
+    assert len({label for label, *_ in products}) == len(products)
+    assert products[0] == ("conv 1->32 28x28 forward", 256 * 28 * 28, 9, 32)
