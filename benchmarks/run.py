@@ -196,6 +196,10 @@ def eager_network(preset: str) -> tuple[nn.Module, torch.optim.Optimizer]:
     return net, make(net.parameters())
 
 
+def parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
 def eager_cnn_epoch(preset: str, xs: torch.Tensor, ys: torch.Tensor, threads: int, repeats: int,
                     bf16: bool = False, batch: int = BATCH) -> float:
     """``preset``'s epoch as a user writes it in plain PyTorch: eager, channels-last, a torch.optim
@@ -280,8 +284,7 @@ def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_thr
     trainer = Trainer(create_model(preset), TrainConfig(
         epochs=1, device="cpu", optimizer=train["optimizer"], lr=train.get("lr"), batch_size=batch,
         precision=precision))
-    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
-    if count(eager_network(preset)[0]) != count(trainer.model):
+    if parameters(eager_network(preset)[0]) != parameters(trainer.model):
         raise RuntimeError(f"benchmarks/run.py: the plain PyTorch {preset} is not the preset's network "
                            "(parameter counts differ): write eager_network() after its spec")
     threads = torch.get_num_threads()
@@ -434,7 +437,7 @@ def main(argv=None) -> int:
                         help="threads for the plain PyTorch CNN (default: 2)")
     parser.add_argument("--conv-repeats", type=int, default=None,
                         help="epochs timed for each CNN stack (default: 3; Keras 1 with --quick)")
-    parser.add_argument("--no-conv", action="store_true", help="skip the convolutional preset (minutes)")
+    parser.add_argument("--no-conv", action="store_true", help="skip the convolutional presets (minutes)")
     parser.add_argument("--images", type=int, default=None,
                         help="train on only the first N of the 48,000 images, to try the script (default: all)")
     args = parser.parse_args(argv)

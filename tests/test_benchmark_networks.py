@@ -20,16 +20,12 @@ def _load(name: str):
     return module
 
 
-def _count(net) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
 @pytest.mark.parametrize("preset", ["cnn-book", "cnn-best"])
 def test_the_plain_pytorch_network_is_the_presets(preset):
     run = _load("run")
     net, opt = run.eager_network(preset)
     ours = create_model(preset)
-    assert _count(net) == _count(ours)
+    assert run.parameters(net) == run.parameters(ours)
     # Layer by layer: the same kinds of modules in the same order (our network adds no others).
     kinds = [type(m).__name__ for m in net]
     assert kinds == [type(m).__name__ for m in ours.layers], (kinds, ours)
@@ -50,7 +46,7 @@ def test_the_keras_network_has_the_presets_trainable_parameters(preset):
     if done.returncode and "No module named" in done.stderr and ("keras" in done.stderr or "tensorflow" in done.stderr):
         pytest.skip("TensorFlow is not importable here")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == _count(create_model(preset))
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == _load("run").parameters(create_model(preset))
 
 
 def test_the_floor_counts_each_layers_products_once_at_the_batch_asked():
