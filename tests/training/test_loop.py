@@ -6,7 +6,8 @@ import torch
 
 from fmnist.errors import UsageError
 from fmnist.evaluation import evaluate
-from fmnist.models import create_model
+from fmnist.models import ModelSpec, create_model
+from fmnist.models.network import Network
 from fmnist.training import (
     Callback,
     KerasRMSprop,
@@ -129,6 +130,10 @@ def test_step_macs_counts_conv_and_dense_products():
     # conv: 26*26 outputs x 4 filters x 9 taps; dense: 13*13*4 inputs x 10 units
     assert step_macs(model, torch.rand(1, 28, 28)) == 26 * 26 * 4 * 9 + 13 * 13 * 4 * 10
     assert model.training  # counting leaves the model in the mode it found
+    # A model that predicts with the test-time flip runs its layers twice in eval mode; a
+    # training step runs them once, and that is what the thread count is chosen for.
+    flipped = Network(ModelSpec.parse("conv:4:3:valid,maxpool:2,flatten,dense:10", tta="flip"))
+    assert step_macs(flipped, torch.rand(1, 28, 28)) == 26 * 26 * 4 * 9 + 13 * 13 * 4 * 10
 
 
 def test_thread_count_follows_the_work_per_step(monkeypatch):

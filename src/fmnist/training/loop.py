@@ -333,12 +333,17 @@ def step_macs(model: nn.Module, sample: torch.Tensor) -> int:
     """Multiply-adds of the linear and convolution layers' forward pass on ``sample`` (one image).
 
     Counted with forward hooks on one no-grad, eval-mode pass (so batch norm's running
-    statistics do not move); the backward pass costs about twice as much again.
+    statistics do not move), each layer once: a model that predicts with test-time views runs its
+    layers again in eval mode, a training step once. The backward pass costs about twice as much again.
     """
     total = 0
+    seen: set[int] = set()
 
     def count(module, inputs, output):
         nonlocal total
+        if id(module) in seen:
+            return
+        seen.add(id(module))
         if isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
         else:  # _ConvNd
