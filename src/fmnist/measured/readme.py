@@ -198,7 +198,7 @@ def speed(results: Results) -> list[str]:
             runs.append((f"{r['preset']} at batch {r['batch']}, {_precision(r)} (all three; no augmentation)", r))
         rows += [[label, _s(r["epoch_s"]), _s(r["floor_s"]), f"{_s(r['eager_epoch_s'])} ({_x(r['eager_vs_ours'])})",
                   _s(r["keras_epoch_s"]), _x(r["keras_vs_ours"])] for label, r in runs]
-    lines = _table([f"per epoch, {images} images, batch {b['batch']}", "fmnist", "arithmetic floor",
+    lines = _table([f"per epoch, {images} images, batch {b['batch']} unless the row says", "fmnist", "arithmetic floor",
                     "plain PyTorch eager (/ fmnist)", "Keras/TF", "Keras / fmnist"], rows)
     lines += ["", f"Measured by `{b['command']}` in one run ({_when(b['date'], b['loadavg_before'], b['loadavg_after'])};"
                   f" {_machine(b['machine'])}, {_versions(b['versions'])}). Method and floors: "
