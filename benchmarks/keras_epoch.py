@@ -54,8 +54,8 @@ def build(name: str, precision: str = "float32"):
                 layers.BatchNormalization())),
             layers.Flatten(), layers.Dropout(0.3), layers.Dense(256), layers.BatchNormalization(),
             layers.Activation("relu"), layers.Dropout(0.3), layers.Dense(10, activation="softmax", dtype="float32")])
-        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=train["lr"], weight_decay=DEFAULT_WEIGHT_DECAY["adamw"]),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        adamw = keras.optimizers.AdamW(learning_rate=train["lr"], weight_decay=DEFAULT_WEIGHT_DECAY["adamw"])
+        model.compile(optimizer=adamw, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
     hidden = {"softmax": [], "mlp-200": [200], "mlp-200-100": [200, 100]}[name]
     model = keras.Sequential([keras.Input((28, 28)), layers.Flatten(),

@@ -413,8 +413,9 @@ def format_text(results: dict) -> str:
                          f"{h['best_gemm_gflop_per_s']:.1f} GFLOP/s), epoch {h['epoch_s']:.2f}s = "
                          f"{h['epoch_vs_floor']:.2f}x floor; PyTorch eager {_beside(h)}")
     if r := results.get("conv_recipe"):
-        lines.append(f"{r['preset']} at batch {r['batch']}, {r['precision']} (no augmentation): floor {r['floor_s']:.2f}s, "
-                     f"epoch {r['epoch_s']:.2f}s = {r['epoch_vs_floor']:.2f}x floor; PyTorch eager {_beside(r)}")
+        lines.append(f"{r['preset']} at batch {r['batch']}, {r['precision']} (no augmentation): "
+                     f"floor {r['floor_s']:.2f}s, epoch {r['epoch_s']:.2f}s = {r['epoch_vs_floor']:.2f}x floor; "
+                     f"PyTorch eager {_beside(r)}")
     d = results["data_load"]
     lines.append(f"data load: first (verified, empty cache) {d['first_s']:.3f}s, later {d['later_s']:.4f}s")
     return "\n".join(lines)
