@@ -53,7 +53,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from fmnist._files import write_json  # noqa: E402
 from fmnist.data import load_dataset, train_val_split  # noqa: E402
-from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, predict_proba  # noqa: E402
+from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, one_view, predict_proba  # noqa: E402
 from fmnist.models import create_model, get_preset  # noqa: E402
 from fmnist.training import TrainConfig, Trainer  # noqa: E402
 from fmnist.training.config import DEFAULT_WEIGHT_DECAY  # noqa: E402
@@ -120,14 +120,10 @@ def step_products(model: nn.Module, sample: torch.Tensor, batch: int = BATCH) ->
     The first layer's input gradient is left out, as training leaves it out.
     """
     seen = []
-
-    def record(module, inputs, output) -> None:
-        if not any(module is m for m, _, _ in seen):  # a model predicting with test-time views runs twice
-            seen.append((module, inputs[0], output))
-
-    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    with torch.no_grad():
-        model.eval()(sample[:1])
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0], o)))
+             for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():  # one view, as a training step runs (not the model's test-time views)
+        one_view(model.eval())(sample[:1])
     model.train()
     for h in hooks:
         h.remove()

@@ -46,15 +46,22 @@ EVAL_BATCH = 8192
 CONV_EVAL_BATCH = 512
 
 
+def one_view(model: nn.Module) -> nn.Module:
+    """``model``'s forward pass on one view of each image, as a training step runs it: a
+    :class:`~fmnist.models.network.Network`'s ``stack`` (without its test-time augmentation), any
+    other module itself."""
+    return getattr(model, "stack", model)
+
+
 @torch.inference_mode()
 def log_proba_tensors(model: nn.Module, x: torch.Tensor, batch_size: int | None = None, *,
                       tta: bool = True) -> torch.Tensor:
     """Log probabilities of a torch model on a float tensor already on its device.
 
-    ``tta=False`` scores one view of each image, without the model's test-time augmentation
-    (a :class:`~fmnist.models.network.Network`'s ``stack``): the training loop's per-epoch monitor.
+    ``tta=False`` scores one view of each image (:func:`one_view`), without the model's test-time
+    augmentation: the training loop's per-epoch monitor.
     """
-    forward = model if tta else getattr(model, "stack", model)
+    forward = model if tta else one_view(model)
     if batch_size is None:
         spec = getattr(model, "spec", None)
         batch_size = CONV_EVAL_BATCH if getattr(spec, "is_convolutional", False) else EVAL_BATCH

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from fmnist._malloc import keep_freed_memory
 from fmnist._threads import resolve_threads, torch_threads
 from fmnist.errors import UsageError, option
-from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, score
+from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, one_view, score
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._fast_epoch import FastEpoch
 from fmnist.training.augment import Augment
@@ -333,17 +333,14 @@ def step_macs(model: nn.Module, sample: torch.Tensor) -> int:
     """Multiply-adds of the linear and convolution layers' forward pass on ``sample`` (one image).
 
     Counted with forward hooks on one no-grad, eval-mode pass (so batch norm's running
-    statistics do not move), each layer once: a model that predicts with test-time views runs its
-    layers again in eval mode, a training step once. The backward pass costs about twice as much again.
+    statistics do not move) over one view of the image, as a training step sees it (a model that
+    predicts with test-time views would run its layers again). The backward pass costs about twice
+    as much again.
     """
     total = 0
-    seen: set[int] = set()
 
     def count(module, inputs, output):
         nonlocal total
-        if id(module) in seen:
-            return
-        seen.add(id(module))
         if isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
         else:  # _ConvNd
@@ -355,7 +352,7 @@ def step_macs(model: nn.Module, sample: torch.Tensor) -> int:
     try:
         model.eval()
         with torch.no_grad():
-            model(sample)
+            one_view(model)(sample)
     finally:
         model.train(was_training)
         for handle in handles:
