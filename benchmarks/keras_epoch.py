@@ -1,7 +1,7 @@
 """One model's Keras/TensorFlow training epoch, timed in a process of its own (``run.py`` calls it).
 
     python benchmarks/keras_epoch.py softmax|mlp-200|mlp-200-100|cnn-book|cnn-best [--repeats N] [--images N]
-                                     [--precision float32|bfloat16]
+                                     [--precision float32|bfloat16] [--batch N]
 
 Prints one JSON object: ``{"epoch_s": median, "epochs_s": [...], "keras": ..., "tensorflow": ...}``,
 or ``{"epoch_s": null}`` where TensorFlow is not importable. Why a process of its own: TensorFlow
@@ -71,6 +71,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="epochs timed (0: only say the versions)")
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"batch size (default: {BATCH}, Keras's)")
     args = parser.parse_args()
     try:
         import keras
@@ -86,13 +87,13 @@ def main() -> int:
     xs = x.astype("float32") / 255.0
     if args.model.startswith("cnn-"):
         xs = xs[..., None]
-    batch = get_preset(args.model).train.get("batch_size", BATCH) if args.model.startswith("cnn-") else BATCH
     model = build(args.model, args.precision)
-    model.fit(xs[:batch * 10], y[:batch * 10], batch_size=batch, epochs=1, verbose=0)  # build + trace
+    warm = args.batch * 10
+    model.fit(xs[:warm], y[:warm], batch_size=args.batch, epochs=1, verbose=0)  # build + trace
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        model.fit(xs, y, batch_size=batch, epochs=1, verbose=0)
+        model.fit(xs, y, batch_size=args.batch, epochs=1, verbose=0)
         times.append(time.perf_counter() - start)
     print(json.dumps({"epoch_s": statistics.median(times) if times else None, "epochs_s": times,
                       "keras": keras.__version__, "torch_loaded": "torch" in sys.modules,

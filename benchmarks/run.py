@@ -223,17 +223,18 @@ def eager_cnn_epoch(preset: str, xs: torch.Tensor, ys: torch.Tensor, threads: in
         torch.set_num_threads(old)
 
 
-def keras_epoch(name: str, images: int | None, repeats: int, precision: str = "float32") -> float | None:
+def keras_epoch(name: str, images: int | None, repeats: int, precision: str = "float32",
+                batch: int = BATCH) -> float | None:
     """Keras's epoch, timed by ``benchmarks/keras_epoch.py`` in a fresh process (see there why); None without TF."""
-    return keras_child(name, repeats, images, precision)["epoch_s"]
+    return keras_child(name, repeats, images, precision, batch)["epoch_s"]
 
 
-def keras_child(name: str, repeats: int, images: int | None, precision: str = "float32") -> dict:
+def keras_child(name: str, repeats: int, images: int | None, precision: str = "float32", batch: int = BATCH) -> dict:
     """What ``benchmarks/keras_epoch.py NAME`` prints: the epochs and the versions."""
     import subprocess
 
     cmd = [sys.executable, str(Path(__file__).with_name("keras_epoch.py")), name, "--repeats", str(repeats),
-           "--precision", precision]
+           "--precision", precision, "--batch", str(batch)]
     if images:
         cmd += ["--images", str(images)]
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
@@ -296,7 +297,7 @@ def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_thr
     say(f"{preset}: PyTorch eager epochs{tag}")
     eager = eager_cnn_epoch(preset, xs, ys, eager_threads, repeats, bf16=bf16, batch=batch)
     say(f"{preset}: Keras epochs{tag}")
-    keras = keras_epoch(preset, len(xs), keras_repeats, precision)
+    keras = keras_epoch(preset, len(xs), keras_repeats, precision, batch)
     return {"train_threads": train_threads, **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all,
             "epoch_vs_floor": epoch / floor["floor_s"], "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
             "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}

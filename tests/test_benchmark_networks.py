@@ -59,3 +59,16 @@ def test_the_floor_counts_each_layers_products_once_at_the_batch_asked():
     assert len(products) == 3 * len(layers) - 1  # forward, weight and input gradient; no input gradient first
     assert len({label for label, *_ in products}) == len(products)
     assert products[0] == ("conv 1->32 28x28 forward", 256 * 28 * 28, 9, 32)
+
+
+def test_keras_is_timed_at_the_batch_it_is_given(monkeypatch):
+    run = _load("run")
+    seen = []
+
+    def fake(cmd, **kwargs):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"epoch_s": 1.5}\n')
+
+    monkeypatch.setattr(subprocess, "run", fake)
+    assert run.keras_epoch("cnn-best", 512, 1, "bfloat16", batch=256) == 1.5
+    assert seen[0][seen[0].index("--batch") + 1] == "256"
