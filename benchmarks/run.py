@@ -57,7 +57,7 @@ from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, one_v
 from fmnist.models import create_model, get_preset  # noqa: E402
 from fmnist.training import TrainConfig, Trainer  # noqa: E402
 from fmnist.training.config import DEFAULT_WEIGHT_DECAY  # noqa: E402
-from fmnist.training.loop import bfloat16_native  # noqa: E402
+from fmnist.training.loop import bfloat16_native, resolve_precision  # noqa: E402
 
 PRESETS = ("softmax", "mlp-200", "mlp-200-100")
 CONV_PRESET = "cnn-book"
@@ -258,7 +258,7 @@ def conv_recipe(xs, ys, repeats: int, keras_repeats: int, eager_threads: int) ->
     """cnn-best's epoch at its recipe's batch size, optimizer and precision (float32 on a CPU without
     bfloat16 dot products) in the three stacks, none augmenting, against its floor."""
     train = get_preset(RECIPE_PRESET).train
-    precision = train.get("precision", "float32") if bfloat16_native(torch.device("cpu")) else "float32"
+    precision = resolve_precision(train.get("precision", "float32"), torch.device("cpu"))
     return {"preset": RECIPE_PRESET, "batch": train["batch_size"], "precision": precision,
             "eager_threads": eager_threads,
             **conv_stacks(RECIPE_PRESET, xs, ys, repeats, keras_repeats, eager_threads, precision, train["batch_size"])}

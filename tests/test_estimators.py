@@ -91,6 +91,14 @@ def test_the_presets_recipe_is_used_unless_overridden(images):
     assert (plain.optimizer, plain.batch_size) == ("rmsprop", 32)
 
 
+def test_config_holds_the_precision_it_trained_in(images, monkeypatch):
+    from fmnist.training import loop
+
+    x, y = images
+    monkeypatch.setattr(loop, "bfloat16_native", lambda device: False)
+    assert NetClassifier(SMALL, epochs=1, precision="auto", device="cpu").fit(x, y).config_.precision == "float32"
+
+
 def test_early_stopping_presets_hold_out_validation_data(images):
     x, y = images
     clf = NetClassifier("cnn-book", epochs=2, device="cpu").fit(x, y)  # patience 2: watches val_loss

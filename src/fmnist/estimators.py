@@ -128,6 +128,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         network = Network(spec)
         callbacks = [ProgressLogger()] if self.verbose else []
         trainer = Trainer(network, self.config_, callbacks)
+        self.config_ = trainer.config  # the precision it trains in, "auto" resolved
         self.history_ = trainer.fit(X, y_index, validation_data=validation)
         self.model_ = trainer.model.eval()
         return self

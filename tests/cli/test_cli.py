@@ -225,6 +225,19 @@ def test_every_training_setting_is_a_train_option_and_an_estimator_parameter():
 
 
 @pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_records_the_precision_it_trained_in(capsys, tiny_dir, tmp_path, monkeypatch, native):
+    from fmnist.training import loop
+
+    monkeypatch.setattr(loop, "bfloat16_native", lambda device: native)
+    code, _, err = run(capsys, "train", "conv:4:3,maxpool:2,flatten,dense:10", "--precision", "auto",
+                       "--epochs", "1", "--quiet", "--data-dir", tiny_dir, "--dataset", "custom",
+                       "--out", tmp_path / "run")
+    assert code == 0 and "no bfloat16 arithmetic" not in err
+    config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert config["precision"] == ("bfloat16" if native else "float32")
+
+
+@pytest.mark.parametrize("native", [True, False])
 def test_bfloat16_without_hardware_support_is_noted(capsys, tiny_dir, tmp_path, monkeypatch, native):
     from fmnist.training import loop
 

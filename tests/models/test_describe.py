@@ -62,6 +62,7 @@ def test_the_studys_presets_read_their_row_of_the_study(tmp_path, monkeypatch):
     ({"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "shift": 2, "label_smoothing": 0.1},
      "sgd (lr 0.01, Keras's default, momentum 0.9, Nesterov), augmentation: shifts up to 2 px, label smoothing 0.1"),
     ({"precision": "bfloat16"}, "rmsprop (lr 0.001, Keras's default), bfloat16 mixed precision"),
+    ({"precision": "auto"}, "Keras's default), bfloat16 mixed precision where the hardware has it (float32 elsewhere)"),
 ])
 def test_recipe_in_words(train, words):
     assert words in recipe(train)

@@ -6,7 +6,7 @@ import torch
 
 from fmnist.errors import UsageError
 from fmnist.evaluation import evaluate
-from fmnist.models import ModelSpec, create_model
+from fmnist.models import ModelSpec, create_model, get_preset
 from fmnist.models.network import Network
 from fmnist.training import (
     Callback,
@@ -304,6 +304,29 @@ def test_float32_precision_runs_the_forward_in_float32():
     seen = _output_dtypes(model, torch.nn.Conv2d)
     fit(model, X, Y, config=TrainConfig(epochs=1, seed=0))
     assert seen and set(seen) == {torch.float32}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_only_where_the_hardware_has_it(monkeypatch, native):
+    # Emulated bfloat16 is several times slower than float32: "auto" (cnn-best's) must not pick it.
+    from fmnist.training import loop
+
+    monkeypatch.setattr(loop, "bfloat16_native", lambda device: native)
+    torch.manual_seed(0)
+    model = create_model("conv:8:3,maxpool:2,flatten,dense:10")
+    seen = _output_dtypes(model, torch.nn.Conv2d)
+    config = TrainConfig(epochs=1, seed=0, precision="auto")
+    trainer = Trainer(model, config)
+    trainer.fit(X, Y)
+    expected = "bfloat16" if native else "float32"
+    assert set(seen) == {getattr(torch, expected)}
+    # What a run records and a checkpoint resumes with is the precision it trained in.
+    assert trainer.config.precision == expected and trainer.state_dict()["config"]["precision"] == expected
+    assert config.precision == "auto"  # the caller's config is left as it was
+
+
+def test_cnn_best_trains_in_bfloat16_only_where_the_hardware_has_it():
+    assert get_preset("cnn-best").train["precision"] == "auto"
 
 
 def test_unknown_precision_is_a_usage_error():

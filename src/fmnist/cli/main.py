@@ -123,10 +123,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                                                "(default: preset's, 0)")
     g.add_argument("--label-smoothing", type=float, help="smooth the targets towards uniform by this much; logged "
                                                          "losses stay plain cross-entropy (default: preset's, 0)")
-    g.add_argument("--precision", choices=["float32", "bfloat16"],
+    g.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
                    help="training arithmetic: float32, or bfloat16 mixed precision (convolutions and matrix "
                         "products in bfloat16, weights and updates in float32; faster on CPUs with AVX512-BF16 "
-                        "or AMX, and on CUDA) (default: preset's, float32)")
+                        "or AMX, and on CUDA), or auto: bfloat16 where the device has it in hardware, float32 "
+                        "elsewhere (default: preset's, float32)")
 
 
 _TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "seed", "device",

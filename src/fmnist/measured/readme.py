@@ -159,8 +159,8 @@ def presets(results: Results) -> list[str]:
                 epochs += f" (early stop; weights of epoch {r['weights_epoch']})"
             val = "–" if r["val_accuracy"] is None else f"{r['val_accuracy']:.4f}"
             rows.append([f"`{key}`" + (" (older recipe)" if key in stale else ""), val, f"{r['test_accuracy']:.4f}",
-                         source, epochs, _s(r["train_time_s"]), _when(r["date"], r["loadavg_before"],
-                                                                       r["loadavg_after"])])
+                         source, epochs, _s(r["train_time_s"]) + _trained_in(r), _when(
+                             r["date"], r["loadavg_before"], r["loadavg_after"])])
     lines = _table(["preset", "validation", "test (t10k)", "source / target", "epochs", "training time",
                     "measured (load: the machine is shared)"], rows)
     lines += ["", "Each row is one `fmnist train PRESET` with the preset's own recipe, measured by "
@@ -254,6 +254,12 @@ def benchmark(results: Results) -> list[str]:
     lines += ["", f"Data load: first (verified from the `.gz` files, empty cache) {_s(d['first_s'])}; later "
                   f"{_s(d['later_s'])}.", "", _source(results, "benchmark")]
     return lines
+
+
+def _trained_in(r: dict) -> str:
+    """" (float32)" after the time of a preset that sets its precision: with "auto" the time
+    depends on which one the machine gave it (bfloat16 only where the hardware has it)."""
+    return f" ({r['config']['precision']})" if "precision" in r["train"] else ""
 
 
 def _precision(r: dict) -> str:

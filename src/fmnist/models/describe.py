@@ -57,7 +57,9 @@ def recipe(train: dict[str, Any]) -> str:
         words.append("augmentation: " + ", ".join(augment))
     if c.label_smoothing:
         words.append(f"label smoothing {c.label_smoothing:g}")
-    if c.precision != "float32":
+    if c.precision == "auto":
+        words.append("bfloat16 mixed precision where the hardware has it (float32 elsewhere)")
+    elif c.precision != "float32":
         words.append(f"{c.precision} mixed precision")
     return ", ".join(words)
 

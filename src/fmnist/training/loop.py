@@ -8,6 +8,7 @@ an index slice of it: no DataLoader, no per-sample Python.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -52,6 +53,13 @@ def bfloat16_native(device: torch.device) -> bool:
     return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``"auto"`` is bfloat16 where ``device`` does it in hardware, float32 elsewhere."""
+    if name == "auto":
+        return "bfloat16" if bfloat16_native(device) else "float32"
+    return name
+
+
 class Trainer:
     """Trains one torch model; ``fit`` returns the history, a list of per-epoch dicts.
 
@@ -78,8 +86,10 @@ class Trainer:
     cpu_parallel_macs: float = 30e6
 
     def __init__(self, model: nn.Module, config: TrainConfig | None = None, callbacks: Sequence[Callback] = ()):
-        self.config = config or TrainConfig()
-        self.device = resolve_device(self.config.device)
+        config = config or TrainConfig()
+        self.device = resolve_device(config.device)
+        # The precision it trains in, not "auto": what the run records and a resumed run keeps.
+        self.config = dataclasses.replace(config, precision=resolve_precision(config.precision, self.device))
         self.model = model.to(self.device)
         # The CPU threads this trainer may use (evaluation of the validation data too).
         self.threads = resolve_threads(self.config.threads)
