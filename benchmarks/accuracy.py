@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from fmnist._files import write_json  # noqa: E402
-from fmnist.measured import ACCURACY_PRESETS, MEASURED_DIR  # noqa: E402
+from fmnist.measured import ACCURACY_PRESETS, MEASURED_DIR, processor  # noqa: E402
 
 
 def _machine() -> dict:
-    return {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "processor": platform.processor(),
+    return {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "processor": processor(),
             "platform": platform.platform()}
 
 

@@ -54,6 +54,7 @@ from torch.nn import functional as F  # noqa: E402
 from fmnist._files import write_json  # noqa: E402
 from fmnist.data import load_dataset, train_val_split  # noqa: E402
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, one_view, predict_proba  # noqa: E402
+from fmnist.measured import processor  # noqa: E402
 from fmnist.models import create_model, get_preset  # noqa: E402
 from fmnist.training import TrainConfig, Trainer  # noqa: E402
 from fmnist.training.config import DEFAULT_WEIGHT_DECAY  # noqa: E402
@@ -348,7 +349,7 @@ def run(args) -> dict:
                    + (f" --threads {args.threads}" if args.threads else "")
                    + (f" --conv-repeats {args.conv_repeats}" if args.conv_repeats else ""),
         "date": date.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "processor": processor(), "cpus": os.cpu_count(),
                     "affinity": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
                     "train_threads": Trainer.cpu_train_threads or torch.get_num_threads()},
         "versions": _versions(), "repeats": repeats, "images": len(x_tr), "batch": BATCH, "presets": {}}

@@ -195,3 +195,17 @@ def test_a_preset_that_sets_its_precision_says_which_it_trained_in(results):
     (folder / "presets.json").write_text(json.dumps(record))
     row = next(line for line in gen.presets(gen.Results(folder)) if line.startswith(f"| `{name}`"))
     assert re.search(r"\| [0-9.]+ s \(float32\) \|", row), row
+
+
+@pytest.mark.parametrize("flags, unit", [
+    ("fpu sse2 avx2 fma", "AVX2"),
+    ("avx2 avx512f avx512bw", "AVX-512"),
+    ("avx2 avx512f avx512_bf16", "AVX-512 with bfloat16 dot products"),
+    ("avx2 avx512f avx512_bf16 amx_bf16 amx_tile", "AMX"),
+])
+def test_a_record_names_the_cpu_and_its_widest_vector_unit(flags, unit):
+    from fmnist.measured import processor
+
+    cpuinfo = f"processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: {flags}\n\nprocessor\t: 1\nmodel name\t: other\n"
+    assert processor(cpuinfo) == f"AMD EPYC 9R14 ({unit})"
+    assert processor("") and "(" not in processor("")  # no /proc/cpuinfo: what platform knows, no unit

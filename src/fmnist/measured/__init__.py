@@ -19,6 +19,33 @@ MEASURED_DIR = Path(__file__).resolve().parent
 ACCURACY_PRESETS = ("mlp-100-sigmoid", "mlp-100-dropout", "mlp-best", "cnn-book", "cnn-best")
 
 
+# The widest vector arithmetic a CPU has, by its /proc/cpuinfo flag, best first: the same code's
+# speed differs most between these (bfloat16 dot products double the convolutions' rate, and
+# without them bfloat16 is emulated), so every record names it beside the CPU's model.
+_VECTOR_UNITS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 with bfloat16 dot products"),
+                 ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def processor(cpuinfo: str | None = None) -> str:
+    """The CPU a measurement ran on, e.g. ``"AMD EPYC (AVX2)"``: its model name and widest vector
+    unit, from ``/proc/cpuinfo`` (``cpuinfo``: its text); elsewhere what :mod:`platform` knows."""
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    unit = next((words for flag, words in _VECTOR_UNITS if flag in flags), None)
+    return f"{name} ({unit})" if unit else name
+
+
 def load(name: str, directory: Path | None = None) -> dict[str, Any] | None:
     """The results file ``NAME.json`` (in ``directory``, default :data:`MEASURED_DIR`) as a dict; None if absent."""
     path = Path(directory if directory is not None else MEASURED_DIR) / f"{name}.json"
