@@ -115,16 +115,25 @@ def stem_backward(xp, gz, arg, dw, db):  # pragma: no cover - compiled
     """Pooled gradient gz and winners (N, OH, OW, C) -> dw (9, C) and db (C,), accumulated."""
     n_img, oh, ow, c = gz.shape
     zero = np.float32(0.0)
+    # The window's gradient split by winner: g[k, ch] is gz where position k won, else 0. Each
+    # tap's update is then four products with the patch's scalars, no per-channel select
+    # chain, and it equals the selected product exactly (the other three are exact zeros).
+    g = np.empty((4, c), np.float32)
     for n in range(n_img):
         for oy in range(oh):
             for ox in range(ow):
                 r = 2 * oy
                 q = 2 * ox
                 for ch in range(c):
-                    db[ch] += gz[n, oy, ox, ch] if arg[n, oy, ox, ch] >= 0 else zero
-                # One loop per tap (one store stream each, so each vectorises): the input
-                # under the winner of each channel, picked from the window's four positions.
-                for t in range(9):
+                    k = arg[n, oy, ox, ch]
+                    v = gz[n, oy, ox, ch]
+                    g[0, ch] = v if k == 0 else zero
+                    g[1, ch] = v if k == 1 else zero
+                    g[2, ch] = v if k == 2 else zero
+                    g[3, ch] = v if k == 3 else zero
+                for ch in range(c):
+                    db[ch] += (g[0, ch] + g[1, ch]) + (g[2, ch] + g[3, ch])
+                for t in range(9):  # one loop per tap: one store stream each, so each vectorises
                     kh = t // 3
                     kw = t - 3 * kh
                     x0 = xp[n, r + kh, q + kw]
@@ -132,6 +141,4 @@ def stem_backward(xp, gz, arg, dw, db):  # pragma: no cover - compiled
                     x2 = xp[n, r + kh + 1, q + kw]
                     x3 = xp[n, r + kh + 1, q + kw + 1]
                     for ch in range(c):
-                        k = arg[n, oy, ox, ch]
-                        xv = x0 if k == 0 else (x1 if k == 1 else (x2 if k == 2 else (x3 if k == 3 else zero)))
-                        dw[t, ch] += gz[n, oy, ox, ch] * xv
+                        dw[t, ch] += (g[0, ch] * x0 + g[1, ch] * x1) + (g[2, ch] * x2 + g[3, ch] * x3)
