@@ -16,7 +16,7 @@ def _record(folder, name, **fields):
     preset = get_preset(name)
     entry = {"val_accuracy": 0.91234, "test_accuracy": 0.90123, "train_time_s": 321.0, "epochs_run": 9,
              "date": "2026-01-02T03:04:05Z", "loadavg_before": [1.5, 1, 1], "command": f"fmnist train {name}",
-             "spec": preset.spec.to_dict(), "train": dict(preset.train), **fields}
+             "spec": preset.spec.to_dict(), "train": dict(preset.train), "config": {"precision": "float32"}, **fields}
     (folder / "presets.json").write_text(json.dumps({"presets": {name: entry}}))
 
 
@@ -27,8 +27,15 @@ def test_cnn_book_shows_full_spec_recipe_and_its_measured_results(tmp_path, monk
     out = capsys.readouterr().out
     assert "conv:32:3:same:relu,maxpool:2,conv:64:3:same:relu" in out  # in the spec line and the summary
     assert "20 epochs, batch 32, adam (lr 0.001" in out and "early stopping on val_loss (patience 2" in out
-    assert "validation accuracy 0.9123, test (t10k, reported apart) 0.9012, 9 epochs, 321 s" in out
+    assert "validation accuracy 0.9123, test (t10k, reported apart) 0.9012, 9 epochs, 321 s (2026-01-02" in out
     assert "Total params: 333,526" in out
+
+
+@pytest.mark.parametrize("trained_in", ["float32", "bfloat16"])
+def test_a_preset_that_sets_its_precision_says_which_it_trained_in(tmp_path, monkeypatch, trained_in):
+    monkeypatch.setattr(fmnist.measured, "MEASURED_DIR", tmp_path)
+    _record(tmp_path, "cnn-best", config={"precision": trained_in})
+    assert f"9 epochs, 321 s in {trained_in} (" in describe(get_preset("cnn-best"))
 
 
 def test_an_unmeasured_preset_says_how_to_measure_it(tmp_path, monkeypatch):

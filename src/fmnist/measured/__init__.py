@@ -58,9 +58,9 @@ def preset_results(name: str, directory: Path | None = None) -> dict[str, Any] |
     """What was measured for the preset ``name``: its own training run, or its row of the study.
 
     Returns ``{"val_accuracy", "test_accuracy", "metric", "train_time_s", "date", "loadavg",
-    "command", "spec", "train"}`` (``spec``/``train``: the recipe that was measured; None for
-    the study's rows, whose recipe is the preset's own by construction), or None if nothing
-    about ``name`` has been recorded.
+    "command", "spec", "train", "precision"}`` (``spec``/``train``: the recipe that was measured,
+    ``precision``: what it trained in, "auto" resolved; None for the study's rows, whose recipe
+    is the preset's own by construction), or None if nothing about ``name`` has been recorded.
     """
     presets = (load("presets", directory) or {}).get("presets", {})
     if name in presets:
@@ -68,7 +68,8 @@ def preset_results(name: str, directory: Path | None = None) -> dict[str, Any] |
         return {"val_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
                 "metric": "validation accuracy", "train_time_s": r["train_time_s"],
                 "epochs_run": r["epochs_run"], "date": r["date"], "loadavg": r["loadavg_before"][0],
-                "command": r["command"], "spec": r["spec"], "train": r["train"]}
+                "command": r["command"], "spec": r["spec"], "train": r["train"],
+                "precision": r["config"].get("precision", "float32")}  # older runs had no other
     study = load("reproduce", directory)
     for row in (study or {}).get("result", {}).get("rows", []):
         if row["model"] == name:
@@ -76,5 +77,5 @@ def preset_results(name: str, directory: Path | None = None) -> dict[str, Any] |
             return {"val_accuracy": row["ours"], "test_accuracy": row["test_accuracy"], "metric": row["metric"],
                     "train_time_s": row["time_s"], "epochs_run": len(row.get("history") or []) or None,
                     "date": m["date"], "loadavg": m["loadavg_before"][0], "command": m["command"],
-                    "spec": None, "train": None}
+                    "spec": None, "train": None, "precision": None}
     return None

@@ -73,7 +73,10 @@ def measured_line(preset: Preset) -> str:
         return f"measured:   nothing recorded yet (python benchmarks/accuracy.py presets {preset.name})"
     recorded = r["spec"] is None or (r["spec"] == preset.spec.to_dict() and r["train"] == dict(preset.train))
     epochs = f", {r['epochs_run']} epochs" if r.get("epochs_run") else ""
+    # A preset that sets its precision ("auto": bfloat16 only where the hardware has it) took
+    # the time it did in the precision it got.
+    precision = f" in {r['precision']}" if r["train"] and "precision" in r["train"] else ""
     return (f"measured:   {r['metric']} {r['val_accuracy']:.4f}, test (t10k, reported apart) "
-            f"{r['test_accuracy']:.4f}{epochs}, {r['train_time_s']:.0f} s "
+            f"{r['test_accuracy']:.4f}{epochs}, {r['train_time_s']:.0f} s{precision} "
             f"({r['date'][:10]}, load average {r['loadavg']:.1f}; `{r['command']}`)"
             + ("" if recorded else "; NOTE: measured with an earlier recipe than the one above"))
