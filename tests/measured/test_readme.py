@@ -199,6 +199,22 @@ def test_a_preset_that_sets_its_precision_says_which_it_trained_in(results):
     assert re.search(r"\| [0-9.]+ s \(float32\) \|", row())
 
 
+def test_a_preset_row_names_the_cpu_it_was_timed_on_where_recorded(results):
+    folder, _ = results
+    record = json.loads((folder / "presets.json").read_text())
+    name = next(n for n in gen.ACCURACY_PRESETS if n in record["presets"])
+    machine = record["presets"][name]["machine"]
+
+    def row() -> str:
+        (folder / "presets.json").write_text(json.dumps(record))
+        return next(line for line in gen.presets(gen.Results(folder)) if line.startswith(f"| `{name}`"))
+
+    machine["processor"] = "Some CPU 9000 (AVX2)"
+    assert "| Some CPU 9000 (AVX2), 20" in row()  # before the record's date
+    machine["processor"] = ""  # older records: none recorded, nothing shown
+    assert re.search(r"\| 20\d\d-\d\d-\d\d \d\d:\d\d UTC, load average", row())
+
+
 @pytest.mark.parametrize("flags, unit", [
     ("fpu sse2 avx2 fma", "AVX2"),
     ("avx2 avx512f avx512bw", "AVX-512"),

@@ -159,10 +159,10 @@ def presets(results: Results) -> list[str]:
                 epochs += f" (early stop; weights of epoch {r['weights_epoch']})"
             val = "–" if r["val_accuracy"] is None else f"{r['val_accuracy']:.4f}"
             rows.append([f"`{key}`" + (" (older recipe)" if key in stale else ""), val, f"{r['test_accuracy']:.4f}",
-                         source, epochs, _s(r["train_time_s"]) + _trained_in(r), _when(
+                         source, epochs, _s(r["train_time_s"]) + _trained_in(r), _on(r["machine"]) + _when(
                              r["date"], r["loadavg_before"], r["loadavg_after"])])
     lines = _table(["preset", "validation", "test (t10k)", "source / target", "epochs", "training time",
-                    "measured (load: the machine is shared)"], rows)
+                    "measured (CPU where recorded; load: the machine is shared)"], rows)
     lines += ["", "Each row is one `fmnist train PRESET` with the preset's own recipe, measured by "
                   "`python benchmarks/accuracy.py presets`; test (t10k) is reported apart and chose nothing. A "
                   "`--no-holdout` row is the same recipe's final fit on every training image (`python "
@@ -260,6 +260,12 @@ def _trained_in(r: dict) -> str:
     """" (float32)" after the time of a preset that sets its precision: with "auto" the time
     depends on which one the machine gave it (bfloat16 only where the hardware has it)."""
     return f" ({r['config']['precision']})" if "precision" in r["train"] else ""
+
+
+def _on(machine: dict) -> str:
+    """"AMD EPYC (AVX2), " before a record's date, where it names its CPU: a training time is the
+    time on that CPU (the same code's CNN epochs differ several-fold between vector units)."""
+    return f"{machine['processor']}, " if machine.get("processor") else ""
 
 
 def _precision(r: dict) -> str:
