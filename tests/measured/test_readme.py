@@ -182,16 +182,21 @@ def test_a_final_fit_without_holdout_follows_its_presets_row(results):
     assert re.search(rf"`python benchmarks/accuracy.py presets --no-holdout [^`]*\b{re.escape(name)}\b", text)
 
 
-def test_a_preset_that_sets_its_precision_says_which_it_trained_in(results):
+def _preset_row_editor(results):
+    """(a measured preset's record, a function writing that record back and returning its README row)."""
     folder, _ = results
     record = json.loads((folder / "presets.json").read_text())
     name = next(n for n in gen.ACCURACY_PRESETS if n in record["presets"])
-    r = record["presets"][name]
 
     def row() -> str:
         (folder / "presets.json").write_text(json.dumps(record))
         return next(line for line in gen.presets(gen.Results(folder)) if line.startswith(f"| `{name}`"))
 
+    return record["presets"][name], row
+
+
+def test_a_preset_that_sets_its_precision_says_which_it_trained_in(results):
+    r, row = _preset_row_editor(results)
     r["train"] = {k: v for k, v in r["train"].items() if k != "precision"}
     plain = row()
     assert "(float32)" not in plain and "(bfloat16)" not in plain
@@ -200,18 +205,10 @@ def test_a_preset_that_sets_its_precision_says_which_it_trained_in(results):
 
 
 def test_a_preset_row_names_the_cpu_it_was_timed_on_where_recorded(results):
-    folder, _ = results
-    record = json.loads((folder / "presets.json").read_text())
-    name = next(n for n in gen.ACCURACY_PRESETS if n in record["presets"])
-    machine = record["presets"][name]["machine"]
-
-    def row() -> str:
-        (folder / "presets.json").write_text(json.dumps(record))
-        return next(line for line in gen.presets(gen.Results(folder)) if line.startswith(f"| `{name}`"))
-
-    machine["processor"] = "Some CPU 9000 (AVX2)"
+    r, row = _preset_row_editor(results)
+    r["machine"]["processor"] = "Some CPU 9000 (AVX2)"
     assert "| Some CPU 9000 (AVX2), 20" in row()  # before the record's date
-    machine["processor"] = ""  # older records: none recorded, nothing shown
+    r["machine"]["processor"] = ""  # older records: none recorded, nothing shown
     assert re.search(r"\| 20\d\d-\d\d-\d\d \d\d:\d\d UTC, load average", row())
 
 
