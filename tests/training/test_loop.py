@@ -175,14 +175,30 @@ def test_thread_counts_below_one_or_not_whole_are_refused(bad):
         TrainConfig(threads=bad)
 
 
-def test_label_smoothed_loss_is_torch_cross_entropy_with_smoothing():
-    from fmnist.training.loop import cross_entropy
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch-ops"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_the_steps_loss_is_torch_cross_entropy_with_its_gradient_and_metrics(compiled, smoothing, monkeypatch):
+    from fmnist.training import _loss
 
-    logits = torch.randn(16, 10, generator=torch.Generator().manual_seed(0))
-    y = torch.arange(16) % 10
-    lp = torch.log_softmax(logits, 1)
-    for s in (0.0, 0.1, 0.3):
-        torch.testing.assert_close(cross_entropy(lp, y, s), torch.nn.functional.cross_entropy(logits, y, label_smoothing=s))
+    if compiled and not _loss.AVAILABLE:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(_loss, "AVAILABLE", compiled)
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(33, 10, generator=gen) * 4).requires_grad_()
+    with torch.no_grad():
+        logits[5, 2] = logits[5, 7] = logits[5].max() + 1  # a tie: the first of equal maxima is the prediction
+    y = torch.randint(0, 10, (33,), generator=gen)
+    picked, pred = torch.empty(33), torch.empty(33, dtype=torch.int64)
+    loss = _loss.softmax_cross_entropy(logits, y, smoothing, picked, pred)
+    (grad,) = torch.autograd.grad(3 * loss, logits)
+
+    ref_logits = logits.detach().clone().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(ref_logits, y, label_smoothing=smoothing)
+    (ref_grad,) = torch.autograd.grad(3 * ref, ref_logits)
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(grad, ref_grad)
+    torch.testing.assert_close(picked, torch.log_softmax(logits.detach(), 1).gather(1, y.view(-1, 1)).view(-1))
+    assert torch.equal(pred, logits.detach().argmax(1)) and pred[5] == 2
 
 
 def test_label_smoothing_trains_a_dense_model_through_autograd():

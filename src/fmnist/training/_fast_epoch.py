@@ -35,6 +35,7 @@ from torch.optim.optimizer import (
 from fmnist._numba import jit as _jit
 from fmnist._numba import load as _load_numba
 from fmnist.training import _fast_kernels as _kernels
+from fmnist.training._loss import _xent_forward
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training.optim import FlatOptimizer
 
@@ -139,28 +140,13 @@ if AVAILABLE:
                             out[r, j] = one / (one + np.exp(-out[r, j]))
                 h = out
                 saved.append(h)
-            # log_softmax, picked, argmax and d(mean CE)/d(logits) = (softmax - onehot) / m
-            k = h.shape[1]
-            g = np.empty((m, k), np.float32)
-            inv = np.float32(m)
-            neg = np.float32(-1.0 / m)
+            # d(mean CE)/d(logits), the labels' log-probabilities and the argmax: the same kernel
+            # as the autograd path's loss (training/_loss.py)
+            yb = np.empty(m, np.int64)
             for r in range(m):
-                mx = h[r, 0]
-                am = 0
-                for j in range(1, k):
-                    if h[r, j] > mx:
-                        mx = h[r, j]
-                        am = j
-                tot = np.float32(0.0)
-                for j in range(k):
-                    tot += np.exp(h[r, j] - mx)
-                lt = np.log(tot)
-                for j in range(k):
-                    g[r, j] = np.exp(h[r, j] - mx - lt) / inv
-                yr = y[order[b0 + r]]
-                picked[b0 + r] = h[r, yr] - mx - lt
-                pred[b0 + r] = am
-                g[r, yr] += neg
+                yb[r] = y[order[b0 + r]]
+            g = np.empty(h.shape, np.float32)
+            _xent_forward(h, yb, 0.0, g, picked[b0:b0 + m], pred[b0:b0 + m])
             for i in range(nl - 1, -1, -1):
                 _mm(g, True, saved[i], False, gweights[i], 0.0, ints, chars, flts)
                 gb = gbiases[i]

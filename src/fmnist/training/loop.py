@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from fmnist._malloc import keep_freed_memory
 from fmnist._threads import resolve_threads, torch_threads
@@ -25,6 +24,7 @@ from fmnist.errors import UsageError, option
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, one_view, score
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._fast_epoch import FastEpoch
+from fmnist.training._loss import softmax_cross_entropy
 from fmnist.training.augment import Augment
 from fmnist.training.callbacks import Callback, EarlyStopping, LearningRateScheduler, TerminateOnNaN
 from fmnist.training.config import TrainConfig
@@ -232,8 +232,7 @@ class Trainer:
                     logits = self.train_step(xb, yb)
                     # The epoch's loss and accuracy come from these slots (one sync, at its end).
                     with torch.no_grad():
-                        torch.gather(torch.log_softmax(logits, 1), 1, yb.view(-1, 1), out=picked[rows])
-                        torch.argmax(logits, 1, out=pred[rows])
+                        softmax_cross_entropy(logits, yb, picked=picked[rows].view(-1), pred=pred[rows])
 
             return run, 1, []
         planners = [cb for cb in self.callbacks if hasattr(cb, "lr_plan")]
@@ -269,7 +268,7 @@ class Trainer:
         else:
             with self.autocast():
                 logits = self.model(xb)
-            loss = cross_entropy(torch.log_softmax(logits.float(), 1), yb, self.config.label_smoothing)
+            loss = softmax_cross_entropy(logits.float(), yb, self.config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=False)
             loss.backward()
         self.optimizer.step()
@@ -329,14 +328,6 @@ def callbacks_from_config(config: TrainConfig) -> list[Callback]:
     if config.patience:
         callbacks.append(EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
     return callbacks
-
-
-def cross_entropy(log_proba: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy from log-probabilities, with ``smoothing`` spread over all classes."""
-    loss = F.nll_loss(log_proba, y)
-    if smoothing:
-        loss = (1 - smoothing) * loss - smoothing * log_proba.mean(1).mean()
-    return loss
 
 
 def step_macs(model: nn.Module, sample: torch.Tensor) -> int:
