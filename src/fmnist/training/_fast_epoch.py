@@ -35,8 +35,8 @@ from torch.optim.optimizer import (
 from fmnist._numba import jit as _jit
 from fmnist._numba import load as _load_numba
 from fmnist.training import _fast_kernels as _kernels
-from fmnist.training._loss import _xent_forward
 from fmnist.training._fast_dense import DenseStep
+from fmnist.training._loss import _xent_forward
 from fmnist.training.optim import FlatOptimizer
 
 

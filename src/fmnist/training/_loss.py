@@ -5,7 +5,7 @@ log-softmax, the loss, their backward passes, and the epoch's running metrics (t
 log-probability and the argmax). torch runs several of them on its OpenMP team even at 32 x 10
 values, and with threads that sleep between ops (see ``fmnist._threads``) each wakes the other
 thread: measured on 2 Xeon cores, log_softmax of a 32 x 10 tensor took 77 us with 2 threads and
-6 us with 1, and the loss's forward and backward 266 us against 29 us, about 4% of the book
+6 us with 1, and the loss's forward and backward 266 us against 29 us, about 3% of the book
 CNN's step. The kernels here run on the calling thread, in float32 like torch's (the
 exponentials and sums per row; the batch's mean in float64).
 
