@@ -60,8 +60,9 @@ def _xent_forward(h, y, smoothing, grad, picked, pred):  # pragma: no cover - co
     return total / n
 
 
-def _usable(logits: torch.Tensor) -> bool:
-    return AVAILABLE and logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.dim() == 2
+def _usable(logits: torch.Tensor, y: torch.Tensor) -> bool:
+    return (AVAILABLE and logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.dim() == 2
+            and y.dtype == torch.int64)
 
 
 class _SoftmaxCrossEntropy(torch.autograd.Function):
@@ -87,11 +88,10 @@ def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: floa
     log-probability of its label and its argmax (the first of equal maxima), for the epoch's
     running loss and accuracy; they are written without autograd.
     """
-    if _usable(logits) and y.dtype == torch.int64 and y.is_contiguous():
-        picked_out = torch.empty(len(y)) if picked is None else picked
-        pred_out = torch.empty(len(y), dtype=torch.int64) if pred is None else pred
-        if picked_out.is_contiguous() and pred_out.is_contiguous():
-            return _SoftmaxCrossEntropy.apply(logits, y, float(smoothing), picked_out, pred_out)
+    if _usable(logits, y):  # numpy views of any strides: the kernel writes picked and pred in place
+        picked = torch.empty(len(y)) if picked is None else picked
+        pred = torch.empty(len(y), dtype=torch.int64) if pred is None else pred
+        return _SoftmaxCrossEntropy.apply(logits, y, float(smoothing), picked, pred)
     log_proba = torch.log_softmax(logits, 1)
     loss = torch.nn.functional.nll_loss(log_proba, y)
     if smoothing:
