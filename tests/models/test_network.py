@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fmnist.models import get_preset, list_models
-from fmnist.models.network import ACTIVATIONS, Network, _build_groups
+from fmnist.models.network import ACTIVATIONS, BatchNorm1d, BatchNorm2d, Network, _build_groups
 from fmnist.models.spec import ModelSpec, layer_shapes
 
 EXTRA = [
@@ -46,10 +46,55 @@ def test_every_layer_type_builds_its_modules():
     for layer, (before, _, _), modules in zip(spec.layers, layer_shapes(spec), _build_groups(spec), strict=True):
         own = MODULES[layer["type"]]
         if layer["type"] == "batchnorm":
-            own = [nn.BatchNorm2d if len(before) == 3 else nn.BatchNorm1d]
+            own = [BatchNorm2d if len(before) == 3 else BatchNorm1d]
         activation = [ACTIVATIONS[layer["activation"]]] if layer.get("activation") else []
         assert [type(m) for m in modules] == own + activation, layer
     assert [m.p for m in Network(spec).modules() if isinstance(m, nn.Dropout)] == [0.25]
+
+
+def test_batch_norm_starts_from_the_batches_mean_then_decays_as_keras_does():
+    torch.manual_seed(0)
+    norm = BatchNorm1d(3)
+    assert (norm.eps, norm.momentum) == (1e-3, 0.01)
+    batches = [torch.randn(8, 3) * 0.01 + 5 for _ in range(105)]
+    for t, x in enumerate(batches, 1):
+        before_mean, before_var = norm.running_mean.clone(), norm.running_var.clone()
+        torch.testing.assert_close(norm(x), (x - x.mean(0)) / (x.var(0, unbiased=False) + 1e-3).sqrt(),
+                                   rtol=1e-3, atol=1e-4)  # a batch is scored with its own statistics
+        if t <= 100:  # the plain mean of every batch so far: nothing left of the start (0, 1)
+            seen = torch.stack(batches[:t])
+            torch.testing.assert_close(norm.running_mean, seen.mean(1).mean(0))
+            torch.testing.assert_close(norm.running_var, seen.var(1).mean(0))
+        else:  # Keras's moving average, momentum 0.99
+            torch.testing.assert_close(norm.running_mean, 0.99 * before_mean + 0.01 * x.mean(0))
+            torch.testing.assert_close(norm.running_var, 0.99 * before_var + 0.01 * x.var(0))
+    # Scoring does not move the statistics.
+    norm.eval()
+    norm(batches[0])
+    assert norm.num_batches_tracked == 105
+
+
+def test_batch_norm_statistics_continue_where_a_saved_model_left_off():
+    torch.manual_seed(0)
+    batches = [torch.randn(4, 2, 3, 3) + i for i in range(6)]
+    straight, resumed = BatchNorm2d(2), BatchNorm2d(2)
+    for x in batches:
+        straight(x)
+    for x in batches[:3]:
+        resumed(x)
+    resumed.load_state_dict(BatchNorm2d(2).state_dict())  # a fresh start forgets the batches seen
+    for x in batches[:3]:
+        resumed(x)
+    fresh = BatchNorm2d(2)
+    fresh.load_state_dict(resumed.state_dict())
+    for x in batches[3:]:
+        fresh(x)
+    torch.testing.assert_close(fresh.running_mean, straight.running_mean)
+    torch.testing.assert_close(fresh.running_var, straight.running_var)
+    resumed.reset_running_stats()
+    for x in batches:
+        resumed(x)
+    torch.testing.assert_close(resumed.running_var, straight.running_var)
 
 
 def test_odd_sizes_round_down_as_torch_does():
