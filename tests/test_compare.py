@@ -95,3 +95,80 @@ def test_seed_reseeds_scikit_learn_models(tiny_data, tmp_path):
     assert default.random_state == 42  # no --seed: the preset's own
     np.testing.assert_array_equal(one.coef_, again.coef_)
     assert not np.array_equal(one.coef_, other.coef_)
+
+
+def test_seeds_train_each_model_per_seed_and_pair_the_gaps_with_the_leader(tiny_data, tmp_path):
+    from scipy.stats import ttest_rel
+
+    weak = "flatten,dense:1:sigmoid,dense:10"  # one hidden unit: it cannot tell ten classes apart
+    board = compare([SPEC, weak, SPEC], tiny_data, epochs=3, seeds=[1, 2, 3], out_dir=tmp_path / "c")
+    rows = board["rows"]
+    assert board["seeds"] == [1, 2, 3] and [r["rank"] for r in rows] == [1, 2, 3]
+    assert [r["model"] for r in rows] == [SPEC, SPEC, weak]  # best mean first
+    data = fmnist.load_dataset(tiny_data.source, dataset="custom")
+    for row in rows:
+        runs = row["runs"]
+        assert [r["seed"] for r in runs] == [1, 2, 3]
+        assert row["val_accuracy"] == pytest.approx(np.mean([r["val_accuracy"] for r in runs]))
+        assert row["val_accuracy_sd"] == pytest.approx(np.std([r["val_accuracy"] for r in runs], ddof=1))
+        assert row["test_accuracy"] == pytest.approx(np.mean([r["test_accuracy"] for r in runs]))
+        for r in runs:  # each seed's run is its own folder, trained with that seed
+            run = load_run(r["run_dir"])
+            assert r["run_dir"].endswith(f"-seed{r['seed']}") and run.info["config"]["seed"] == r["seed"]
+            assert evaluate(run.model, data.x_test, data.y_test)["accuracy"] == pytest.approx(r["test_accuracy"])
+    # The seed changes the numbers, and each run is the single run that seed gives.
+    first = rows[0]["runs"]
+    assert len({r["val_loss"] for r in first}) == 3
+    single = compare([SPEC], tiny_data, epochs=3, seed=2)["rows"][0]
+    assert (single["val_accuracy"], single["val_loss"]) == (first[1]["val_accuracy"], first[1]["val_loss"])
+    # Gaps to the leader, paired by seed: the same model is no gap at all; the weak one is beyond noise
+    # exactly when scipy's paired t-test says so.
+    leader, twin, weak_row = rows
+    assert leader["val_gap"] is None and leader["beyond_noise"] is None
+    assert twin["val_gap"] == 0 and twin["beyond_noise"] is False
+    lead = [r["val_accuracy"] for r in leader["runs"]]
+    other = [r["val_accuracy"] for r in weak_row["runs"]]
+    assert weak_row["val_gap"] == pytest.approx(np.mean(lead) - np.mean(other))
+    assert weak_row["val_gap_se"] == pytest.approx(np.std(np.subtract(lead, other), ddof=1) / np.sqrt(3))
+    assert weak_row["beyond_noise"] == (ttest_rel(lead, other).pvalue < 0.05)
+    assert weak_row["beyond_noise"]
+    md = (tmp_path / "c" / "leaderboard.md").read_text()
+    assert "| gap to #1 | beyond noise |" in md and "seed: 1, 2, 3" in md
+    assert f"| {weak_row['val_gap']:.4f} ± {weak_row['val_gap_se']:.4f} | yes |" in md
+    assert f"| {leader['val_accuracy']:.4f} ± {leader['val_accuracy_sd']:.4f} | – | – |" in md
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "1,2", "--seed", "3"], "--seeds: give either --seed"),
+    (["--seeds", "4"], "--seeds: give two or more different seeds, e.g. 1,2,3 (got 4)"),
+    (["--seeds", "4,4"], "--seeds: give two or more different seeds, e.g. 1,2,3 (got 4,4)"),
+    (["--seeds", "1,x"], "--seeds: expected whole numbers separated by commas, e.g. 1,2,3, got '1,x'"),
+])
+def test_bad_seeds_are_one_line_usage_errors(tmp_path, tiny_dir, capsys, argv, message):
+    assert main(["compare", SPEC, *argv, "--out", str(tmp_path / "c"), "--data-dir", str(tiny_dir),
+                 "--dataset", "custom"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fmnist compare: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_gap_is_beyond_noise_only_where_the_paired_t_test_says_so():
+    from scipy.stats import ttest_rel
+
+    from fmnist.compare import _paired_gaps
+
+    def row(name, accs):
+        return {"name": name, "val_accuracy": np.mean(accs), "runs": [
+            {"seed": s, "val_accuracy": a} for s, a in zip([7, 8, 9], accs)]}
+
+    lead = [0.90, 0.92, 0.91]
+    # Gaps 0.02, 0.01, 0.03: 3.5 standard errors, past a rule of two but short of the t-test's 4.3.
+    close, far = [0.88, 0.91, 0.88], [0.80, 0.81, 0.80]
+    rows = _paired_gaps([row("a", lead), row("b", close), row("c", far)])
+    assert rows[1]["val_gap"] == pytest.approx(0.02) and rows[1]["val_gap_se"] == pytest.approx(0.01 / np.sqrt(3))
+    assert ttest_rel(lead, close).pvalue > 0.05 and rows[1]["beyond_noise"] is False
+    assert ttest_rel(lead, far).pvalue < 0.05 and rows[2]["beyond_noise"] is True
+    # Paired by seed, whatever order the runs are listed in.
+    shuffled = row("b", close)
+    shuffled["runs"] = shuffled["runs"][1:] + shuffled["runs"][:1]
+    assert _paired_gaps([row("a", lead), shuffled])[1]["val_gap_se"] == pytest.approx(0.01 / np.sqrt(3))

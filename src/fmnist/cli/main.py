@@ -52,6 +52,15 @@ def _model_arg(text: str) -> str:
     return text
 
 
+def _seed_list(text: str) -> list[int]:
+    """``--seeds 1,2,3``: integers, comma-separated (the count and repeats are checked by compare)."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, e.g. 1,2,3, got {text!r}") \
+            from None
+
+
 def _add_overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace {what} already at --out (default: refuse, and leave it as it is)")
@@ -405,8 +414,9 @@ def cmd_compare(args) -> int:
     # With --json, stdout carries only the JSON: progress goes to stderr.
     log = sys.stderr if args.json else sys.stdout
     with _output(args.out, Path("compare")) as out:
-        board = compare(args.models, data, epochs=args.epochs, seed=args.seed, out_dir=out, overwrite=args.overwrite,
-                        on_start=lambda i, name: print(f"\n== [{i}/{len(args.models)}] {name}", file=log, flush=True),
+        board = compare(args.models, data, epochs=args.epochs, seed=args.seed, seeds=args.seeds, out_dir=out,
+                        overwrite=args.overwrite,
+                        on_start=lambda i, total, run: print(f"\n== [{i}/{total}] {run}", file=log, flush=True),
                         callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
     if args.json:
         print(json.dumps(board, indent=2))
@@ -677,8 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs for every torch model (default: each preset's)")
     p.add_argument("--seed", type=int, help="seed for every model: torch weights and shuffling, scikit-learn "
                                             "random_state (default: each preset's, 42)")
+    p.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
+                   help="train every model once per seed (two or more, e.g. 1,2,3) and rank by the mean; each gap "
+                        "to the leader is paired by seed, with its standard error (default: one run per model)")
     p.add_argument("--out", type=Path,
-                   help="folder for leaderboard.md/.json and runs/NAME (default: ./compare, or compare-2... when taken)")
+                   help="folder for leaderboard.md/.json and runs/NAME (runs/NAME-seedS with --seeds) (default: "
+                        "./compare, or compare-2... when taken)")
     _add_overwrite_arg(p, "an earlier comparison's leaderboard and runs")
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (default: a table)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")

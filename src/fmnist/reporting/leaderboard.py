@@ -17,8 +17,11 @@ FORMATS = ("text", "markdown", "html")
 TEST_COLUMN = "test accuracy (reported apart)"
 LEADERBOARD_COLUMNS = ("rank", "run", "model", "optimizer", "lr", "parameters", "epochs", "train time (s)",
                        "val accuracy", "val loss", TEST_COLUMN)
+# A model trained once per seed: means ± standard deviations, and the gap to the leader.
+REPLICATE_COLUMNS = ("rank", "run", "model", "optimizer", "lr", "parameters", "seeds", "epochs", "train time (s)",
+                     "val accuracy", "gap to #1", "beyond noise", TEST_COLUMN)
 # Left-aligned in text; the rest are numbers, right-aligned.
-_WORDS = {"run", "model", "optimizer", "experiment", "metric", "in band", "test note"}
+_WORDS = {"run", "model", "optimizer", "experiment", "metric", "in band", "test note", "beyond noise"}
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "text", *,
@@ -81,6 +84,29 @@ def leaderboard_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
 def leaderboard(rows: Sequence[Mapping[str, Any]], fmt: str = "text") -> str:
     """The runs ranked best first (see :func:`rank`), as a table in ``fmt``."""
     return render_table(LEADERBOARD_COLUMNS, leaderboard_rows(rank(rows)), fmt)
+
+
+def _spread(mean: float | None, pm: float | None) -> str:
+    return "–" if mean is None else f"{mean:.4f} ± {pm:.4f}"
+
+
+def replicate_leaderboard(rows: Sequence[Mapping[str, Any]], fmt: str = "text") -> str:
+    """Models each trained over several seeds, best mean first, as a table in ``fmnist compare --seeds``.
+
+    Each row as :func:`leaderboard_rows` takes, its scores the means over ``runs`` (one per
+    seed), plus ``val_accuracy_sd``, ``test_accuracy_sd``, and the paired gap to the leader:
+    ``val_gap``, ``val_gap_se`` and ``beyond_noise`` (None on the leader's row).
+    """
+    lines = []
+    for i, r in enumerate(rank(rows), 1):
+        verdict = {None: "–", True: "yes", False: "no"}[r.get("beyond_noise")]
+        epochs = r.get("epochs")
+        lines.append([str(i), str(r["name"]), str(r.get("model") or "–"), str(r.get("optimizer") or "–"),
+                      _num(r.get("lr"), "g"), _num(r.get("parameters"), ","), str(len(r["runs"])),
+                      _num(epochs, "" if isinstance(epochs, int) else ".1f"), _num(r.get("train_time_s"), ".1f"),
+                      _spread(r["val_accuracy"], r["val_accuracy_sd"]), _spread(r.get("val_gap"), r.get("val_gap_se")),
+                      verdict, _spread(r.get("test_accuracy"), r.get("test_accuracy_sd"))])
+    return render_table(REPLICATE_COLUMNS, lines, fmt)
 
 
 def optimizer_and_lr(config: Mapping[str, Any] | None) -> tuple[str | None, float | None]:
