@@ -206,6 +206,7 @@ def format_markdown(board: dict[str, Any]) -> str:
              f"Epochs: {epochs}; seed: {seed}.")
     lines = ["# fmnist compare", "", about, "", _table(board, "markdown")]
     versions_line = ", ".join(f"{k} {v}" for k, v in board["versions"].items())
-    lines += ["", (f"{_ranking(board)[0].upper()}{_ranking(board)[1:]}. The test column is the t10k set, reported apart: nothing was "
-                   f"chosen by it. Total time {board['total_time_s']:.1f} s. Versions: {versions_line}"), ""]
+    ranking = _ranking(board)
+    lines += ["", (f"{ranking[:1].upper()}{ranking[1:]}. The test column is the t10k set, reported apart: nothing "
+                   f"was chosen by it. Total time {board['total_time_s']:.1f} s. Versions: {versions_line}"), ""]
     return "\n".join(lines)
