@@ -172,3 +172,19 @@ def test_a_gap_is_beyond_noise_only_where_the_paired_t_test_says_so():
     shuffled = row("b", close)
     shuffled["runs"] = shuffled["runs"][1:] + shuffled["runs"][:1]
     assert _paired_gaps([row("a", lead), shuffled])[1]["val_gap_se"] == pytest.approx(0.01 / np.sqrt(3))
+
+
+def test_a_comparison_folder_reports_every_run_it_trained_best_first(tiny_data, tmp_path):
+    from fmnist.compare import run_dirs
+    from fmnist.reporting.report import build_report
+
+    weak = "flatten,dense:1:sigmoid,dense:10"
+    board = compare([weak, SPEC], tiny_data, epochs=3, seeds=[1, 2], out_dir=tmp_path / "c")
+    (tmp_path / "c").rename(tmp_path / "moved")  # found beside the leaderboard, not where it was written
+    dirs = run_dirs(tmp_path / "moved")
+    names = [f"{row['name']}-seed{s}" for row in board["rows"] for s in (1, 2)]
+    assert [d.name for d in dirs] == names and names[0].startswith("flatten-dense-16")
+    assert all((d / "run.json").is_file() for d in dirs)
+    page = build_report([tmp_path / "moved"], tmp_path / "report", tiny_data, dpi=30, n_mistakes=2).read_text()
+    assert all(f"— {name}</h2>" in page for name in names)
+    assert run_dirs(dirs[0]) is None  # a run folder is no comparison

@@ -104,6 +104,22 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     return board
 
 
+def run_dirs(compare_dir: str | Path) -> list[Path] | None:
+    """The run folders of the comparison in ``compare_dir``, best first (each model's seeds in
+    order), found beside its leaderboard wherever the folder has moved; None when it holds none."""
+    from fmnist.models.io import read_json
+
+    board_path = Path(compare_dir) / "leaderboard.json"
+    if not board_path.is_file():
+        return None
+    board = read_json(board_path, "fmnist comparison (leaderboard.json)")
+    if board.get("format") != LEADERBOARD_FORMAT:
+        return None
+    # A model over several seeds lists its runs; their folders sit under runs/ by name.
+    return [Path(compare_dir) / "runs" / Path(run["run_dir"]).name
+            for row in board["rows"] for run in row.get("runs", [row])]
+
+
 def _check_seeds(seeds: Sequence[int], seed: int | None) -> list[int]:
     seeds = list(seeds)
     if seed is not None:

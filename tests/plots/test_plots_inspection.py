@@ -52,6 +52,13 @@ def test_embed_2d_returns_n_by_2(images, method):
     np.testing.assert_array_equal(xy, embed_2d(images, method=method))  # random_state fixes it
 
 
+@pytest.mark.parametrize("method", ["pca", "tsne", "umap"])
+def test_embed_2d_of_one_feature_is_the_line_it_spans(rng, method):
+    """A one-unit layer (a bottleneck) is drawn too, by any method: its values, centred, on a line."""
+    x = rng.random((40, 1))
+    np.testing.assert_allclose(embed_2d(x, method=method), np.column_stack([x[:, 0] - x.mean(), np.zeros(40)]))
+
+
 def test_embed_2d_umap_missing_says_how_to_install(images, monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)  # makes `import umap` raise ImportError
     with pytest.raises(FmnistError, match="pip install umap-learn") as err:

@@ -630,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="one self-contained HTML page of figures for one or more runs")
-    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="folders written by 'fmnist train'")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                   help="folders written by 'fmnist train', or one folder of 'fmnist compare' or 'fmnist sweep'")
     p.add_argument("--out", type=Path,
                    help="folder for report.html and its PNGs (default: ./report, or report-2... when taken)")
     _add_overwrite_arg(p, "an earlier report")

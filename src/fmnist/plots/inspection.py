@@ -95,7 +95,8 @@ def embed_2d(
 
     ``features``: float (N, D), or images (N, H, W) which are flattened. ``method``:
     ``"pca"`` (fast, linear), ``"tsne"`` (sklearn's t-SNE; slow beyond a few thousand
-    points) or ``"umap"`` (needs ``umap-learn``). Returns float64 (N, 2).
+    points) or ``"umap"`` (needs ``umap-learn``). Returns float64 (N, 2); one feature is
+    returned as its centred values beside zeros, whatever the method.
     Raises FmnistError for an unknown method or when umap-learn is missing.
     """
     if method not in EMBED_METHODS:
@@ -104,6 +105,8 @@ def embed_2d(
     x = x.reshape(len(x), -1).astype(np.float64, copy=False)
     if len(x) < 2:
         raise ValueError(f"a 2-D embedding needs at least 2 points, got {len(x)}")
+    if x.shape[1] < 2:  # one feature (a one-unit layer) spans a line: drawn as it is, centred, by every method
+        return np.column_stack([x[:, 0] - x[:, 0].mean(), np.zeros(len(x))])
 
     if method == "umap":
         try:

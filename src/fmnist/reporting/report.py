@@ -79,6 +79,9 @@ def build_report(
 ) -> Path:
     """Write ``out_dir/report.html`` and its PNGs for the runs in ``run_dirs``; return the HTML path.
 
+    ``run_dirs``: run folders, or one sweep's folder (:func:`build_sweep_report`) or one
+    comparison's (``fmnist compare --out``: every run it trained, best first).
+
     ``data``: a :class:`fmnist.data.Dataset` (the runs' dataset: the figures need the
     images). ``embedding``: ``"pca"``, ``"tsne"`` or ``"umap"`` (needs umap-learn), on at
     most ``max_points`` images of ``split`` (``"test"`` or ``"val"``). Raises
@@ -95,6 +98,10 @@ def build_report(
     if len(run_dirs) == 1 and (Path(run_dirs[0]) / SWEEP_FILE).exists():
         return build_sweep_report(run_dirs[0], out_dir, data, embedding=embedding, split=split,
                                   max_points=max_points, n_mistakes=n_mistakes, dpi=dpi, overwrite=overwrite)
+    if len(run_dirs) == 1:
+        from fmnist.compare import run_dirs as compared
+
+        run_dirs = compared(run_dirs[0]) or run_dirs  # a comparison's folder: every run it trained
     if embedding not in EMBED_METHODS:
         raise UsageError(f"--embedding: unknown method {embedding!r}; choose {', '.join(EMBED_METHODS)}")
     if split not in ("test", "val"):
