@@ -131,12 +131,11 @@ def _check_seeds(seeds: Sequence[int], seed: int | None) -> list[int]:
 
 def _replicate_row(name: str, model: str, runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
     """One model over its seeds: the means (ranked like a single run's numbers), spreads and each run."""
-    per_seed = []
-    for s, result in runs:
-        row = _row(f"{name}-seed{s}", model, result)
-        per_seed.append({"seed": s, **{k: row[k] for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss",
-                                                           "train_time_s", "epochs", "run_dir")}})
-    row = _row(name, model, runs[0][1])
+    each = [_row(name, model, result) for _, result in runs]
+    per_seed = [{"seed": s, **{k: r[k] for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss",
+                                                 "train_time_s", "epochs", "run_dir")}}
+                for (s, _), r in zip(runs, each)]
+    row = dict(each[0])
     row.pop("run_dir")
     row["config"] = row["config"] and {k: v for k, v in row["config"].items() if k != "seed"}
     for key in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_time_s"):

@@ -97,15 +97,16 @@ def replicate_leaderboard(rows: Sequence[Mapping[str, Any]], fmt: str = "text") 
     seed), plus ``val_accuracy_sd``, ``test_accuracy_sd``, and the paired gap to the leader:
     ``val_gap``, ``val_gap_se`` and ``beyond_noise`` (None on the leader's row).
     """
-    lines = []
-    for i, r in enumerate(rank(rows), 1):
+    ranked, lines = rank(rows), []
+    # The columns up to "parameters" are a single run's; the rest are over the seeds.
+    for head, r in zip(leaderboard_rows(ranked), ranked):
         verdict = {None: "–", True: "yes", False: "no"}[r.get("beyond_noise")]
         epochs = r.get("epochs")
-        lines.append([str(i), str(r["name"]), str(r.get("model") or "–"), str(r.get("optimizer") or "–"),
-                      _num(r.get("lr"), "g"), _num(r.get("parameters"), ","), str(len(r["runs"])),
-                      _num(epochs, "" if isinstance(epochs, int) else ".1f"), _num(r.get("train_time_s"), ".1f"),
-                      _spread(r["val_accuracy"], r["val_accuracy_sd"]), _spread(r.get("val_gap"), r.get("val_gap_se")),
-                      verdict, _spread(r.get("test_accuracy"), r.get("test_accuracy_sd"))])
+        lines.append(head[:LEADERBOARD_COLUMNS.index("parameters") + 1] + [
+            str(len(r["runs"])), _num(epochs, "" if isinstance(epochs, int) else ".1f"),
+            _num(r.get("train_time_s"), ".1f"), _spread(r["val_accuracy"], r["val_accuracy_sd"]),
+            _spread(r.get("val_gap"), r.get("val_gap_se")), verdict,
+            _spread(r.get("test_accuracy"), r.get("test_accuracy_sd"))])
     return render_table(REPLICATE_COLUMNS, lines, fmt)
 
 
