@@ -11,17 +11,14 @@ folder, so every row can be reloaded, evaluated or exported later::
       runs/NAME/         one run folder per model (see fmnist.runs)
       runs/NAME-seedS/   with several seeds: one per model and seed
 
-Two recipes a few thousandths apart on 12,000 validation images may differ only by their
-seed. With several seeds each model trains once per seed and its row holds the mean and
-standard deviation over them; every other row also holds its gap to the leader paired by
-seed (same split, same seed, so what the seed moves in both cancels), with the gap's
-standard error, and whether a paired t-test over the seeds (two-sided, 5%) tells it from
-noise: with 3 seeds the gap must exceed 4.3 standard errors, with 10 about 2.3.
+With several seeds each model trains once per seed and its row holds the mean and standard
+deviation over them; every other row also holds its gap to the leader paired by seed, with
+the gap's standard error, and whether a paired t-test over the seeds tells it from noise
+(:mod:`fmnist.evaluation.replicates`).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +28,7 @@ from typing import Any
 from fmnist._files import atomic_write, check_free, write_json
 from fmnist.data import Dataset
 from fmnist.errors import UsageError
+from fmnist.evaluation.replicates import paired_gap
 from fmnist.models import count_parameters, get_preset
 from fmnist.reporting.leaderboard import leaderboard, optimizer_and_lr, rank, replicate_leaderboard
 from fmnist.runs import (
@@ -149,16 +147,12 @@ def _replicate_row(name: str, model: str, runs: list[tuple[int, RunResult]]) -> 
 
 
 def _paired_gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each row's validation gap to the leader, paired by seed: mean, standard error, and whether
-    a two-sided paired t-test at 5% rejects a zero gap (``beyond_noise``)."""
-    from scipy.stats import t
-
+    """Each row's validation gap to the leader, paired by seed (:func:`~fmnist.evaluation.replicates.paired_gap`)."""
     lead = {r["seed"]: r["val_accuracy"] for r in rows[0]["runs"]}
     rows[0].update(val_gap=None, val_gap_se=None, beyond_noise=None)
     for row in rows[1:]:
-        gaps = [lead[r["seed"]] - r["val_accuracy"] for r in row["runs"]]
-        mean, se = statistics.fmean(gaps), statistics.stdev(gaps) / math.sqrt(len(gaps))
-        row.update(val_gap=mean, val_gap_se=se, beyond_noise=bool(mean > t.ppf(0.975, len(gaps) - 1) * se))
+        mean, se, beyond = paired_gap(lead, {r["seed"]: r["val_accuracy"] for r in row["runs"]})
+        row.update(val_gap=mean, val_gap_se=se, beyond_noise=beyond)
     return rows
 
 

@@ -33,6 +33,12 @@ def _data_args(tiny_dir):
     (["softmax", "--epochs", "2", "--param", "epochs=1,2"], "--epochs and --param epochs"),
     (["sgd-logreg"], "sgd-logreg is a scikit-learn preset"),
     (["--resume", "x", "--param", "lr=0.1"], "--resume finishes a sweep as it was started; drop --param"),
+    (["--resume", "x", "--seeds", "1,2"], "--resume finishes a sweep as it was started; drop --seeds"),
+    (["softmax", "--seeds", "1"], "--seeds: give two or more different seeds"),
+    (["softmax", "--seeds", "1,2,1"], "--seeds: give two or more different seeds, e.g. 1,2,3 (got 1,2,1)"),
+    (["softmax", "--seeds", "1,2", "--param", "seed=3,4"], "--seeds and --param seed=... both set"),
+    (["softmax", "--seeds", "1,2", "--scheduler", "asha"], "--seeds with --scheduler asha"),
+    (["softmax", "--seeds", "1,x"], "--seeds: expected whole numbers separated by commas"),
 ])
 def test_bad_requests_are_usage_errors(tmp_path, tiny_dir, capsys, argv, fragment):
     assert main(["sweep", *argv, "--out", str(tmp_path / "s"), *_data_args(tiny_dir)]
@@ -215,3 +221,64 @@ def test_sweep_runs_on_a_cluster_started_with_ray_start(tmp_path, tiny_dir):
         head.terminate()  # `ray start --block` stops the cluster's processes when it ends
         head.wait(timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_sweep_over_seeds_ranks_points_by_their_mean_paired_by_seed(ray_cluster, tmp_path, tiny_dir, capsys):
+    from scipy.stats import ttest_rel
+
+    out = tmp_path / "sweep"
+    # Two random points, each trained with seeds 3 and 5: four trials, two at a time.
+    argv = ["sweep", "softmax", "--param", "lr=loguniform:0.001:0.5", "--samples", "2", "--seeds", "3,5",
+            "--param", "optimizer=sgd", "--epochs", "2", "--out", str(out), *_data_args(tiny_dir)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert sum(line.startswith(("[1/4]", "[2/4]", "[3/4]", "[4/4]")) for line in printed.splitlines()) == 4
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert set(board) == {"metric", "seeds", "best", "points", "trials", "cluster"} and board["seeds"] == [3, 5]
+    assert all(set(t) == TRIAL_KEYS | {"point", "seed"} for t in board["trials"])
+
+    data = fmnist.load_dataset(tiny_dir, dataset="custom")
+    points = board["points"]
+    assert [p["point"] for p in sorted(points, key=lambda p: p["point"])] == [1, 2]
+    # A point's seeds share its drawn values and differ by their training seed only; the points differ.
+    lrs = []
+    for point in points:
+        runs = point["runs"]
+        assert [r["seed"] for r in runs] == [3, 5] and point["status"] == "finished"
+        scores = []
+        for run in runs:
+            config = load_run(run["run_dir"]).info["config"]
+            assert config["seed"] == run["seed"] and config["lr"] == point["params"]["lr"]
+            again = evaluate_run(run["run_dir"], data, split="val")
+            assert again["accuracy"] == pytest.approx(run["val_accuracy"])
+            scores.append(again["accuracy"])
+        assert point["val_accuracy"] == pytest.approx(sum(scores) / 2)
+        assert point["val_accuracy_sd"] == pytest.approx(abs(scores[0] - scores[1]) / 2 ** 0.5)
+        lrs.append(point["params"]["lr"])
+    assert lrs[0] != lrs[1]
+    lead, other = points
+    assert lead["val_accuracy"] >= other["val_accuracy"] and lead["val_gap"] is None
+    gaps = [a["val_accuracy"] - b["val_accuracy"] for a, b in zip(lead["runs"], other["runs"])]
+    assert other["val_gap"] == pytest.approx(sum(gaps) / 2)
+    if gaps[0] != gaps[1]:
+        p_value = ttest_rel([r["val_accuracy"] for r in lead["runs"]], [r["val_accuracy"] for r in other["runs"]])[1]
+        assert other["beyond_noise"] == bool(p_value < 0.05)
+    # The trials, best point first, each point's seeds in order.
+    assert [(t["point"], t["seed"]) for t in board["trials"]] == [(lead["point"], 3), (lead["point"], 5),
+                                                                   (other["point"], 3), (other["point"], 5)]
+    # Only the best point is scored on t10k, over its seeds' runs.
+    best = board["best"]
+    assert best["point"] == lead["point"] and best["run_dir"] == lead["runs"][0]["run_dir"]
+    tests = [evaluate_run(r["run_dir"], data, split="test")["accuracy"] for r in lead["runs"]]
+    assert [r["test_accuracy"] for r in best["runs"]] == pytest.approx(tests)
+    assert best["test_accuracy"] == pytest.approx(sum(tests) / 2)
+    table = printed.split("ranked by the mean val_accuracy over seeds 3, 5")[0]
+    assert f"#1 point {lead['point']} " in table and f"#2 point {other['point']} " in table
+    md = (out / "leaderboard.md").read_text()
+    assert "gap to #1" in md and "over seeds 3, 5" in md
+
+    # fmnist report shows the points and their trials.
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), *_data_args(tiny_dir)]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    section = page.split('id="leaderboard"')[1].split("</section>")[0]
+    assert section.count("<tr><td>") == 6 and "beyond noise" in section

@@ -450,7 +450,8 @@ def cmd_sweep(args) -> int:
 
     if args.resume:
         given = [name for name, v in (("MODEL", args.model), ("--param", args.param), ("--samples", args.samples),
-                                      ("--epochs", args.epochs), ("--seed", args.seed), ("--out", args.out),
+                                      ("--epochs", args.epochs), ("--seed", args.seed), ("--seeds", args.seeds),
+                                      ("--out", args.out),
                                       ("--cpus-per-trial", args.cpus_per_trial))
                  if v is not None]
         given += [f"--{k}" for k in ("scheduler", "metric") if getattr(args, k) is not None]
@@ -465,12 +466,13 @@ def cmd_sweep(args) -> int:
         # Every flag is checked before the data loads and Ray starts.
         plan_sweep(args.model, args.param or (), samples=args.samples, scheduler=args.scheduler or "fifo",
                    metric=args.metric or "val_accuracy", epochs=args.epochs,
-                   cpus_per_trial=args.cpus_per_trial or 1, seed=args.seed)
+                   cpus_per_trial=args.cpus_per_trial or 1, seed=args.seed, seeds=args.seeds)
         out = args.out
         run = lambda data, out: sweep(args.model, args.param or (), data, samples=args.samples,  # noqa: E731
                                  scheduler=args.scheduler or "fifo", metric=args.metric or "val_accuracy",
                                  epochs=args.epochs, cpus_per_trial=args.cpus_per_trial or 1,
-                                 address=args.address, out_dir=out, seed=args.seed, on_trial=on_trial,
+                                 address=args.address, out_dir=out, seed=args.seed, seeds=args.seeds,
+                                 on_trial=on_trial,
                                  on_start=on_start, progress=sys.stderr)
     data = _load(args)
     try:
@@ -716,8 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=int, help="Ray CPUs (and torch threads) per trial (default: 1)")
     p.add_argument("--address", help="an existing Ray cluster: auto or HOST:PORT (default: $RAY_ADDRESS, else "
                                       "a local Ray on this machine's cores)")
-    p.add_argument("--seed", type=int, help="seeds the random draws and every trial's training "
+    p.add_argument("--seed", type=int, help="seeds the random draws and (without --seeds) every trial's training "
                                             "(default: draws 42, training the preset's)")
+    p.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
+                   help="train every point once per seed and rank the points by their mean over the seeds, each "
+                        "with its gap to #1 paired by seed (not with --scheduler asha) (default: one run per point)")
     p.add_argument("--out", type=Path, help="sweep folder, new or empty (default: ./sweeps/MODEL, or MODEL-2... "
                                             "when taken)")
     p.add_argument("--resume", type=Path, metavar="DIR",

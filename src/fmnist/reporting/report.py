@@ -457,26 +457,64 @@ def _sweep_leaderboard_html(board: dict[str, Any], names: Sequence[str]) -> str:
     from fmnist.reporting.leaderboard import TEST_COLUMN
     from fmnist.tuning.sweep import format_params
 
-    head = "".join(f"<th>{_e(h)}</th>" for h in ["#", "trial", *names, "status", "epochs", "training time",
-                                                     "validation accuracy", "validation loss", "error"])
+    seeds = board.get("seeds")
+
+    def values(params):
+        return "".join(f"<td>{_e(format_params({n: params.get(n)}).split('=', 1)[1])}</td>" for n in names)
+
+    points = ""
+    if seeds:
+        metric = board["metric"]
+        head = "".join(f"<th>{_e(h)}</th>" for h in ["#", "point", *names, "status", "seeds", "epochs",
+                                                         "training time (mean)", f"{metric} (mean ± sd)",
+                                                         "gap to #1 (± se)", "beyond noise", "error"])
+        rows = []
+        for rank, p in enumerate(board["points"], 1):
+            cells = [p[metric] is not None and f"{p[metric]:.4f} ± {p[metric + '_sd']:.4f}" or "–",
+                     p["val_gap"] is not None and f"{p['val_gap']:.4f} ± {p['val_gap_se']:.4f}" or "–",
+                     {None: "–", True: "yes", False: "no"}[p["beyond_noise"]]]
+            rows.append(f"<tr><td>{rank if p['status'] != 'failed' else '–'}</td><td>{p['point']}</td>"
+                        f"{values(p['params'])}<td>{_e(p['status'])}</td><td>{len(p['runs'])}</td>"
+                        f"<td>{'–' if p['epochs'] is None else p['epochs']}</td>"
+                        f'<td class="num">{"–" if p["time_s"] is None else format(p["time_s"], ".1f") + " s"}</td>'
+                        f'<td class="num"><b>{_e(cells[0])}</b></td><td class="num">{_e(cells[1])}</td>'
+                        f"<td>{cells[2]}</td><td>{_e(p['error'] or '')}</td></tr>")
+        points = (f"<p>Every point trained once per seed ({_e(', '.join(map(str, seeds)))}) and ranked by its mean "
+                  f"{_e(metric)}; the gap to #1 is paired by seed, and beyond noise where a paired t-test over the "
+                  f"seeds (two-sided, 5%) rejects a zero gap.</p><table><tr>{head}</tr>{''.join(rows)}</table>"
+                  "<p>Its trials, one per point and seed:</p>")
+    head = "".join(f"<th>{_e(h)}</th>" for h in ["point" if seeds else "#", "trial", *names,
+                                                     *(["seed"] if seeds else []), "status", "epochs",
+                                                     "training time", "validation accuracy", "validation loss",
+                                                     "error"])
     rows = []
     rank = 0
     for t in board["trials"]:
         rank += t["status"] != "failed"
-        values = "".join(f"<td>{_e(format_params({n: t['params'].get(n)}).split('=', 1)[1])}</td>" for n in names)
+        place = t["point"] if seeds else rank if t["status"] != "failed" else "–"
         time_s = "–" if t["time_s"] is None else f"{t['time_s']:.1f} s"
-        rows.append(f"<tr><td>{rank if t['status'] != 'failed' else '–'}</td><td>{_e(t['trial'])}</td>{values}"
+        seed = f"<td>{t['seed']}</td>" if seeds else ""
+        rows.append(f"<tr><td>{place}</td><td>{_e(t['trial'])}</td>{values(t['params'])}{seed}"
                     f"<td>{_e(t['status'])}</td><td>{'–' if t['epochs'] is None else t['epochs']}</td>"
                     f'<td class="num">{_e(time_s)}</td><td class="num"><b>{_pct(t["val_accuracy"])}</b></td>'
                     f'<td class="num">{"–" if t["val_loss"] is None else format(t["val_loss"], ".4f")}</td>'
                     f"<td>{_e(t['error'] or '')}</td></tr>")
     best = board["best"]
     c = board["cluster"]
-    note = (f"<p>Best: <b>{_e(best['trial'])}</b> ({_e(format_params(best['params']))}), run folder "
-            f"<code>{_e(best['run_dir'])}</code>. <span class=\"test\">{_e(TEST_COLUMN)}: "
-            f"{_pct(best['test_accuracy'])}</span> (the only trial scored on the test set).</p>"
-            if best else "<p>Every trial failed.</p>")
+    if best and seeds:
+        folders = ", ".join(f"<code>{_e(r['run_dir'])}</code>" for r in best["runs"])
+        note = (f"<p>Best: <b>point {best['point']}</b> ({_e(format_params(best['params']))}), run folders "
+                f"{folders}; the figures below are its first seed's. <span class=\"test\">{_e(TEST_COLUMN)}: "
+                f"{best['test_accuracy']:.4f} ± {best['test_accuracy_sd']:.4f}</span> over its seeds (the only "
+                "point scored on the test set).</p>")
+    elif best:
+        note = (f"<p>Best: <b>{_e(best['trial'])}</b> ({_e(format_params(best['params']))}), run folder "
+                f"<code>{_e(best['run_dir'])}</code>. <span class=\"test\">{_e(TEST_COLUMN)}: "
+                f"{_pct(best['test_accuracy'])}</span> (the only trial scored on the test set).</p>")
+    else:
+        note = "<p>Every trial failed.</p>"
     return ('<section id="leaderboard"><h2>Leaderboard</h2>'
-            f"<p>Ranked by {_e(board['metric'])} on the validation split, the same images for every trial. "
+            f"<p>Ranked by {_e(board['metric'])} on the validation split, the same images for every trial"
+            f"{' (with seeds: by the mean of each point)' if seeds else ''}. "
             f"Ray: {c['nodes']} node(s), {c['cpus']} CPUs.</p>"
-            f"<table><tr>{head}</tr>{''.join(rows)}</table>{note}</section>")
+            f"{points}<table><tr>{head}</tr>{''.join(rows)}</table>{note}</section>")

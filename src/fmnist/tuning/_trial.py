@@ -56,6 +56,15 @@ class TrialJob:
     cpus: int
 
 
+def trial_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Tune's config for a trial -> its training options. A sweep over seeds gives each trial a
+    drawn point (``{"index", "params"}``) and its training seed; other sweeps, the options."""
+    options = {k: v for k, v in config.items() if k != "point"}
+    if "point" in config:
+        options.update(config["point"]["params"])
+    return options
+
+
 def trial_name(trial_id: str) -> str:
     """``'7f3a2_00004'`` -> ``'trial-00004'``: the counter part of Tune's id, stable across restores."""
     return f"trial-{trial_id.rsplit('_', 1)[-1]}"
@@ -86,7 +95,7 @@ def run_trial(config: dict[str, Any], *, job: TrialJob, data) -> None:
         return
     from fmnist.models import get_preset
 
-    config_ = resolve_config(get_preset(job.model), **{**job.fixed, **config})
+    config_ = resolve_config(get_preset(job.model), **{**job.fixed, **trial_options(config)})
     # The folder is this trial's own (named by its id); anything in it is an earlier attempt's
     # start that never finished an epoch, so nothing there can be resumed.
     train_run(job.model, data, config=config_, out_dir=run_dir, observers=reporter, evaluate_test=False,

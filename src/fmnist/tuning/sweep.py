@@ -4,11 +4,15 @@ Each trial is one ordinary training run (fmnist.runs) in a Ray Tune trial, repor
 epoch by a callback (:class:`~fmnist.tuning._trial.TuneReporter`); Tune runs the trials on a
 local Ray or a cluster, stops weak ones early (ASHA), and restores an interrupted sweep. Every
 trial trains on the same 48,000 images and is judged on the same 12,000 validation images;
-only the chosen best trial is scored on the test set (t10k), reported apart::
+only the chosen best trial is scored on the test set (t10k), reported apart. With several training seeds
+(``--seeds``), every point of the search trains once per seed and the points are ranked by
+their mean, each with its gap to the leader paired by seed (:mod:`fmnist.evaluation.replicates`),
+so that a lucky seed does not pick the winner::
 
     DIR/
       sweep.json          what was asked (model, SPECs, samples, scheduler, ...): --resume reads it
-      leaderboard.json    {"metric", "best", "trials", "cluster"}, best first
+      leaderboard.json    {"metric", "best", "trials", "cluster"}, best first (with seeds also
+                          "seeds" and "points", the trials grouped by point)
       leaderboard.md      the same, for people
       trials/trial-NNNNN/ one run folder per trial (fmnist evaluate/report/predict/export work on it)
       tune/               Ray Tune's experiment state (what a resume restores)
@@ -21,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,7 +33,7 @@ from typing import Any, TextIO
 from fmnist._files import atomic_write, write_json
 from fmnist._ray import ray_session, require_ray
 from fmnist.errors import RunError, UsageError
-from fmnist.tuning.space import ParamSpec, grid_size, param_space, parse_params
+from fmnist.tuning.space import ParamSpec, expand, grid_size, param_space, parse_params
 
 SWEEP_FORMAT = "fmnist-sweep"
 SWEEP_FILE, LEADERBOARD_FILE, LEADERBOARD_MD = "sweep.json", "leaderboard.json", "leaderboard.md"
@@ -50,6 +55,7 @@ class SweepPlan:
     epochs: int | None
     cpus_per_trial: int
     seed: int | None
+    seeds: tuple[int, ...] | None = None
 
     @property
     def specs(self) -> list[ParamSpec]:
@@ -57,11 +63,27 @@ class SweepPlan:
 
     @property
     def trials(self) -> int:
-        return grid_size(self.specs) * self.samples
+        return grid_size(self.specs) * self.samples * len(self.seeds or (None,))
+
+    @property
+    def draw_seed(self) -> int:
+        return DRAW_SEED if self.seed is None else self.seed
 
     def fixed(self) -> dict[str, Any]:
-        """Training options every trial shares (None: the preset's)."""
-        return {"epochs": self.epochs, "seed": self.seed}
+        """Training options every trial shares (None: the preset's); with ``seeds`` each trial has its own."""
+        return {"epochs": self.epochs, "seed": None if self.seeds else self.seed}
+
+    def space(self) -> dict[str, Any]:
+        """Tune's ``param_space``. With seeds, the points are drawn first (``point``, the same
+        draws for every seed) and crossed with the seeds (``seed``): a point's replicates differ
+        by their training seed only."""
+        from ray import tune
+
+        if not self.seeds:
+            return param_space(self.specs)
+        # Each point carries its number: random draws may repeat a point, which is still its own.
+        points = [{"index": i, "params": p} for i, p in enumerate(expand(self.specs, self.samples, self.draw_seed), 1)]
+        return {"point": tune.grid_search(points), "seed": tune.grid_search(list(self.seeds))}
 
     def max_epochs(self) -> int:
         from fmnist.models import get_preset
@@ -75,7 +97,7 @@ class SweepPlan:
 
 def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, samples: int | None = None,
                scheduler: str = "fifo", metric: str = "val_accuracy", epochs: int | None = None,
-               cpus_per_trial: int = 1, seed: int | None = None) -> SweepPlan:
+               cpus_per_trial: int = 1, seed: int | None = None, seeds: Sequence[int] | None = None) -> SweepPlan:
     """Check a sweep request before anything starts; every mistake is a :class:`UsageError`."""
     from fmnist.models import get_preset
     from fmnist.runs import resolve_config
@@ -98,6 +120,16 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
         raise UsageError("--epochs and --param epochs=... both set the epochs; give one of them")
     if seed is not None and "seed" in names:
         raise UsageError("--seed and --param seed=... both set the training seed; give one of them")
+    if seeds is not None:
+        seeds = tuple(seeds)
+        if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+            raise UsageError(f"--seeds: give two or more different seeds, e.g. 1,2,3 "
+                             f"(got {','.join(map(str, seeds))})")
+        if "seed" in names:
+            raise UsageError("--seeds and --param seed=... both set the training seeds; give one of them")
+        if scheduler == "asha":
+            raise UsageError("--seeds with --scheduler asha: ASHA stops single trials early, so a point's seeds "
+                             "would not train alike; use --scheduler fifo")
     random = any(s.random for s in specs)
     if samples is None:
         samples = 10 if random else 1
@@ -108,6 +140,8 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
                          "drawn; a grid runs each point once")
     fixed = {"epochs": epochs, "seed": seed}
     resolve_config(preset, **fixed)  # a bad --epochs fails here, not in every trial
+    for s in seeds or ():
+        resolve_config(preset, **{**fixed, "seed": s})
     for spec in specs:
         # Every value a trial may get makes a valid config (a range: both ends), or the flag says why.
         for value in spec.values or (spec.low, spec.high):
@@ -115,13 +149,14 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
                 resolve_config(preset, **{**fixed, spec.name: value})
             except UsageError as exc:
                 raise UsageError(f"--param {spec.text}: {exc.cli_message}") from None
-    return SweepPlan(model, tuple(texts), samples, scheduler, metric, epochs, cpus_per_trial, seed)
+    return SweepPlan(model, tuple(texts), samples, scheduler, metric, epochs, cpus_per_trial, seed, seeds)
 
 
 def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None, *, samples: int | None = None,
           scheduler: str = "fifo", metric: str = "val_accuracy", epochs: int | None = None,
           cpus_per_trial: int = 1, address: str | None = None, out_dir: str | Path | None = None,
-          seed: int | None = None, on_trial: Callable[[dict[str, Any]], None] | None = None,
+          seed: int | None = None, seeds: Sequence[int] | None = None,
+          on_trial: Callable[[dict[str, Any]], None] | None = None,
           on_start: Callable[[Any, int], None] | None = None, progress: TextIO | None = None) -> dict[str, Any]:
     """Train ``model`` once per point of the search space ``params``; return the leaderboard.
 
@@ -129,8 +164,11 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
     ``["lr=loguniform:1e-4:1e-2", "batch_size=32,64"]`` (SPECs: :mod:`fmnist.tuning.space`).
     Grids combine as a full grid; random SPECs are drawn ``samples`` times (default 10 when there
     are any, else 1), seeded by ``seed``, which is also every trial's training seed (default:
-    the draws use 42, training the preset's seed). ``scheduler``: ``"fifo"`` (every trial runs
-    to the end) or ``"asha"`` (weak trials stop early, judged on ``metric`` each epoch).
+    the draws use 42, training the preset's seed). ``seeds`` (two or more): every point trains
+    once per seed, and points are ranked by their mean over the seeds (``seed`` then seeds the
+    draws only; not with ASHA, which would stop some replicates and not others). ``scheduler``:
+    ``"fifo"`` (every trial runs to the end) or ``"asha"`` (weak trials stop early, judged on
+    ``metric`` each epoch).
     ``epochs``: every trial's epochs (default: the preset's). ``address``: a Ray cluster
     (``"auto"``, ``"host:port"``; default ``$RAY_ADDRESS``, else a local Ray). ``data``: a
     :class:`~fmnist.data.Dataset` (default: ``fmnist.load_dataset()``). ``on_trial`` is called
@@ -141,11 +179,16 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
     Returns ``{"metric", "best", "trials", "cluster"}`` (also DIR/leaderboard.json): trials best
     first, each ``{"trial", "params", "val_accuracy", "val_loss", "epochs", "status"
     ("finished", "stopped" or "failed"), "error", "time_s", "run_dir"}``; ``best`` is the best
-    trial with its test-set scores. Ctrl-C raises KeyboardInterrupt and leaves ``out_dir``
+    trial with its test-set scores. With ``seeds``, also ``"seeds"`` and ``"points"``: the
+    trials grouped by point, best mean first, each ``{"point", "params", metric and the other
+    score's means and standard deviations, "val_gap", "val_gap_se", "beyond_noise", "epochs",
+    "time_s", "status", "error", "runs"}``; ``best`` is then the best point, its test scores the
+    mean and standard deviation over its seeds' runs (each in ``runs``), its ``trial`` and
+    ``run_dir`` its first seed's. Ctrl-C raises KeyboardInterrupt and leaves ``out_dir``
     resumable with :func:`resume_sweep`.
     """
     plan = plan_sweep(model, params, samples=samples, scheduler=scheduler, metric=metric, epochs=epochs,
-                      cpus_per_trial=cpus_per_trial, seed=seed)
+                      cpus_per_trial=cpus_per_trial, seed=seed, seeds=seeds)
     out = Path(out_dir) if out_dir is not None else default_out(model)
     if (out / SWEEP_FILE).exists():
         raise UsageError(f"--out {out}: a sweep is there already; continue it with 'fmnist sweep --resume {out}', "
@@ -188,7 +231,8 @@ def read_plan(out_dir: Path) -> tuple[SweepPlan, dict[str, Any]]:
     fields = {f.name for f in dataclasses.fields(SweepPlan)}
     try:
         plan = SweepPlan(**{k: v for k, v in recorded.items() if k in fields})
-        plan = dataclasses.replace(plan, params=tuple(plan.params))
+        plan = dataclasses.replace(plan, params=tuple(plan.params),
+                                   seeds=tuple(plan.seeds) if plan.seeds is not None else None)
     except TypeError as exc:
         raise RunError(f"{Path(out_dir) / SWEEP_FILE}: incomplete ({exc})") from None
     return plan, recorded
@@ -234,10 +278,11 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
                                        grace_period=1, stop_last_trials=False)
                          if plan.scheduler == "asha" else FIFOScheduler())
             tuner = tune.Tuner(
-                trainable, param_space=param_space(plan.specs),
+                trainable, param_space=plan.space(),
                 tune_config=tune.TuneConfig(
-                    num_samples=plan.samples, scheduler=scheduler,
-                    search_alg=BasicVariantGenerator(random_state=DRAW_SEED if plan.seed is None else plan.seed),
+                    # With seeds the points are drawn already (plan.space): one pass over the grid.
+                    num_samples=1 if plan.seeds else plan.samples, scheduler=scheduler,
+                    search_alg=BasicVariantGenerator(random_state=plan.draw_seed),
                     trial_dirname_creator=lambda trial: trial_name(trial.trial_id),
                     trial_name_creator=lambda trial: trial_name(trial.trial_id),
                     # No reused trial actors: a stopped trial's process ends, and its threads with it.
@@ -304,8 +349,11 @@ def _leaderboard(plan: SweepPlan, out: Path, grid, data, cluster) -> dict[str, A
                            stop=f"stopped early by the {plan.scheduler} scheduler after epoch {epoch}")
             else:
                 error = "the trial ended before its first epoch finished"
-        rows.append(_row(name, _trial_params(plan, result.config or _params_file(result.path)), run_dir, error,
-                         result.metrics or {}))
+        config = result.config or _params_file(result.path)
+        rows.append(_row(name, _trial_params(plan, config), run_dir, error, result.metrics or {},
+                         _trial_seed(plan, config)))
+    if plan.seeds:
+        return _replicate_leaderboard(plan, rows, data, cluster)
     sign = -1 if METRICS[plan.metric] == "max" else 1
     rows.sort(key=lambda r: (r["status"] == "failed", sign * (r[plan.metric] or 0.0), r["trial"]))
     best = None
@@ -321,12 +369,74 @@ def _leaderboard(plan: SweepPlan, out: Path, grid, data, cluster) -> dict[str, A
     return {"metric": plan.metric, "best": best, "trials": rows, "cluster": cluster.to_json()}
 
 
+def _replicate_leaderboard(plan: SweepPlan, rows: list[dict[str, Any]], data, cluster) -> dict[str, Any]:
+    """The leaderboard of a sweep over seeds: trials grouped by point, points ranked by their mean."""
+    from fmnist.evaluation import evaluate
+    from fmnist.evaluation.replicates import paired_gap
+    from fmnist.runs import load_run
+
+    metric, mode = plan.metric, METRICS[plan.metric]
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["point"], []).append(row)
+    points = []
+    for index, runs in groups.items():
+        runs.sort(key=lambda r: plan.seeds.index(r["seed"]))
+        failed = [r for r in runs if r["status"] == "failed"]
+        point = {"point": index, "params": runs[0]["params"], "status": "failed" if failed else "finished",
+                 "error": failed[0]["error"] if failed else None}
+        done = not failed and all(r[metric] is not None for r in runs)
+        for key in ("val_accuracy", "val_loss"):
+            values = [r[key] for r in runs]
+            point[key] = statistics.fmean(values) if done else None
+            point[f"{key}_sd"] = statistics.stdev(values) if done else None
+        epochs = [r["epochs"] for r in runs if r["epochs"] is not None]
+        point["epochs"] = (epochs[0] if len(set(epochs)) == 1 else statistics.fmean(epochs)) if epochs else None
+        times = [r["time_s"] for r in runs if r["time_s"] is not None]
+        point["time_s"] = statistics.fmean(times) if times else None
+        point["runs"] = [{k: r[k] for k in ("seed", "trial", "status", "val_accuracy", "val_loss", "run_dir")}
+                         for r in runs]
+        points.append(point)
+    sign = -1 if mode == "max" else 1
+    points.sort(key=lambda p: (p["status"] == "failed", sign * (p[metric] or 0.0), p["point"]))
+    best = None
+    if points and points[0]["status"] != "failed":
+        lead = {r["seed"]: r[metric] for r in points[0]["runs"]}
+        points[0].update(val_gap=None, val_gap_se=None, beyond_noise=None)
+        for point in points[1:]:
+            gap = (None, None, None)
+            if point["status"] != "failed":
+                gap = paired_gap(lead, {r["seed"]: r[metric] for r in point["runs"]}, higher_is_better=mode == "max")
+            point.update(val_gap=gap[0], val_gap_se=gap[1], beyond_noise=gap[2])
+        top = points[0]
+        runs = []
+        for r in top["runs"]:
+            test = evaluate(load_run(r["run_dir"]).model, data.x_test, data.y_test)
+            runs.append({**r, "test_accuracy": test["accuracy"], "test_loss": test["loss"]})
+        best = {**{k: top[k] for k in ("point", "params", "val_accuracy", "val_accuracy_sd", "val_loss",
+                                       "val_loss_sd", "epochs")},
+                "trial": runs[0]["trial"], "run_dir": runs[0]["run_dir"],
+                "test_accuracy": statistics.fmean(r["test_accuracy"] for r in runs),
+                "test_accuracy_sd": statistics.stdev(r["test_accuracy"] for r in runs),
+                "test_loss": statistics.fmean(r["test_loss"] for r in runs), "test_n": test["n"], "runs": runs}
+    else:
+        for point in points:
+            point.update(val_gap=None, val_gap_se=None, beyond_noise=None)
+    order = {p["point"]: place for place, p in enumerate(points)}
+    rows.sort(key=lambda r: (order[r["point"]], plan.seeds.index(r["seed"])))
+    return {"metric": metric, "seeds": list(plan.seeds), "best": best, "points": points, "trials": rows,
+            "cluster": cluster.to_json()}
+
+
 def _row(name: str, params: dict[str, Any], run_dir: Path, error: str | None,
-         last: Mapping[str, Any]) -> dict[str, Any]:
-    """One trial's leaderboard row, from its run folder (the truth), else Tune's last result."""
+         last: Mapping[str, Any], seed: tuple[int, int] | None = None) -> dict[str, Any]:
+    """One trial's leaderboard row, from its run folder (the truth), else Tune's last result.
+    ``seed``: a sweep over seeds' (point, seed) for the trial, kept in the row as ``point`` and ``seed``."""
     row = {"trial": name, "params": params, "val_accuracy": None, "val_loss": None, "epochs": None,
            "status": "failed" if error else "finished", "error": error, "time_s": last.get("time_total_s"),
            "run_dir": None}
+    if seed is not None:
+        row["point"], row["seed"] = seed
     if error is None and (run_dir / "run.json").exists():
         metrics = json.loads((run_dir / "metrics.json").read_text())
         history = json.loads((run_dir / "history.json").read_text())
@@ -345,13 +455,24 @@ def _live_row(plan: SweepPlan, out: Path, trial, error: str | None) -> dict[str,
     from fmnist.tuning._trial import trial_name
 
     name = trial_name(trial.trial_id)
-    return _row(name, _trial_params(plan, trial.config), out / TRIALS_DIR / name, error, trial.last_result or {})
+    return _row(name, _trial_params(plan, trial.config), out / TRIALS_DIR / name, error, trial.last_result or {},
+                _trial_seed(plan, trial.config))
 
 
 def _trial_params(plan: SweepPlan, config: Mapping[str, Any] | None) -> dict[str, Any]:
     """The searched options' values for one trial (Tune's config may hold more)."""
     config = config or {}
+    if plan.seeds:
+        config = (config.get("point") or {}).get("params") or {}
     return {s.name: config.get(s.name) for s in plan.specs}
+
+
+def _trial_seed(plan: SweepPlan, config: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """A sweep over seeds: the trial's point number and training seed (None otherwise)."""
+    if not plan.seeds:
+        return None
+    config = config or {}
+    return (config.get("point") or {}).get("index"), config.get("seed")
 
 
 def _params_file(path: str) -> dict[str, Any]:
@@ -377,6 +498,8 @@ def format_trial(row: Mapping[str, Any]) -> str:
     """``[3/6] trial-00002 lr=0.01 - 5 epochs - 4.2s - val_loss: 0.4123 - val_accuracy: 0.8512``."""
     head = f"[{row['index']}/{row['total']}] " if "index" in row else ""
     head += f"{row['trial']} {format_params(row['params'])}".rstrip()
+    if "seed" in row:
+        head += f" seed={row['seed']}"
     if row["status"] == "failed":
         return f"{head} - failed: {row['error']}"
     parts = [head]
@@ -391,14 +514,58 @@ def format_trial(row: Mapping[str, Any]) -> str:
     return line + (" (stopped early)" if row["status"] == "stopped" else "")
 
 
+def _spread(value: float | None, sd: float | None, fmt: str = ".4f") -> str:
+    return "–" if value is None else f"{value:{fmt}} ± {sd:{fmt}}"
+
+
+def _noise(point: Mapping[str, Any]) -> str:
+    return {None: "–", True: "yes", False: "no"}[point.get("beyond_noise")]
+
+
+def _ranking(board: Mapping[str, Any]) -> str:
+    metric = board["metric"]
+    if not board.get("seeds"):
+        return f"ranked by {metric} on the validation split"
+    return (f"ranked by the mean {metric} over seeds {', '.join(map(str, board['seeds']))} on the validation "
+            f"split (± the standard deviation); the gap to #1 is paired by seed (± its standard error), and "
+            f"beyond noise where a paired t-test over the seeds (two-sided, 5%) rejects a zero gap")
+
+
+def format_point(rank: int | None, point: Mapping[str, Any], metric: str) -> str:
+    """``#2 point 3 lr=0.01 - 3 seeds - 5 epochs - 4.2s - val_accuracy: 0.8512 ± 0.0021 - gap to #1: ...``."""
+    head = f"{'#' + str(rank) if rank else '–'} point {point['point']} {format_params(point['params'])}".rstrip()
+    seeds = f"{len(point['runs'])} seeds"
+    if point["status"] == "failed":
+        return f"{head} - {seeds} - failed: {point['error']}"
+    parts = [head, seeds]
+    if point["epochs"] is not None:
+        parts.append(f"{point['epochs']} epoch{'s' if point['epochs'] != 1 else ''}")
+    if point["time_s"] is not None:
+        parts.append(f"{point['time_s']:.1f}s")
+    parts.append(f"{metric}: {_spread(point[metric], point[metric + '_sd'])}")
+    if point.get("val_gap") is not None:
+        parts.append(f"gap to #1: {_spread(point['val_gap'], point['val_gap_se'])} (beyond noise: {_noise(point)})")
+    return " - ".join(parts)
+
+
 def format_table(board: Mapping[str, Any]) -> str:
-    """The leaderboard as terminal text: one line per trial, best first, then the best's test score."""
-    lines = [format_trial(r) for r in board["trials"]]
+    """The leaderboard as terminal text: one line per trial (with seeds: per point), best first,
+    then the best's test score."""
+    if board.get("seeds"):
+        ranks = range(1, len(board["points"]) + 1)
+        lines = [format_point(rank if p["status"] != "failed" else None, p, board["metric"])
+                 for rank, p in zip(ranks, board["points"])]
+    else:
+        lines = [format_trial(r) for r in board["trials"]]
     best = board["best"]
     c = board["cluster"]
-    lines.append(f"ranked by {board['metric']} on the validation split; {c['nodes']} node(s), {c['cpus']} CPUs "
-                 f"at {c['address']}")
-    if best:
+    lines.append(f"{_ranking(board)}; {c['nodes']} node(s), {c['cpus']} CPUs at {c['address']}")
+    if best and board.get("seeds"):
+        lines.append(f"best: point {best['point']} {format_params(best['params'])} - {board['metric']}: "
+                     f"{_spread(best[board['metric']], best[board['metric'] + '_sd'])} (test accuracy, reported "
+                     f"apart: {_spread(best['test_accuracy'], best['test_accuracy_sd'])} over its "
+                     f"{len(best['runs'])} seeds) - {', '.join(r['run_dir'] for r in best['runs'])}")
+    elif best:
         lines.append(f"best: {best['trial']} {format_params(best['params'])} - {board['metric']}: "
                      f"{best[board['metric']]:.4f} (test accuracy, reported apart: {best['test_accuracy']:.4f}) "
                      f"- {best['run_dir']}")
@@ -409,27 +576,51 @@ def format_table(board: Mapping[str, Any]) -> str:
 
 def format_markdown(board: Mapping[str, Any], plan: SweepPlan) -> str:
     names = [s.name for s in plan.specs]
-    head = ["rank", "trial", *names, "status", "epochs", "time (s)", "val accuracy", "val loss"]
+    seeds = board.get("seeds")
+    head = ["point" if seeds else "rank", "trial", *names, *(["seed"] if seeds else []), "status", "epochs",
+            "time (s)", "val accuracy", "val loss"]
     lines = [f"# fmnist sweep: {plan.model}", "",
              f"Search: {', '.join(plan.params) or 'no parameters'}; samples {plan.samples}; scheduler "
-             f"{plan.scheduler}; ranked by {board['metric']} on the validation split (the same images for every "
-             "trial).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"{plan.scheduler}. Every trial is judged on the same validation images; {_ranking(board)}.", ""]
 
     def num(v, fmt):
         return "–" if v is None else format(v, fmt)
 
+    def value(params, n):
+        return format_params({n: params.get(n)}).split("=", 1)[1]
+
+    if seeds:
+        metric = board["metric"]
+        top = ["rank", "point", *names, "status", "seeds", "epochs", "time (s)", f"{metric} (mean ± sd)",
+               "gap to #1 (± se)", "beyond noise"]
+        lines += ["| " + " | ".join(top) + " |", "|" + "---|" * len(top)]
+        for rank, p in enumerate(board["points"], 1):
+            lines.append("| " + " | ".join([str(rank) if p["status"] != "failed" else "–", str(p["point"]),
+                                            *(value(p["params"], n) for n in names), p["status"], str(len(p["runs"])),
+                                            num(p["epochs"], "" if isinstance(p["epochs"], int) else ".1f"),
+                                            num(p["time_s"], ".1f"), _spread(p[metric], p[metric + "_sd"]),
+                                            _spread(p["val_gap"], p["val_gap_se"]), _noise(p)]) + " |")
+        lines += ["", "Trials, one per point and seed:", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, r in enumerate(board["trials"], 1):
-        values = [format_params({n: r["params"].get(n)}).split("=", 1)[1] for n in names]
-        lines.append("| " + " | ".join([str(rank) if r["status"] != "failed" else "–", r["trial"], *values,
-                                        r["status"], num(r["epochs"], "d"), num(r["time_s"], ".1f"),
+        values = [value(r["params"], n) for n in names] + ([str(r["seed"])] if seeds else [])
+        place = str(r["point"]) if seeds else str(rank) if r["status"] != "failed" else "–"
+        lines.append("| " + " | ".join([place, r["trial"],
+                                        *values, r["status"], num(r["epochs"], "d"), num(r["time_s"], ".1f"),
                                         num(r["val_accuracy"], ".4f"), num(r["val_loss"], ".4f")]) + " |")
     failed = [r for r in board["trials"] if r["status"] == "failed"]
     if failed:
         lines += ["", "Failed trials:", ""] + [f"- {r['trial']}: {r['error']}" for r in failed]
     best = board["best"]
     lines.append("")
-    if best:
+    if best and seeds:
+        folders = ", ".join(f"`{r['run_dir']}`" for r in best["runs"])
+        lines.append(f"Best: point {best['point']} ({format_params(best['params'])}), mean {board['metric']} "
+                     f"{_spread(best[board['metric']], best[board['metric'] + '_sd'])} over seeds "
+                     f"{', '.join(map(str, seeds))}. Test accuracy (t10k, {best['test_n']:,} images), reported apart "
+                     f"and chosen by nothing: {_spread(best['test_accuracy'], best['test_accuracy_sd'])} over its "
+                     f"runs ({folders}).")
+    elif best:
         lines.append(f"Best: {best['trial']} ({format_params(best['params'])}), {board['metric']} "
                      f"{best[board['metric']]:.4f}. Test accuracy (t10k, {best['test_n']:,} images), reported "
                      f"apart and chosen by nothing: {best['test_accuracy']:.4f}. Run folder: `{best['run_dir']}`.")
