@@ -10,9 +10,10 @@ import pytest
 import fmnist
 from fmnist.cli.main import main
 from fmnist.compare import compare
-from fmnist.errors import ModelError, UsageError
+from fmnist.errors import ModelError, TrainingError, UsageError
 from fmnist.evaluation import evaluate
-from fmnist.runs import load_run
+from fmnist.models import get_preset
+from fmnist.runs import evaluate_run, load_run, resolve_config, train_run
 
 SPEC = "flatten,dense:16:relu,dense:10"
 
@@ -143,6 +144,8 @@ def test_seeds_train_each_model_per_seed_and_pair_the_gaps_with_the_leader(tiny_
     (["--seeds", "4"], "--seeds: give two or more different seeds, e.g. 1,2,3 (got 4)"),
     (["--seeds", "4,4"], "--seeds: give two or more different seeds, e.g. 1,2,3 (got 4,4)"),
     (["--seeds", "1,x"], "--seeds: expected whole numbers separated by commas, e.g. 1,2,3, got '1,x'"),
+    (["--cpus-per-run", "2"], "--cpus-per-run sets each run's CPUs on Ray; add --ray"),
+    (["--ray", "--cpus-per-run", "0"], "--cpus-per-run must be at least 1, got 0"),
 ])
 def test_bad_seeds_are_one_line_usage_errors(tmp_path, tiny_dir, capsys, argv, message):
     assert main(["compare", SPEC, *argv, "--out", str(tmp_path / "c"), "--data-dir", str(tiny_dir),
@@ -188,3 +191,48 @@ def test_a_comparison_folder_reports_every_run_it_trained_best_first(tiny_data, 
     page = build_report([tmp_path / "moved"], tmp_path / "report", tiny_data, dpi=30, n_mistakes=2).read_text()
     assert all(f"— {name}</h2>" in page for name in names)
     assert run_dirs(dirs[0]) is None  # a run folder is no comparison
+
+
+def test_on_ray_each_run_is_a_task_with_its_cpus_and_the_same_run_as_here(ray_cluster, tiny_data, tmp_path):
+    out = tmp_path / "cmp"
+    finished = []
+    board = compare(["softmax", SPEC, "sgd-logreg"], tiny_data, epochs=2, seeds=[1, 2], out_dir=out, ray=True,
+                    on_finish=lambda i, total, run, result: finished.append((i, total, run, result.metrics)))
+    assert board["cluster"] == {**ray_cluster.to_json(), "cpus_per_run": 1}
+    names = [f"{m}-seed{s}" for m in ("softmax", "flatten-dense-16-relu-dense-10", "sgd-logreg") for s in (1, 2)]
+    assert sorted(run for _, _, run, _ in finished) == sorted(names)
+    assert [(i, total) for i, total, _, _ in finished] == [(i, 6) for i in range(1, 7)]
+    for row in board["rows"]:
+        for run in row["runs"]:
+            again = evaluate_run(run["run_dir"], tiny_data, split="val")
+            assert again["accuracy"] == pytest.approx(run["val_accuracy"])
+            info = load_run(run["run_dir"]).info
+            if row["family"] == "torch":
+                assert info["config"]["seed"] == run["seed"]
+                assert info["threads"]["threads"] == 1  # its Ray allotment, not this machine's 2 cores
+    # A run on Ray is the run this process trains with the same seed and threads.
+    here = train_run(SPEC, tiny_data, config=resolve_config(get_preset(SPEC), epochs=2, seed=2, threads=1))
+    ray_run = next(r for row in board["rows"] if row["model"] == SPEC for r in row["runs"] if r["seed"] == 2)
+    assert ray_run["val_accuracy"] == here.metrics["val"]["accuracy"]
+    assert ray_run["val_loss"] == pytest.approx(here.metrics["val"]["loss"], rel=1e-6)
+    assert "Trained on Ray at" in (out / "leaderboard.md").read_text()
+
+
+def test_a_ray_task_computes_with_its_allotment_whatever_the_environment_says(tiny_data, monkeypatch):
+    from fmnist.compare import _train_task
+
+    # Ray sets OMP_NUM_THREADS for a task only where the user's environment has none.
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    config = resolve_config(get_preset(SPEC), epochs=1)
+    assert _train_task(SPEC, tiny_data, config, None, False, 1).threads["threads"] == 1
+
+
+def test_a_run_that_fails_on_ray_fails_the_comparison_with_its_own_error(ray_cluster, tiny_data, tmp_path):
+    import dataclasses
+
+    images = tiny_data.x_train.astype(np.float32)
+    images[:] = np.nan
+    bad = dataclasses.replace(tiny_data, x_train=images)
+    with pytest.raises(TrainingError, match="training diverged: loss is nan"):
+        compare(["softmax", SPEC], bad, epochs=1, out_dir=tmp_path / "cmp", ray=True)
+    assert not (tmp_path / "cmp" / "leaderboard.json").exists()

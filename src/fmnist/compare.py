@@ -11,6 +11,11 @@ folder, so every row can be reloaded, evaluated or exported later::
       runs/NAME/         one run folder per model (see fmnist.runs)
       runs/NAME-seedS/   with several seeds: one per model and seed
 
+On one machine the runs train one after another, each on every core (the right order for
+networks that use them all). On Ray (``ray=True``, or an ``address``), each run is a Ray task
+with ``cpus_per_run`` CPUs, as many at once as the cluster holds; on several machines the
+output folder must be on storage every node can reach.
+
 With several seeds each model trains once per seed and its row holds the mean and standard
 deviation over them; every other row also holds its gap to the leader paired by seed, with
 the gap's standard error, and whether a paired t-test over the seeds tells it from noise
@@ -27,7 +32,7 @@ from typing import Any
 
 from fmnist._files import atomic_write, check_free, write_json
 from fmnist.data import Dataset
-from fmnist.errors import UsageError
+from fmnist.errors import FmnistError, RunError, UsageError
 from fmnist.evaluation.replicates import paired_gap
 from fmnist.models import count_parameters, get_preset
 from fmnist.reporting.leaderboard import leaderboard, optimizer_and_lr, rank, replicate_leaderboard
@@ -47,7 +52,9 @@ LEADERBOARD_FORMAT = "fmnist-leaderboard"
 def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, seed: int | None = None,
             seeds: Sequence[int] | None = None, out_dir: str | Path | None = None,
             callbacks_for: Callable[[str], Sequence[Callback]] | None = None,
-            on_start: Callable[[int, int, str], None] | None = None, overwrite: bool = False) -> dict[str, Any]:
+            on_start: Callable[[int, int, str], None] | None = None, overwrite: bool = False, ray: bool = False,
+            address: str | None = None, cpus_per_run: int = 1,
+            on_finish: Callable[[int, int, str, RunResult], None] | None = None) -> dict[str, Any]:
     """Train each of ``models`` (preset names or layer strings) and rank them.
 
     ``seed`` overrides every preset's own (None: each preset's default): a torch model's
@@ -55,7 +62,12 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     see the same split and the same seed. ``seeds`` (two or more, instead of ``seed``) trains
     every model once per seed and ranks them by the mean (see the module's docstring).
     ``epochs`` overrides every torch preset's own; scikit-learn presets keep their iteration
-    count (``max_iter``). ``on_start(i, total, run)`` is called before each training run.
+    count (``max_iter``). ``on_start(i, total, run)`` is called before each training run, and
+    ``on_finish(i, total, run, result)`` after it (on Ray, in the order they finish). ``ray``:
+    train the runs as Ray tasks of ``cpus_per_run`` CPUs each, on a local Ray started for the
+    call, or on the cluster at ``address`` (``"auto"``, ``"host:port"``; also ``$RAY_ADDRESS``
+    when ``ray``); the board then records the ``cluster``. ``callbacks_for`` applies to runs in
+    this process only.
     Returns ``{"rows": [...best first], ...}``; with ``out_dir``, also writes the files above.
     An ``out_dir`` that holds a leaderboard or any of the run folders is refused before
     anything trains (:class:`~fmnist.errors.OutputExistsError`), unless ``overwrite``.
@@ -64,6 +76,9 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
         raise UsageError("compare: name at least one model (see 'fmnist models')")
     if seeds is not None:
         seeds = _check_seeds(seeds, seed)
+    ray = ray or address is not None
+    if cpus_per_run < 1:
+        raise UsageError(f"--cpus-per-run must be at least 1, got {cpus_per_run}")
     presets = [get_preset(m) for m in models]  # every name is checked before anything trains
     names = _run_names(models)
     # One job per model and seed; every config is resolved now, so a bad --epochs fails before training.
@@ -77,11 +92,19 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
                    overwrite=overwrite, what="an earlier comparison")
     results: dict[str, list[tuple[int | None, RunResult]]] = {name: [] for name in names}
     start = time.perf_counter()
-    for i, ((model, preset, name, s, config), run) in enumerate(zip(jobs, run_names), 1):
-        if on_start:
-            on_start(i, len(jobs), run)
-        result = train_run(model, data, config=config, out_dir=out / "runs" / run if out else None,
-                           callbacks=callbacks_for(run) if callbacks_for else (), overwrite=overwrite)
+    cluster = None
+    if ray:
+        trained, cluster = _train_on_ray(jobs, run_names, data, out, overwrite, address, cpus_per_run, on_finish)
+    else:
+        trained = []
+        for i, ((model, preset, name, s, config), run) in enumerate(zip(jobs, run_names), 1):
+            if on_start:
+                on_start(i, len(jobs), run)
+            trained.append(train_run(model, data, config=config, out_dir=out / "runs" / run if out else None,
+                                     callbacks=callbacks_for(run) if callbacks_for else (), overwrite=overwrite))
+            if on_finish:
+                on_finish(i, len(jobs), run, trained[-1])
+    for (_, _, name, s, _), result in zip(jobs, trained):
         results[name].append((s, result))
     if seeds is None:
         rows = rank([_row(name, model, runs[0][1]) for (name, runs), model in zip(results.items(), models)])
@@ -92,7 +115,7 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
         row["rank"] = place
     board = {"format": LEADERBOARD_FORMAT, "format_version": 1, "selected_by": "val_accuracy",
              "epochs": epochs, "seed": seed, "seeds": seeds, "rows": rows,
-             "total_time_s": time.perf_counter() - start,
+             "total_time_s": time.perf_counter() - start, "cluster": cluster,
              "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
                       "split": split_record()},
              "versions": versions()}
@@ -100,6 +123,60 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
         write_json(out / "leaderboard.json", board)
         atomic_write(out / "leaderboard.md", lambda tmp: tmp.write_text(format_markdown(board)))
     return board
+
+
+def _train_on_ray(jobs, run_names, data, out, overwrite, address, cpus, on_finish):
+    """Every job as a Ray task; the results in the jobs' order, and the cluster they ran on."""
+    from fmnist._ray import ray_session
+
+    with ray_session(address) as cluster:
+        import ray
+
+        if cpus > cluster.cpus:
+            raise UsageError(f"--cpus-per-run {cpus}: the Ray cluster at {cluster.address} has {cluster.cpus} CPUs")
+        task = ray.remote(_train_task).options(num_cpus=cpus, max_retries=0)
+        shared = ray.put(data)  # to the object store once: every task reads the same read-only images
+        pending = {task.remote(model, shared, config, str(out / "runs" / run) if out else None, overwrite, cpus): k
+                   for k, ((model, _, _, _, config), run) in enumerate(zip(jobs, run_names))}
+        results: list[RunResult | None] = [None] * len(jobs)
+        try:
+            while pending:
+                # A short timeout: a blocking wait would not let Ctrl-C through until a run finished.
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                if not ready:
+                    continue
+                k = pending.pop(ready[0])
+                try:
+                    results[k] = ray.get(ready[0])
+                except ray.exceptions.RayError as exc:
+                    raise _task_error(run_names[k], exc) from None
+                if on_finish:
+                    on_finish(len(jobs) - len(pending), len(jobs), run_names[k], results[k])
+        finally:
+            # Failed or interrupted: runs still queued or training stop, also on a cluster that stays up.
+            for ref in pending:
+                ray.cancel(ref, force=True)
+    return results, {**cluster.to_json(), "cpus_per_run": cpus}
+
+
+def _train_task(model: str, data: Dataset, config, out_dir: str | None, overwrite: bool, cpus: int) -> RunResult:
+    """One run in a Ray worker, computing with its allotment of CPUs."""
+    import os
+
+    # The Trainer takes its thread count from OMP_NUM_THREADS (TrainConfig.threads left to its
+    # default); Ray sets it only where the user's environment has none.
+    os.environ["OMP_NUM_THREADS"] = str(cpus)
+    return train_run(model, data, config=config, out_dir=Path(out_dir) if out_dir else None, overwrite=overwrite)
+
+
+def _task_error(run: str, exc: BaseException) -> FmnistError:
+    """A run that failed on Ray, as the one-line error it would have raised here."""
+    from fmnist.tuning._trial import one_line
+
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, FmnistError):
+        return cause
+    return RunError(f"{run}: training failed on Ray: {one_line(exc)}")
 
 
 def run_dirs(compare_dir: str | Path) -> list[Path] | None:
@@ -197,10 +274,19 @@ def _ranking(board: dict[str, Any]) -> str:
             f"over the seeds (two-sided, 5%) rejects a zero gap")
 
 
+def _where(board: dict[str, Any]) -> str:
+    c = board.get("cluster")
+    if not c:
+        return ""
+    return (f"trained on Ray at {c['address']} ({c['nodes']} node{'s' if c['nodes'] != 1 else ''}, {c['cpus']} CPUs, "
+            f"{c['cpus_per_run']} per run)")
+
+
 def format_table(board: dict[str, Any]) -> str:
     """The leaderboard as aligned plain text for the terminal, best first."""
+    where = _where(board)
     footer = (f"{_ranking(board)}; test (t10k) is reported apart and chose nothing; "
-              f"total {board['total_time_s']:.1f}s")
+              f"{where + '; ' if where else ''}total {board['total_time_s']:.1f}s")
     return _table(board, "text") + "\n" + footer
 
 
@@ -215,7 +301,8 @@ def format_markdown(board: dict[str, Any]) -> str:
              f"Epochs: {epochs}; seed: {seed}.")
     lines = ["# fmnist compare", "", about, "", _table(board, "markdown")]
     versions_line = ", ".join(f"{k} {v}" for k, v in board["versions"].items())
-    ranking = _ranking(board)
+    ranking, where = _ranking(board), _where(board)
     lines += ["", (f"{ranking[:1].upper()}{ranking[1:]}. The test column is the t10k set, reported apart: nothing "
-                   f"was chosen by it. Total time {board['total_time_s']:.1f} s. Versions: {versions_line}"), ""]
+                   f"was chosen by it. {where[:1].upper() + where[1:] + '. ' if where else ''}Total time "
+                   f"{board['total_time_s']:.1f} s. Versions: {versions_line}"), ""]
     return "\n".join(lines)

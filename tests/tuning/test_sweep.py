@@ -39,6 +39,7 @@ def _data_args(tiny_dir):
     (["softmax", "--seeds", "1,2", "--param", "seed=3,4"], "--seeds and --param seed=... both set"),
     (["softmax", "--seeds", "1,2", "--scheduler", "asha"], "--seeds with --scheduler asha"),
     (["softmax", "--seeds", "1,x"], "--seeds: expected whole numbers separated by commas"),
+    (["softmax", "--cpus-per-trial", "0"], "--cpus-per-trial must be at least 1, got 0"),
 ])
 def test_bad_requests_are_usage_errors(tmp_path, tiny_dir, capsys, argv, fragment):
     assert main(["sweep", *argv, "--out", str(tmp_path / "s"), *_data_args(tiny_dir)]

@@ -61,6 +61,11 @@ def _seed_list(text: str) -> list[int]:
             from None
 
 
+def _or(value, default):
+    """A flag's value, else its default: unlike ``value or default``, a given 0 stays 0 (and is refused)."""
+    return default if value is None else value
+
+
 def _add_overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace {what} already at --out (default: refuse, and leave it as it is)")
@@ -410,12 +415,24 @@ def cmd_compare(args) -> int:
     from fmnist.compare import compare, format_table
     from fmnist.training import ProgressLogger
 
+    on_ray = args.ray or args.address is not None
+    if args.cpus_per_run is not None and not on_ray:
+        raise UsageError("--cpus-per-run sets each run's CPUs on Ray; add --ray (or --address), or leave it out")
     data = _load(args)
     # With --json, stdout carries only the JSON: progress goes to stderr.
     log = sys.stderr if args.json else sys.stdout
+
+    def finished(i, total, run, result):
+        # On Ray the runs train in workers, their epochs unseen here: one line per finished run.
+        m = result.metrics
+        epochs = f" - {len(result.history)} epochs" if result.history else ""
+        print(f"[{i}/{total}] {run}{epochs} - {m['train_time_s']:.1f}s - val_loss: {m['val']['loss']:.4f} - "
+              f"val_accuracy: {m['val']['accuracy']:.4f}", file=log, flush=True)
+
     with _output(args.out, Path("compare")) as out:
         board = compare(args.models, data, epochs=args.epochs, seed=args.seed, seeds=args.seeds, out_dir=out,
-                        overwrite=args.overwrite,
+                        overwrite=args.overwrite, ray=args.ray, address=args.address,
+                        cpus_per_run=_or(args.cpus_per_run, 1), on_finish=finished if on_ray else None,
                         on_start=lambda i, total, run: print(f"\n== [{i}/{total}] {run}", file=log, flush=True),
                         callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
     if args.json:
@@ -466,11 +483,11 @@ def cmd_sweep(args) -> int:
         # Every flag is checked before the data loads and Ray starts.
         plan_sweep(args.model, args.param or (), samples=args.samples, scheduler=args.scheduler or "fifo",
                    metric=args.metric or "val_accuracy", epochs=args.epochs,
-                   cpus_per_trial=args.cpus_per_trial or 1, seed=args.seed, seeds=args.seeds)
+                   cpus_per_trial=_or(args.cpus_per_trial, 1), seed=args.seed, seeds=args.seeds)
         out = args.out
         run = lambda data, out: sweep(args.model, args.param or (), data, samples=args.samples,  # noqa: E731
                                  scheduler=args.scheduler or "fifo", metric=args.metric or "val_accuracy",
-                                 epochs=args.epochs, cpus_per_trial=args.cpus_per_trial or 1,
+                                 epochs=args.epochs, cpus_per_trial=_or(args.cpus_per_trial, 1),
                                  address=args.address, out_dir=out, seed=args.seed, seeds=args.seeds,
                                  on_trial=on_trial,
                                  on_start=on_start, progress=sys.stderr)
@@ -696,6 +713,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path,
                    help="folder for leaderboard.md/.json and runs/NAME (runs/NAME-seedS with --seeds) (default: "
                         "./compare, or compare-2... when taken)")
+    p.add_argument("--ray", action="store_true",
+                   help="train the runs as Ray tasks, several at once: on a local Ray on this machine's cores, or "
+                        "on the cluster at --address or $RAY_ADDRESS (default: one after another, in this process)")
+    p.add_argument("--address", help="an existing Ray cluster for the runs: auto or HOST:PORT (implies --ray)")
+    p.add_argument("--cpus-per-run", type=int, help="Ray CPUs (and torch threads) per run, with --ray (default: 1)")
     _add_overwrite_arg(p, "an earlier comparison's leaderboard and runs")
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (default: a table)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
