@@ -51,3 +51,29 @@ def test_a_connected_ray_is_reused_and_left_running(ray_cluster):
         assert not info.owned
         assert info.address == ray_cluster.address
     assert ray.is_initialized()
+
+
+def test_as_finished_yields_tasks_as_they_end_and_cancels_the_rest_when_left(ray_cluster):
+    import time
+
+    import ray
+
+    @ray.remote(num_cpus=1, max_retries=0)
+    def sleep(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    slow, fast = sleep.remote(0.5), sleep.remote(0.0)
+    with _ray.as_finished([slow, fast]) as done:
+        assert [ray.get(ref) for ref in done] == [0.0, 0.5]  # in the order they finish, not as given
+
+    # Leaving the block early (here an error after the first task) cancels what is still running.
+    stuck, quick = sleep.remote(600), sleep.remote(0.0)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="the first task's result was bad"):
+        with _ray.as_finished([stuck, quick]) as done:
+            for ref in done:
+                raise RuntimeError("the first task's result was bad")
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(stuck, timeout=60)
+    assert time.monotonic() - start < 60

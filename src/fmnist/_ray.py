@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,6 +145,31 @@ def stop_ray(info: ClusterInfo) -> None:
     """Disconnect what :func:`start_ray` connected: a local instance stops, a cluster stays up."""
     if info.owned:
         require_ray().shutdown()
+
+
+@contextlib.contextmanager
+def as_finished(refs: Iterable[Any]) -> Iterator[Iterator[Any]]:
+    """``with as_finished(refs) as done: for ref in done:``: each task's ref as it finishes.
+
+    Waits in short steps, so Ctrl-C gets through while tasks run. However the block is left
+    (a task's error, an interruption), the tasks still queued or running are cancelled, also
+    on a cluster that stays up.
+    """
+    import ray
+
+    pending = list(refs)
+
+    def finishing() -> Iterator[Any]:
+        nonlocal pending
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+            yield from ready
+
+    try:
+        yield finishing()
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
 
 
 @contextlib.contextmanager

@@ -127,7 +127,7 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
 
 def _train_on_ray(jobs, run_names, data, out, overwrite, address, cpus, on_finish):
     """Every job as a Ray task; the results in the jobs' order, and the cluster they ran on."""
-    from fmnist._ray import ray_session
+    from fmnist._ray import as_finished, ray_session
 
     with ray_session(address) as cluster:
         import ray
@@ -136,26 +136,18 @@ def _train_on_ray(jobs, run_names, data, out, overwrite, address, cpus, on_finis
             raise UsageError(f"--cpus-per-run {cpus}: the Ray cluster at {cluster.address} has {cluster.cpus} CPUs")
         task = ray.remote(_train_task).options(num_cpus=cpus, max_retries=0)
         shared = ray.put(data)  # to the object store once: every task reads the same read-only images
-        pending = {task.remote(model, shared, config, str(out / "runs" / run) if out else None, overwrite, cpus): k
+        tasks = {task.remote(model, shared, config, str(out / "runs" / run) if out else None, overwrite, cpus): k
                    for k, ((model, _, _, _, config), run) in enumerate(zip(jobs, run_names))}
         results: list[RunResult | None] = [None] * len(jobs)
-        try:
-            while pending:
-                # A short timeout: a blocking wait would not let Ctrl-C through until a run finished.
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                if not ready:
-                    continue
-                k = pending.pop(ready[0])
+        with as_finished(tasks) as finished:
+            for done, ref in enumerate(finished, 1):
+                k = tasks[ref]
                 try:
-                    results[k] = ray.get(ready[0])
+                    results[k] = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     raise _task_error(run_names[k], exc) from None
                 if on_finish:
-                    on_finish(len(jobs) - len(pending), len(jobs), run_names[k], results[k])
-        finally:
-            # Failed or interrupted: runs still queued or training stop, also on a cluster that stays up.
-            for ref in pending:
-                ray.cancel(ref, force=True)
+                    on_finish(done, len(jobs), run_names[k], results[k])
     return results, {**cluster.to_json(), "cpus_per_run": cpus}
 
 

@@ -292,32 +292,24 @@ def _dispatch(todo, data, seed, cpus_per_task, records, save, on_config) -> None
     """One Ray task per configuration; each finished one is recorded (and saved) at once."""
     import ray
 
+    from fmnist._ray import as_finished
+
     task = ray.remote(run_config).options(num_cpus=cpus_per_task, max_retries=0)
     # The images go to Ray's object store once; every task reads the same shared, read-only arrays.
     arrays = [ray.put(np.ascontiguousarray(a)) for a in (data.x_train, data.y_train, data.x_test, data.y_test)]
-    pending = {task.remote(config, need, seed, cpus_per_task, *arrays): config for config, need in todo}
-    done = 0
-    try:
-        while pending:
-            # A short timeout: a blocking wait would not let Ctrl-C through until a task finished.
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            if not ready:
-                continue
-            config = pending.pop(ready[0])
+    tasks = {task.remote(config, need, seed, cpus_per_task, *arrays): config for config, need in todo}
+    with as_finished(tasks) as finished:
+        for done, ref in enumerate(finished, 1):
+            config = tasks[ref]
             try:
-                outcome = ray.get(ready[0])
+                outcome = ray.get(ref)
             except ray.exceptions.RayError as exc:  # the worker died (out of memory, killed): a failed configuration
                 outcome = {"status": "failed", "error": _one_line(exc)[:300]}
             record = records[config.key]
             record.pop("error", None)  # a configuration that failed before and runs now
             record.update(outcome)
-            done += 1
             save()
             on_config(record, done, len(todo))
-    finally:
-        # Interrupted: tasks still queued or running are stopped, also on a cluster that stays up.
-        for ref in pending:
-            ray.cancel(ref, force=True)
 
 
 def _assemble(records, configs, identity, plan, sessions, out: Path | None) -> dict[str, Any]:
