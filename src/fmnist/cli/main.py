@@ -752,7 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("benchmark", help="re-run a published benchmark on Ray (the paper's classical scikit-learn grid)")
+    p = sub.add_parser("benchmark",
+                       help="re-run a published benchmark on Ray (the paper's classical scikit-learn grid)")
     bench = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     p = bench.add_parser("classical", help="the Fashion-MNIST paper's 143 scikit-learn configurations in 14 families, "
                                            "its Table 3 beside ours")
