@@ -9,8 +9,8 @@ import pytest
 
 import fmnist
 from fmnist.cli.main import main
-from fmnist.compare import compare
-from fmnist.errors import ModelError, TrainingError, UsageError
+from fmnist.compare import compare, resume_compare
+from fmnist.errors import ModelError, OutputExistsError, RunError, TrainingError, UsageError
 from fmnist.evaluation import evaluate
 from fmnist.models import get_preset
 from fmnist.runs import evaluate_run, load_run, resolve_config, train_run
@@ -219,12 +219,12 @@ def test_on_ray_each_run_is_a_task_with_its_cpus_and_the_same_run_as_here(ray_cl
 
 
 def test_a_ray_task_computes_with_its_allotment_whatever_the_environment_says(tiny_data, monkeypatch):
-    from fmnist.compare import _train_task
+    from fmnist.compare import _jobs, _train_task
 
     # Ray sets OMP_NUM_THREADS for a task only where the user's environment has none.
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    config = resolve_config(get_preset(SPEC), epochs=1)
-    assert _train_task(SPEC, tiny_data, config, None, False, 1).threads["threads"] == 1
+    [job] = _jobs({"models": [SPEC], "epochs": 1, "seed": None, "seeds": None})
+    assert _train_task(job, tiny_data, None, False, False, 1).threads["threads"] == 1
 
 
 def test_a_run_that_fails_on_ray_fails_the_comparison_with_its_own_error(ray_cluster, tiny_data, tmp_path):
@@ -236,3 +236,122 @@ def test_a_run_that_fails_on_ray_fails_the_comparison_with_its_own_error(ray_clu
     with pytest.raises(TrainingError, match="training diverged: loss is nan"):
         compare(["softmax", SPEC], bad, epochs=1, out_dir=tmp_path / "cmp", ray=True)
     assert not (tmp_path / "cmp" / "leaderboard.json").exists()
+
+
+class _InterruptAt(fmnist.training.Callback):
+    """Ctrl-C at the end of an epoch, before that epoch's checkpoint is written."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_comparison_resumes_to_the_leaderboard_of_one_that_was_not(tiny_data, tmp_path):
+    models, kw = ["softmax", SPEC], dict(epochs=3, seeds=[1, 2])
+    whole = compare(models, tiny_data, out_dir=tmp_path / "whole", **kw)
+
+    out = tmp_path / "cut"
+    # softmax's two seeds finish; the first of the dense net's is interrupted in its second epoch.
+    with pytest.raises(KeyboardInterrupt):
+        compare(models, tiny_data, out_dir=out, **kw,
+                callbacks_for=lambda run: [_InterruptAt(2)] if run.startswith("flatten") else [])
+    runs = out / "runs"
+    assert sorted(p.name for p in runs.iterdir() if (p / "run.json").exists()) == ["softmax-seed1", "softmax-seed2"]
+    cut = runs / "flatten-dense-16-relu-dense-10-seed1"
+    assert (cut / "checkpoint.safetensors").exists() and not (cut / "run.json").exists()
+    assert not (out / "leaderboard.json").exists()
+    with pytest.raises(OutputExistsError, match=f"fmnist compare --resume {out}"):
+        compare(models, tiny_data, out_dir=out, **kw)
+    stamps = {p: p.stat().st_mtime_ns for p in (runs / "softmax-seed1").iterdir()}
+
+    seen, epochs = [], []
+
+    class Epochs(fmnist.training.Callback):
+        def __init__(self, run):
+            self.run = run
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            epochs.append((self.run, epoch))
+
+    board = resume_compare(out, tiny_data, on_finish=lambda i, total, run, result: seen.append((i, total, run)),
+                           callbacks_for=lambda run: [Epochs(run)])
+    # The interrupted run continued from its first epoch's checkpoint; the one after it trained whole.
+    assert epochs == [(cut.name, 2), (cut.name, 3)] + [("flatten-dense-16-relu-dense-10-seed2", e) for e in (1, 2, 3)]
+    assert seen[:2] == [(1, 4, "softmax-seed1"), (2, 4, "softmax-seed2")]  # kept, reported first
+    assert [i for i, _, _ in seen] == [1, 2, 3, 4]
+    assert {p: p.stat().st_mtime_ns for p in (runs / "softmax-seed1").iterdir()} == stamps  # not trained again
+    assert board["resumed"] == 2
+    for key in ("name", "epochs", "val_accuracy", "val_loss", "test_accuracy", "val_gap", "parameters"):
+        assert [r[key] for r in board["rows"]] == pytest.approx([r[key] for r in whole["rows"]]), key
+    assert [r["val_loss"] for row in board["rows"] for r in row["runs"]] == \
+        pytest.approx([r["val_loss"] for row in whole["rows"] for r in row["runs"]], rel=1e-6)
+    with pytest.raises(RunError, match="finished already"):
+        resume_compare(out, tiny_data)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--resume", "{out}", "softmax"], "--resume finishes a comparison as it was started; drop MODEL"),
+    (["--resume", "{out}", "--seeds", "1,2"], "drop --seeds"),
+    ([], "fmnist compare needs one or more MODELs"),
+])
+def test_resume_usage_errors(tmp_path, tiny_dir, capsys, argv, message):
+    argv = [a.replace("{out}", str(tmp_path / "c")) for a in argv]
+    assert main(["compare", *argv, "--data-dir", str(tiny_dir), "--dataset", "custom"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_resuming_on_other_data_or_no_comparison_is_one_line(tiny_data, tiny_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    compare(["softmax"], tiny_data, epochs=1, out_dir=out)
+    (out / "leaderboard.json").unlink()  # as if interrupted after its last run
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in tiny_dir.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    data = fmnist.load_dataset(other, dataset="custom")
+    data.y_train[:] = data.y_train[::-1]  # other labels
+    with pytest.raises(RunError, match="trained on other data"):
+        resume_compare(out, data)
+    assert main(["compare", "--resume", str(tmp_path), "--data-dir", str(tiny_dir), "--dataset", "custom"]) == 1
+    err = capsys.readouterr().err
+    assert "no compare.json here, so nothing to resume" in err and err.count("\n") == 1
+    assert resume_compare(out, tiny_data)["resumed"] == 1
+
+
+def test_cli_resume_on_ray_keeps_the_finished_run_and_trains_the_rest_there(ray_cluster, tiny_data, tiny_dir,
+                                                                           tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "cmp"
+    compare(["softmax", SPEC], tiny_data, epochs=1, out_dir=out)
+    (out / "leaderboard.json").unlink()  # interrupted before the second run began
+    shutil.rmtree(out / "runs" / "flatten-dense-16-relu-dense-10")
+    argv = ["compare", "--resume", str(out), "--ray", "--data-dir", str(tiny_dir), "--dataset", "custom"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "[1/2] softmax - 1 epoch - " in printed and "[2/2] flatten-dense-16-relu-dense-10 - 1 epoch - " in printed
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["resumed"] == 1 and board["cluster"]["address"] == ray_cluster.address
+    assert load_run(out / "runs" / "flatten-dense-16-relu-dense-10").info["threads"]["threads"] == 1
+
+
+def test_ctrl_c_says_what_is_kept_and_how_to_go_on(tmp_path, tiny_dir, capsys, monkeypatch):
+    import fmnist.compare as compare_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_module, "train_run", interrupted)
+    out = tmp_path / "cmp"
+    argv = ["compare", "softmax", "--out", str(out), "--data-dir", str(tiny_dir), "--dataset", "custom"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"fmnist: interrupted; finished runs are kept in {out}" in err
+    assert f"continue with: fmnist compare --resume {out}" in err and "Traceback" not in err
+    assert (out / "compare.json").exists()
+    with pytest.raises(KeyboardInterrupt):
+        main(["--debug", *argv[:2], "--out", str(tmp_path / "other"), *argv[4:]])

@@ -6,6 +6,7 @@ and chose nothing. Each model is trained by :func:`fmnist.runs.train_run` into i
 folder, so every row can be reloaded, evaluated or exported later::
 
     OUT/
+      compare.json       what was asked (models, epochs, seeds, data), written first: --resume reads it
       leaderboard.md     the table, for people
       leaderboard.json   the same rows, for programs
       runs/NAME/         one run folder per model (see fmnist.runs)
@@ -24,6 +25,7 @@ the gap's standard error, and whether a paired t-test over the seeds tells it fr
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,13 +34,17 @@ from typing import Any
 
 from fmnist._files import atomic_write, check_free, write_json
 from fmnist.data import Dataset
-from fmnist.errors import FmnistError, RunError, UsageError
+from fmnist.errors import FmnistError, OutputExistsError, RunError, UsageError
 from fmnist.evaluation.replicates import paired_gap
 from fmnist.models import count_parameters, get_preset
 from fmnist.reporting.leaderboard import leaderboard, optimizer_and_lr, rank, replicate_leaderboard
 from fmnist.runs import (
+    CHECKPOINT,
     RunResult,
+    data_fingerprint,
+    load_run,
     resolve_config,
+    resume_run,
     run_name,
     split_record,
     train_run,
@@ -47,6 +53,7 @@ from fmnist.runs import (
 from fmnist.training import Callback
 
 LEADERBOARD_FORMAT = "fmnist-leaderboard"
+PLAN_FILE, PLAN_FORMAT = "compare.json", "fmnist-compare"
 
 
 def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, seed: int | None = None,
@@ -69,53 +76,145 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     when ``ray``); the board then records the ``cluster``. ``callbacks_for`` applies to runs in
     this process only.
     Returns ``{"rows": [...best first], ...}``; with ``out_dir``, also writes the files above.
-    An ``out_dir`` that holds a leaderboard or any of the run folders is refused before
-    anything trains (:class:`~fmnist.errors.OutputExistsError`), unless ``overwrite``.
+    An ``out_dir`` that holds a comparison or any of its run folders is refused before
+    anything trains (:class:`~fmnist.errors.OutputExistsError`), unless ``overwrite``; an
+    interrupted one is finished by :func:`resume_compare`.
     """
     if not models:
         raise UsageError("compare: name at least one model (see 'fmnist models')")
     if seeds is not None:
         seeds = _check_seeds(seeds, seed)
-    ray = ray or address is not None
-    if cpus_per_run < 1:
-        raise UsageError(f"--cpus-per-run must be at least 1, got {cpus_per_run}")
-    presets = [get_preset(m) for m in models]  # every name is checked before anything trains
-    names = _run_names(models)
-    # One job per model and seed; every config is resolved now, so a bad --epochs fails before training.
-    jobs = [(model, preset, name, s, resolve_config(preset, epochs=epochs if preset.family == "torch" else None,
-                                                    seed=s))
-            for model, preset, name in zip(models, presets, names) for s in (seeds or [seed])]
-    run_names = [name if seeds is None else f"{name}-seed{s}" for _, _, name, s, _ in jobs]
+    plan = {"models": list(models), "epochs": epochs, "seed": seed, "seeds": seeds}
+    jobs = _jobs(plan)  # every name and config is checked before anything trains
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        check_free([out / "leaderboard.json", out / "leaderboard.md", *(out / "runs" / n for n in run_names)],
-                   overwrite=overwrite, what="an earlier comparison")
-    results: dict[str, list[tuple[int | None, RunResult]]] = {name: [] for name in names}
+        if (out / PLAN_FILE).exists() and not (out / "leaderboard.json").exists() and not overwrite:
+            raise OutputExistsError(f"{out}: an interrupted comparison is there; finish it with 'fmnist compare "
+                                    f"--resume {out}', or pass --overwrite to start it again")
+        check_free([out / PLAN_FILE, out / "leaderboard.json", out / "leaderboard.md",
+                    *(out / "runs" / job.run for job in jobs)], overwrite=overwrite, what="an earlier comparison")
+    _check_cpus(cpus_per_run)
+    if out is not None:
+        # Written before anything trains: what --resume finishes if the comparison is interrupted.
+        (out / "leaderboard.json").unlink(missing_ok=True)
+        write_json(out / PLAN_FILE, {"format": PLAN_FORMAT, "format_version": 1, **plan,
+                                     "data": {"dataset": data.dataset, "source": str(data.source),
+                                              "sha256": data_fingerprint(data)}})
+    return _run(plan, jobs, data, out, overwrite=overwrite, resume=False, ray=ray or address is not None,
+                address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
+                on_finish=on_finish)
+
+
+def resume_compare(out_dir: str | Path, data: Dataset, *, ray: bool = False, address: str | None = None,
+                   cpus_per_run: int = 1, callbacks_for: Callable[[str], Sequence[Callback]] | None = None,
+                   on_start: Callable[[int, int, str], None] | None = None,
+                   on_finish: Callable[[int, int, str, RunResult], None] | None = None) -> dict[str, Any]:
+    """Finish the interrupted comparison in ``out_dir``, as it was asked for (its ``compare.json``).
+
+    Finished runs are kept, not trained again (``on_finish`` is called for each of them first);
+    an interrupted run continues from its checkpoint (:func:`fmnist.runs.resume_run`); the
+    others train. ``data`` must be the data it started on. The other options as for :func:`compare`.
+    """
+    from fmnist.models.io import read_json
+
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise RunError(f"{out}: no such comparison folder")
+    if (out / "leaderboard.json").exists():
+        raise RunError(f"{out}: this comparison finished already (leaderboard.json is there); start a new one "
+                       "with another --out")
+    if not (out / PLAN_FILE).exists():
+        raise RunError(f"{out}: no {PLAN_FILE} here, so nothing to resume; start the comparison with "
+                       "'fmnist compare MODEL... --out DIR'")
+    recorded = read_json(out / PLAN_FILE, f"fmnist comparison ({PLAN_FILE})")
+    if recorded.get("format") != PLAN_FORMAT:
+        raise RunError(f"{out / PLAN_FILE}: not an fmnist comparison (format is {recorded.get('format')!r})")
+    if recorded.get("data", {}).get("sha256") != data_fingerprint(data):
+        raise RunError(f"{out / PLAN_FILE}: the comparison trained on other data "
+                       f"({recorded.get('data', {}).get('source')}); pass the same --data-dir/--dataset as when it "
+                       "started")
+    try:
+        plan = {k: recorded[k] for k in ("models", "epochs", "seed", "seeds")}
+        jobs = _jobs(plan)
+    except (KeyError, FmnistError) as exc:
+        raise RunError(f"{out / PLAN_FILE}: cannot be read back ({exc})") from None
+    _check_cpus(cpus_per_run)
+    return _run(plan, jobs, data, out, overwrite=False, resume=True, ray=ray or address is not None,
+                address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
+                on_finish=on_finish)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """One training run of a comparison: a model (its folder ``name``) with one seed, in ``runs/run``."""
+
+    model: str
+    preset: Any
+    name: str
+    seed: int | None
+    config: Any
+    run: str
+
+
+def _jobs(plan: dict[str, Any]) -> list[_Job]:
+    """One job per model and seed; every config is resolved now, so a bad --epochs fails before training."""
+    models, seeds = plan["models"], plan["seeds"]
+    presets = [get_preset(m) for m in models]
+    jobs = []
+    for model, preset, name in zip(models, presets, _run_names(models)):
+        for s in seeds or [plan["seed"]]:
+            config = resolve_config(preset, epochs=plan["epochs"] if preset.family == "torch" else None, seed=s)
+            jobs.append(_Job(model, preset, name, s, config, name if seeds is None else f"{name}-seed{s}"))
+    return jobs
+
+
+def _check_cpus(cpus: int) -> None:
+    if cpus < 1:
+        raise UsageError(f"--cpus-per-run must be at least 1, got {cpus}")
+
+
+def _run(plan, jobs, data, out, *, overwrite, resume, ray, address, cpus, callbacks_for, on_start, on_finish):
+    """Train (or, resuming, keep or continue) every job, then rank and write the leaderboard."""
     start = time.perf_counter()
-    cluster = None
-    if ray:
-        trained, cluster = _train_on_ray(jobs, run_names, data, out, overwrite, address, cpus_per_run, on_finish)
-    else:
-        trained = []
-        for i, ((model, preset, name, s, config), run) in enumerate(zip(jobs, run_names), 1):
-            if on_start:
-                on_start(i, len(jobs), run)
-            trained.append(train_run(model, data, config=config, out_dir=out / "runs" / run if out else None,
-                                     callbacks=callbacks_for(run) if callbacks_for else (), overwrite=overwrite))
+    results: list[RunResult | None] = [None] * len(jobs)
+    kept = 0
+    for k, job in enumerate(jobs):
+        if resume and (out / "runs" / job.run / "run.json").exists():
+            results[k] = _finished_run(job, out / "runs" / job.run)
+            kept += 1
             if on_finish:
-                on_finish(i, len(jobs), run, trained[-1])
-    for (_, _, name, s, _), result in zip(jobs, trained):
-        results[name].append((s, result))
+                on_finish(kept, len(jobs), job.run, results[k])
+    todo = [k for k, result in enumerate(results) if result is None]
+    cluster = None
+    if ray and todo:
+        trained, cluster = _train_on_ray([jobs[k] for k in todo], data, out, overwrite, resume, address, cpus,
+                                         lambda i, total, run, result: on_finish(kept + i, len(jobs), run, result)
+                                         if on_finish else None)
+        for k, result in zip(todo, trained):
+            results[k] = result
+    else:
+        for i, k in enumerate(todo, kept + 1):
+            job = jobs[k]
+            if on_start:
+                on_start(i, len(jobs), job.run)
+            results[k] = _train(job, data, out, overwrite, resume,
+                                callbacks=callbacks_for(job.run) if callbacks_for else ())
+            if on_finish:
+                on_finish(i, len(jobs), job.run, results[k])
+    by_name: dict[str, list[tuple[int | None, RunResult]]] = {}
+    for job, result in zip(jobs, results):
+        by_name.setdefault(job.name, []).append((job.seed, result))
+    models, seeds = plan["models"], plan["seeds"]
     if seeds is None:
-        rows = rank([_row(name, model, runs[0][1]) for (name, runs), model in zip(results.items(), models)])
+        rows = rank([_row(name, model, runs[0][1]) for (name, runs), model in zip(by_name.items(), models)])
     else:
         rows = _paired_gaps(rank([_replicate_row(name, model, runs)
-                                  for (name, runs), model in zip(results.items(), models)]))
+                                  for (name, runs), model in zip(by_name.items(), models)]))
     for place, row in enumerate(rows, 1):
         row["rank"] = place
     board = {"format": LEADERBOARD_FORMAT, "format_version": 1, "selected_by": "val_accuracy",
-             "epochs": epochs, "seed": seed, "seeds": seeds, "rows": rows,
-             "total_time_s": time.perf_counter() - start, "cluster": cluster,
+             "epochs": plan["epochs"], "seed": plan["seed"], "seeds": seeds, "rows": rows,
+             "total_time_s": time.perf_counter() - start, "resumed": kept if resume else None, "cluster": cluster,
              "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
                       "split": split_record()},
              "versions": versions()}
@@ -125,7 +224,27 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     return board
 
 
-def _train_on_ray(jobs, run_names, data, out, overwrite, address, cpus, on_finish):
+def _train(job: _Job, data: Dataset, out: Path | None, overwrite: bool, resume: bool,
+           callbacks: Sequence[Callback] = ()) -> RunResult:
+    """One job's run: trained, or (resuming) continued from its checkpoint where it has one."""
+    run_dir = out / "runs" / job.run if out is not None else None
+    if resume and (run_dir / CHECKPOINT).exists():
+        return resume_run(run_dir, data, callbacks=callbacks)
+    # Resuming, a folder without a checkpoint is a start that never finished an epoch: nothing
+    # in it can be kept, and the comparison owns it.
+    return train_run(job.model, data, config=job.config, out_dir=run_dir, callbacks=callbacks,
+                     overwrite=overwrite or resume)
+
+
+def _finished_run(job: _Job, run_dir: Path) -> RunResult:
+    """A run an interrupted comparison finished, read back from its folder."""
+    run = load_run(run_dir)
+    info = run.info
+    return RunResult(info["model"], job.preset, run.model, job.config, run.history, run.metrics, run_dir=run_dir,
+                     threads=info.get("threads"))
+
+
+def _train_on_ray(jobs, data, out, overwrite, resume, address, cpus, on_finish):
     """Every job as a Ray task; the results in the jobs' order, and the cluster they ran on."""
     from fmnist._ray import as_finished, ray_session
 
@@ -136,8 +255,7 @@ def _train_on_ray(jobs, run_names, data, out, overwrite, address, cpus, on_finis
             raise UsageError(f"--cpus-per-run {cpus}: the Ray cluster at {cluster.address} has {cluster.cpus} CPUs")
         task = ray.remote(_train_task).options(num_cpus=cpus, max_retries=0)
         shared = ray.put(data)  # to the object store once: every task reads the same read-only images
-        tasks = {task.remote(model, shared, config, str(out / "runs" / run) if out else None, overwrite, cpus): k
-                   for k, ((model, _, _, _, config), run) in enumerate(zip(jobs, run_names))}
+        tasks = {task.remote(job, shared, out, overwrite, resume, cpus): k for k, job in enumerate(jobs)}
         results: list[RunResult | None] = [None] * len(jobs)
         with as_finished(tasks) as finished:
             for done, ref in enumerate(finished, 1):
@@ -145,20 +263,20 @@ def _train_on_ray(jobs, run_names, data, out, overwrite, address, cpus, on_finis
                 try:
                     results[k] = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    raise _task_error(run_names[k], exc) from None
+                    raise _task_error(jobs[k].run, exc) from None
                 if on_finish:
-                    on_finish(done, len(jobs), run_names[k], results[k])
+                    on_finish(done, len(jobs), jobs[k].run, results[k])
     return results, {**cluster.to_json(), "cpus_per_run": cpus}
 
 
-def _train_task(model: str, data: Dataset, config, out_dir: str | None, overwrite: bool, cpus: int) -> RunResult:
+def _train_task(job: _Job, data: Dataset, out: Path | None, overwrite: bool, resume: bool, cpus: int) -> RunResult:
     """One run in a Ray worker, computing with its allotment of CPUs."""
     import os
 
     # The Trainer takes its thread count from OMP_NUM_THREADS (TrainConfig.threads left to its
     # default); Ray sets it only where the user's environment has none.
     os.environ["OMP_NUM_THREADS"] = str(cpus)
-    return train_run(model, data, config=config, out_dir=Path(out_dir) if out_dir else None, overwrite=overwrite)
+    return _train(job, data, out, overwrite, resume)
 
 
 def _task_error(run: str, exc: BaseException) -> FmnistError:
@@ -242,7 +360,7 @@ def _row(name: str, model: str, result: RunResult) -> dict[str, Any]:
         optimizer, lr = optimizer_and_lr(result.config.to_dict())
     else:  # a linear estimator: its coefficients; its "epochs" are SGD's passes over the data
         params = int(result.model.coef_.size + result.model.intercept_.size)
-        epochs = int(getattr(result.model, "n_iter_", 0)) or None
+        epochs = m.get("n_iter") or int(getattr(result.model, "n_iter_", 0)) or None
         optimizer, lr = "scikit-learn SGD", None  # its own step-size schedule, no single rate
     return {"name": name, "model": model, "family": result.preset.family, "parameters": params,
             "optimizer": optimizer, "lr": lr,

@@ -362,6 +362,8 @@ def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainCo
     train_time = time.perf_counter() - start
     metrics: dict[str, Any] = {"val": evaluate(model, x_val, y_val)} if x_val is not None else {}
     metrics["train_time_s"] = train_time
+    # SGD's passes over the data: what the run folder's model file does not keep.
+    metrics["n_iter"] = int(getattr(model, "n_iter_", 0)) or None
     if caught:
         metrics["warnings"] = caught
     return _finish(model_name, preset, model, config, history, metrics, data, out_dir, evaluate_test, exclude,

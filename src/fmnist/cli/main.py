@@ -61,6 +61,15 @@ def _seed_list(text: str) -> list[int]:
             from None
 
 
+def _interrupted(args, kept: str) -> int:
+    """Ctrl-C during a long command: what is kept and how to go on, exit 130 (``--debug``: the
+    traceback). Called from the ``except KeyboardInterrupt`` block, whose exception it re-raises."""
+    if args.debug:
+        raise  # noqa: PLE0704  (the KeyboardInterrupt being handled by the caller)
+    print(f"\nfmnist: interrupted; {kept}", file=sys.stderr)
+    return 130
+
+
 def _or(value, default):
     """A flag's value, else its default: unlike ``value or default``, a given 0 stays 0 (and is refused)."""
     return default if value is None else value
@@ -412,29 +421,48 @@ def cmd_export(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from fmnist.compare import compare, format_table
+    from fmnist.compare import compare, format_table, resume_compare
     from fmnist.training import ProgressLogger
 
     on_ray = args.ray or args.address is not None
     if args.cpus_per_run is not None and not on_ray:
         raise UsageError("--cpus-per-run sets each run's CPUs on Ray; add --ray (or --address), or leave it out")
+    if args.resume:
+        given = [name for name, v in (("MODEL", args.models), ("--epochs", args.epochs), ("--seed", args.seed),
+                                      ("--seeds", args.seeds), ("--out", args.out)) if v]
+        given += ["--overwrite"] if args.overwrite else []
+        if given:
+            raise UsageError(f"--resume finishes a comparison as it was started; drop {', '.join(given)}")
+    elif not args.models:
+        raise UsageError("fmnist compare needs one or more MODELs (see 'fmnist models') or --resume DIR")
     data = _load(args)
     # With --json, stdout carries only the JSON: progress goes to stderr.
     log = sys.stderr if args.json else sys.stdout
 
     def finished(i, total, run, result):
-        # On Ray the runs train in workers, their epochs unseen here: one line per finished run.
+        # On Ray the runs train in workers, their epochs unseen here: one line per finished run
+        # (and resuming, one per run finished before).
         m = result.metrics
-        epochs = f" - {len(result.history)} epochs" if result.history else ""
+        n = len(result.history)
+        epochs = f" - {n} epoch{'s' if n != 1 else ''}" if n else ""
         print(f"[{i}/{total}] {run}{epochs} - {m['train_time_s']:.1f}s - val_loss: {m['val']['loss']:.4f} - "
               f"val_accuracy: {m['val']['accuracy']:.4f}", file=log, flush=True)
 
-    with _output(args.out, Path("compare")) as out:
-        board = compare(args.models, data, epochs=args.epochs, seed=args.seed, seeds=args.seeds, out_dir=out,
-                        overwrite=args.overwrite, ray=args.ray, address=args.address,
-                        cpus_per_run=_or(args.cpus_per_run, 1), on_finish=finished if on_ray else None,
-                        on_start=lambda i, total, run: print(f"\n== [{i}/{total}] {run}", file=log, flush=True),
-                        callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
+    options = dict(ray=args.ray, address=args.address, cpus_per_run=_or(args.cpus_per_run, 1),
+                   on_finish=finished if on_ray or args.resume else None,
+                   on_start=lambda i, total, run: print(f"\n== [{i}/{total}] {run}", file=log, flush=True),
+                   callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
+    out = args.resume
+    try:
+        if args.resume:
+            board = resume_compare(args.resume, data, **options)
+        else:
+            with _output(args.out, Path("compare")) as out:
+                board = compare(args.models, data, epochs=args.epochs, seed=args.seed, seeds=args.seeds,
+                                out_dir=out, overwrite=args.overwrite, **options)
+    except KeyboardInterrupt:
+        return _interrupted(args, f"finished runs are kept in {out}, the last one's last finished epoch too; "
+                                  f"continue with: fmnist compare --resume {out}")
     if args.json:
         print(json.dumps(board, indent=2))
     else:
@@ -496,11 +524,7 @@ def cmd_sweep(args) -> int:
         with _output(out, default_out(args.model) if not args.resume else None) as out:
             board = run(data, out)
     except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print(f"\nfmnist: interrupted; finished trials are kept in {out}; continue with: "
-              f"fmnist sweep --resume {out}", file=sys.stderr)
-        return 130
+        return _interrupted(args, f"finished trials are kept in {out}; continue with: fmnist sweep --resume {out}")
     print("\n" + format_table(board))
     print(f"\nwritten: {Path(out) / LEADERBOARD_MD}, {Path(out) / LEADERBOARD_FILE}, runs in {Path(out) / 'trials'}")
     return 0
@@ -702,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="train several models on the same split and seed; print a leaderboard")
-    p.add_argument("models", nargs="+", type=_model_arg, metavar="MODEL",
+    p.add_argument("models", nargs="*", type=_model_arg, metavar="MODEL",
                    help="preset names or layer specs (see 'fmnist models')")
     p.add_argument("--epochs", type=int, help="epochs for every torch model (default: each preset's)")
     p.add_argument("--seed", type=int, help="seed for every model: torch weights and shuffling, scikit-learn "
@@ -718,6 +742,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "on the cluster at --address or $RAY_ADDRESS (default: one after another, in this process)")
     p.add_argument("--address", help="an existing Ray cluster for the runs: auto or HOST:PORT (implies --ray)")
     p.add_argument("--cpus-per-run", type=int, help="Ray CPUs (and torch threads) per run, with --ray (default: 1)")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="finish an interrupted comparison: its finished runs are kept, an interrupted run continues "
+                        "from its checkpoint")
     _add_overwrite_arg(p, "an earlier comparison's leaderboard and runs")
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (default: a table)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
