@@ -24,6 +24,13 @@ def test_certain_mistake_is_clipped_like_keras():
     assert np.isfinite(s["loss"]) and abs(s["loss"] + np.log(1e-7)) < 1e-4
 
 
+def test_a_certain_right_answer_costs_keras_floor_never_a_negative_loss():
+    # log-probability 0 (certain), and one a rounding put just above 0
+    s = score(torch.tensor([[0.0, float("-inf")], [1e-9, -30.0]]), torch.tensor([0, 0]))
+    assert s["loss"] > 0 and abs(s["loss"] + np.log1p(-1e-7)) < 1e-12
+    assert f"{s['loss']:.4f}" == "0.0000"
+
+
 def test_one_path_for_torch_and_sklearn():
     torch.manual_seed(0)
     net = create_model("softmax")

@@ -15,8 +15,10 @@ from torch import nn
 from fmnist.errors import UsageError
 
 # Keras clips probabilities to [1e-7, 1 - 1e-7] before the log: one confident mistake then
-# costs at most -log(1e-7) ~ 16.1 instead of infinity. We follow it so losses compare.
-_MIN_LOG_PROB = float(np.log(1e-7))
+# costs at most -log(1e-7) ~ 16.1 instead of infinity, and a certain right answer 1e-7, never a
+# negative zero (or less, where rounding puts a log-probability above 0). We follow it so
+# losses compare.
+_MIN_LOG_PROB, _MAX_LOG_PROB = float(np.log(1e-7)), float(np.log1p(-1e-7))
 
 
 def images_to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -33,7 +35,7 @@ def as_features(images: np.ndarray) -> np.ndarray:
 
 def score(log_proba: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """``{"loss", "accuracy", "n"}`` from log probabilities (N, C) and int labels (N,)."""
-    picked = log_proba.gather(1, labels.view(-1, 1)).clamp_min(_MIN_LOG_PROB)
+    picked = log_proba.gather(1, labels.view(-1, 1)).clamp(_MIN_LOG_PROB, _MAX_LOG_PROB)
     return {"loss": float(-picked.mean()), "accuracy": float((log_proba.argmax(1) == labels).double().mean()),
             "n": int(len(labels))}
 
