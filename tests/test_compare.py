@@ -316,6 +316,11 @@ def test_resuming_on_other_data_or_no_comparison_is_one_line(tiny_data, tiny_dir
     data.y_train[:] = data.y_train[::-1]  # other labels
     with pytest.raises(RunError, match="trained on other data"):
         resume_compare(out, data)
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), "--data-dir", str(tiny_dir),
+                 "--dataset", "custom"]) == 1
+    err = capsys.readouterr().err
+    assert f"the comparison has not finished (no leaderboard.json); finish it with 'fmnist compare --resume {out}'" \
+        in err and err.count("\n") == 1
     assert main(["compare", "--resume", str(tmp_path), "--data-dir", str(tiny_dir), "--dataset", "custom"]) == 1
     err = capsys.readouterr().err
     assert "no compare.json here, so nothing to resume" in err and err.count("\n") == 1

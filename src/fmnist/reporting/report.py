@@ -99,9 +99,16 @@ def build_report(
         return build_sweep_report(run_dirs[0], out_dir, data, embedding=embedding, split=split,
                                   max_points=max_points, n_mistakes=n_mistakes, dpi=dpi, overwrite=overwrite)
     if len(run_dirs) == 1:
+        from fmnist.compare import PLAN_FILE
         from fmnist.compare import run_dirs as compared
 
-        run_dirs = compared(run_dirs[0]) or run_dirs  # a comparison's folder: every run it trained
+        folder = Path(run_dirs[0])
+        if (folder / PLAN_FILE).exists() and not (folder / "leaderboard.json").exists():
+            from fmnist.errors import RunError
+
+            raise RunError(f"{folder}: the comparison has not finished (no leaderboard.json); finish it with "
+                           f"'fmnist compare --resume {folder}'")
+        run_dirs = compared(folder) or run_dirs  # a comparison's folder: every run it trained
     if embedding not in EMBED_METHODS:
         raise UsageError(f"--embedding: unknown method {embedding!r}; choose {', '.join(EMBED_METHODS)}")
     if split not in ("test", "val"):
