@@ -36,7 +36,9 @@ def _data_args(tiny_dir):
     (["--resume", "x", "--seeds", "1,2"], "--resume finishes a sweep as it was started; drop --seeds"),
     (["softmax", "--seeds", "1"], "--seeds: give two or more different seeds"),
     (["softmax", "--seeds", "1,2,1"], "--seeds: give two or more different seeds, e.g. 1,2,3 (got 1,2,1)"),
-    (["softmax", "--seeds", "1,2", "--param", "seed=3,4"], "--seeds and --param seed=... both set"),
+    (["softmax", "--param", "seed=3,4"], "--param seed=3,4: 'seed' is not a training option that can be searched "
+                                          "(to train every point over several seeds and rank their means, use "
+                                          "--seeds S,S,...)"),
     (["softmax", "--seeds", "1,2", "--scheduler", "asha"], "--seeds with --scheduler asha"),
     (["softmax", "--seeds", "1,x"], "--seeds: expected whole numbers separated by commas"),
     (["softmax", "--cpus-per-trial", "0"], "--cpus-per-trial must be at least 1, got 0"),

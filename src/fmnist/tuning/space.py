@@ -2,7 +2,8 @@
 
 NAME is a training option, as ``fmnist train`` takes it (``batch-size`` or ``batch_size``): any
 field of :class:`~fmnist.training.TrainConfig` except ``threads``, which follows each trial's CPU
-allotment. SPEC is one of::
+allotment, and ``seed``: a seed is no hyperparameter, and the best of several would be the
+luckiest (``--seeds`` trains every point once per seed and ranks their means). SPEC is one of::
 
     a,b,c               a grid: every value is tried, and grids combine as a full grid
                         (one value fixes the option for every trial)
@@ -28,8 +29,9 @@ from typing import Any
 from fmnist.errors import UsageError
 
 RANDOM_KINDS = ("uniform", "loguniform", "randint", "choice")
-# Set per trial from its Ray CPU allotment, never searched.
-NOT_SEARCHABLE = ("threads",)
+# Never searched: what each says instead.
+NOT_SEARCHABLE = {"threads": "set by --cpus-per-trial",
+                  "seed": "to train every point over several seeds and rank their means, use --seeds S,S,..."}
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -94,7 +96,7 @@ def parse_param(arg: str, types_: dict[str, type] | None = None) -> ParamSpec:
     if not sep or not name or not spec.strip():
         raise UsageError(f"{flag}: expected NAME=SPEC, e.g. lr=0.01,0.001 or lr=loguniform:1e-4:1e-2")
     if name not in types_:
-        hint = " (set by --cpus-per-trial)" if name in NOT_SEARCHABLE else ""
+        hint = f" ({NOT_SEARCHABLE[name]})" if name in NOT_SEARCHABLE else ""
         raise UsageError(f"{flag}: {name!r} is not a training option that can be searched{hint}; "
                          f"choose from {', '.join(sorted(types_))}")
     kind_type = types_[name]

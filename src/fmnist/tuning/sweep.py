@@ -118,15 +118,11 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
     names = {s.name for s in specs}
     if epochs is not None and "epochs" in names:
         raise UsageError("--epochs and --param epochs=... both set the epochs; give one of them")
-    if seed is not None and "seed" in names:
-        raise UsageError("--seed and --param seed=... both set the training seed; give one of them")
     if seeds is not None:
         seeds = tuple(seeds)
         if len(seeds) < 2 or len(set(seeds)) != len(seeds):
             raise UsageError(f"--seeds: give two or more different seeds, e.g. 1,2,3 "
                              f"(got {','.join(map(str, seeds))})")
-        if "seed" in names:
-            raise UsageError("--seeds and --param seed=... both set the training seeds; give one of them")
         if scheduler == "asha":
             raise UsageError("--seeds with --scheduler asha: ASHA stops single trials early, so a point's seeds "
                              "would not train alike; use --scheduler fifo")
@@ -211,8 +207,9 @@ def resume_sweep(out_dir: str | Path, data=None, *, address: str | None = None,
     require_ray()
     data = data if data is not None else _default_data()
     if recorded.get("data", {}).get("sha256") != _data_record(data)["sha256"]:
-        raise RunError(f"{out / SWEEP_FILE}: the sweep trained on other data ({recorded.get('data', {}).get('source')}); "
-                       "pass the same --data-dir/--dataset as when it started")
+        raise RunError(f"{out / SWEEP_FILE}: the sweep trained on other data "
+                       f"({recorded.get('data', {}).get('source')}); pass the same --data-dir/--dataset as when it "
+                       "started")
     if not (out / TUNE_DIR).is_dir():
         raise RunError(f"{out}: no Ray Tune state ({TUNE_DIR}/): the sweep was interrupted before it started; "
                        "start it again with a new --out")
