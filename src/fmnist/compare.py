@@ -36,7 +36,7 @@ from fmnist._files import atomic_write, check_free, write_json
 from fmnist.data import Dataset
 from fmnist.errors import FmnistError, OutputExistsError, RunError, UsageError
 from fmnist.evaluation.replicates import paired_gap
-from fmnist.models import count_parameters, get_preset
+from fmnist.models import Preset, count_parameters, get_preset
 from fmnist.reporting.leaderboard import leaderboard, optimizer_and_lr, rank, replicate_leaderboard
 from fmnist.runs import (
     CHECKPOINT,
@@ -50,7 +50,7 @@ from fmnist.runs import (
     train_run,
     versions,
 )
-from fmnist.training import Callback
+from fmnist.training import Callback, TrainConfig
 
 LEADERBOARD_FORMAT = "fmnist-leaderboard"
 PLAN_FILE, PLAN_FORMAT = "compare.json", "fmnist-compare"
@@ -149,10 +149,10 @@ class _Job:
     """One training run of a comparison: a model (its folder ``name``) with one seed, in ``runs/run``."""
 
     model: str
-    preset: Any
+    preset: Preset
     name: str
     seed: int | None
-    config: Any
+    config: TrainConfig
     run: str
 
 
@@ -187,9 +187,10 @@ def _run(plan, jobs, data, out, *, overwrite, resume, ray, address, cpus, callba
     todo = [k for k, result in enumerate(results) if result is None]
     cluster = None
     if ray and todo:
+        # Numbered after the runs kept, among all the comparison's runs.
+        report = (lambda i, total, run, result: on_finish(kept + i, len(jobs), run, result)) if on_finish else None
         trained, cluster = _train_on_ray([jobs[k] for k in todo], data, out, overwrite, resume, address, cpus,
-                                         lambda i, total, run, result: on_finish(kept + i, len(jobs), run, result)
-                                         if on_finish else None)
+                                         report)
         for k, result in zip(todo, trained):
             results[k] = result
     else:
