@@ -29,3 +29,20 @@ def test_one_panel_per_option_and_failed_trials_left_out():
 def test_nothing_to_plot_is_an_error():
     with pytest.raises(ValueError, match="at least one trial"):
         metric_vs_params([TRIALS[-1]], "val_accuracy")
+
+
+def test_a_sweep_over_seeds_shows_each_points_mean_and_spread_best_in_red():
+    trials = [{"params": {"lr": lr, "optimizer": "sgd"}, "val_accuracy": acc, "status": "finished"}
+              for lr, acc in ((0.01, 0.90), (0.01, 0.92), (0.1, 0.80), (0.1, 0.86))]
+    points = [{"params": {"lr": 0.01, "optimizer": "sgd"}, "val_accuracy": 0.91, "val_accuracy_sd": 0.014,
+               "status": "finished"},
+              {"params": {"lr": 0.1, "optimizer": "sgd"}, "val_accuracy": 0.83, "val_accuracy_sd": 0.042,
+               "status": "finished"}]
+    fig = metric_vs_params(trials, "val_accuracy", points=points)
+    lr_ax = fig.axes[0]
+    assert sum(len(c.get_offsets()) for c in lr_ax.collections if len(c.get_offsets()) == 4) == 4  # every seed
+    others, best = lr_ax.containers  # error bars: the other points, then the best
+    assert list(zip(*best.lines[0].get_data())) == [(0.01, 0.91)] and best.lines[0].get_color() == "C3"
+    assert list(zip(*others.lines[0].get_data())) == [(0.1, 0.83)]
+    low, high = others.lines[2][0].get_segments()[0][:, 1]
+    assert (low, high) == pytest.approx((0.83 - 0.042, 0.83 + 0.042))

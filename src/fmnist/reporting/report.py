@@ -431,9 +431,14 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     parts = ['<section id="parameters"><h2>Metric against each searched option</h2>']
     if names and best:
         log = [spec.name for spec in plan.specs if spec.kind == "loguniform"]
-        parts.append(f"<p>Each trial's {_e(metric)} on the validation split; the best in red, trials stopped "
-                     "early hollow, failed trials left out.</p>")
-        parts.append(_figure(metric_vs_params(trials, metric, names, log=log), out / "metric_vs_params.png",
+        if board.get("points"):
+            parts.append(f"<p>Each point's mean {_e(metric)} on the validation split ± its standard deviation over "
+                         "the seeds, each seed's run a faint dot; the best in red, failed trials left out.</p>")
+        else:
+            parts.append(f"<p>Each trial's {_e(metric)} on the validation split; the best in red, trials stopped "
+                         "early hollow, failed trials left out.</p>")
+        parts.append(_figure(metric_vs_params(trials, metric, names, log=log, points=board.get("points")),
+                             out / "metric_vs_params.png",
                              f"{metric} against each searched option", dpi))
     else:
         parts.append('<p class="note">Nothing to plot: no option was searched, or every trial failed.</p>')
