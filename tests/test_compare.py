@@ -158,7 +158,7 @@ def test_bad_seeds_are_one_line_usage_errors(tmp_path, tiny_dir, capsys, argv, m
 def test_a_gap_is_beyond_noise_only_where_the_paired_t_test_says_so():
     from scipy.stats import ttest_rel
 
-    from fmnist.compare import _paired_gaps
+    from fmnist.evaluation.replicates import gaps_to_leader
 
     def row(name, accs):
         return {"name": name, "val_accuracy": np.mean(accs), "runs": [
@@ -167,14 +167,15 @@ def test_a_gap_is_beyond_noise_only_where_the_paired_t_test_says_so():
     lead = [0.90, 0.92, 0.91]
     # Gaps 0.02, 0.01, 0.03: 3.5 standard errors, past a rule of two but short of the t-test's 4.3.
     close, far = [0.88, 0.91, 0.88], [0.80, 0.81, 0.80]
-    rows = _paired_gaps([row("a", lead), row("b", close), row("c", far)])
+    rows = gaps_to_leader([row("a", lead), row("b", close), row("c", far)], "val_accuracy")
     assert rows[1]["val_gap"] == pytest.approx(0.02) and rows[1]["val_gap_se"] == pytest.approx(0.01 / np.sqrt(3))
     assert ttest_rel(lead, close).pvalue > 0.05 and rows[1]["beyond_noise"] is False
     assert ttest_rel(lead, far).pvalue < 0.05 and rows[2]["beyond_noise"] is True
     # Paired by seed, whatever order the runs are listed in.
     shuffled = row("b", close)
     shuffled["runs"] = shuffled["runs"][1:] + shuffled["runs"][:1]
-    assert _paired_gaps([row("a", lead), shuffled])[1]["val_gap_se"] == pytest.approx(0.01 / np.sqrt(3))
+    assert gaps_to_leader([row("a", lead), shuffled], "val_accuracy")[1]["val_gap_se"] == \
+        pytest.approx(0.01 / np.sqrt(3))
 
 
 def test_a_comparison_folder_reports_every_run_it_trained_best_first(tiny_data, tmp_path):

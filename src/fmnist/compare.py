@@ -35,7 +35,7 @@ from typing import Any
 from fmnist._files import atomic_write, check_free, write_json
 from fmnist.data import Dataset
 from fmnist.errors import FmnistError, OutputExistsError, RunError, UsageError
-from fmnist.evaluation.replicates import paired_gap
+from fmnist.evaluation.replicates import check_seeds, gaps_to_leader, shared_or_mean
 from fmnist.models import Preset, count_parameters, get_preset
 from fmnist.reporting.leaderboard import leaderboard, optimizer_and_lr, rank, replicate_leaderboard
 from fmnist.runs import (
@@ -209,8 +209,8 @@ def _run(plan, jobs, data, out, *, overwrite, resume, ray, address, cpus, callba
     if seeds is None:
         rows = rank([_row(name, model, runs[0][1]) for (name, runs), model in zip(by_name.items(), models)])
     else:
-        rows = _paired_gaps(rank([_replicate_row(name, model, runs)
-                                  for (name, runs), model in zip(by_name.items(), models)]))
+        rows = gaps_to_leader(rank([_replicate_row(name, model, runs)
+                                    for (name, runs), model in zip(by_name.items(), models)]), "val_accuracy")
     for place, row in enumerate(rows, 1):
         row["rank"] = place
     board = {"format": LEADERBOARD_FORMAT, "format_version": 1, "selected_by": "val_accuracy",
@@ -307,12 +307,9 @@ def run_dirs(compare_dir: str | Path) -> list[Path] | None:
 
 
 def _check_seeds(seeds: Sequence[int], seed: int | None) -> list[int]:
-    seeds = list(seeds)
     if seed is not None:
         raise UsageError("--seeds: give either --seed (one seed for every model) or --seeds (several), not both")
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds: give two or more different seeds, e.g. 1,2,3 (got {','.join(map(str, seeds))})")
-    return seeds
+    return list(check_seeds(seeds))
 
 
 def _replicate_row(name: str, model: str, runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
@@ -328,20 +325,9 @@ def _replicate_row(name: str, model: str, runs: list[tuple[int, RunResult]]) -> 
         row[key] = statistics.fmean(r[key] for r in per_seed)
     for key in ("val_accuracy", "test_accuracy"):
         row[f"{key}_sd"] = statistics.stdev(r[key] for r in per_seed)
-    epochs = [r["epochs"] for r in per_seed if r["epochs"] is not None]
-    row["epochs"] = (epochs[0] if len(set(epochs)) == 1 else statistics.fmean(epochs)) if epochs else None
+    row["epochs"] = shared_or_mean([r["epochs"] for r in per_seed])
     row["runs"] = per_seed
     return row
-
-
-def _paired_gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each row's validation gap to the leader, paired by seed (:func:`~fmnist.evaluation.replicates.paired_gap`)."""
-    lead = {r["seed"]: r["val_accuracy"] for r in rows[0]["runs"]}
-    rows[0].update(val_gap=None, val_gap_se=None, beyond_noise=None)
-    for row in rows[1:]:
-        mean, se, beyond = paired_gap(lead, {r["seed"]: r["val_accuracy"] for r in row["runs"]})
-        row.update(val_gap=mean, val_gap_se=se, beyond_noise=beyond)
-    return rows
 
 
 def _run_names(models: Sequence[str]) -> list[str]:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import ttest_rel
 
-from fmnist.evaluation.replicates import paired_gap
+from fmnist.errors import UsageError
+from fmnist.evaluation.replicates import check_seeds, gaps_to_leader, paired_gap, shared_or_mean
 
 
 @pytest.mark.parametrize("n, shift", [(3, 0.002), (3, 0.01), (5, 0.001), (10, 0.003), (10, 0.0)])
@@ -41,3 +42,25 @@ def test_pairs_by_seed_not_by_position_and_only_shared_seeds():
     assert mean == pytest.approx(0.01) and se == pytest.approx(0.0, abs=1e-12) and beyond
     with pytest.raises(ValueError, match="two or more shared seeds"):
         paired_gap({1: 0.9, 2: 0.9}, {2: 0.8, 3: 0.8})
+
+
+def test_gaps_to_the_leader_leave_out_rows_without_a_score():
+    def row(loss, seeds=(1, 2, 3)):
+        return {"val_loss": None if loss is None else sum(loss) / 3,
+                "runs": [{"seed": s, "val_loss": v} for s, v in zip(seeds, loss or (None,) * 3)]}
+
+    rows = gaps_to_leader([row([0.30, 0.31, 0.29]), row([0.40, 0.42, 0.41]), row(None)], "val_loss",
+                          higher_is_better=False)
+    assert [r["val_gap"] for r in rows] == [None, pytest.approx(0.11), None]
+    assert rows[1]["beyond_noise"] is True and rows[2]["beyond_noise"] is None
+    # A leader without a score (every point failed): no gaps at all.
+    assert {r["val_gap"] for r in gaps_to_leader([row(None), row([0.4, 0.4, 0.4])], "val_loss")} == {None}
+
+
+def test_seeds_and_what_replicates_share():
+    assert check_seeds([3, 1]) == (3, 1)
+    for bad in ([1], [1, 2, 1]):
+        with pytest.raises(UsageError, match="give two or more different seeds"):
+            check_seeds(bad)
+    assert shared_or_mean([5, 5, None]) == 5 and isinstance(shared_or_mean([5, 5]), int)  # shown as 5, not 5.0
+    assert shared_or_mean([4, 6]) == 5.0 and shared_or_mean([None]) is None

@@ -11,9 +11,41 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["paired_gap"]
+from fmnist.errors import UsageError
+
+__all__ = ["check_seeds", "gaps_to_leader", "paired_gap", "shared_or_mean"]
+
+
+def check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    """``--seeds``: two or more different seeds, or a :class:`UsageError` saying so."""
+    seeds = tuple(seeds)
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds: give two or more different seeds, e.g. 1,2,3 (got {','.join(map(str, seeds))})")
+    return seeds
+
+
+def shared_or_mean(values: Sequence[float | None]) -> float | None:
+    """What replicates' runs share (their epochs), else its mean; None where none has one."""
+    given = [v for v in values if v is not None]
+    return (given[0] if len(set(given)) == 1 else statistics.fmean(given)) if given else None
+
+
+def gaps_to_leader(rows: list[dict[str, Any]], key: str, *, higher_is_better: bool = True) -> list[dict[str, Any]]:
+    """Set each row's ``val_gap``, ``val_gap_se`` and ``beyond_noise``: its gap in ``key`` to the
+    first row, paired by seed over the rows' ``runs`` (``{"seed", key}`` each; :func:`paired_gap`).
+    None on the leader, on rows without a score (``row[key]`` None), and on every row when the
+    first has none. Returns ``rows``."""
+    lead = rows[0] if rows and rows[0][key] is not None else None
+    for row in rows:
+        gap = (None, None, None)
+        if lead is not None and row is not lead and row[key] is not None:
+            gap = paired_gap({r["seed"]: r[key] for r in lead["runs"]}, {r["seed"]: r[key] for r in row["runs"]},
+                             higher_is_better=higher_is_better)
+        row.update(val_gap=gap[0], val_gap_se=gap[1], beyond_noise=gap[2])
+    return rows
 
 
 def paired_gap(lead: Mapping[int, float], other: Mapping[int, float], *,

@@ -86,8 +86,14 @@ def leaderboard(rows: Sequence[Mapping[str, Any]], fmt: str = "text") -> str:
     return render_table(LEADERBOARD_COLUMNS, leaderboard_rows(rank(rows)), fmt)
 
 
-def _spread(mean: float | None, pm: float | None) -> str:
+def spread(mean: float | None, pm: float | None) -> str:
+    """A score over seeds, ``0.9123 ± 0.0021`` (``–`` when there is none)."""
     return "–" if mean is None else f"{mean:.4f} ± {pm:.4f}"
+
+
+def verdict(beyond_noise: bool | None) -> str:
+    """A paired t-test's verdict on a gap: ``yes``, ``no``, or ``–`` (the leader, or no gap)."""
+    return {None: "–", True: "yes", False: "no"}[beyond_noise]
 
 
 def replicate_leaderboard(rows: Sequence[Mapping[str, Any]], fmt: str = "text") -> str:
@@ -100,13 +106,12 @@ def replicate_leaderboard(rows: Sequence[Mapping[str, Any]], fmt: str = "text") 
     ranked, lines = rank(rows), []
     # The columns up to "parameters" are a single run's; the rest are over the seeds.
     for head, r in zip(leaderboard_rows(ranked), ranked):
-        verdict = {None: "–", True: "yes", False: "no"}[r.get("beyond_noise")]
         epochs = r.get("epochs")
         lines.append(head[:LEADERBOARD_COLUMNS.index("parameters") + 1] + [
             str(len(r["runs"])), _num(epochs, "" if isinstance(epochs, int) else ".1f"),
-            _num(r.get("train_time_s"), ".1f"), _spread(r["val_accuracy"], r["val_accuracy_sd"]),
-            _spread(r.get("val_gap"), r.get("val_gap_se")), verdict,
-            _spread(r.get("test_accuracy"), r.get("test_accuracy_sd"))])
+            _num(r.get("train_time_s"), ".1f"), spread(r["val_accuracy"], r["val_accuracy_sd"]),
+            spread(r.get("val_gap"), r.get("val_gap_se")), verdict(r.get("beyond_noise")),
+            spread(r.get("test_accuracy"), r.get("test_accuracy_sd"))])
     return render_table(REPLICATE_COLUMNS, lines, fmt)
 
 

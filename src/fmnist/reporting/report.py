@@ -466,7 +466,7 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
 
 
 def _sweep_leaderboard_html(board: dict[str, Any], names: Sequence[str]) -> str:
-    from fmnist.reporting.leaderboard import TEST_COLUMN
+    from fmnist.reporting.leaderboard import TEST_COLUMN, spread, verdict
     from fmnist.tuning.sweep import format_params
 
     seeds = board.get("seeds")
@@ -482,9 +482,8 @@ def _sweep_leaderboard_html(board: dict[str, Any], names: Sequence[str]) -> str:
                                                          "gap to #1 (± se)", "beyond noise", "error"])
         rows = []
         for rank, p in enumerate(board["points"], 1):
-            cells = [p[metric] is not None and f"{p[metric]:.4f} ± {p[metric + '_sd']:.4f}" or "–",
-                     p["val_gap"] is not None and f"{p['val_gap']:.4f} ± {p['val_gap_se']:.4f}" or "–",
-                     {None: "–", True: "yes", False: "no"}[p["beyond_noise"]]]
+            cells = [spread(p[metric], p[metric + "_sd"]), spread(p["val_gap"], p["val_gap_se"]),
+                     verdict(p["beyond_noise"])]
             rows.append(f"<tr><td>{rank if p['status'] != 'failed' else '–'}</td><td>{p['point']}</td>"
                         f"{values(p['params'])}<td>{_e(p['status'])}</td><td>{len(p['runs'])}</td>"
                         f"<td>{'–' if p['epochs'] is None else p['epochs']}</td>"
@@ -517,7 +516,7 @@ def _sweep_leaderboard_html(board: dict[str, Any], names: Sequence[str]) -> str:
         folders = ", ".join(f"<code>{_e(r['run_dir'])}</code>" for r in best["runs"])
         note = (f"<p>Best: <b>point {best['point']}</b> ({_e(format_params(best['params']))}), run folders "
                 f"{folders}; the figures below are its first seed's. <span class=\"test\">{_e(TEST_COLUMN)}: "
-                f"{best['test_accuracy']:.4f} ± {best['test_accuracy_sd']:.4f}</span> over its seeds (the only "
+                f"{spread(best['test_accuracy'], best['test_accuracy_sd'])}</span> over its seeds (the only "
                 "point scored on the test set).</p>")
     elif best:
         note = (f"<p>Best: <b>{_e(best['trial'])}</b> ({_e(format_params(best['params']))}), run folder "

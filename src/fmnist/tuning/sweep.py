@@ -119,10 +119,9 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
     if epochs is not None and "epochs" in names:
         raise UsageError("--epochs and --param epochs=... both set the epochs; give one of them")
     if seeds is not None:
-        seeds = tuple(seeds)
-        if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-            raise UsageError(f"--seeds: give two or more different seeds, e.g. 1,2,3 "
-                             f"(got {','.join(map(str, seeds))})")
+        from fmnist.evaluation.replicates import check_seeds
+
+        seeds = check_seeds(seeds)
         if scheduler == "asha":
             raise UsageError("--seeds with --scheduler asha: ASHA stops single trials early, so a point's seeds "
                              "would not train alike; use --scheduler fifo")
@@ -369,7 +368,7 @@ def _leaderboard(plan: SweepPlan, out: Path, grid, data, cluster) -> dict[str, A
 def _replicate_leaderboard(plan: SweepPlan, rows: list[dict[str, Any]], data, cluster) -> dict[str, Any]:
     """The leaderboard of a sweep over seeds: trials grouped by point, points ranked by their mean."""
     from fmnist.evaluation import evaluate
-    from fmnist.evaluation.replicates import paired_gap
+    from fmnist.evaluation.replicates import gaps_to_leader, shared_or_mean
     from fmnist.runs import load_run
 
     metric, mode = plan.metric, METRICS[plan.metric]
@@ -387,8 +386,7 @@ def _replicate_leaderboard(plan: SweepPlan, rows: list[dict[str, Any]], data, cl
             values = [r[key] for r in runs]
             point[key] = statistics.fmean(values) if done else None
             point[f"{key}_sd"] = statistics.stdev(values) if done else None
-        epochs = [r["epochs"] for r in runs if r["epochs"] is not None]
-        point["epochs"] = (epochs[0] if len(set(epochs)) == 1 else statistics.fmean(epochs)) if epochs else None
+        point["epochs"] = shared_or_mean([r["epochs"] for r in runs])
         times = [r["time_s"] for r in runs if r["time_s"] is not None]
         point["time_s"] = statistics.fmean(times) if times else None
         point["runs"] = [{k: r[k] for k in ("seed", "trial", "status", "val_accuracy", "val_loss", "run_dir")}
@@ -396,15 +394,9 @@ def _replicate_leaderboard(plan: SweepPlan, rows: list[dict[str, Any]], data, cl
         points.append(point)
     sign = -1 if mode == "max" else 1
     points.sort(key=lambda p: (p["status"] == "failed", sign * (p[metric] or 0.0), p["point"]))
+    gaps_to_leader(points, metric, higher_is_better=mode == "max")  # a failed point has no score: no gap
     best = None
     if points and points[0]["status"] != "failed":
-        lead = {r["seed"]: r[metric] for r in points[0]["runs"]}
-        points[0].update(val_gap=None, val_gap_se=None, beyond_noise=None)
-        for point in points[1:]:
-            gap = (None, None, None)
-            if point["status"] != "failed":
-                gap = paired_gap(lead, {r["seed"]: r[metric] for r in point["runs"]}, higher_is_better=mode == "max")
-            point.update(val_gap=gap[0], val_gap_se=gap[1], beyond_noise=gap[2])
         top = points[0]
         runs = []
         for r in top["runs"]:
@@ -416,9 +408,6 @@ def _replicate_leaderboard(plan: SweepPlan, rows: list[dict[str, Any]], data, cl
                 "test_accuracy": statistics.fmean(r["test_accuracy"] for r in runs),
                 "test_accuracy_sd": statistics.stdev(r["test_accuracy"] for r in runs),
                 "test_loss": statistics.fmean(r["test_loss"] for r in runs), "test_n": test["n"], "runs": runs}
-    else:
-        for point in points:
-            point.update(val_gap=None, val_gap_se=None, beyond_noise=None)
     order = {p["point"]: place for place, p in enumerate(points)}
     rows.sort(key=lambda r: (order[r["point"]], plan.seeds.index(r["seed"])))
     return {"metric": metric, "seeds": list(plan.seeds), "best": best, "points": points, "trials": rows,
