@@ -42,6 +42,8 @@ def test_compare_cli_end_to_end(tmp_path, tiny_dir, capsys):
         assert row["name"] in md
         if row["family"] == "torch":
             assert row["epochs"] == 2 and row["config"]["seed"] == 3 and len(run.history) == 2
+        else:  # SGD's passes over the data, as its run folder records them
+            assert row["epochs"] == run.metrics["n_iter"] and 1 <= row["epochs"] <= 5
     by_name = {r["name"]: r for r in rows}
     assert by_name["softmax"]["parameters"] == 7850 and by_name["sgd-logreg"]["parameters"] == 7850
     assert by_name["flatten-dense-16-relu-dense-10"]["parameters"] == 784 * 16 + 16 + 16 * 10 + 10
@@ -296,6 +298,7 @@ def test_an_interrupted_comparison_resumes_to_the_leaderboard_of_one_that_was_no
 @pytest.mark.parametrize("argv, message", [
     (["--resume", "{out}", "softmax"], "--resume finishes a comparison as it was started; drop MODEL"),
     (["--resume", "{out}", "--seeds", "1,2"], "drop --seeds"),
+    (["--resume", "{out}", "--epochs", "0"], "drop --epochs"),  # a given 0 is given
     ([], "fmnist compare needs one or more MODELs"),
 ])
 def test_resume_usage_errors(tmp_path, tiny_dir, capsys, argv, message):

@@ -347,7 +347,7 @@ def _row(name: str, model: str, result: RunResult) -> dict[str, Any]:
         optimizer, lr = optimizer_and_lr(result.config.to_dict())
     else:  # a linear estimator: its coefficients; its "epochs" are SGD's passes over the data
         params = int(result.model.coef_.size + result.model.intercept_.size)
-        epochs = m.get("n_iter") or int(getattr(result.model, "n_iter_", 0)) or None
+        epochs = m.get("n_iter")
         optimizer, lr = "scikit-learn SGD", None  # its own step-size schedule, no single rate
     return {"name": name, "model": model, "family": result.preset.family, "parameters": params,
             "optimizer": optimizer, "lr": lr,

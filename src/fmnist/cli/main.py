@@ -429,7 +429,7 @@ def cmd_compare(args) -> int:
         raise UsageError("--cpus-per-run sets each run's CPUs on Ray; add --ray (or --address), or leave it out")
     if args.resume:
         given = [name for name, v in (("MODEL", args.models), ("--epochs", args.epochs), ("--seed", args.seed),
-                                      ("--seeds", args.seeds), ("--out", args.out)) if v]
+                                      ("--seeds", args.seeds), ("--out", args.out)) if v not in (None, [])]
         given += ["--overwrite"] if args.overwrite else []
         if given:
             raise UsageError(f"--resume finishes a comparison as it was started; drop {', '.join(given)}")
