@@ -9,7 +9,7 @@ import pytest
 
 import fmnist
 from fmnist.cli.main import main
-from fmnist.compare import compare, resume_compare
+from fmnist.compare import compare, format_markdown, format_table, resume_compare
 from fmnist.errors import ModelError, OutputExistsError, RunError, TrainingError, UsageError
 from fmnist.evaluation import evaluate
 from fmnist.models import get_preset
@@ -287,6 +287,10 @@ def test_an_interrupted_comparison_resumes_to_the_leaderboard_of_one_that_was_no
     assert [i for i, _, _ in seen] == [1, 2, 3, 4]
     assert {p: p.stat().st_mtime_ns for p in (runs / "softmax-seed1").iterdir()} == stamps  # not trained again
     assert board["resumed"] == 2
+    # Its clock ran in this call only, and the footers say so (a fresh comparison's says "total").
+    said = "in the call that resumed it (2 runs kept from before, their time not counted)"
+    assert said in format_table(board) and said in format_markdown(board)
+    assert "total " in format_table(whole) and said not in format_table(whole)
     for key in ("name", "epochs", "val_accuracy", "val_loss", "test_accuracy", "val_gap", "parameters"):
         assert [r[key] for r in board["rows"]] == pytest.approx([r[key] for r in whole["rows"]]), key
     assert [r["val_loss"] for row in board["rows"] for r in row["runs"]] == \
