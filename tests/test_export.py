@@ -22,7 +22,8 @@ from fmnist.export import export_run, run_onnx, to_onnx
 SPECS = ["flatten,dense:32:relu,dense:10",
          "flatten,dense:24:sigmoid,dropout:0.3,dense:16:tanh,batchnorm,dense:10",
          "conv:4:3,batchnorm,maxpool:2,conv:6:3:valid:gelu,avgpool:2,flatten,dense:16:relu,dropout:0.4,dense:10",
-         "conv:4:5:same:relu,globalavgpool,dense:10"]
+         "conv:4:5:same:relu,globalavgpool,dense:10",
+         "residual:4,maxpool:2,residual:6,flatten,dense:10"]
 
 
 def _trained(spec: str):

@@ -7,13 +7,14 @@ import torch
 from torch import nn
 
 from fmnist.models import get_preset, list_models
-from fmnist.models.network import ACTIVATIONS, BatchNorm1d, BatchNorm2d, Network, _build_groups
+from fmnist.models.network import ACTIVATIONS, BatchNorm1d, BatchNorm2d, Network, Residual, _build_groups
 from fmnist.models.spec import ModelSpec, layer_shapes
 
 EXTRA = [
     "conv:8:4:same:tanh,avgpool:3,batchnorm,conv:6:5:valid,globalavgpool,dense:10",
     "batchnorm,conv:5:2:valid,maxpool:3,dense:7:gelu,batchnorm,dense:10",
     "batchnorm,dense:30:sigmoid,dropout:0.5,dense:10",
+    "residual:6,maxpool:2,residual:6:3,residual:8:5,flatten,dense:10",
 ]
 
 
@@ -36,11 +37,11 @@ def test_arithmetic_shapes_and_counts_match_the_built_modules(text):
 # Each layer type's modules, in order (an activation adds its module after them).
 MODULES = {"flatten": [nn.Flatten], "dense": [nn.Linear], "conv": [nn.Conv2d], "maxpool": [nn.MaxPool2d],
            "avgpool": [nn.AvgPool2d], "globalavgpool": [nn.AdaptiveAvgPool2d, nn.Flatten], "dropout": [nn.Dropout],
-           "batchnorm": None, "activation": []}
+           "batchnorm": None, "activation": [], "residual": [Residual]}
 
 
 def test_every_layer_type_builds_its_modules():
-    spec = ModelSpec.parse("conv:4:3:same:tanh,maxpool:2,batchnorm,avgpool:2,dropout:0.25,conv:4:3,globalavgpool,"
+    spec = ModelSpec.parse("conv:4:3:same:tanh,maxpool:2,batchnorm,residual:4,avgpool:2,dropout:0.25,conv:4:3,globalavgpool,"
                            "batchnorm,activation:gelu,dense:16:sigmoid,flatten,dense:10")
     assert {layer["type"] for layer in spec.layers} == set(MODULES)
     for layer, (before, _, _), modules in zip(spec.layers, layer_shapes(spec), _build_groups(spec), strict=True):
@@ -50,6 +51,26 @@ def test_every_layer_type_builds_its_modules():
         activation = [ACTIVATIONS[layer["activation"]]] if layer.get("activation") else []
         assert [type(m) for m in modules] == own + activation, layer
     assert [m.p for m in Network(spec).modules() if isinstance(m, nn.Dropout)] == [0.25]
+
+
+@pytest.mark.parametrize("channels", [4, 3])
+def test_a_residual_block_adds_its_input_or_the_projection_of_it(channels):
+    # With its second convolution zeroed the block's branch adds nothing (batch norm in eval mode
+    # with fresh statistics is the identity), so the block is relu(shortcut(x)): x itself where the
+    # channel count stays, else the shortcut's 1x1 convolution.
+    torch.manual_seed(0)
+    block = Residual(channels, 4, 3).eval()
+    torch.nn.init.zeros_(block.conv2.weight)
+    torch.nn.init.zeros_(block.conv2.bias)
+    x = torch.randn(2, channels, 5, 5)
+    if channels == 4:
+        shortcut = x
+    else:  # the projection, then batch norm's eval-mode scaling by 1/sqrt(1 + epsilon)
+        shortcut = torch.nn.functional.conv2d(x, block.shortcut[0].weight, block.shortcut[0].bias) / (1 + 1e-3) ** 0.5
+    assert torch.allclose(block(x), torch.relu(shortcut), atol=1e-6)
+    torch.manual_seed(1)
+    live = Residual(channels, 4, 3).eval()
+    assert not torch.allclose(live(x), torch.relu(live.shortcut(x)))  # the branch counts once trained
 
 
 def test_batch_norm_starts_from_the_batches_mean_then_decays_as_keras_does():

@@ -9,7 +9,8 @@ from fmnist.models.spec import _normalise_layer
 
 
 def test_parse_and_format_round_trip():
-    text = "conv:32:3,maxpool:2,conv:64:3:valid:tanh,flatten,dense:100:relu,dropout:0.4,batchnorm,dense:10"
+    text = "conv:32:3,maxpool:2,residual:48,residual:48:5,conv:64:3:valid:tanh,flatten,dense:100:relu,dropout:0.4," \
+           "batchnorm,dense:10"
     spec = ModelSpec.parse(text)
     assert ModelSpec.parse(str(spec)) == spec
     assert ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
@@ -53,6 +54,8 @@ def test_glorot_uniform_and_zero_bias():
     ("flatten,conv:8:3,dense:10", "needs an image input"),
     ("conv:8:3:valid,maxpool:2,maxpool:2,maxpool:2,maxpool:2,maxpool:2,dense:10", "below 1 pixel"),
     ("flatten,dense:10:relu:extra", "too many values"),
+    ("residual:8:2,flatten,dense:10", "kernel must be odd"),
+    ("flatten,residual:8,dense:10", "needs an image input"),
 ])
 def test_bad_specs_fail_with_a_reason(text, fragment):
     with pytest.raises(ModelError, match=fragment):

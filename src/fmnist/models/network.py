@@ -62,6 +62,25 @@ class BatchNorm2d(_WarmStart, nn.BatchNorm2d):
     pass
 
 
+class Residual(nn.Module):
+    """``relu(shortcut(x) + bn2(conv2(relu(bn1(conv1(x))))))``: the basic block of He et al.'s ResNets
+    (stride 1: the pools between blocks shrink the map). The shortcut is the identity, or a 1x1
+    convolution and batch norm where the block changes the channel count."""
+
+    def __init__(self, channels: int, filters: int, kernel: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, filters, kernel, padding=kernel // 2)
+        self.bn1 = BatchNorm2d(filters)
+        self.conv2 = nn.Conv2d(filters, filters, kernel, padding=kernel // 2)
+        self.bn2 = BatchNorm2d(filters)
+        self.shortcut = nn.Sequential(nn.Conv2d(channels, filters, 1), BatchNorm2d(filters)) \
+            if channels != filters else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.shortcut(x) + self.bn2(self.conv2(y)))
+
+
 class Network(nn.Module):
     """The torch module a :class:`ModelSpec` builds. ``forward`` returns logits (N, num_classes)."""
 
@@ -94,7 +113,7 @@ class Network(nn.Module):
     def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
         """Bring (N, 28, 28), (N, 784) or (N, 1, 28, 28) to what the first layer expects."""
         h, w = self.spec.input_shape
-        if self.spec.layers[0]["type"] in ("conv", "maxpool", "avgpool", "globalavgpool", "batchnorm") \
+        if self.spec.layers[0]["type"] in ("conv", "residual", "maxpool", "avgpool", "globalavgpool", "batchnorm") \
                 and self.spec.is_convolutional:
             # Channels-last (NHWC) strides: with one channel this is the same memory, no copy, and
             # every conv and pool after it keeps the layout. oneDNN's NHWC pooling is vectorised
@@ -132,6 +151,8 @@ def _build_groups(spec: ModelSpec) -> list[list[nn.Module]]:
         elif kind == "conv":
             pad = layer["kernel"] // 2 if layer["padding"] == "same" else 0
             modules.append(nn.Conv2d(shape[0], layer["filters"], layer["kernel"], padding=pad))
+        elif kind == "residual":
+            modules.append(Residual(shape[0], layer["filters"], layer["kernel"]))
         elif kind in ("maxpool", "avgpool"):
             pool = nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d
             modules.append(pool(layer["size"]))

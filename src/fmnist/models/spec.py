@@ -37,6 +37,9 @@ _LAYER_FIELDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "dropout": (("rate",), {}),
     "batchnorm": ((), {}),
     "conv": (("filters", "kernel", "padding", "activation"), {"padding": "same", "activation": "relu"}),
+    # A residual block: relu(x + BN(conv(relu(BN(conv(x)))))), both convolutions "same"; the
+    # shortcut is x itself, or a 1x1 convolution and batch norm where the channel count changes.
+    "residual": (("filters", "kernel"), {"kernel": 3}),
     "maxpool": (("size",), {"size": 2}),
     "avgpool": (("size",), {"size": 2}),
     "globalavgpool": ((), {}),
@@ -94,6 +97,9 @@ def _normalise_layer(layer: dict[str, Any]) -> dict[str, Any]:
             if value not in ("same", "valid"):
                 raise ModelError(f"layer 'conv': padding must be 'same' or 'valid', got {value!r}")
         out[field] = value
+    # The shortcut adds the block's input to its output: an even kernel would shift the map.
+    if kind == "residual" and out["kernel"] % 2 == 0:
+        raise ModelError(f"layer 'residual': kernel must be odd (the output keeps the input's size), got {out['kernel']}")
     return out
 
 
@@ -221,7 +227,7 @@ class ModelSpec:
 
     @property
     def is_convolutional(self) -> bool:
-        return any(layer["type"] == "conv" for layer in self.layers)
+        return any(layer["type"] in ("conv", "residual") for layer in self.layers)
 
 
 def layer_shapes(spec: ModelSpec) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
@@ -237,7 +243,7 @@ def layer_shapes(spec: ModelSpec) -> list[tuple[tuple[int, ...], tuple[int, ...]
     rows = []
     for layer in spec.layers:
         kind, before, params = layer["type"], shape, 0
-        if kind in ("conv", "maxpool", "avgpool", "globalavgpool") and len(shape) != 3:
+        if kind in ("conv", "residual", "maxpool", "avgpool", "globalavgpool") and len(shape) != 3:
             raise ModelError(f"layer {format_layers([layer])} needs an image input, but it follows a flat layer")
         if kind == "flatten":
             shape = (math.prod(shape),)
@@ -251,6 +257,14 @@ def layer_shapes(spec: ModelSpec) -> list[tuple[tuple[int, ...], tuple[int, ...]
                 raise ModelError(f"layer {format_layers([layer])} shrinks the image below 1 pixel")
             params = shape[0] * layer["filters"] * layer["kernel"] ** 2 + layer["filters"]
             shape = (layer["filters"], *size)
+        elif kind == "residual":
+            f, taps = layer["filters"], layer["kernel"] ** 2
+            # Two convolutions and their batch norms (4 per channel, as Keras counts them), and the
+            # shortcut's 1x1 convolution and batch norm when the channel count changes.
+            params = (shape[0] * taps + 1) * f + (f * taps + 1) * f + 2 * 4 * f
+            if shape[0] != f:
+                params += (shape[0] + 1) * f + 4 * f
+            shape = (f, *shape[1:])
         elif kind in ("maxpool", "avgpool"):
             shape = (shape[0], *(s // layer["size"] for s in shape[1:]))
             if min(shape[1:]) < 1:
