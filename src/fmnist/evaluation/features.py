@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fmnist.evaluation.metrics import as_features, images_to_tensor
-from fmnist.models.network import ACTIVATIONS
+from fmnist.models.network import ACTIVATIONS, Residual
 
 __all__ = ["first_conv", "first_conv_maps", "penultimate_features", "feature_source"]
 
@@ -24,12 +24,19 @@ def _network_layers(model) -> nn.Sequential | None:
     return layers if isinstance(model, nn.Module) and isinstance(layers, nn.Sequential) else None
 
 
+def _first_conv_layer(layers: nn.Sequential) -> int | None:
+    """Index of the first layer that is, or (a residual block) starts with, a convolution."""
+    return next((i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d | Residual)), None)
+
+
 def first_conv(model) -> nn.Conv2d | None:
-    """The model's first ``nn.Conv2d``, or None (dense networks, scikit-learn models)."""
+    """The model's first ``nn.Conv2d`` (a residual block's first), or None (dense networks,
+    scikit-learn models)."""
     layers = _network_layers(model)
-    if layers is None:
+    i = None if layers is None else _first_conv_layer(layers)
+    if i is None:
         return None
-    return next((m for m in layers if isinstance(m, nn.Conv2d)), None)
+    return layers[i].conv1 if isinstance(layers[i], Residual) else layers[i]
 
 
 @torch.inference_mode()
@@ -41,19 +48,21 @@ def first_conv_maps(model, image: np.ndarray) -> np.ndarray:
     has no convolution (check :func:`first_conv` first).
     """
     layers = _network_layers(model)
-    conv = first_conv(model)
-    if layers is None or conv is None:
+    i = None if layers is None else _first_conv_layer(layers)
+    if i is None:
         raise ValueError(f"a {type(model).__name__} has no convolutional layer")
-    modules = list(layers)
-    end = modules.index(conv) + 1
+    block = layers[i] if isinstance(layers[i], Residual) else None
+    end = i + 1
     # Keep the activation module that the spec builds right after the conv, if any.
-    if end < len(modules) and isinstance(modules[end], tuple(ACTIVATIONS.values())):
+    if block is None and end < len(layers) and isinstance(layers[end], tuple(ACTIVATIONS.values())):
         end += 1
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
         x = model.adapt_input(images_to_tensor(np.asarray(image)[None], device))
+        if block is not None:  # the block's first convolution, activated as the block does (after its batch norm)
+            return torch.relu(block.bn1(block.conv1(layers[:i](x))))[0].float().cpu().numpy()
         return layers[:end](x)[0].float().cpu().numpy()
     finally:
         model.train(was_training)
