@@ -139,21 +139,21 @@ _torch("cnn-book", "conv:32:3:same:relu,maxpool:2,conv:64:3:same:relu,maxpool:2,
 # per epoch on a CPU), and mirrored training images; each recipe was chosen by validation
 # accuracy, never by the test set. What they measure is in fmnist/measured/presets.json.
 #
-# cnn-best's blocks are conv -> ReLU -> pool -> batch norm: batch norm after the pool normalises
-# a quarter of the values, and conv -> ReLU -> pool is the run models/_fused.py compiles (the
-# first block's 28x28x32 map is never written), so an epoch costs less than with batch norm
-# before the ReLU. It trains in bfloat16 mixed precision where the hardware has it (the
-# convolutions run 1.5-1.8x faster with AVX512-BF16 dot products, about 3x with AMX tiles),
-# which buys more epochs within the 10 minutes, and in float32 elsewhere (emulated bfloat16 is
-# slower), and predicts with the test-time flip. Label smoothing, stronger erasing, more weight
-# decay, shifts, a second conv per block, a wider first block, a global-average-pooled head,
-# batch norm before the ReLU, Dense 512, SGD with Nesterov momentum, an EMA of the weights,
-# 1-pixel shifts at test time, and (on AMX, where they fit in the 10 minutes) widths 64-128-256
-# with or without a second conv at 14x14 and 60 epochs, did not beat it on validation by more
-# than the noise of 12,000 images, paired over four seeds for 64-128-256 (the commits that set
-# and kept this recipe list the trials), for up to 2.7x the time, and a tie goes to the cheapest recipe: batches of 256 (peak rate 4e-3) tied batches of
-# 128 on validation in 19% less time. Its final fit is fmnist train cnn-best --no-holdout, on
-# all 60,000 training images.
+# cnn-best's blocks are conv -> ReLU -> pool -> batch norm: batch norm after the pool normalises a
+# quarter of the values, and conv -> ReLU -> pool is the run models/_fused.py compiles (the first
+# block's 28x28x32 map is never written), so an epoch costs less than with batch norm before the
+# ReLU. It trains in bfloat16 mixed precision where the hardware has it (the convolutions run
+# 1.5-1.8x faster with AVX512-BF16 dot products, about 3x with AMX tiles), which buys more epochs
+# within the 10 minutes, and in float32 elsewhere (emulated bfloat16 is slower), and predicts with
+# the test-time flip. Label smoothing, stronger erasing, more weight decay, shifts, a second conv
+# per block, a wider first block, a global-average-pooled head, batch norm before the ReLU, Dense
+# 512, SGD with Nesterov momentum, an EMA of the weights, 1-pixel shifts at test time, a residual
+# block (residual:64) after the second block, and (on AMX, where they fit in the 10 minutes) widths
+# 64-128-256 with or without a second conv at 14x14 and 60 epochs, did not beat it on validation by
+# more than the noise of 12,000 images, paired over four seeds for 64-128-256 (the commits that set
+# and kept this recipe list the trials), for up to 2.7x the time, and a tie goes to the cheapest
+# recipe: batches of 256 (peak rate 4e-3) tied batches of 128 on validation in 19% less time. Its
+# final fit is fmnist train cnn-best --no-holdout, on all 60,000 training images.
 #
 # mlp-best mirrors images but does not shift them: a network that is not translation-invariant
 # gains nothing from shifts.
