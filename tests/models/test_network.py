@@ -41,8 +41,8 @@ MODULES = {"flatten": [nn.Flatten], "dense": [nn.Linear], "conv": [nn.Conv2d], "
 
 
 def test_every_layer_type_builds_its_modules():
-    spec = ModelSpec.parse("conv:4:3:same:tanh,maxpool:2,batchnorm,residual:4,avgpool:2,dropout:0.25,conv:4:3,globalavgpool,"
-                           "batchnorm,activation:gelu,dense:16:sigmoid,flatten,dense:10")
+    spec = ModelSpec.parse("conv:4:3:same:tanh,maxpool:2,batchnorm,residual:4,avgpool:2,dropout:0.25,conv:4:3,"
+                           "globalavgpool,batchnorm,activation:gelu,dense:16:sigmoid,flatten,dense:10")
     assert {layer["type"] for layer in spec.layers} == set(MODULES)
     for layer, (before, _, _), modules in zip(spec.layers, layer_shapes(spec), _build_groups(spec), strict=True):
         own = MODULES[layer["type"]]

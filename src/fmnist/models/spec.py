@@ -99,7 +99,8 @@ def _normalise_layer(layer: dict[str, Any]) -> dict[str, Any]:
         out[field] = value
     # The shortcut adds the block's input to its output: an even kernel would shift the map.
     if kind == "residual" and out["kernel"] % 2 == 0:
-        raise ModelError(f"layer 'residual': kernel must be odd (the output keeps the input's size), got {out['kernel']}")
+        raise ModelError(f"layer 'residual': kernel must be odd (the output keeps the input's size), "
+                         f"got {out['kernel']}")
     return out
 
 
