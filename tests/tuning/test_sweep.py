@@ -285,3 +285,33 @@ def test_sweep_over_seeds_ranks_points_by_their_mean_paired_by_seed(ray_cluster,
     page = (tmp_path / "report" / "report.html").read_text()
     section = page.split('id="leaderboard"')[1].split("</section>")[0]
     assert section.count("<tr><td>") == 6 and "beyond noise" in section
+
+
+def test_the_points_table_is_one_set_of_cells_in_markdown_and_in_the_report():
+    from fmnist.reporting.report import _sweep_leaderboard_html
+    from fmnist.tuning.sweep import SweepPlan, format_markdown, point_table
+
+    def point(n, lr, mean, sd, gap=None, se=None, noise=None, status="done", epochs=3, error=None):
+        runs = [{"run_dir": f"trials/p{n}-s{s}", "val_accuracy": mean, "test_accuracy": None} for s in (1, 2)]
+        return {"point": n, "params": {"lr": lr}, "status": status, "runs": runs, "epochs": epochs, "time_s": 12.25,
+                "val_accuracy": mean, "val_accuracy_sd": sd, "val_gap": gap, "val_gap_se": se,
+                "beyond_noise": noise, "error": error}
+
+    points = [point(2, 0.01, 0.8512, 0.0021), point(1, 0.1, 0.8101, 0.0032, -0.0411, 0.0020, True, epochs=2.5),
+              point(3, 1.0, None, None, status="failed", epochs=None, error="diverged")]
+    board = {"metric": "val_accuracy", "seeds": [1, 2], "points": points, "trials": [], "best": None,
+             "cluster": {"nodes": 1, "cpus": 2, "address": "local"}}
+    head, rows = point_table(board, ["lr"])
+    assert head[:3] == ["rank", "point", "lr"] and len(rows) == 3
+    assert rows[0] == ["1", "2", "0.01", "done", "2", "3", "12.2", "0.8512 ± 0.0021", "–", "–"]
+    assert rows[1] == ["2", "1", "0.1", "done", "2", "2.5", "12.2", "0.8101 ± 0.0032", "-0.0411 ± 0.0020", "yes"]
+    assert rows[2][0] == "–" and rows[2][7] == "–"  # a failed point has no rank and no score
+    plan = SweepPlan(model="softmax", params=("lr=0.01,0.1,1.0",), samples=1, scheduler="fifo",
+                     metric="val_accuracy", epochs=3, cpus_per_trial=1, seed=None, seeds=(1, 2))
+    md = format_markdown(board, plan)
+    page = _sweep_leaderboard_html(board, ["lr"])
+    for row in rows:
+        assert "| " + " | ".join(row) + " |" in md
+        for cell in row:
+            assert cell in page
+    assert '<td class="num"><b>0.8101 ± 0.0032</b></td>' in page and "<td>diverged</td>" in page

@@ -466,8 +466,8 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
 
 
 def _sweep_leaderboard_html(board: dict[str, Any], names: Sequence[str]) -> str:
-    from fmnist.reporting.leaderboard import TEST_COLUMN, spread, verdict
-    from fmnist.tuning.sweep import format_params
+    from fmnist.reporting.leaderboard import TEST_COLUMN, spread
+    from fmnist.tuning.sweep import format_params, point_table
 
     seeds = board.get("seeds")
 
@@ -477,19 +477,16 @@ def _sweep_leaderboard_html(board: dict[str, Any], names: Sequence[str]) -> str:
     points = ""
     if seeds:
         metric = board["metric"]
-        head = "".join(f"<th>{_e(h)}</th>" for h in ["#", "point", *names, "status", "seeds", "epochs",
-                                                         "training time (mean)", f"{metric} (mean ± sd)",
-                                                         "gap to #1 (± se)", "beyond noise", "error"])
+        top, cells = point_table(board, names)
+        head = "".join(f"<th>{_e(h)}</th>" for h in [*top, "error"])
+        # Numbers right-aligned, the ranking's metric in bold, then the point's error if it failed.
+        num = {top.index(h) for h in ("time (s)", f"{metric} (mean ± sd)", "gap to #1 (± se)")}
+        bold = top.index(f"{metric} (mean ± sd)")
         rows = []
-        for rank, p in enumerate(board["points"], 1):
-            cells = [spread(p[metric], p[metric + "_sd"]), spread(p["val_gap"], p["val_gap_se"]),
-                     verdict(p["beyond_noise"])]
-            rows.append(f"<tr><td>{rank if p['status'] != 'failed' else '–'}</td><td>{p['point']}</td>"
-                        f"{values(p['params'])}<td>{_e(p['status'])}</td><td>{len(p['runs'])}</td>"
-                        f"<td>{'–' if p['epochs'] is None else p['epochs']}</td>"
-                        f'<td class="num">{"–" if p["time_s"] is None else format(p["time_s"], ".1f") + " s"}</td>'
-                        f'<td class="num"><b>{_e(cells[0])}</b></td><td class="num">{_e(cells[1])}</td>'
-                        f"<td>{cells[2]}</td><td>{_e(p['error'] or '')}</td></tr>")
+        for row, p in zip(cells, board["points"]):
+            tds = "".join((f'<td class="num">' if i in num else "<td>") + (f"<b>{_e(c)}</b>" if i == bold else _e(c))
+                          + "</td>" for i, c in enumerate(row))
+            rows.append(f"<tr>{tds}<td>{_e(p['error'] or '')}</td></tr>")
         points = (f"<p>Every point trained once per seed ({_e(', '.join(map(str, seeds)))}) and ranked by its mean "
                   f"{_e(metric)}; the gap to #1 is paired by seed, and beyond noise where a paired t-test over the "
                   f"seeds (two-sided, 5%) rejects a zero gap.</p><table><tr>{head}</tr>{''.join(rows)}</table>"

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 from fmnist._files import atomic_write, write_json
 from fmnist._ray import ray_session, require_ray
 from fmnist.errors import RunError, UsageError
+from fmnist.reporting.leaderboard import spread, verdict
 from fmnist.tuning.space import ParamSpec, expand, grid_size, param_space, parse_params
 
 SWEEP_FORMAT = "fmnist-sweep"
@@ -500,12 +501,32 @@ def format_trial(row: Mapping[str, Any]) -> str:
     return line + (" (stopped early)" if row["status"] == "stopped" else "")
 
 
-def _spread(value: float | None, sd: float | None, fmt: str = ".4f") -> str:
-    return "–" if value is None else f"{value:{fmt}} ± {sd:{fmt}}"
+def _num(value: float | int | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
 
 
-def _noise(point: Mapping[str, Any]) -> str:
-    return {None: "–", True: "yes", False: "no"}[point.get("beyond_noise")]
+def _value(params: Mapping[str, Any], name: str) -> str:
+    """One option's value in a trial's or point's params, as ``format_params`` writes it."""
+    return format_params({name: params.get(name)}).split("=", 1)[1]
+
+
+def point_table(board: Mapping[str, Any], names: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """A sweep over seeds' points as text cells, best first: the header and one row per point.
+
+    The one table behind ``leaderboard.md`` and the report's: rank (– for a failed point), point,
+    the searched options, status, seeds, epochs (their mean where seeds stopped apart), mean
+    time, the metric's mean ± standard deviation, the paired gap to #1 ± its standard error, and
+    whether a paired t-test tells that gap from noise.
+    """
+    metric = board["metric"]
+    head = ["rank", "point", *names, "status", "seeds", "epochs", "time (s)", f"{metric} (mean ± sd)",
+            "gap to #1 (± se)", "beyond noise"]
+    rows = [[str(rank) if p["status"] != "failed" else "–", str(p["point"]), *(_value(p["params"], n) for n in names),
+             p["status"], str(len(p["runs"])), _num(p["epochs"], "" if isinstance(p["epochs"], int) else ".1f"),
+             _num(p["time_s"], ".1f"), spread(p[metric], p[metric + "_sd"]), spread(p["val_gap"], p["val_gap_se"]),
+             verdict(p.get("beyond_noise"))]
+            for rank, p in enumerate(board["points"], 1)]
+    return head, rows
 
 
 def _ranking(board: Mapping[str, Any]) -> str:
@@ -528,9 +549,10 @@ def format_point(rank: int | None, point: Mapping[str, Any], metric: str) -> str
         parts.append(f"{point['epochs']} epoch{'s' if point['epochs'] != 1 else ''}")
     if point["time_s"] is not None:
         parts.append(f"{point['time_s']:.1f}s")
-    parts.append(f"{metric}: {_spread(point[metric], point[metric + '_sd'])}")
+    parts.append(f"{metric}: {spread(point[metric], point[metric + '_sd'])}")
     if point.get("val_gap") is not None:
-        parts.append(f"gap to #1: {_spread(point['val_gap'], point['val_gap_se'])} (beyond noise: {_noise(point)})")
+        parts.append(f"gap to #1: {spread(point['val_gap'], point['val_gap_se'])} "
+                     f"(beyond noise: {verdict(point.get('beyond_noise'))})")
     return " - ".join(parts)
 
 
@@ -548,8 +570,8 @@ def format_table(board: Mapping[str, Any]) -> str:
     lines.append(f"{_ranking(board)}; {c['nodes']} node(s), {c['cpus']} CPUs at {c['address']}")
     if best and board.get("seeds"):
         lines.append(f"best: point {best['point']} {format_params(best['params'])} - {board['metric']}: "
-                     f"{_spread(best[board['metric']], best[board['metric'] + '_sd'])} (test accuracy, reported "
-                     f"apart: {_spread(best['test_accuracy'], best['test_accuracy_sd'])} over its "
+                     f"{spread(best[board['metric']], best[board['metric'] + '_sd'])} (test accuracy, reported "
+                     f"apart: {spread(best['test_accuracy'], best['test_accuracy_sd'])} over its "
                      f"{len(best['runs'])} seeds) - {', '.join(r['run_dir'] for r in best['runs'])}")
     elif best:
         lines.append(f"best: {best['trial']} {format_params(best['params'])} - {board['metric']}: "
@@ -569,31 +591,18 @@ def format_markdown(board: Mapping[str, Any], plan: SweepPlan) -> str:
              f"Search: {', '.join(plan.params) or 'no parameters'}; samples {plan.samples}; scheduler "
              f"{plan.scheduler}. Every trial is judged on the same validation images; {_ranking(board)}.", ""]
 
-    def num(v, fmt):
-        return "–" if v is None else format(v, fmt)
-
-    def value(params, n):
-        return format_params({n: params.get(n)}).split("=", 1)[1]
-
     if seeds:
-        metric = board["metric"]
-        top = ["rank", "point", *names, "status", "seeds", "epochs", "time (s)", f"{metric} (mean ± sd)",
-               "gap to #1 (± se)", "beyond noise"]
+        top, rows = point_table(board, names)
         lines += ["| " + " | ".join(top) + " |", "|" + "---|" * len(top)]
-        for rank, p in enumerate(board["points"], 1):
-            lines.append("| " + " | ".join([str(rank) if p["status"] != "failed" else "–", str(p["point"]),
-                                            *(value(p["params"], n) for n in names), p["status"], str(len(p["runs"])),
-                                            num(p["epochs"], "" if isinstance(p["epochs"], int) else ".1f"),
-                                            num(p["time_s"], ".1f"), _spread(p[metric], p[metric + "_sd"]),
-                                            _spread(p["val_gap"], p["val_gap_se"]), _noise(p)]) + " |")
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines += ["", "Trials, one per point and seed:", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, r in enumerate(board["trials"], 1):
-        values = [value(r["params"], n) for n in names] + ([str(r["seed"])] if seeds else [])
+        values = [_value(r["params"], n) for n in names] + ([str(r["seed"])] if seeds else [])
         place = str(r["point"]) if seeds else str(rank) if r["status"] != "failed" else "–"
         lines.append("| " + " | ".join([place, r["trial"],
-                                        *values, r["status"], num(r["epochs"], "d"), num(r["time_s"], ".1f"),
-                                        num(r["val_accuracy"], ".4f"), num(r["val_loss"], ".4f")]) + " |")
+                                        *values, r["status"], _num(r["epochs"], "d"), _num(r["time_s"], ".1f"),
+                                        _num(r["val_accuracy"], ".4f"), _num(r["val_loss"], ".4f")]) + " |")
     failed = [r for r in board["trials"] if r["status"] == "failed"]
     if failed:
         lines += ["", "Failed trials:", ""] + [f"- {r['trial']}: {r['error']}" for r in failed]
@@ -602,9 +611,9 @@ def format_markdown(board: Mapping[str, Any], plan: SweepPlan) -> str:
     if best and seeds:
         folders = ", ".join(f"`{r['run_dir']}`" for r in best["runs"])
         lines.append(f"Best: point {best['point']} ({format_params(best['params'])}), mean {board['metric']} "
-                     f"{_spread(best[board['metric']], best[board['metric'] + '_sd'])} over seeds "
+                     f"{spread(best[board['metric']], best[board['metric'] + '_sd'])} over seeds "
                      f"{', '.join(map(str, seeds))}. Test accuracy (t10k, {best['test_n']:,} images), reported apart "
-                     f"and chosen by nothing: {_spread(best['test_accuracy'], best['test_accuracy_sd'])} over its "
+                     f"and chosen by nothing: {spread(best['test_accuracy'], best['test_accuracy_sd'])} over its "
                      f"runs ({folders}).")
     elif best:
         lines.append(f"Best: {best['trial']} ({format_params(best['params'])}), {board['metric']} "
