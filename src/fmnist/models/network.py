@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fmnist.models import _fused
-from fmnist.models.spec import ModelSpec, layer_shapes
+from fmnist.models.spec import IMAGE_LAYERS, ModelSpec, layer_shapes
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -113,8 +113,7 @@ class Network(nn.Module):
     def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
         """Bring (N, 28, 28), (N, 784) or (N, 1, 28, 28) to what the first layer expects."""
         h, w = self.spec.input_shape
-        if self.spec.layers[0]["type"] in ("conv", "residual", "maxpool", "avgpool", "globalavgpool", "batchnorm") \
-                and self.spec.is_convolutional:
+        if self.spec.layers[0]["type"] in (*IMAGE_LAYERS, "batchnorm") and self.spec.is_convolutional:
             # Channels-last (NHWC) strides: with one channel this is the same memory, no copy, and
             # every conv and pool after it keeps the layout. oneDNN's NHWC pooling is vectorised
             # over channels (max-pool 5-10x faster than NCHW on this CPU) and its convolutions

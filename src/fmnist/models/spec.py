@@ -46,6 +46,9 @@ _LAYER_FIELDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "activation": (("activation",), {}),
 }
 _INT_FIELDS = {"units", "filters", "kernel", "size"}
+# The layers that convolve, and all those that need an image (channels, height, width) input.
+CONV_LAYERS = ("conv", "residual")
+IMAGE_LAYERS = (*CONV_LAYERS, "maxpool", "avgpool", "globalavgpool")
 # Test-time augmentations a spec may name (ModelSpec.tta); None: none.
 TTA = (None, "flip")
 
@@ -228,7 +231,7 @@ class ModelSpec:
 
     @property
     def is_convolutional(self) -> bool:
-        return any(layer["type"] in ("conv", "residual") for layer in self.layers)
+        return any(layer["type"] in CONV_LAYERS for layer in self.layers)
 
 
 def layer_shapes(spec: ModelSpec) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
@@ -244,7 +247,7 @@ def layer_shapes(spec: ModelSpec) -> list[tuple[tuple[int, ...], tuple[int, ...]
     rows = []
     for layer in spec.layers:
         kind, before, params = layer["type"], shape, 0
-        if kind in ("conv", "residual", "maxpool", "avgpool", "globalavgpool") and len(shape) != 3:
+        if kind in IMAGE_LAYERS and len(shape) != 3:
             raise ModelError(f"layer {format_layers([layer])} needs an image input, but it follows a flat layer")
         if kind == "flatten":
             shape = (math.prod(shape),)
