@@ -407,8 +407,8 @@ def format_markdown(board: dict[str, Any]) -> str:
              f"Epochs: {epochs}; seed: {seed}.")
     lines = ["# fmnist compare", "", about, "", _table(board, "markdown")]
     versions_line = ", ".join(f"{k} {v}" for k, v in board["versions"].items())
-    ranking, where = _ranking(board), _where(board)
+    ranking, where, total = _ranking(board), _where(board), _total(board)
     lines += ["", (f"{ranking[:1].upper()}{ranking[1:]}. The test column is the t10k set, reported apart: nothing "
                    f"was chosen by it. {where[:1].upper() + where[1:] + '. ' if where else ''}"
-                   f"{_total(board)[:1].upper()}{_total(board)[1:]}. Versions: {versions_line}"), ""]
+                   f"{total[:1].upper()}{total[1:]}. Versions: {versions_line}"), ""]
     return "\n".join(lines)

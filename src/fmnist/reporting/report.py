@@ -467,12 +467,12 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
 
 def _sweep_leaderboard_html(board: dict[str, Any], names: Sequence[str]) -> str:
     from fmnist.reporting.leaderboard import TEST_COLUMN, spread
-    from fmnist.tuning.sweep import format_params, point_table
+    from fmnist.tuning.sweep import format_params, option_value, point_table
 
     seeds = board.get("seeds")
 
     def values(params):
-        return "".join(f"<td>{_e(format_params({n: params.get(n)}).split('=', 1)[1])}</td>" for n in names)
+        return "".join(f"<td>{_e(option_value(params, n))}</td>" for n in names)
 
     points = ""
     if seeds:

@@ -505,7 +505,7 @@ def _num(value: float | int | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
-def _value(params: Mapping[str, Any], name: str) -> str:
+def option_value(params: Mapping[str, Any], name: str) -> str:
     """One option's value in a trial's or point's params, as ``format_params`` writes it."""
     return format_params({name: params.get(name)}).split("=", 1)[1]
 
@@ -521,9 +521,10 @@ def point_table(board: Mapping[str, Any], names: Sequence[str]) -> tuple[list[st
     metric = board["metric"]
     head = ["rank", "point", *names, "status", "seeds", "epochs", "time (s)", f"{metric} (mean ± sd)",
             "gap to #1 (± se)", "beyond noise"]
-    rows = [[str(rank) if p["status"] != "failed" else "–", str(p["point"]), *(_value(p["params"], n) for n in names),
-             p["status"], str(len(p["runs"])), _num(p["epochs"], "" if isinstance(p["epochs"], int) else ".1f"),
-             _num(p["time_s"], ".1f"), spread(p[metric], p[metric + "_sd"]), spread(p["val_gap"], p["val_gap_se"]),
+    rows = [[str(rank) if p["status"] != "failed" else "–", str(p["point"]),
+             *(option_value(p["params"], n) for n in names), p["status"], str(len(p["runs"])),
+             _num(p["epochs"], "" if isinstance(p["epochs"], int) else ".1f"), _num(p["time_s"], ".1f"),
+             spread(p[metric], p[metric + "_sd"]), spread(p["val_gap"], p["val_gap_se"]),
              verdict(p.get("beyond_noise"))]
             for rank, p in enumerate(board["points"], 1)]
     return head, rows
@@ -598,7 +599,7 @@ def format_markdown(board: Mapping[str, Any], plan: SweepPlan) -> str:
         lines += ["", "Trials, one per point and seed:", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, r in enumerate(board["trials"], 1):
-        values = [_value(r["params"], n) for n in names] + ([str(r["seed"])] if seeds else [])
+        values = [option_value(r["params"], n) for n in names] + ([str(r["seed"])] if seeds else [])
         place = str(r["point"]) if seeds else str(rank) if r["status"] != "failed" else "–"
         lines.append("| " + " | ".join([place, r["trial"],
                                         *values, r["status"], _num(r["epochs"], "d"), _num(r["time_s"], ".1f"),
