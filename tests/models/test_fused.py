@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmnist._threads import torch_threads
-from fmnist.models import ModelSpec, _fused
+from fmnist.models import ModelSpec, _batches, _fused
 from fmnist.models.network import Network
 
 pytestmark = pytest.mark.skipif(not _fused.AVAILABLE, reason="the fused kernels need numba")
@@ -22,15 +22,6 @@ def _grads(fn, *inputs, seed=0):
     g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
     (out * g).sum().backward()
     return out.detach(), [t.grad for t in inputs if t.requires_grad]
-
-
-@pytest.fixture(params=["one slice", "slices"])
-def slices(request, monkeypatch):
-    """The kernels on the whole batch at once, and on slices of it on two threads."""
-    if request.param == "slices":
-        monkeypatch.setattr(_fused, "min_slice_images", 1)
-    with torch_threads(2):
-        yield request.param
 
 
 @pytest.mark.parametrize("shape", [(3, 32, 28, 28), (2, 5, 7, 9), (1, 4, 6, 6)])
@@ -96,8 +87,17 @@ def _cnn(text="conv:6:3:same:relu,maxpool:2,conv:8:3:same:relu,maxpool:2,flatten
     return Network(ModelSpec.parse(text))
 
 
-def test_network_forward_and_backward_match_its_plain_modules():
-    fused, plain = _cnn(), _cnn()
+WIDE = "conv:32:3:same:relu,maxpool:2,conv:32:3:same:relu,maxpool:2,conv:32:3:valid,flatten,dense:10"
+
+
+# The wide network's 32->32 convolutions ('same', then 'valid') take the Winograd path
+# (models/_winograd.py), whose transforms round a little differently from oneDNN.
+@pytest.mark.parametrize("text, steps, out_tol, grad_tol", [
+    (None, ["stem", None, "relu-pool", None, None], (1e-5, 1e-5), (1e-4, 1e-4)),
+    (WIDE, ["stem", "winograd", "relu-pool", "winograd", None, None, None], (1e-4, 1e-5), (1e-3, 1e-5))])
+def test_network_forward_and_backward_match_its_plain_modules(text, steps, out_tol, grad_tol):
+    fused, plain = (_cnn(text), _cnn(text)) if text else (_cnn(), _cnn())
+    assert [kind for _, _, kind in fused._plan.steps] == steps
     plain._plan.fuses = False
     x = torch.rand(5, 28, 28, generator=torch.Generator().manual_seed(3))
     outs = []
@@ -105,9 +105,9 @@ def test_network_forward_and_backward_match_its_plain_modules():
         out = model(x)
         out.square().sum().backward()
         outs.append((out.detach(), [p.grad for p in model.parameters()]))
-    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=out_tol[0], atol=out_tol[1])
     for a, b in zip(outs[0][1], outs[1][1]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(a, b, rtol=grad_tol[0], atol=grad_tol[1])
 
 
 def test_network_falls_back_where_no_kernel_applies(monkeypatch):
@@ -125,7 +125,8 @@ def test_network_falls_back_where_no_kernel_applies(monkeypatch):
     assert torch.equal(model(x), expected)
 
 
-def test_training_with_fused_kernels_follows_the_plain_one():
+@pytest.mark.parametrize("text", [None, WIDE])
+def test_training_with_fused_kernels_follows_the_plain_one(text):
     from fmnist.training import TrainConfig, fit
 
     rng = np.random.default_rng(0)
@@ -133,7 +134,7 @@ def test_training_with_fused_kernels_follows_the_plain_one():
     y = np.arange(96) % 10
     histories = []
     for fuse in (True, False):
-        model = _cnn()
+        model = _cnn(text) if text else _cnn()
         model._plan.fuses = fuse
         histories.append(fit(model, x, y, config=TrainConfig(epochs=3, batch_size=16, optimizer="adam", seed=1)))
     for a, b in zip(*histories):
@@ -208,7 +209,7 @@ def test_network_trains_with_the_fast_dropout_and_predicts_without_it(monkeypatc
 def test_a_forked_child_runs_the_sliced_kernels_on_a_pool_of_its_own(monkeypatch):
     import multiprocessing
 
-    monkeypatch.setattr(_fused, "min_slice_images", 1)
+    monkeypatch.setattr(_batches, "min_slice_images", 1)
     y = torch.randn(4, 8, 6, 6)
     with torch_threads(2):
         expected = _fused.relu_max_pool2d(y)  # the parent's pool now has its thread

@@ -48,9 +48,9 @@ def test_same_seed_same_result_different_seed_different():
 
 
 def test_a_cnn_with_dropout_in_bfloat16_on_two_threads_same_seed_same_result(monkeypatch):
-    from fmnist.models import _fused
+    from fmnist.models import _batches
 
-    monkeypatch.setattr(_fused, "min_slice_images", 8)  # the fused kernels split each batch of 32 in two
+    monkeypatch.setattr(_batches, "min_slice_images", 8)  # the fused kernels split each batch of 32 in two
     kw = dict(name="conv:8:3,maxpool:2,flatten,dropout:0.3,dense:10", epochs=2, batch_size=32,
               precision="bfloat16", threads=2)
     (m1, h1), (m2, h2), (m3, _) = trained(seed=3, **kw), trained(seed=3, **kw), trained(seed=4, **kw)

@@ -34,8 +34,6 @@ or where a forward hook watches one of the modules.
 from __future__ import annotations
 
 import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -43,6 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmnist._numba import AVAILABLE
+from fmnist.models import _winograd
+from fmnist.models._batches import by_images, nhwc, slices
 
 
 @functools.cache
@@ -50,11 +50,6 @@ def _kernels():
     from fmnist.models import _fused_kernels
 
     return _fused_kernels
-
-
-def _nhwc(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) in any layout -> (N, H, W, C) contiguous: a view when x is channels-last."""
-    return x.permute(0, 2, 3, 1).contiguous()
 
 
 class ReluMaxPool2d(torch.autograd.Function):
@@ -71,8 +66,8 @@ class ReluMaxPool2d(torch.autograd.Function):
         n, c, h, w = y.shape
         z = torch.empty((n, h // 2, w // 2, c), dtype=y.dtype)
         arg = torch.empty((n, h // 2, w // 2, c), dtype=torch.int8)
-        _by_images(_kernels().pool_forward, (_bits(_nhwc(y.detach())), _bits(z), arg.numpy()),
-                   (relu, _zero(y.dtype)))
+        by_images(_kernels().pool_forward, (_bits(nhwc(y.detach())), _bits(z), arg.numpy()),
+                  (relu, _zero(y.dtype)))
         ctx.save_for_backward(arg)
         ctx.size = (h, w)
         return z.permute(0, 3, 1, 2)  # channels-last (N, C, H//2, W//2)
@@ -82,7 +77,7 @@ class ReluMaxPool2d(torch.autograd.Function):
         (arg,) = ctx.saved_tensors
         n, _, _, c = arg.shape
         gy = torch.empty((n, *ctx.size, c), dtype=grad.dtype)
-        _by_images(_kernels().pool_backward, (_bits(_nhwc(grad)), arg.numpy(), _bits(gy)), (_zero(grad.dtype),))
+        by_images(_kernels().pool_backward, (_bits(nhwc(grad)), arg.numpy(), _bits(gy)), (_zero(grad.dtype),))
         return gy.permute(0, 3, 1, 2), None
 
 
@@ -98,8 +93,8 @@ class StemConvReluPool(torch.autograd.Function):
         z = torch.empty((n, oh, ow, cout), dtype=x.dtype)
         arg = torch.empty((n, oh, ow, cout), dtype=torch.int8)
         taps = weight.detach().reshape(cout, 9).t().contiguous()
-        _by_images(_kernels().stem_forward, (xp.numpy(), z.numpy(), arg.numpy()),
-                   (taps.numpy(), bias.detach().contiguous().numpy(), relu))
+        by_images(_kernels().stem_forward, (xp.numpy(), z.numpy(), arg.numpy()),
+                  (taps.numpy(), bias.detach().contiguous().numpy(), relu))
         ctx.save_for_backward(xp, arg)
         return z.permute(0, 3, 1, 2)
 
@@ -107,55 +102,14 @@ class StemConvReluPool(torch.autograd.Function):
     def backward(ctx, grad):
         xp, arg = ctx.saved_tensors
         cout = arg.shape[3]
-        gz = _nhwc(grad)
+        gz = nhwc(grad)
         # Weight and bias gradients sum over the images: each slice of them accumulates its own.
-        parts = _slices(len(arg))
+        parts = slices(len(arg))
         dw = torch.zeros((len(parts), 9, cout))
         db = torch.zeros((len(parts), cout))
-        _by_images(_kernels().stem_backward, (xp.numpy(), gz.numpy(), arg.numpy()), (), parts,
-                   per_slice=(dw.numpy(), db.numpy()))
+        by_images(_kernels().stem_backward, (xp.numpy(), gz.numpy(), arg.numpy()), (), parts,
+                  per_slice=(dw.numpy(), db.numpy()))
         return None, dw.sum(0).t().reshape(cout, 1, 3, 3), db.sum(0), None, None
-
-
-# The fused kernels run on the image axis in slices, one per torch thread, concurrently (numba
-# releases the GIL): they are single-threaded loops, and torch's other threads would otherwise
-# idle through them. A slice of fewer images than this is not worth a thread's hand-off: with
-# 16, cnn-book's batch of 32 splits in two, and its float32 step on 2 Zen 3 cores took 8.8 ms
-# (median of 6 rounds, taking turns in one process) against 9.3 ms in one slice; slices of 8
-# gained nothing more.
-min_slice_images: int = 16
-
-
-@functools.cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="fmnist-fused")
-
-
-# A forked child has the parent's pool object but none of its threads: work sent to it would
-# wait forever. The child starts a pool of its own on first use.
-os.register_at_fork(after_in_child=_pool.cache_clear)
-
-
-def _slices(n: int) -> list[slice]:
-    """The image ranges the kernels split ``n`` images into: one per torch thread, if big enough."""
-    count = max(1, min(torch.get_num_threads(), n // min_slice_images))
-    bounds = [n * i // count for i in range(count + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
-
-
-def _by_images(kernel, batched, shared, parts=None, per_slice=()):
-    """``kernel(*batched, *shared)`` over slices of the arrays in ``batched`` (image axis first),
-    the first slice on this thread and the rest on the pool. ``per_slice`` arrays have one row per
-    slice (accumulators)."""
-    parts = parts or _slices(len(batched[0]))
-    calls = [(*(a[part] for a in batched), *shared, *(a[i] for a in per_slice)) for i, part in enumerate(parts)]
-    if len(calls) == 1:
-        kernel(*calls[0])
-        return
-    futures = [_pool(len(calls) - 1).submit(kernel, *args) for args in calls[1:]]
-    kernel(*calls[0])
-    for future in futures:
-        future.result()
 
 
 def _bits(t: torch.Tensor) -> np.ndarray:
@@ -200,9 +154,12 @@ class Plan:
     """How ``Network.forward`` walks its modules: runs of them fused, the rest one by one.
 
     ``steps`` is a list of ``(start, stop, kind)`` over the module list; kind is None (one
-    module), "relu-pool", "stem" or "dropout". A fused step checks at run time that its kernel
-    applies (CPU, float32 or for the pool bfloat16, numba; for the stem, an input that needs no
-    gradient; for dropout, training on the CPU) and otherwise runs the same arithmetic as torch ops.
+    module), "relu-pool", "stem", "dropout", "winograd" (a 3x3 convolution, see ``_winograd``)
+    or "block" (a module with ``forward_convs(x, conv)``, e.g. a residual block, whose
+    convolutions ``_winograd.conv`` computes). A fused step checks at run time that its kernel applies (CPU, float32 or for
+    the pool bfloat16, numba; for the stem, an input that needs no gradient; for dropout,
+    training on the CPU; for Winograd, float32 outside autocast) and otherwise runs the same
+    arithmetic as torch ops.
     """
 
     def __init__(self, modules: list[nn.Module]):
@@ -217,6 +174,12 @@ class Plan:
                 i += 2
             elif isinstance(modules[i], nn.Dropout) and modules[i].p > 0 and not modules[i].inplace:
                 steps.append((i, i + 1, "dropout"))
+                i += 1
+            elif _winograd.applies(modules[i]):
+                steps.append((i, i + 1, "winograd"))
+                i += 1
+            elif hasattr(modules[i], "forward_convs") and any(map(_winograd.applies, modules[i].modules())):
+                steps.append((i, i + 1, "block"))  # a block whose own 3x3 convolutions qualify
                 i += 1
             else:
                 steps.append((i, i + 1, None))
@@ -236,14 +199,20 @@ class Plan:
 
     def run(self, modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         for start, stop, kind in self.steps:
-            # Hooks must see their modules run; dropout in eval mode is the module's identity.
-            if not kind or _hooked(modules[start:stop]) or (kind == "dropout" and not modules[start].training):
+            # Hooks must see their modules run (a block's, its parts' too); dropout in eval mode is
+            # the module's identity.
+            watched = modules[start].modules() if kind == "block" else modules[start:stop]
+            if not kind or _hooked(watched) or (kind == "dropout" and not modules[start].training):
                 for i in range(start, stop):
                     x = modules[i](x)
             elif kind == "relu-pool":
                 x = relu_max_pool2d(x)
             elif kind == "stem":
                 x = stem_conv_relu_pool(x, modules[start])
+            elif kind == "winograd":
+                x = _winograd.conv3x3(x, modules[start])
+            elif kind == "block":
+                x = modules[start].forward_convs(x, _winograd.conv)
             else:
                 x = dropout(x, modules[start].p)
         return x

@@ -22,9 +22,6 @@ the Trainer then uses the per-step path.
 
 from __future__ import annotations
 
-import ctypes
-import os
-
 import numpy as np
 import torch
 from torch.optim.optimizer import (
@@ -32,58 +29,19 @@ from torch.optim.optimizer import (
     _global_optimizer_pre_hooks,
 )
 
+from fmnist._blas import AVAILABLE
+from fmnist._blas import mm as _mm
 from fmnist._numba import jit as _jit
-from fmnist._numba import load as _load_numba
 from fmnist.training import _fast_kernels as _kernels
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._loss import _xent_forward
 from fmnist.training.optim import FlatOptimizer
 
 
-def _find_sgemm() -> int | None:
-    """Address of the Fortran ``sgemm_`` torch itself links (MKL on x86), or None."""
-    lib = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
-    try:
-        fn = ctypes.CDLL(lib).sgemm_
-    except (OSError, AttributeError):  # pragma: no cover - other platforms / builds
-        return None
-    return ctypes.cast(fn, ctypes.c_void_p).value
-
-
-numba = _load_numba()
-_SGEMM = _find_sgemm() if numba is not None else None
-AVAILABLE = _SGEMM is not None
-
 # activation module -> code in the kernel (0: none)
 _ACT_CODES = {None: 0, torch.nn.ReLU: 1, torch.nn.Tanh: 2, torch.nn.Sigmoid: 3}
 
 if AVAILABLE:
-    import llvmlite.binding as _llvm
-    from numba import types as _t
-
-    # Bound by name at link time, so the compiled code is cacheable (cache=True) across processes.
-    _llvm.add_symbol("sgemm_", _SGEMM)
-    _vp = _t.voidptr
-    _sgemm = _t.ExternalFunction("sgemm_", _t.void(*[_vp] * 13))
-
-    @_jit
-    def _mm(a, ta, b, tb, c, beta, ints, chars, flts):  # pragma: no cover - compiled
-        """Row-major ``c = op(a) @ op(b) + beta * c`` through column-major sgemm (c^T = op(b)^T op(a)^T)."""
-        m, n = c.shape
-        ints[0] = n
-        ints[1] = m
-        ints[2] = a.shape[0] if ta else a.shape[1]
-        ints[3] = b.shape[1]
-        ints[4] = a.shape[1]
-        ints[5] = n
-        chars[0] = 84 if tb else 78  # 'T' / 'N'
-        chars[1] = 84 if ta else 78
-        flts[0] = 1.0
-        flts[1] = beta
-        _sgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
-               flts[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes, flts[1:].ctypes,
-               c.ctypes, ints[5:].ctypes)
-
     @_jit
     def _update(code, p, g, s1, s2, c):  # pragma: no cover - compiled
         if code == 0:
