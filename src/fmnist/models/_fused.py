@@ -26,9 +26,10 @@ torch); the stem differs from oneDNN's convolution by float32 rounding only (tes
 both against torch). Each kernel's innermost loop runs over the channels, contiguous in NHWC,
 with few enough memory streams for LLVM to vectorise it.
 
-:class:`Plan` finds these runs in a network's module list once; ``Network.forward`` follows
-it, and falls back to the plain modules off the CPU, without numba, while an exporter traces,
-or where a forward hook watches one of the modules.
+:class:`Plan` finds these runs in a network's module list once, and the 3x3 convolutions that
+``_winograd`` computes; ``Network.forward`` follows it, and falls back to the plain modules off
+the CPU, without numba, while an exporter traces, or where a forward hook watches one of the
+modules.
 """
 
 from __future__ import annotations
@@ -156,10 +157,10 @@ class Plan:
     ``steps`` is a list of ``(start, stop, kind)`` over the module list; kind is None (one
     module), "relu-pool", "stem", "dropout", "winograd" (a 3x3 convolution, see ``_winograd``)
     or "block" (a module with ``forward_convs(x, conv)``, e.g. a residual block, whose
-    convolutions ``_winograd.conv`` computes). A fused step checks at run time that its kernel applies (CPU, float32 or for
-    the pool bfloat16, numba; for the stem, an input that needs no gradient; for dropout,
-    training on the CPU; for Winograd, float32 outside autocast) and otherwise runs the same
-    arithmetic as torch ops.
+    convolutions ``_winograd.conv`` computes). A fused step checks at run time that its kernel
+    applies (CPU, float32 or for the pool bfloat16, numba; for the stem, an input that needs no
+    gradient; for dropout, training on the CPU; for Winograd, float32 outside autocast) and
+    otherwise runs the same arithmetic as torch ops.
     """
 
     def __init__(self, modules: list[nn.Module]):
