@@ -15,7 +15,8 @@ For each dense preset (softmax, mlp-200, mlp-200-100) it times:
 
 For the book's CNN, cnn-book (skip with ``--no-conv``): fmnist's epoch (Adam, batch 32), the same
 network written plainly in PyTorch eager (channels-last, ``torch.optim.Adam``, ``--eager-threads``
-threads), Keras's epoch when TensorFlow is importable, and the floor: the epoch's FLOPs (every
+threads), Keras's epoch when TensorFlow is importable (each stack's epochs in a process of its own,
+see ``stack_child``), and the floor: the epoch's FLOPs (every
 conv as im2col products, every linear layer's products; the first layer's input gradient left
 out) at the best sgemm rate measured in this run on those very shapes. Where the CPU has
 bfloat16 dot products, the three stacks again with bfloat16 mixed precision, against the
@@ -293,15 +294,53 @@ def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_thr
                         torch.bfloat16 if bf16 else torch.float32)
     torch.set_num_threads(threads)
     say(f"{preset}: fmnist epochs{tag}")
-    trainer.run_epoch(xs[:batch * 10], ys[:batch * 10])  # warm up
-    epoch, epoch_all = median_time(lambda: trainer.run_epoch(xs, ys), repeats)
+    ours = stack_child("fmnist", preset, len(xs), repeats, precision, batch, eager_threads)
+    epoch, epoch_all = ours["epoch_s"], ours["epoch_runs_s"]
     say(f"{preset}: PyTorch eager epochs{tag}")
-    eager = eager_cnn_epoch(preset, xs, ys, eager_threads, repeats, bf16=bf16, batch=batch)
+    eager = stack_child("eager", preset, len(xs), repeats, precision, batch, eager_threads)["epoch_s"]
     say(f"{preset}: Keras epochs{tag}")
     keras = keras_epoch(preset, len(xs), keras_repeats, precision, batch)
     return {"train_threads": train_threads, **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all,
             "epoch_vs_floor": epoch / floor["floor_s"], "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
             "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
+
+
+def stack_child(stack: str, preset: str, images: int, repeats: int, precision: str, batch: int,
+                eager_threads: int) -> dict:
+    """``stack``'s CNN epochs (fmnist or plain PyTorch eager), timed by ``run.py --stack`` in a
+    process of its own, as Keras's are.
+
+    Why: timed in this long process, after the dense presets, the GEMM floors and fmnist's own
+    epochs, the plain PyTorch cnn-book epoch took 14.4-14.6 s on 2 Zen 4 cores, and 19.5 s in a
+    fresh process a few minutes later (same code, same images): whatever the earlier work leaves
+    behind moved one stack's time by a third. A fresh process each gives every stack the same start.
+    """
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--stack", stack, "--preset", preset, "--images",
+           str(images), "--conv-repeats", str(repeats), "--precision", precision, "--batch", str(batch),
+           "--eager-threads", str(eager_threads)]
+    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def stack_epochs(args) -> dict:
+    """What ``run.py --stack`` prints: one stack's epochs on the first ``--images`` training images."""
+    data = load_dataset()
+    x_tr, _, y_tr, _ = train_val_split(data.x_train, data.y_train)
+    xs, ys = images_to_tensor(x_tr[:args.images]), torch.as_tensor(y_tr[:args.images], dtype=torch.long)
+    if args.stack == "eager":
+        epoch = eager_cnn_epoch(args.preset, xs, ys, args.eager_threads, args.conv_repeats,
+                                bf16=args.precision == "bfloat16", batch=args.batch)
+        return {"epoch_s": epoch}
+    train = get_preset(args.preset).train
+    torch.manual_seed(0)
+    trainer = Trainer(create_model(args.preset), TrainConfig(
+        epochs=1, device="cpu", optimizer=train["optimizer"], lr=train.get("lr"), batch_size=args.batch,
+        precision=args.precision))
+    trainer.run_epoch(xs[:args.batch * 10], ys[:args.batch * 10])  # warm up
+    epoch, runs = median_time(lambda: trainer.run_epoch(xs, ys), args.conv_repeats)
+    return {"epoch_s": epoch, "epoch_runs_s": runs}
 
 
 def data_load(repeats: int) -> dict[str, float]:
@@ -439,9 +478,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-conv", action="store_true", help="skip the convolutional presets (minutes)")
     parser.add_argument("--images", type=int, default=None,
                         help="train on only the first N of the 48,000 images, to try the script (default: all)")
+    parser.add_argument("--stack", choices=("fmnist", "eager"), help=argparse.SUPPRESS)  # stack_child's
+    parser.add_argument("--preset", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=BATCH, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.stack:
+        print(json.dumps(stack_epochs(args)))
+        return 0
     results = run(args)
     if args.out:
         write_json(args.out, results)

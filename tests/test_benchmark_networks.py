@@ -72,3 +72,31 @@ def test_keras_is_timed_at_the_batch_it_is_given(monkeypatch):
     monkeypatch.setattr(subprocess, "run", fake)
     assert run.keras_epoch("cnn-best", 512, 1, "bfloat16", batch=256) == 1.5
     assert seen[0][seen[0].index("--batch") + 1] == "256"
+
+
+def test_each_cnn_stack_is_timed_in_a_process_of_its_own(monkeypatch):
+    run = _load("run")
+    seen = []
+
+    def fake(cmd, **kwargs):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"epoch_s": 2.5}\n')
+
+    monkeypatch.setattr(subprocess, "run", fake)
+    assert run.stack_child("eager", "cnn-best", 512, 2, "bfloat16", 256, 1) == {"epoch_s": 2.5}
+    asked = dict(zip(seen[0][2::2], seen[0][3::2]))
+    assert seen[0][1].endswith("run.py") and asked == {
+        "--stack": "eager", "--preset": "cnn-best", "--images": "512", "--conv-repeats": "2",
+        "--precision": "bfloat16", "--batch": "256", "--eager-threads": "1"}
+
+
+@pytest.mark.parametrize("stack", ["fmnist", "eager"])
+def test_a_stack_child_prints_its_epochs(stack, real_data):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--stack", stack, "--preset",
+                           "cnn-book", "--images", "96", "--conv-repeats", "2"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["epoch_s"] > 0
+    if stack == "fmnist":
+        runs = result["epoch_runs_s"]
+        assert len(runs) == 2 and min(runs) <= result["epoch_s"] <= max(runs)

@@ -63,9 +63,12 @@ def test_as_finished_yields_tasks_as_they_end_and_cancels_the_rest_when_left(ray
         time.sleep(seconds)
         return seconds
 
-    slow, fast = sleep.remote(0.5), sleep.remote(0.0)
+    # Both workers started first: on a busy machine starting the second one took longer than the
+    # slow task, which then finished first.
+    ray.get([sleep.remote(0.0), sleep.remote(0.0)])
+    slow, fast = sleep.remote(2.0), sleep.remote(0.0)
     with _ray.as_finished([slow, fast]) as done:
-        assert [ray.get(ref) for ref in done] == [0.0, 0.5]  # in the order they finish, not as given
+        assert [ray.get(ref) for ref in done] == [0.0, 2.0]  # in the order they finish, not as given
 
     # Leaving the block early (here an error after the first task) cancels what is still running.
     stuck, quick = sleep.remote(600), sleep.remote(0.0)
