@@ -311,9 +311,10 @@ def stack_child(stack: str, preset: str, images: int, repeats: int, precision: s
     process of its own, as Keras's are.
 
     Why: timed in this long process, after the dense presets, the GEMM floors and fmnist's own
-    epochs, the plain PyTorch cnn-book epoch took 14.4-14.6 s on 2 Zen 4 cores, and 19.5 s in a
-    fresh process a few minutes later (same code, same images): whatever the earlier work leaves
-    behind moved one stack's time by a third. A fresh process each gives every stack the same start.
+    epochs, the plain PyTorch cnn-book epoch took 14.4-14.6 s on 2 Zen 4 cores in two runs, and
+    19.5 s in a fresh process minutes later (same code, same images). Whether the earlier work or
+    the shared machine made that difference was not settled; a fresh process for each stack at
+    least gives every stack the same start, as Keras's always had.
     """
     import subprocess
 
