@@ -233,12 +233,17 @@ def keras_epoch(name: str, images: int | None, repeats: int, precision: str = "f
 
 def keras_child(name: str, repeats: int, images: int | None, precision: str = "float32", batch: int = BATCH) -> dict:
     """What ``benchmarks/keras_epoch.py NAME`` prints: the epochs and the versions."""
-    import subprocess
-
     cmd = [sys.executable, str(Path(__file__).with_name("keras_epoch.py")), name, "--repeats", str(repeats),
            "--precision", precision, "--batch", str(batch)]
     if images:
         cmd += ["--images", str(images)]
+    return child_json(cmd)
+
+
+def child_json(cmd: list[str]) -> dict:
+    """Run a timing script in a process of its own; the JSON object on its last line of output."""
+    import subprocess
+
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -278,11 +283,7 @@ def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_thr
     """
     bf16 = precision == "bfloat16"
     tag = f" (batch {batch}{', bfloat16' if bf16 else ''})"
-    train = get_preset(preset).train
-    torch.manual_seed(0)
-    trainer = Trainer(create_model(preset), TrainConfig(
-        epochs=1, device="cpu", optimizer=train["optimizer"], lr=train.get("lr"), batch_size=batch,
-        precision=precision))
+    trainer = preset_trainer(preset, batch, precision)
     if parameters(eager_network(preset)[0]) != parameters(trainer.model):
         raise RuntimeError(f"benchmarks/run.py: the plain PyTorch {preset} is not the preset's network "
                            "(parameter counts differ): write eager_network() after its spec")
@@ -305,6 +306,16 @@ def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_thr
             "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
 
 
+def preset_trainer(preset: str, batch: int, precision: str) -> Trainer:
+    """The trainer fmnist's CNN epochs are timed with: the preset's network (seed 0), optimizer and
+    rate at ``batch`` and ``precision``, without its augmentation."""
+    train = get_preset(preset).train
+    torch.manual_seed(0)
+    return Trainer(create_model(preset), TrainConfig(
+        epochs=1, device="cpu", optimizer=train["optimizer"], lr=train.get("lr"), batch_size=batch,
+        precision=precision))
+
+
 def stack_child(stack: str, preset: str, images: int, repeats: int, precision: str, batch: int,
                 eager_threads: int) -> dict:
     """``stack``'s CNN epochs (fmnist or plain PyTorch eager), timed by ``run.py --stack`` in a
@@ -316,13 +327,9 @@ def stack_child(stack: str, preset: str, images: int, repeats: int, precision: s
     the shared machine made that difference was not settled; a fresh process for each stack at
     least gives every stack the same start, as Keras's always had.
     """
-    import subprocess
-
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--stack", stack, "--preset", preset, "--images",
-           str(images), "--conv-repeats", str(repeats), "--precision", precision, "--batch", str(batch),
-           "--eager-threads", str(eager_threads)]
-    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_json([sys.executable, str(Path(__file__).resolve()), "--stack", stack, "--preset", preset,
+                       "--images", str(images), "--conv-repeats", str(repeats), "--precision", precision,
+                       "--batch", str(batch), "--eager-threads", str(eager_threads)])
 
 
 def stack_epochs(args) -> dict:
@@ -334,11 +341,7 @@ def stack_epochs(args) -> dict:
         epoch = eager_cnn_epoch(args.preset, xs, ys, args.eager_threads, args.conv_repeats,
                                 bf16=args.precision == "bfloat16", batch=args.batch)
         return {"epoch_s": epoch}
-    train = get_preset(args.preset).train
-    torch.manual_seed(0)
-    trainer = Trainer(create_model(args.preset), TrainConfig(
-        epochs=1, device="cpu", optimizer=train["optimizer"], lr=train.get("lr"), batch_size=args.batch,
-        precision=args.precision))
+    trainer = preset_trainer(args.preset, args.batch, args.precision)
     trainer.run_epoch(xs[:args.batch * 10], ys[:args.batch * 10])  # warm up
     epoch, runs = median_time(lambda: trainer.run_epoch(xs, ys), args.conv_repeats)
     return {"epoch_s": epoch, "epoch_runs_s": runs}

@@ -61,28 +61,28 @@ def test_the_floor_counts_each_layers_products_once_at_the_batch_asked():
     assert products[0] == ("conv 1->32 28x28 forward", 256 * 28 * 28, 9, 32)
 
 
-def test_keras_is_timed_at_the_batch_it_is_given(monkeypatch):
-    run = _load("run")
+def _children(monkeypatch, stdout: str) -> list[list[str]]:
+    """Child processes answered with ``stdout`` instead of run; their commands, as they come."""
     seen = []
 
     def fake(cmd, **kwargs):
         seen.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0, stdout='{"epoch_s": 1.5}\n')
+        return subprocess.CompletedProcess(cmd, 0, stdout=stdout)
 
     monkeypatch.setattr(subprocess, "run", fake)
+    return seen
+
+
+def test_keras_is_timed_at_the_batch_it_is_given(monkeypatch):
+    run = _load("run")
+    seen = _children(monkeypatch, '{"epoch_s": 1.5}\n')
     assert run.keras_epoch("cnn-best", 512, 1, "bfloat16", batch=256) == 1.5
     assert seen[0][seen[0].index("--batch") + 1] == "256"
 
 
 def test_each_cnn_stack_is_timed_in_a_process_of_its_own(monkeypatch):
     run = _load("run")
-    seen = []
-
-    def fake(cmd, **kwargs):
-        seen.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0, stdout='{"epoch_s": 2.5}\n')
-
-    monkeypatch.setattr(subprocess, "run", fake)
+    seen = _children(monkeypatch, '{"epoch_s": 2.5}\n')
     assert run.stack_child("eager", "cnn-best", 512, 2, "bfloat16", 256, 1) == {"epoch_s": 2.5}
     asked = dict(zip(seen[0][2::2], seen[0][3::2]))
     assert seen[0][1].endswith("run.py") and asked == {
