@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from fmnist.models import create_model
+from fmnist._numba import AVAILABLE
+from fmnist.models import _winograd, create_model
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
 from fmnist.training import TrainConfig, Trainer, fit
@@ -55,6 +56,76 @@ def test_frozen_or_eval_models_are_not_taken_by_the_fast_step():
     model.layers[1].weight.requires_grad_(False)
     assert DenseStep.build(model) is None
     assert DenseStep.build(create_model("mlp-100").eval()) is None
+
+
+needs_kernels = pytest.mark.skipif(not (AVAILABLE and _winograd.usable()),
+                                   reason="the conv front runs the compiled kernels: numba and MKL's sgemm")
+
+# A stem ('same'), a Winograd convolution ('valid') and ReLU + pool, dropout in the dense stack;
+# two Winograd convolutions, the first with a plain ReLU, the second read by the flatten; a stem
+# alone; dropout after tanh, whose backward reads the activation before the mask.
+PER_BATCH = [
+    "conv:32:3:same:relu,maxpool:2,conv:32:3:valid:relu,maxpool:2,flatten,dense:20:relu,dropout:0.3,dense:10",
+    "conv:32:3:same:relu,maxpool:2,conv:32:3:same:relu,conv:32:3:valid:linear,flatten,dense:10",
+    "conv:32:3:valid:relu,maxpool:2,flatten,dense:10",
+    "flatten,dense:20:tanh,dropout:0.5,dense:16:relu,dropout:0.2,dense:10",
+]
+
+
+@needs_kernels
+@pytest.mark.parametrize("layers", PER_BATCH)
+def test_per_batch_step_gradients_match_autograd(layers):
+    """Conv fronts and dropout: the same logits and gradients as autograd through the same
+    kernels, with the same dropout masks from the same seed."""
+    torch.manual_seed(0)
+    model = Network(ModelSpec.parse(layers))
+    assert DenseStep.build(model) is None  # the compiled epoch's step takes neither
+    step = DenseStep.build(model, per_batch=True)
+    assert step is not None and (step.front or any(step.drops))
+    x = torch.rand(7, 28, 28)
+    y = torch.tensor([0, 3, 9, 3, 1, 2, 5])
+    torch.manual_seed(1)
+    logits = model(x)
+    F.cross_entropy(logits, y).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 7.0)  # stale values must be overwritten, not added to
+    torch.manual_seed(1)
+    out = step(x, y)
+    torch.testing.assert_close(out, logits.detach(), rtol=1e-6, atol=1e-6)
+    for p, g in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5 * float(g.abs().max()))
+
+
+@pytest.mark.parametrize("layers", [
+    "conv:32:3:same:relu,maxpool:2,batchnorm,flatten,dense:10",  # batch norm in the front
+    "conv:16:3:same:relu,maxpool:2,conv:16:3:same:relu,maxpool:2,flatten,dense:10",  # oneDNN's conv
+    "conv:32:3:same:relu,avgpool:2,flatten,dense:10",
+    "conv:32:3:same:relu,maxpool:2,flatten,dropout:0.2,dense:10",  # dropout before the first dense layer
+])
+def test_per_batch_step_leaves_other_models_to_autograd(layers):
+    assert DenseStep.build(Network(ModelSpec.parse(layers)), per_batch=True) is None
+
+
+@needs_kernels
+def test_per_batch_conv_step_trains_like_plain_autograd():
+    """Two epochs of a conv net with dropout on the hand-written step and on plain autograd:
+    the same weights, losses and accuracies."""
+    layers = PER_BATCH[0]
+    results = []
+    for cls in (Trainer, PlainAutogradTrainer):
+        torch.manual_seed(0)
+        trainer = cls(Network(ModelSpec.parse(layers)), TrainConfig(epochs=2, seed=0, optimizer="adam"))
+        history = trainer.fit(X, Y)
+        if cls is Trainer:
+            assert trainer._dense_step is not None and trainer._dense_step.front
+        results.append((history, torch.cat([p.detach().view(-1) for p in trainer.model.parameters()])))
+    (h_fast, w_fast), (h_ref, w_ref) = results
+    assert h_ref[-1]["loss"] < h_ref[0]["loss"]
+    torch.testing.assert_close(w_fast, w_ref, rtol=1e-4, atol=1e-5)
+    for fast, ref in zip(h_fast, h_ref):
+        assert fast["loss"] == pytest.approx(ref["loss"], rel=1e-4)
+        assert fast["accuracy"] == ref["accuracy"]
 
 
 class PlainAutogradTrainer(Trainer):

@@ -245,7 +245,12 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """
     if x.device.type != "cpu" or not 0 < p < 1:
         return F.dropout(x, p, training=True)
+    return x * dropout_mask(x.shape, p, x.dtype)
+
+
+def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
+    """The CPU mask ``dropout`` multiplies by: 0 or 1/(1-p), drawn as ``dropout`` describes."""
     seed = int(torch.randint(0, 2**62, ()))
-    noise = np.random.Generator(np.random.PCG64(seed)).integers(-32768, 32768, x.shape, dtype=np.int16)
+    noise = np.random.Generator(np.random.PCG64(seed)).integers(-32768, 32768, shape, dtype=np.int16)
     keep = torch.from_numpy(noise) >= round(p * 65536) - 32768
-    return x * keep.to(x.dtype).mul_(1 / (1 - p))
+    return keep.to(dtype).mul_(1 / (1 - p))

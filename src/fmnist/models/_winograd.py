@@ -163,11 +163,15 @@ def applies(conv: nn.Module) -> bool:
 def conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(x)``: by Winograd for float32 CPU maps outside autocast (with numba and MKL), by
     the module elsewhere."""
-    if (AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and conv.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and _blas().ONE_THREAD):
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+            and conv.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu") and usable()):
         return Winograd3x3.apply(x, conv.weight, conv.bias, conv.padding[0])
     return conv(x)
+
+
+def usable() -> bool:
+    """Whether this process can run the kernels: numba, and MKL's per-thread thread count."""
+    return AVAILABLE and _blas().ONE_THREAD
 
 
 def conv(x: torch.Tensor, module: nn.Conv2d) -> torch.Tensor:

@@ -212,10 +212,10 @@ class Trainer:
         weights between steps) gets chunks of one step, still compiled.
         """
         bs = self.config.batch_size
-        # The hand-written dense step (no autograd bookkeeping) for the model as it is at the
-        # start of this epoch, and the compiled epoch: float32 arithmetic, plain cross-entropy.
+        # The hand-written step (no autograd bookkeeping) for the model as it is at the start of
+        # this epoch, and the compiled epoch: float32 arithmetic, plain cross-entropy.
         plain = not self.config.label_smoothing and self.config.precision == "float32"
-        self._dense_step = DenseStep.build(self.model) if plain else None
+        self._dense_step = DenseStep.build(self.model, per_batch=True) if plain else None
         fast = None
         if not self.augment.active and plain and not self._custom_train_step():
             fast = FastEpoch.build(self.model, self.optimizer, self.device)
@@ -260,8 +260,9 @@ class Trainer:
         and the like: a subclass's ``train_step`` is always called, because the compiled dense
         engine, which runs whole chunks of steps without Python, steps aside for it.
 
-        Dense stacks get the hand-written step (same arithmetic, no autograd bookkeeping),
-        everything else autograd; both finish with the same optimizer update.
+        Dense stacks, with dropout and a front of compiled convolutions too, get the
+        hand-written step (same arithmetic, no autograd bookkeeping), everything else autograd;
+        both finish with the same optimizer update.
         """
         if self._dense_step is not None:
             logits = self._dense_step(xb, yb)
