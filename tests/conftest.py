@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny learnable MNIST-format dataset in tmp_path, and the real one if present."""
+"""Shared fixtures: a tiny learnable MNIST-format dataset in tmp_path, the real one if present, and
+the compiled kernels on one slice of a batch or several."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fmnist._threads import torch_threads
 from fmnist.data.idx import write_idx
+from fmnist.models import _batches
 
 REAL_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -88,3 +91,12 @@ def tiny_run(tmp_path_factory) -> Path:
     mp.undo()
     assert result.metrics["val"]["accuracy"] > 0.9  # the premise of the tests that use it
     return folder / "run"
+
+
+@pytest.fixture(params=["one slice", "slices"])
+def slices(request, monkeypatch):
+    """The compiled kernels on the whole batch at once, and on slices of it on two threads."""
+    if request.param == "slices":
+        monkeypatch.setattr(_batches, "min_slice_images", 1)
+    with torch_threads(2):
+        yield request.param

@@ -74,9 +74,10 @@ PER_BATCH = [
 
 @needs_kernels
 @pytest.mark.parametrize("layers", PER_BATCH)
-def test_per_batch_step_gradients_match_autograd(layers):
+def test_per_batch_step_gradients_match_autograd(layers, slices):
     """Conv fronts and dropout: the same logits and gradients as autograd through the same
-    kernels, with the same dropout masks from the same seed."""
+    kernels, with the same dropout masks from the same seed; on one slice of the batch, and on
+    slices whose threads take their images through the front's steps in a row."""
     torch.manual_seed(0)
     model = Network(ModelSpec.parse(layers))
     assert DenseStep.build(model) is None  # the compiled epoch's step takes neither
@@ -108,7 +109,7 @@ def test_per_batch_step_leaves_other_models_to_autograd(layers):
 
 
 @needs_kernels
-def test_per_batch_conv_step_trains_like_plain_autograd():
+def test_per_batch_conv_step_trains_like_plain_autograd(slices):
     """Two epochs of a conv net with dropout on the hand-written step and on plain autograd:
     the same weights, losses and accuracies."""
     layers = PER_BATCH[0]

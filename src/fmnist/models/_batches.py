@@ -3,14 +3,19 @@
 The numba kernels of ``_fused`` and ``_winograd`` are single-threaded loops that release the
 GIL: run one after another on the whole batch they would leave torch's other threads idle, so
 each call hands all but the first slice of images to a small thread pool and computes the
-first on the calling thread.
+first on the calling thread. Kernels that work image by image can also be chained (``run``
+with several jobs): each thread then takes its slice through all of them with no wait in
+between, where separate calls would wait for the slowest slice, and hand the pool its work,
+once per kernel.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import torch
 
@@ -44,16 +49,33 @@ def slices(n: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
-def by_images(kernel, batched, shared, parts=None, per_slice=()):
-    """``kernel(*batched, *shared)`` over slices of the arrays in ``batched`` (image axis first),
-    the first slice on this thread and the rest on the pool. ``per_slice`` arrays have one row per
-    slice (accumulators)."""
-    parts = parts or slices(len(batched[0]))
-    calls = [(*(a[part] for a in batched), *shared, *(a[i] for a in per_slice)) for i, part in enumerate(parts)]
-    if len(calls) == 1:
-        kernel(*calls[0])
-        return
-    futures = [_pool(len(calls) - 1).submit(kernel, *args) for args in calls[1:]]
-    kernel(*calls[0])
+class Job(NamedTuple):
+    """``kernel(*batched, *shared)`` over slices ``parts`` of the arrays in ``batched`` (image axis
+    first); ``per_slice`` arrays have one row per slice (accumulators)."""
+
+    kernel: Callable
+    batched: tuple
+    shared: tuple
+    parts: list[slice]
+    per_slice: tuple = ()
+
+    def run_slice(self, i: int) -> None:
+        part = self.parts[i]
+        self.kernel(*(a[part] for a in self.batched), *self.shared, *(a[i] for a in self.per_slice))
+
+
+def run(*jobs: Job) -> None:
+    """Run the jobs' kernels slice by slice, the first slice on this thread and the rest on the
+    pool. Each slice runs every job in order, with no wait between them: a job may read what the
+    one before it wrote for the same images, and nothing else (the jobs share their ``parts``)."""
+    count = len(jobs[0].parts)
+    assert all(job.parts == jobs[0].parts for job in jobs), "chained jobs need the same slices"
+
+    def chain(i: int) -> None:
+        for job in jobs:
+            job.run_slice(i)
+
+    futures = [_pool(count - 1).submit(chain, i) for i in range(1, count)]
+    chain(0)
     for future in futures:
         future.result()

@@ -43,7 +43,7 @@ from torch import nn
 
 from fmnist._numba import AVAILABLE
 from fmnist.models import _winograd
-from fmnist.models._batches import by_images, nhwc, slices
+from fmnist.models._batches import Job, nhwc, run, slices
 
 
 @functools.cache
@@ -60,33 +60,58 @@ class ReluMaxPool2d(torch.autograd.Function):
     a positive bfloat16 is a positive int16 and the order of positives is the same, every
     negative is below every positive, and the ReLU zeroes negatives whatever their order. So the
     integer maximum is the float maximum. Without the ReLU, bfloat16 takes torch's ops.
+
+    Each pass is also a job, not yet run, with the tensor it will write (``forward_job``,
+    ``backward_job``), for a caller that chains several kernels per slice of images
+    (``_batches.run``); ``finish`` then gives the pass's return value.
     """
 
     @staticmethod
     def forward(ctx, y, relu: bool):
+        job, z = ReluMaxPool2d.forward_job(ctx, y, relu)
+        run(job)
+        return z
+
+    @staticmethod
+    def forward_job(ctx, y, relu: bool):
         n, c, h, w = y.shape
         z = torch.empty((n, h // 2, w // 2, c), dtype=y.dtype)
         arg = torch.empty((n, h // 2, w // 2, c), dtype=torch.int8)
-        by_images(_kernels().pool_forward, (_bits(nhwc(y.detach())), _bits(z), arg.numpy()),
-                  (relu, _zero(y.dtype)))
+        job = Job(_kernels().pool_forward, (_bits(nhwc(y.detach())), _bits(z), arg.numpy()),
+                  (relu, _zero(y.dtype)), slices(n))
         ctx.save_for_backward(arg)
         ctx.size = (h, w)
-        return z.permute(0, 3, 1, 2)  # channels-last (N, C, H//2, W//2)
+        return job, z.permute(0, 3, 1, 2)  # channels-last (N, C, H//2, W//2)
 
     @staticmethod
     def backward(ctx, grad):
+        job, _, finish = ReluMaxPool2d.backward_job(ctx, grad)
+        run(job)
+        return finish()
+
+    @staticmethod
+    def backward_job(ctx, grad):
         (arg,) = ctx.saved_tensors
         n, _, _, c = arg.shape
         gy = torch.empty((n, *ctx.size, c), dtype=grad.dtype)
-        by_images(_kernels().pool_backward, (_bits(nhwc(grad)), arg.numpy(), _bits(gy)), (_zero(grad.dtype),))
-        return gy.permute(0, 3, 1, 2), None
+        job = Job(_kernels().pool_backward, (_bits(nhwc(grad)), arg.numpy(), _bits(gy)), (_zero(grad.dtype),),
+                  slices(n))
+        gx = gy.permute(0, 3, 1, 2)
+        return job, gx, lambda: (gx, None)
 
 
 class StemConvReluPool(torch.autograd.Function):
-    """``max_pool2d(relu(conv2d(x, weight, bias, padding=pad)), 2)`` for one-channel images x."""
+    """``max_pool2d(relu(conv2d(x, weight, bias, padding=pad)), 2)`` for one-channel images x;
+    its passes are jobs too, as ``ReluMaxPool2d``'s."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, pad: int, relu: bool):
+        job, z = StemConvReluPool.forward_job(ctx, x, weight, bias, pad, relu)
+        run(job)
+        return z
+
+    @staticmethod
+    def forward_job(ctx, x, weight, bias, pad: int, relu: bool):
         n, _, h, w = x.shape
         cout = weight.shape[0]
         xp = F.pad(x.detach().reshape(n, h, w), (pad, pad, pad, pad)).contiguous()
@@ -94,13 +119,19 @@ class StemConvReluPool(torch.autograd.Function):
         z = torch.empty((n, oh, ow, cout), dtype=x.dtype)
         arg = torch.empty((n, oh, ow, cout), dtype=torch.int8)
         taps = weight.detach().reshape(cout, 9).t().contiguous()
-        by_images(_kernels().stem_forward, (xp.numpy(), z.numpy(), arg.numpy()),
-                  (taps.numpy(), bias.detach().contiguous().numpy(), relu))
+        job = Job(_kernels().stem_forward, (xp.numpy(), z.numpy(), arg.numpy()),
+                  (taps.numpy(), bias.detach().contiguous().numpy(), relu), slices(n))
         ctx.save_for_backward(xp, arg)
-        return z.permute(0, 3, 1, 2)
+        return job, z.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):
+        job, _, finish = StemConvReluPool.backward_job(ctx, grad)
+        run(job)
+        return finish()
+
+    @staticmethod
+    def backward_job(ctx, grad):
         xp, arg = ctx.saved_tensors
         cout = arg.shape[3]
         gz = nhwc(grad)
@@ -108,9 +139,9 @@ class StemConvReluPool(torch.autograd.Function):
         parts = slices(len(arg))
         dw = torch.zeros((len(parts), 9, cout))
         db = torch.zeros((len(parts), cout))
-        by_images(_kernels().stem_backward, (xp.numpy(), gz.numpy(), arg.numpy()), (), parts,
-                  per_slice=(dw.numpy(), db.numpy()))
-        return None, dw.sum(0).t().reshape(cout, 1, 3, 3), db.sum(0), None, None
+        job = Job(_kernels().stem_backward, (xp.numpy(), gz.numpy(), arg.numpy()), (), parts,
+                  (dw.numpy(), db.numpy()))
+        return job, None, lambda: (None, dw.sum(0).t().reshape(cout, 1, 3, 3), db.sum(0), None, None)
 
 
 def _bits(t: torch.Tensor) -> np.ndarray:

@@ -92,10 +92,19 @@ def _sgemm_args(slices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class Winograd3x3(torch.autograd.Function):
-    """``conv2d(x, weight, bias, padding=pad)``: 3x3 filters, stride 1, padding 0 or 1, float32 CPU."""
+    """``conv2d(x, weight, bias, padding=pad)``: 3x3 filters, stride 1, padding 0 or 1, float32 CPU.
+
+    Its passes are jobs too (``forward_job``, ``backward_job``), as ``_fused.ReluMaxPool2d``'s.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, pad: int):
+        job, y = Winograd3x3.forward_job(ctx, x, weight, bias, pad)
+        _batches.run(job)
+        return y
+
+    @staticmethod
+    def forward_job(ctx, x, weight, bias, pad: int):
         n, c, h, w = x.shape
         k = weight.shape[0]
         (oh, th), (ow, tw) = _size(h, pad), _size(w, pad)
@@ -110,16 +119,21 @@ class Winograd3x3(torch.autograd.Function):
         kernel = functools.partial(_blas().one_thread, _kernels().forward_images)
         scratch = (_scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
                    *_sgemm_args(len(parts)))
-        _batches.by_images(kernel, (xn.numpy(), y.numpy()), (u, b.numpy(), pad, th, tw, group), parts,
-                           per_slice=scratch)
+        job = _batches.Job(kernel, (xn.numpy(), y.numpy()), (u, b.numpy(), pad, th, tw, group), parts, scratch)
         ctx.save_for_backward(xn)
         ctx.u = u
         ctx.geometry = (pad, th, tw, group)
         ctx.has_bias = bias is not None
-        return y.permute(0, 3, 1, 2)  # channels-last (N, K, OH, OW)
+        return job, y.permute(0, 3, 1, 2)  # channels-last (N, K, OH, OW)
 
     @staticmethod
     def backward(ctx, grad):
+        job, _, finish = Winograd3x3.backward_job(ctx, grad)
+        _batches.run(job)
+        return finish()
+
+    @staticmethod
+    def backward_job(ctx, grad):
         (xn,) = ctx.saved_tensors
         u = ctx.u
         pad, th, tw, group = ctx.geometry
@@ -134,13 +148,18 @@ class Winograd3x3(torch.autograd.Function):
         kernel = functools.partial(_blas().one_thread, _kernels().backward_images)
         scratch = (_scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
                    _scratch(len(parts), group, th * tw, c), *_sgemm_args(len(parts)))
-        _batches.by_images(kernel, (xn.numpy(), gy.numpy(), gx.numpy()), (u, pad, th, tw, group, input_grad), parts,
-                           per_slice=(*scratch, du, db))
-        g9 = np.empty((9, c * k), np.float32)
-        _kernels().combine_rows(_filter_transform(adjoint=True), du.sum(0).reshape(36, c * k), g9)
-        gw = torch.from_numpy(g9).view(3, 3, c, k).permute(3, 2, 0, 1).contiguous()
-        gb = torch.from_numpy(db.sum(0)) if ctx.has_bias else None
-        return gx.permute(0, 3, 1, 2) if input_grad else None, gw, gb, None
+        job = _batches.Job(kernel, (xn.numpy(), gy.numpy(), gx.numpy()), (u, pad, th, tw, group, input_grad), parts,
+                           (*scratch, du, db))
+        gx = gx.permute(0, 3, 1, 2) if input_grad else None
+
+        def finish():
+            g9 = np.empty((9, c * k), np.float32)
+            _kernels().combine_rows(_filter_transform(adjoint=True), du.sum(0).reshape(36, c * k), g9)
+            gw = torch.from_numpy(g9).view(3, 3, c, k).permute(3, 2, 0, 1).contiguous()
+            gb = torch.from_numpy(db.sum(0)) if ctx.has_bias else None
+            return gx, gw, gb, None
+
+        return job, gx, finish
 
 
 # Fewer channels than this, in or out, and oneDNN's direct convolution is faster: the
