@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from fmnist._numba import AVAILABLE
-from fmnist.models import _winograd, create_model
+from fmnist.models import _fused, _winograd, create_model
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
 from fmnist.training import TrainConfig, Trainer, fit
@@ -96,6 +96,16 @@ def test_per_batch_step_gradients_match_autograd(layers, slices):
     torch.testing.assert_close(out, logits.detach(), rtol=1e-6, atol=1e-6)
     for p, g in zip(model.parameters(), expected):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5 * float(g.abs().max()))
+
+
+def test_per_batch_step_takes_every_plain_dense_stack():
+    """What the compiled epoch's step takes, the per-batch one takes too, with or without a Flatten first."""
+    for layers in ("flatten,dense:10", "flatten,dense:16:tanh,dense:12:sigmoid,dense:10"):
+        model = Network(ModelSpec.parse(layers))
+        assert DenseStep.build(model, per_batch=True).layers == DenseStep.build(model).layers
+        del model.layers[0]  # the Flatten: the first Linear then ends the (empty) front
+        model._plan = _fused.Plan(list(model.layers))
+        assert DenseStep.build(model, per_batch=True).layers == DenseStep.build(model).layers
 
 
 @pytest.mark.parametrize("layers", [

@@ -218,11 +218,11 @@ class DenseStep:
 
 
 def _front(model: Network, modules: list[nn.Module]) -> tuple[list[tuple[str, nn.Module | None]] | None, int]:
-    """The compiled conv steps before the network's first Flatten, and the index after them;
-    ``(None, 0)`` when a step there is not one the kernels always take."""
+    """The compiled conv steps before the network's first Flatten (or Linear), and the index
+    where they end; ``(None, 0)`` when a step there is not one the kernels always take."""
     front: list[tuple[str, nn.Module | None]] = []
     for start, stop, kind in model._plan.steps:
-        if isinstance(modules[start], nn.Flatten):
+        if isinstance(modules[start], (nn.Flatten, nn.Linear)):
             winograd = any(k == "winograd" for k, _ in front)
             if front and (not AVAILABLE or (winograd and not _winograd.usable()) or _fused._hooked(modules)):
                 return None, 0
