@@ -31,6 +31,7 @@ from torch import nn
 from fmnist._numba import AVAILABLE
 from fmnist.models import _batches, _fused, _winograd
 from fmnist.models.network import Network
+from fmnist.training._loss import loss_gradient
 
 # activation module -> (in-place forward, backward from the activation's OUTPUT)
 _ACTIVATIONS = {
@@ -135,10 +136,12 @@ class DenseStep:
             if p:
                 h = h * masks[-1]
         logits = h
-        ycol = yb.view(n, 1)
-        lsm = torch.log_softmax(logits, 1)
-        # d(mean CE)/d(logits) = (softmax - onehot) / n
-        g = lsm.exp_().div_(n).scatter_add_(1, ycol, self._neg_inv_n(n, lsm))
+        # d(mean CE)/d(logits) = (softmax - onehot) / n: compiled on the CPU in float32 (torch's
+        # tiny ops each wake a second thread, see _loss), else torch's.
+        g = loss_gradient(logits, yb)
+        if g is None:
+            lsm = torch.log_softmax(logits, 1)
+            g = lsm.exp_().div_(n).scatter_add_(1, yb.view(n, 1), self._neg_inv_n(n, lsm))
         for i in range(len(self._plan) - 1, -1, -1):
             weight, bias, w, _, _, _, _ = self._plan[i]
             self._grad(weight, torch.mm, g.t(), saved[i])

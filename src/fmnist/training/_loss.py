@@ -80,6 +80,18 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         return grad * grad_loss, None, None, None, None
 
 
+def loss_gradient(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """The mean cross-entropy's gradient with respect to ``logits``, ``(softmax - onehot(y)) / n``,
+    in the one compiled pass; None where the kernel does not apply."""
+    if not _usable(logits, y):
+        return None
+    h = logits.detach().contiguous()
+    grad = torch.empty_like(h)
+    n = len(y)
+    _xent_forward(h.numpy(), y.numpy(), 0.0, grad.numpy(), np.empty(n, np.float32), np.empty(n, np.int64))
+    return grad
+
+
 def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0,
                           picked: torch.Tensor | None = None, pred: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy of ``logits`` (n, classes) against labels ``y``, with ``smoothing``.
