@@ -79,3 +79,23 @@ def run(*jobs: Job) -> None:
     chain(0)
     for future in futures:
         future.result()
+
+
+class JobFunction(torch.autograd.Function):
+    """An autograd Function whose passes are jobs: ``forward_job(ctx, *args)`` gives ``(job,
+    output)`` and ``backward_job(ctx, grad)`` gives ``(job, input_grad, finish)``, where the job
+    is planned, not yet run, and the output or input gradient is the tensor it will write.
+    ``forward`` and ``backward`` run the one job; a caller that chains several kernels per slice
+    (``run``) plans the jobs itself, and calls ``finish()`` for the pass's return value."""
+
+    @classmethod
+    def forward(cls, ctx, *args):
+        job, output = cls.forward_job(ctx, *args)
+        run(job)
+        return output
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        job, _, finish = cls.backward_job(ctx, grad)
+        run(job)
+        return finish()

@@ -43,7 +43,7 @@ from torch import nn
 
 from fmnist._numba import AVAILABLE
 from fmnist.models import _winograd
-from fmnist.models._batches import Job, nhwc, run, slices
+from fmnist.models._batches import Job, JobFunction, nhwc, slices
 
 
 @functools.cache
@@ -53,7 +53,7 @@ def _kernels():
     return _fused_kernels
 
 
-class ReluMaxPool2d(torch.autograd.Function):
+class ReluMaxPool2d(JobFunction):
     """``max_pool2d(relu(y), 2)`` (or without the ReLU) on a CPU float32 tensor, any layout.
 
     With the ReLU, bfloat16 maps (under autocast) go to the same kernels as their bits, int16:
@@ -61,16 +61,8 @@ class ReluMaxPool2d(torch.autograd.Function):
     negative is below every positive, and the ReLU zeroes negatives whatever their order. So the
     integer maximum is the float maximum. Without the ReLU, bfloat16 takes torch's ops.
 
-    Each pass is also a job, not yet run, with the tensor it will write (``forward_job``,
-    ``backward_job``), for a caller that chains several kernels per slice of images
-    (``_batches.run``); ``finish`` then gives the pass's return value.
+    Its passes are jobs (see ``_batches.JobFunction``).
     """
-
-    @staticmethod
-    def forward(ctx, y, relu: bool):
-        job, z = ReluMaxPool2d.forward_job(ctx, y, relu)
-        run(job)
-        return z
 
     @staticmethod
     def forward_job(ctx, y, relu: bool):
@@ -84,12 +76,6 @@ class ReluMaxPool2d(torch.autograd.Function):
         return job, z.permute(0, 3, 1, 2)  # channels-last (N, C, H//2, W//2)
 
     @staticmethod
-    def backward(ctx, grad):
-        job, _, finish = ReluMaxPool2d.backward_job(ctx, grad)
-        run(job)
-        return finish()
-
-    @staticmethod
     def backward_job(ctx, grad):
         (arg,) = ctx.saved_tensors
         n, _, _, c = arg.shape
@@ -100,15 +86,9 @@ class ReluMaxPool2d(torch.autograd.Function):
         return job, gx, lambda: (gx, None)
 
 
-class StemConvReluPool(torch.autograd.Function):
+class StemConvReluPool(JobFunction):
     """``max_pool2d(relu(conv2d(x, weight, bias, padding=pad)), 2)`` for one-channel images x;
-    its passes are jobs too, as ``ReluMaxPool2d``'s."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, pad: int, relu: bool):
-        job, z = StemConvReluPool.forward_job(ctx, x, weight, bias, pad, relu)
-        run(job)
-        return z
+    its passes are jobs (see ``_batches.JobFunction``)."""
 
     @staticmethod
     def forward_job(ctx, x, weight, bias, pad: int, relu: bool):
@@ -123,12 +103,6 @@ class StemConvReluPool(torch.autograd.Function):
                   (taps.numpy(), bias.detach().contiguous().numpy(), relu), slices(n))
         ctx.save_for_backward(xp, arg)
         return job, z.permute(0, 3, 1, 2)
-
-    @staticmethod
-    def backward(ctx, grad):
-        job, _, finish = StemConvReluPool.backward_job(ctx, grad)
-        run(job)
-        return finish()
 
     @staticmethod
     def backward_job(ctx, grad):

@@ -91,17 +91,11 @@ def _sgemm_args(slices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (np.empty((slices, 8), np.int32), np.empty((slices, 4), np.uint8), np.empty((slices, 4), np.float32))
 
 
-class Winograd3x3(torch.autograd.Function):
+class Winograd3x3(_batches.JobFunction):
     """``conv2d(x, weight, bias, padding=pad)``: 3x3 filters, stride 1, padding 0 or 1, float32 CPU.
 
-    Its passes are jobs too (``forward_job``, ``backward_job``), as ``_fused.ReluMaxPool2d``'s.
+    Its passes are jobs (see ``_batches.JobFunction``).
     """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, pad: int):
-        job, y = Winograd3x3.forward_job(ctx, x, weight, bias, pad)
-        _batches.run(job)
-        return y
 
     @staticmethod
     def forward_job(ctx, x, weight, bias, pad: int):
@@ -125,12 +119,6 @@ class Winograd3x3(torch.autograd.Function):
         ctx.geometry = (pad, th, tw, group)
         ctx.has_bias = bias is not None
         return job, y.permute(0, 3, 1, 2)  # channels-last (N, K, OH, OW)
-
-    @staticmethod
-    def backward(ctx, grad):
-        job, _, finish = Winograd3x3.backward_job(ctx, grad)
-        _batches.run(job)
-        return finish()
 
     @staticmethod
     def backward_job(ctx, grad):
