@@ -65,12 +65,18 @@ def _usable(logits: torch.Tensor, y: torch.Tensor) -> bool:
             and y.dtype == torch.int64)
 
 
+def _xent(logits: torch.Tensor, y: torch.Tensor, smoothing: float, picked, pred) -> tuple[float, torch.Tensor]:
+    """``_xent_forward`` on CPU tensors (or numpy scratch for picked and pred): (loss, gradient)."""
+    h = logits.detach().contiguous()
+    grad = torch.empty_like(h)
+    loss = _xent_forward(h.numpy(), y.numpy(), smoothing, grad.numpy(), picked, pred)
+    return loss, grad
+
+
 class _SoftmaxCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, y, smoothing: float, picked, pred):
-        h = logits.detach().contiguous()
-        grad = torch.empty_like(h)
-        loss = _xent_forward(h.numpy(), y.numpy(), smoothing, grad.numpy(), picked.numpy(), pred.numpy())
+        loss, grad = _xent(logits, y, smoothing, picked.numpy(), pred.numpy())
         ctx.save_for_backward(grad)
         return torch.tensor(loss, dtype=torch.float32)
 
@@ -85,11 +91,7 @@ def loss_gradient(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
     in the one compiled pass; None where the kernel does not apply."""
     if not _usable(logits, y):
         return None
-    h = logits.detach().contiguous()
-    grad = torch.empty_like(h)
-    n = len(y)
-    _xent_forward(h.numpy(), y.numpy(), 0.0, grad.numpy(), np.empty(n, np.float32), np.empty(n, np.int64))
-    return grad
+    return _xent(logits, y, 0.0, np.empty(len(y), np.float32), np.empty(len(y), np.int64))[1]
 
 
 def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0,
