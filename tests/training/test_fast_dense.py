@@ -63,11 +63,12 @@ needs_kernels = pytest.mark.skipif(not (AVAILABLE and _winograd.usable()),
 
 # A stem ('same'), a Winograd convolution ('valid') and ReLU + pool, dropout in the dense stack;
 # two Winograd convolutions, the first with a plain ReLU, the second read by the flatten; a stem
-# alone; dropout after tanh, whose backward reads the activation before the mask.
+# alone, then the compiled dense layers' tanh, dropout and sigmoid; dropout after tanh, whose
+# backward reads the activation before the mask.
 PER_BATCH = [
     "conv:32:3:same:relu,maxpool:2,conv:32:3:valid:relu,maxpool:2,flatten,dense:20:relu,dropout:0.3,dense:10",
     "conv:32:3:same:relu,maxpool:2,conv:32:3:same:relu,conv:32:3:valid:linear,flatten,dense:10",
-    "conv:32:3:valid:relu,maxpool:2,flatten,dense:10",
+    "conv:32:3:valid:relu,maxpool:2,flatten,dense:16:tanh,dropout:0.5,dense:12:sigmoid,dense:10",
     "flatten,dense:20:tanh,dropout:0.5,dense:16:relu,dropout:0.2,dense:10",
 ]
 

@@ -142,9 +142,9 @@ class Winograd3x3(_batches.JobFunction):
 
         def finish():
             g9 = np.empty((9, c * k), np.float32)
-            _kernels().combine_rows(_filter_transform(adjoint=True), du.sum(0).reshape(36, c * k), g9)
+            _kernels().combine_rows(_filter_transform(adjoint=True), _batches.sum_slices(du).reshape(36, c * k), g9)
             gw = torch.from_numpy(g9).view(3, 3, c, k).permute(3, 2, 0, 1).contiguous()
-            gb = torch.from_numpy(db.sum(0)) if ctx.has_bias else None
+            gb = torch.from_numpy(_batches.sum_slices(db)) if ctx.has_bias else None
             return gx, gw, gb, None
 
         return job, gx, finish

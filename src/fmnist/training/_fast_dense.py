@@ -12,9 +12,12 @@ layers and, before the flatten, a front of the convolution steps ``models/_fused
 (the one-channel stem, 3x3 convolutions by Winograd, ReLU + 2x2 max-pool, ReLU). It runs their
 autograd Functions' passes in order, without a graph: the book's CNN at batch 32 on 2 Zen 4
 cores trained 1.10x and 1.15x as fast as through autograd (two runs, each the median ratio of 8
-pairs of 9,600-image epochs taking turns in one process). The passes' kernels are chained per
-slice of images (see ``_front_forward``): 1.14x, 0.99x and 1.07x against one call per kernel
-(8, 8 and 14 pairs; faster in 20 of the 30). The compiled epoch (``_fast_epoch``) takes neither.
+pairs of 9,600-image epochs taking turns in one process). The whole step is then one chain of
+compiled kernels per slice of images (see ``_chained``), the dense layers and the loss included:
+as torch ops on the whole batch, each of the first dense layer's three products took 0.3-0.4 ms
+(torch's second thread woke for each, and for each layout copy around the flatten) where one
+thread's half of them takes ~0.1 ms; chained, the step ran 1.05x, 1.09x and 1.20x as fast (8, 8
+and 10 pairs; faster in 23 of the 26). The compiled epoch (``_fast_epoch``) takes neither.
 
 It is the same step as autograd's, not an approximation: :func:`DenseStep.build` returns None
 for any model it does not cover exactly (batch-norm, other convolutions or pools, other
@@ -25,10 +28,12 @@ either path. Gradients are checked against autograd in the tests.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 from torch import nn
 
-from fmnist._numba import AVAILABLE
 from fmnist.models import _batches, _fused, _winograd
 from fmnist.models.network import Network
 from fmnist.training._loss import loss_gradient
@@ -39,6 +44,8 @@ _ACTIVATIONS = {
     nn.Tanh: (torch.Tensor.tanh_, lambda g, out: torch.ops.aten.tanh_backward(g, out)),
     nn.Sigmoid: (torch.Tensor.sigmoid_, lambda g, out: torch.ops.aten.sigmoid_backward(g, out)),
 }
+# ... and its code in the compiled kernels (_dense_kernels)
+ACT_CODES = {None: 0, nn.ReLU: 1, nn.Tanh: 2, nn.Sigmoid: 3}
 
 
 class _Context:
@@ -74,6 +81,7 @@ class DenseStep:
                        None if lin.bias is None else lin.bias.detach(), *(_ACTIVATIONS[act] if act else (None, None)))
                       for lin, act in layers]
         self._neg_inv: dict[tuple, torch.Tensor] = {}
+        self._codes = [ACT_CODES[act] for _, act in layers]
 
     @classmethod
     def build(cls, model: nn.Module, per_batch: bool = False) -> DenseStep | None:
@@ -120,11 +128,10 @@ class DenseStep:
         Writes each parameter's gradient of the mean cross-entropy into ``p.grad``. The detached
         aliases keep autograd out, so no graph is built even with grad mode on.
         """
-        n = len(xb)
         if self.front:
-            h, contexts = self._front_forward(self._adapt_input(xb.detach()))
-            front_shape = h.shape
-        h = h.reshape(n, -1) if self.front else xb.reshape(n, -1).detach()
+            return self._chained(xb, yb)
+        n = len(xb)
+        h = xb.reshape(n, -1).detach()
         saved, outputs, masks = [], [], []
         for (_, _, _, wt, b, fwd, _), p in zip(self._plan, self.drops):
             saved.append(h)
@@ -147,27 +154,78 @@ class DenseStep:
             self._grad(weight, torch.mm, g.t(), saved[i])
             if bias is not None:
                 self._grad(bias, torch.sum, g, 0)
-            if i or self.front:
-                g = torch.mm(g, w)
             if i:
+                g = torch.mm(g, w)
                 if masks[i - 1] is not None:
                     g.mul_(masks[i - 1])
                 back = self._plan[i - 1][6]
                 if back is not None:
                     g = back(g, outputs[i - 1])
-        if self.front:
-            self._front_backward(g.view(front_shape), contexts)  # the flatten's order: (N, C, H, W)
         return logits
 
-    # The front's compiled steps run as jobs chained per slice of images (``_batches.run``): each
-    # thread takes its images through every step in a row, with no wait between the steps, until
-    # a step computed by torch ops (a plain ReLU) needs the whole batch. A job is planned before
-    # the one it reads from has run: each step's output is an NHWC tensor seen as channels-last,
-    # so the next step's ``nhwc`` of it is a view of that memory, not a copy of what is not yet
-    # written (asserted).
+    # A conv network's step is one chain of jobs (``_batches.run``): each thread takes its slice
+    # of the batch through the front's compiled steps, the flatten, the dense layers, the loss
+    # gradient and all of it backwards, with no wait in between; only the parameter gradients
+    # sum over the slices (each slice writes its own share, added up at the end). Where a step
+    # computed by torch ops (a plain ReLU) needs the whole batch, the chain is run up to it. A
+    # job is planned before the one it reads from has run: each step's output is an NHWC
+    # tensor seen as channels-last, so the next step's ``nhwc`` of it is a view of that
+    # memory, not a copy of what is not yet written (asserted).
 
-    def _front_forward(self, h: torch.Tensor) -> tuple[torch.Tensor, list]:
-        contexts, jobs = [], []
+    def _chained(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        n = len(xb)
+        jobs: list[_batches.Job] = []
+        h, contexts = self._front_forward(self._adapt_input(xb.detach()), jobs)
+        assert not jobs or h.is_contiguous(memory_format=torch.channels_last)
+        maps = _batches.nhwc(h)
+        parts = _batches.slices(n)
+        sgemm = _sgemm_args(len(parts))
+        none = np.empty((n, 0), np.float32)  # an absent array the kernels do not touch
+        x = torch.empty((n, maps[0].numel()))
+        jobs.append(_batches.Job(_kernels().flatten_rows, (maps.numpy(), x.numpy()), (), parts))
+        inputs, outputs, masks = [], [], []
+        for (_, _, w, _, b, _, _), act, p in zip(self._plan, self._codes, self.drops):
+            out = torch.empty((n, w.shape[0]))
+            mask = _fused.dropout_mask(out.shape, p, out.dtype).numpy() if p else none
+            dropped = torch.empty_like(out) if p else out
+            jobs.append(_batches.Job(_one_thread(_kernels().forward_rows),
+                                     (x.numpy(), out.numpy(), dropped.numpy() if p else none, mask),
+                                     (w.numpy(), _EMPTY if b is None else b.numpy(), act, bool(p)), parts, sgemm))
+            inputs.append(x)
+            outputs.append(out)
+            masks.append(mask)
+            x = dropped
+        logits = x
+        g = torch.empty_like(logits)
+        jobs.append(_batches.Job(_kernels().loss_rows, (logits.numpy(), yb.numpy(), g.numpy()), (n,), parts))
+        shares = []  # (parameter, each slice's share of its gradient)
+        for i in range(len(self._plan) - 1, -1, -1):
+            weight, bias, w, _, _, _, _ = self._plan[i]
+            gw = np.empty((len(parts), *w.shape), np.float32)
+            gb = np.empty((len(parts), 0 if bias is None else len(bias)), np.float32)
+            gx = torch.empty_like(inputs[i])
+            below = (outputs[i - 1].numpy(), masks[i - 1], self._codes[i - 1], bool(self.drops[i - 1])) if i else \
+                (none, none, 0, False)
+            jobs.append(_batches.Job(_one_thread(_kernels().linear_backward),
+                                     (g.numpy(), inputs[i].numpy(), gx.numpy(), *below[:2]),
+                                     (w.numpy(), *below[2:], True), parts, (gw, gb, *sgemm)))
+            shares += [(weight, gw), (bias, gb)]
+            g = gx
+        gmaps = torch.empty(maps.shape)
+        jobs.append(_batches.Job(_kernels().unflatten_rows, (g.numpy(), gmaps.numpy()), (), parts))
+        self._front_backward(gmaps.permute(0, 3, 1, 2), contexts, jobs)  # runs what is left of the chain
+        for param, share in shares:
+            if param is not None:
+                if param.grad is None:
+                    param.grad = torch.from_numpy(_batches.sum_slices(share))
+                else:
+                    _batches.sum_slices(share, param.grad.numpy())
+        return logits
+
+    def _front_forward(self, h: torch.Tensor, jobs: list) -> tuple[torch.Tensor, list]:
+        """Plans the front's jobs onto ``jobs`` (running them only where a torch op needs the
+        whole batch); returns the output they will write and the passes' contexts."""
+        contexts = []
         for i, (kind, conv) in enumerate(self.front):
             if kind == "relu":
                 _run(jobs)
@@ -186,12 +244,12 @@ class DenseStep:
                 job, h = _winograd.Winograd3x3.forward_job(ctx, h, conv.weight, conv.bias, conv.padding[0])
             jobs.append(job)
             contexts.append(ctx)
-        _run(jobs)
         return h, contexts
 
-    def _front_backward(self, g: torch.Tensor, contexts: list) -> None:
-        """The front's parameter gradients into their ``.grad``, from the flatten's gradient ``g``."""
-        jobs, finishes = [], []
+    def _front_backward(self, g: torch.Tensor, contexts: list, jobs: list) -> None:
+        """Plans the front's backward jobs after ``jobs``, from the flatten's gradient ``g``, runs
+        them all, and sets the front's parameter gradients."""
+        finishes = []
         for (kind, conv), ctx in zip(reversed(self.front), reversed(contexts)):
             if kind == "relu":
                 _run(jobs, finishes)
@@ -226,8 +284,8 @@ def _front(model: Network, modules: list[nn.Module]) -> tuple[list[tuple[str, nn
     front: list[tuple[str, nn.Module | None]] = []
     for start, stop, kind in model._plan.steps:
         if isinstance(modules[start], (nn.Flatten, nn.Linear)):
-            winograd = any(k == "winograd" for k, _ in front)
-            if front and (not AVAILABLE or (winograd and not _winograd.usable()) or _fused._hooked(modules)):
+            # The dense layers after a front run compiled too, with MKL's sgemm on each thread.
+            if front and (not _winograd.usable() or _fused._hooked(modules)):
                 return None, 0
             return front, start
         if kind == "stem" and not front:
@@ -241,6 +299,28 @@ def _front(model: Network, modules: list[nn.Module]) -> tuple[list[tuple[str, nn
         else:
             return None, 0
     return None, 0
+
+
+_EMPTY = np.empty(0, np.float32)
+
+
+@functools.cache
+def _kernels():
+    """The compiled dense kernels, imported on first use (they load numba and MKL's sgemm)."""
+    from fmnist.training import _dense_kernels
+
+    return _dense_kernels
+
+
+def _one_thread(kernel):
+    from fmnist import _blas
+
+    return functools.partial(_blas.one_thread, kernel)
+
+
+def _sgemm_args(slices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each slice's scratch for sgemm's by-reference scalars (see ``_blas.mm``)."""
+    return (np.empty((slices, 8), np.int32), np.empty((slices, 4), np.uint8), np.empty((slices, 4), np.float32))
 
 
 def _run(jobs: list, finishes: list = ()) -> None:

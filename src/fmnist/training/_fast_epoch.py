@@ -30,16 +30,12 @@ from torch.optim.optimizer import (
 )
 
 from fmnist._blas import AVAILABLE
-from fmnist._blas import mm as _mm
 from fmnist._numba import jit as _jit
+from fmnist.training import _dense_kernels as _dense
 from fmnist.training import _fast_kernels as _kernels
-from fmnist.training._fast_dense import DenseStep
+from fmnist.training._fast_dense import ACT_CODES, DenseStep
 from fmnist.training._loss import _xent_forward
 from fmnist.training.optim import FlatOptimizer
-
-
-# activation module -> code in the kernel (0: none)
-_ACT_CODES = {None: 0, torch.nn.ReLU: 1, torch.nn.Tanh: 2, torch.nn.Sigmoid: 3}
 
 if AVAILABLE:
     @_jit
@@ -67,6 +63,7 @@ if AVAILABLE:
         ints = np.empty(8, np.int32)
         chars = np.empty(4, np.uint8)
         flts = np.empty(4, np.float32)
+        no_mask = np.empty((0, 0), np.float32)
         n_total, d = x.shape
         nl = len(acts)
         for s in range(count):
@@ -76,57 +73,25 @@ if AVAILABLE:
             for r in range(m):
                 xb[r, :] = x[order[b0 + r]]
             saved = [xb]
-            h = xb
             for i in range(nl):
-                w, b = weights[i], biases[i]
+                w = weights[i]
                 out = np.empty((m, w.shape[0]), np.float32)
-                for r in range(m):  # torch.addmm: bias rows, then sgemm with beta = 1
-                    out[r, :] = b
-                _mm(h, False, w, True, out, 1.0, ints, chars, flts)
-                act = acts[i]
-                if act == 1:
-                    for r in range(m):
-                        for j in range(out.shape[1]):
-                            if out[r, j] < 0:  # noqa: PLR1730 - keeps NaN as torch's relu does
-                                out[r, j] = 0
-                elif act == 2:
-                    out[:] = np.tanh(out)
-                elif act == 3:
-                    one = np.float32(1.0)
-                    for r in range(m):
-                        for j in range(out.shape[1]):
-                            out[r, j] = one / (one + np.exp(-out[r, j]))
-                h = out
-                saved.append(h)
+                _dense.linear_forward(saved[i], w, biases[i], acts[i], out, ints, chars, flts)
+                saved.append(out)
             # d(mean CE)/d(logits), the labels' log-probabilities and the argmax: the same kernel
             # as the autograd path's loss (training/_loss.py)
             yb = np.empty(m, np.int64)
             for r in range(m):
                 yb[r] = y[order[b0 + r]]
-            g = np.empty(h.shape, np.float32)
-            _xent_forward(h, yb, 0.0, g, picked[b0:b0 + m], pred[b0:b0 + m])
+            logits = saved[nl]
+            g = np.empty(logits.shape, np.float32)
+            _xent_forward(logits, yb, 0.0, g, picked[b0:b0 + m], pred[b0:b0 + m])
             for i in range(nl - 1, -1, -1):
-                _mm(g, True, saved[i], False, gweights[i], 0.0, ints, chars, flts)
-                gb = gbiases[i]
-                gb[:] = 0
-                for r in range(m):
-                    gb += g[r]
-                if i:
-                    w = weights[i]
-                    gx = np.empty((m, w.shape[1]), np.float32)
-                    _mm(g, False, w, False, gx, 0.0, ints, chars, flts)
-                    out = saved[i]
-                    act = acts[i - 1]
-                    if act == 1:
-                        for r in range(m):
-                            for j in range(gx.shape[1]):
-                                if not out[r, j] > 0:
-                                    gx[r, j] = 0
-                    elif act == 2:
-                        gx *= np.float32(1.0) - out * out
-                    elif act == 3:
-                        gx *= (np.float32(1.0) - out) * out
-                    g = gx
+                w = weights[i]
+                gx = np.empty((m, w.shape[1] if i else 0), np.float32)
+                _dense.linear_backward(g, saved[i], gx, saved[i], no_mask, w, acts[i - 1] if i else 0, False, i > 0,
+                                       gweights[i], gbiases[i], ints, chars, flts)
+                g = gx
             c = coef[s]
             for j in range(2 * nl):  # (weight, bias) per layer
                 _update(code, params[j], grads[j], state1[j], state2[j], c)
@@ -166,7 +131,7 @@ class FastEpoch:
         if any(lin.bias is None or lin.weight.dtype != torch.float32 for lin in layers) or \
                 {id(p) for lin in layers for p in lin.parameters()} != ids:
             return None
-        acts = np.array([_ACT_CODES[act] for _, act in dense.layers], dtype=np.int64)
+        acts = np.array([ACT_CODES[act] for _, act in dense.layers], dtype=np.int64)
         return cls(optimizer, layers, acts)
 
     def start_epoch(self, xs: torch.Tensor, ys: torch.Tensor, order: torch.Tensor, picked: torch.Tensor,

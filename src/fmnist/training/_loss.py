@@ -26,14 +26,15 @@ from fmnist._numba import jit as _jit
 
 
 @_jit
-def _xent_forward(h, y, smoothing, grad, picked, pred):  # pragma: no cover - compiled
-    """Logits h (n, k) and labels y -> the mean loss; writes grad, picked (log p[y]) and pred."""
+def _xent_rows(h, y, smoothing, grad, picked, pred, count):  # pragma: no cover - compiled
+    """Logits h (n, k) and labels y -> the summed loss; writes grad (of the mean over ``count``
+    rows: h may be a slice of the batch), picked (log p[y]) and pred."""
     n, k = h.shape
     one = np.float32(1.0)
     s = np.float32(smoothing)
     keep = one - s
     spread = s / np.float32(k)
-    fn = np.float32(n)
+    fn = np.float32(count)
     total = 0.0
     for r in range(n):
         mx = h[r, 0]
@@ -57,7 +58,14 @@ def _xent_forward(h, y, smoothing, grad, picked, pred):  # pragma: no cover - co
         picked[r] = lpy
         pred[r] = am
         total += -(keep * lpy) - s * (mean_lp / np.float32(k))
-    return total / n
+    return total
+
+
+@_jit
+def _xent_forward(h, y, smoothing, grad, picked, pred):  # pragma: no cover - compiled
+    """Logits h (n, k) and labels y -> the mean loss; writes grad, picked (log p[y]) and pred."""
+    n = h.shape[0]
+    return _xent_rows(h, y, smoothing, grad, picked, pred, n) / n
 
 
 def _usable(logits: torch.Tensor, y: torch.Tensor) -> bool:
@@ -105,6 +113,8 @@ def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: floa
     if _usable(logits, y):  # numpy views of any strides: the kernel writes picked and pred in place
         picked = torch.empty(len(y)) if picked is None else picked
         pred = torch.empty(len(y), dtype=torch.int64) if pred is None else pred
+        if not (logits.requires_grad and torch.is_grad_enabled()):  # metrics only: no autograd node
+            return torch.tensor(_xent(logits, y, float(smoothing), picked.numpy(), pred.numpy())[0], dtype=torch.float32)
         return _SoftmaxCrossEntropy.apply(logits, y, float(smoothing), picked, pred)
     log_proba = torch.log_softmax(logits, 1)
     loss = torch.nn.functional.nll_loss(log_proba, y)
