@@ -105,8 +105,7 @@ class Winograd3x3(_batches.JobFunction):
         group = max(1, group_tiles // (th * tw))
         xn = _batches.nhwc(x.detach())
         u = np.empty((36, c, k), np.float32)
-        taps = weight.detach().permute(2, 3, 1, 0).reshape(9, c * k).contiguous()
-        _kernels().combine_rows(_filter_transform(), taps.numpy(), u.reshape(36, c * k))
+        _kernels().filter_tiles(_filter_transform(), weight.detach().contiguous().numpy().reshape(k, c, 9), u)
         y = torch.empty((n, oh, ow, k))
         b = (bias.detach() if bias is not None else torch.zeros(k)).contiguous()
         parts = _batches.slices(n)
@@ -141,9 +140,8 @@ class Winograd3x3(_batches.JobFunction):
         gx = gx.permute(0, 3, 1, 2) if input_grad else None
 
         def finish():
-            g9 = np.empty((9, c * k), np.float32)
-            _kernels().combine_rows(_filter_transform(adjoint=True), _batches.sum_slices(du).reshape(36, c * k), g9)
-            gw = torch.from_numpy(g9).view(3, 3, c, k).permute(3, 2, 0, 1).contiguous()
+            gw = torch.empty((k, c, 3, 3))
+            _kernels().taps_gradient(_filter_transform(adjoint=True), du, gw.numpy().reshape(k, c, 9))
             gb = torch.from_numpy(_batches.sum_slices(db)) if ctx.has_bias else None
             return gx, gw, gb, None
 

@@ -287,16 +287,46 @@ def input_grad_tiles(dv, gx, pad, th, tw):  # pragma: no cover - compiled
 
 
 @jit
-def combine_rows(coef, rows, out):  # pragma: no cover - compiled
-    """out[i] = sum_j coef[i, j] * rows[j]: the filters' transform (coef = kron(G, G), rows the 9
-    taps of every filter pair) and, with coef transposed, its adjoint (the taps' gradient)."""
-    for i in range(out.shape[0]):
-        out[i] = 0.0
-        for j in range(rows.shape[0]):
-            weight = coef[i, j]
+def filter_tiles(coef, w, out):  # pragma: no cover - compiled
+    """The filters' transform G g G^T: out (36, C, K) from the filters w (K, C, 9) in torch's
+    layout, out[j, c, k] = sum_t coef[j, t] * w[k, c, t] (coef = kron(G, G), (36, 9))."""
+    k, c, _ = w.shape
+    taps = np.empty((9, c * k), np.float32)
+    for ko in range(k):
+        for ci in range(c):
+            for t in range(9):
+                taps[t, ci * k + ko] = w[ko, ci, t]
+    flat = out.reshape(36, c * k)
+    for j in range(36):
+        row = flat[j]
+        row[:] = 0.0
+        for t in range(9):
+            weight = coef[j, t]
             if weight != 0.0:
-                for q in range(out.shape[1]):
-                    out[i, q] += weight * rows[j, q]
+                for q in range(c * k):
+                    row[q] += weight * taps[t, q]
+
+
+@jit
+def taps_gradient(coef, shares, out):  # pragma: no cover - compiled
+    """The filters' gradient in torch's layout, out (K, C, 9), from each slice's transformed
+    gradient shares (S, 36, C, K): out[k, c, t] = sum over s and j of coef[t, j] * shares[s, j, c, k]
+    (coef: the adjoint of the filter transform, (9, 36))."""
+    n_shares, points, c, k = shares.shape
+    flat = shares.reshape(n_shares, points, c * k)
+    taps = np.zeros((9, c * k), np.float32)
+    for t in range(9):
+        row = taps[t]
+        for s in range(n_shares):
+            for j in range(points):
+                weight = coef[t, j]
+                if weight != 0.0:
+                    for q in range(c * k):
+                        row[q] += weight * flat[s, j, q]
+    for ko in range(k):
+        for ci in range(c):
+            for t in range(9):
+                out[ko, ci, t] = taps[t, ci * k + ko]
 
 
 @jit
