@@ -3,10 +3,11 @@
 The numba kernels of ``_fused`` and ``_winograd`` are single-threaded loops that release the
 GIL: run one after another on the whole batch they would leave torch's other threads idle, so
 each call hands all but the first slice of images to a small thread pool and computes the
-first on the calling thread. Kernels that work image by image can also be chained (``run``
-with several jobs): each thread then takes its slice through all of them with no wait in
-between, where separate calls would wait for the slowest slice, and hand the pool its work,
-once per kernel.
+first on the calling thread. Kernels that work image by image can also be chained (a
+:class:`Chain` of several jobs): each thread then takes its slice through all of them with no
+wait in between, where separate calls would wait for the slowest slice, and hand the pool its
+work, once per kernel. A chain binds each slice's arguments once, so one planned over buffers
+that outlive it can run again, step after step.
 """
 
 from __future__ import annotations
@@ -60,26 +61,38 @@ class Job(NamedTuple):
     parts: list[slice]
     per_slice: tuple = ()
 
-    def run_slice(self, i: int) -> None:
+    def arguments(self, i: int) -> tuple:
+        """The kernel's arguments for slice ``i``."""
         part = self.parts[i]
-        self.kernel(*(a[part] for a in self.batched), *self.shared, *(a[i] for a in self.per_slice))
+        return (*(a[part] for a in self.batched), *self.shared, *(a[i] for a in self.per_slice))
+
+
+class Chain:
+    """Jobs whose kernels run slice by slice, the first slice on the calling thread and the rest
+    on the pool. Each slice runs every job in order, with no wait between them: a job may read
+    what the one before it wrote for the same images, and nothing else (the jobs share their
+    ``parts``). Each slice's arguments are bound once: a chain can run again, on whatever its
+    arrays hold by then."""
+
+    def __init__(self, jobs: list[Job]):
+        assert all(job.parts == jobs[0].parts for job in jobs), "chained jobs need the same slices"
+        self.calls = [[(job.kernel, job.arguments(i)) for job in jobs] for i in range(len(jobs[0].parts))]
+
+    def _slice(self, i: int) -> None:
+        for kernel, arguments in self.calls[i]:
+            kernel(*arguments)
+
+    def run(self) -> None:
+        count = len(self.calls)
+        futures = [_pool(count - 1).submit(self._slice, i) for i in range(1, count)]
+        self._slice(0)
+        for future in futures:
+            future.result()
 
 
 def run(*jobs: Job) -> None:
-    """Run the jobs' kernels slice by slice, the first slice on this thread and the rest on the
-    pool. Each slice runs every job in order, with no wait between them: a job may read what the
-    one before it wrote for the same images, and nothing else (the jobs share their ``parts``)."""
-    count = len(jobs[0].parts)
-    assert all(job.parts == jobs[0].parts for job in jobs), "chained jobs need the same slices"
-
-    def chain(i: int) -> None:
-        for job in jobs:
-            job.run_slice(i)
-
-    futures = [_pool(count - 1).submit(chain, i) for i in range(1, count)]
-    chain(0)
-    for future in futures:
-        future.result()
+    """Run the jobs once as a :class:`Chain`."""
+    Chain(list(jobs)).run()
 
 
 def sum_slices(shares: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -94,16 +94,17 @@ class StemConvReluPool(JobFunction):
     def forward_job(ctx, x, weight, bias, pad: int, relu: bool):
         n, _, h, w = x.shape
         cout = weight.shape[0]
-        # numpy for the small reshuffles: each torch op here cost 10-50 us inside a training step.
-        xp = np.zeros((n, h + 2 * pad, w + 2 * pad), np.float32)
-        xp[:, pad:pad + h, pad:pad + w] = x.detach().reshape(n, h, w).numpy()
+        # The kernel pads the images and reads the parameters when it runs (views of them): a
+        # planned chain (see _batches.Chain) runs again after the optimizer updated them in place.
+        xp = torch.empty((n, h + 2 * pad, w + 2 * pad))
         oh, ow = (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
         z = torch.empty((n, oh, ow, cout), dtype=x.dtype)
         arg = torch.empty((n, oh, ow, cout), dtype=torch.int8)
-        taps = np.ascontiguousarray(weight.detach().numpy().reshape(cout, 9).T)
-        job = Job(_kernels().stem_forward, (xp, z.numpy(), arg.numpy()),
-                  (taps, bias.detach().contiguous().numpy(), relu), slices(n))
-        ctx.save_for_backward(torch.from_numpy(xp), arg)
+        parts = slices(n)
+        job = Job(_kernels().stem_forward, (x.detach().reshape(n, h, w).numpy(), xp.numpy(), z.numpy(), arg.numpy()),
+                  (weight.detach().contiguous().numpy().reshape(cout, 9), bias.detach().contiguous().numpy(), relu, pad),
+                  parts, (np.empty((len(parts), 9, cout), np.float32),))
+        ctx.save_for_backward(xp, arg)
         return job, z.permute(0, 3, 1, 2)
 
     @staticmethod
@@ -113,8 +114,8 @@ class StemConvReluPool(JobFunction):
         gz = nhwc(grad)
         # Weight and bias gradients sum over the images: each slice of them accumulates its own.
         parts = slices(len(arg))
-        dw = np.zeros((len(parts), 9, cout), np.float32)
-        db = np.zeros((len(parts), cout), np.float32)
+        dw = np.empty((len(parts), 9, cout), np.float32)
+        db = np.empty((len(parts), cout), np.float32)
         job = Job(_kernels().stem_backward, (xp.numpy(), gz.numpy(), arg.numpy()), (), parts, (dw, db))
 
         def finish():

@@ -59,10 +59,19 @@ def pool_backward(gz, arg, gy, zero):  # pragma: no cover - compiled
 
 
 @jit
-def stem_forward(xp, z, arg, w, b, relu):  # pragma: no cover - compiled
-    """xp (N, Hp, Wp) padded image, w (9, C) taps -> pooled z and winners arg (N, OH, OW, C)."""
+def stem_forward(x, xp, z, arg, weight, b, relu, pad, w):  # pragma: no cover - compiled
+    """Images x (N, H, W) -> pooled z and winners arg (N, OH, OW, C), through xp (N, Hp, Wp), the
+    images padded (kept for the backward pass); weight (C, 9) -> w (9, C), this slice's taps."""
     n_img, oh, ow, c = z.shape
     zero = np.float32(0.0)
+    for t in range(9):
+        for ch in range(c):
+            w[t, ch] = weight[ch, t]
+    h = x.shape[1]
+    xp[:] = zero
+    for n in range(n_img):
+        for r in range(h):
+            xp[n, pad + r, pad:pad + x.shape[2]] = x[n, r]
     for n in range(n_img):
         for oy in range(oh):
             for ox in range(ow):
@@ -112,9 +121,11 @@ def stem_forward(xp, z, arg, w, b, relu):  # pragma: no cover - compiled
 
 @jit
 def stem_backward(xp, gz, arg, dw, db):  # pragma: no cover - compiled
-    """Pooled gradient gz and winners (N, OH, OW, C) -> dw (9, C) and db (C,), accumulated."""
+    """Pooled gradient gz and winners (N, OH, OW, C) -> dw (9, C) and db (C,): these images' share."""
     n_img, oh, ow, c = gz.shape
     zero = np.float32(0.0)
+    dw[:] = zero
+    db[:] = zero
     # The window's gradient split by winner: g[k, ch] is gz where position k won, else 0. Each
     # tap's update is then four products with the patch's scalars, no per-channel select
     # chain, and it equals the selected product exactly (the other three are exact zeros).
@@ -142,3 +153,27 @@ def stem_backward(xp, gz, arg, dw, db):  # pragma: no cover - compiled
                     x3 = xp[n, r + kh + 1, q + kw + 1]
                     for ch in range(c):
                         dw[t, ch] += (g[0, ch] * x0 + g[1, ch] * x1) + (g[2, ch] * x2 + g[3, ch] * x3)
+
+
+@jit
+def relu_forward(y, z):  # pragma: no cover - compiled
+    """z = relu(y) on (N, ...) maps, as torch's relu (NaN stays NaN)."""
+    src = y.reshape(y.shape[0], -1)
+    dst = z.reshape(z.shape[0], -1)
+    zero = np.float32(0.0)
+    for n in range(src.shape[0]):
+        for q in range(src.shape[1]):
+            v = src[n, q]
+            dst[n, q] = zero if v < zero else v
+
+
+@jit
+def relu_backward(gz, z, gy):  # pragma: no cover - compiled
+    """gy = gz where relu's output z is positive, else 0 (torch's threshold_backward)."""
+    g = gz.reshape(gz.shape[0], -1)
+    out = z.reshape(z.shape[0], -1)
+    dst = gy.reshape(gy.shape[0], -1)
+    zero = np.float32(0.0)
+    for n in range(g.shape[0]):
+        for q in range(g.shape[1]):
+            dst[n, q] = g[n, q] if out[n, q] > zero else zero

@@ -104,15 +104,18 @@ class Winograd3x3(_batches.JobFunction):
         (oh, th), (ow, tw) = _size(h, pad), _size(w, pad)
         group = max(1, group_tiles // (th * tw))
         xn = _batches.nhwc(x.detach())
-        u = np.empty((36, c, k), np.float32)
-        _kernels().filter_tiles(_filter_transform(), weight.detach().contiguous().numpy().reshape(k, c, 9), u)
         y = torch.empty((n, oh, ow, k))
+        # Views of the parameters, read when the job runs: a planned chain (see _batches.Chain)
+        # runs again after the optimizer has updated them in place.
+        w = weight.detach().contiguous().numpy().reshape(k, c, 9)
         b = (bias.detach() if bias is not None else torch.zeros(k)).contiguous()
         parts = _batches.slices(n)
+        u = np.empty((len(parts), 36, c, k), np.float32)  # each slice's filter transforms
         kernel = functools.partial(_blas().one_thread, _kernels().forward_images)
-        scratch = (_scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
+        scratch = (u, _scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
                    *_sgemm_args(len(parts)))
-        job = _batches.Job(kernel, (xn.numpy(), y.numpy()), (u, b.numpy(), pad, th, tw, group), parts, scratch)
+        job = _batches.Job(kernel, (xn.numpy(), y.numpy()), (w, _filter_transform(), b.numpy(), pad, th, tw, group),
+                           parts, scratch)
         ctx.save_for_backward(xn)
         ctx.u = u
         ctx.geometry = (pad, th, tw, group)
@@ -125,17 +128,17 @@ class Winograd3x3(_batches.JobFunction):
         u = ctx.u
         pad, th, tw, group = ctx.geometry
         n, h, w, c = xn.shape
-        k = u.shape[2]
+        k = u.shape[3]
         input_grad = ctx.needs_input_grad[0]
         gy = _batches.nhwc(grad)
         gx = torch.empty((n, h, w, c) if input_grad else (n, 1, 1, 1))
         parts = _batches.slices(n)
-        du = np.zeros((len(parts), 36, c, k), np.float32)
-        db = np.zeros((len(parts), k), np.float32)
+        du = np.empty((len(parts), 36, c, k), np.float32)
+        db = np.empty((len(parts), k), np.float32)
         kernel = functools.partial(_blas().one_thread, _kernels().backward_images)
-        scratch = (_scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
+        scratch = (u, _scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
                    _scratch(len(parts), group, th * tw, c), *_sgemm_args(len(parts)))
-        job = _batches.Job(kernel, (xn.numpy(), gy.numpy(), gx.numpy()), (u, pad, th, tw, group, input_grad), parts,
+        job = _batches.Job(kernel, (xn.numpy(), gy.numpy(), gx.numpy()), (pad, th, tw, group, input_grad), parts,
                            (*scratch, du, db))
         gx = gx.permute(0, 3, 1, 2) if input_grad else None
 

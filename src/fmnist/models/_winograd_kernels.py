@@ -330,9 +330,11 @@ def taps_gradient(coef, shares, out):  # pragma: no cover - compiled
 
 
 @jit
-def forward_images(x, y, u, b, pad, th, tw, group, v, m, ints, chars, flts):  # pragma: no cover - compiled
+def forward_images(x, y, w, coef, b, pad, th, tw, group, u, v, m, ints, chars, flts):  # pragma: no cover - compiled
     """x (n, H, W, C) -> y (n, OH, OW, K), ``group`` images at a time: their tiles v, the 36
-    products m = v @ u (u: 36 filter transforms (C, K)), and back."""
+    products m = v @ u, and back. u, the filters w (K, C, 9) transformed (``filter_tiles``), is
+    this slice's own: every slice computes it (a few microseconds) rather than wait for one."""
+    filter_tiles(coef, w, u)
     n_img = x.shape[0]
     for n in range(0, n_img, group):
         e = min(n + group, n_img)
@@ -344,12 +346,14 @@ def forward_images(x, y, u, b, pad, th, tw, group, v, m, ints, chars, flts):  # 
 
 
 @jit
-def backward_images(x, gy, gx, u, pad, th, tw, group, input_grad, v, dm, dv, ints, chars, flts,
+def backward_images(x, gy, gx, pad, th, tw, group, input_grad, u, v, dm, dv, ints, chars, flts,
                     du, db):  # pragma: no cover - compiled
-    """The gradients of ``forward_images``: du (36, C, K) += v^T dm and db (K,) += the sum of gy
-    for the filters; with ``input_grad``, gx (n, H, W, C) from dv = dm @ u^T. The input tiles are
-    computed again from x rather than kept from the forward pass: that is cheaper than storing
-    and reading back 36/16 times the input."""
+    """The gradients of ``forward_images`` (u: the filter transforms it computed): du (36, C, K) =
+    v^T dm and db (K,) = the sum of gy, this slice's share of the filters'; with ``input_grad``, gx
+    (n, H, W, C) from dv = dm @ u^T. The input tiles are computed again from x rather than kept
+    from the forward pass: that is cheaper than storing and reading back 36/16 times the input."""
+    du[:] = 0.0
+    db[:] = 0.0
     n_img = x.shape[0]
     for n in range(0, n_img, group):
         e = min(n + group, n_img)

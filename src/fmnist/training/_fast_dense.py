@@ -29,6 +29,7 @@ either path. Gradients are checked against autograd in the tests.
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -82,6 +83,7 @@ class DenseStep:
                       for lin, act in layers]
         self._neg_inv: dict[tuple, torch.Tensor] = {}
         self._codes = [ACT_CODES[act] for _, act in layers]
+        self._chains: dict[tuple, SimpleNamespace] = {}  # a conv step's planned chain per batch shape
 
     @classmethod
     def build(cls, model: nn.Module, per_batch: bool = False) -> DenseStep | None:
@@ -163,77 +165,58 @@ class DenseStep:
                     g = back(g, outputs[i - 1])
         return logits
 
-    # A conv network's step is one chain of jobs (``_batches.run``): each thread takes its slice
+    # A conv network's step is one chain of jobs (``_batches.Chain``): each thread takes its slice
     # of the batch through the front's compiled steps, the flatten, the dense layers, the loss
     # gradient and all of it backwards, with no wait in between; only the parameter gradients
-    # sum over the slices (each slice writes its own share, added up at the end). Where a step
-    # computed by torch ops (a plain ReLU) needs the whole batch, the chain is run up to it. A
-    # job is planned before the one it reads from has run: each step's output is an NHWC
-    # tensor seen as channels-last, so the next step's ``nhwc`` of it is a view of that
-    # memory, not a copy of what is not yet written (asserted).
+    # sum over the slices (each slice writes its own share, added up at the end). The chain is
+    # planned once per batch shape, with buffers of its own for every map and gradient, and its
+    # kernels read the parameters through views: a step copies its batch and dropout masks in,
+    # runs the chain and sums the shares. A job is planned before the one it reads from has run:
+    # each step's output is an NHWC tensor seen as channels-last, so the next step's ``nhwc`` of
+    # it is a view of that memory, not a copy (asserted).
 
     def _chained(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        n = len(xb)
-        jobs: list[_batches.Job] = []
-        h, contexts = self._front_forward(self._adapt_input(xb.detach()), jobs)
-        assert not jobs or h.is_contiguous(memory_format=torch.channels_last)
-        maps = _batches.nhwc(h)
-        parts = _batches.slices(n)
-        sgemm = _sgemm_args(len(parts))
-        none = np.empty((n, 0), np.float32)  # an absent array the kernels do not touch
-        x = torch.empty((n, maps[0].numel()))
-        jobs.append(_batches.Job(_kernels().flatten_rows, (maps.numpy(), x.numpy()), (), parts))
-        inputs, outputs, masks = [], [], []
-        for (_, _, w, _, b, _, _), act, p in zip(self._plan, self._codes, self.drops):
-            out = torch.empty((n, w.shape[0]))
-            mask = _fused.dropout_mask(out.shape, p, out.dtype).numpy() if p else none
-            dropped = torch.empty_like(out) if p else out
-            jobs.append(_batches.Job(_one_thread(_kernels().forward_rows),
-                                     (x.numpy(), out.numpy(), dropped.numpy() if p else none, mask),
-                                     (w.numpy(), _EMPTY if b is None else b.numpy(), act, bool(p)), parts, sgemm))
-            inputs.append(x)
-            outputs.append(out)
-            masks.append(mask)
-            x = dropped
-        logits = x
-        g = torch.empty_like(logits)
-        jobs.append(_batches.Job(_kernels().loss_rows, (logits.numpy(), yb.numpy(), g.numpy()), (n,), parts))
-        shares = []  # (parameter, each slice's share of its gradient)
-        for i in range(len(self._plan) - 1, -1, -1):
-            weight, bias, w, _, _, _, _ = self._plan[i]
-            gw = np.empty((len(parts), *w.shape), np.float32)
-            gb = np.empty((len(parts), 0 if bias is None else len(bias)), np.float32)
-            gx = torch.empty_like(inputs[i])
-            below = (outputs[i - 1].numpy(), masks[i - 1], self._codes[i - 1], bool(self.drops[i - 1])) if i else \
-                (none, none, 0, False)
-            jobs.append(_batches.Job(_one_thread(_kernels().linear_backward),
-                                     (g.numpy(), inputs[i].numpy(), gx.numpy(), *below[:2]),
-                                     (w.numpy(), *below[2:], True), parts, (gw, gb, *sgemm)))
-            shares += [(weight, gw), (bias, gb)]
-            g = gx
-        gmaps = torch.empty(maps.shape)
-        jobs.append(_batches.Job(_kernels().unflatten_rows, (g.numpy(), gmaps.numpy()), (), parts))
-        self._front_backward(gmaps.permute(0, 3, 1, 2), contexts, jobs)  # runs what is left of the chain
-        for param, share in shares:
+        key = (tuple(xb.shape), xb.dtype)
+        plan = self._chains.get(key)
+        if plan is None:
+            if len(self._chains) > 1:  # an epoch has at most two shapes: the batch and its last, short one
+                self._chains.clear()
+            plan = self._chains[key] = self._plan_chain(xb)
+        plan.x.copy_(xb)
+        plan.y.copy_(yb)
+        for mask, p in plan.masks:  # drawn in the layers' order, as autograd's path draws them
+            np.copyto(mask, _fused.dropout_mask(mask.shape, p, torch.float32).numpy())
+        plan.chain.run()
+        for conv, finish in plan.finishes:
+            _, gw, gb = finish()[:3]
+            for param, value in ((conv.weight, gw), (conv.bias, gb)):
+                if param.grad is None:
+                    param.grad = value
+                else:
+                    param.grad.copy_(value)
+        for param, share in plan.shares:
             if param is not None:
                 if param.grad is None:
                     param.grad = torch.from_numpy(_batches.sum_slices(share))
                 else:
                     _batches.sum_slices(share, param.grad.numpy())
-        return logits
+        return plan.logits.clone()  # the buffer is the next step's
 
-    def _front_forward(self, h: torch.Tensor, jobs: list) -> tuple[torch.Tensor, list]:
-        """Plans the front's jobs onto ``jobs`` (running them only where a torch op needs the
-        whole batch); returns the output they will write and the passes' contexts."""
-        contexts = []
+    def _plan_chain(self, xb: torch.Tensor) -> SimpleNamespace:
+        n = len(xb)
+        plan = SimpleNamespace(x=torch.empty(xb.shape, dtype=xb.dtype), y=torch.empty(n, dtype=torch.int64),
+                               masks=[], finishes=[], shares=[])
+        parts = _batches.slices(n)
+        jobs, contexts = [], []
+        h = self._adapt_input(plan.x)
+        assert h.data_ptr() == plan.x.data_ptr()  # a view: the kernels read each step's batch there
         for i, (kind, conv) in enumerate(self.front):
+            assert h.is_contiguous(memory_format=torch.channels_last)  # nhwc(h) is a view
             if kind == "relu":
-                _run(jobs)
-                h = torch.relu(h)
-                contexts.append(h)  # its backward reads the output
-                continue
-            assert not jobs or h.is_contiguous(memory_format=torch.channels_last)
-            if kind == "relu-pool":
+                out = torch.empty(_batches.nhwc(h).shape)
+                job = _batches.Job(_fused._kernels().relu_forward, (_batches.nhwc(h).numpy(), out.numpy()), (), parts)
+                ctx = h = out.permute(0, 3, 1, 2)  # its backward reads the output
+            elif kind == "relu-pool":
                 ctx = _Context((i > 0, False))
                 job, h = _fused.ReluMaxPool2d.forward_job(ctx, h, True)
             elif kind == "stem":
@@ -244,24 +227,59 @@ class DenseStep:
                 job, h = _winograd.Winograd3x3.forward_job(ctx, h, conv.weight, conv.bias, conv.padding[0])
             jobs.append(job)
             contexts.append(ctx)
-        return h, contexts
-
-    def _front_backward(self, g: torch.Tensor, contexts: list, jobs: list) -> None:
-        """Plans the front's backward jobs after ``jobs``, from the flatten's gradient ``g``, runs
-        them all, and sets the front's parameter gradients."""
-        finishes = []
+        assert h.is_contiguous(memory_format=torch.channels_last)
+        maps = _batches.nhwc(h)
+        sgemm = _sgemm_args(len(parts))
+        none = np.empty((n, 0), np.float32)  # an absent array the kernels do not touch
+        x = torch.empty((n, maps[0].numel()))
+        jobs.append(_batches.Job(_kernels().flatten_rows, (maps.numpy(), x.numpy()), (), parts))
+        inputs, outputs, masks = [], [], []
+        for (_, _, w, _, b, _, _), act, p in zip(self._plan, self._codes, self.drops):
+            out = torch.empty((n, w.shape[0]))
+            mask = np.empty(out.shape, np.float32) if p else none
+            if p:
+                plan.masks.append((mask, p))
+            dropped = torch.empty_like(out) if p else out
+            jobs.append(_batches.Job(_one_thread(_kernels().forward_rows),
+                                     (x.numpy(), out.numpy(), dropped.numpy() if p else none, mask),
+                                     (w.numpy(), _EMPTY if b is None else b.numpy(), act, bool(p)), parts, sgemm))
+            inputs.append(x)
+            outputs.append(out)
+            masks.append(mask)
+            x = dropped
+        plan.logits = x
+        g = torch.empty_like(x)
+        jobs.append(_batches.Job(_kernels().loss_rows, (x.numpy(), plan.y.numpy(), g.numpy()), (n,), parts))
+        for i in range(len(self._plan) - 1, -1, -1):
+            weight, bias, w, _, _, _, _ = self._plan[i]
+            gw = np.empty((len(parts), *w.shape), np.float32)
+            gb = np.empty((len(parts), 0 if bias is None else len(bias)), np.float32)
+            gx = torch.empty_like(inputs[i])
+            below = (outputs[i - 1].numpy(), masks[i - 1], self._codes[i - 1], bool(self.drops[i - 1])) if i else \
+                (none, none, 0, False)
+            jobs.append(_batches.Job(_one_thread(_kernels().linear_backward),
+                                     (g.numpy(), inputs[i].numpy(), gx.numpy(), *below[:2]),
+                                     (w.numpy(), *below[2:], True), parts, (gw, gb, *sgemm)))
+            plan.shares += [(weight, gw), (bias, gb)]
+            g = gx
+        gmaps = torch.empty(maps.shape)
+        jobs.append(_batches.Job(_kernels().unflatten_rows, (g.numpy(), gmaps.numpy()), (), parts))
+        g = gmaps.permute(0, 3, 1, 2)  # the flatten's order: (N, C, H, W)
         for (kind, conv), ctx in zip(reversed(self.front), reversed(contexts)):
+            assert g.is_contiguous(memory_format=torch.channels_last)
             if kind == "relu":
-                _run(jobs, finishes)
-                g = torch.ops.aten.threshold_backward(g, ctx, 0)
+                gx = torch.empty(_batches.nhwc(g).shape)
+                jobs.append(_batches.Job(_fused._kernels().relu_backward,
+                                         (_batches.nhwc(g).numpy(), _batches.nhwc(ctx).numpy(), gx.numpy()), (), parts))
+                g = gx.permute(0, 3, 1, 2)
                 continue
-            assert not jobs or g.is_contiguous(memory_format=torch.channels_last)
             fn = {"relu-pool": _fused.ReluMaxPool2d, "stem": _fused.StemConvReluPool}.get(kind, _winograd.Winograd3x3)
             job, g, finish = fn.backward_job(ctx, g)
             jobs.append(job)
             if conv is not None:
-                finishes.append((conv, finish))
-        _run(jobs, finishes)
+                plan.finishes.append((conv, finish))
+        plan.chain = _batches.Chain(jobs)
+        return plan
 
     @staticmethod
     def _grad(param: torch.Tensor, fn, *args) -> None:
@@ -321,19 +339,3 @@ def _one_thread(kernel):
 def _sgemm_args(slices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each slice's scratch for sgemm's by-reference scalars (see ``_blas.mm``)."""
     return (np.empty((slices, 8), np.int32), np.empty((slices, 4), np.uint8), np.empty((slices, 4), np.float32))
-
-
-def _run(jobs: list, finishes: list = ()) -> None:
-    """Run the chained jobs and empty the list; then each convolution's gradients into ``.grad``."""
-    if jobs:
-        _batches.run(*jobs)
-        jobs.clear()
-    for conv, finish in finishes:
-        _, gw, gb = finish()[:3]
-        for param, value in ((conv.weight, gw), (conv.bias, gb)):
-            if param.grad is None:
-                param.grad = value
-            else:
-                param.grad.copy_(value)
-    if finishes:
-        finishes.clear()
