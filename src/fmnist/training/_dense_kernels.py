@@ -79,29 +79,14 @@ def linear_backward(g, x, gx, out, mask, w, act, dropout, input_grad, gw, gb,
 # The per-slice jobs of the conv step. Arrays sliced by the job are its rows; the rest follow.
 
 @jit
-def flatten_rows(x, flat):  # pragma: no cover - compiled
-    """NHWC maps x (n, H, W, C) -> flat (n, C*H*W) in torch's flatten order of (n, C, H, W)."""
-    n_img, h, w, c = x.shape
-    hw = h * w
-    pixels = x.reshape(n_img, hw, c)
-    for n in range(n_img):
-        for ch in range(c):
-            row = flat[n, ch * hw:(ch + 1) * hw]
-            for p in range(hw):
-                row[p] = pixels[n, p, ch]
-
-
-@jit
-def unflatten_rows(flat, x):  # pragma: no cover - compiled
-    """The adjoint of ``flatten_rows``: flat (n, C*H*W) -> NHWC x (n, H, W, C)."""
-    n_img, h, w, c = x.shape
-    hw = h * w
-    pixels = x.reshape(n_img, hw, c)
-    for n in range(n_img):
-        for p in range(hw):
-            row = pixels[n, p]
-            for ch in range(c):
-                row[ch] = flat[n, ch * hw + p]
+def transpose_rows(src, dst):  # pragma: no cover - compiled
+    """dst[n] = src[n].T for (n, a, b) -> (n, b, a): torch's flatten of NHWC maps, (n, H*W, C) ->
+    (n, C, H*W), and its gradient's way back."""
+    for n in range(src.shape[0]):
+        for i in range(dst.shape[1]):
+            row = dst[n, i]
+            for j in range(dst.shape[2]):
+                row[j] = src[n, j, i]
 
 
 @jit

@@ -231,8 +231,10 @@ class DenseStep:
         maps = _batches.nhwc(h)
         sgemm = _sgemm_args(len(parts))
         none = np.empty((n, 0), np.float32)  # an absent array the kernels do not touch
-        x = torch.empty((n, maps[0].numel()))
-        jobs.append(_batches.Job(_kernels().flatten_rows, (maps.numpy(), x.numpy()), (), parts))
+        _, height, width, channels = maps.shape
+        pixels = maps.numpy().reshape(n, height * width, channels)
+        x = torch.empty((n, channels * height * width))  # the flatten's order: (N, C, H, W)
+        jobs.append(_batches.Job(_kernels().transpose_rows, (pixels, x.numpy().reshape(n, channels, -1)), (), parts))
         inputs, outputs, masks = [], [], []
         for (_, _, w, _, b, _, _), act, p in zip(self._plan, self._codes, self.drops):
             out = torch.empty((n, w.shape[0]))
@@ -263,8 +265,9 @@ class DenseStep:
             plan.shares += [(weight, gw), (bias, gb)]
             g = gx
         gmaps = torch.empty(maps.shape)
-        jobs.append(_batches.Job(_kernels().unflatten_rows, (g.numpy(), gmaps.numpy()), (), parts))
-        g = gmaps.permute(0, 3, 1, 2)  # the flatten's order: (N, C, H, W)
+        jobs.append(_batches.Job(_kernels().transpose_rows, (g.numpy().reshape(n, channels, -1),
+                                                             gmaps.numpy().reshape(pixels.shape)), (), parts))
+        g = gmaps.permute(0, 3, 1, 2)
         for (kind, conv), ctx in zip(reversed(self.front), reversed(contexts)):
             assert g.is_contiguous(memory_format=torch.channels_last)
             if kind == "relu":
