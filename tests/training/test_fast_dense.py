@@ -99,6 +99,31 @@ def test_per_batch_step_gradients_match_autograd(layers, slices):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5 * float(g.abs().max()))
 
 
+@needs_kernels
+def test_a_planned_conv_step_reads_each_batch_and_the_parameters_as_they_are_then(slices):
+    """The conv step plans its chain once per batch shape and runs it again: each call's images,
+    labels and dropout masks, and the parameters as the optimizer left them, as autograd sees them."""
+    torch.manual_seed(0)
+    model = Network(ModelSpec.parse(PER_BATCH[0]))
+    step = DenseStep.build(model, per_batch=True)
+    for call, n in enumerate((7, 7, 5, 7)):  # a short last batch gets a chain of its own
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0.9).add_(0.01 * call)  # an optimizer's update: in place
+        x, y = torch.rand(n, 28, 28), torch.randint(0, 10, (n,))
+        for p in model.parameters():
+            p.grad = None
+        torch.manual_seed(call)
+        logits = model(x)
+        F.cross_entropy(logits, y).backward()
+        expected = [p.grad.clone() for p in model.parameters()]
+        torch.manual_seed(call)
+        out = step(x, y)
+        torch.testing.assert_close(out, logits.detach(), rtol=1e-4, atol=1e-5 * float(logits.detach().abs().max()))
+        for p, g in zip(model.parameters(), expected):
+            torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5 * float(g.abs().max()))
+
+
 def test_per_batch_step_takes_every_plain_dense_stack():
     """What the compiled epoch's step takes, the per-batch one takes too, with or without a Flatten first."""
     for layers in ("flatten,dense:10", "flatten,dense:16:tanh,dense:12:sigmoid,dense:10"):

@@ -83,7 +83,7 @@ class DenseStep:
                       for lin, act in layers]
         self._neg_inv: dict[tuple, torch.Tensor] = {}
         self._codes = [ACT_CODES[act] for _, act in layers]
-        self._chains: dict[tuple, SimpleNamespace] = {}  # a conv step's planned chain per batch shape
+        self._chains: dict[tuple, SimpleNamespace] = {}  # a conv step's planned chains (see _chained)
 
     @classmethod
     def build(cls, model: nn.Module, per_batch: bool = False) -> DenseStep | None:
@@ -176,7 +176,7 @@ class DenseStep:
     # it is a view of that memory, not a copy (asserted).
 
     def _chained(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        key = (tuple(xb.shape), xb.dtype)
+        key = (tuple(xb.shape), xb.dtype, torch.get_num_threads())  # the threads set the slices
         plan = self._chains.get(key)
         if plan is None:
             if len(self._chains) > 1:  # an epoch has at most two shapes: the batch and its last, short one
