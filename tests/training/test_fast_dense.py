@@ -6,6 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from fmnist._numba import AVAILABLE
+from fmnist.errors import DataError
 from fmnist.models import _fused, _winograd, create_model
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
@@ -240,3 +241,17 @@ def test_learning_rate_set_between_epochs_is_used():
     Trainer(create_model("mlp-100"), TrainConfig(epochs=2, optimizer="sgd"), [cb]).fit(X, Y)
     # lr 0 from epoch 2 on (plain SGD): the weights stop moving.
     assert all(torch.equal(a, b) for a, b in zip(cb.after_first, cb.weights))
+
+
+@pytest.mark.parametrize("bad", [10, -1])
+def test_labels_outside_the_classes_are_refused_before_training(bad):
+    """The compiled loss reads the logit a label names: a label past the classes is a clear error, not a crash."""
+    y = Y.copy()
+    y[3] = bad
+    model = Network(ModelSpec.parse(PER_BATCH[0]))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(DataError, match=f"labels from {min(bad, 0)} to {max(bad, 9)}; they must be class indices"):
+        fit(model, X, y, config=TrainConfig(epochs=1, seed=0))
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    with pytest.raises(DataError, match="the validation labels"):
+        fit(model, X, Y, validation_data=(X, y), config=TrainConfig(epochs=1, seed=0))

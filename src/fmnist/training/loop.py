@@ -20,7 +20,7 @@ from torch import nn
 
 from fmnist._malloc import keep_freed_memory
 from fmnist._threads import resolve_threads, torch_threads
-from fmnist.errors import UsageError, option
+from fmnist.errors import DataError, UsageError, option
 from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, one_view, score
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._fast_epoch import FastEpoch
@@ -130,10 +130,21 @@ class Trainer:
         if validation_data is not None:
             val = (images_to_tensor(validation_data[0], self.device),
                    torch.as_tensor(np.asarray(validation_data[1]), dtype=torch.long, device=self.device))
+        self._check_labels(ys, "y")
+        if val is not None:
+            self._check_labels(val[1], "the validation labels")
         self.num_batches = -(-len(xs) // self.config.batch_size)
         self.stop_training = False
         with torch_threads(self.threads if self.device.type == "cpu" else torch.get_num_threads()):
             return self._fit_epochs(xs, ys, val)
+
+    def _check_labels(self, labels: torch.Tensor, name: str) -> None:
+        """Labels must index the model's classes: the compiled loss reads the logit each one names."""
+        classes = getattr(getattr(self.model, "spec", None), "num_classes", None)
+        if len(labels) and (int(labels.min()) < 0 or (classes is not None and int(labels.max()) >= classes)):
+            top = f"{classes - 1}" if classes is not None else "the number of classes - 1"
+            raise DataError(f"{name} holds labels from {int(labels.min())} to {int(labels.max())}; they must be class "
+                            f"indices from 0 to {top}: check the labels passed with the images")
 
     def _fit_epochs(self, xs, ys, val):
         for cb in self.callbacks:
