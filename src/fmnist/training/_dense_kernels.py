@@ -2,7 +2,7 @@
 
 The compiled epoch (``_fast_epoch``) runs them on whole batches, one step after another; the
 per-batch step of a conv network (``_fast_dense``) runs them as jobs on each thread's slice of
-the batch, chained with the convolutions' kernels (see ``_batches.run``): the arrays a job
+the batch, chained with the convolutions' kernels (see ``_batches.Chain``): the arrays a job
 slices come first in each signature, then the shared ones, then each slice's own. The products call
 the ``sgemm_`` torch's ``mm`` uses (``_blas.mm``); the activations are written as the loops
 torch's ops compute (ReLU keeps NaN). Activation codes: 0 none, 1 ReLU, 2 tanh, 3 sigmoid.
