@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import os
 
+import numpy as np
 import torch
 
 from fmnist._numba import jit as _jit
@@ -46,6 +47,12 @@ if _set_local is not None:
     _set_local.argtypes = [ctypes.c_int]
     _set_local.restype = ctypes.c_int
 ONE_THREAD = _set_local is not None
+
+
+def mm_scratch(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``mm``'s scratch (``ints``, ``chars``, ``flts``) for ``count`` threads, a row each: one per
+    slice of a batch whose kernels call ``mm`` concurrently."""
+    return (np.empty((count, 8), np.int32), np.empty((count, 4), np.uint8), np.empty((count, 4), np.float32))
 
 
 def one_thread(kernel, *args):

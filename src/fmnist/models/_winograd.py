@@ -86,11 +86,6 @@ def _scratch(slices: int, group: int, tiles: int, width: int) -> np.ndarray:
     return np.empty((slices, 36, group * tiles, width), np.float32)
 
 
-def _sgemm_args(slices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each slice's scratch for sgemm's by-reference scalars (see ``_blas.mm``)."""
-    return (np.empty((slices, 8), np.int32), np.empty((slices, 4), np.uint8), np.empty((slices, 4), np.float32))
-
-
 class Winograd3x3(_batches.JobFunction):
     """``conv2d(x, weight, bias, padding=pad)``: 3x3 filters, stride 1, padding 0 or 1, float32 CPU.
 
@@ -113,7 +108,7 @@ class Winograd3x3(_batches.JobFunction):
         u = np.empty((len(parts), 36, c, k), np.float32)  # each slice's filter transforms
         kernel = functools.partial(_blas().one_thread, _kernels().forward_images)
         scratch = (u, _scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
-                   *_sgemm_args(len(parts)))
+                   *_blas().mm_scratch(len(parts)))
         job = _batches.Job(kernel, (xn.numpy(), y.numpy()), (w, _filter_transform(), b.numpy(), pad, th, tw, group),
                            parts, scratch)
         ctx.save_for_backward(xn)
@@ -137,7 +132,7 @@ class Winograd3x3(_batches.JobFunction):
         db = np.empty((len(parts), k), np.float32)
         kernel = functools.partial(_blas().one_thread, _kernels().backward_images)
         scratch = (u, _scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
-                   _scratch(len(parts), group, th * tw, c), *_sgemm_args(len(parts)))
+                   _scratch(len(parts), group, th * tw, c), *_blas().mm_scratch(len(parts)))
         job = _batches.Job(kernel, (xn.numpy(), gy.numpy(), gx.numpy()), (pad, th, tw, group, input_grad), parts,
                            (*scratch, du, db))
         gx = gx.permute(0, 3, 1, 2) if input_grad else None

@@ -229,7 +229,7 @@ class DenseStep:
             contexts.append(ctx)
         assert h.is_contiguous(memory_format=torch.channels_last)
         maps = _batches.nhwc(h)
-        sgemm = _sgemm_args(len(parts))
+        sgemm = _winograd._blas().mm_scratch(len(parts))
         none = np.empty((n, 0), np.float32)  # an absent array the kernels do not touch
         _, height, width, channels = maps.shape
         pixels = maps.numpy().reshape(n, height * width, channels)
@@ -334,11 +334,4 @@ def _kernels():
 
 
 def _one_thread(kernel):
-    from fmnist import _blas
-
-    return functools.partial(_blas.one_thread, kernel)
-
-
-def _sgemm_args(slices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each slice's scratch for sgemm's by-reference scalars (see ``_blas.mm``)."""
-    return (np.empty((slices, 8), np.int32), np.empty((slices, 4), np.uint8), np.empty((slices, 4), np.float32))
+    return functools.partial(_winograd._blas().one_thread, kernel)
