@@ -193,6 +193,35 @@ def test_dropout_zeroes_at_its_rate_scales_the_rest_and_follows_torchs_seed():
     assert bf16.dtype == torch.bfloat16 and abs((bf16 == 0).float().mean().item() - 0.3) < 0.005
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1, 2**32, 2**62 - 1, 8_424_741_302_661_717])
+@pytest.mark.parametrize("size", [1, 3, 6, 4097])
+def test_the_compiled_dropout_mask_draws_numpys_values(seed, size):
+    # Seeds on either side of 2**32 have one or two 32-bit words; sizes not a multiple of four
+    # end inside one of PCG64's 64-bit outputs; the last threshold is one of the draws (kept).
+    draws = np.random.Generator(np.random.PCG64(seed)).integers(-32768, 32768, size, dtype=np.int16)
+    for threshold in (round(0.1 * 65536), 32768, round(0.7 * 65536), int(draws[size // 2]) + 32768):
+        out = np.full(size, np.nan, np.float32)
+        _fused._kernels().dropout_mask(seed, threshold, np.float32(1.25), out)
+        expected = np.where(draws >= threshold - 32768, np.float32(1.25), np.float32(0))
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_masks_are_the_same_with_and_without_numba(monkeypatch, dtype):
+    torch.manual_seed(3)
+    seed = int(torch.randint(0, 2**62, ()))  # the first mask's: its first draw is its threshold
+    first = int(np.random.Generator(np.random.PCG64(seed)).integers(-32768, 32768, 1, dtype=np.int16)[0])
+    rates = ((first + 32768) / 65536, 0.25, 0.5)
+    torch.manual_seed(3)
+    compiled = [_fused.dropout_mask((17, 33), p, dtype) for p in rates]
+    monkeypatch.setattr(_fused, "AVAILABLE", False)
+    torch.manual_seed(3)
+    plain = [_fused.dropout_mask((17, 33), p, dtype) for p in rates]
+    assert compiled[0][0, 0] != 0
+    for a, b in zip(compiled, plain):
+        assert a.dtype == dtype and torch.equal(a, b)
+
+
 def test_network_trains_with_the_fast_dropout_and_predicts_without_it(monkeypatch):
     model = _cnn("conv:6:3:same:relu,maxpool:2,flatten,dropout:0.5,dense:10")
     assert [kind for _, _, kind in model._plan.steps] == ["stem", None, "dropout", None]

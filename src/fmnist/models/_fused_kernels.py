@@ -177,3 +177,103 @@ def relu_backward(gz, z, gy):  # pragma: no cover - compiled
     for n in range(g.shape[0]):
         for q in range(g.shape[1]):
             dst[n, q] = g[n, q] if out[n, q] > zero else zero
+
+
+# numpy's SeedSequence and PCG64, for ``dropout_mask``: the arithmetic is 32-bit (the seed
+# sequence) and 128-bit (PCG64's state) modulo their size, done in uint64 throughout. Every
+# constant is a uint64: a Python integer would make numba mix int64 into uint64 arithmetic,
+# which it does in float64.
+_U32 = np.uint64(0xFFFFFFFF)
+_S16 = np.uint64(16)
+_S32 = np.uint64(32)
+_S58 = np.uint64(58)
+_ONE = np.uint64(1)
+_SIX = np.uint64(63)
+_INIT_A = np.uint64(0x43B0D7E5)
+_MULT_A = np.uint64(0x931E8875)
+_INIT_B = np.uint64(0x8B51F9DD)
+_MULT_B = np.uint64(0x58F38DED)
+_MIX_L = np.uint64(0xCA01F9DD)
+_MIX_R = np.uint64(0x4973F715)
+_PCG_HI = np.uint64(2549297995355413924)  # PCG's default 128-bit multiplier
+_PCG_LO = np.uint64(4865540595714422341)
+
+
+@jit
+def _mulhi(a, b):  # pragma: no cover - compiled
+    """The high 64 bits of the 128-bit product a * b."""
+    a0, a1, b0, b1 = a & _U32, a >> _S32, b & _U32, b >> _S32
+    p01, p10 = a0 * b1, a1 * b0
+    mid = ((a0 * b0) >> _S32) + (p01 & _U32) + (p10 & _U32)
+    return a1 * b1 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
+
+
+@jit
+def _pcg_step(hi, lo, inc_hi, inc_lo):  # pragma: no cover - compiled
+    """PCG64's state transition, state * multiplier + inc (mod 2**128), on (high, low) halves."""
+    new_hi = _mulhi(lo, _PCG_LO) + lo * _PCG_HI + hi * _PCG_LO
+    new_lo = lo * _PCG_LO
+    out_lo = new_lo + inc_lo
+    return new_hi + inc_hi + (_ONE if out_lo < new_lo else np.uint64(0)), out_lo
+
+
+@jit
+def _pcg64_from_seed(seed):  # pragma: no cover - compiled
+    """The state (hi, lo) and increment (hi, lo) of ``numpy.random.PCG64(seed)``, 0 <= seed < 2**64:
+    SeedSequence's entropy pool of four words mixed from the seed's 32-bit words (a seed below
+    2**32 has one; the pool pads with zeros, so two words of which the second is 0 mix the
+    same), then four 64-bit words drawn from it, and PCG's seeding."""
+    entropy = np.zeros(4, np.uint64)  # the seed's 32-bit words, low first, then zeros
+    entropy[0] = seed & _U32
+    entropy[1] = seed >> _S32
+    pool = np.zeros(4, np.uint64)
+    h = _INIT_A
+    for i in range(4):  # hashmix of each word, as SeedSequence.mix_entropy
+        v = entropy[i] ^ h
+        h = (h * _MULT_A) & _U32
+        v = (v * h) & _U32
+        pool[i] = v ^ (v >> _S16)
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                v = pool[src] ^ h
+                h = (h * _MULT_A) & _U32
+                v = (v * h) & _U32
+                v ^= v >> _S16
+                r = (_MIX_L * pool[dst] - _MIX_R * v) & _U32
+                pool[dst] = r ^ (r >> _S16)
+    state = np.zeros(8, np.uint64)
+    h = _INIT_B
+    for i in range(8):  # SeedSequence.generate_state(4, uint64): eight 32-bit words, low word first
+        v = pool[i % 4] ^ h
+        h = (h * _MULT_B) & _U32
+        v = (v * h) & _U32
+        state[i] = v ^ (v >> _S16)
+    seed_hi, seed_lo = state[0] | (state[1] << _S32), state[2] | (state[3] << _S32)
+    inc_hi = ((state[4] | (state[5] << _S32)) << _ONE) | ((state[6] | (state[7] << _S32)) >> _SIX)
+    inc_lo = ((state[6] | (state[7] << _S32)) << _ONE) | _ONE
+    hi, lo = _pcg_step(np.uint64(0), np.uint64(0), inc_hi, inc_lo)  # pcg_setseq_128_srandom_r
+    lo2 = lo + seed_lo
+    hi = hi + seed_hi + (_ONE if lo2 < lo else np.uint64(0))
+    hi, lo = _pcg_step(hi, lo2, inc_hi, inc_lo)
+    return hi, lo, inc_hi, inc_lo
+
+
+@jit
+def dropout_mask(seed, threshold, scale, out):  # pragma: no cover - compiled
+    """out (flat, float32) = ``scale`` where a 16-bit draw is >= ``threshold``, else 0: the draws
+    of ``Generator(PCG64(seed)).integers(-32768, 32768, out.size, int16)`` plus 32768, value for
+    value (each 64-bit output gives four, low bits first)."""
+    hi, lo, inc_hi, inc_lo = _pcg64_from_seed(np.uint64(seed))
+    limit = np.uint64(threshold)
+    zero = np.float32(0.0)
+    word = np.uint64(0)
+    for i in range(out.shape[0]):
+        k = i & 3
+        if k == 0:
+            hi, lo = _pcg_step(hi, lo, inc_hi, inc_lo)
+            x = hi ^ lo
+            rot = hi >> _S58
+            word = (x >> rot) | (x << ((np.uint64(64) - rot) & _SIX))
+        draw = (word >> np.uint64(16 * k)) & np.uint64(0xFFFF)
+        out[i] = scale if draw >= limit else zero

@@ -185,7 +185,7 @@ class DenseStep:
         plan.x.copy_(xb)
         plan.y.copy_(yb)
         for mask, p in plan.masks:  # drawn in the layers' order, as autograd's path draws them
-            np.copyto(mask, _fused.dropout_mask(mask.shape, p, torch.float32).numpy())
+            _fused.fill_dropout_mask(mask, p)
         plan.chain.run()
         for conv, finish in plan.finishes:
             _, gw, gb = finish()[:3]
