@@ -123,6 +123,9 @@ def test_a_planned_conv_step_reads_each_batch_and_the_parameters_as_they_are_the
         torch.testing.assert_close(out, logits.detach(), rtol=1e-4, atol=1e-5 * float(logits.detach().abs().max()))
         for p, g in zip(model.parameters(), expected):
             torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5 * float(g.abs().max()))
+        picked, pred = step.metrics  # this call's, for the loop's loss and accuracy
+        torch.testing.assert_close(torch.from_numpy(picked), torch.log_softmax(out, 1)[torch.arange(n), y])
+        assert np.array_equal(pred, out.argmax(1).numpy())
 
 
 def test_per_batch_step_takes_every_plain_dense_stack():
@@ -164,6 +167,22 @@ def test_per_batch_conv_step_trains_like_plain_autograd(slices):
     for fast, ref in zip(h_fast, h_ref):
         assert fast["loss"] == pytest.approx(ref["loss"], rel=1e-4)
         assert fast["accuracy"] == ref["accuracy"]
+
+
+@needs_kernels
+def test_a_train_step_of_ones_own_gives_the_epochs_metrics_from_its_logits():
+    """The conv step's chain computes the loss and predictions the loop records; a subclass's
+    train_step returns logits of its own, and those are what the epoch's metrics describe."""
+
+    class Uniform(Trainer):
+        def train_step(self, xb, yb):
+            return torch.zeros_like(super().train_step(xb, yb))  # every class equally likely
+
+    trainer = Uniform(Network(ModelSpec.parse(PER_BATCH[0])), TrainConfig(epochs=1, seed=0, optimizer="adam"))
+    (logs,) = trainer.fit(X, Y)
+    assert trainer._dense_step is not None and trainer._dense_step.metrics is not None  # the chain ran
+    assert logs["loss"] == pytest.approx(np.log(10), rel=1e-6)
+    assert logs["accuracy"] == np.mean(Y == 0)  # argmax of equal logits: class 0
 
 
 class PlainAutogradTrainer(Trainer):

@@ -99,7 +99,7 @@ def forward_rows(x, out, dropped, mask, w, b, act, dropout, ints, chars, flts): 
 
 
 @jit
-def loss_rows(logits, y, g, count):  # pragma: no cover - compiled
-    """``g`` = the gradient of the batch's mean cross-entropy (``count`` images) for a slice's logits."""
-    m = logits.shape[0]
-    _xent_rows(logits, y, 0.0, g, np.empty(m, np.float32), np.empty(m, np.int64), count)
+def loss_rows(logits, y, g, picked, pred, count):  # pragma: no cover - compiled
+    """``g`` = the gradient of the batch's mean cross-entropy (``count`` images) for a slice's
+    logits; ``picked`` (log p[y]) and ``pred`` (the argmax) for each row, the epoch's metrics."""
+    _xent_rows(logits, y, 0.0, g, picked, pred, count)

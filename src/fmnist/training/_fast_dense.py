@@ -84,6 +84,10 @@ class DenseStep:
         self._neg_inv: dict[tuple, torch.Tensor] = {}
         self._codes = [ACT_CODES[act] for _, act in layers]
         self._chains: dict[tuple, SimpleNamespace] = {}  # a conv step's planned chains (see _chained)
+        # The last step's log p[label] and predicted class for each image, where the step's loss
+        # kernel wrote them (a conv step's chain), else None: the loop's metrics, without a pass
+        # of their own over the logits.
+        self.metrics: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def build(cls, model: nn.Module, per_batch: bool = False) -> DenseStep | None:
@@ -130,6 +134,7 @@ class DenseStep:
         Writes each parameter's gradient of the mean cross-entropy into ``p.grad``. The detached
         aliases keep autograd out, so no graph is built even with grad mode on.
         """
+        self.metrics = None
         if self.front:
             return self._chained(xb, yb)
         n = len(xb)
@@ -187,6 +192,7 @@ class DenseStep:
         for mask, p in plan.masks:  # drawn in the layers' order, as autograd's path draws them
             _fused.fill_dropout_mask(mask, p)
         plan.chain.run()
+        self.metrics = (plan.picked, plan.pred)
         for conv, finish in plan.finishes:
             _, gw, gb = finish()[:3]
             for param, value in ((conv.weight, gw), (conv.bias, gb)):
@@ -205,6 +211,7 @@ class DenseStep:
     def _plan_chain(self, xb: torch.Tensor) -> SimpleNamespace:
         n = len(xb)
         plan = SimpleNamespace(x=torch.empty(xb.shape, dtype=xb.dtype), y=torch.empty(n, dtype=torch.int64),
+                               picked=np.empty(n, np.float32), pred=np.empty(n, np.int64),
                                masks=[], finishes=[], shares=[])
         parts = _batches.slices(n)
         jobs, contexts = [], []
@@ -251,7 +258,8 @@ class DenseStep:
             x = dropped
         plan.logits = x
         g = torch.empty_like(x)
-        jobs.append(_batches.Job(_kernels().loss_rows, (x.numpy(), plan.y.numpy(), g.numpy()), (n,), parts))
+        jobs.append(_batches.Job(_kernels().loss_rows, (x.numpy(), plan.y.numpy(), g.numpy(), plan.picked, plan.pred),
+                                 (n,), parts))
         for i in range(len(self._plan) - 1, -1, -1):
             weight, bias, w, _, _, _, _ = self._plan[i]
             gw = np.empty((len(parts), *w.shape), np.float32)

@@ -233,6 +233,10 @@ class Trainer:
             if fast is not None and not fast.start_epoch(xs, ys, order, picked, pred, bs):
                 fast = None
         if fast is None:
+            # A conv step's chain computes the metrics with the loss (same kernel, same values);
+            # a train_step of the user's own may return other logits than the step computed.
+            dense = None if self._custom_train_step() else self._dense_step
+
             def run(first, count, lrs):
                 for b in range(first, first + count):
                     rows = slice(b * bs, (b + 1) * bs)
@@ -242,8 +246,13 @@ class Trainer:
                         xb = self.augment(xb)
                     logits = self.train_step(xb, yb)
                     # The epoch's loss and accuracy come from these slots (one sync, at its end).
-                    with torch.no_grad():
-                        softmax_cross_entropy(logits, yb, picked=picked[rows].view(-1), pred=pred[rows])
+                    metrics = dense.metrics if dense is not None else None
+                    if metrics is not None:
+                        np.copyto(picked[rows].view(-1).numpy(), metrics[0])
+                        np.copyto(pred[rows].numpy(), metrics[1])
+                    else:
+                        with torch.no_grad():
+                            softmax_cross_entropy(logits, yb, picked=picked[rows].view(-1), pred=pred[rows])
 
             return run, 1, []
         planners = [cb for cb in self.callbacks if hasattr(cb, "lr_plan")]
