@@ -145,3 +145,27 @@ def test_a_residual_blocks_convolutions_take_it_and_a_hook_inside_sees_them_run(
     calls.clear()
     fast(x)
     assert seen == [(4, 32, 14, 14)] and calls == [(48, 32, 3, 3), (48, 48, 3, 3)]
+
+
+def test_a_chain_of_sgemm_jobs_runs_each_slice_with_mkl_on_one_thread(monkeypatch):
+    """Two MKL teams on two cores take turns: a slice that calls sgemm runs it on its own thread
+    alone, and the caller's MKL thread count is as it was afterwards."""
+    get = _blas._LIB.mkl_get_max_threads
+    seen = np.zeros(2, np.int64)
+
+    def kernel(rows, out):
+        out[0] = get()
+
+    monkeypatch.setattr(_batches, "min_slice_images", 1)
+    with torch_threads(2):
+        _blas._set_local(2)
+        try:
+            parts = _batches.slices(2)
+            assert len(parts) == 2
+            _batches.Chain([_batches.Job(kernel, (np.zeros(2), seen), (), parts, blas=True)]).run()
+            assert list(seen) == [1, 1]
+            assert get() == 2
+            _batches.Chain([_batches.Job(kernel, (np.zeros(2), seen), (), parts)]).run()
+            assert seen[0] == 2  # a chain of jobs without sgemm leaves MKL as it is
+        finally:
+            _blas._set_local(0)

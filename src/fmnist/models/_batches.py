@@ -53,13 +53,15 @@ def slices(n: int) -> list[slice]:
 
 class Job(NamedTuple):
     """``kernel(*batched, *shared)`` over slices ``parts`` of the arrays in ``batched`` (image axis
-    first); ``per_slice`` arrays have one row per slice (accumulators)."""
+    first); ``per_slice`` arrays have one row per slice (accumulators). ``blas``: the kernel calls
+    MKL's sgemm (``fmnist._blas.mm``), which must then run on its calling thread alone."""
 
     kernel: Callable
     batched: tuple
     shared: tuple
     parts: list[slice]
     per_slice: tuple = ()
+    blas: bool = False
 
     def arguments(self, i: int) -> tuple:
         """The kernel's arguments for slice ``i``."""
@@ -77,8 +79,15 @@ class Chain:
     def __init__(self, jobs: list[Job]):
         assert all(job.parts == jobs[0].parts for job in jobs), "chained jobs need the same slices"
         self.calls = [[(job.kernel, job.arguments(i)) for job in jobs] for i in range(len(jobs[0].parts))]
+        # MKL confined to one thread for a whole slice, not kernel by kernel: each switch is two
+        # foreign calls, a few microseconds each inside a training step.
+        self._slice = self._calls
+        if any(job.blas for job in jobs):
+            from fmnist import _blas  # loaded with the kernels that call it
 
-    def _slice(self, i: int) -> None:
+            self._slice = functools.partial(_blas.one_thread, self._calls)
+
+    def _calls(self, i: int) -> None:
         for kernel, arguments in self.calls[i]:
             kernel(*arguments)
 

@@ -106,11 +106,10 @@ class Winograd3x3(_batches.JobFunction):
         b = (bias.detach() if bias is not None else torch.zeros(k)).contiguous()
         parts = _batches.slices(n)
         u = np.empty((len(parts), 36, c, k), np.float32)  # each slice's filter transforms
-        kernel = functools.partial(_blas().one_thread, _kernels().forward_images)
         scratch = (u, _scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
                    *_blas().mm_scratch(len(parts)))
-        job = _batches.Job(kernel, (xn.numpy(), y.numpy()), (w, _filter_transform(), b.numpy(), pad, th, tw, group),
-                           parts, scratch)
+        job = _batches.Job(_kernels().forward_images, (xn.numpy(), y.numpy()),
+                           (w, _filter_transform(), b.numpy(), pad, th, tw, group), parts, scratch, blas=True)
         ctx.save_for_backward(xn)
         ctx.u = u
         ctx.geometry = (pad, th, tw, group)
@@ -130,11 +129,10 @@ class Winograd3x3(_batches.JobFunction):
         parts = _batches.slices(n)
         du = np.empty((len(parts), 36, c, k), np.float32)
         db = np.empty((len(parts), k), np.float32)
-        kernel = functools.partial(_blas().one_thread, _kernels().backward_images)
         scratch = (u, _scratch(len(parts), group, th * tw, c), _scratch(len(parts), group, th * tw, k),
                    _scratch(len(parts), group, th * tw, c), *_blas().mm_scratch(len(parts)))
-        job = _batches.Job(kernel, (xn.numpy(), gy.numpy(), gx.numpy()), (pad, th, tw, group, input_grad), parts,
-                           (*scratch, du, db))
+        job = _batches.Job(_kernels().backward_images, (xn.numpy(), gy.numpy(), gx.numpy()),
+                           (pad, th, tw, group, input_grad), parts, (*scratch, du, db), blas=True)
         gx = gx.permute(0, 3, 1, 2) if input_grad else None
 
         def finish():

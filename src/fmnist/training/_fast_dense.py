@@ -249,9 +249,10 @@ class DenseStep:
             if p:
                 plan.masks.append((mask, p))
             dropped = torch.empty_like(out) if p else out
-            jobs.append(_batches.Job(_one_thread(_kernels().forward_rows),
+            jobs.append(_batches.Job(_kernels().forward_rows,
                                      (x.numpy(), out.numpy(), dropped.numpy() if p else none, mask),
-                                     (w.numpy(), _EMPTY if b is None else b.numpy(), act, bool(p)), parts, sgemm))
+                                     (w.numpy(), _EMPTY if b is None else b.numpy(), act, bool(p)), parts, sgemm,
+                                     blas=True))
             inputs.append(x)
             outputs.append(out)
             masks.append(mask)
@@ -267,9 +268,9 @@ class DenseStep:
             gx = torch.empty_like(inputs[i])
             below = (outputs[i - 1].numpy(), masks[i - 1], self._codes[i - 1], bool(self.drops[i - 1])) if i else \
                 (none, none, 0, False)
-            jobs.append(_batches.Job(_one_thread(_kernels().linear_backward),
+            jobs.append(_batches.Job(_kernels().linear_backward,
                                      (g.numpy(), inputs[i].numpy(), gx.numpy(), *below[:2]),
-                                     (w.numpy(), *below[2:], True), parts, (gw, gb, *sgemm)))
+                                     (w.numpy(), *below[2:], True), parts, (gw, gb, *sgemm), blas=True))
             plan.shares += [(weight, gw), (bias, gb)]
             g = gx
         gmaps = torch.empty(maps.shape)
@@ -340,6 +341,3 @@ def _kernels():
 
     return _dense_kernels
 
-
-def _one_thread(kernel):
-    return functools.partial(_winograd._blas().one_thread, kernel)
