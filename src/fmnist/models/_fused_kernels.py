@@ -188,7 +188,7 @@ _S16 = np.uint64(16)
 _S32 = np.uint64(32)
 _S58 = np.uint64(58)
 _ONE = np.uint64(1)
-_SIX = np.uint64(63)
+_S63 = np.uint64(63)
 _INIT_A = np.uint64(0x43B0D7E5)
 _MULT_A = np.uint64(0x931E8875)
 _INIT_B = np.uint64(0x8B51F9DD)
@@ -218,39 +218,39 @@ def _pcg_step(hi, lo, inc_hi, inc_lo):  # pragma: no cover - compiled
 
 
 @jit
+def _hashmix(value, h, mult):  # pragma: no cover - compiled
+    """SeedSequence's hashmix of the 32-bit ``value`` with the running hash constant ``h``: the
+    mixed value, and the constant that follows (``h * mult``)."""
+    value ^= h
+    h = (h * mult) & _U32
+    value = (value * h) & _U32
+    return value ^ (value >> _S16), h
+
+
+@jit
 def _pcg64_from_seed(seed):  # pragma: no cover - compiled
     """The state (hi, lo) and increment (hi, lo) of ``numpy.random.PCG64(seed)``, 0 <= seed < 2**64:
     SeedSequence's entropy pool of four words mixed from the seed's 32-bit words (a seed below
     2**32 has one; the pool pads with zeros, so two words of which the second is 0 mix the
     same), then four 64-bit words drawn from it, and PCG's seeding."""
-    entropy = np.zeros(4, np.uint64)  # the seed's 32-bit words, low first, then zeros
-    entropy[0] = seed & _U32
-    entropy[1] = seed >> _S32
-    pool = np.zeros(4, np.uint64)
+    pool = np.zeros(4, np.uint64)  # the seed's 32-bit words, low first, then zeros
+    pool[0] = seed & _U32
+    pool[1] = seed >> _S32
     h = _INIT_A
-    for i in range(4):  # hashmix of each word, as SeedSequence.mix_entropy
-        v = entropy[i] ^ h
-        h = (h * _MULT_A) & _U32
-        v = (v * h) & _U32
-        pool[i] = v ^ (v >> _S16)
+    for i in range(4):  # SeedSequence.mix_entropy
+        pool[i], h = _hashmix(pool[i], h, _MULT_A)
     for src in range(4):
         for dst in range(4):
             if src != dst:
-                v = pool[src] ^ h
-                h = (h * _MULT_A) & _U32
-                v = (v * h) & _U32
-                v ^= v >> _S16
+                v, h = _hashmix(pool[src], h, _MULT_A)
                 r = (_MIX_L * pool[dst] - _MIX_R * v) & _U32
                 pool[dst] = r ^ (r >> _S16)
     state = np.zeros(8, np.uint64)
     h = _INIT_B
     for i in range(8):  # SeedSequence.generate_state(4, uint64): eight 32-bit words, low word first
-        v = pool[i % 4] ^ h
-        h = (h * _MULT_B) & _U32
-        v = (v * h) & _U32
-        state[i] = v ^ (v >> _S16)
+        state[i], h = _hashmix(pool[i % 4], h, _MULT_B)
     seed_hi, seed_lo = state[0] | (state[1] << _S32), state[2] | (state[3] << _S32)
-    inc_hi = ((state[4] | (state[5] << _S32)) << _ONE) | ((state[6] | (state[7] << _S32)) >> _SIX)
+    inc_hi = ((state[4] | (state[5] << _S32)) << _ONE) | ((state[6] | (state[7] << _S32)) >> _S63)
     inc_lo = ((state[6] | (state[7] << _S32)) << _ONE) | _ONE
     hi, lo = _pcg_step(np.uint64(0), np.uint64(0), inc_hi, inc_lo)  # pcg_setseq_128_srandom_r
     lo2 = lo + seed_lo
@@ -274,6 +274,6 @@ def dropout_mask(seed, threshold, scale, out):  # pragma: no cover - compiled
             hi, lo = _pcg_step(hi, lo, inc_hi, inc_lo)
             x = hi ^ lo
             rot = hi >> _S58
-            word = (x >> rot) | (x << ((np.uint64(64) - rot) & _SIX))
+            word = (x >> rot) | (x << ((np.uint64(64) - rot) & _S63))
         draw = (word >> np.uint64(16 * k)) & np.uint64(0xFFFF)
         out[i] = scale if draw >= limit else zero
