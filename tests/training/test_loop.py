@@ -201,6 +201,29 @@ def test_the_steps_loss_is_torch_cross_entropy_with_its_gradient_and_metrics(com
     assert torch.equal(pred, logits.detach().argmax(1)) and pred[5] == 2
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch-ops"])
+@pytest.mark.parametrize("bad", [10, -1])
+def test_a_label_outside_the_classes_raises_as_torchs_cross_entropy_does(compiled, bad, monkeypatch):
+    """The compiled loss reads the logit each label names: a label past the classes must raise, not read
+    past the row, for callers that skip ``Trainer.fit``'s check too (the conv step's chain included)."""
+    from fmnist.training import _loss
+    from fmnist.training._fast_dense import DenseStep
+
+    if compiled and not _loss.AVAILABLE:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(_loss, "AVAILABLE", compiled)
+    y = torch.tensor([3, bad, 1])
+    with pytest.raises(IndexError):
+        _loss.softmax_cross_entropy(torch.randn(3, 10, requires_grad=True), y)
+    if compiled:
+        with pytest.raises(IndexError):
+            _loss.loss_gradient(torch.randn(3, 10), y)
+        step = DenseStep.build(create_model("cnn-book"), per_batch=True)
+        if step is not None and step.front:
+            with pytest.raises(IndexError):
+                step(torch.rand(32, 28, 28), torch.cat([y, torch.zeros(29, dtype=torch.int64)]))
+
+
 def test_label_smoothing_trains_a_dense_model_through_autograd():
     # Dense stacks normally take the compiled step, whose kernel knows only plain cross-entropy.
     _, plain = trained(epochs=3)

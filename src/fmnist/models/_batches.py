@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import NamedTuple
 
 import numpy as np
@@ -94,7 +94,10 @@ class Chain:
     def run(self) -> None:
         count = len(self.calls)
         futures = [_pool(count - 1).submit(self._slice, i) for i in range(1, count)]
-        self._slice(0)
+        try:
+            self._slice(0)
+        finally:  # an error in this slice returns only once the others have stopped writing
+            wait(futures)
         for future in futures:
             future.result()
 

@@ -37,6 +37,8 @@ def _xent_rows(h, y, smoothing, grad, picked, pred, count):  # pragma: no cover 
     fn = np.float32(count)
     total = 0.0
     for r in range(n):
+        if y[r] < 0 or y[r] >= k:  # the loop reads h[r, y[r]]: unchecked, a bad label reads past the row
+            raise IndexError("a label is outside the logits' classes (0 to classes - 1)")
         mx = h[r, 0]
         am = 0
         for j in range(1, k):
