@@ -18,7 +18,8 @@ their arithmetic. Two fusions, each one autograd node over channels-last (NHWC) 
 
 The ReLU-pool takes bfloat16 maps too (autocast's convolutions write them; the stem reads the
 float32 images), and both run on slices of the batch on every torch thread. Dropout, the third
-step here, needs no compiler: it draws its mask faster than torch (see ``dropout``).
+step here, draws its mask from numpy's PCG64 stream, faster than torch, in one compiled loop
+where numba is present (see ``dropout`` and ``fill_dropout_mask``).
 
 Both are exact where it matters: ``relu_max_pool2d`` gives bit-identical results to
 ``F.max_pool2d(F.relu(y), 2)`` and its gradient (ties: the first of equal maxima wins, as in
