@@ -15,10 +15,11 @@ For each dense preset (softmax, mlp-200, mlp-200-100) it times:
 
 For the book's CNN, cnn-book (skip with ``--no-conv``): fmnist's epoch (Adam, batch 32), the same
 network written plainly in PyTorch eager (channels-last, ``torch.optim.Adam``, ``--eager-threads``
-threads), Keras's epoch when TensorFlow is importable (each stack's epochs in a process of its own,
-see ``stack_child``), and the floor: the epoch's FLOPs (every
-conv as im2col products, every linear layer's products; the first layer's input gradient left
-out) at the best sgemm rate measured in this run on those very shapes. Where the CPU has
+threads) and Keras's epoch when TensorFlow is importable, taking turns in rounds (``--conv-repeats``:
+one epoch of each stack a round, each in a process of its own; see ``conv_stacks`` and
+``stack_child``), and the floor: the epoch's FLOPs (every conv as im2col products, every linear
+layer's products; the first layer's input gradient left out) at the best sgemm rate measured in
+this run on those very shapes. Where the CPU has
 bfloat16 dot products, the three stacks again with bfloat16 mixed precision, against the
 bfloat16 GEMM floor. Then our recipe's network, cnn-best, the same way at its own batch size (256),
 optimizer (AdamW) and precision (bfloat16 where the CPU has bfloat16 dot products): the three
@@ -26,8 +27,9 @@ stacks train the same network (batch norm, dropout; the parameter counts are che
 none augments its images, so the epochs compare the networks' steps alone.
 
 Plus the data load (first verified load into an empty ``FMNIST_CACHE``, then a later load).
-Every time is the median of repeats; the machine may be shared, so the load average before and
-after is recorded. Ratios compare numbers taken in this same run. ``--out FILE`` writes the
+Every time is the median of repeats (or rounds); the machine may be shared, so the load average
+before and after is recorded. Ratios compare numbers taken in this same run; a CNN's, the
+median of the ratios within each round. ``--out FILE`` writes the
 results (with the date and the load average) as JSON: the committed one,
 ``src/fmnist/measured/benchmark.json``, is what ``make readme`` turns into the README's tables.
 """
@@ -248,30 +250,33 @@ def child_json(cmd: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def conv_preset(xs, ys, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
+def conv_preset(xs, ys, rounds: int, eager_threads: int) -> dict:
     """cnn-book's epoch in fmnist, in plain PyTorch eager and in Keras, against its sgemm floor; where
     the CPU has bfloat16 dot products, under ``"bfloat16"`` the same three in bfloat16 mixed precision."""
     result = {"preset": CONV_PRESET, "eager_threads": eager_threads,
-              **conv_stacks(CONV_PRESET, xs, ys, repeats, keras_repeats, eager_threads)}
+              **conv_stacks(CONV_PRESET, xs, ys, rounds, eager_threads)}
     if bfloat16_native(torch.device("cpu")):
-        h = conv_stacks(CONV_PRESET, xs, ys, repeats, keras_repeats, eager_threads, "bfloat16")
+        h = conv_stacks(CONV_PRESET, xs, ys, rounds, eager_threads, "bfloat16")
         result["bfloat16"] = {"floor_s": h["floor_s"], "best_gemm_gflop_per_s": h["best_sgemm_gflop_per_s"],
-                              **{k: h[k] for k in ("epoch_s", "epoch_runs_s", "epoch_vs_floor", "eager_epoch_s",
-                                                   "eager_vs_ours", "keras_epoch_s", "keras_vs_ours")}}
+                              **{k: v for k, v in h.items() if k.startswith(_ROUND_KEYS)}}
     return result
 
 
-def conv_recipe(xs, ys, repeats: int, keras_repeats: int, eager_threads: int) -> dict:
+def conv_recipe(xs, ys, rounds: int, eager_threads: int) -> dict:
     """cnn-best's epoch at its recipe's batch size, optimizer and precision (float32 on a CPU without
     bfloat16 dot products) in the three stacks, none augmenting, against its floor."""
     train = get_preset(RECIPE_PRESET).train
     precision = resolve_precision(train.get("precision", "float32"), torch.device("cpu"))
     return {"preset": RECIPE_PRESET, "batch": train["batch_size"], "precision": precision,
             "eager_threads": eager_threads,
-            **conv_stacks(RECIPE_PRESET, xs, ys, repeats, keras_repeats, eager_threads, precision, train["batch_size"])}
+            **conv_stacks(RECIPE_PRESET, xs, ys, rounds, eager_threads, precision, train["batch_size"])}
 
 
-def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_threads: int,
+# What conv_stacks measures in its rounds (the bfloat16 entry copies these).
+_ROUND_KEYS = ("epoch_", "eager_", "keras_")
+
+
+def conv_stacks(preset: str, xs, ys, rounds: int, eager_threads: int,
                 precision: str = "float32", batch: int = BATCH) -> dict:
     """``preset``'s epoch at ``precision`` and ``batch`` in the three stacks, and its floor at the best
     GEMM rate.
@@ -280,6 +285,14 @@ def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_thr
     ``mixed_bfloat16`` policy): in bfloat16 each keeps float32 weights and updates and runs the
     convolutions and matrix products in bfloat16, and the floor is at the bfloat16 GEMM's rate.
     fmnist trains with the preset's optimizer and rate, without its augmentation.
+
+    The stacks take turns: each round times one epoch of fmnist, then of PyTorch eager, then of
+    Keras, each in a process of its own. Why: this machine's speed drifts between minutes, and
+    Keras's most (cnn-book's epoch on 2 Zen 4 cores: 12.3, 13.5, 20.6 and 20.9 s in four rounds
+    that took turns with fmnist's, while fmnist's moved between 7.9 and 9.2 s); each stack's
+    epochs timed in one block put the drift of those minutes into the ratios. A ratio here is the
+    median over the rounds of the ratio within each round (``*_rounds``: every round's), and
+    each stack's epoch the median of its rounds.
     """
     bf16 = precision == "bfloat16"
     tag = f" (batch {batch}{', bfloat16' if bf16 else ''})"
@@ -291,19 +304,30 @@ def conv_stacks(preset: str, xs, ys, repeats: int, keras_repeats: int, eager_thr
     train_threads = trainer.train_threads(xs[:1])
     torch.set_num_threads(train_threads)
     say(f"{preset}: GEMM rates on its shapes{tag}")
-    floor = sgemm_floor(step_products(trainer.model, xs[:1], batch), -(-len(xs) // batch), repeats,
-                        torch.bfloat16 if bf16 else torch.float32)
+    floor = sgemm_floor(step_products(trainer.model, xs[:1], batch), -(-len(xs) // batch), repeats=3,
+                        dtype=torch.bfloat16 if bf16 else torch.float32)
     torch.set_num_threads(threads)
-    say(f"{preset}: fmnist epochs{tag}")
-    ours = stack_child("fmnist", preset, len(xs), repeats, precision, batch, eager_threads)
-    epoch, epoch_all = ours["epoch_s"], ours["epoch_runs_s"]
-    say(f"{preset}: PyTorch eager epochs{tag}")
-    eager = stack_child("eager", preset, len(xs), repeats, precision, batch, eager_threads)["epoch_s"]
-    say(f"{preset}: Keras epochs{tag}")
-    keras = keras_epoch(preset, len(xs), keras_repeats, precision, batch)
-    return {"train_threads": train_threads, **floor, "epoch_s": epoch, "epoch_runs_s": epoch_all,
-            "epoch_vs_floor": epoch / floor["floor_s"], "eager_epoch_s": eager, "eager_vs_ours": eager / epoch,
-            "keras_epoch_s": keras, "keras_vs_ours": keras / epoch if keras else None}
+    ours, eager, keras = [], [], []
+    for i in range(rounds):
+        say(f"{preset}: round {i + 1} of {rounds}: fmnist, PyTorch eager and Keras epochs{tag}")
+        ours.append(stack_child("fmnist", preset, len(xs), 1, precision, batch, eager_threads)["epoch_s"])
+        eager.append(stack_child("eager", preset, len(xs), 1, precision, batch, eager_threads)["epoch_s"])
+        keras.append(keras_epoch(preset, len(xs), 1, precision, batch))
+    epoch = statistics.median(ours)
+    result = {"train_threads": train_threads, **floor, "epoch_s": epoch, "epoch_runs_s": ours,
+              "epoch_vs_floor": epoch / floor["floor_s"], **paired("eager", eager, ours)}
+    return {**result, **paired("keras", keras if None not in keras else None, ours)}
+
+
+def paired(stack: str, times: list[float] | None, ours: list[float]) -> dict:
+    """A stack's epochs beside ours, round by round: its median epoch, its rounds, and the median of
+    the per-round ratios (``*_vs_ours``, with every round's); None throughout where it was not timed."""
+    if times is None:
+        return {f"{stack}_epoch_s": None, f"{stack}_runs_s": None, f"{stack}_vs_ours": None,
+                f"{stack}_vs_ours_rounds": None}
+    ratios = [theirs / mine for theirs, mine in zip(times, ours, strict=True)]
+    return {f"{stack}_epoch_s": statistics.median(times), f"{stack}_runs_s": times,
+            f"{stack}_vs_ours": statistics.median(ratios), f"{stack}_vs_ours_rounds": ratios}
 
 
 def preset_trainer(preset: str, batch: int, precision: str) -> Trainer:
@@ -420,11 +444,10 @@ def run(args) -> dict:
             "keras_epoch_s": keras, "keras_vs_ours": (keras / epoch) if keras else None,
         }
     if not args.no_conv:
-        conv_repeats = args.conv_repeats or 3
-        results["conv_repeats"] = conv_repeats
-        keras_repeats = 1 if args.quick else conv_repeats
-        results["conv"] = conv_preset(xs, ys, conv_repeats, keras_repeats, args.eager_threads)
-        results["conv_recipe"] = conv_recipe(xs, ys, conv_repeats, keras_repeats, args.eager_threads)
+        rounds = args.conv_repeats or (1 if args.quick else 3)
+        results["conv_rounds"] = rounds
+        results["conv"] = conv_preset(xs, ys, rounds, args.eager_threads)
+        results["conv_recipe"] = conv_recipe(xs, ys, rounds, args.eager_threads)
     say("data load")
     results["data_load"] = data_load(repeats)
     results["loadavg_before"] = [round(v, 2) for v in load_before]
@@ -465,20 +488,28 @@ def format_text(results: dict) -> str:
 def _beside(r: dict) -> str:
     """The plain PyTorch and Keras epochs of a CNN result, each as a ratio to ours."""
     keras = f"{r['keras_epoch_s']:.1f}s" if r["keras_epoch_s"] else "skipped"
-    return (f"{r['eager_epoch_s']:.2f}s = {r['eager_vs_ours']:.2f}x ours; Keras {keras}"
-            + (f" = {r['keras_vs_ours']:.2f}x ours" if r["keras_vs_ours"] else ""))
+    return (f"{r['eager_epoch_s']:.2f}s = {r['eager_vs_ours']:.2f}x ours{_rounds(r, 'eager')}; Keras {keras}"
+            + (f" = {r['keras_vs_ours']:.2f}x ours{_rounds(r, 'keras')}" if r["keras_vs_ours"] else ""))
+
+
+def _rounds(r: dict, stack: str) -> str:
+    """The spread of a stack's per-round ratios to ours, where there were rounds to spread."""
+    ratios = r.get(f"{stack}_vs_ours_rounds") or []
+    return f" ({min(ratios):.2f}-{max(ratios):.2f}x in {len(ratios)} rounds)" if len(ratios) > 1 else ""
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--out", type=Path, help="also write the results as JSON to this file (default: none)")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 5; 1 Keras epoch)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats (3 instead of 5; 1 Keras epoch a dense preset; 1 round of the CNNs)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--eager-threads", type=int, default=2,
                         help="threads for the plain PyTorch CNN (default: 2)")
     parser.add_argument("--conv-repeats", type=int, default=None,
-                        help="epochs timed for each CNN stack (default: 3; Keras 1 with --quick)")
+                        help="rounds of the CNN stacks, each timing one epoch of each in turn (default: 3; "
+                             "1 with --quick)")
     parser.add_argument("--no-conv", action="store_true", help="skip the convolutional presets (minutes)")
     parser.add_argument("--images", type=int, default=None,
                         help="train on only the first N of the 48,000 images, to try the script (default: all)")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fmnist.models import create_model
 
@@ -50,8 +51,6 @@ def test_the_keras_network_has_the_presets_trainable_parameters(preset):
 
 
 def test_the_floor_counts_each_layers_products_once_at_the_batch_asked():
-    import torch
-
     run = _load("run")
     model = create_model("cnn-best")  # predicts with the test-time flip: its layers run twice in eval
     products = run.step_products(model, torch.zeros(1, 28, 28), batch=256)
@@ -100,3 +99,39 @@ def test_a_stack_child_prints_its_epochs(stack, real_data):
     if stack == "fmnist":
         runs = result["epoch_runs_s"]
         assert len(runs) == 2 and min(runs) <= result["epoch_s"] <= max(runs)
+
+
+def test_the_cnn_stacks_take_turns_and_each_ratio_is_the_median_of_the_rounds(monkeypatch):
+    run = _load("run")
+    monkeypatch.setattr(run, "sgemm_floor", lambda *a, **k: {"floor_s": 1.0, "best_sgemm_gflop_per_s": 100.0})
+    # Round by round: fmnist 2, 4, 10 s; eager 6, 4, 30 s; Keras 10, 8, 20 s. The rounds' ratios are
+    # eager 3, 1, 3 and Keras 5, 2, 2: medians 3 and 2, where the ratios of the medians are 1.5 and 2.5.
+    times = {"fmnist": [2.0, 4.0, 10.0], "eager": [6.0, 4.0, 30.0], "keras": [10.0, 8.0, 20.0]}
+    order = []
+
+    def stack(name, preset, images, repeats, *rest):
+        order.append(name)
+        assert repeats == 1  # one epoch a round
+        return {"epoch_s": times[name][order.count(name) - 1]}
+
+    def keras(preset, images, repeats, *rest):
+        order.append("keras")
+        assert repeats == 1
+        return times["keras"][order.count("keras") - 1]
+
+    monkeypatch.setattr(run, "stack_child", stack)
+    monkeypatch.setattr(run, "keras_epoch", keras)
+    xs, ys = torch.zeros(64, 28, 28), torch.zeros(64, dtype=torch.long)
+    result = run.conv_stacks("cnn-book", xs, ys, 3, 2)
+    assert order == ["fmnist", "eager", "keras"] * 3
+    assert result["epoch_s"] == 4.0 and result["epoch_runs_s"] == [2.0, 4.0, 10.0] and result["epoch_vs_floor"] == 4.0
+    assert result["eager_epoch_s"] == 6.0 and result["eager_vs_ours"] == 3.0
+    assert result["eager_vs_ours_rounds"] == [3.0, 1.0, 3.0]
+    assert result["keras_epoch_s"] == 10.0 and result["keras_vs_ours"] == 2.0
+    assert result["keras_vs_ours_rounds"] == [5.0, 2.0, 2.0]
+    assert "(1.00-3.00x in 3 rounds)" in run._beside(result) and "(2.00-5.00x in 3 rounds)" in run._beside(result)
+    # Without TensorFlow every Keras round is None: no Keras numbers at all, the rest as before.
+    monkeypatch.setattr(run, "keras_epoch", lambda *a, **k: None)
+    order.clear()
+    result = run.conv_stacks("cnn-book", xs, ys, 3, 2)
+    assert result["keras_epoch_s"] is None and result["keras_vs_ours"] is None and result["eager_vs_ours"] == 3.0

@@ -165,6 +165,32 @@ def test_the_recipe_networks_epoch_gets_its_row_in_both_tables(results):
     assert not any("cnn-best" in line for line in gen.speed(gen.Results(folder)))
 
 
+def test_cnn_ratios_taken_in_rounds_show_their_range(results):
+    folder, _ = results
+    bench = json.loads((folder / "benchmark.json").read_text())
+    conv = bench["conv"]
+    conv.update(eager_vs_ours=1.75, eager_vs_ours_rounds=[1.75, 1.5, 2.25],
+                keras_vs_ours=2.5, keras_vs_ours_rounds=[1.25, 2.5, 3.0])
+    bench["conv_rounds"] = 3
+    (folder / "benchmark.json").write_text(json.dumps(bench))
+    res = gen.Results(folder)
+    row = f"| {conv['preset']} ({conv['train_threads']} threads)"
+    speed = next(line for line in gen.speed(res) if line.startswith(row))
+    assert "(1.75x (1.50x-2.25x))" in speed and "| 2.50x (1.25x-3.00x) |" in speed, speed
+    assert any("took turns, an epoch each in 3 rounds" in line for line in gen.speed(res))
+    full = next(line for line in gen.benchmark(res) if line.startswith(f"| {conv['preset']} |"))
+    assert "| 1.75x (1.50x-2.25x) |" in full and "| 2.50x (1.25x-3.00x) |" in full, full
+    assert any("for 3 rounds" in line for line in gen.benchmark(res))
+    # One round (or a results file from before the rounds): the ratio alone, no sentence about rounds.
+    bench["conv_rounds"] = 1
+    conv.update(eager_vs_ours_rounds=[1.75], keras_vs_ours_rounds=[2.5])
+    (folder / "benchmark.json").write_text(json.dumps(bench))
+    res = gen.Results(folder)
+    speed = next(line for line in gen.speed(res) if line.startswith(row))
+    assert "(1.75x) |" in speed and "| 2.50x |" in speed, speed
+    assert not any("rounds" in line for line in gen.speed(res) + gen.benchmark(res))
+
+
 def test_a_final_fit_without_holdout_follows_its_presets_row(results):
     folder, _ = results
     record = json.loads((folder / "presets.json").read_text())

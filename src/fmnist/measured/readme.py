@@ -74,6 +74,13 @@ def _x(ratio: float | None) -> str:
     return "–" if ratio is None else f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
+def _paired(r: dict, stack: str) -> str:
+    """A CNN stack's ratio to ours: the median over the benchmark's rounds, with their range."""
+    ratios = r.get(f"{stack}_vs_ours_rounds") or []
+    spread = f" ({_x(min(ratios))}-{_x(max(ratios))})" if len(ratios) > 1 else ""
+    return _x(r[f"{stack}_vs_ours"]) + spread
+
+
 def _when(date: str, load_before: list[float], load_after: list[float] | None = None) -> str:
     """'2026-12-01 15:48 UTC, load average 3.6 -> 12.3'."""
     day, clock = date.rstrip("Z").split("T")
@@ -196,12 +203,14 @@ def speed(results: Results) -> list[str]:
             runs.append((f"{c['preset']}, bfloat16 mixed precision (all three)", h))
         if r := b.get("conv_recipe"):  # the recipe's network at its own batch size and precision
             runs.append((f"{r['preset']} at batch {r['batch']}, {_precision(r)} (all three; no augmentation)", r))
-        rows += [[label, _s(r["epoch_s"]), _s(r["floor_s"]), f"{_s(r['eager_epoch_s'])} ({_x(r['eager_vs_ours'])})",
-                  _s(r["keras_epoch_s"]), _x(r["keras_vs_ours"])] for label, r in runs]
+        rows += [[label, _s(r["epoch_s"]), _s(r["floor_s"]), f"{_s(r['eager_epoch_s'])} ({_paired(r, 'eager')})",
+                  _s(r["keras_epoch_s"]), _paired(r, "keras")] for label, r in runs]
     lines = _table([f"per epoch, {images} images, batch {b['batch']} unless the row says", "fmnist", "arithmetic floor",
                     "plain PyTorch eager (/ fmnist)", "Keras/TF", "Keras / fmnist"], rows)
+    rounds = (f" The CNNs' stacks took turns, an epoch each in {b['conv_rounds']} rounds: their times are medians, "
+              "their ratios the median of each round's (the range in brackets)." if b.get("conv_rounds", 1) > 1 else "")
     lines += ["", f"Measured by `{b['command']}` in one run ({_when(b['date'], b['loadavg_before'], b['loadavg_after'])};"
-                  f" {_machine(b['machine'])}, {_versions(b['versions'])}). Method and floors: "
+                  f" {_machine(b['machine'])}, {_versions(b['versions'])}).{rounds} Method and floors: "
                   "[benchmarks/README.md](benchmarks/README.md)."]
     ev = {name: r["eval_vs_floor"] for name, r in b["presets"].items()}
     mlp = b["presets"].get("mlp-200")
@@ -238,13 +247,17 @@ def benchmark(results: Results) -> list[str]:
         if r := b.get("conv_recipe"):
             runs.append((f"{r['preset']}, batch {r['batch']}, {_precision(r)}",
                          f"{r['best_sgemm_gflop_per_s']:.1f} GFLOP/s ({r['precision']})", r))
+        if b.get("conv_rounds", 1) > 1:
+            lines += ["", f"The CNNs' three stacks took turns, one epoch each a round, for {b['conv_rounds']} rounds: "
+                          "each epoch is the median of its rounds, each ratio the median of the rounds' own "
+                          "ratios (their range in brackets)."]
         lines += [""] + _table(
             ["conv preset", "threads", "epoch GFLOP", "best sgemm", "floor", "our epoch", "x floor",
              f"PyTorch eager ({c['eager_threads']} threads)", "eager / ours", "Keras epoch", "Keras / ours"],
             [[label, str(r.get("train_threads", c["train_threads"])), f"{r.get('epoch_gflop', c['epoch_gflop']):,.0f}",
               rate, _s(r["floor_s"]), _s(r["epoch_s"]),
-              _x(r["epoch_vs_floor"]), _s(r["eager_epoch_s"]), _x(r["eager_vs_ours"]), _s(r["keras_epoch_s"]),
-              _x(r["keras_vs_ours"])] for label, rate, r in runs])
+              _x(r["epoch_vs_floor"]), _s(r["eager_epoch_s"]), _paired(r, "eager"), _s(r["keras_epoch_s"]),
+              _paired(r, "keras")] for label, rate, r in runs])
         lines += ["", f"sgemm rates measured in that run on {c['preset']}'s products (batch {b['batch']}; the floor "
                       "uses the best):", ""]
         lines += _table(["product", "M x K x N", "GFLOP/s"],
