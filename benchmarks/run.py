@@ -279,20 +279,21 @@ _ROUND_KEYS = ("epoch_", "eager_", "keras_")
 def conv_stacks(preset: str, xs, ys, rounds: int, eager_threads: int,
                 precision: str = "float32", batch: int = BATCH) -> dict:
     """``preset``'s epoch at ``precision`` and ``batch`` in the three stacks, and its floor at the best
-    GEMM rate.
+    GEMM rate measured in any of the rounds.
 
     fmnist ``--precision``, PyTorch eager (under ``torch.autocast`` for bfloat16) and Keras (its
     ``mixed_bfloat16`` policy): in bfloat16 each keeps float32 weights and updates and runs the
     convolutions and matrix products in bfloat16, and the floor is at the bfloat16 GEMM's rate.
     fmnist trains with the preset's optimizer and rate, without its augmentation.
 
-    The stacks take turns: each round times one epoch of fmnist, then of PyTorch eager, then of
-    Keras, each in a process of its own. Why: this machine's speed drifts between minutes, and
-    Keras's most (cnn-book's epoch on 2 Zen 4 cores: 12.3, 13.5, 20.6 and 20.9 s in four rounds
-    that took turns with fmnist's, while fmnist's moved between 7.9 and 9.2 s); each stack's
-    epochs timed in one block put the drift of those minutes into the ratios. A ratio here is the
-    median over the rounds of the ratio within each round (``*_rounds``: every round's), and
-    each stack's epoch the median of its rounds.
+    The stacks take turns: each round times the GEMM's rates on the step's shapes, then one epoch
+    of fmnist, of PyTorch eager and of Keras, each in a process of its own. Why: this machine's
+    speed drifts between minutes, and Keras's most (cnn-book's epoch on 2 Zen 4 cores: 12.3, 13.5,
+    20.6 and 20.9 s in four rounds that took turns with fmnist's, while fmnist's moved between 7.9
+    and 9.2 s); each stack's epochs timed in one block put the drift of those minutes into the
+    ratios. A ratio here is the median over the rounds of the ratio within each round
+    (``*_rounds``: every round's), each stack's epoch the median of its rounds, and the floor is
+    at the best rate any round measured.
     """
     bf16 = precision == "bfloat16"
     tag = f" (batch {batch}{', bfloat16' if bf16 else ''})"
@@ -302,17 +303,19 @@ def conv_stacks(preset: str, xs, ys, rounds: int, eager_threads: int,
                            "(parameter counts differ): write eager_network() after its spec")
     threads = torch.get_num_threads()
     train_threads = trainer.train_threads(xs[:1])
-    torch.set_num_threads(train_threads)
-    say(f"{preset}: GEMM rates on its shapes{tag}")
-    floor = sgemm_floor(step_products(trainer.model, xs[:1], batch), -(-len(xs) // batch), repeats=3,
-                        dtype=torch.bfloat16 if bf16 else torch.float32)
-    torch.set_num_threads(threads)
-    ours, eager, keras = [], [], []
+    products = step_products(trainer.model, xs[:1], batch)
+    floors, ours, eager, keras = [], [], [], []
     for i in range(rounds):
-        say(f"{preset}: round {i + 1} of {rounds}: fmnist, PyTorch eager and Keras epochs{tag}")
+        say(f"{preset}: round {i + 1} of {rounds}: GEMM rates on its shapes, fmnist, PyTorch eager and Keras "
+            f"epochs{tag}")
+        torch.set_num_threads(train_threads)
+        floors.append(sgemm_floor(products, -(-len(xs) // batch), repeats=3,
+                                  dtype=torch.bfloat16 if bf16 else torch.float32))
+        torch.set_num_threads(threads)
         ours.append(stack_child("fmnist", preset, len(xs), 1, precision, batch, eager_threads)["epoch_s"])
         eager.append(stack_child("eager", preset, len(xs), 1, precision, batch, eager_threads)["epoch_s"])
         keras.append(keras_epoch(preset, len(xs), 1, precision, batch))
+    floor = max(floors, key=lambda f: f["best_sgemm_gflop_per_s"])  # the fastest the GEMM went in this run
     epoch = statistics.median(ours)
     result = {"train_threads": train_threads, **floor, "epoch_s": epoch, "epoch_runs_s": ours,
               "epoch_vs_floor": epoch / floor["floor_s"], **paired("eager", eager, ours)}

@@ -103,7 +103,15 @@ def test_a_stack_child_prints_its_epochs(stack, real_data):
 
 def test_the_cnn_stacks_take_turns_and_each_ratio_is_the_median_of_the_rounds(monkeypatch):
     run = _load("run")
-    monkeypatch.setattr(run, "sgemm_floor", lambda *a, **k: {"floor_s": 1.0, "best_sgemm_gflop_per_s": 100.0})
+    # The GEMM is timed each round; the floor is the one at the best rate (the second round's here).
+    floors = iter([{"floor_s": 2.0, "best_sgemm_gflop_per_s": 50.0}, {"floor_s": 1.0, "best_sgemm_gflop_per_s": 100.0},
+                   {"floor_s": 1.25, "best_sgemm_gflop_per_s": 80.0}] * 2)
+
+    def floor(*args, **kwargs):
+        order.append("gemm")
+        return next(floors)
+
+    monkeypatch.setattr(run, "sgemm_floor", floor)
     # Round by round: fmnist 2, 4, 10 s; eager 6, 4, 30 s; Keras 10, 8, 20 s. The rounds' ratios are
     # eager 3, 1, 3 and Keras 5, 2, 2: medians 3 and 2, where the ratios of the medians are 1.5 and 2.5.
     times = {"fmnist": [2.0, 4.0, 10.0], "eager": [6.0, 4.0, 30.0], "keras": [10.0, 8.0, 20.0]}
@@ -123,7 +131,8 @@ def test_the_cnn_stacks_take_turns_and_each_ratio_is_the_median_of_the_rounds(mo
     monkeypatch.setattr(run, "keras_epoch", keras)
     xs, ys = torch.zeros(64, 28, 28), torch.zeros(64, dtype=torch.long)
     result = run.conv_stacks("cnn-book", xs, ys, 3, 2)
-    assert order == ["fmnist", "eager", "keras"] * 3
+    assert order == ["gemm", "fmnist", "eager", "keras"] * 3
+    assert result["best_sgemm_gflop_per_s"] == 100.0 and result["floor_s"] == 1.0
     assert result["epoch_s"] == 4.0 and result["epoch_runs_s"] == [2.0, 4.0, 10.0] and result["epoch_vs_floor"] == 4.0
     assert result["eager_epoch_s"] == 6.0 and result["eager_vs_ours"] == 3.0
     assert result["eager_vs_ours_rounds"] == [3.0, 1.0, 3.0]
