@@ -272,7 +272,8 @@ def conv_recipe(xs, ys, rounds: int, eager_threads: int) -> dict:
             **conv_stacks(RECIPE_PRESET, xs, ys, rounds, eager_threads, precision, train["batch_size"])}
 
 
-# What conv_stacks measures in its rounds (the bfloat16 entry copies these).
+# The keys of conv_stacks' result the bfloat16 entry copies: the three stacks' epochs, rounds and
+# ratios, and with them ("epoch_") the epoch's GFLOP, the same in either precision.
 _ROUND_KEYS = ("epoch_", "eager_", "keras_")
 
 
