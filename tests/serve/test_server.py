@@ -113,12 +113,37 @@ def test_ctrl_c_stops_cleanly(tiny_run):
         assert s.connect_ex((parts.hostname, parts.port)) != 0
 
 
+def test_two_workers_answer_and_stop_cleanly(tiny_run):
+    server = Server(tiny_run, "--workers", "2")
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            assert client.get("/api/health").json()["status"] == "ok"
+            r = client.post("/api/predict", files={"file": ("p.jpg", jpeg(5), "image/jpeg")})
+            assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in "".join(server.stderr)
+
+
 def test_bad_model_or_options_are_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.json" in err
     assert main(["serve", str(tmp_path), "--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_a_taken_port_or_unknown_host_is_one_line(tiny_run, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(tiny_run), "--port", str(port)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err and "--port" in err, err
+    assert main(["serve", str(tiny_run), "--host", "no-such-host.invalid"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no-such-host.invalid" in err and "--host" in err, err
 
 
 def test_max_upload_sizes():

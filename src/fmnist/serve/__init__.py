@@ -10,8 +10,10 @@ command line does not pay for them.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,25 +67,47 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     # uvicorn's own bound on open connections: those the app can queue, plus room for /api/health.
     common = dict(host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, server_header=False,
                   limit_concurrency=settings.concurrency + settings.queue_size + 16)
+    if workers > 1:
+        # Workers start by import and rebuild the app from these.
+        os.environ[_ENV_MODEL] = str(Path(model_path).resolve())
+        os.environ[_ENV_SETTINGS] = json.dumps(_settings_dict(settings))
+        config = uvicorn.Config("fmnist.serve:_app_from_environment", factory=True, workers=workers, **common)
+    else:
+        config = uvicorn.Config(create_app(served, settings), **common)
+    # The socket is ours, bound and listening before the URL is shown: a taken port or an unknown
+    # host is one error line (uvicorn logs it and exits 3), and a client that connects while the
+    # workers start waits in the backlog instead of being refused.
+    sock = _listen(host, port, config.backlog)
+    try:
+        on_ready(_url(host, sock.getsockname()[1]))
+        if workers == 1:
+            uvicorn.Server(config).run(sockets=[sock])
+            return
+        from uvicorn.supervisors import Multiprocess
 
-    if workers == 1:
-        class _Server(uvicorn.Server):
-            async def startup(self, sockets=None):
-                await super().startup(sockets)
-                if self.started:
-                    bound = self.servers[0].sockets[0].getsockname()
-                    on_ready(_url(host, bound[1]))
+        # uvicorn 0.51 dropped Multiprocess's ``target`` (each worker builds its own Server);
+        # before it, the argument was required.
+        takes_target = "target" in inspect.signature(Multiprocess).parameters
+        extra = {"target": uvicorn.Server(config).run} if takes_target else {}
+        Multiprocess(config, sockets=[sock], **extra).run()
+    finally:
+        sock.close()
 
-        _Server(uvicorn.Config(create_app(served, settings), **common)).run()
-        return
-    from uvicorn.supervisors import Multiprocess
 
-    os.environ[_ENV_MODEL] = str(Path(model_path).resolve())
-    os.environ[_ENV_SETTINGS] = json.dumps(_settings_dict(settings))
-    config = uvicorn.Config("fmnist.serve:_app_from_environment", factory=True, workers=workers, **common)
-    sock = config.bind_socket()
-    on_ready(_url(host, sock.getsockname()[1]))
-    Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    from fmnist.errors import FmnistError
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:  # the port taken, the host unknown or not this machine's
+        sock.close()
+        raise FmnistError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port "
+                          "(0 picks a free one) or --host") from None
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _url(host: str, port: int) -> str:
