@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 
 import pytest
 
 import fmnist
 from fmnist._files import atomic_write, check_free, default_mode, next_free
-from fmnist.errors import OutputExistsError
+from fmnist.errors import FmnistError, OutputExistsError
 
 
 @pytest.fixture
@@ -61,6 +62,23 @@ def test_check_free_refuses_what_holds_work_and_names_the_way_out(tmp_path):
     (tmp_path / "empty" / "x").write_text("")
     with pytest.raises(OutputExistsError, match="empty .and 1 more.: already holds"):
         check_free([tmp_path / "empty", tmp_path / "result.md"])
+
+
+def test_check_free_refuses_a_place_that_cannot_be_written(tmp_path, monkeypatch):
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(FmnistError) as exc:
+        check_free([tmp_path / "ok.md", tmp_path / "notes" / "run" / "model.json"], overwrite=True, out="--plot")
+    assert exc.value.cli_message == (f"{tmp_path / 'notes' / 'run' / 'model.json'}: cannot be written: "
+                                     f"{tmp_path / 'notes'} is a file, not a folder; choose another --plot")
+    assert (tmp_path / "notes").read_text() == "mine"
+
+    def refused(*args, **kwargs):  # a read-only folder, as root sees one (os.access says yes)
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(FmnistError, match=f"{tmp_path}: Operation not permitted; choose another out_dir"):
+        check_free([tmp_path / "new" / "report.html"])
+    assert not (tmp_path / "new").exists()
 
 
 def test_next_free_never_returns_a_taken_name(tmp_path):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fmnist.errors import OutputExistsError, option
+from fmnist.errors import FmnistError, OutputExistsError, option
 
 
 def default_mode() -> int:
@@ -65,19 +66,48 @@ def _taken(path: Path) -> bool:
 
 def check_free(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, what: str = "earlier output",
                out: str = "--out") -> None:
-    """Refuse to write over ``paths`` when any of them holds something, unless ``overwrite``.
+    """Refuse to write over ``paths`` when any of them holds something, unless ``overwrite``,
+    and refuse places that cannot be written at all (under a file, in a read-only folder).
 
-    Called before any work starts, so a refusal leaves everything as it was. ``what`` says
-    what is there (``"a finished run"``); ``out`` is the command-line option that chose the
-    place, named in the advice. Raises :class:`~fmnist.errors.OutputExistsError`.
+    Called before any work starts, so a refusal leaves everything as it was and no training is
+    lost to a folder that turns out to be unwritable. ``what`` says what is there (``"a
+    finished run"``); ``out`` is the command-line option that chose the place, named in the
+    advice. Raises :class:`~fmnist.errors.OutputExistsError`, or :class:`~fmnist.errors.FmnistError`
+    for a place that cannot be written.
     """
+    paths = [Path(p) for p in paths]
+    checked: set[Path] = set()
+    for path in paths:
+        _check_writable(path, out, checked)
     if overwrite:
         return
-    taken = [Path(p) for p in paths if _taken(Path(p))]
+    taken = [p for p in paths if _taken(p)]
     if taken:
         more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
         raise OutputExistsError(f"{taken[0]}{more}: already holds {what}; pass {option('overwrite', True)} to "
                                 f"replace it, or choose another {option('out_dir', cli=out)}")
+
+
+def _check_writable(path: Path, out: str, checked: set[Path]) -> None:
+    """FmnistError unless files can be created at ``path`` (its missing folders included)."""
+    folder = path.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if folder in checked:
+        return
+    where = f"{path}: cannot be written"
+    if not folder.is_dir():
+        raise FmnistError(f"{where}: {folder} is a file, not a folder; choose another {option('out_dir', cli=out)}")
+    # Ask the file system itself: permissions, read-only mounts and immutable folders all show
+    # here, and os.access answers yes to root for all of them.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fmnist-probe-", dir=folder)
+    except OSError as exc:
+        raise FmnistError(f"{where}: {folder}: {exc.strerror or exc}; choose another "
+                          f"{option('out_dir', cli=out)}") from None
+    os.close(fd)
+    os.unlink(probe)
+    checked.add(folder)
 
 
 def next_free(path: str | os.PathLike, *, folder: bool = True) -> Path:

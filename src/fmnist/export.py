@@ -33,7 +33,7 @@ from torch import nn
 
 import fmnist
 from fmnist._files import atomic_write, check_free, next_free
-from fmnist.errors import ModelError
+from fmnist.errors import FmnistError, ModelError, option
 from fmnist.models.io import load_model, model_info
 from fmnist.models.network import Network
 
@@ -96,6 +96,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     """
     run_dir = Path(run_dir)
     if out is not None:
+        if Path(out).is_dir():
+            raise FmnistError(f"{option('out', str(out))}: is a folder; name the file to write, "
+                              f"e.g. {Path(out) / 'model.onnx'}")
         check_free([out], overwrite=overwrite, what="a file")
     model = load_model(run_dir)
     folder = run_dir if run_dir.is_dir() else run_dir.parent

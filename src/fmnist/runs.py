@@ -432,7 +432,7 @@ def _read_list(path: Path) -> list:
         return []
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
         raise RunError(f"{path}: unreadable ({exc})") from None
     if not isinstance(data, list):
         raise RunError(f"{path}: expected a list of per-epoch records")

@@ -209,6 +209,46 @@ def test_every_command_refuses_to_replace_earlier_output(capsys, tiny_dir, tmp_p
                              f"to {tmp_path / 'out'}" in out
 
 
+@pytest.mark.parametrize("argv, option", [
+    (["train", "softmax", "--out", "{tmp}/afile/run"], "--out"),
+    (["train", "sgd-logreg", "--out", "{tmp}/afile/run"], "--out"),
+    (["explore", "--out", "{tmp}/afile"], "--out"),
+    (["compare", "softmax", "--out", "{tmp}/afile"], "--out"),
+    (["reproduce", "--out", "{tmp}/afile"], "--out"),
+    (["report", "{tmp}/run", "--out", "{tmp}/afile/report"], "--out"),
+    (["export", "{tmp}/run", "--onnx", "--out", "{tmp}/afile/model.onnx"], "--out"),
+    (["export", "{tmp}/run", "--onnx", "--out", "{tmp}/folder"], "--out"),
+    (["predict", "{tmp}/run", "{tmp}/shoe.npy", "--plot", "{tmp}/afile"], "--plot"),
+])
+def test_every_command_refuses_a_place_it_cannot_write_before_any_work(capsys, tiny_dir, tmp_path, argv, option):
+    """An output under a file (or a folder where a file goes): one line naming the option, exit 1, no training."""
+    if "{tmp}/run" in argv:
+        run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
+        np.save(tmp_path / "shoe.npy", np.zeros((28, 28), np.uint8))
+    (tmp_path / "afile").write_text("someone's notes")
+    (tmp_path / "folder").mkdir()
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] not in ("export", "predict", "report"):
+        argv += data_args(tiny_dir)
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and err.count("\n") == 1 and err.startswith("fmnist: error: ") and option in err, err
+    assert "Epoch" not in out and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "someone's notes" and not any((tmp_path / "folder").iterdir())
+
+
+def test_a_file_system_error_during_work_is_one_line(capsys, tiny_dir, tmp_path, monkeypatch):
+    from fmnist import runs
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "run" / "model.json"))
+
+    monkeypatch.setattr(runs, "save_run", full)
+    code, _, err = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run",
+                       *data_args(tiny_dir))
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"fmnist: error: {tmp_path / 'run' / 'model.json'}: No space left on device"), err
+
+
 def test_every_training_setting_is_a_train_option_and_an_estimator_parameter():
     import dataclasses
     import inspect

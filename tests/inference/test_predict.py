@@ -1,5 +1,6 @@
 """`fmnist predict`: photos, batches, bad files, JSON, exit codes, with a model trained on tiny data."""
 
+import io
 import json
 import struct
 import zlib
@@ -84,6 +85,18 @@ def _png_header_only(width: int, height: int) -> bytes:
     return PNG_MAGIC + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def _tiff_with_a_page_without_width() -> bytes:
+    """A good 28x28 TIFF page, then a second page whose only tag is its height (Pillow: TypeError)."""
+    buf = io.BytesIO()
+    Image.new("L", (28, 28), 128).save(buf, "TIFF")
+    data = bytearray(buf.getvalue())
+    if len(data) % 2:
+        data += b"\0"  # an IFD starts on a word boundary
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    struct.pack_into("<I", data, ifd + 2 + 12 * struct.unpack_from("<H", data, ifd)[0], len(data))
+    return bytes(data + struct.pack("<HHHII", 1, 257, 3, 1, 10) + struct.pack("<I", 0))
+
+
 def _bad_files(tmp_path, photos) -> dict[str, tuple]:
     """name -> (path, words the one-line reason must contain)."""
     (tmp_path / "empty.png").write_bytes(b"")
@@ -96,6 +109,8 @@ def _bad_files(tmp_path, photos) -> dict[str, tuple]:
     np.save(tmp_path / "wrong.npy", np.zeros((3, 32, 32), np.uint8))
     write_idx(tmp_path / "labels-idx1-ubyte", np.arange(5, dtype=np.uint8))
     (tmp_path / "folder.png").mkdir()
+    (tmp_path / "pages.tiff").write_bytes(_tiff_with_a_page_without_width())
+    np.save(tmp_path / "text.npy", np.full((28, 28), "a"))
     return {
         "empty": (tmp_path / "empty.png", "empty"),
         "not an image": (tmp_path / "notes.jpg", "not an image"),
@@ -106,6 +121,8 @@ def _bad_files(tmp_path, photos) -> dict[str, tuple]:
         "idx labels": (tmp_path / "labels-idx1-ubyte", "(5,)"),
         "missing": (tmp_path / "nope.png", "no such file"),
         "folder": (tmp_path / "folder.png", "folder"),
+        "tiff page without dimensions": (tmp_path / "pages.tiff", "damaged"),
+        "npy of strings": (tmp_path / "text.npy", "dtype <U1"),
     }
 
 
@@ -231,3 +248,40 @@ def test_plot_limit_must_be_positive(run_dir, photos, tmp_path, capsys):
     assert not (tmp_path / "p").exists()
     with pytest.raises(UsageError, match="at least 1"):
         predict_mod.save_plots([], tmp_path / "p", [], limit=0)
+
+
+def test_stems_never_collide_with_another_input(run_dir, photos, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "class3.png").write_bytes(photos[5].read_bytes())
+    (tmp_path / "class3-2.png").write_bytes(photos[5].read_bytes())
+    np.save(tmp_path / "b.npy", learnable_images(np.array([0, 9]), seed=2))
+    (tmp_path / "b-1.png").write_bytes(photos[5].read_bytes())
+    files = [photos[3], tmp_path / "a" / "class3.png", tmp_path / "class3-2.png", tmp_path / "b.npy",
+             tmp_path / "b-1.png"]
+    result = predict_files(run_dir, files)
+    stems = predict_mod._stems(result.predictions)
+    assert stems == ["class3", "class3-3", "class3-2", "b-0", "b-1", "b-1-2"]
+    written = predict_mod.save_preprocessed(result.predictions, tmp_path / "prep")
+    assert len({p.name for p in written}) == len(written) == 6
+
+
+def test_both_output_places_are_checked_before_either_is_written(run_dir, photos, tmp_path, capsys):
+    prep, plots = tmp_path / "prep", tmp_path / "plots"
+    plots.mkdir()
+    (plots / "class3-proba.png").write_bytes(b"someone's chart")
+    code = main(["predict", str(run_dir), str(photos[3]), "--save-preprocessed", str(prep), "--plot", str(plots)])
+    assert code == 1 and not prep.exists()
+    assert (plots / "class3-proba.png").read_bytes() == b"someone's chart"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--plot" in err
+    (tmp_path / "afile").write_text("mine")
+    assert main(["predict", str(run_dir), str(photos[3]), "--save-preprocessed", str(tmp_path / "afile")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err and "--save-preprocessed" in err
+
+
+def test_text_output_carries_the_crop_warning(run_dir, tmp_path, capsys):
+    Image.new("RGB", (300, 400), (255, 255, 255)).save(tmp_path / "blank.png")
+    assert main(["predict", str(run_dir), str(tmp_path / "blank.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("    warning: nothing stands out"), lines

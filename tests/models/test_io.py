@@ -213,6 +213,11 @@ def test_model_json_not_json_is_refused(saved):
     _refused(saved, "not a readable")
 
 
+def test_model_json_nested_past_the_parsers_stack_is_refused(saved):
+    (saved / MODEL_JSON).write_text("[" * 200_000 + "]" * 200_000)
+    _refused(saved, "not a readable")
+
+
 def test_missing_weights_is_refused(saved):
     (saved / WEIGHTS).unlink()
     _refused(saved, "missing; the model folder is incomplete")

@@ -77,7 +77,7 @@ def _read_audit(path: Path) -> dict[str, Any]:
         result = json.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"{option('exclude')} {path}: no such file; write one with 'fmnist audit --out DIR'") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise UsageError(f"{option('exclude')} {path}: not a readable audit.json ({exc}); write one with 'fmnist audit'") from None
     if not isinstance(result, dict) or result.get("summary", {}).get("format") != AUDIT_FORMAT:
         raise UsageError(f"{option('exclude')} {path}: not an audit written by 'fmnist audit'")

@@ -348,10 +348,13 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from fmnist._files import check_free
     from fmnist._text import plural
     from fmnist.inference.predict import (
         format_predictions,
+        plot_paths,
         predict_files,
+        preprocessed_paths,
         save_plots,
         save_preprocessed,
     )
@@ -359,6 +362,14 @@ def cmd_predict(args) -> int:
     if args.plot_limit < 1:  # before the predictions, which may take a while
         raise UsageError(f"--plot-limit must be at least 1, got {args.plot_limit}")
     result = predict_files(args.model, args.images, top_k=args.top_k)
+    # Both places are checked before either is written: a refusal of the second must not
+    # follow a first folder already filled.
+    if args.save_preprocessed:
+        check_free(preprocessed_paths(result.predictions, args.save_preprocessed), overwrite=args.overwrite,
+                   what="an image", out="--save-preprocessed")
+    if args.plot:
+        check_free(plot_paths(result.predictions, args.plot, args.plot_limit), overwrite=args.overwrite,
+                   what="a chart", out="--plot")
     for failure in result.failures:
         print(f"fmnist: error: {failure}", file=sys.stderr)
     # With --json, stdout carries only the JSON: where files went is said on stderr.
@@ -837,6 +848,15 @@ def main(argv: list[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        # What the checks before the work cannot foresee: a disk that fills, a folder made
+        # read-only or removed while a command runs. Each is about a file, not a bug.
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"fmnist: error: {where}{exc.strerror or exc}; check the path, its permissions and the free space",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

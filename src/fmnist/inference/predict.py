@@ -119,8 +119,8 @@ def _batch(array: np.ndarray, what: str) -> np.ndarray:
         return a.astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1:
         return np.round(a * 255).astype(np.uint8)
-    raise FmnistError(f"{what} of dtype {a.dtype} with values {a.min()}..{a.max()}: expected uint8 pixels "
-                      "(0..255) or floats in [0, 1]")
+    values = f" with values {a.min()}..{a.max()}" if a.dtype.kind in "biuf" else ""
+    raise FmnistError(f"{what} of dtype {a.dtype}{values}: expected uint8 pixels (0..255) or floats in [0, 1]")
 
 
 def _is_idx(path: Path, head: bytes) -> bool:
@@ -166,10 +166,12 @@ def _image_input(source, name: str) -> Input:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise FmnistError(f"absurdly large image, over {MAX_PIXELS // 1_000_000} megapixels (Pillow: {exc}); "
                           "refused before decoding: resize it first") from None
-    except (OSError, SyntaxError, EOFError) as exc:
-        # Pillow reports a cut-off file as OSError "image file is truncated" and a few
-        # corrupt headers as SyntaxError.
-        raise FmnistError(f"damaged or truncated image ({exc})") from None
+    except FmnistError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (a damaged file reaches code paths of Pillow's that raise anything)
+        # Pillow reports a cut-off file as OSError "image file is truncated", a few corrupt
+        # headers as SyntaxError, and a TIFF page without its dimensions as TypeError.
+        raise FmnistError(f"damaged or truncated image ({exc.__class__.__name__}: {exc})") from None
     with image:
         prepared = prepare_image(image)
     return Input(name, None, prepared.image, prepared.how, prepared.warning)
@@ -261,7 +263,7 @@ def class_names_for(model_path: str | os.PathLike, n_classes: int) -> list[str]:
     folder = folder.parent if folder.is_file() else folder
     try:
         names = json.loads((folder / "model.json").read_text()).get("class_names")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         names = None
     if not isinstance(names, list) or len(names) < n_classes:
         return _default_names(n_classes)
@@ -361,6 +363,8 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
             Ankle boot    0.912
             Sneaker       0.061
             Sandal        0.020
+
+    and a last line ``warning: ...`` under an image whose crop is doubtful (see :class:`Input`).
     """
     lines = []
     for p in predictions:
@@ -369,22 +373,40 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
         if len(p.top_k) > 1:
             width = max(len(t["class_name"]) for t in p.top_k)
             lines += [f"    {t['class_name']:<{width}}  {t['probability']:.3f}" for t in p.top_k]
+        if p.input.warning:
+            lines.append(f"    warning: {p.input.warning}")
     return "\n".join(lines)
 
 
 # --- writing ------------------------------------------------------------------------------------
 
 def _stems(predictions: Sequence[Prediction]) -> list[str]:
-    """A distinct file stem per prediction: 'shoe', 'batch-17'; 'shoe-2' for a second 'shoe'."""
-    seen: dict[str, int] = {}
-    out = []
+    """A distinct file stem per prediction: 'shoe', 'batch-17'; 'shoe-2' for a second 'shoe',
+    or 'shoe-3' where an input is itself called 'shoe-2'."""
+    bases = []
     for p in predictions:
         stem = Path(p.input.file).name.split(".")[0] or "image"
-        if p.input.index is not None:
-            stem = f"{stem}-{p.input.index}"
-        seen[stem] = seen.get(stem, 0) + 1
-        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        bases.append(stem if p.input.index is None else f"{stem}-{p.input.index}")
+    reserved, used, out = set(bases), set(), []
+    for stem in bases:
+        name, k = stem, 1
+        while name in used or (name != stem and name in reserved):
+            k += 1
+            name = f"{stem}-{k}"
+        used.add(name)
+        out.append(name)
     return out
+
+
+def preprocessed_paths(predictions: Sequence[Prediction], out_dir: str | os.PathLike) -> list[Path]:
+    """Where :func:`save_preprocessed` writes each prediction's input."""
+    return [Path(out_dir) / f"{stem}.png" for stem in _stems(predictions)]
+
+
+def plot_paths(predictions: Sequence[Prediction], out_dir: str | os.PathLike,
+               limit: int | None = None) -> list[Path]:
+    """Where :func:`save_plots` writes the charts of the first ``limit`` predictions (None: all)."""
+    return [Path(out_dir) / f"{stem}-proba.png" for stem in _stems(predictions)][:limit]
 
 
 def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathLike, *,
@@ -398,13 +420,12 @@ def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathL
 
     from fmnist._files import atomic_write, check_free
 
-    stems = _stems(predictions)
-    check_free([Path(out_dir) / f"{stem}.png" for stem in stems], overwrite=overwrite, what="an image",
-               out="--save-preprocessed")
+    targets = preprocessed_paths(predictions, out_dir)
+    check_free(targets, overwrite=overwrite, what="an image", out="--save-preprocessed")
     paths = []
-    for p, stem in zip(predictions, stems):
+    for p, target in zip(predictions, targets):
         img = Image.fromarray(p.input.image, mode="L")
-        paths.append(atomic_write(Path(out_dir) / f"{stem}.png", lambda tmp, img=img: img.save(tmp, format="PNG")))
+        paths.append(atomic_write(target, lambda tmp, img=img: img.save(tmp, format="PNG")))
     return paths
 
 
@@ -422,12 +443,11 @@ def save_plots(predictions: Sequence[Prediction], out_dir: str | os.PathLike, cl
 
     if limit is not None and limit < 1:
         raise UsageError(f"{option('limit', limit, cli='--plot-limit')} must be at least 1 (None: no limit)")
-    charted = list(zip(predictions, _stems(predictions)))[:limit]
-    check_free([Path(out_dir) / f"{stem}-proba.png" for _, stem in charted], overwrite=overwrite, what="a chart",
-               out="--plot")
+    targets = plot_paths(predictions, out_dir, limit)
+    check_free(targets, overwrite=overwrite, what="a chart", out="--plot")
     paths = []
-    for p, stem in charted:
+    for p, target in zip(predictions, targets):
         where = Path(p.input.file).name + ("" if p.input.index is None else f" [{p.input.index}]")
         fig = probability_bars(p.proba, class_names, title=f"{where}: {p.class_name} ({p.probability:.2f})")
-        paths.append(save_figure(fig, Path(out_dir) / f"{stem}-proba.png", dpi=dpi))
+        paths.append(save_figure(fig, target, dpi=dpi))
     return paths

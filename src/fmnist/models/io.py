@@ -56,7 +56,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ModelError(f"{path}: no {what} here") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser's stack, as only a forged file is.
         raise ModelError(f"{path}: not a readable {what} ({exc})") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: not a {what} (expected a JSON object)")
@@ -273,7 +274,7 @@ def read_safetensors_header(weights: Path) -> dict[str, Any]:
         raise ModelError(f"{weights}: unreadable ({exc.strerror})") from None
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ModelError(f"{weights}: header is not JSON; not a safetensors file") from None
     if not isinstance(header, dict):
         raise ModelError(f"{weights}: header is not a JSON object; not a safetensors file")

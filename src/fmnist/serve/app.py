@@ -96,7 +96,7 @@ def load_served(path: str | Path) -> ServedModel:
     for key, file in (("metrics", "metrics.json"), ("run", "run.json")):
         try:
             info[key] = json.loads((folder / file).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             info[key] = None
     names = class_names_for(folder, _n_classes(model))
     return ServedModel(model, str(meta.get("name") or folder.name), names, info)
