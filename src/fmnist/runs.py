@@ -385,7 +385,12 @@ def _finish(model_name: str, preset: Preset, model: Any, config: TrainConfig, hi
 
 def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
     """Write the run folder (each file atomically); the weights go last but one, run.json last."""
-    save_model(result.model, run_dir, name=result.name, class_names=data.class_names)
+    names = tuple(data.class_names)
+    outputs = getattr(getattr(result.model, "spec", None), "num_classes", len(names))
+    # Data whose labels stop short of the network's outputs (two classes, or MNIST without
+    # its 9s) still names every output: the labels' own names, then the rest by number.
+    names += tuple(str(i) for i in range(len(names), outputs))
+    save_model(result.model, run_dir, name=result.name, class_names=names)
     write_json(run_dir / "history.json", result.history)
     write_json(run_dir / "metrics.json", result.metrics)
     # run.json last: its presence marks a complete run folder.

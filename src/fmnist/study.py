@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from fmnist._files import atomic_write, check_free, write_json
+from fmnist._text import plural
 from fmnist.data import Dataset
+from fmnist.errors import DataError
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import create_model, get_preset
@@ -69,6 +71,9 @@ def cross_validate_linear(data: Dataset, model_name: str = "sgd-logreg",
     import joblib
     from sklearn.model_selection import cross_validate
 
+    if len(data.x_train) < folds:
+        raise DataError(f"{plural(len(data.x_train), 'training image')}: too few for {folds}-fold cross-validation; "
+                        f"give the data at least {folds} images")
     with recorded_warnings() as caught, joblib.parallel_config(backend="threading"):
         scores = cross_validate(create_model(model_name), as_features(data.x_train), data.y_train, cv=folds,
                                 n_jobs=-1, return_estimator=True)

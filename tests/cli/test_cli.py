@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from fmnist.cli.main import main
+from fmnist.data import write_idx
+from tests.conftest import learnable_images
 
 
 def run(capsys, *argv):
@@ -278,3 +280,51 @@ def test_precision_without_hardware_bfloat16(capsys, tiny_dir, tmp_path, monkeyp
     assert ("no bfloat16 arithmetic in hardware" in err) is (precision == "bfloat16" and not native)
     config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
     assert config["precision"] == ("bfloat16" if native or precision == "bfloat16" else "float32")
+
+
+def _custom_data(folder, y_train, y_test=None):
+    folder.mkdir()
+    y_test = y_train if y_test is None else y_test
+    for part, y in (("train", y_train), ("t10k", y_test)):
+        write_idx(folder / f"{part}-images-idx3-ubyte.gz", learnable_images(np.asarray(y), 3))
+        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", np.asarray(y, np.uint8))
+    return ["--data-dir", str(folder), "--dataset", "custom"]
+
+
+def test_data_with_fewer_classes_than_outputs_trains_saves_and_scores(capsys, tmp_path):
+    data = _custom_data(tmp_path / "two", np.arange(60) % 2)
+    code, _, err = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data)
+    assert code == 0, err
+    names = json.loads((tmp_path / "run" / "model.json").read_text())["class_names"]
+    assert names == [str(i) for i in range(10)]
+    code, out, err = run(capsys, "evaluate", tmp_path / "run", "--split", "test", *data)
+    assert code == 0 and "accuracy" in out, err
+
+
+def test_too_little_data_or_labels_past_the_model_are_one_line(capsys, tmp_path, tiny_dir):
+    one = _custom_data(tmp_path / "one", [3])
+    empty = _custom_data(tmp_path / "empty", np.zeros(0, np.uint8), [1, 2])
+    for argv, words in ((["train", "softmax", "--out", tmp_path / "r1", *one], "too few to hold out"),
+                        (["reproduce", "--out", tmp_path / "r2", *one], "too few for 5-fold"),
+                        (["explore", "--out", tmp_path / "r3", *empty], "no training images")):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and err.count("\n") == 1 and words in err, err
+    run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
+    twenty = _custom_data(tmp_path / "twenty", np.arange(40) % 20)
+    code, _, err = run(capsys, "evaluate", tmp_path / "run", "--split", "test", *twenty)
+    assert code == 1 and err.count("\n") == 1 and "labels 0..19 for a model of 10 classes" in err, err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "softmax", "--seed", "-1"], "--seed: expected a whole number from 0 to 4294967295"),
+    (["train", "sgd-logreg", "--seed", "99999999999999999999"], "--seed: expected a whole number from 0"),
+    (["compare", "softmax", "mlp-100", "--seeds", "1,-2"], "--seeds: expected seeds from 0 to 4294967295"),
+    (["train", "softmax", "--lr", "inf"], "--lr must be a positive number, got inf"),
+    (["models", "flatten,dense:100:softmax,dense:10"], "layer 2 (dense:100:softmax): softmax only ends a network"),
+])
+def test_out_of_range_settings_are_usage_errors(capsys, tiny_dir, tmp_path, argv, fragment):
+    if argv[0] != "models":
+        argv = [*argv, "--out", str(tmp_path / "out"), *data_args(tiny_dir)]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,6 @@
 import gzip
 import json
+import os
 
 import numpy as np
 import pytest
@@ -142,6 +143,22 @@ def test_changed_source_invalidates_cache(tiny, make_arrays, make_folder):
     load_dataset(folder, dataset="custom")
     new = make_arrays(seed=5)
     make_folder(folder, new)
+    ds = load_dataset(folder, dataset="custom")
+    assert not ds.from_cache
+    np.testing.assert_array_equal(ds.x_train, new["train-images-idx3-ubyte"])
+
+
+def test_a_rewrite_that_keeps_size_and_mtime_invalidates_cache(tiny, make_arrays, make_folder):
+    """cp -p, rsync -t and tar restore a file's mtime: the change time still moves."""
+    folder, _ = tiny
+    load_dataset(folder, dataset="custom")
+    _npycache.wait()
+    times = {p: p.stat() for p in folder.iterdir()}
+    new = make_arrays(seed=5)
+    make_folder(folder, new)
+    for path, st in times.items():
+        assert path.stat().st_size == st.st_size
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     ds = load_dataset(folder, dataset="custom")
     assert not ds.from_cache
     np.testing.assert_array_equal(ds.x_train, new["train-images-idx3-ubyte"])

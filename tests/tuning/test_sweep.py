@@ -26,7 +26,7 @@ def _data_args(tiny_dir):
 @pytest.mark.parametrize("argv, fragment", [
     (["softmax", "--param", "lrr=0.1"], "--param lrr=0.1: 'lrr' is not a training option"),
     (["softmax", "--param", "lr=uniform:1"], "--param lr=uniform:1: expected uniform:LO:HI"),
-    (["softmax", "--param", "lr=-1,0.1"], "--param lr=-1,0.1: --lr must be positive"),
+    (["softmax", "--param", "lr=-1,0.1"], "--param lr=-1,0.1: --lr must be a positive number"),
     (["softmax", "--param", "lr=0.1,0.01", "--samples", "3"], "--samples 3: only random SPECs"),
     (["softmax", "--metric", "test_accuracy"], "--metric: unknown metric 'test_accuracy'"),
     (["softmax", "--scheduler", "hyperband"], "--scheduler: unknown scheduler 'hyperband'"),

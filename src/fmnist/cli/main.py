@@ -52,13 +52,31 @@ def _model_arg(text: str) -> str:
     return text
 
 
+# numpy's and scikit-learn's seeds are 32-bit; torch's and Ray's take any of these too.
+SEED_MAX = 2 ** 32 - 1
+
+
+def _seed(text: str) -> int:
+    """``--seed S``: a whole number from 0 to 2**32 - 1 (argparse type)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {SEED_MAX}, got {text!r}")
+    return seed
+
+
 def _seed_list(text: str) -> list[int]:
     """``--seeds 1,2,3``: integers, comma-separated (the count and repeats are checked by compare)."""
     try:
-        return [int(part) for part in text.split(",")]
+        seeds = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, e.g. 1,2,3, got {text!r}") \
             from None
+    if not all(0 <= seed <= SEED_MAX for seed in seeds):
+        raise argparse.ArgumentTypeError(f"expected seeds from 0 to {SEED_MAX}, got {text!r}")
+    return seeds
 
 
 def _interrupted(args, kept: str) -> int:
@@ -127,7 +145,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd; default: off)")
     g.add_argument("--weight-decay", type=float,
                    help="weight decay, decoupled as Keras 3 applies it: p -= lr*wd*p (default: 0; adamw: 0.004)")
-    g.add_argument("--seed", type=int, help="seed for weights and shuffling; a scikit-learn model's random_state "
+    g.add_argument("--seed", type=_seed, help="seed for weights and shuffling; a scikit-learn model's random_state "
                                             "(default: preset's, 42)")
     g.add_argument("--device", help="auto, cpu or cuda (default: auto = cuda when present)")
     g.add_argument("--threads", type=int, help="CPU threads to train with; small dense steps use one of them "
@@ -222,7 +240,7 @@ def cmd_train(args) -> int:
         if given:
             raise UsageError(f"--resume continues a run with its own model and config; drop {', '.join(given)}")
         return _train_or_interrupted(args.resume, lambda: resume_run(args.resume, _load(args), callbacks=callbacks),
-                                     args.debug)
+                                     args.debug, _data_flags(args))
     if not args.model:
         raise UsageError("fmnist train needs a MODEL (see 'fmnist models') or --resume RUN_DIR")
     config = resolve_config(get_preset(args.model), **_train_overrides(args))
@@ -247,10 +265,20 @@ def cmd_train(args) -> int:
     with _output(args.out, Path("runs") / run_name(args.model)) as out:
         return _train_or_interrupted(out, lambda: train_run(
             args.model, data, config=config, out_dir=out, callbacks=callbacks, checkpoint_best=args.checkpoint,
-            overwrite=args.overwrite, exclude=exclude, holdout=args.holdout), args.debug)
+            overwrite=args.overwrite, exclude=exclude, holdout=args.holdout), args.debug, _data_flags(args))
 
 
-def _train_or_interrupted(out: Path, train, debug: bool) -> int:
+def _data_flags(args) -> str:
+    """The data options of this command line, as a resume must repeat them (it checks the data)."""
+    import shlex
+
+    flags = f" --dataset {args.dataset}" if args.dataset != "fashion-mnist" else ""
+    if args.data_dir is not None:
+        flags += f" --data-dir {shlex.quote(str(args.data_dir))}"
+    return flags
+
+
+def _train_or_interrupted(out: Path, train, debug: bool, data_flags: str = "") -> int:
     """Run ``train()`` and print its scores; after Ctrl-C, say how to continue (exit 130)."""
     from fmnist.runs import CHECKPOINT
 
@@ -261,7 +289,7 @@ def _train_or_interrupted(out: Path, train, debug: bool) -> int:
             raise
         where = Path(out) / CHECKPOINT
         print(f"\nfmnist: interrupted; the last finished epoch is saved in {where}; continue with: "
-              f"fmnist train --resume {out}" if where.exists() else
+              f"fmnist train --resume {out}{data_flags}" if where.exists() else
               "\nfmnist: interrupted before the first epoch ended; nothing saved to resume", file=sys.stderr)
         return 130
     m = result.metrics
@@ -668,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "embedding (default: mlp-200)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     p.add_argument("--epochs", type=int, default=15, help="epochs per fold model (default: 15)")
-    p.add_argument("--seed", type=int, default=42, help="seed for the folds and the models (default: 42)")
+    p.add_argument("--seed", type=_seed, default=42, help="seed for the folds and the models (default: 42)")
     p.add_argument("--out", type=Path,
                    help="folder for audit.json and audit.html (default: ./audit, or audit-2... when taken)")
     _add_overwrite_arg(p, "an earlier audit")
@@ -740,7 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="*", type=_model_arg, metavar="MODEL",
                    help="preset names or layer specs (see 'fmnist models')")
     p.add_argument("--epochs", type=int, help="epochs for every torch model (default: each preset's)")
-    p.add_argument("--seed", type=int, help="seed for every model: torch weights and shuffling, scikit-learn "
+    p.add_argument("--seed", type=_seed, help="seed for every model: torch weights and shuffling, scikit-learn "
                                             "random_state (default: each preset's, 42)")
     p.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
                    help="train every model once per seed (two or more, e.g. 1,2,3) and rank by the mean; each gap "
@@ -778,7 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=int, help="Ray CPUs (and torch threads) per trial (default: 1)")
     p.add_argument("--address", help="an existing Ray cluster: auto or HOST:PORT (default: $RAY_ADDRESS, else "
                                       "a local Ray on this machine's cores)")
-    p.add_argument("--seed", type=int, help="seeds the random draws and (without --seeds) every trial's training "
+    p.add_argument("--seed", type=_seed, help="seeds the random draws and (without --seeds) every trial's training "
                                             "(default: draws 42, training the preset's)")
     p.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
                    help="train every point once per seed and rank the points by their mean over the seeds, each "
@@ -805,7 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=int, help="CPUs of the local Ray (default: the cores this process may use)")
     p.add_argument("--cpus-per-task", type=int, default=1,
                    help="CPUs (and threads) of each configuration's task (default: 1)")
-    p.add_argument("--seed", type=int, default=42, help="random_state of every estimator that takes one (default: 42)")
+    p.add_argument("--seed", type=_seed, default=42, help="random_state of every estimator that takes one (default: 42)")
     p.add_argument("--out", type=Path, default=Path("benchmark-classical"),
                    help="folder for results.json and results.md; finished configurations there are kept and "
                         "not run again (default: ./benchmark-classical)")

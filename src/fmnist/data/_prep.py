@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fmnist._text import plural
+from fmnist.errors import DataError
+
 # The study's validation split, train_test_split(test_size=0.2, random_state=42): every model
 # trained on a split (runs, compare, sweeps, the classical benchmark) holds out these 12,000.
 VAL_SIZE, SPLIT_SEED = 0.2, 42
@@ -18,6 +21,9 @@ def split_indices(n: int, test_size: float = VAL_SIZE, random_state: int = SPLIT
     # Imported here: scikit-learn costs ~1 s to import and most loads never split.
     from sklearn.model_selection import train_test_split
 
+    if n < 2:
+        raise DataError(f"{plural(n, 'training image')}: too few to hold out a validation split; "
+                        "give the data more images (or train with --no-holdout)")
     return tuple(train_test_split(np.arange(n), test_size=test_size, random_state=random_state))
 
 

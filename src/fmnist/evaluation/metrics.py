@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fmnist.errors import UsageError
+from fmnist.errors import DataError, UsageError
 
 # Keras clips probabilities to [1e-7, 1 - 1e-7] before the log: one confident mistake then
 # costs at most -log(1e-7) ~ 16.1 instead of infinity, and a certain right answer 1e-7, never a
@@ -98,5 +98,11 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     if isinstance(model, nn.Module):
         device = next(model.parameters()).device
-        return score(log_proba_tensors(model, images_to_tensor(images, device)), labels_t.to(device))
-    return score(torch.from_numpy(np.asarray(predict_log_proba(model, images))), labels_t)
+        log_proba, labels_t = log_proba_tensors(model, images_to_tensor(images, device)), labels_t.to(device)
+    else:
+        log_proba = torch.from_numpy(np.asarray(predict_log_proba(model, images)))
+    outputs = log_proba.shape[1]
+    if len(labels_t) and not 0 <= int(labels_t.min()) <= int(labels_t.max()) < outputs:
+        raise DataError(f"labels {int(labels_t.min())}..{int(labels_t.max())} for a model of {outputs} classes "
+                        f"(0..{outputs - 1}): score it on data labelled as the data it was trained on")
+    return score(log_proba, labels_t)

@@ -203,6 +203,10 @@ class ModelSpec:
                 f"the last layer must be dense:{self.num_classes} (one output per class), "
                 f"got {format_layers([layers[-1]])}"
             )
+        for i, layer in enumerate(layers[:-1]):
+            if layer.get("activation") == "softmax":
+                raise ModelError(f"layer {i + 1} ({format_layers([layer])}): softmax only ends a network, where "
+                                 f"it is read as logits; choose {', '.join(ACTIVATION_NAMES)} or none here")
         # Work out every layer's shape now so an inconsistent stack (conv after flatten, a
         # pool that shrinks the image to nothing) fails here, with the spec in the message.
         layer_shapes(self)

@@ -24,6 +24,7 @@ import numpy as np
 
 from fmnist._files import check_free
 from fmnist._text import plural
+from fmnist.errors import DataError
 from fmnist.plots import (
     CLASS_NAMES,
     class_counts,
@@ -87,6 +88,8 @@ def explore(
     """
     arrays = dict(zip(_ARRAYS, (np.asarray(a) for a in (x_train, y_train, x_test, y_test))))
     train_x, train_y = arrays["train_input"], arrays["train_target"]
+    if not len(train_x):
+        raise DataError("no training images to explore: the data's training files hold 0 images")
     classes, counts = np.unique(train_y, return_counts=True)
 
     out = Path(out_dir)

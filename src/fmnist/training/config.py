@@ -7,6 +7,8 @@ recipe (``fmnist models NAME``), checking options and reading a run's config sta
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Any
 
 from fmnist.errors import UsageError, option
@@ -126,7 +128,9 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
             (self.epochs >= 1, "epochs", "must be at least 1"),
             (self.batch_size >= 1, "batch_size", "must be at least 1"),
-            (self.lr is None or self.lr > 0, "lr", "must be positive"),
+            (self.lr is None or 0 < self.lr < math.inf, "lr", "must be a positive number"),
+            (isinstance(self.seed, numbers.Integral) and 0 <= self.seed < 2 ** 32, "seed",
+             "must be a whole number from 0 to 2**32 - 1"),
             (self.threads is None or (type(self.threads) is int and self.threads >= 1), "threads",
              "must be a whole number of at least 1"),
             (self.momentum is None or 0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),
