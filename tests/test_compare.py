@@ -299,6 +299,25 @@ def test_an_interrupted_comparison_resumes_to_the_leaderboard_of_one_that_was_no
         resume_compare(out, tiny_data)
 
 
+def test_an_interrupted_overwrite_never_resumes_into_the_comparison_it_replaced(tiny_data, tmp_path):
+    out = tmp_path / "cmp"
+    compare(["softmax", SPEC], tiny_data, epochs=1, out_dir=out)
+    with pytest.raises(KeyboardInterrupt):  # the new comparison stops in its first run
+        compare(["softmax", SPEC], tiny_data, epochs=3, out_dir=out, overwrite=True,
+                callbacks_for=lambda run: [_InterruptAt(2)])
+    board = resume_compare(out, tiny_data)
+    assert [row["epochs"] for row in board["rows"]] == [3, 3]
+    assert all(len(load_run(row["run_dir"]).history) == 3 for row in board["rows"])
+
+
+def test_on_ray_a_relative_out_is_where_the_runs_go(ray_cluster, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the cluster's workers started elsewhere
+    board = compare(["softmax"], tiny_data, epochs=1, out_dir="cmp", ray=True)
+    assert (tmp_path / "cmp" / "runs" / "softmax" / "run.json").exists()
+    assert evaluate_run(tmp_path / "cmp" / "runs" / "softmax", tiny_data)["accuracy"] == \
+        pytest.approx(board["rows"][0]["val_accuracy"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--resume", "{out}", "softmax"], "--resume finishes a comparison as it was started; drop MODEL"),
     (["--resume", "{out}", "--seeds", "1,2"], "drop --seeds"),

@@ -42,6 +42,7 @@ from fmnist.runs import (
     CHECKPOINT,
     RunResult,
     data_fingerprint,
+    forget_run,
     load_run,
     resolve_config,
     resume_run,
@@ -97,6 +98,11 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     if out is not None:
         # Written before anything trains: what --resume finishes if the comparison is interrupted.
         (out / "leaderboard.json").unlink(missing_ok=True)
+        if overwrite:
+            # All at once, not as each run starts: a resume after Ctrl-C would keep (or continue)
+            # an earlier comparison's run that this one had not reached yet.
+            for job in jobs:
+                forget_run(out / "runs" / job.run)
         write_json(out / PLAN_FILE, {"format": PLAN_FORMAT, "format_version": 1, **plan,
                                      "data": {"dataset": data.dataset, "source": str(data.source),
                                               "sha256": data_fingerprint(data)}})
@@ -256,7 +262,9 @@ def _train_on_ray(jobs, data, out, overwrite, resume, address, cpus, on_finish):
             raise UsageError(f"--cpus-per-run {cpus}: the Ray cluster at {cluster.address} has {cluster.cpus} CPUs")
         task = ray.remote(_train_task).options(num_cpus=cpus, max_retries=0)
         shared = ray.put(data)  # to the object store once: every task reads the same read-only images
-        tasks = {task.remote(job, shared, out, overwrite, resume, cpus): k for k, job in enumerate(jobs)}
+        # A worker of a cluster runs in a folder of its own: a relative --out would land there.
+        where = out.resolve() if out is not None else None
+        tasks = {task.remote(job, shared, where, overwrite, resume, cpus): k for k, job in enumerate(jobs)}
         results: list[RunResult | None] = [None] * len(jobs)
         with as_finished(tasks) as finished:
             for done, ref in enumerate(finished, 1):

@@ -160,6 +160,13 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
     check_free([run_dir], overwrite=overwrite, what=what)
 
 
+def forget_run(run_dir: str | Path) -> None:
+    """Remove what marks ``run_dir`` as a finished or resumable run (run.json, the checkpoints):
+    a run replacing it must not be taken for the old one, nor continue from it."""
+    for stale in ("run.json", CHECKPOINT, BEST_CHECKPOINT):
+        (Path(run_dir) / stale).unlink(missing_ok=True)
+
+
 def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = None, out_dir: Path | None = None,
               callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
               checkpoint_best: bool = False, overwrite: bool = False,
@@ -194,9 +201,7 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
         check_no_holdout(config, checkpoint_best)
     if out_dir is not None:
         check_run_dir(out_dir, overwrite=overwrite)
-        # Replacing a run: its completion marker and checkpoints would describe the old one.
-        for stale in ("run.json", CHECKPOINT, BEST_CHECKPOINT):
-            (Path(out_dir) / stale).unlink(missing_ok=True)
+        forget_run(out_dir)
     if preset.family == "torch":
         torch.manual_seed(config.seed)  # before building: initial weights depend on the seed
         model = create_model(model_name)
