@@ -186,6 +186,7 @@ def test_resume_runs_only_what_is_not_finished(ray_cluster, tiny_data, tmp_path)
     benchmark_classical(tiny_data, out, families=["Perceptron"], on_plan=plans.append,
                         on_config=lambda rec, done, total: seen.append(rec["key"]))
     assert seen == [] and plans[0]["to_run"] == 0 and plans[0]["finished_before"] == 3
+    assert len(json.loads((out / "results.json").read_text())["sessions"]) == 2  # no empty session added
 
 
 def test_a_quick_result_is_completed_by_a_full_run_without_refitting(ray_cluster, tiny_data, tmp_path):
@@ -213,9 +214,10 @@ def test_results_of_other_data_or_seed_are_not_overwritten_without_the_flag(ray_
     assert (out / "results.json").read_bytes() == before
     result = benchmark_classical(tiny_data, out, families=["GaussianNB"], overwrite=True)
     assert result["data"]["fingerprint"] == classical.data_fingerprint(tiny_data) and len(result["sessions"]) == 1
-    (out / "results.json").write_text("{not json")
-    with pytest.raises(FmnistError, match="not a results file"):
-        benchmark_classical(tiny_data, out, families=["GaussianNB"])
+    for text in ("{not json", "[1, 2]"):
+        (out / "results.json").write_text(text)
+        with pytest.raises(FmnistError, match="not a results file"):
+            benchmark_classical(tiny_data, out, families=["GaussianNB"])
 
 
 def test_data_fingerprint_sees_any_changed_pixel(tiny_data):

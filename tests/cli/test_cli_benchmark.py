@@ -16,6 +16,10 @@ def run(capsys, *argv):
 @pytest.mark.parametrize("argv, fragment", [
     (["--families", "GaussianNB,Nope"], "--families: unknown family 'Nope'"),
     (["--cpus-per-task", "0"], "--cpus-per-task must be at least 1, got 0"),
+    (["--families", ","], "--families: name at least one family"),
+    (["--cpus", "-1"], "--cpus -1 must be at least 1"),
+    (["--quick", "--families", "GaussianNB", "--cpus-per-task", "3", "--cpus", "2"],
+     "--cpus-per-task 3: the Ray cluster at"),
 ])
 def test_bad_arguments_are_one_line_usage_errors(capsys, tiny_dir, tmp_path, argv, fragment):
     code, out, err = run(capsys, "benchmark", "classical", *argv, "--data-dir", tiny_dir, "--dataset", "custom",

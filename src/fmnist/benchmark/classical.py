@@ -31,7 +31,7 @@ from fmnist._files import atomic_write, write_json
 from fmnist.benchmark import grid, mapping
 from fmnist.benchmark.grid import Config
 from fmnist.data._prep import SPLIT_SEED, VAL_SIZE, split_indices
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, UsageError, option
 
 # Judged bands around the published accuracy: one run of a 5-epoch SGD-type model moves by more
 # than the others between shuffles of the training data.
@@ -149,7 +149,7 @@ def _load_previous(out_dir: Path, identity: dict[str, Any], overwrite: bool) -> 
         previous = json.loads(path.read_text())
         same = {k: previous.get(k) for k in identity} == identity
         configs = previous["configs"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise FmnistError(f"{path}: not a results file of 'fmnist benchmark classical'; choose another --out, "
                           "or pass --overwrite to replace it") from None
     if not same:
@@ -231,6 +231,11 @@ def benchmark_classical(data, out_dir: str | Path | None = None, *, quick: bool 
     from fmnist._ray import ray_session
     from fmnist.runs import versions
 
+    if families is not None and not families:  # an empty list is not "all of them"
+        raise UsageError(f"{option('families')}: name at least one family (e.g. SVC,LogisticRegression), or leave it "
+                         "out for all of them")
+    if num_cpus is not None and num_cpus < 1:
+        raise UsageError(f"{option('num_cpus', num_cpus, cli='--cpus')} must be at least 1")
     configs, left_out = grid.select(quick, families)
     phases = ("test",) if quick else ("val", "test")
     identity = {"data": {"dataset": data.dataset, "fingerprint": data_fingerprint(data),
@@ -256,6 +261,9 @@ def benchmark_classical(data, out_dir: str | Path | None = None, *, quick: bool 
     todo.sort(key=lambda item: -mapping.cost_cpu_s(item[0]))
     # Ray is started only when there is work for it (it takes seconds, and a finished run has none).
     with ray_session(address, num_cpus) if todo else contextlib.nullcontext() as cluster:
+        if cluster and cpus_per_task > cluster.cpus:  # Ray would wait for such a node forever
+            raise UsageError(f"{option('cpus_per_task', cpus_per_task)}: the Ray cluster at {cluster.address} "
+                             f"has {cluster.cpus} CPUs")
         where = cluster.to_json() if cluster else None
         plan = {"configs": len(configs), "families": sorted({c.family for c in configs}, key=grid.families().index),
                 "to_run": len(todo), "finished_before": len(configs) - len(todo), "left_out": left_out,
@@ -269,7 +277,8 @@ def benchmark_classical(data, out_dir: str | Path | None = None, *, quick: bool 
         session = {"started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "wall_time_s": 0.0, "configs_run": len(todo), "cluster": where,
                    "loadavg_start": [round(v, 2) for v in os.getloadavg()], "versions": versions()}
-        sessions.append(session)
+        if todo:  # a call that finds everything finished adds no session of its own
+            sessions.append(session)
 
         def save() -> dict[str, Any]:
             session["wall_time_s"] = time.perf_counter() - start

@@ -582,7 +582,7 @@ def cmd_benchmark(args) -> int:
 
     if args.cpus_per_task < 1:
         raise UsageError(f"--cpus-per-task must be at least 1, got {args.cpus_per_task}")
-    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families is not None else None
     data = _load(args)
     bar = None
 
