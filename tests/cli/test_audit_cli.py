@@ -44,9 +44,26 @@ def test_audit_then_act_on_it(capsys, tiny_dir, tmp_path):
 
 @pytest.mark.parametrize("argv, fragment, status", [
     (["audit", "--folds", "1"], "at least 2 folds", 2),
+    (["audit", "--model", "mlp200"], "--model: unknown model 'mlp200'", 2),
     (["train", "softmax", "--exclude", "nowhere/audit.json"], "no such file", 2),
     (["train", "--resume", "somewhere", "--exclude", "a.json"], "drop --exclude", 2),
 ])
 def test_usage_errors_are_one_line(capsys, tiny_dir, argv, fragment, status):
     code, out, err = run(capsys, *argv, "--data-dir", tiny_dir, "--dataset", "custom")
     assert code == status and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_models_settings_are_checked_before_the_neighbour_search(capsys, tiny_dir, tmp_path, monkeypatch):
+    from fmnist.auditing import neighbours
+
+    def searched(*args, **kwargs):
+        raise AssertionError("the neighbour search started")
+
+    data = ["--data-dir", tiny_dir, "--dataset", "custom"]
+    with monkeypatch.context() as m:
+        m.setattr(neighbours, "fit_projection", searched)
+        code, _, err = run(capsys, "audit", "--epochs", "0", "--out", tmp_path / "a", *data)
+        assert code == 2 and "--epochs must be at least 1, got 0" in err, err
+    # A scikit-learn model trains without epochs: the audit's own 15 are not put on it.
+    code, out, err = run(capsys, "audit", "--model", "sgd-logreg", "--folds", "2", "--out", tmp_path / "b", *data)
+    assert code == 0 and "likely label errors" in out, err

@@ -144,8 +144,13 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
     from fmnist.auditing.labels import check_folds
 
     check_folds(data.y_train, folds)  # before minutes of neighbour search
-    phases = _Phases(progress)
+    from fmnist.models import get_preset
+    from fmnist.runs import resolve_config
+
+    # The model and its settings too: a typo must not wait for the neighbour search to end.
     overrides = {**(overrides or {}), **({"epochs": epochs} if epochs is not None else {})}
+    epochs = resolve_config(get_preset(model), **overrides).epochs
+    phases = _Phases(progress)
     x_train, y_train = np.asarray(data.x_train), np.asarray(data.y_train).astype(np.int64)
     x_test, y_test = np.asarray(data.x_test), np.asarray(data.y_test).astype(np.int64)
     num_classes = max(len(data.class_names), int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1)
@@ -170,11 +175,7 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
                                   on_chunk=bar.update)
 
     from fmnist.auditing.labels import find_label_issues, out_of_fold_proba
-    from fmnist.models import get_preset
-    from fmnist.runs import resolve_config
     from fmnist.training import Callback
-
-    epochs = resolve_config(get_preset(model), **overrides).epochs
 
     class _EpochTick(Callback):
         chunk_safe = True

@@ -321,6 +321,16 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _audit_epochs(args) -> int | None:
+    """--epochs, else the audit's 15 for a network; a scikit-learn model trains without epochs."""
+    from fmnist.auditing.core import EPOCHS
+    from fmnist.models import get_preset
+
+    if args.epochs is not None:
+        return args.epochs
+    return EPOCHS if get_preset(args.model).family == "torch" else None
+
+
 def cmd_audit(args) -> int:
     from fmnist._files import check_free
     from fmnist.auditing import AUDIT_FILE, audit
@@ -330,8 +340,8 @@ def cmd_audit(args) -> int:
         check_free(output_files(args.out), overwrite=args.overwrite, what="an audit")
     data = _load(args)
     with _output(args.out, Path("audit")) as out:
-        result = audit(data, model=args.model, folds=args.folds, epochs=args.epochs, seed=args.seed, out_dir=out,
-                       overwrite=args.overwrite)
+        result = audit(data, model=args.model, folds=args.folds, epochs=_audit_epochs(args), seed=args.seed,
+                       out_dir=out, overwrite=args.overwrite)
     s = result["summary"]
     ex, nd = s["exact_duplicates"], s["near_duplicates"]
     print(f"exact duplicates: {ex['train']} within train, {ex['test']} within test, {ex['train-test']} train/test "
@@ -691,11 +701,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("audit", help="find duplicates, train/test leaks, likely label errors and outliers")
-    p.add_argument("--model", default="mlp-200",
+    p.add_argument("--model", default="mlp-200", type=_model_arg,
                    help="preset or layer spec trained on each fold for out-of-fold probabilities and the "
                         "embedding (default: mlp-200)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
-    p.add_argument("--epochs", type=int, default=15, help="epochs per fold model (default: 15)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per fold model (default: 15; a scikit-learn model has none)")
     p.add_argument("--seed", type=_seed, default=42, help="seed for the folds and the models (default: 42)")
     p.add_argument("--out", type=Path,
                    help="folder for audit.json and audit.html (default: ./audit, or audit-2... when taken)")
