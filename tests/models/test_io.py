@@ -184,12 +184,32 @@ def test_nan_sklearn_weights_are_refused(tmp_path):
     from sklearn.linear_model import SGDClassifier
 
     y = np.arange(30) % 3
-    est = SGDClassifier(loss="log_loss", max_iter=3, tol=None).fit(np.random.default_rng(0).random((30, 4)), y)
+    est = SGDClassifier(loss="log_loss", max_iter=3, tol=None).fit(np.random.default_rng(0).random((30, 784)), y)
     folder = save_model(est, tmp_path / "m")
     arrays = load_np(folder / WEIGHTS)
     arrays["coef_"][0, 0] = np.inf
     save_np(arrays, folder / WEIGHTS)
     _refused(folder, "NaN or infinite")
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda a, meta: a.update(coef_=a["coef_"][:, :100].copy()), "coef_ has 100 features; a model of 28x28"),
+    (lambda a, meta: a.update(classes_=a["classes_"][::-1].copy()), "classes_ must be distinct numbers in increasing"),
+    (lambda a, meta: meta["params"].update(loss="hinge"), "loss 'hinge' gives no probabilities"),
+])
+def test_a_tampered_linear_model_is_refused_on_load_not_at_prediction(tmp_path, change, match):
+    from safetensors.numpy import load_file as load_np
+    from safetensors.numpy import save_file as save_np
+    from sklearn.linear_model import SGDClassifier
+
+    y = np.arange(30) % 3
+    est = SGDClassifier(loss="log_loss", max_iter=3, tol=None).fit(np.random.default_rng(0).random((30, 784)), y)
+    folder = save_model(est, tmp_path / "m")
+    arrays, meta = load_np(folder / WEIGHTS), json.loads((folder / MODEL_JSON).read_text())
+    change(arrays, meta)
+    save_np(arrays, folder / WEIGHTS)
+    (folder / MODEL_JSON).write_text(json.dumps(meta))
+    _refused(folder, match)
 
 
 @pytest.mark.parametrize("field, value, match", [

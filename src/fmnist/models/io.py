@@ -351,6 +351,13 @@ def _load_estimator(meta: dict[str, Any], header: dict[str, Any], weights: Path)
         raise ModelError(f"{weights}: inconsistent arrays coef {coef.shape} {coef.dtype}, intercept "
                          f"{intercept.shape} {intercept.dtype}, classes {classes.shape}")
     _check_finite(weights, {"coef_": coef, "intercept_": intercept})
+    if coef.shape[1] != 28 * 28:
+        raise ModelError(f"{weights}: coef_ has {coef.shape[1]} features; a model of 28x28 images has 784")
+    if classes.dtype.kind not in "iuf" or (len(classes) > 1 and not (np.diff(classes) > 0).all()):
+        # scikit-learn's classes_ are np.unique(labels), sorted, and the probability columns
+        # follow them in that order.
+        raise ModelError(f"{weights}: classes_ must be distinct numbers in increasing order, "
+                         f"got {classes.tolist()[:12]}")
     names = meta.get("class_names")
     if names is not None and len(names) != len(classes):
         raise ModelError(f"{weights.parent / MODEL_JSON}: {len(names)} class names for {len(classes)} classes")
@@ -363,6 +370,9 @@ def _load_estimator(meta: dict[str, Any], header: dict[str, Any], weights: Path)
             model._validate_params()  # a bad value (loss="nonsense") fails here, not at predict time
     except (TypeError, ValueError) as exc:  # sklearn's InvalidParameterError is a ValueError
         raise ModelError(f"{weights.parent / MODEL_JSON}: bad estimator parameters ({exc})") from None
+    if not hasattr(model, "predict_proba"):  # every fmnist command reads probabilities
+        raise ModelError(f"{weights.parent / MODEL_JSON}: loss {params.get('loss')!r} gives no probabilities; "
+                         "fmnist saves log_loss or modified_huber models")
     model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
     model.n_features_in_ = coef.shape[1]
     return model
