@@ -111,6 +111,8 @@ def _bad_files(tmp_path, photos) -> dict[str, tuple]:
     (tmp_path / "folder.png").mkdir()
     (tmp_path / "pages.tiff").write_bytes(_tiff_with_a_page_without_width())
     np.save(tmp_path / "text.npy", np.full((28, 28), "a"))
+    # The start of an iPhone photo: an ISO media file of brand heic (Pillow has no HEIF reader).
+    (tmp_path / "IMG_0001.HEIC").write_bytes(struct.pack(">I", 24) + b"ftypheic" + b"\0" * 4 + b"mif1heic" + b"\0" * 64)
     return {
         "empty": (tmp_path / "empty.png", "empty"),
         "not an image": (tmp_path / "notes.jpg", "not an image"),
@@ -123,6 +125,7 @@ def _bad_files(tmp_path, photos) -> dict[str, tuple]:
         "folder": (tmp_path / "folder.png", "folder"),
         "tiff page without dimensions": (tmp_path / "pages.tiff", "damaged"),
         "npy of strings": (tmp_path / "text.npy", "dtype <U1"),
+        "HEIC photo": (tmp_path / "IMG_0001.HEIC", "HEIC/HEIF photo, which Pillow cannot read: save it as JPEG"),
     }
 
 

@@ -82,6 +82,16 @@ def test_top_k_and_the_image_the_model_saw(served):
     assert len(again["top_k"]) == 5 and "image" not in again
 
 
+@pytest.mark.parametrize("query, words", [
+    ({"top_k": "0"}, "top_k='0'"),
+    ({"top_k": "abc"}, "top_k='abc'"),
+    ({"image": "maybe"}, "image='maybe'"),
+])
+def test_a_bad_query_value_is_a_422_in_the_apis_own_shape(served, query, words):
+    r = post(create_app(served), [("p.jpg", jpeg(7), "image/jpeg")], query)
+    assert r.status_code == 422 and set(r.json()) == {"error"} and words in r.json()["error"], r.text
+
+
 @functools.cache
 def _hostile() -> dict[str, tuple[str, bytes, str]]:
     """case -> (file name, bytes, words the one-line reason must contain)."""

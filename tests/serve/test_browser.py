@@ -120,3 +120,21 @@ def test_api_docs_render_from_the_servers_own_files(browser, server):
     assert [u for u in requests if not u.startswith("data:") and urlsplit(u).netloc != origin] == []
     assert errors == []
     context.close()
+
+
+def test_the_page_shows_as_many_classes_as_the_server_was_told(browser, tiny_run, tmp_path):
+    from tests.serve.conftest import Server
+
+    server = Server(tiny_run, "--top-k", "5")
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(server.url)
+        photo = tmp_path / "garment.jpg"
+        photo.write_bytes(jpeg(7))
+        page.set_input_files("#files", str(photo))
+        page.wait_for_selector(".class-name", timeout=120_000)
+        assert page.locator(".card").first.locator(".bars li").count() == 5
+        context.close()
+    finally:
+        server.stop()

@@ -844,7 +844,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=int, help="CPUs of the local Ray (default: the cores this process may use)")
     p.add_argument("--cpus-per-task", type=int, default=1,
                    help="CPUs (and threads) of each configuration's task (default: 1)")
-    p.add_argument("--seed", type=_seed, default=42, help="random_state of every estimator that takes one (default: 42)")
+    p.add_argument("--seed", type=_seed, default=42,
+                   help="random_state of every estimator that takes one (default: 42)")
     p.add_argument("--out", type=Path, default=Path("benchmark-classical"),
                    help="folder for results.json and results.md; finished configurations there are kept and "
                         "not run again (default: ./benchmark-classical)")

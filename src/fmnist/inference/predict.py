@@ -153,6 +153,24 @@ def _open_image(path):
     return image
 
 
+# The ISO base media file's brands of HEIC/HEIF stills: what a phone's camera saves by default.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _is_heif(source) -> bool:
+    """Whether ``source`` (a path or a seekable binary file) starts as a HEIC/HEIF image does."""
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)
+            head = source.read(12)
+        else:
+            with open(source, "rb") as fh:
+                head = fh.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
 def _image_input(source, name: str) -> Input:
     """Decode an image (a path or a binary file object) and prepare it; FmnistError for a bad one."""
     from PIL import Image, UnidentifiedImageError
@@ -162,6 +180,9 @@ def _image_input(source, name: str) -> Input:
     try:
         image = _open_image(source)
     except UnidentifiedImageError:
+        if _is_heif(source):
+            raise FmnistError("a HEIC/HEIF photo, which Pillow cannot read: save it as JPEG (an iPhone does with "
+                              "Settings > Camera > Formats > Most Compatible)") from None
         raise FmnistError("not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...), nor .npy or IDX") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise FmnistError(f"absurdly large image, over {MAX_PIXELS // 1_000_000} megapixels (Pillow: {exc}); "

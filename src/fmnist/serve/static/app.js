@@ -73,7 +73,7 @@ async function classify(name, blob) {
   const form = new FormData();
   form.append("file", blob, name);
   try {
-    const response = await fetch("/api/predict?image=true&top_k=3", { method: "POST", body: form });
+    const response = await fetch("/api/predict?image=true", { method: "POST", body: form });
     let body;
     try { body = await response.json(); } catch { body = { error: `server answered ${response.status}` }; }
     showResult(card, name, body);
