@@ -13,6 +13,7 @@ import pytest
 
 import fmnist
 from fmnist.cli.main import main
+from fmnist.errors import UsageError
 from fmnist.runs import evaluate_run, load_run
 from fmnist.tuning import resume_sweep
 
@@ -42,6 +43,9 @@ def _data_args(tiny_dir):
     (["softmax", "--seeds", "1,2", "--scheduler", "asha"], "--seeds with --scheduler asha"),
     (["softmax", "--seeds", "1,x"], "--seeds: expected whole numbers separated by commas"),
     (["softmax", "--cpus-per-trial", "0"], "--cpus-per-trial must be at least 1, got 0"),
+    (["softmax", "--param", "optimizer=sgd,adam", "--param", "momentum=0.9"],
+     "--param optimizer=sgd,adam --param momentum=0.9: the point optimizer=adam, momentum=0.9 fails: --momentum 0.9: "
+     "adam has no momentum setting"),
 ])
 def test_bad_requests_are_usage_errors(tmp_path, tiny_dir, capsys, argv, fragment):
     assert main(["sweep", *argv, "--out", str(tmp_path / "s"), *_data_args(tiny_dir)]
@@ -49,6 +53,16 @@ def test_bad_requests_are_usage_errors(tmp_path, tiny_dir, capsys, argv, fragmen
     err = capsys.readouterr().err.strip()
     assert fragment in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+def test_settings_valid_only_together_are_accepted_together():
+    from fmnist.tuning.sweep import plan_sweep
+
+    plan = plan_sweep("softmax", ["schedule=onecycle", "pct_start=0.2,0.4"])
+    assert plan.params == ("schedule=onecycle", "pct_start=0.2,0.4")
+    plan_sweep("softmax", ["optimizer=sgd", "momentum=0.9", "nesterov=true"])
+    with pytest.raises(UsageError, match="--pct-start 0.2 applies to --schedule onecycle only"):
+        plan_sweep("softmax", ["pct_start=0.2,0.4"])
 
 
 def test_missing_ray_says_what_to_install(tmp_path, tiny_dir, capsys, monkeypatch):

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
+import math
 import os
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -96,6 +98,14 @@ class SweepPlan:
         return resolve_config(get_preset(self.model), **self.fixed()).epochs
 
 
+# Points checked one by one before a sweep starts; a larger grid is checked value by value.
+_MAX_CHECKED = 4096
+
+
+def _firsts(specs) -> dict[str, Any]:
+    return {spec.name: (spec.values or (spec.low,))[0] for spec in specs}
+
+
 def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, samples: int | None = None,
                scheduler: str = "fifo", metric: str = "val_accuracy", epochs: int | None = None,
                cpus_per_trial: int = 1, seed: int | None = None, seeds: Sequence[int] | None = None) -> SweepPlan:
@@ -138,13 +148,28 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
     resolve_config(preset, **fixed)  # a bad --epochs fails here, not in every trial
     for s in seeds or ():
         resolve_config(preset, **{**fixed, "seed": s})
-    for spec in specs:
-        # Every value a trial may get makes a valid config (a range: both ends), or the flag says why.
+    # Every config a trial may get is valid (a range: both ends), or the flags say why. Together,
+    # not one by one: pct_start needs schedule=onecycle beside it, and momentum=0.9 suits sgd
+    # but not adam.
+    for spec in specs:  # each alone first, for the plainest message where one value is wrong
         for value in spec.values or (spec.low, spec.high):
             try:
-                resolve_config(preset, **{**fixed, spec.name: value})
+                resolve_config(preset, **{**fixed, **_firsts(specs), spec.name: value})
+            except UsageError:
+                try:
+                    resolve_config(preset, **{**fixed, spec.name: value})
+                except UsageError as exc:
+                    raise UsageError(f"--param {spec.text}: {exc.cli_message}") from None
+    choices = [spec.values or (spec.low, spec.high) for spec in specs]
+    if math.prod(len(c) for c in choices) <= _MAX_CHECKED:
+        for combo in itertools.product(*choices):
+            point = dict(zip((spec.name for spec in specs), combo))
+            try:
+                resolve_config(preset, **{**fixed, **point})
             except UsageError as exc:
-                raise UsageError(f"--param {spec.text}: {exc.cli_message}") from None
+                where = ", ".join(f"{k}={v}" for k, v in point.items())
+                raise UsageError(f"{' '.join(f'--param {spec.text}' for spec in specs)}: the point {where} "
+                                 f"fails: {exc.cli_message}") from None
     return SweepPlan(model, tuple(texts), samples, scheduler, metric, epochs, cpus_per_trial, seed, seeds)
 
 
