@@ -159,6 +159,13 @@ def test_interrupted_sweep_resumes_without_retraining_finished_trials(ray_cluste
     assert {t["params"]["lr"] for t in board["trials"]} == {0.01, 0.02, 0.03}
     assert {p.name: p.stat().st_mtime_ns for p in done[0].iterdir()} == stamps  # not trained again
     assert (out / "leaderboard.json").exists()
+    # Finished: a second resume, or a new sweep into the folder, changes nothing in it.
+    before = {p: p.read_bytes() for p in (out / "leaderboard.json", out / "leaderboard.md")}
+    with pytest.raises(fmnist.errors.RunError, match="this sweep finished already"):
+        resume_sweep(out, fmnist.load_dataset(tiny_dir, dataset="custom"))
+    with pytest.raises(UsageError, match="a finished sweep is there"):
+        fmnist.sweep("softmax", {"lr": [0.01]}, out_dir=out)
+    assert {p: p.read_bytes() for p in before} == before
 
 
 def test_asha_stops_the_weak_trial_after_its_first_epoch(ray_cluster, tmp_path, tiny_data):

@@ -211,6 +211,9 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
     plan = plan_sweep(model, params, samples=samples, scheduler=scheduler, metric=metric, epochs=epochs,
                       cpus_per_trial=cpus_per_trial, seed=seed, seeds=seeds)
     out = Path(out_dir) if out_dir is not None else default_out(model)
+    if (out / LEADERBOARD_FILE).exists():
+        raise UsageError(f"--out {out}: a finished sweep is there (its leaderboard: {out / LEADERBOARD_MD}); "
+                         "choose another --out")
     if (out / SWEEP_FILE).exists():
         raise UsageError(f"--out {out}: a sweep is there already; continue it with 'fmnist sweep --resume {out}', "
                          "or choose another --out")
@@ -229,6 +232,9 @@ def resume_sweep(out_dir: str | Path, data=None, *, address: str | None = None,
     """Finish the interrupted sweep in ``out_dir``: finished trials are kept, not trained again."""
     out = Path(out_dir)
     plan, recorded = read_plan(out)
+    if (out / LEADERBOARD_FILE).exists():  # written once, when the last trial is done
+        raise RunError(f"{out}: this sweep finished already; its leaderboard is {out / LEADERBOARD_MD} (a new "
+                       "sweep needs a new --out)")
     require_ray()
     data = data if data is not None else _default_data()
     if recorded.get("data", {}).get("sha256") != _data_record(data)["sha256"]:
