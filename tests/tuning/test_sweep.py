@@ -115,8 +115,10 @@ def test_sweep_leaderboard_is_true_to_its_run_folders(ray_cluster, tmp_path, tin
     md = (out / "leaderboard.md").read_text()
     assert best["trial"] in md and "reported apart" in md and "training diverged" in md
 
-    # fmnist report renders the sweep: leaderboard, metric against the option, the best's curves.
-    assert main(["report", str(out), "--out", str(tmp_path / "report"), *_data_args(tiny_dir)]) == 0
+    # fmnist report renders the sweep: leaderboard, metric against the option, the best's curves;
+    # from wherever the folder has moved.
+    moved = out.rename(tmp_path / "moved")
+    assert main(["report", str(moved), "--out", str(tmp_path / "report"), *_data_args(tiny_dir)]) == 0
     page = (tmp_path / "report" / "report.html").read_text()
     for section in ("leaderboard", "parameters", "learning-curves", f"confusion-{best['trial']}"):
         assert f'id="{section}"' in page

@@ -410,7 +410,7 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     from fmnist.errors import RunError
     from fmnist.plots import learning_curves, metric_vs_params
     from fmnist.runs import load_run
-    from fmnist.tuning.sweep import LEADERBOARD_FILE, read_plan
+    from fmnist.tuning.sweep import LEADERBOARD_FILE, TRIALS_DIR, read_plan
 
     sweep_dir, out = Path(sweep_dir), Path(out_dir)
     plan, _ = read_plan(sweep_dir)
@@ -446,7 +446,9 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     body.append("".join(parts))
 
     if best:
-        run = load_run(best["run_dir"])
+        # Found beside the leaderboard by name: the path it records is where the sweep ran, and
+        # the folder may have moved or been copied since.
+        run = load_run(sweep_dir / TRIALS_DIR / Path(best["run_dir"]).name)
         summary = _summarise(run)
         summary.name = best["trial"]
         body.append('<section id="learning-curves"><h2>Learning curves of the best trial</h2>'
