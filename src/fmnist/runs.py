@@ -472,6 +472,16 @@ def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude
     always beside the full split's scores.
     """
     run = load_run(run_dir)
+    trained_on = run.info.get("data", {}).get("dataset")
+    if split != "test" and trained_on and trained_on != data.dataset:
+        # The run's own split of other data is no split of its: Fashion-MNIST, found by default,
+        # scored a custom-data run's "validation" on 12,000 images it never saw. (A test set
+        # of other data is a fair question, and asked with --split test.)
+        source = run.info["data"].get("source")
+        again = spelled(f"load_dataset({source!r}, dataset={trained_on!r})",
+                        f"--dataset {trained_on} --data-dir {source}")
+        raise RunError(f"{run.run_dir}: the run trained on {trained_on} data ({source}), not on the {data.dataset} "
+                       f"data given, so its {split} split is not there; score it on its own data: {again}")
     if split == "test":
         x_all, y_all, idx = data.x_test, data.y_test, np.arange(len(data.x_test))
     elif split in ("val", "train"):

@@ -1,5 +1,6 @@
 """The command line end to end on tiny data: exit codes, one-line errors, files written."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import fmnist
 from fmnist.cli.main import main
 from fmnist.data import write_idx
 from tests.conftest import learnable_images
@@ -328,3 +330,14 @@ def test_out_of_range_settings_are_usage_errors(capsys, tiny_dir, tmp_path, argv
     code, out, err = run(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and fragment in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_runs_own_split_is_scored_only_on_its_own_kind_of_data(capsys, tiny_dir, tmp_path, monkeypatch):
+    run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
+    fashion = fmnist.load_dataset(tiny_dir, dataset="custom")
+    monkeypatch.setattr("fmnist.cli.main._load", lambda args: dataclasses.replace(fashion, dataset="fashion-mnist"))
+    code, _, err = run(capsys, "evaluate", tmp_path / "run")  # as if Fashion-MNIST were found by default
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"--dataset custom --data-dir {tiny_dir}" in err and "val split is not there" in err
+    code, out, err = run(capsys, "evaluate", tmp_path / "run", "--split", "test")  # another test set: fair
+    assert code == 0 and "on test (50 images)" in out, err
