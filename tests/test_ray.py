@@ -36,6 +36,29 @@ def test_cluster_with_a_cpu_count_is_a_usage_error(monkeypatch, env):
         _ray.start_ray(address=None if env else "127.0.0.1:6379", num_cpus=2)
 
 
+def test_an_address_where_nothing_listens_is_one_line_at_once(monkeypatch):
+    import socket
+
+    import ray
+
+    with socket.socket() as s:  # a port just freed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def init(**kwargs):  # Ray's own try retries for minutes
+        raise AssertionError("ray.init was called")
+
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(FmnistError, match=rf"^--address 127\.0\.0\.1:{port}: nothing answers there; .*ray start"):
+        _ray.start_ray(address=f"127.0.0.1:{port}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert _ray._listening(f"127.0.0.1:{s.getsockname()[1]}")
+
+
 def test_local_instance_is_described(ray_cluster):
     assert ray_cluster.owned
     assert ray_cluster.nodes == 1 and ray_cluster.cpus == 2

@@ -90,6 +90,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
     # Ray announces its token authentication on every start or join (a warning, whatever the
     # logging level): only that logger is silenced. A cluster's operator hears about its
     # authentication from `ray start`.
+    if address is not None and address != "auto" and "://" not in address and not _listening(address):
+        # Ray would retry for minutes, printing a warning for each try.
+        raise FmnistError(f"--address {address}: nothing answers there; start a cluster with `ray start --head` "
+                          "(it prints the address to give), or leave out --address and RAY_ADDRESS for a local "
+                          "instance")
     try:
         with _quieted("ray._private.authentication"):
             if address is not None and address != "auto" and _on_this_machine(address):
@@ -103,6 +108,20 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
                           "for a cluster elsewhere, or leave out --address and RAY_ADDRESS for a local "
                           "instance") from None
     return _describe(ray, owned=True, local=address is None)
+
+
+def _listening(address: str, timeout: float = 5.0) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` (a port-less address: Ray's say)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return True
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _on_this_machine(address: str) -> bool:
