@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from fmnist.errors import RunError
+from fmnist.runs import evaluate_run
 from fmnist.study import EXPERIMENTS, format_table, reproduce
 
 
@@ -29,6 +31,14 @@ def test_reproduce_writes_table_json_and_runs(tiny_data, tmp_path):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["ours"] for r in saved["rows"]] == [r["ours"] for r in rows]
     assert "t10k" in markdown
+    # The linear run keeps the first of its 5 fold models, which saw 4/5 of every training image:
+    # its run.json says so, and it has no split of them to be scored on.
+    linear = tmp_path / "out" / "runs" / "sgd-logreg"
+    record = json.loads((linear / "run.json").read_text())["data"]["split"]
+    assert record == {"cross_validation_folds": 5, "fold": 0}
+    with pytest.raises(RunError, match="fold 1 of a 5-fold cross-validation over all 200 training images"):
+        evaluate_run(linear, tiny_data, split="val")
+    assert evaluate_run(linear, tiny_data, split="test")["n"] == len(tiny_data.x_test)
 
 
 @pytest.mark.integration

@@ -87,6 +87,9 @@ class RunResult:
     exclude: dict[str, Any] | None = None
     # False: trained on every training image, with no validation split (``train_run(holdout=False)``).
     holdout: bool = True
+    # (fold, folds): one fold model of a cross-validation over every training image (the study's
+    # linear experiment), which has neither the study's split nor one of its own to score.
+    cv_fold: tuple[int, int] | None = None
 
 
 def versions() -> dict[str, str]:
@@ -406,7 +409,8 @@ def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
         "threads": result.threads,
         "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
                  # None: trained on every training image, no validation split (train_run(holdout=False)).
-                 "split": split_record(result.holdout),
+                 "split": ({"cross_validation_folds": result.cv_fold[1], "fold": result.cv_fold[0]}
+                           if result.cv_fold else split_record(result.holdout)),
                  **({"exclude": result.exclude} if result.exclude else {})},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
     })
@@ -456,6 +460,10 @@ def run_split(run: Run, n: int, need_val: bool = True) -> tuple[np.ndarray, np.n
     for its validation images (``need_val``) raises :class:`RunError`.
     """
     record = run.info.get("data", {}).get("split", {})  # no record (older runs): the study's split
+    if record and "cross_validation_folds" in record:
+        raise RunError(f"{run.run_dir}: this model is fold {record.get('fold', 0) + 1} of a "
+                       f"{record['cross_validation_folds']}-fold cross-validation over all {n:,} training images, "
+                       "so no split of them is unseen by it; score it on the test set (--split test)")
     if record is None and need_val:
         raise RunError(f"{run.run_dir}: this run trained on all {n:,} training images (--no-holdout), so it has "
                        "no validation split; score it on the test set (--split test)")

@@ -98,8 +98,9 @@ def run_experiment(exp: Experiment, data: Dataset, out_dir: Path | None,
         model = fold_models[0]
         if run_dir:
             preset = get_preset(exp.model)
-            save_run(RunResult(exp.model, preset, model, resolve_config(preset), [],
-                               {"cv_accuracy": ours, "test": test, "warnings": caught}), run_dir, data)
+            metrics = {"cv_accuracy": ours, "test": test, "warnings": caught}
+            save_run(RunResult(exp.model, preset, model, resolve_config(preset), [], metrics,
+                               cv_fold=(0, len(fold_models))), run_dir, data)
         extra = {"warnings": caught}
     else:
         result = train_run(exp.model, data, out_dir=run_dir, callbacks=callbacks, overwrite=overwrite)

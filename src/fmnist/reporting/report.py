@@ -249,7 +249,8 @@ def _leaderboard_html(rows: Sequence[RunSummary]) -> str:
         "test_accuracy": r.test_accuracy} for r in rows], "html")
     return (
         '<section id="leaderboard"><h2>Leaderboard</h2>'
-        "<p>Ranked by validation accuracy (the run's 12,000 held-out training images). "
+        "<p>Ranked by validation accuracy (the training images each run held out: 12,000 of Fashion-MNIST's "
+        "60,000). "
         "The test set (t10k) is scored apart: its column is reported for reference and is never "
         f"used to rank or choose.</p>{board}</section>")
 
