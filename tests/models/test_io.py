@@ -298,3 +298,19 @@ def test_test_time_flip_is_saved_with_the_model(tmp_path):
     # A mirrored image gets the same prediction, as only the flip average gives.
     np.testing.assert_allclose(predict_proba(loaded, images[:, :, ::-1].copy()), predict_proba(loaded, images),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_a_changed_weight_is_refused_by_the_recorded_digest(saved, tmp_path):
+    data = bytearray((saved / WEIGHTS).read_bytes())
+    data[-3] ^= 0x01  # a low bit of the last weight: still a finite float, the structure untouched
+    (saved / WEIGHTS).write_bytes(bytes(data))
+    _refused(saved, "SHA-256 is not the one model.json recorded")
+    meta = json.loads((saved / MODEL_JSON).read_text())
+    meta["weights_sha256"] = "not a digest"
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    _refused(saved, "weights_sha256 must be 64 hexadecimal digits")
+    del meta["weights_sha256"]  # a model saved before digests were recorded still loads
+    (saved / MODEL_JSON).write_text(json.dumps(meta))
+    load_model(saved)
+    again = save_model(load_model(saved), tmp_path / "again")  # saving records the digest again
+    assert len(json.loads((again / MODEL_JSON).read_text())["weights_sha256"]) == 64

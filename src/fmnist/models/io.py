@@ -10,8 +10,10 @@ saying why.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import os
 import struct
 from pathlib import Path
@@ -101,8 +103,25 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
         atomic_write(folder / WEIGHTS, lambda tmp: save_numpy(arrays, str(tmp), metadata={"format": MODEL_FORMAT}))
     else:
         raise ModelError(f"cannot save a {type(model).__name__}: only fmnist networks and fitted linear models")
+    # The weights' digest, checked on load: a flipped byte inside a tensor keeps the file's
+    # structure, and every other check, intact.
+    meta["weights_sha256"] = _sha256(folder / WEIGHTS)
     write_json(folder / MODEL_JSON, meta)
     return folder
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _check_digest(meta: dict[str, Any], weights: Path) -> None:
+    """The weights are the bytes model.json recorded when both were saved (a model saved before
+    the digest was recorded has none to check)."""
+    expected = meta.get("weights_sha256")
+    if expected is not None and _sha256(weights) != expected:
+        raise ModelError(f"{weights}: its SHA-256 is not the one model.json recorded when the model was saved: "
+                         "the file has changed since (damaged, or edited); restore it, or train the model again")
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -158,9 +177,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
         model = Network(spec)
         state = _load_tensors(weights, load_torch)
         _check_finite(weights, {k: v for k, v in state.items() if v.is_floating_point()})
+        _check_digest(meta, weights)
         model.load_state_dict(state)
         return model.to(device).eval()
-    return _load_estimator(meta, header, weights)
+    model = _load_estimator(meta, header, weights)
+    _check_digest(meta, weights)
+    return model
 
 
 def _model_folder(path: Path) -> Path:
@@ -217,6 +239,9 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
     names = meta.get("class_names")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
         raise ModelError(f"{where}: class_names must be a list of strings")
+    digest = meta.get("weights_sha256")
+    if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise ModelError(f"{where}: weights_sha256 must be 64 hexadecimal digits, got {digest!r}")
     if not (folder / WEIGHTS).is_file():
         raise ModelError(f"{folder / WEIGHTS}: missing; the model folder is incomplete (copy the weights along "
                          "with model.json)")
