@@ -45,6 +45,15 @@ def test_fit_predict_on_images(images):
     assert clf.score(x, y) > 0.5  # learnable data, well above chance (0.1)
 
 
+def test_no_images_get_scikit_learns_own_message(images):
+    x, y = images
+    with pytest.raises(ValueError, match=r"0 sample\(s\) \(shape=\(0, 784\)\)"):
+        NetClassifier(SMALL, epochs=1, device="cpu").fit(x[:0], y[:0])
+    clf = NetClassifier(SMALL, epochs=1, device="cpu").fit(x, y)
+    with pytest.raises(ValueError, match=r"0 sample\(s\) \(shape=\(0, 784\)\)"):
+        clf.predict(x[:0])
+
+
 def test_input_forms_agree(images):
     """(N, 28, 28) uint8, (N, 784) uint8 and (N, 784) float in [0, 1] are the same data."""
     x, y = images

@@ -21,6 +21,7 @@ feature count fit.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,9 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         """Validate ``X`` and bring it to (N, n_features): uint8 stays uint8, the rest float32."""
         if not sp.issparse(X) and getattr(X, "ndim", 2) > 2:
             X = np.asarray(X)
-            X = X.reshape(len(X), -1)  # images (N, 28, 28) are 784 features, as scikit-learn sees them
+            # Images (N, 28, 28) are 784 features, as scikit-learn sees them (N = 0 included, which
+            # validate_data then refuses in its own words).
+            X = X.reshape(len(X), math.prod(X.shape[1:]))
         X = validate_data(self, X, reset=reset, dtype="numeric")
         if X.dtype != np.uint8:
             X = X.astype(np.float32)
