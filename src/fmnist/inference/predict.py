@@ -7,8 +7,9 @@ Inputs, by file:
   anything else the way Fashion-MNIST was made; animated files: the first frame);
 - ``.npy`` arrays: one image (28, 28) or a batch (N, 28, 28) / (N, 784), uint8 or integers in
   0..255 (or floats in [0, 1]), taken as dataset-style images without any preparation;
-- IDX files (``*-ubyte``, ``*.idx``, or any file starting with IDX magic bytes, gzipped or
-  not): the same shapes, read with :func:`fmnist.data.read_idx`.
+- IDX files (``*-ubyte``, ``*.idx``, or any file starting with IDX magic bytes; gzipped ones
+  named ``*.gz``, as the data layer reads them): the same shapes, read with
+  :func:`fmnist.data.read_idx`.
 
 A file that cannot be used (missing, empty, not an image, truncated, absurdly large) is
 reported as a :class:`Failure` with a one-line reason; the others are still predicted.
