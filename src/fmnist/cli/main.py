@@ -61,8 +61,8 @@ def _seed(text: str) -> int:
     try:
         seed = int(text)
     except ValueError:
-        seed = -1
-    if not 0 <= seed <= SEED_MAX:
+        seed = None
+    if seed is None or not 0 <= seed <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {SEED_MAX}, got {text!r}")
     return seed
 

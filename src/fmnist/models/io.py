@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
