@@ -183,6 +183,16 @@ def test_default_outputs_get_fresh_readable_names(capsys, tiny_dir, tmp_path, mo
     assert code == 2 and not (tmp_path / "runs" / "softmax-3").exists()
 
 
+def _command_line(capsys, tiny_dir, tmp_path, argv) -> list[str]:
+    """``argv`` with {tmp} filled in and the tiny data's options; a trained run at {tmp}/run and
+    an image at {tmp}/shoe.npy where it names them."""
+    if "{tmp}/run" in argv:
+        run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
+        np.save(tmp_path / "shoe.npy", np.zeros((28, 28), np.uint8))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    return argv + (data_args(tiny_dir) if argv[0] not in ("export", "predict") else [])
+
+
 @pytest.mark.parametrize("argv, precious", [
     (["explore", "--out", "{tmp}/out"], "out/samples.png"),
     (["compare", "softmax", "--out", "{tmp}/out"], "out/leaderboard.json"),
@@ -195,14 +205,9 @@ def test_default_outputs_get_fresh_readable_names(capsys, tiny_dir, tmp_path, mo
 ])
 def test_every_command_refuses_to_replace_earlier_output(capsys, tiny_dir, tmp_path, argv, precious):
     """Checked before any work: one line naming the file and --overwrite, exit 1, nothing touched."""
-    if "{tmp}/run" in argv:
-        run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
-        np.save(tmp_path / "shoe.npy", np.zeros((28, 28), np.uint8))
+    argv = _command_line(capsys, tiny_dir, tmp_path, argv)
     (tmp_path / precious).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / precious).write_text("someone's work")
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    if argv[0] not in ("export", "predict"):
-        argv += data_args(tiny_dir)
     code, out, err = run(capsys, *argv)
     assert code == 1 and err.count("\n") == 1 and err.startswith("fmnist: error: ") and "--overwrite" in err, err
     assert (tmp_path / precious).read_text() == "someone's work"
@@ -226,14 +231,9 @@ def test_every_command_refuses_to_replace_earlier_output(capsys, tiny_dir, tmp_p
 ])
 def test_every_command_refuses_a_place_it_cannot_write_before_any_work(capsys, tiny_dir, tmp_path, argv, option):
     """An output under a file (or a folder where a file goes): one line naming the option, exit 1, no training."""
-    if "{tmp}/run" in argv:
-        run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
-        np.save(tmp_path / "shoe.npy", np.zeros((28, 28), np.uint8))
+    argv = _command_line(capsys, tiny_dir, tmp_path, argv)
     (tmp_path / "afile").write_text("someone's notes")
     (tmp_path / "folder").mkdir()
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    if argv[0] not in ("export", "predict", "report"):
-        argv += data_args(tiny_dir)
     code, out, err = run(capsys, *argv)
     assert code == 1 and err.count("\n") == 1 and err.startswith("fmnist: error: ") and option in err, err
     assert "Epoch" not in out and "Traceback" not in err
