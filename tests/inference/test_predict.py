@@ -2,7 +2,9 @@
 
 import io
 import json
+import logging
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -86,7 +88,8 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def _tiff_with_a_page_without_width() -> bytes:
-    """A good 28x28 TIFF page, then a second page whose only tag is its height (Pillow: TypeError)."""
+    """A good 28x28 TIFF page, then a second page with its height but no width (Pillow: TypeError)
+    and a tag whose data lies past the end of the file (Pillow warns, and logs as it reads)."""
     buf = io.BytesIO()
     Image.new("L", (28, 28), 128).save(buf, "TIFF")
     data = bytearray(buf.getvalue())
@@ -94,7 +97,8 @@ def _tiff_with_a_page_without_width() -> bytes:
         data += b"\0"  # an IFD starts on a word boundary
     ifd = struct.unpack_from("<I", data, 4)[0]
     struct.pack_into("<I", data, ifd + 2 + 12 * struct.unpack_from("<H", data, ifd)[0], len(data))
-    return bytes(data + struct.pack("<HHHII", 1, 257, 3, 1, 10) + struct.pack("<I", 0))
+    entries = struct.pack("<HHII", 257, 3, 1, 10) + struct.pack("<HHII", 339, 3, 1000, 0xFFFFFF)
+    return bytes(data + struct.pack("<H", 2) + entries + struct.pack("<I", 0))
 
 
 def _bad_files(tmp_path, photos) -> dict[str, tuple]:
@@ -288,3 +292,15 @@ def test_text_output_carries_the_crop_warning(run_dir, tmp_path, capsys):
     assert main(["predict", str(run_dir), str(tmp_path / "blank.png")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("    warning: nothing stands out"), lines
+
+
+def test_pillows_own_complaints_about_a_damaged_file_stay_quiet(tmp_path, caplog):
+    """The file's one line is all: no warning of Pillow's, no log line of its TIFF reader."""
+    (tmp_path / "pages.tiff").write_bytes(_tiff_with_a_page_without_width())
+    caplog.set_level(logging.DEBUG, logger="PIL")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        inputs, failures = load_inputs([tmp_path / "pages.tiff"])
+    assert not inputs and "damaged" in failures[0].reason
+    assert [str(w.message) for w in seen] == []
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("PIL")] == []

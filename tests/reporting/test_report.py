@@ -185,3 +185,13 @@ def test_report_cli_errors_are_one_line(tiny, tmp_path, capsys):
     code = main(["report", str(tmp_path / "missing"), "--data-dir", str(tiny), "--dataset", "custom"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.count("\n") == 0 and "missing" in err
+
+
+def test_a_comparison_folder_among_run_folders_is_named_as_such(runs, tiny, tmp_path, capsys):
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "compare.json").write_text("{}")
+    code = main(["report", str(runs[1][0]), str(tmp_path / "cmp"), "--out", str(tmp_path / "r"),
+                 "--data-dir", str(tiny), "--dataset", "custom"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "a comparison's folder, which is reported alone" in err, err
+    assert not (tmp_path / "r").exists()

@@ -17,8 +17,10 @@ reported as a :class:`Failure` with a one-line reason; the others are still pred
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -137,21 +139,42 @@ def _is_idx(path: Path, head: bytes) -> bool:
 def _open_image(path):
     from PIL import Image
 
-    # Our own limit replaces Pillow's process-wide one: checked on the header, before decoding.
-    with warnings.catch_warnings():
+    # Pillow's own complaints about a damaged file (warnings such as "Corrupt EXIF data", log
+    # lines from its TIFF reader) would print beside the one line each file gets: a file that
+    # decodes is used, one that does not is refused, and either way Pillow stays quiet.
+    with warnings.catch_warnings(), _quiet_logger("PIL"):
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        # Our own limit replaces Pillow's process-wide one: checked on the header, before decoding.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = Image.open(path)
-    w, h = image.size
-    if w < 1 or h < 1 or w * h > MAX_PIXELS:
-        raise FmnistError(f"absurdly large image ({w} x {h} pixels), over the {MAX_PIXELS // 1_000_000} "
-                          "megapixel limit; refused before decoding: resize it first")
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)
-    if image.format == "JPEG":
-        # Let the JPEG decoder shrink by up to 8x: 28 pixels need far fewer than a camera's.
-        image.draft("RGB", (8 * 28, 8 * 28))
-    image.load()  # decode now, so a truncated file fails here and not halfway through
+        try:
+            w, h = image.size
+            if w < 1 or h < 1 or w * h > MAX_PIXELS:
+                raise FmnistError(f"absurdly large image ({w} x {h} pixels), over the "
+                                  f"{MAX_PIXELS // 1_000_000} megapixel limit; refused before decoding: "
+                                  "resize it first")
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)
+            if image.format == "JPEG":
+                # Let the JPEG decoder shrink by up to 8x: 28 pixels need far fewer than a camera's.
+                image.draft("RGB", (8 * 28, 8 * 28))
+            image.load()  # decode now, so a truncated file fails here and not halfway through
+        except BaseException:
+            image.close()  # its file, which a refused image would otherwise hold open
+            raise
     return image
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """Nothing logged by ``name`` or the loggers below it (PIL.TiffImagePlugin...) meanwhile."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(logging.CRITICAL + 1)  # its children, at NOTSET, take their level from it
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 # The ISO base media file's brands of HEIC/HEIF stills: what a phone's camera saves by default.

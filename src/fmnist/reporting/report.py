@@ -109,6 +109,14 @@ def build_report(
             raise RunError(f"{folder}: the comparison has not finished (no leaderboard.json); finish it with "
                            f"'fmnist compare --resume {folder}'")
         run_dirs = compared(folder) or run_dirs  # a comparison's folder: every run it trained
+    else:
+        from fmnist.compare import PLAN_FILE
+
+        for folder in map(Path, run_dirs):
+            if (folder / PLAN_FILE).exists() or (folder / SWEEP_FILE).exists():
+                kind = "sweep" if (folder / SWEEP_FILE).exists() else "comparison"
+                raise UsageError(f"{folder}: a {kind}'s folder, which is reported alone (fmnist report {folder}); "
+                                 "with other folders, name run folders only")
     if embedding not in EMBED_METHODS:
         raise UsageError(f"--embedding: unknown method {embedding!r}; choose {', '.join(EMBED_METHODS)}")
     if split not in ("test", "val"):
