@@ -194,6 +194,15 @@ def test_a_comparison_folder_reports_every_run_it_trained_best_first(tiny_data, 
     page = build_report([tmp_path / "moved"], tmp_path / "report", tiny_data, dpi=30, n_mistakes=2).read_text()
     assert all(f"— {name}</h2>" in page for name in names)
     assert run_dirs(dirs[0]) is None  # a run folder is no comparison
+    # First the models as the comparison ranked them, by their means over the seeds, then each run.
+    over_seeds = page.split('id="over-seeds"')[1].split("</section>")[0]
+    assert page.index('id="over-seeds"') < page.index('id="leaderboard"')
+    assert "ranked by mean validation accuracy over seeds 1, 2" in over_seeds.lower()
+    rows = over_seeds.split("<tr>")[2:]  # after the header: one per model, not one per run
+    assert len(rows) == len(board["rows"]) == 2
+    for row, html_row in zip(board["rows"], rows):
+        assert f"<td>{row['name']}</td>" in html_row
+        assert f"{row['val_accuracy']:.4f} ± {row['val_accuracy_sd']:.4f}" in html_row
 
 
 def test_on_ray_each_run_is_a_task_with_its_cpus_and_the_same_run_as_here(ray_cluster, tiny_data, tmp_path):

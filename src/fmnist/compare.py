@@ -371,7 +371,8 @@ def _table(board: dict[str, Any], fmt: str) -> str:
     return leaderboard(board["rows"], fmt)
 
 
-def _ranking(board: dict[str, Any]) -> str:
+def ranking(board: dict[str, Any]) -> str:
+    """How the leaderboard ranks its rows, in words (its footers', and the report's)."""
     if not board.get("seeds"):
         return "ranked by validation accuracy"
     return (f"ranked by mean validation accuracy over seeds {', '.join(map(str, board['seeds']))} (± their standard "
@@ -399,7 +400,7 @@ def _total(board: dict[str, Any]) -> str:
 def format_table(board: dict[str, Any]) -> str:
     """The leaderboard as aligned plain text for the terminal, best first."""
     where = _where(board)
-    footer = (f"{_ranking(board)}; test (t10k) is reported apart and chose nothing; "
+    footer = (f"{ranking(board)}; test (t10k) is reported apart and chose nothing; "
               f"{where + '; ' if where else ''}{_total(board)}")
     return _table(board, "text") + "\n" + footer
 
@@ -415,8 +416,8 @@ def format_markdown(board: dict[str, Any]) -> str:
              f"Epochs: {epochs}; seed: {seed}.")
     lines = ["# fmnist compare", "", about, "", _table(board, "markdown")]
     versions_line = ", ".join(f"{k} {v}" for k, v in board["versions"].items())
-    ranking, where, total = _ranking(board), _where(board), _total(board)
-    lines += ["", (f"{ranking[:1].upper()}{ranking[1:]}. The test column is the t10k set, reported apart: nothing "
+    ranked, where, total = ranking(board), _where(board), _total(board)
+    lines += ["", (f"{ranked[:1].upper()}{ranked[1:]}. The test column is the t10k set, reported apart: nothing "
                    f"was chosen by it. {where[:1].upper() + where[1:] + '. ' if where else ''}"
                    f"{total[:1].upper()}{total[1:]}. Versions: {versions_line}"), ""]
     return "\n".join(lines)

@@ -98,6 +98,7 @@ def build_report(
     if len(run_dirs) == 1 and (Path(run_dirs[0]) / SWEEP_FILE).exists():
         return build_sweep_report(run_dirs[0], out_dir, data, embedding=embedding, split=split,
                                   max_points=max_points, n_mistakes=n_mistakes, dpi=dpi, overwrite=overwrite)
+    board = None  # a comparison's leaderboard, when the report is of its folder
     if len(run_dirs) == 1:
         from fmnist.compare import PLAN_FILE
         from fmnist.compare import run_dirs as compared
@@ -109,6 +110,11 @@ def build_report(
             raise RunError(f"{folder}: the comparison has not finished (no leaderboard.json); finish it with "
                            f"'fmnist compare --resume {folder}'")
         run_dirs = compared(folder) or run_dirs  # a comparison's folder: every run it trained
+        board_path = folder / "leaderboard.json"
+        if board_path.is_file():
+            from fmnist.models.io import read_json
+
+            board = read_json(board_path, "fmnist comparison (leaderboard.json)")
     else:
         from fmnist.compare import PLAN_FILE
 
@@ -132,6 +138,8 @@ def build_report(
 
     summaries = [_summarise(run) for run in runs]
     body = [_leaderboard_html(summaries)]
+    if board and board.get("seeds"):
+        body.insert(0, _replicates_html(board))
     body.append(_learning_curves_html(runs, summaries, slugs, out, dpi))
     for run, slug, summary in zip(runs, slugs, summaries):
         body.append(_run_html(run, slug, summary, out, data, class_names, split=split, embedding=embedding,
@@ -261,6 +269,18 @@ def _leaderboard_html(rows: Sequence[RunSummary]) -> str:
         "60,000). "
         "The test set (t10k) is scored apart: its column is reported for reference and is never "
         f"used to rank or choose.</p>{board}</section>")
+
+
+def _replicates_html(board: dict[str, Any]) -> str:
+    """A comparison over seeds ranks models by their means (``fmnist compare --seeds``): that
+    table first, as the comparison ranked them; each seed's run follows in the run leaderboard."""
+    from fmnist.compare import ranking
+    from fmnist.reporting.leaderboard import replicate_leaderboard
+
+    ranked = ranking(board)
+    return ('<section id="over-seeds"><h2>Over seeds</h2>'
+            f"<p>{_e(ranked[:1].upper() + ranked[1:])}. The test column is reported apart: nothing was chosen by "
+            f"it.</p>{replicate_leaderboard(board['rows'], 'html')}</section>")
 
 
 def _learning_curves_html(runs, summaries, slugs: Sequence[str], out: Path, dpi: int) -> str:
