@@ -175,8 +175,9 @@ def test_asha_stops_the_weak_trial_after_its_first_epoch(ray_cluster, tmp_path, 
     # (lr=0.1) sets the rung at epoch 1; the weak one (lr=1e-7 barely moves from its random
     # start) is below the rung's cutoff there, so ASHA stops it, whatever the exact scores.
     out = tmp_path / "sweep"
+    live = []
     board = fmnist.sweep("softmax", {"lr": [0.1, 1e-7]}, tiny_data, scheduler="asha", epochs=4, cpus_per_trial=2,
-                         out_dir=out)
+                         out_dir=out, on_trial=live.append)
     by_lr = {t["params"]["lr"]: t for t in board["trials"]}
     strong, weak = by_lr[0.1], by_lr[1e-7]
     assert strong["status"] == "finished" and strong["epochs"] == 4
@@ -189,6 +190,9 @@ def test_asha_stops_the_weak_trial_after_its_first_epoch(ray_cluster, tmp_path, 
     assert evaluate_run(weak["run_dir"], tiny_data, split="val")["accuracy"] == pytest.approx(weak["val_accuracy"])
     assert len(json.loads((Path(weak["run_dir"]) / "history.json").read_text())) == 1
     assert "stopped" in (out / "leaderboard.md").read_text()
+    # The line printed as it stopped gave the time its leaderboard row gives (the epochs' own).
+    said = next(row for row in live if row["trial"] == weak["trial"])
+    assert said["status"] == "stopped" and said["time_s"] == pytest.approx(weak["time_s"], abs=0.05)
 
 
 def _free_port() -> int:

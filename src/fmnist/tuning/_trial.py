@@ -33,12 +33,18 @@ class TuneReporter(Callback):
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
+        self.train_time_s = 0.0
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
         from ray import tune
 
         metrics = {k: float(logs[k]) for k in REPORTED if k in logs}
         metrics["epoch"] = epoch
+        # The epochs' own time, as a run folder counts it: Tune's time_total_s also holds the
+        # trial's start (its process, imports, data), so a trial stopped early would show one
+        # time as it ends and another in the leaderboard.
+        self.train_time_s += float(logs.get("time", 0.0))
+        metrics["train_time_s"] = self.train_time_s
         # Tune keeps its own copy of the checkpoint folder: a pointer is enough, the state
         # itself is the run folder's checkpoint.safetensors.
         with tempfile.TemporaryDirectory() as tmp:

@@ -464,7 +464,7 @@ def _row(name: str, params: dict[str, Any], run_dir: Path, error: str | None,
                    status="stopped" if stopped.startswith("stopped early by the") else "finished")
     elif error is None:  # stopped by the scheduler; its folder is completed after the sweep
         row.update(val_accuracy=last.get("val_accuracy"), val_loss=last.get("val_loss"), epochs=last.get("epoch"),
-                   status="stopped")
+                   time_s=last.get("train_time_s", row["time_s"]), status="stopped")
     return row
 
 
