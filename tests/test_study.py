@@ -31,6 +31,7 @@ def test_reproduce_writes_table_json_and_runs(tiny_data, tmp_path):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["ours"] for r in saved["rows"]] == [r["ours"] for r in rows]
     assert "t10k" in markdown
+    assert markdown.startswith("# fmnist reproduce: the tutorial's study on other MNIST-format data")
     # The linear run keeps the first of its 5 fold models, which saw 4/5 of every training image:
     # its run.json says so, and it has no split of them to be scored on.
     linear = tmp_path / "out" / "runs" / "sgd-logreg"

@@ -159,7 +159,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def format_markdown(result: dict[str, Any]) -> str:
-    lines = ["# fmnist reproduce: the tutorial's study on the real Fashion-MNIST", "",
+    on = "the real Fashion-MNIST" if result["data"]["dataset"] == "fashion-mnist" else "other MNIST-format data"
+    lines = [f"# fmnist reproduce: the tutorial's study on {on}", "",
              f"Data: {result['data']['dataset']} from {result['data']['source']} "
              f"(verified: {result['data']['verified']}). Versions: "
              + ", ".join(f"{k} {v}" for k, v in result["versions"].items()), "",

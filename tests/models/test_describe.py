@@ -41,6 +41,9 @@ def test_a_preset_that_sets_its_precision_says_which_it_trained_in(tmp_path, mon
 def test_an_unmeasured_preset_says_how_to_measure_it(tmp_path, monkeypatch):
     monkeypatch.setattr(fmnist.measured, "MEASURED_DIR", tmp_path)
     assert "python benchmarks/accuracy.py presets cnn-best" in describe(get_preset("cnn-best"))
+    # A layer spec is no preset that script measures: training it is how.
+    spec = "flatten,dense:20:relu,dense:10"
+    assert describe(get_preset(spec)).endswith(f"nothing recorded (a layer spec: fmnist train '{spec}' measures it)")
 
 
 def test_results_of_an_older_recipe_are_flagged(tmp_path, monkeypatch):

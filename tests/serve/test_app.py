@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fmnist
+from fmnist.errors import UsageError
 from fmnist.inference.predict import predict_files
 from fmnist.serve.app import STATIC, Settings, create_app, load_served
 from tests.inference.test_predict import _png_header_only
@@ -51,6 +53,18 @@ def test_health_and_model(served):
     info = model.json()
     assert info["name"] == "mlp-100" and info["spec"]["layers"][-1]["units"] == 10
     assert info["metrics"]["val"]["accuracy"] > 0.9 and info["run"]["model"] == "mlp-100"
+
+
+def test_a_model_in_memory_is_served_as_its_folder_is(served, tiny_run):
+    in_memory = create_app(fmnist.load_model(tiny_run))
+    photo = [("p.jpg", jpeg(7), "image/jpeg")]
+    got, expected = post(in_memory, photo).json(), post(create_app(served), photo).json()
+    # The same answers; only the names differ: the folder's are its data's, a bare model's Fashion-MNIST's.
+    assert [[(t["label"], t["probability"]) for t in p["top_k"]] for p in got["predictions"]] == \
+        [[(t["label"], t["probability"]) for t in p["top_k"]] for p in expected["predictions"]]
+    assert run(in_memory, ("GET", "/api/health", {}))[0].json()["classes"] == list(fmnist.CLASS_NAMES)
+    with pytest.raises(UsageError, match="create_app: expected a run or model folder, a loaded model"):
+        create_app(42)
 
 
 def test_records_are_those_of_fmnist_predict(served, tiny_run, tmp_path):

@@ -166,9 +166,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                                                          "losses stay plain cross-entropy (default: preset's, 0)")
     g.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
                    help="training arithmetic: float32, or bfloat16 mixed precision (convolutions and matrix "
-                        "products in bfloat16, weights and updates in float32; faster on CPUs with AVX512-BF16 "
-                        "or AMX, and on CUDA), or auto: bfloat16 where the device has it in hardware, float32 "
-                        "elsewhere (default: preset's, float32)")
+                        "products in bfloat16, weights and updates in float32; faster with AMX and on CUDA, and for "
+                        "wide convolutions with AVX512-BF16; small ones, as the book's CNN, may be faster in float32 "
+                        "there), or auto: bfloat16 where the device has it in hardware, float32 elsewhere "
+                        "(default: preset's, float32)")
 
 
 _TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "seed", "device",
@@ -692,7 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="reload a run folder and score it")
     p.add_argument("run_dir", type=Path, help="a folder written by 'fmnist train'")
     p.add_argument("--split", default="val", choices=["val", "test", "train"],
-                   help="val: the run's 12,000 validation images; test: t10k; train: the 48,000 (default: val)")
+                   help="val: the images the run held out (12,000 of Fashion-MNIST's); test: t10k; train: the "
+                        "rest of the training images (default: val)")
     p.add_argument("--json", action="store_true", help="print JSON (default: text)")
     p.add_argument("--exclude", metavar="AUDIT[:KINDS]",
                    help="also score the split without the images an audit flagged, beside the full split: "
@@ -805,7 +807,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", type=_model_arg, metavar="MODEL",
                    help="a preset name or a layer spec, as for 'fmnist train'")
     p.add_argument("--param", action="append", metavar="NAME=SPEC",
-                   help="a training option to search (any 'fmnist train' option, e.g. lr, batch_size, optimizer); "
+                   help="a training option to search (e.g. lr, batch_size, optimizer; a refusal lists them all); "
                         "SPEC: a,b,c (grid), uniform:LO:HI, loguniform:LO:HI, randint:LO:HI (both ends included), "
                         "choice:a,b,c; repeat for more options (default: none)")
     p.add_argument("--samples", type=int, help="draws of the random SPECs; grids combine in full "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmnist.models.registry import Preset
+from fmnist.models.registry import Preset, list_models
 
 
 def describe(preset: Preset) -> str:
@@ -70,6 +70,8 @@ def measured_line(preset: Preset) -> str:
 
     r = preset_results(preset.name)
     if r is None:
+        if preset.name not in list_models():  # a layer spec: measured by training it
+            return f"measured:   nothing recorded (a layer spec: fmnist train '{preset.spec}' measures it)"
         return f"measured:   nothing recorded yet (python benchmarks/accuracy.py presets {preset.name})"
     recorded = r["spec"] is None or (r["spec"] == preset.spec.to_dict() and r["train"] == dict(preset.train))
     epochs = f", {r['epochs_run']} epochs" if r.get("epochs_run") else ""

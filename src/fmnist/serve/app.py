@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -162,8 +163,25 @@ def _png_data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _in_memory(model) -> ServedModel:
+    """A model object served as it is: named by its type, its classes Fashion-MNIST's (or numbers)."""
+    from torch import nn
+
+    from fmnist.inference.predict import _default_names, _n_classes
+
+    if not (isinstance(model, nn.Module) or hasattr(model, "predict_proba")):
+        raise UsageError(f"create_app: expected a run or model folder, a loaded model or a ServedModel, "
+                         f"got {type(model).__name__}")
+    if isinstance(model, nn.Module):
+        model.eval()
+    n = _n_classes(model)
+    return ServedModel(model, type(model).__name__, _default_names(n)[:n], {})
+
+
 def create_app(model, settings: Settings | None = None) -> FastAPI:
-    """The service for ``model``: a :class:`ServedModel`, or a run/model folder to load.
+    """The service for ``model``: a run/model folder to load, a model in memory (what
+    :func:`fmnist.load_model` returns, or a network being trained in a notebook), or a
+    :class:`ServedModel`.
 
     >>> app = create_app("runs/mlp-200", Settings(max_upload=5_000_000))
     >>> # uvicorn.run(app), or fastapi.testclient.TestClient(app) in tests
@@ -171,7 +189,12 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
     from fmnist.inference.predict import load_uploads
 
     settings = settings or Settings()
-    served = model if isinstance(model, ServedModel) else load_served(model)
+    if isinstance(model, ServedModel):
+        served = model
+    elif isinstance(model, (str, os.PathLike)):
+        served = load_served(model)
+    else:
+        served = _in_memory(model)
     batcher = Batcher(served.model, class_names=served.class_names, max_batch=settings.max_batch)
     slots = _Slots(settings.concurrency, settings.queue_size)
 
