@@ -398,7 +398,8 @@ def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
     # Data whose labels stop short of the network's outputs (two classes, or MNIST without
     # its 9s) still names every output: the labels' own names, then the rest by number.
     names += tuple(str(i) for i in range(len(names), outputs))
-    save_model(result.model, run_dir, name=result.name, class_names=names)
+    # The run folder was checked before training (check_run_dir): what it held may be replaced.
+    save_model(result.model, run_dir, name=result.name, class_names=names, overwrite=True)
     write_json(run_dir / "history.json", result.history)
     write_json(run_dir / "metrics.json", result.metrics)
     # run.json last: its presence marks a complete run folder.

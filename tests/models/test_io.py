@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import fmnist
-from fmnist.errors import ModelError
+from fmnist.errors import ModelError, OutputExistsError
 from fmnist.evaluation import predict_proba
 from fmnist.models import create_model
 from fmnist.models.io import MODEL_JSON, WEIGHTS, load_model, save_model
@@ -314,3 +314,13 @@ def test_a_changed_weight_is_refused_by_the_recorded_digest(saved, tmp_path):
     load_model(saved)
     again = save_model(load_model(saved), tmp_path / "again")  # saving records the digest again
     assert len(json.loads((again / MODEL_JSON).read_text())["weights_sha256"]) == 64
+
+
+def test_a_saved_model_is_never_replaced_without_overwrite(saved, tmp_path):
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    other = create_model("flatten,dense:10")
+    with pytest.raises(OutputExistsError, match="already holds a saved model; pass overwrite=True"):
+        save_model(other, saved)
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+    save_model(other, saved, overwrite=True)
+    assert load_model(saved).spec == other.spec

@@ -28,7 +28,7 @@ from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
 from fmnist._files import atomic_write, write_json
-from fmnist.errors import ModelError
+from fmnist.errors import ModelError, OutputExistsError
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
 
@@ -66,16 +66,21 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[str, ...] | None = None) -> Path:
+def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[str, ...] | None = None,
+               overwrite: bool = False) -> Path:
     """Write ``model.json`` and ``weights.safetensors`` into ``folder``; returns ``folder``.
 
     ``model`` is a torch :class:`Network`, a fitted linear scikit-learn classifier, or a fitted
     :class:`~fmnist.estimators.NetClassifier` (saved as its network, ``classes_`` as the class
     names, plus what :meth:`NetClassifier.load <fmnist.estimators.NetClassifier.load>` needs to
     give the estimator back: its parameters and its labels with their type). Each file is
-    written atomically.
+    written atomically. A folder that holds a saved model already (a run folder's, too) is
+    refused (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``.
     """
     folder = Path(folder)
+    if not overwrite and ((folder / MODEL_JSON).exists() or (folder / WEIGHTS).exists()):
+        raise OutputExistsError(f"{folder}: already holds a saved model; pass overwrite=True to replace it, or "
+                                "choose another folder")
     classifier = None
     if isinstance(getattr(model, "model_", None), Network):
         # A fitted NetClassifier: its network, with its labels (classes_) as the class names.
