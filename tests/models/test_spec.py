@@ -18,7 +18,8 @@ def test_parse_and_format_round_trip():
 
 @pytest.mark.parametrize("shape", [(4, 28, 28), (4, 784), (4, 1, 28, 28)])
 @pytest.mark.parametrize("text", ["flatten,dense:10", "dense:50:gelu,dense:10:softmax",
-                                  "conv:8:3,maxpool:2,globalavgpool,dense:10"])
+                                  "conv:8:3,maxpool:2,globalavgpool,dense:10",
+                                  "maxpool:2,flatten,dense:10", "avgpool:2,dense:10"])  # a pool reads the image too
 def test_accepts_every_input_layout(text, shape):
     assert Network(ModelSpec.parse(text))(torch.zeros(shape)).shape == (4, 10)
 

@@ -122,7 +122,7 @@ class Network(nn.Module):
     def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
         """Bring (N, 28, 28), (N, 784) or (N, 1, 28, 28) to what the first layer expects."""
         h, w = self.spec.input_shape
-        if self.spec.layers[0]["type"] in (*IMAGE_LAYERS, "batchnorm") and self.spec.is_convolutional:
+        if self.spec.layers[0]["type"] in (*IMAGE_LAYERS, "batchnorm") and self.spec.takes_images:
             # Channels-last (NHWC) strides: with one channel this is the same memory, no copy, and
             # every conv and pool after it keeps the layout. oneDNN's NHWC pooling is vectorised
             # over channels (max-pool 5-10x faster than NCHW on this CPU) and its convolutions

@@ -237,6 +237,11 @@ class ModelSpec:
     def is_convolutional(self) -> bool:
         return any(layer["type"] in CONV_LAYERS for layer in self.layers)
 
+    @property
+    def takes_images(self) -> bool:
+        """Whether the input is an image (1, H, W), not a flat vector: any conv or pool reads one."""
+        return any(layer["type"] in IMAGE_LAYERS for layer in self.layers)
+
 
 def layer_shapes(spec: ModelSpec) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
     """(input shape, output shape, parameter count) of each layer, shapes without the batch axis.
@@ -247,7 +252,7 @@ def layer_shapes(spec: ModelSpec) -> list[tuple[tuple[int, ...], tuple[int, ...]
     parameters are counted as Keras counts them, batch-norm's moving mean and variance too.
     Raises ModelError for a stack that cannot be built.
     """
-    shape: tuple[int, ...] = (1, *spec.input_shape) if spec.is_convolutional else (math.prod(spec.input_shape),)
+    shape: tuple[int, ...] = (1, *spec.input_shape) if spec.takes_images else (math.prod(spec.input_shape),)
     rows = []
     for layer in spec.layers:
         kind, before, params = layer["type"], shape, 0
