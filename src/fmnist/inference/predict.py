@@ -195,7 +195,7 @@ def _is_heif(source) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 
-def _image_input(source, name: str) -> Input:
+def _image_input(source, name: str, arrays: bool = True) -> Input:
     """Decode an image (a path or a binary file object) and prepare it; FmnistError for a bad one."""
     from PIL import Image, UnidentifiedImageError
 
@@ -207,7 +207,8 @@ def _image_input(source, name: str) -> Input:
         if _is_heif(source):
             raise FmnistError("a HEIC/HEIF photo, which Pillow cannot read: save it as JPEG (an iPhone does with "
                               "Settings > Camera > Formats > Most Compatible)") from None
-        raise FmnistError("not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...), nor .npy or IDX") from None
+        also = ", nor .npy or IDX" if arrays else ""  # where arrays are read too (not the web service)
+        raise FmnistError(f"not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...){also}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise FmnistError(f"absurdly large image, over {MAX_PIXELS // 1_000_000} megapixels (Pillow: {exc}); "
                           "refused before decoding: resize it first") from None
@@ -265,7 +266,7 @@ def read_image_bytes(name: str, data: bytes) -> Input:
                           "and arrays to `fmnist predict`")
     import io
 
-    return _image_input(io.BytesIO(data), name)
+    return _image_input(io.BytesIO(data), name, arrays=False)
 
 
 def _gather(items, read) -> tuple[list[Input], list[Failure]]:
