@@ -85,6 +85,7 @@ def test_user_errors_are_one_line(capsys, tiny_dir, tmp_path, argv, fragment):
     (["predict", "{tmp}/run", "{tmp}/x.npy", "--top-k", "0"], "--top-k must be at least 1, got 0"),
     (["evaluate", "{tmp}/run", "--split", "holdout"], "--split: invalid choice: 'holdout'"),
     (["train", "--resume", "{tmp}/run", "--overwrite"], "drop --overwrite"),
+    (["predict", "{tmp}/run", "{tmp}/x.npy", "--data-dir", "d"], "unrecognized arguments: --data-dir d"),
 ])
 def test_usage_errors_are_one_line_exit_2(capsys, tiny_dir, tmp_path, argv, fragment):
     """No usage block, no traceback: `fmnist CMD: error: WHAT (see fmnist CMD --help)`, exit 2."""

@@ -867,7 +867,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the command they were given to, whose --help lists what it takes
+            prog = f"fmnist {args.command}" if getattr(args, "command", None) else "fmnist"
+            parser.exit(2, usage_line(prog, f"unrecognized arguments: {' '.join(extra)}") + "\n")
     except SystemExit as exc:  # --help, --version (0) and usage errors (2, already printed)
         return exc.code if isinstance(exc.code, int) else 2
     try:
