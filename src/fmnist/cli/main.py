@@ -387,13 +387,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from fmnist._files import check_free
     from fmnist._text import plural
     from fmnist.inference.predict import (
+        check_outputs,
         format_predictions,
-        plot_paths,
         predict_files,
-        preprocessed_paths,
         save_plots,
         save_preprocessed,
     )
@@ -401,14 +399,8 @@ def cmd_predict(args) -> int:
     if args.plot_limit < 1:  # before the predictions, which may take a while
         raise UsageError(f"--plot-limit must be at least 1, got {args.plot_limit}")
     result = predict_files(args.model, args.images, top_k=args.top_k)
-    # Both places are checked before either is written: a refusal of the second must not
-    # follow a first folder already filled.
-    if args.save_preprocessed:
-        check_free(preprocessed_paths(result.predictions, args.save_preprocessed), overwrite=args.overwrite,
-                   what="an image", out="--save-preprocessed")
-    if args.plot:
-        check_free(plot_paths(result.predictions, args.plot, args.plot_limit), overwrite=args.overwrite,
-                   what="a chart", out="--plot")
+    check_outputs(result.predictions, preprocessed=args.save_preprocessed or None, plot=args.plot or None,
+                  plot_limit=args.plot_limit, overwrite=args.overwrite)
     for failure in result.failures:
         print(f"fmnist: error: {failure}", file=sys.stderr)
     # With --json, stdout carries only the JSON: where files went is said on stderr.

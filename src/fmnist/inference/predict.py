@@ -444,15 +444,30 @@ def _stems(predictions: Sequence[Prediction]) -> list[str]:
     return out
 
 
-def preprocessed_paths(predictions: Sequence[Prediction], out_dir: str | os.PathLike) -> list[Path]:
+def _preprocessed_paths(predictions: Sequence[Prediction], out_dir: str | os.PathLike) -> list[Path]:
     """Where :func:`save_preprocessed` writes each prediction's input."""
     return [Path(out_dir) / f"{stem}.png" for stem in _stems(predictions)]
 
 
-def plot_paths(predictions: Sequence[Prediction], out_dir: str | os.PathLike,
-               limit: int | None = None) -> list[Path]:
+def _plot_paths(predictions: Sequence[Prediction], out_dir: str | os.PathLike,
+                limit: int | None = None) -> list[Path]:
     """Where :func:`save_plots` writes the charts of the first ``limit`` predictions (None: all)."""
     return [Path(out_dir) / f"{stem}-proba.png" for stem in _stems(predictions)][:limit]
+
+
+def check_outputs(predictions: Sequence[Prediction], *, preprocessed: str | os.PathLike | None = None,
+                  plot: str | os.PathLike | None = None, plot_limit: int | None = PLOT_LIMIT,
+                  overwrite: bool = False) -> None:
+    """Refuse (:class:`~fmnist.errors.OutputExistsError`) the places :func:`save_preprocessed`
+    and :func:`save_plots` would write over, unless ``overwrite``: both checked before either is
+    written, so a refusal of the second never follows a first folder already filled."""
+    from fmnist._files import check_free
+
+    if preprocessed is not None:
+        check_free(_preprocessed_paths(predictions, preprocessed), overwrite=overwrite, what="an image",
+                   out="--save-preprocessed")
+    if plot is not None:
+        check_free(_plot_paths(predictions, plot, plot_limit), overwrite=overwrite, what="a chart", out="--plot")
 
 
 def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathLike, *,
@@ -464,12 +479,11 @@ def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathL
     """
     from PIL import Image
 
-    from fmnist._files import atomic_write, check_free
+    from fmnist._files import atomic_write
 
-    targets = preprocessed_paths(predictions, out_dir)
-    check_free(targets, overwrite=overwrite, what="an image", out="--save-preprocessed")
+    check_outputs(predictions, preprocessed=out_dir, overwrite=overwrite)
     paths = []
-    for p, target in zip(predictions, targets):
+    for p, target in zip(predictions, _preprocessed_paths(predictions, out_dir)):
         img = Image.fromarray(p.input.image, mode="L")
         paths.append(atomic_write(target, lambda tmp, img=img: img.save(tmp, format="PNG")))
     return paths
@@ -484,15 +498,13 @@ def save_plots(predictions: Sequence[Prediction], out_dir: str | os.PathLike, cl
     names are those the full set would get. When any of them exists, nothing is written
     (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``.
     """
-    from fmnist._files import check_free
     from fmnist.plots import probability_bars, save_figure
 
     if limit is not None and limit < 1:
         raise UsageError(f"{option('limit', limit, cli='--plot-limit')} must be at least 1 (None: no limit)")
-    targets = plot_paths(predictions, out_dir, limit)
-    check_free(targets, overwrite=overwrite, what="a chart", out="--plot")
+    check_outputs(predictions, plot=out_dir, plot_limit=limit, overwrite=overwrite)
     paths = []
-    for p, target in zip(predictions, targets):
+    for p, target in zip(predictions, _plot_paths(predictions, out_dir, limit)):
         where = Path(p.input.file).name + ("" if p.input.index is None else f" [{p.input.index}]")
         fig = probability_bars(p.proba, class_names, title=f"{where}: {p.class_name} ({p.probability:.2f})")
         paths.append(save_figure(fig, target, dpi=dpi))
