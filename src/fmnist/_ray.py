@@ -84,17 +84,17 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
         return _describe(ray, owned=False, local=False)
     if address is None:
         num_cpus = num_cpus or usable_cpus()
+    if address is not None and address != "auto" and "://" not in address and not _listening(address):
+        # Ray would retry for minutes, printing a warning for each try.
+        raise FmnistError(f"--address {address}: nothing answers there; start a cluster with `ray start --head` "
+                          "(it prints the address to give), or leave out --address and RAY_ADDRESS for a local "
+                          "instance")
     # No telemetry from a command-line tool unless the user opted in; this also saves its
     # start-up message.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray announces its token authentication on every start or join (a warning, whatever the
     # logging level): only that logger is silenced. A cluster's operator hears about its
     # authentication from `ray start`.
-    if address is not None and address != "auto" and "://" not in address and not _listening(address):
-        # Ray would retry for minutes, printing a warning for each try.
-        raise FmnistError(f"--address {address}: nothing answers there; start a cluster with `ray start --head` "
-                          "(it prints the address to give), or leave out --address and RAY_ADDRESS for a local "
-                          "instance")
     try:
         with _quieted("ray._private.authentication"):
             if address is not None and address != "auto" and _on_this_machine(address):

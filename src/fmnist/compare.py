@@ -298,16 +298,23 @@ def _task_error(run: str, exc: BaseException) -> FmnistError:
     return RunError(f"{run}: training failed on Ray: {one_line(exc)}")
 
 
-def run_dirs(compare_dir: str | Path) -> list[Path] | None:
-    """The run folders of the comparison in ``compare_dir``, best first (each model's seeds in
-    order), found beside its leaderboard wherever the folder has moved; None when it holds none."""
+def read_leaderboard(compare_dir: str | Path) -> dict[str, Any] | None:
+    """The leaderboard of the finished comparison in ``compare_dir``; None when it holds none."""
     from fmnist.models.io import read_json
 
     board_path = Path(compare_dir) / "leaderboard.json"
     if not board_path.is_file():
         return None
     board = read_json(board_path, "fmnist comparison (leaderboard.json)")
-    if board.get("format") != LEADERBOARD_FORMAT:
+    return board if board.get("format") == LEADERBOARD_FORMAT else None
+
+
+def run_dirs(compare_dir: str | Path, board: dict[str, Any] | None = None) -> list[Path] | None:
+    """The run folders of the comparison in ``compare_dir`` (its ``board``, read here when not
+    given), best first (each model's seeds in order), found beside its leaderboard wherever the
+    folder has moved; None when it holds none."""
+    board = board if board is not None else read_leaderboard(compare_dir)
+    if board is None:
         return None
     # A model over several seeds lists its runs; their folders sit under runs/ by name.
     return [Path(compare_dir) / "runs" / Path(run["run_dir"]).name

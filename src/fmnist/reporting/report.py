@@ -98,9 +98,11 @@ def build_report(
     if len(run_dirs) == 1 and (Path(run_dirs[0]) / SWEEP_FILE).exists():
         return build_sweep_report(run_dirs[0], out_dir, data, embedding=embedding, split=split,
                                   max_points=max_points, n_mistakes=n_mistakes, dpi=dpi, overwrite=overwrite)
+    from fmnist.compare import PLAN_FILE
+
     board = None  # a comparison's leaderboard, when the report is of its folder
     if len(run_dirs) == 1:
-        from fmnist.compare import PLAN_FILE
+        from fmnist.compare import read_leaderboard
         from fmnist.compare import run_dirs as compared
 
         folder = Path(run_dirs[0])
@@ -109,15 +111,9 @@ def build_report(
 
             raise RunError(f"{folder}: the comparison has not finished (no leaderboard.json); finish it with "
                            f"'fmnist compare --resume {folder}'")
-        run_dirs = compared(folder) or run_dirs  # a comparison's folder: every run it trained
-        board_path = folder / "leaderboard.json"
-        if board_path.is_file():
-            from fmnist.models.io import read_json
-
-            board = read_json(board_path, "fmnist comparison (leaderboard.json)")
+        board = read_leaderboard(folder)
+        run_dirs = compared(folder, board) or run_dirs  # a comparison's folder: every run it trained
     else:
-        from fmnist.compare import PLAN_FILE
-
         for folder in map(Path, run_dirs):
             if (folder / PLAN_FILE).exists() or (folder / SWEEP_FILE).exists():
                 kind = "sweep" if (folder / SWEEP_FILE).exists() else "comparison"
