@@ -396,3 +396,18 @@ def test_ctrl_c_says_what_is_kept_and_how_to_go_on(tmp_path, tiny_dir, capsys, m
     assert (out / "compare.json").exists()
     with pytest.raises(KeyboardInterrupt):
         main(["--debug", *argv[:2], "--out", str(tmp_path / "other"), *argv[4:]])
+
+
+def test_an_address_where_nothing_listens_leaves_no_comparison_to_resume(tiny_data, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port just freed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(fmnist.errors.FmnistError, match=rf"^--address 127\.0\.0\.1:{port}: nothing answers there"):
+        compare(["softmax"], tiny_data, epochs=1, out_dir=tmp_path / "c", address=f"127.0.0.1:{port}")
+    assert not (tmp_path / "c").exists()
+    # The same comparison run here then starts afresh; no interrupted one is in the way.
+    board = compare(["softmax"], tiny_data, epochs=1, out_dir=tmp_path / "c")
+    assert [row["name"] for row in board["rows"]] == ["softmax"]

@@ -84,11 +84,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
         return _describe(ray, owned=False, local=False)
     if address is None:
         num_cpus = num_cpus or usable_cpus()
-    if address is not None and address != "auto" and "://" not in address and not _listening(address):
-        # Ray would retry for minutes, printing a warning for each try.
-        raise FmnistError(f"--address {address}: nothing answers there; start a cluster with `ray start --head` "
-                          "(it prints the address to give), or leave out --address and RAY_ADDRESS for a local "
-                          "instance")
+    check_address(address)
     # No telemetry from a command-line tool unless the user opted in; this also saves its
     # start-up message.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -108,6 +104,19 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
                           "for a cluster elsewhere, or leave out --address and RAY_ADDRESS for a local "
                           "instance") from None
     return _describe(ray, owned=True, local=address is None)
+
+
+def check_address(address: str | None) -> None:
+    """Refuse, in one line, a cluster address (``host:port``, or ``$RAY_ADDRESS``) where nothing listens.
+
+    Ray itself would retry for minutes, printing a warning for each try. Commands call this
+    before they write anything, so a mistyped address leaves nothing behind to resume.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and address != "auto" and "://" not in address and not _listening(address):
+        raise FmnistError(f"--address {address}: nothing answers there; start a cluster with `ray start --head` "
+                          "(it prints the address to give), or leave out --address and RAY_ADDRESS for a local "
+                          "instance")
 
 
 def _listening(address: str, timeout: float = 5.0) -> bool:

@@ -95,6 +95,10 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
         check_free([out / PLAN_FILE, out / "leaderboard.json", out / "leaderboard.md",
                     *(out / "runs" / job.run for job in jobs)], overwrite=overwrite, what="an earlier comparison")
     _check_cpus(cpus_per_run)
+    if ray or address is not None:
+        from fmnist._ray import check_address
+
+        check_address(address)
     if out is not None:
         # Written before anything trains: what --resume finishes if the comparison is interrupted.
         (out / "leaderboard.json").unlink(missing_ok=True)
