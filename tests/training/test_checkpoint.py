@@ -72,6 +72,23 @@ def test_foreign_or_corrupt_checkpoints_are_refused(tmp_path):
         load_checkpoint(bad)
 
 
+def test_a_checkpoint_whose_tensors_changed_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "c.safetensors", {"epoch": 3, "w": torch.arange(6.0),
+                                                        "h": torch.ones(2, dtype=torch.bfloat16)})
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # one bit of the last tensor's bytes: the file still parses
+    path.write_bytes(bytes(data))
+    with pytest.raises(TrainingError, match=r"c\.safetensors: its tensors changed after it was written"):
+        load_checkpoint(path)
+    # A checkpoint without the digest (written before it was recorded) is read as it is.
+    from safetensors.torch import save_file
+    tensors = {}
+    header = encode({"epoch": 3, "w": torch.ones(2)}, "s", tensors)
+    save_file(tensors, str(path), metadata={"format": "fmnist-checkpoint", "format_version": "1",
+                                            "fmnist": json.dumps(header)})
+    assert load_checkpoint(path)["epoch"] == 3
+
+
 class Interrupt(Callback):
     """Raises KeyboardInterrupt at (epoch, batch); batch 0 means at the start of the epoch."""
 

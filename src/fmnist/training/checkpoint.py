@@ -14,6 +14,7 @@ goes to the tensor table under its dotted path and is replaced in the JSON by
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -68,7 +69,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     tensors: dict[str, torch.Tensor] = {}
     header = encode(state, "s", tensors)
     metadata = {"format": CHECKPOINT_FORMAT, "format_version": str(CHECKPOINT_FORMAT_VERSION),
-                "fmnist": json.dumps(header)}
+                "fmnist": json.dumps(header), "tensors_sha256": _digest(tensors)}
     return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -85,7 +86,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
                 raise TrainingError(f"{path}: written by a newer fmnist; upgrade fmnist to resume it")
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        # Checkpoints written before the digest was recorded have none, and are read as they are.
+        if "tensors_sha256" in meta and meta["tensors_sha256"] != _digest(tensors):
+            raise TrainingError(f"{path}: its tensors changed after it was written (their SHA-256 differs from "
+                                "the one it records: a damaged disk, or an edit); train the run again")
         return decode(json.loads(meta["fmnist"]), tensors)
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise TrainingError(f"{path}: unreadable checkpoint ({exc}); resume from another run folder "
                             "or train again") from None
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order.
+
+    It lives in the file's own header, so the file stays one atomic rename; it catches a flipped
+    bit in the tensors, which safetensors' format checks cannot see.
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
