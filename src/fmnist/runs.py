@@ -270,7 +270,8 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
         trainer.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise RunError(f"{run_dir / CHECKPOINT}: cannot be restored here ({exc!s:.200}); train the run again") from None
-    if stop is not None:
+    if stop is not None and trainer.epoch < config.epochs:
+        # A scheduler that ends a trial at its last epoch stopped nothing: the run is whole.
         trainer.stop_training, trainer.stop_reason = True, stop
     if trainer.stop_training:
         # Stopped early but interrupted before the run folder was written: finish, train no more.

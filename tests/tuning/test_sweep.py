@@ -195,6 +195,20 @@ def test_asha_stops_the_weak_trial_after_its_first_epoch(ray_cluster, tmp_path, 
     assert said["status"] == "stopped" and said["time_s"] == pytest.approx(weak["time_s"], abs=0.05)
 
 
+def test_asha_ending_trials_at_their_last_epoch_stopped_none_of_them(ray_cluster, tmp_path, tiny_data):
+    # With one epoch, ASHA's only rung is the last epoch: Tune ends each trial inside its report
+    # there, before the run folder is written; the sweep completes it, as a finished run.
+    live = []
+    board = fmnist.sweep("softmax", {"lr": [0.1, 1e-7]}, tiny_data, scheduler="asha", epochs=1, cpus_per_trial=2,
+                         out_dir=tmp_path / "sweep", on_trial=live.append)
+    assert [t["status"] for t in board["trials"]] == ["finished", "finished"]
+    assert [t["status"] for t in live] == ["finished", "finished"]
+    for trial in board["trials"]:
+        metrics = json.loads((Path(trial["run_dir"]) / "metrics.json").read_text())
+        assert "stopped" not in metrics and trial["epochs"] == 1
+    assert "stopped" not in (tmp_path / "sweep" / "leaderboard.md").read_text()
+
+
 def _free_port() -> int:
     import socket
 

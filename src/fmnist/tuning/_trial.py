@@ -40,6 +40,7 @@ class TuneReporter(Callback):
 
         metrics = {k: float(logs[k]) for k in REPORTED if k in logs}
         metrics["epoch"] = epoch
+        metrics["epochs"] = trainer.config.epochs  # a trial ended at its last epoch was not stopped early
         # The epochs' own time, as a run folder counts it: Tune's time_total_s also holds the
         # trial's start (its process, imports, data), so a trial stopped early would show one
         # time as it ends and another in the leaderboard.

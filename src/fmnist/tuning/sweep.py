@@ -462,9 +462,10 @@ def _row(name: str, params: dict[str, Any], run_dir: Path, error: str | None,
         row.update(val_accuracy=metrics["val"]["accuracy"], val_loss=metrics["val"]["loss"], epochs=len(history),
                    time_s=metrics["train_time_s"], run_dir=str(run_dir),
                    status="stopped" if stopped.startswith("stopped early by the") else "finished")
-    elif error is None:  # stopped by the scheduler; its folder is completed after the sweep
+    elif error is None:  # ended by the scheduler; its folder is completed after the sweep
+        whole = last.get("epoch") is not None and last.get("epoch") == last.get("epochs")
         row.update(val_accuracy=last.get("val_accuracy"), val_loss=last.get("val_loss"), epochs=last.get("epoch"),
-                   time_s=last.get("train_time_s", row["time_s"]), status="stopped")
+                   time_s=last.get("train_time_s", row["time_s"]), status="finished" if whole else "stopped")
     return row
 
 
