@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_all(writes: Sequence[tuple[str | os.PathLike, Callable[[Path], object]]]) -> list[Path]:
+    """Like :func:`atomic_write` for files that belong together: every one is written to its
+    temporary name first, in order (a writer may use what an earlier one learnt, such as its
+    file's digest), and only then are they renamed, one after the other. A failure in any writer leaves every
+    old file as it was; only a crash between the renames, a few microseconds, could mix them.
+    """
+    tmps: list[tuple[Path, Path]] = []
+    try:
+        for path, write in writes:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            tmps.append((tmp, path))
+            write(tmp)
+            os.chmod(tmp, default_mode())
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
+    return [path for _, path in tmps]
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -324,3 +324,52 @@ def test_a_saved_model_is_never_replaced_without_overwrite(saved, tmp_path):
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
     save_model(other, saved, overwrite=True)
     assert load_model(saved).spec == other.spec
+
+
+def test_a_failed_replacement_leaves_the_saved_model_whole(saved, monkeypatch):
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+
+    def interrupted(*args, **kwargs):  # the new weights are on disk; model.json is being written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(create_model("flatten,dense:10"), saved, overwrite=True)
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before  # no temporary left either
+    monkeypatch.undo()
+    assert load_model(saved).spec.layers == _trained(SPECS[0]).spec.layers
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda X, y: __import__("sklearn.linear_model").linear_model.SGDClassifier(loss="hinge", max_iter=5).fit(X, y),
+     r"its loss 'hinge' gives no probabilities"),
+    (lambda X, y: __import__("sklearn.linear_model").linear_model.LogisticRegression(max_iter=5).fit(X, y),
+     r"cannot save a LogisticRegression: the linear models fmnist saves are SGDClassifier"),
+    (lambda X, y: __import__("sklearn.linear_model").linear_model.SGDClassifier(loss="log_loss", max_iter=5)
+     .fit(X, np.array(fmnist.CLASS_NAMES)[y]), r"its labels are <U\d+ .*labels are numbers"),
+    (lambda X, y: __import__("sklearn.linear_model").linear_model.SGDClassifier(loss="log_loss", max_iter=5)
+     .fit(X[:, :100], y), r"it takes 100 features"),
+])
+def test_a_linear_model_load_model_would_refuse_is_not_saved(tmp_path, make, match):
+    import warnings
+
+    y = np.arange(60) % 3
+    X = learnable_images(y).reshape(60, -1) / 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = make(X, y)
+    with pytest.raises(ModelError, match=match):
+        save_model(est, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_numpy_numbers_in_a_net_classifiers_parameters_save_and_load(tmp_path):
+    from fmnist.estimators import NetClassifier
+
+    y = np.arange(40) % 10
+    clf = NetClassifier("flatten,dense:10", epochs=np.int64(2), lr=np.float32(0.01), batch_size=np.int32(8),
+                        seed=0).fit(learnable_images(y), y)
+    assert type(clf.config_.epochs) is int and type(clf.config_.lr) is float
+    back = NetClassifier.load(save_model(clf, tmp_path / "m"))
+    assert back.get_params()["epochs"] == 2 and back.get_params()["batch_size"] == 8
+    np.testing.assert_array_equal(back.predict_proba(learnable_images(y)), clf.predict_proba(learnable_images(y)))

@@ -108,6 +108,10 @@ def test_callbacks_see_every_epoch_and_can_stop():
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": -1.0}, "--lr"),
     ({"label_smoothing": 1.0}, "--label-smoothing"), ({"label_smoothing": -0.1}, "--label-smoothing"),
+    # From a notebook: a fraction of an epoch, text for a number, a flag given as 1.
+    ({"epochs": 2.5}, "--epochs must be a whole number, got 2.5"), ({"epochs": True}, "--epochs must be a whole"),
+    ({"lr": "0.1"}, "--lr must be a number, got '0.1'"), ({"erase": None}, "--erase must be a number"),
+    ({"flip": 1}, "--flip must be True or False"),
 ])
 def test_bad_config_is_a_usage_error(kwargs, fragment):
     with pytest.raises(UsageError) as exc:

@@ -27,7 +27,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
-from fmnist._files import atomic_write, write_json
+from fmnist._files import atomic_write_all
 from fmnist.errors import ModelError, OutputExistsError
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
@@ -101,18 +101,55 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
     if isinstance(model, Network):
         meta.update(family="torch", spec=model.spec.to_dict())
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        atomic_write(folder / WEIGHTS, lambda tmp: save_torch(state, str(tmp), metadata={"format": MODEL_FORMAT}))
+
+        def save_weights(tmp: Path) -> None:
+            save_torch(state, str(tmp), metadata={"format": MODEL_FORMAT})
     elif all(hasattr(model, a) for a in _LINEAR_ARRAYS):
+        _check_loadable_linear(model)
         meta.update(family="sklearn", estimator=type(model).__name__, params=_json_params(model.get_params()))
         arrays = {a: np.ascontiguousarray(getattr(model, a)) for a in _LINEAR_ARRAYS}
-        atomic_write(folder / WEIGHTS, lambda tmp: save_numpy(arrays, str(tmp), metadata={"format": MODEL_FORMAT}))
+
+        def save_weights(tmp: Path) -> None:
+            save_numpy(arrays, str(tmp), metadata={"format": MODEL_FORMAT})
     else:
         raise ModelError(f"cannot save a {type(model).__name__}: only fmnist networks and fitted linear models")
-    # The weights' digest, checked on load: a flipped byte inside a tensor keeps the file's
-    # structure, and every other check, intact.
-    meta["weights_sha256"] = _sha256(folder / WEIGHTS)
-    write_json(folder / MODEL_JSON, meta)
+    try:
+        json.dumps(meta)  # before anything is written: a value JSON cannot hold fails here
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"cannot save this model's description as JSON ({exc}); pass plain numbers and "
+                         "text as its parameters") from None
+
+    def save_meta(tmp: Path) -> None:
+        # The weights' digest, checked on load: a flipped byte inside a tensor keeps the file's
+        # structure, and every other check, intact.
+        tmp.write_text(json.dumps({**meta, "weights_sha256": digest[0]}, indent=2) + "\n")
+
+    digest: list[str] = []
+    # Both files are written before either takes its name: replacing a saved model never leaves
+    # new weights beside the old model.json, or the other way round.
+    atomic_write_all([(folder / WEIGHTS, lambda tmp: (save_weights(tmp), digest.append(_sha256(tmp)))),
+                      (folder / MODEL_JSON, save_meta)])
     return folder
+
+
+def _check_loadable_linear(model) -> None:
+    """Refuse, before writing, a linear model that :func:`load_model` would refuse to read back."""
+    name = type(model).__name__
+    if name not in _ESTIMATORS:
+        raise ModelError(f"cannot save a {name}: the linear models fmnist saves are {', '.join(_ESTIMATORS)} "
+                         "(a network trains on any labels: fmnist.NetClassifier)")
+    if not hasattr(model, "predict_proba"):
+        raise ModelError(f"cannot save this {name}: its loss {model.get_params().get('loss')!r} gives no "
+                         "probabilities, which every fmnist command reads; train it with loss='log_loss' or "
+                         "'modified_huber'")
+    coef, classes = np.asarray(model.coef_), np.asarray(model.classes_)
+    if coef.ndim != 2 or coef.shape[1] != 28 * 28:
+        raise ModelError(f"cannot save this {name}: it takes {coef.shape[-1]} features, and a model of 28x28 "
+                         "images takes 784")
+    if classes.dtype.kind not in "iuf":
+        raise ModelError(f"cannot save this {name}: its labels are {classes.dtype} ({classes[:3].tolist()}...), "
+                         "and a saved linear model's labels are numbers; train it on class indices and pass "
+                         "the names as class_names=")
 
 
 def _sha256(path: Path) -> str:
@@ -130,8 +167,13 @@ def _check_digest(meta: dict[str, Any], weights: Path) -> None:
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters JSON holds as they are: numpy's numbers (a grid from np.arange) as Python's."""
+    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
     return {k: v for k, v in params.items() if v is None or isinstance(v, (bool, int, float, str))}
 
+
+# The linear estimators a saved model may name (scikit-learn's, in sklearn.linear_model).
+_ESTIMATORS = ("SGDClassifier",)
 
 # Label dtypes whose values JSON keeps exactly (bool, ints, floats, text): what a classifier's
 # classes_ may be restored from. Bytes or arbitrary objects are saved as class names only.
@@ -362,13 +404,12 @@ def _check_finite(weights: Path, arrays: dict[str, Any]) -> None:
 
 
 def _load_estimator(meta: dict[str, Any], header: dict[str, Any], weights: Path):
-    from sklearn.linear_model import SGDClassifier
+    import sklearn.linear_model
 
-    estimators = {"SGDClassifier": SGDClassifier}
-    cls = estimators.get(meta.get("estimator"))
-    if cls is None:
+    if meta.get("estimator") not in _ESTIMATORS:
         raise ModelError(f"{weights.parent / MODEL_JSON}: unknown estimator {meta.get('estimator')!r}; "
-                         f"known: {', '.join(estimators)}")
+                         f"known: {', '.join(_ESTIMATORS)}")
+    cls = getattr(sklearn.linear_model, meta["estimator"])
     names = set(header) - {"__metadata__"}
     if names != set(_LINEAR_ARRAYS):
         raise ModelError(f"{weights}: expected arrays {list(_LINEAR_ARRAYS)}, found {sorted(names)}")

@@ -56,6 +56,11 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 SCHEDULE_SETTINGS = {"lr_step_epochs": ("step", 10), "lr_gamma": ("step", 0.1), "pct_start": ("onecycle", 0.3)}
 
 
+_WHOLE = ("epochs", "batch_size", "seed", "lr_step_epochs", "patience", "shift", "threads")
+_REAL = ("lr", "momentum", "weight_decay", "lr_gamma", "pct_start", "erase", "label_smoothing")
+_OPTIONAL = ("lr", "momentum", "weight_decay", "lr_step_epochs", "lr_gamma", "pct_start", "patience", "threads")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that decides a training run's result (saved in the run folder).
@@ -101,6 +106,7 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self):
+        self._check_types()
         # "none" and 0 let the command line switch off a preset's schedule or early stopping.
         if self.schedule in ("none", ""):
             self.schedule = None
@@ -139,6 +145,33 @@ class TrainConfig:
         for ok, name, rule in checks:
             if not ok:
                 raise UsageError(f"{option(name)} {rule}, got {getattr(self, name)}")
+
+    def _check_types(self) -> None:
+        """Whole numbers where counts go, numbers where rates go, as plain Python values.
+
+        From a notebook come 2.5 epochs, "0.1" as a rate, or numpy scalars (a grid built with
+        np.arange): the first two are refused here, in one line, rather than truncated or failing
+        inside training; numpy's become int and float, so the config saves as JSON.
+        """
+        for name in _WHOLE:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise UsageError(f"{option(name)} must be a whole number, got {value!r}")
+            setattr(self, name, int(value))
+        for name in _REAL:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise UsageError(f"{option(name)} must be a number, got {value!r}")
+            setattr(self, name, float(value))
+        for name in ("nesterov", "flip"):
+            value = getattr(self, name)
+            if not (isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b"):
+                raise UsageError(f"{option(name)} must be True or False, got {value!r}")
+            setattr(self, name, bool(value))
 
     def resolved(self, device: str | None = None) -> TrainConfig:
         """This config with every default spelled out: the learning rate, momentum, weight decay
