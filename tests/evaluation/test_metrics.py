@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 import torch
 from sklearn.linear_model import SGDClassifier
 
+from fmnist.errors import DataError
 from fmnist.evaluation import evaluate, predict_proba
 from fmnist.evaluation.metrics import as_features, score
 from fmnist.models import create_model
@@ -69,3 +71,42 @@ def test_convolutional_networks_are_scored_in_cache_sized_batches():
         torch.testing.assert_close(batched, metrics.log_proba_tensors(model, x, batch_size=len(x)))
     assert sizes["conv:4:3,maxpool:2,flatten,dense:10"][:2] == [metrics.CONV_EVAL_BATCH, 7]
     assert sizes["flatten,dense:8:relu,dense:10"][0] == len(x)  # dense: one large product
+
+
+def test_a_models_own_labels_are_mapped_to_its_probability_columns():
+    # A scikit-learn model trained on classes 3, 5 and 7 has three columns, in that order.
+    y = np.array([3, 5, 7] * 20)
+    images = learnable_images(y)
+    est = SGDClassifier(loss="log_loss", max_iter=20, tol=None, random_state=0).fit(as_features(images), y)
+    ours = evaluate(est, images, y)
+    assert ours["accuracy"] == est.score(as_features(images), y)
+    named = SGDClassifier(loss="log_loss", max_iter=20, tol=None, random_state=0).fit(
+        as_features(images), np.array(["shirt", "bag", "boot"])[y // 2 - 1])
+    assert evaluate(named, images, np.array(["shirt", "bag", "boot"])[y // 2 - 1])["accuracy"] == ours["accuracy"]
+    with pytest.raises(DataError, match=r"labels hold 4, which is not one of the model's classes \(3, 5, 7\)"):
+        evaluate(est, images, y + 1)
+
+
+def test_labels_as_a_column_score_as_labels_and_wrong_shapes_are_one_line():
+    y = np.arange(50) % 10
+    images = learnable_images(y)
+    model = create_model("flatten,dense:10")
+    assert evaluate(model, images, y[:, None]) == evaluate(model, images, y)
+    for bad, match in [((images, y[:10]), r"labels of shape \(10,\) for 50 images"),
+                       ((images[0], y[:1]), r"images of shape \(28, 28\): .*one image: pass images\[None\]"),
+                       ((images[:0], y[:0]), "no images"),
+                       ((images.reshape(50, 2, 392)[:, :, :100], y), r"images of shape \(50, 2, 100\)")]:
+        with pytest.raises(DataError, match=match):
+            evaluate(model, *bad)
+
+
+def test_integer_pixels_of_any_type_are_scaled_like_uint8():
+    y = np.arange(30) % 10
+    images = learnable_images(y)
+    model = create_model("flatten,dense:10")
+    expected = predict_proba(model, images)
+    for dtype in (np.int64, np.int16, np.uint16):
+        np.testing.assert_array_equal(predict_proba(model, images.astype(dtype)), expected)
+    np.testing.assert_array_equal(as_features(images.astype(np.int32)), as_features(images))
+    with pytest.raises(DataError, match="integer images hold values from 0 to 300"):
+        predict_proba(model, np.minimum(images.astype(np.int64) * 2, 300))

@@ -29,7 +29,19 @@ def test_overrides_and_layer_strings():
     assert create_model("flatten,dense:7:relu,dense:10")(torch.zeros(2, 784)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("name", ["mlp-200", "cnn-best", "flatten,dense:7:relu,dense:3"])
+def test_num_classes_sets_the_width_of_the_last_layer(name):
+    model = create_model(name, num_classes=3)
+    assert model.spec.num_classes == 3 and model.spec.layers[-1]["units"] == 3
+    assert model.eval()(torch.zeros(2, 28, 28)).shape == (2, 3)
+    assert model.spec.layers[:-1] == get_preset(name, num_classes=3).spec.layers[:-1]
+    with pytest.raises(ModelError, match="num_classes must be a whole number of at least 2, got 1"):
+        create_model(name, num_classes=1)
+
+
 def test_unknown_names_fail_loudly():
+    with pytest.raises(ModelError, match="a model is named by a preset name or a layer string, got NoneType"):
+        create_model(None)
     with pytest.raises(ModelError, match="unknown model 'nope'.*mlp-200"):
         create_model("nope")
     with pytest.raises(ModelError, match="overrides"):

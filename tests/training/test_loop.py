@@ -389,3 +389,28 @@ def test_the_per_epoch_monitor_scores_one_view_and_reported_scores_the_models_ow
     assert one_view != with_flip  # the mirror changes this model's scores
     assert history[-1]["val_loss"] == one_view
     assert evaluate(model, X[:40], Y[:40])["loss"] == with_flip
+
+
+def test_labels_and_validation_data_are_checked_before_the_first_epoch():
+    from fmnist.errors import DataError
+
+    class Count(Callback):
+        epochs = 0
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            Count.epochs += 1
+
+    def trainer():
+        torch.manual_seed(0)
+        return Trainer(create_model("softmax"), TrainConfig(epochs=1, batch_size=32), [Count()])
+
+    with pytest.raises(DataError, match=r"^y of shape \(100,\) for 160 images"):
+        trainer().fit(X, Y[:100])
+    with pytest.raises(DataError, match=r"^the validation labels of shape \(10,\) for 20 images"):
+        trainer().fit(X, Y, validation_data=(X[:20], Y[:10]))
+    assert Count.epochs == 0
+    # Labels as a column train as labels.
+    column = trainer().fit(X, Y[:, None], validation_data=(X[:20], Y[:20, None]))
+    plain = trainer().fit(X, Y, validation_data=(X[:20], Y[:20]))
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    assert [[h[k] for k in keys] for h in column] == [[h[k] for k in keys] for h in plain]

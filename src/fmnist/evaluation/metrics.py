@@ -21,16 +21,81 @@ from fmnist.errors import DataError, UsageError
 _MIN_LOG_PROB, _MAX_LOG_PROB = float(np.log(1e-7)), float(np.log1p(-1e-7))
 
 
+def pixels(images) -> np.ndarray:
+    """``images`` as an array, integer pixels of any type as uint8.
+
+    Integers are pixel values 0..255 whatever their type (``np.array`` of a list of images gives
+    int64): they are scaled by 1/255 like uint8, never used as they are; integers outside 0..255
+    are refused. Floats are taken as already scaled.
+    """
+    x = np.asarray(images)
+    if x.dtype.kind in "iu" and x.dtype != np.uint8:
+        if x.size and (int(x.min()) < 0 or int(x.max()) > 255):
+            raise DataError(f"integer images hold values from {int(x.min())} to {int(x.max())}; pixels are 0..255 "
+                            "(or floats in [0, 1])")
+        x = x.astype(np.uint8)
+    return x
+
+
 def images_to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 images (N, 28, 28) -> float32 tensor in [0, 1] on ``device`` (pixels / 255)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    """Images (N, 28, 28) -> float32 tensor on ``device``: integer pixels / 255, floats as they are."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels(images))).to(device)
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 def as_features(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> float64 (N, 784) in [0, 1], as the study feeds scikit-learn."""
-    x = np.asarray(images)
+    """Images (N, 28, 28) -> float64 (N, 784), integer pixels / 255, as the study feeds scikit-learn."""
+    x = pixels(images)
     return (x.reshape(len(x), -1) / 255.0) if x.dtype == np.uint8 else x.reshape(len(x), -1).astype(np.float64)
+
+
+def check_images(images, model=None) -> np.ndarray:
+    """``images`` as a batch a model can score, or one line saying what is wrong with them.
+
+    A batch is (N, H, W), (N, H*W) or (N, 1, H, W) with H x W the model's input size (28 x 28
+    unless a network says otherwise; a torch module of the user's own takes any size); one image
+    alone is refused, not read as 28 images of 28 pixels.
+    """
+    x = np.asarray(images)
+    spec = getattr(model, "spec", None)
+    if spec is None and isinstance(model, nn.Module):
+        if x.ndim < 2 or len(x) == 0:
+            raise DataError(f"images of shape {x.shape}: expected a batch of images, (N, H, W)")
+        return x
+    h, w = getattr(spec, "input_shape", (28, 28))
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != h * w:
+        one = " (one image: pass images[None])" if x.shape == (h, w) else ""
+        raise DataError(f"images of shape {x.shape}: expected a batch of {h}x{w} images, (N, {h}, {w}) or "
+                        f"(N, {h * w}){one}")
+    if len(x) == 0:
+        raise DataError("no images: the batch is empty")
+    return x
+
+
+def check_labels(labels, n: int, model=None, what: str = "labels") -> np.ndarray:
+    """``labels`` for ``n`` images as class indices (N,) into the model's probability columns.
+
+    A model with ``classes_`` (scikit-learn's, NetClassifier) has columns in that order, so its
+    labels (3 and 7, text...) are mapped through it; a network's labels are the indices. (N, 1),
+    as a column from a data frame gives, is read as (N,).
+    """
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{what} of shape {y.shape} for {n} images: expected one label per image, ({n},)")
+    classes = getattr(model, "classes_", None)
+    if classes is not None and not isinstance(model, nn.Module):
+        classes = np.asarray(classes)
+        found = np.isin(y, classes)
+        if not found.all():
+            raise DataError(f"{what} hold {y[~found][0].item()!r}, which is not one of the model's classes "
+                            f"({', '.join(map(str, classes[:10]))}{'...' if len(classes) > 10 else ''})")
+        column = {c: i for i, c in enumerate(classes.tolist())}
+        return np.array([column[v] for v in y.tolist()], dtype=np.int64)
+    if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.array_equal(y, np.round(y))):
+        raise DataError(f"{what} of type {y.dtype}: a network's labels are class indices (whole numbers)")
+    return y.astype(np.int64)
 
 
 def score(log_proba: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -79,6 +144,7 @@ def log_proba_tensors(model: nn.Module, x: torch.Tensor, batch_size: int | None 
 
 def predict_log_proba(model, images: np.ndarray) -> np.ndarray:
     """Log class probabilities, float array (N, num_classes), for uint8 images (N, 28, 28)."""
+    images = check_images(images, model)
     if isinstance(model, nn.Module):
         device = next(model.parameters()).device
         return log_proba_tensors(model, images_to_tensor(images, device)).cpu().numpy()
@@ -94,8 +160,13 @@ def predict_proba(model, images: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """``{"loss": mean cross-entropy, "accuracy": fraction correct, "n": count}`` on uint8 images."""
-    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    """``{"loss": mean cross-entropy, "accuracy": fraction correct, "n": count}`` on uint8 images.
+
+    ``labels`` as the model was trained on: class indices for a network, or any of the labels in
+    a scikit-learn model's ``classes_`` (mapped to its probability columns).
+    """
+    images = check_images(images, model)
+    labels_t = torch.from_numpy(check_labels(labels, len(images), model))
     if isinstance(model, nn.Module):
         device = next(model.parameters()).device
         log_proba, labels_t = log_proba_tensors(model, images_to_tensor(images, device)), labels_t.to(device)

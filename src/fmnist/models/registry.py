@@ -9,6 +9,7 @@ an unknown name fails loudly with the list of known names. A layer string such a
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 from fmnist.errors import ModelError
@@ -55,12 +56,16 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_preset(name: str) -> Preset:
-    """The preset called ``name``, or an ad-hoc one when ``name`` is a layer string."""
+def get_preset(name: str, num_classes: int = 10) -> Preset:
+    """The preset called ``name``, or an ad-hoc one when ``name`` is a layer string (whose last
+    layer is dense:``num_classes``)."""
+    if not isinstance(name, str):
+        raise ModelError(f"a model is named by a preset name or a layer string, got {type(name).__name__}; "
+                         "see fmnist.list_models()")
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" in name or "," in name or name == "flatten":
-        spec = ModelSpec.parse(name)
+        spec = ModelSpec.parse(name, num_classes=num_classes)
         return Preset(name="custom", description=str(spec), family="torch", spec=spec)
     raise ModelError(f"unknown model {name!r}; known: {', '.join(_REGISTRY)} (or a layer spec such as "
                      "'flatten,dense:200:relu,dense:10')")
@@ -76,10 +81,19 @@ def create_model(name: str, **overrides: Any):
     >>> create_model("mlp-200")(torch.zeros(4, 28, 28)).shape
     torch.Size([4, 10])
     """
-    preset = get_preset(name)
+    classes = overrides.get("num_classes")
+    preset = get_preset(name, classes if isinstance(classes, int) and not isinstance(classes, bool) else 10)
     if preset.family == "sklearn":
         return build_estimator(preset, **overrides)
     spec = preset.spec
+    if "num_classes" in overrides:
+        # The last layer is the classes' dense layer: its width follows their number (a layer
+        # string already ending in dense:K for K classes is parsed for K here).
+        classes = overrides.pop("num_classes")
+        if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 2:
+            raise ModelError(f"num_classes must be a whole number of at least 2, got {classes!r}")
+        last = {**spec.layers[-1], "units": int(classes)}
+        spec = dataclasses.replace(spec, layers=(*spec.layers[:-1], last), num_classes=int(classes))
     if overrides:
         try:
             spec = dataclasses.replace(spec, **overrides)

@@ -21,7 +21,14 @@ from torch import nn
 from fmnist._malloc import keep_freed_memory
 from fmnist._threads import resolve_threads, torch_threads
 from fmnist.errors import DataError, UsageError, option
-from fmnist.evaluation.metrics import images_to_tensor, log_proba_tensors, one_view, score
+from fmnist.evaluation.metrics import (
+    check_images,
+    check_labels,
+    images_to_tensor,
+    log_proba_tensors,
+    one_view,
+    score,
+)
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._fast_epoch import FastEpoch
 from fmnist.training._loss import softmax_cross_entropy
@@ -124,12 +131,18 @@ class Trainer:
                 if isinstance(cb, EarlyStopping) and cb.monitor.startswith("val_"):
                     raise UsageError(f"early stopping watches {cb.monitor}, and no validation data was given; pass "
                                      f"validation_data, or switch early stopping off ({option('patience', 0)})")
+        # Shapes and lengths are checked before the first epoch, validation's included.
+        x = check_images(x, self.model)
+        y = check_labels(y, len(x), what="y")
+        if validation_data is not None:
+            val_x = check_images(validation_data[0], self.model)
+            validation_data = val_x, check_labels(validation_data[1], len(val_x), what="the validation labels")
         # Phase 1: the data goes to the device once, as one tensor.
-        xs, ys = images_to_tensor(x, self.device), torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
+        xs, ys = images_to_tensor(x, self.device), torch.as_tensor(y, dtype=torch.long, device=self.device)
         val = None
         if validation_data is not None:
             val = (images_to_tensor(validation_data[0], self.device),
-                   torch.as_tensor(np.asarray(validation_data[1]), dtype=torch.long, device=self.device))
+                   torch.as_tensor(validation_data[1], dtype=torch.long, device=self.device))
         self._check_labels(ys, "y")
         if val is not None:
             self._check_labels(val[1], "the validation labels")
