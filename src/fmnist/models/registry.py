@@ -81,8 +81,10 @@ def create_model(name: str, **overrides: Any):
     >>> create_model("mlp-200")(torch.zeros(4, 28, 28)).shape
     torch.Size([4, 10])
     """
-    classes = overrides.get("num_classes")
-    preset = get_preset(name, classes if isinstance(classes, int) and not isinstance(classes, bool) else 10)
+    classes = overrides.get("num_classes", 10)
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 2:
+        raise ModelError(f"num_classes must be a whole number of at least 2, got {classes!r}")
+    preset = get_preset(name, int(classes))
     if preset.family == "sklearn":
         return build_estimator(preset, **overrides)
     spec = preset.spec
@@ -90,8 +92,6 @@ def create_model(name: str, **overrides: Any):
         # The last layer is the classes' dense layer: its width follows their number (a layer
         # string already ending in dense:K for K classes is parsed for K here).
         classes = overrides.pop("num_classes")
-        if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 2:
-            raise ModelError(f"num_classes must be a whole number of at least 2, got {classes!r}")
         last = {**spec.layers[-1], "units": int(classes)}
         spec = dataclasses.replace(spec, layers=(*spec.layers[:-1], last), num_classes=int(classes))
     if overrides:
