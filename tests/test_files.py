@@ -89,3 +89,45 @@ def test_next_free_never_returns_a_taken_name(tmp_path):
     (tmp_path / "model.onnx").write_text("")
     assert next_free(tmp_path / "model.onnx", folder=False) == tmp_path / "model-2.onnx"
     assert next_free(tmp_path / "other.onnx", folder=False) == tmp_path / "other.onnx"
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A folder another process holds (fmnist._files.claim) until the test ends."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom fmnist._files import claim\n"
+                               f"with claim({str(folder)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    yield folder, holder.pid
+    holder.communicate("")
+
+
+def test_a_folder_another_command_is_writing_is_refused_even_with_overwrite(held, tiny_data):
+    from fmnist.runs import train_run
+
+    folder, pid = held
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match=rf"out: another fmnist command is writing there now \(process "
+                                                    rf"{pid}\); let it finish, or choose another"):
+            train_run("softmax", tiny_data, out_dir=folder, overwrite=overwrite)
+    assert [p.name for p in folder.iterdir()] == [".fmnist-busy"]  # nothing written beside the holder's
+
+
+def test_a_claim_is_this_processs_own_and_leaves_no_trace(tmp_path, tiny_data):
+    from fmnist._files import claim
+    from fmnist.runs import train_run
+
+    with claim(tmp_path / "a"):
+        check_free([tmp_path / "a"])  # its own claim is not another command's
+    assert not (tmp_path / "a").exists()  # created by the claim, left empty: removed
+    train_run("softmax", tiny_data, out_dir=tmp_path / "run")
+    assert ".fmnist-busy" not in os.listdir(tmp_path / "run")
+    # A lock file left by a killed command holds nothing.
+    (tmp_path / "stale").mkdir()
+    (tmp_path / "stale" / ".fmnist-busy").write_text("12345\n")
+    check_free([tmp_path / "stale"])
+    train_run("softmax", tiny_data, out_dir=tmp_path / "stale")

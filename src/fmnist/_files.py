@@ -7,11 +7,12 @@ default output names with :func:`next_free`, so two runs never land in one place
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,89 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 
 def _taken(path: Path) -> bool:
-    """A file, or a folder with anything in it: an empty folder holds no one's work."""
+    """A file, or a folder with anything in it: an empty folder holds no one's work (nor does a
+    claim's lock file left by a command that ended)."""
     if path.is_dir():
-        return any(path.iterdir())
+        return any(p.name != CLAIM for p in path.iterdir())
     return path.exists() or path.is_symlink()
+
+
+# The lock file of a folder a command is writing (:func:`claim`): hidden, and only ever locked,
+# never trusted by its mere presence, so one left by a killed process claims nothing.
+CLAIM = ".fmnist-busy"
+_claimed: set[Path] = set()  # the folders this process holds
+
+
+@contextlib.contextmanager
+def claim(folder: str | os.PathLike, out: str = "--out") -> Iterator[None]:
+    """Hold ``folder`` for one command: another that claims it meanwhile is refused in one line.
+
+    Two commands given the same output folder would otherwise both find it free and write over
+    each other's files. The claim is an advisory lock (``flock``) on a file in the folder, which
+    the system releases when the process ends, however it ends. Callers check the folder's
+    contents after claiming it, so the check and the writing cannot be split by another command.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    _check_writable(folder / CLAIM, out, set())  # a folder under a file, or a read-only place: one line
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CLAIM
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, default_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputExistsError(_busy(folder, path, out)) from None
+        try:  # the file locked must still be the one at the path (its holder may have removed it)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    _claimed.add(folder.resolve())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        _claimed.discard(folder.resolve())
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        if created:  # a command refused, or failing, before it wrote anything leaves no folder
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def check_not_busy(folder: str | os.PathLike, out: str = "--out") -> None:
+    """Refuse (:class:`OutputExistsError`) a folder another command holds (:func:`claim`) now."""
+    import fcntl
+
+    if Path(folder).resolve() in _claimed:  # this process's own claim (a lock is per open file, not process)
+        return
+    path = Path(folder) / CLAIM
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputExistsError(_busy(Path(folder), path, out)) from None
+    finally:
+        os.close(fd)
+
+
+def _busy(folder: Path, path: Path, out: str) -> str:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        pid = ""
+    who = f" (process {pid})" if pid.isdigit() else ""
+    return (f"{folder}: another fmnist command is writing there now{who}; let it finish, or choose another "
+            f"{option('out_dir', cli=out)}")
 
 
 def check_free(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, what: str = "earlier output",
@@ -103,6 +183,8 @@ def check_free(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, w
     checked: set[Path] = set()
     for path in paths:
         _check_writable(path, out, checked)
+        if path.is_dir():  # not even with overwrite: that command's files are being written
+            check_not_busy(path, out)
     if overwrite:
         return
     taken = [p for p in paths if _taken(p)]

@@ -25,6 +25,7 @@ the gap's standard error, and whether a paired t-test over the seeds tells it fr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import time
@@ -32,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fmnist._files import atomic_write, check_free, write_json
+from fmnist._files import atomic_write, check_free, check_not_busy, claim, write_json
 from fmnist.data import Dataset
 from fmnist.errors import FmnistError, OutputExistsError, RunError, UsageError
 from fmnist.evaluation.replicates import check_seeds, gaps_to_leader, shared_or_mean
@@ -88,31 +89,33 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     plan = {"models": list(models), "epochs": epochs, "seed": seed, "seeds": seeds}
     jobs = _jobs(plan)  # every name and config is checked before anything trains
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        if (out / PLAN_FILE).exists() and not (out / "leaderboard.json").exists() and not overwrite:
-            raise OutputExistsError(f"{out}: an interrupted comparison is there; finish it with 'fmnist compare "
-                                    f"--resume {out}', or pass --overwrite to start it again")
-        check_free([out / PLAN_FILE, out / "leaderboard.json", out / "leaderboard.md",
-                    *(out / "runs" / job.run for job in jobs)], overwrite=overwrite, what="an earlier comparison")
     _check_cpus(cpus_per_run)
     if ray or address is not None:
         from fmnist._ray import check_address
 
         check_address(address)
-    if out is not None:
-        # Written before anything trains: what --resume finishes if the comparison is interrupted.
-        (out / "leaderboard.json").unlink(missing_ok=True)
-        if overwrite:
-            # All at once, not as each run starts: a resume after Ctrl-C would keep (or continue)
-            # an earlier comparison's run that this one had not reached yet.
-            for job in jobs:
-                forget_run(out / "runs" / job.run)
-        write_json(out / PLAN_FILE, {"format": PLAN_FORMAT, "format_version": 1, **plan,
-                                     "data": {"dataset": data.dataset, "source": str(data.source),
-                                              "sha256": data_fingerprint(data)}})
-    return _run(plan, jobs, data, out, overwrite=overwrite, resume=False, ray=ray or address is not None,
-                address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
-                on_finish=on_finish)
+    # Claimed, then checked: a second comparison given the same folder is refused, not mixed in.
+    with claim(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            if (out / PLAN_FILE).exists() and not (out / "leaderboard.json").exists() and not overwrite:
+                raise OutputExistsError(f"{out}: an interrupted comparison is there; finish it with 'fmnist compare "
+                                        f"--resume {out}', or pass --overwrite to start it again")
+            check_free([out / PLAN_FILE, out / "leaderboard.json", out / "leaderboard.md",
+                        *(out / "runs" / job.run for job in jobs)], overwrite=overwrite, what="an earlier comparison")
+        if out is not None:
+            # Written before anything trains: what --resume finishes if the comparison is interrupted.
+            (out / "leaderboard.json").unlink(missing_ok=True)
+            if overwrite:
+                # All at once, not as each run starts: a resume after Ctrl-C would keep (or continue)
+                # an earlier comparison's run that this one had not reached yet.
+                for job in jobs:
+                    forget_run(out / "runs" / job.run)
+            write_json(out / PLAN_FILE, {"format": PLAN_FORMAT, "format_version": 1, **plan,
+                                         "data": {"dataset": data.dataset, "source": str(data.source),
+                                                  "sha256": data_fingerprint(data)}})
+        return _run(plan, jobs, data, out, overwrite=overwrite, resume=False, ray=ray or address is not None,
+                    address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
+                    on_finish=on_finish)
 
 
 def resume_compare(out_dir: str | Path, data: Dataset, *, ray: bool = False, address: str | None = None,
@@ -130,6 +133,7 @@ def resume_compare(out_dir: str | Path, data: Dataset, *, ray: bool = False, add
     out = Path(out_dir)
     if not out.is_dir():
         raise RunError(f"{out}: no such comparison folder")
+    check_not_busy(out)
     if (out / "leaderboard.json").exists():
         raise RunError(f"{out}: this comparison finished already (leaderboard.json is there); start a new one "
                        "with another --out")
@@ -149,9 +153,10 @@ def resume_compare(out_dir: str | Path, data: Dataset, *, ray: bool = False, add
     except (KeyError, FmnistError) as exc:
         raise RunError(f"{out / PLAN_FILE}: cannot be read back ({exc})") from None
     _check_cpus(cpus_per_run)
-    return _run(plan, jobs, data, out, overwrite=False, resume=True, ray=ray or address is not None,
-                address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
-                on_finish=on_finish)
+    with claim(out):  # the comparison may still be running, not interrupted
+        return _run(plan, jobs, data, out, overwrite=False, resume=True, ray=ray or address is not None,
+                    address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
+                    on_finish=on_finish)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 import fmnist
-from fmnist._files import check_free, next_free, write_json
+from fmnist._files import check_free, claim, next_free, write_json
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
 from fmnist.errors import RunError, UsageError, option, spelled
@@ -202,9 +202,22 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
     config = config or resolve_config(preset)
     if not holdout:
         check_no_holdout(config, checkpoint_best)
-    if out_dir is not None:
+    if checkpoint_best and preset.family != "torch":
+        raise UsageError(f"{option('checkpoint_best', True, cli='--checkpoint')}: {preset.name} is a scikit-learn "
+                         "model, trained in one go with no epochs to checkpoint; leave it out")
+    if out_dir is None:
+        return _train(model_name, preset, data, config, None, callbacks, evaluate_test, checkpoint_best, observers,
+                      exclude, holdout)
+    # Claimed, then checked: another command given the same folder is refused, not mixed with this one.
+    with claim(out_dir):
         check_run_dir(out_dir, overwrite=overwrite)
         forget_run(out_dir)
+        return _train(model_name, preset, data, config, Path(out_dir), callbacks, evaluate_test, checkpoint_best,
+                      observers, exclude, holdout)
+
+
+def _train(model_name, preset, data, config, out_dir, callbacks, evaluate_test, checkpoint_best, observers,
+           exclude, holdout) -> RunResult:
     if preset.family == "torch":
         torch.manual_seed(config.seed)  # before building: initial weights depend on the seed
         model = create_model(model_name)
@@ -213,9 +226,6 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
             "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best, "exclude": exclude,
             "holdout": holdout}), *observers])
         return _fit_and_save(trainer, model_name, preset, data, out_dir, evaluate_test, exclude, holdout)
-    if checkpoint_best:
-        raise UsageError(f"{option('checkpoint_best', True, cli='--checkpoint')}: {preset.name} is a scikit-learn "
-                         "model, trained in one go with no epochs to checkpoint; leave it out")
     return _fit_sklearn(model_name, preset, data, config, out_dir, evaluate_test, exclude, holdout)
 
 
@@ -251,6 +261,11 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder to resume")
+    with claim(run_dir):  # two resumes of one run would write one folder
+        return _resume(run_dir, data, callbacks, evaluate_test, observers, stop)
+
+
+def _resume(run_dir: Path, data: Dataset, callbacks, evaluate_test, observers, stop) -> RunResult:
     if (run_dir / "run.json").exists():
         raise RunError(f"{run_dir}: this run finished already (run.json is there); train a new one with --out")
     if not (run_dir / CHECKPOINT).exists():

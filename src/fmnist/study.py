@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write, check_free, write_json
+from fmnist._files import atomic_write, check_free, claim, write_json
 from fmnist._text import plural
 from fmnist.data import Dataset
 from fmnist.errors import DataError
@@ -122,10 +122,17 @@ def reproduce(data: Dataset, out_dir: Path | None = None, *, experiments=EXPERIM
     An ``out_dir`` holding earlier results or run folders is refused before anything trains
     (:class:`~fmnist.errors.OutputExistsError`), unless ``overwrite``.
     """
-    if out_dir is not None:
-        out = Path(out_dir)
+    if out_dir is None:
+        return _reproduce(data, None, experiments, callbacks_for, on_start, overwrite)
+    out = Path(out_dir)
+    # Claimed, then checked: a second study given the same folder is refused, not mixed with this one.
+    with claim(out):
         check_free([out / "results.json", out / "results.md", *(out / "runs" / exp.model for exp in experiments)],
                    overwrite=overwrite, what="an earlier study")
+        return _reproduce(data, out, experiments, callbacks_for, on_start, overwrite)
+
+
+def _reproduce(data, out_dir, experiments, callbacks_for, on_start, overwrite) -> dict[str, Any]:
     start = time.perf_counter()
     rows = []
     for exp in experiments:
