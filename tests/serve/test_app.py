@@ -302,6 +302,69 @@ def test_busy_server_answers_503_and_recovers(served):
     assert first.status_code == 200 and after.status_code == 200
 
 
+@pytest.mark.parametrize("settings, pause, gaps, words", [
+    ({"upload_idle": 0.2}, 30.0, 1, "upload stalled: nothing arrived for 0.2 s"),  # sends nothing more
+    ({"upload_idle": 0.2, "upload_time": 0.5}, 0.1, 20, "upload too slow: not finished in 0.5 s"),  # trickles
+])
+def test_a_stalled_or_trickling_upload_gives_its_place_back(served, settings, pause, gaps, words):
+    """The only place is held by an upload that stalls: it is answered 408, and the next request is served."""
+    app = create_app(served, Settings(concurrency=1, **settings))
+    data = jpeg(3)
+    whole, headers = multipart([("a.jpg", data)])
+
+    async def go():
+        async def slow_body():
+            yield whole[:200]
+            for i in range(gaps):
+                await asyncio.sleep(pause)
+                yield whole[200 + i:201 + i]
+            yield whole[200 + gaps:]
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            slow = asyncio.create_task(client.post("/api/predict", content=slow_body(), headers=headers))
+            await asyncio.sleep(0.05)
+            waiting = await client.post("/api/predict", files=[("file", ("b.jpg", data, "image/jpeg"))])
+            return await asyncio.wait_for(slow, 5), waiting
+
+    slow, waiting = asyncio.run(go())
+    assert slow.status_code == 408 and slow.json()["error"].startswith(words)
+    assert waiting.status_code == 200
+
+
+def test_a_client_gone_mid_upload_is_no_error(served, caplog):
+    app = create_app(served)
+    whole, headers = multipart([("a.jpg", jpeg(3))])
+    sent = []
+
+    async def go():
+        async def receive():
+            if not sent:
+                sent.append(1)
+                return {"type": "http.request", "body": whole[:300], "more_body": True}
+            return {"type": "http.disconnect"}
+
+        answer = []
+
+        async def send(message):
+            answer.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/api/predict", "raw_path": b"/api/predict",
+                 "query_string": b"", "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+                 "http_version": "1.1", "scheme": "http", "server": ("test", 80), "client": ("c", 1), "root_path": ""}
+        await app(scope, receive, send)
+        return answer
+
+    answer = asyncio.run(go())
+    assert answer[0]["status"] == 400  # returned, not raised: nothing for the server to log
+
+
+def test_unknown_paths_and_methods_answer_in_the_apis_own_shape(served):
+    missing, wrong = run(create_app(served), ("GET", "/api/nothing", {}), ("GET", "/api/predict", {}))
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found: GET /api/nothing"}
+    assert wrong.status_code == 405 and wrong.json()["error"] == "Method Not Allowed: GET /api/predict"
+
+
 def test_concurrent_requests_share_forward_passes(served):
     """Requests that arrive together are predicted in fewer forward passes than requests, all answered."""
     data = jpeg(7)

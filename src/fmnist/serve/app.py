@@ -37,6 +37,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from fmnist.errors import UsageError
 from fmnist.serve._batch import Batcher
@@ -54,7 +56,9 @@ class Settings:
     that may wait for that; ``queue_timeout``: seconds one may wait before 503;
     ``max_batch``: images per forward pass (1: no batching); ``top_k``: classes per image
     unless the request asks; ``cors_origins``: origins allowed to call the API from
-    other sites' pages (empty: CORS off).
+    other sites' pages (empty: CORS off); ``upload_idle``: seconds an upload may send nothing
+    and ``upload_time`` seconds it may take in all before 408, so a stalled or trickling client
+    gives its place back (a place is held while the upload is read: that bounds the memory).
     """
 
     max_upload: int = 10_000_000
@@ -65,10 +69,13 @@ class Settings:
     max_batch: int = 64
     top_k: int = 3
     cors_origins: tuple[str, ...] = ()
+    upload_idle: float = 10.0
+    upload_time: float = 120.0
 
     def __post_init__(self) -> None:
         for name, least in (("max_upload", 1), ("max_files", 1), ("concurrency", 1), ("max_batch", 1),
-                            ("top_k", 1), ("queue_size", 0), ("queue_timeout", 0)):
+                            ("top_k", 1), ("queue_size", 0), ("queue_timeout", 0), ("upload_idle", 0.001),
+                            ("upload_time", 0.001)):
             if getattr(self, name) < least:
                 raise UsageError(f"{name} (--{name.replace('_', '-')}) must be at least {least}, "
                                  f"got {getattr(self, name)}")
@@ -223,6 +230,12 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
             parts.append(f"{where}={err.get('input')!r}: {err.get('msg', 'invalid')}")
         return JSONResponse({"error": "; ".join(parts)}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        # 404, 405...: the same {"error": "..."} shape as every other answer of the API.
+        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/api/health", response_model=HealthOut)
@@ -246,7 +259,7 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
                 return JSONResponse({"error": "server busy: too many requests waiting; try again shortly"},
                                     status_code=503, headers={"Retry-After": "1"})
             uploads = await _read_uploads(request, settings)
-            if isinstance(uploads, JSONResponse):
+            if isinstance(uploads, Response):
                 return uploads
             inputs, failures = await asyncio.to_thread(load_uploads, uploads)
             errors = [{"file": f.file, "error": f.reason} for f in failures]
@@ -311,12 +324,16 @@ async def _read_uploads(request: Request, settings: Settings):
 
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return bad("send the images as multipart/form-data, one or more in the field 'file'")
-    parser = MemoryMultiPartParser(request.headers, request.stream(), max_files=settings.max_files,
+    parser = MemoryMultiPartParser(request.headers, _timed(request.stream(), settings), max_files=settings.max_files,
                                    max_fields=16)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
         return bad(f"malformed upload: {exc}")
+    except _SlowUpload as exc:
+        return JSONResponse({"error": str(exc)}, status_code=408, headers={"Connection": "close"})
+    except ClientDisconnect:  # the client went away mid-upload: no one reads the answer
+        return Response(status_code=400)
     try:
         files = [v for k, v in form.multi_items() if k == "file" and not isinstance(v, str)]
         if not files:
@@ -324,6 +341,30 @@ async def _read_uploads(request: Request, settings: Settings):
         return [(_clean_name(f.filename), await f.read()) for f in files]
     finally:
         await form.close()
+
+
+class _SlowUpload(Exception):
+    """An upload that sent nothing for ``upload_idle`` seconds, or took over ``upload_time``."""
+
+
+async def _timed(stream, settings: Settings):
+    """``stream``'s chunks, each within ``upload_idle`` seconds and all within ``upload_time``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.upload_time
+    chunks = stream.__aiter__()
+    while True:
+        left = deadline - loop.time()
+        wait = min(settings.upload_idle, left)
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), max(wait, 0))
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if wait < settings.upload_idle:
+                raise _SlowUpload(f"upload too slow: not finished in {settings.upload_time:g} s; send smaller "
+                                  "images, or fewer at once") from None
+            raise _SlowUpload(f"upload stalled: nothing arrived for {settings.upload_idle:g} s") from None
+        yield chunk
 
 
 class _Slots:
