@@ -425,6 +425,7 @@ def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
         "config": result.config.to_dict() if result.preset.family == "torch" else None,
         "threads": result.threads,
         "data": {"dataset": data.dataset, "source": str(data.source), "verified": data.verified,
+                 "sha256": data_fingerprint(data),  # of the training images its splits are drawn from
                  # None: trained on every training image, no validation split (train_run(holdout=False)).
                  "split": ({"cross_validation_folds": result.cv_fold[1], "fold": result.cv_fold[0]}
                            if result.cv_fold else split_record(result.holdout)),
@@ -487,6 +488,29 @@ def run_split(run: Run, n: int, need_val: bool = True) -> tuple[np.ndarray, np.n
     return _split_indices(n, record)
 
 
+def check_own_data(run: Run, data: Dataset, split: str) -> None:
+    """Refuse (:class:`RunError`) to take ``split`` ("val" or "train") of data the run did not train on.
+
+    Its split of other data is no split of its: Fashion-MNIST, found by default, scored a
+    custom-data run's "validation" on 12,000 images it never saw, and other custom data of the
+    same size on images unrelated to it. (A test set of other data is a fair question, asked
+    with the test split.) Runs that recorded no fingerprint are checked by their data's kind.
+    """
+    record = run.info.get("data", {})
+    trained_on, source = record.get("dataset"), record.get("source")
+    recorded = record.get("sha256")
+    if recorded is not None:
+        other = recorded != data_fingerprint(data)
+    else:
+        other = bool(trained_on) and trained_on != data.dataset
+    if other:
+        again = spelled(f"load_dataset({source!r}, dataset={trained_on!r})",
+                        f"--dataset {trained_on} --data-dir {source}")
+        raise RunError(f"{run.run_dir}: the run trained on other data ({trained_on}, {source}) than the "
+                       f"{data.dataset} data given ({data.source}), so its {split} split is not there; score it on "
+                       f"its own data: {again}")
+
+
 def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude=None) -> dict[str, Any]:
     """Reload a run and score it on ``split``: ``"val"`` (the run's own split), ``"test"`` or ``"train"``.
 
@@ -497,16 +521,8 @@ def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude
     always beside the full split's scores.
     """
     run = load_run(run_dir)
-    trained_on = run.info.get("data", {}).get("dataset")
-    if split != "test" and trained_on and trained_on != data.dataset:
-        # The run's own split of other data is no split of its: Fashion-MNIST, found by default,
-        # scored a custom-data run's "validation" on 12,000 images it never saw. (A test set
-        # of other data is a fair question, and asked with --split test.)
-        source = run.info["data"].get("source")
-        again = spelled(f"load_dataset({source!r}, dataset={trained_on!r})",
-                        f"--dataset {trained_on} --data-dir {source}")
-        raise RunError(f"{run.run_dir}: the run trained on {trained_on} data ({source}), not on the {data.dataset} "
-                       f"data given, so its {split} split is not there; score it on its own data: {again}")
+    if split != "test":
+        check_own_data(run, data, split)
     if split == "test":
         x_all, y_all, idx = data.x_test, data.y_test, np.arange(len(data.x_test))
     elif split in ("val", "train"):

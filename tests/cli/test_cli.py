@@ -333,12 +333,20 @@ def test_out_of_range_settings_are_usage_errors(capsys, tiny_dir, tmp_path, argv
     assert not (tmp_path / "out").exists()
 
 
-def test_a_runs_own_split_is_scored_only_on_its_own_kind_of_data(capsys, tiny_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("other", ["fashion-mnist", "same kind and size"])
+def test_a_runs_own_split_is_scored_only_on_its_own_data(capsys, tiny_dir, tmp_path, monkeypatch, other):
     run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))
-    fashion = fmnist.load_dataset(tiny_dir, dataset="custom")
-    monkeypatch.setattr("fmnist.cli.main._load", lambda args: dataclasses.replace(fashion, dataset="fashion-mnist"))
-    code, _, err = run(capsys, "evaluate", tmp_path / "run")  # as if Fashion-MNIST were found by default
-    assert code == 1 and err.count("\n") == 1, err
-    assert f"--dataset custom --data-dir {tiny_dir}" in err and "val split is not there" in err
+    own = fmnist.load_dataset(tiny_dir, dataset="custom")
+    if other == "fashion-mnist":  # as if Fashion-MNIST were found by default
+        given = dataclasses.replace(own, dataset="fashion-mnist", x_train=own.x_train[::-1].copy())
+    else:  # other custom data of the same size: its "validation split" would be images the run never held out
+        given = dataclasses.replace(own, x_train=np.roll(own.x_train, 1, axis=2))
+    monkeypatch.setattr("fmnist.cli.main._load", lambda args: given)
+    for command in (["evaluate", tmp_path / "run"], ["report", tmp_path / "run", "--split", "val",
+                                                     "--out", tmp_path / "report"]):
+        code, _, err = run(capsys, *command)
+        assert code == 1 and err.count("\n") == 1, err
+        assert f"--dataset custom --data-dir {tiny_dir}" in err and "val split is not there" in err
+    assert not (tmp_path / "report").exists()
     code, out, err = run(capsys, "evaluate", tmp_path / "run", "--split", "test")  # another test set: fair
     assert code == 0 and "on test (50 images)" in out, err

@@ -123,10 +123,13 @@ def build_report(
         raise UsageError(f"--embedding: unknown method {embedding!r}; choose {', '.join(EMBED_METHODS)}")
     if split not in ("test", "val"):
         raise UsageError(f"--split: unknown split {split!r}; choose test or val")
-    from fmnist.runs import load_run
+    from fmnist.runs import check_own_data, load_run
 
     out = Path(out_dir)
     runs = [load_run(d) for d in run_dirs]  # all loaded first: a bad folder fails before any drawing
+    if split == "val":
+        for run in runs:
+            check_own_data(run, data, split)
     slugs = _unique_slugs([Path(r.run_dir).resolve().name for r in runs])
     check_free([out / REPORT_FILE, out / "learning_curves.png", *(out / slug for slug in slugs)],
                overwrite=overwrite, what="an earlier report")
@@ -261,8 +264,7 @@ def _leaderboard_html(rows: Sequence[RunSummary]) -> str:
         "test_accuracy": r.test_accuracy} for r in rows], "html")
     return (
         '<section id="leaderboard"><h2>Leaderboard</h2>'
-        "<p>Ranked by validation accuracy (the training images each run held out: 12,000 of Fashion-MNIST's "
-        "60,000). "
+        "<p>Ranked by validation accuracy (on the training images each run held out). "
         "The test set (t10k) is scored apart: its column is reported for reference and is never "
         f"used to rank or choose.</p>{board}</section>")
 
