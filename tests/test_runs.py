@@ -90,6 +90,24 @@ def test_a_run_folder_that_holds_work_is_refused_unless_overwrite(tiny_data, tmp
     assert not (tmp_path / "run" / "best.safetensors").exists()
 
 
+def test_an_interrupted_replacement_leaves_no_old_model_behind(tiny_data, tmp_path):
+    from fmnist.training import Callback
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            raise KeyboardInterrupt
+
+    train_run("mlp-100", tiny_data, config=resolve_config(get_preset("mlp-100"), epochs=1), out_dir=tmp_path / "run")
+    (tmp_path / "run" / "model.onnx").write_bytes(b"an export the user made")
+    with pytest.raises(KeyboardInterrupt):
+        train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=2),
+                  out_dir=tmp_path / "run", overwrite=True, callbacks=[Interrupt()])
+    left = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert left == ["checkpoint.safetensors", "model.onnx"]  # the new run's checkpoint, and the user's own file
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "run")  # predict and export find no model, not mlp-100's
+
+
 def test_run_names_are_readable_and_default_folders_fresh(tmp_path):
     assert run_name("mlp-200") == "mlp-200"
     assert run_name("conv:8:3,maxpool:2,flatten,dropout:0.5,dense:10") == "conv-8-3-maxpool-2-flatten-dropout-0.5-dense-10"

@@ -44,7 +44,7 @@ from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import Preset, create_model, get_preset
-from fmnist.models.io import load_model, read_json, save_model
+from fmnist.models.io import MODEL_JSON, WEIGHTS, load_model, read_json, save_model
 from fmnist.models.registry import build_estimator
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
@@ -164,9 +164,12 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
 
 
 def forget_run(run_dir: str | Path) -> None:
-    """Remove what marks ``run_dir`` as a finished or resumable run (run.json, the checkpoints):
-    a run replacing it must not be taken for the old one, nor continue from it."""
-    for stale in ("run.json", CHECKPOINT, BEST_CHECKPOINT):
+    """Remove a run's own files from ``run_dir``: what marks it finished or resumable (run.json,
+    the checkpoints), so a run replacing it is neither taken for it nor continued from it, and
+    its model, history and metrics, so that an interrupted replacement leaves no old model for
+    predict or export to pick up. run.json goes first: the folder is never a whole run with
+    parts missing. Other files in the folder (exports, reports, the user's own) stay."""
+    for stale in ("run.json", CHECKPOINT, BEST_CHECKPOINT, MODEL_JSON, WEIGHTS, "history.json", "metrics.json"):
         (Path(run_dir) / stale).unlink(missing_ok=True)
 
 
