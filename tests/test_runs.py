@@ -101,7 +101,7 @@ def test_an_interrupted_replacement_leaves_no_old_model_behind(tiny_data, tmp_pa
     (tmp_path / "run" / "model.onnx").write_bytes(b"an export the user made")
     with pytest.raises(KeyboardInterrupt):
         train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=2),
-                  out_dir=tmp_path / "run", overwrite=True, callbacks=[Interrupt()])
+                  out_dir=tmp_path / "run", overwrite=True, observers=[Interrupt()])
     left = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert left == ["checkpoint.safetensors", "model.onnx"]  # the new run's checkpoint, and the user's own file
     with pytest.raises(ModelError):
