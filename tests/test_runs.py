@@ -234,3 +234,17 @@ def test_without_holdout_a_scikit_learn_model_fits_every_image_and_validation_wa
         train_run("mlp-100-dropout", tiny_data, holdout=False)
     with pytest.raises(UsageError, match="checkpoint_best=True"):
         train_run("softmax", tiny_data, holdout=False, checkpoint_best=True)
+
+
+def test_a_linear_run_on_labels_that_skip_the_first_classes_saves_and_scores(tiny_data, tmp_path):
+    import dataclasses
+
+    data = dataclasses.replace(tiny_data, y_train=tiny_data.y_train % 5 + 5, y_test=tiny_data.y_test % 5 + 5)
+    result = train_run("sgd-logreg", data, out_dir=tmp_path / "run")
+    model = load_model(tmp_path / "run")
+    assert list(model.classes_) == [5, 6, 7, 8, 9]
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["class_names"] == [data.class_names[c] for c in range(5, 10)]
+    predicted = model.classes_[predict_proba(model, data.x_test).argmax(1)]
+    assert evaluate_run(tmp_path / "run", data, split="test")["accuracy"] == pytest.approx(
+        np.mean(predicted == data.y_test)) == pytest.approx(result.metrics["test"]["accuracy"])

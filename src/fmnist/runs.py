@@ -413,6 +413,10 @@ def _finish(model_name: str, preset: Preset, model: Any, config: TrainConfig, hi
 def save_run(result: RunResult, run_dir: Path, data: Dataset) -> Path:
     """Write the run folder (each file atomically); the weights go last but one, run.json last."""
     names = tuple(data.class_names)
+    if hasattr(result.model, "classes_"):
+        # A scikit-learn model has a column for each label it saw, in classes_' order (labels
+        # 5..9 only: five columns, named as the data names labels 5..9).
+        names = tuple(names[int(c)] if 0 <= int(c) < len(names) else str(c) for c in result.model.classes_)
     outputs = getattr(getattr(result.model, "spec", None), "num_classes", len(names))
     # Data whose labels stop short of the network's outputs (two classes, or MNIST without
     # its 9s) still names every output: the labels' own names, then the rest by number.
