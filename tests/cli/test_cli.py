@@ -309,7 +309,7 @@ def test_too_little_data_or_labels_past_the_model_are_one_line(capsys, tmp_path,
     empty = _custom_data(tmp_path / "empty", np.zeros(0, np.uint8), [1, 2])
     for argv, words in ((["train", "softmax", "--out", tmp_path / "r1", *one], "too few to hold out"),
                         (["reproduce", "--out", tmp_path / "r2", *one], "too few for 5-fold"),
-                        (["explore", "--out", tmp_path / "r3", *empty], "no training images")):
+                        (["explore", "--out", tmp_path / "r3", *empty], "holds no images; the train set")):
         code, _, err = run(capsys, *argv)
         assert code == 1 and err.count("\n") == 1 and words in err, err
     run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data_args(tiny_dir))

@@ -61,7 +61,10 @@ def test_altered_content_is_not_fashion_mnist(tiny):
     with pytest.raises(DataError) as err:
         load_dataset(folder)
     msg = one_line(err)
-    assert str(path) in msg and "not the Fashion-MNIST file" in msg and "--dataset custom" in msg
+    assert str(path) in msg and "not the Fashion-MNIST file" in msg
+    # In the words of whoever called: Python's arguments here, the options on the command line.
+    assert "load_dataset(fetch=True) downloads" in msg and "with dataset='custom'" in msg
+    assert "`fmnist data --fetch` downloads" in err.value.cli_message and "--dataset custom" in err.value.cli_message
     # The same folder is fine as custom data: structure only, no digests.
     ds = load_dataset(folder, dataset="custom")
     assert not ds.verified and ds.dataset == "custom"
@@ -87,6 +90,16 @@ def test_structural_errors(tiny, dataset, name, arr, words):
     assert str(path) in msg and words in msg
 
 
+@pytest.mark.parametrize("prefix, split", [("t10k", "test"), ("train", "train")])
+def test_a_split_without_images_is_refused_at_load(tiny, prefix, split):
+    folder, _ = tiny
+    path = _break(folder, f"{prefix}-images-idx3-ubyte", np.zeros((0, 28, 28), np.uint8))
+    _break(folder, f"{prefix}-labels-idx1-ubyte", np.zeros(0, np.uint8))
+    with pytest.raises(DataError) as err:
+        load_dataset(folder, dataset="custom")
+    assert one_line(err).startswith(f"{path}: holds no images; the {split} set")
+
+
 def test_labels_out_of_range(tiny):
     folder, arrays = tiny
     y = arrays["train-labels-idx1-ubyte"].copy()
@@ -95,7 +108,7 @@ def test_labels_out_of_range(tiny):
     with pytest.raises(DataError) as err:
         load_dataset(folder)
     msg = one_line(err)
-    assert str(path) in msg and "label 12 at index 7 is outside 0..9" in msg
+    assert str(path) in msg and "label 12 at index 7 is outside 0..9" in msg and "use dataset='custom'" in msg
     ds = load_dataset(folder, dataset="custom")  # other label sets are fine as custom data
     assert len(ds.class_names) == 13 and dataset_summary(ds)["train"]["classes"][-1] == 12
 

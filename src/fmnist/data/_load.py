@@ -12,7 +12,7 @@ from fmnist.data._download import fetch as _fetch
 from fmnist.data._discover import discover
 from fmnist.data._sources import CLASS_NAMES, FILES, SHA256, find_files
 from fmnist.data.idx import _read_idx
-from fmnist.errors import DataError
+from fmnist.errors import DataError, spelled
 
 DATASETS = ("fashion-mnist", "custom")
 # IDX file name -> Dataset attribute, in FILES order.
@@ -126,6 +126,10 @@ def load_data(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-mni
     return (ds.x_train, ds.y_train), (ds.x_test, ds.y_test)
 
 
+# How to load data that is not Fashion-MNIST, in the caller's words.
+_CUSTOM = spelled("dataset='custom'", "--dataset custom")
+
+
 def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
     """Read and check the four IDX files; return them keyed by Dataset attribute."""
     fashion = dataset == "fashion-mnist"
@@ -139,6 +143,11 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
     # Structure before digests: "19 labels but 20 images" says more than "checksum mismatch".
     for prefix, split in (("train", "train"), ("t10k", "test")):
         xs, ys = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(xs) == 0:
+            # Refused here, not after a training run that then cannot be scored or saved.
+            use = "trains every model" if split == "train" else "scores every model (reported apart)"
+            raise DataError(f"{files[f'{prefix}-images-idx3-ubyte']}: holds no images; the {split} set {use}, so "
+                            "it needs at least one")
         if len(xs) != len(ys):
             images = files[f"{prefix}-images-idx3-ubyte"]
             raise DataError(f"{files[f'{prefix}-labels-idx1-ubyte']}: {len(ys)} labels but "
@@ -149,8 +158,9 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
             raise DataError(
                 f"{files[name]}: not the Fashion-MNIST file {name} (sha256 of its content "
                 f"{digests[name][:12]}… expected {SHA256[name][:12]}…); replace it with the "
-                "release file (`fmnist data --fetch` downloads a verified copy), or load other "
-                "MNIST-format data with --dataset custom")
+                f"release file ({spelled('load_dataset(fetch=True)', '`fmnist data --fetch`')} downloads a "
+                f"verified copy), or load other MNIST-format data with "
+                f"{_CUSTOM}")
     return arrays
 
 
@@ -166,7 +176,8 @@ def _check_array(path: Path, name: str, arr: np.ndarray, fashion: bool) -> None:
     if fashion and arr.size and arr.max() > 9:
         bad = int(np.argmax(arr > 9))
         raise DataError(f"{path}: label {int(arr[bad])} at index {bad} is outside 0..9; not "
-                        "Fashion-MNIST labels (use --dataset custom for other label sets)")
+                        f"Fashion-MNIST labels (use {_CUSTOM} for other "
+                        "label sets)")
 
 
 def dataset_summary(ds: Dataset) -> dict:
