@@ -392,10 +392,13 @@ def test_ctrl_c_says_what_is_kept_and_how_to_go_on(tmp_path, tiny_dir, capsys, m
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert f"fmnist: interrupted; finished runs are kept in {out}" in err
-    assert f"continue with: fmnist compare --resume {out}" in err and "Traceback" not in err
-    assert (out / "compare.json").exists()
+    assert f"continue with: fmnist compare --resume {out} --dataset custom --data-dir {tiny_dir}\n" in err
+    assert "Traceback" not in err and (out / "compare.json").exists()
     with pytest.raises(KeyboardInterrupt):
         main(["--debug", *argv[:2], "--out", str(tmp_path / "other"), *argv[4:]])
+    # The command it suggests finishes the comparison (it checks the data it is given).
+    monkeypatch.undo()
+    assert main(["compare", "--resume", str(out), "--dataset", "custom", "--data-dir", str(tiny_dir)]) == 0
 
 
 def test_an_address_where_nothing_listens_leaves_no_comparison_to_resume(tiny_data, tmp_path, monkeypatch):

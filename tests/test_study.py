@@ -79,3 +79,23 @@ def test_the_study_on_real_data_lands_in_every_band_on_the_tutorials_split(real_
     linear = load_model(tmp_path / "runs" / "sgd-logreg")
     np.testing.assert_array_equal(linear.coef_, reference.coef_)
     np.testing.assert_array_equal(linear.intercept_, reference.intercept_)
+
+
+def test_ctrl_c_says_which_runs_are_kept_and_how_to_start_again(tiny_dir, tmp_path, capsys, monkeypatch):
+    import fmnist.study as study
+    from fmnist.cli.main import main
+
+    finished = study.run_experiment
+
+    def second_interrupted(exp, *args, **kwargs):
+        if exp.model != "sgd-logreg":
+            raise KeyboardInterrupt
+        return finished(exp, *args, **kwargs)
+
+    monkeypatch.setattr(study, "run_experiment", second_interrupted)
+    out = tmp_path / "study"
+    assert main(["reproduce", "--out", str(out), "--dataset", "custom", "--data-dir", str(tiny_dir)]) == 130
+    err = capsys.readouterr().err
+    assert err.endswith(f"fmnist: interrupted; the runs it finished are in {out / 'runs'}; the study starts again "
+                        f"with: fmnist reproduce --out {out} --overwrite --dataset custom --data-dir {tiny_dir}\n")
+    assert (out / "runs" / "sgd-logreg" / "run.json").exists() and not (out / "results.json").exists()

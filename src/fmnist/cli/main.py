@@ -367,9 +367,17 @@ def cmd_reproduce(args) -> int:
     def on_start(exp):
         print(f"\n== {exp.name} [{exp.model}]: {exp.metric}, tutorial {exp.tutorial}", flush=True)
 
-    with _output(args.out, Path("results")) as out:
-        result = reproduce(data, out, on_start=on_start, callbacks_for=lambda exp: [ProgressLogger()],
-                           overwrite=args.overwrite)
+    out = args.out
+    try:
+        with _output(args.out, Path("results")) as out:
+            result = reproduce(data, out, on_start=on_start, callbacks_for=lambda exp: [ProgressLogger()],
+                               overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        if out is None:
+            return _interrupted(args, "nothing was written")
+        # The study is a minute or two end to end: it starts again rather than resuming.
+        return _interrupted(args, f"the runs it finished are in {out / 'runs'}; the study starts again with: fmnist "
+                                  f"reproduce --out {out} --overwrite{_data_flags(args)}")
     print("\n" + format_table(result))
     print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}, runs in {out / 'runs'}")
     return 0
@@ -504,7 +512,7 @@ def cmd_compare(args) -> int:
                                 out_dir=out, overwrite=args.overwrite, **options)
     except KeyboardInterrupt:
         return _interrupted(args, f"finished runs are kept in {out}, the last one's last finished epoch too; "
-                                  f"continue with: fmnist compare --resume {out}")
+                                  f"continue with: fmnist compare --resume {out}{_data_flags(args)}")
     if args.json:
         print(json.dumps(board, indent=2))
     else:
@@ -566,7 +574,7 @@ def cmd_sweep(args) -> int:
         with _output(out, default_out(args.model) if not args.resume else None) as out:
             board = run(data, out)
     except KeyboardInterrupt:
-        return _interrupted(args, f"finished trials are kept in {out}; continue with: fmnist sweep --resume {out}")
+        return _interrupted(args, f"finished trials are kept in {out}; continue with: fmnist sweep --resume {out}{_data_flags(args)}")
     print("\n" + format_table(board))
     print(f"\nwritten: {Path(out) / LEADERBOARD_MD}, {Path(out) / LEADERBOARD_FILE}, runs in {Path(out) / 'trials'}")
     return 0
