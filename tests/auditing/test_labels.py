@@ -57,3 +57,17 @@ def test_missing_cleanlab_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cleanlab.filter", None)
     with pytest.raises(FmnistError, match=r"pip install 'fmnist\[audit\]'"):
         require_cleanlab()
+
+
+def test_folds_a_class_cannot_fill_are_refused_with_advice_that_can_be_followed():
+    from fmnist.auditing.labels import check_folds
+    from fmnist.errors import DataError
+
+    y = np.array([0] * 10 + [1] * 3 + [2] * 5)
+    check_folds(y, 3)
+    with pytest.raises(UsageError, match=r"^folds=5: class 1 has only 3 training images; every fold needs one of each "
+                                         r"class, so use at most folds=3$"):
+        check_folds(y, 5)
+    # One image of a class: no number of folds (at least 2) can hold it twice; the data must change.
+    with pytest.raises(DataError, match=r"^folds=2: class 2 has only 1 training image, and auditing needs at least 2"):
+        check_folds(np.array([0] * 10 + [1] * 3 + [2]), 2)

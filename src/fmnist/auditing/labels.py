@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.errors import FmnistError, UsageError, option
+from fmnist._text import plural
+from fmnist.errors import DataError, FmnistError, UsageError, option
 
 __all__ = ["FoldPredictions", "out_of_fold_proba", "check_folds", "find_label_issues", "require_cleanlab"]
 
@@ -83,8 +84,14 @@ def check_folds(y_train: np.ndarray, folds: int) -> None:
     counts = np.bincount(np.asarray(y_train, dtype=np.int64))
     smallest = int(counts[counts > 0].min(initial=folds))
     if smallest < folds:
-        raise UsageError(f"{option('folds', folds)}: a class has only {smallest} training images; every fold needs one of "
-                         "each class, so use fewer folds")
+        label = int(np.flatnonzero(counts == smallest)[0])
+        has = f"class {label} has only {plural(smallest, 'training image')}"
+        if smallest < 2:  # no number of folds can do: the data is what needs changing
+            raise DataError(f"{option('folds', folds)}: {has}, and auditing needs at least 2 of every class (each "
+                            "is judged by models trained without it); add images of that class, or leave it out "
+                            "of the data")
+        raise UsageError(f"{option('folds', folds)}: {has}; every fold needs one of each class, so use at most "
+                         f"{option('folds', smallest)}")
 
 
 def _fit_one(preset, name: str, config, x, y, num_classes: int, seed: int, callbacks):
