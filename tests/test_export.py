@@ -67,6 +67,27 @@ def test_metadata_describes_the_interface(tmp_path):
     assert [o.name for o in session.get_outputs()] == ["logits", "probabilities"]
 
 
+def test_metadata_and_the_command_describe_the_models_own_input_and_flip(tmp_path, capsys):
+    import onnx
+
+    from fmnist.cli.main import main
+    from fmnist.export import interface
+    from fmnist.models.io import save_model
+
+    small = create_model("flatten,dense:10", input_shape=(8, 8))
+    props = {p.key: p.value for p in onnx.load(to_onnx(small, tmp_path / "s.onnx")).metadata_props}
+    assert props["input"].startswith("images: float32 (N, 8, 8)") and "(N, C), raw scores" in props["outputs"]
+    flipped = create_model("conv:4:3,maxpool:2,flatten,dense:10", tta="flip").eval()
+    save_model(flipped, tmp_path / "flip")
+    assert main(["export", str(tmp_path / "flip"), "--onnx"]) == 0
+    said = capsys.readouterr().out
+    props = {p.key: p.value for p in onnx.load(tmp_path / "flip" / "model.onnx").metadata_props}
+    assert props["model"].endswith(", predicting with the test-time flip")
+    assert "mirror's log-probabilities" in props["outputs"] and "), raw scores" not in props["outputs"]
+    assert interface(tmp_path / "flip" / "model.onnx") == {"input": props["input"], "outputs": props["outputs"]}
+    assert said.strip().endswith(f"input {props['input']}; outputs {props['outputs']}")
+
+
 @pytest.mark.parametrize("classes", [10, 2])
 def test_linear_parity(tmp_path, classes):
     from sklearn.linear_model import SGDClassifier

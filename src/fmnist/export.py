@@ -2,9 +2,11 @@
 
 The exported graph has one fixed interface, whatever the model:
 
-- input ``images``: float32 (N, 28, 28), pixels scaled to [0, 1] (uint8 / 255), any N;
+- input ``images``: float32 (N, H, W), the model's image size (28 x 28 for Fashion-MNIST),
+  pixels scaled to [0, 1] (uint8 / 255), any N;
 - output ``logits``: float32 (N, C), the scores before normalisation (for a linear model, its
-  ``decision_function``; (N, 1) for a binary one);
+  ``decision_function``; (N, 1) for a binary one; for a network with the test-time flip, the
+  mean of the image's and its mirror's log-probabilities);
 - output ``probabilities``: float32 (N, C), rows sum to 1, equal to ``fmnist.predict_proba``.
 
 The same description, the class names (JSON list, index = class) and the model's spec are
@@ -43,10 +45,15 @@ INPUT, OUTPUTS = "images", ("logits", "probabilities")
 OPSET = 18
 # Export is checked against our own predictions on random images before it is written.
 PARITY_TOLERANCE = 1e-5
-_DOC = {
-    "input": "images: float32 (N, 28, 28), pixels / 255 in [0, 1]; N is dynamic",
-    "outputs": "logits: float32 (N, C) raw scores; probabilities: float32 (N, C), rows sum to 1",
-}
+
+
+def _interface(shape: tuple[int, int], tta: str | None = None) -> dict[str, str]:
+    """What the graph takes and gives, in words: stored in the file, and printed by the command."""
+    h, w = shape
+    logits = ("the mean of the image's and its mirror's log-probabilities (the model's test-time flip), "
+              "not raw scores" if tta == "flip" else "raw scores")
+    return {"input": f"images: float32 (N, {h}, {w}), pixels / 255 in [0, 1]; N is dynamic",
+            "outputs": f"logits: float32 (N, C), {logits}; probabilities: float32 (N, C), rows sum to 1"}
 
 
 def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | list[str] | None = None,
@@ -63,22 +70,24 @@ def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | li
         model = model.model_
     if isinstance(model, Network):
         proto = _torch_graph(model)
-        spec = str(model.spec)
+        spec = str(model.spec) + (", predicting with the test-time flip" if model.spec.tta == "flip" else "")
         n_out = model.spec.num_classes
+        doc = _interface(model.spec.input_shape, model.spec.tta)
     elif hasattr(model, "coef_") and hasattr(model, "intercept_"):
         proto = _linear_graph(model)
         spec = f"{type(model).__name__}(loss={getattr(model, 'loss', '?')!r})"
         n_out = len(model.classes_)
+        doc = _interface(_linear_shape(np.shape(model.coef_)[1]))
     else:
         raise ModelError(f"cannot export a {type(model).__name__} to ONNX: only fmnist networks and fitted "
                          "linear classifiers")
     if class_names is not None and len(class_names) != n_out:
         raise ModelError(f"{len(class_names)} class names for a model with {n_out} classes")
     meta = {"format": ONNX_FORMAT, "name": name, "model": spec, "fmnist_version": fmnist.__version__,
-            **_DOC, "class_names": json.dumps(list(class_names) if class_names is not None else
+            **doc, "class_names": json.dumps(list(class_names) if class_names is not None else
                                               [str(c) for c in range(n_out)])}
     onnx.helper.set_model_props(proto, meta)
-    proto.doc_string = f"fmnist {name}: {spec}. {_DOC['input']}. {_DOC['outputs']}."
+    proto.doc_string = f"fmnist {name}: {spec}. {doc['input']}. {doc['outputs']}."
     onnx.checker.check_model(proto)
     if check:
         _check_parity(model, proto)
@@ -105,6 +114,18 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     info = model_info(folder)
     path = Path(out) if out is not None else next_free(folder / "model.onnx", folder=False)
     return to_onnx(model, path, class_names=info.get("class_names"), name=info.get("name", "model"))
+
+
+def _linear_shape(n_features: int) -> tuple[int, int]:
+    """A linear model's image shape: 28 x 28 for 784 features, else one row of them."""
+    return (28, 28) if n_features == 784 else (1, n_features)
+
+
+def interface(path: str | os.PathLike) -> dict[str, str]:
+    """An exported file's ``{"input", "outputs"}`` descriptions, as its metadata records them."""
+    onnx = _import_onnx()
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return {k: props.get(k, "?") for k in ("input", "outputs")}
 
 
 def _import_onnx():
@@ -174,7 +195,7 @@ def _linear_graph(model):
     coef = np.asarray(model.coef_, dtype=np.float64)
     intercept = np.asarray(model.intercept_, dtype=np.float64)
     k, n_features = coef.shape
-    h, w = (28, 28) if n_features == 784 else (1, n_features)
+    h, w = _linear_shape(n_features)
     inits = [numpy_helper.from_array(coef.T.copy(), "coef_t"), numpy_helper.from_array(intercept, "intercept"),
              numpy_helper.from_array(np.array([-1, n_features], dtype=np.int64), "flat_shape")]
     nodes = [

@@ -463,10 +463,11 @@ def _byte_size(text: str) -> int:
 def cmd_export(args) -> int:
     if not args.onnx:
         raise UsageError("export: choose a format: --onnx (the only one so far)")
-    from fmnist.export import export_run
+    from fmnist.export import export_run, interface
 
     path = export_run(args.run_dir, args.out, overwrite=args.overwrite)
-    print(f"wrote {path}: input images float32 (N, 28, 28) in [0, 1]; outputs logits, probabilities (N, C)")
+    described = interface(path)
+    print(f"wrote {path}: input {described['input']}; outputs {described['outputs']}")
     return 0
 
 
