@@ -248,3 +248,20 @@ def test_a_linear_run_on_labels_that_skip_the_first_classes_saves_and_scores(tin
     predicted = model.classes_[predict_proba(model, data.x_test).argmax(1)]
     assert evaluate_run(tmp_path / "run", data, split="test")["accuracy"] == pytest.approx(
         np.mean(predicted == data.y_test)) == pytest.approx(result.metrics["test"]["accuracy"])
+
+
+def test_a_folder_that_is_no_finished_run_says_what_to_do(tiny_data, tmp_path):
+    from fmnist.training import Callback
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match=r"empty: not a run folder \(no run.json\); .*fmnist train MODEL --out"):
+        load_run(tmp_path / "empty")
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run("softmax", tiny_data, out_dir=tmp_path / "half", observers=[Interrupt()])
+    with pytest.raises(RunError, match=r"half: an interrupted run \(no run.json yet\); finish it with resume_run\("):
+        load_run(tmp_path / "half")

@@ -457,6 +457,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder; train one with 'fmnist train MODEL --out {run_dir}'")
+    if not (run_dir / "run.json").exists():
+        if (run_dir / CHECKPOINT).exists():
+            raise RunError(f"{run_dir}: an interrupted run (no run.json yet); finish it with "
+                           f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {run_dir}')}")
+        raise RunError(f"{run_dir}: not a run folder (no run.json); name a folder that fmnist train wrote, or "
+                       f"train one with 'fmnist train MODEL --out {run_dir}'")
     info = read_json(run_dir / "run.json", "fmnist run description (run.json)")
     if info.get("format") != RUN_FORMAT:
         raise RunError(f"{run_dir / 'run.json'}: not an fmnist run (format is {info.get('format')!r})")
