@@ -43,7 +43,7 @@ from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
 from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
-from fmnist.models import Preset, create_model, get_preset
+from fmnist.models import Preset, get_preset
 from fmnist.models.io import MODEL_JSON, WEIGHTS, load_model, read_json, save_model
 from fmnist.models.registry import build_estimator
 from fmnist.models.network import Network
@@ -201,7 +201,8 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
     watch the validation loss) are refused.
     """
     exclude = exclude.to_dict() if exclude is not None else None
-    preset = get_preset(model_name)
+    # A network gets an output for every class of the data (more than 10 on other MNIST-format data).
+    preset = get_preset(model_name).for_classes(len(data.class_names))
     config = config or resolve_config(preset)
     if not holdout:
         check_no_holdout(config, checkpoint_best)
@@ -223,7 +224,7 @@ def _train(model_name, preset, data, config, out_dir, callbacks, evaluate_test, 
            exclude, holdout) -> RunResult:
     if preset.family == "torch":
         torch.manual_seed(config.seed)  # before building: initial weights depend on the seed
-        model = create_model(model_name)
+        model = Network(preset.spec)
         trainer = Trainer(model, config, [*callbacks, *_checkpoints(out_dir, checkpoint_best, {
             "model": model_name, "preset": preset.to_dict(), "dataset": data.dataset,
             "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best, "exclude": exclude,

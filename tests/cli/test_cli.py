@@ -304,6 +304,20 @@ def test_data_with_fewer_classes_than_outputs_trains_saves_and_scores(capsys, tm
     assert code == 0 and "accuracy" in out, err
 
 
+def test_data_with_more_classes_than_a_presets_outputs_gets_an_output_for_each(capsys, tmp_path):
+    data = _custom_data(tmp_path / "fifteen", np.arange(150) % 15)
+    code, _, err = run(capsys, "train", "mlp-200", "--epochs", "1", "--quiet", "--out", tmp_path / "run", *data)
+    assert code == 0, err
+    model = fmnist.load_model(tmp_path / "run")
+    assert model.spec.num_classes == 15 and model.spec.layers[-1]["units"] == 15
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["class_names"] == [str(i) for i in range(15)]
+    code, out, err = run(capsys, "evaluate", tmp_path / "run", *data)
+    assert code == 0 and "accuracy" in out, err
+    code, _, err = run(capsys, "audit", "--model", "mlp-200", "--folds", "2", "--epochs", "1", "--out",
+                       tmp_path / "audit", *data)
+    assert code == 0, err
+
+
 def test_too_little_data_or_labels_past_the_model_are_one_line(capsys, tmp_path, tiny_dir):
     one = _custom_data(tmp_path / "one", [3])
     empty = _custom_data(tmp_path / "empty", np.zeros(0, np.uint8), [1, 2])

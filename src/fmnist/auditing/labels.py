@@ -98,7 +98,7 @@ def _fit_one(preset, name: str, config, x, y, num_classes: int, seed: int, callb
     import torch
 
     from fmnist.evaluation.metrics import as_features
-    from fmnist.models import create_model
+    from fmnist.models.network import Network
     from fmnist.models.registry import build_estimator
     from fmnist.training import Trainer
 
@@ -111,10 +111,7 @@ def _fit_one(preset, name: str, config, x, y, num_classes: int, seed: int, callb
         with recorded_warnings():
             return build_estimator(preset, **params).fit(as_features(x), y)
     torch.manual_seed(seed)  # each fold its own initial weights, reproducibly
-    net = create_model(name)
-    if net.spec.num_classes < num_classes:
-        raise UsageError(f"{option('model', name)}: {net.spec.num_classes} outputs for data with {num_classes} classes; "
-                         f"end the layer spec with dense:{num_classes}")
+    net = Network(preset.for_classes(num_classes).spec)  # an output for every class, as a run has
     Trainer(net, dataclasses.replace(config, seed=seed), callbacks).fit(x, y)
     return net.eval()
 

@@ -29,6 +29,17 @@ class Preset:
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""
 
+    def for_classes(self, num_classes: int) -> Preset:
+        """This preset for data with ``num_classes`` classes: a network with fewer outputs gets its
+        last layer widened to one per class (EMNIST's 26 letters, say); one with as many or more
+        (data of 2 classes on a 10-output preset) is kept as it is, and so is a linear model,
+        which has a column per label it sees."""
+        if self.family != "torch" or num_classes <= self.spec.num_classes:
+            return self
+        last = {**self.spec.layers[-1], "units": int(num_classes)}
+        spec = dataclasses.replace(self.spec, layers=(*self.spec.layers[:-1], last), num_classes=int(num_classes))
+        return dataclasses.replace(self, spec=spec)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "family": self.family,
                 "spec": self.spec.to_dict() if self.spec else None, "params": dict(self.params),
