@@ -326,6 +326,14 @@ def test_a_saved_model_is_never_replaced_without_overwrite(saved, tmp_path):
     assert load_model(saved).spec == other.spec
 
 
+def test_a_file_where_the_folder_goes_is_refused_and_kept(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match=r"notes.txt: is a file, and a model is saved as a folder"):
+            save_model(create_model("flatten,dense:10"), tmp_path / "notes.txt", overwrite=overwrite)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_failed_replacement_leaves_the_saved_model_whole(saved, monkeypatch):
     before = {p.name: p.read_bytes() for p in saved.iterdir()}
 

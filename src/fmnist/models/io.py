@@ -78,6 +78,9 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
     refused (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder}: is a file, and a model is saved as a folder (model.json and its "
+                                "weights); name a folder")
     if not overwrite and ((folder / MODEL_JSON).exists() or (folder / WEIGHTS).exists()):
         raise OutputExistsError(f"{folder}: already holds a saved model; pass overwrite=True to replace it, or "
                                 "choose another folder")
