@@ -115,6 +115,9 @@ def test_early_stopping_presets_hold_out_validation_data(images):
     assert clf.predict(x[:3]).shape == (3,)
     with pytest.raises(ValueError, match="validation_fraction=0 holds out no data"):
         NetClassifier("mlp-100-dropout", epochs=1, validation_fraction=0.0, device="cpu").fit(x, y)
+    for bad in ("0.1", 1.0, True):
+        with pytest.raises(ValueError, match=rf"validation_fraction must be a number in \[0, 1\), got {bad!r}"):
+            NetClassifier(SMALL, epochs=1, validation_fraction=bad, device="cpu").fit(x, y)
     no_stop = NetClassifier("mlp-100-dropout", epochs=1, patience=0, device="cpu").fit(x, y)
     assert no_stop.config_.patience is None and "val_loss" not in no_stop.history_[0]
     held = NetClassifier(SMALL, epochs=1, validation_fraction=0.25, device="cpu").fit(x, y)

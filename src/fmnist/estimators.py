@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,8 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         fraction = self.validation_fraction
         if fraction is None:
             fraction = DEFAULT_VALIDATION_FRACTION if self.config_.patience else 0.0
-        if not 0 <= fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
+            raise ValueError(f"validation_fraction must be a number in [0, 1), got {fraction!r}")
         if fraction == 0:
             if self.config_.patience:
                 raise ValueError(f"early stopping (patience={self.config_.patience}) watches the validation loss, "
