@@ -264,6 +264,14 @@ def test_malformed_requests_are_400(served, kwargs, words):
     assert response.status_code in (400, 422) and words in response.json()["error"]
 
 
+def test_a_body_cut_off_inside_its_file_is_400_saying_so(served):
+    whole, headers = multipart([("a.jpg", jpeg(3))])
+    cut = whole[:whole.rindex(b"--b0undary--") - 50]  # inside the file, no closing boundary
+    response = run(create_app(served), ("POST", "/api/predict", {"content": cut, "headers": headers}))[0]
+    assert response.status_code == 400 and "ends before its closing boundary" in response.json()["error"]
+    assert post(create_app(served), [("a.jpg", jpeg(3), "image/jpeg")]).status_code == 200  # a whole one is read
+
+
 def test_too_many_files_is_400(served):
     files = [("f.jpg", b"x", "image/jpeg")] * 4
     response = post(create_app(served, Settings(max_files=3)), files)

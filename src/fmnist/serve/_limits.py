@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 
 class TooLarge(Exception):
@@ -112,3 +112,18 @@ class MemoryMultiPartParser(MultiPartParser):
     """
 
     spool_max_size = sys.maxsize
+
+    async def parse(self):
+        self._ended = False
+        form = await super().parse()
+        if not self._ended:
+            # python-multipart accepts a body that stops inside a part, and the part is dropped:
+            # the client would hear "no file" for an upload that was cut off.
+            await form.close()
+            raise MultiPartException("the body ends before its closing boundary (the upload was cut off); "
+                                     "send it again")
+        return form
+
+    def on_end(self) -> None:
+        self._ended = True
+        super().on_end()
