@@ -153,20 +153,15 @@ class TrainConfig:
         np.arange): the first two are refused here, in one line, rather than truncated or failing
         inside training; numpy's become int and float, so the config saves as JSON.
         """
-        for name in _WHOLE:
+        kinds = [(name, numbers.Integral, int, "a whole number") for name in _WHOLE]
+        kinds += [(name, numbers.Real, float, "a number") for name in _REAL]
+        for name, kind, plain, words in kinds:
             value = getattr(self, name)
             if value is None and name in _OPTIONAL:
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise UsageError(f"{option(name)} must be a whole number, got {value!r}")
-            setattr(self, name, int(value))
-        for name in _REAL:
-            value = getattr(self, name)
-            if value is None and name in _OPTIONAL:
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise UsageError(f"{option(name)} must be a number, got {value!r}")
-            setattr(self, name, float(value))
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise UsageError(f"{option(name)} must be {words}, got {value!r}")
+            setattr(self, name, plain(value))
         for name in ("nesterov", "flip"):
             value = getattr(self, name)
             if not (isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b"):
