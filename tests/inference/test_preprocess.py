@@ -295,3 +295,11 @@ def test_an_odd_pixel_to_spare_goes_left_and_top_as_in_the_dataset():
     assert _bbox(out, level=60) == (0, 27, 3, 25), _bbox(out, level=60)
     wide = prepare_image(as_photo(narrow.T.copy())).image
     assert _bbox(wide, level=60) == (3, 25, 0, 27), _bbox(wide, level=60)
+
+
+def test_every_dataset_image_is_taken_as_is_and_its_negative_as_a_photo(real_data):
+    # Bags and pullovers that fill the frame light up the middle of its edges: still dataset images.
+    images = np.concatenate([real_data.x_train, real_data.x_test])
+    taken = np.array([is_dataset_style(Image.fromarray(a)) for a in images])
+    assert taken.all(), f"{(~taken).sum()} dataset images taken for photos, e.g. index {np.flatnonzero(~taken)[:5]}"
+    assert not any(is_dataset_style(Image.fromarray(255 - a)) for a in images[::50])
