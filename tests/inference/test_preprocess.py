@@ -121,6 +121,18 @@ def _rgba_on_transparent(original: np.ndarray) -> Image.Image:
     return Image.fromarray(a, mode="RGBA")
 
 
+def test_a_light_garment_cut_out_on_transparency_is_found():
+    # A white shirt cut out (a product photo's PNG): on white it would vanish; it is the garment.
+    original = shirt()
+    big = np.asarray(Image.fromarray(original).resize((280, 280), Image.Resampling.BICUBIC))
+    a = np.zeros((400, 360, 4), np.uint8)
+    a[60:340, 40:320, :3] = 255
+    a[60:340, 40:320, 3] = np.where(big > 40, 255, 0)
+    out, how, warning = prepare_image(Image.fromarray(a, mode="RGBA"))
+    assert how == "light-on-dark" and warning is None
+    assert closeness(out, prepare_image(as_photo(original)).image)[1] > 0.9
+
+
 @pytest.mark.parametrize("mode", ["RGBA-transparent", "LA", "P", "CMYK", "I;16", "I", "F", "1"])
 def test_every_pillow_mode_gives_the_same_result(mode):
     original = shirt()

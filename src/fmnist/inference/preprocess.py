@@ -32,7 +32,8 @@ and a garment turned by up to 10 degrees is set upright (:func:`_tilt`) before i
 taken. Where the crop is doubtful (nothing stands out, the garment touches the frame's edge,
 several objects) :func:`prepare_image` says why.
 
-Before all that: EXIF orientation is applied, any transparency is composited on white, and
+Before all that: EXIF orientation is applied, any transparency is composited on white (on
+black when what is opaque is light: a white garment cut out), and
 every Pillow mode (palette, 16-bit, CMYK, ...) is brought to 8-bit RGB.
 
 Which way round an image is (see :func:`is_dataset_style`): the corners of a Fashion-MNIST
@@ -61,7 +62,8 @@ WORK_SIDE = 320
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow image as 8-bit RGB: EXIF orientation applied, transparency composited on white.
+    """Any Pillow image as 8-bit RGB: EXIF orientation applied, transparency composited on white
+    (on black when what is opaque is light).
 
     16-bit and 32-bit grayscale (modes ``I;16``, ``I``) are scaled down by their range rather
     than clipped at 255 as Pillow's own ``convert`` does; float images (``F``) are taken as
@@ -78,8 +80,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
         image.mode in ("L", "RGB") and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        # On white, as a catalogue shows a cut-out, unless what is opaque is light itself (a
+        # white shirt cut out): on white it would vanish, on black it is a light-on-dark image.
+        a = np.asarray(rgba, dtype=np.float64)
+        opaque = a[..., 3] > 127
+        light = opaque.any() and float(np.median(_gray(a[..., :3][opaque]))) >= 160.0
+        back = Image.new("RGBA", rgba.size, (0, 0, 0, 255) if light else (255, 255, 255, 255))
+        return Image.alpha_composite(back, rgba).convert("RGB")
     return image.convert("RGB")
 
 
