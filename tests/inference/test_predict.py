@@ -155,6 +155,27 @@ def test_own_pixel_limit(run_dir, photos, monkeypatch):
     assert not inputs and "megapixel limit" in failures[0].reason
 
 
+def test_a_phone_photo_over_pillows_pixel_limit_is_decoded_small(tmp_path):
+    from PIL import ImageDraw
+
+    # 108 megapixels, as some phones take: over Pillow's ~89, and a JPEG decoder reads it at 1/8.
+    photo = Image.new("L", (12_000, 9_000), 235)
+    ImageDraw.Draw(photo).rectangle((4_000, 2_000, 8_000, 7_000), fill=30)
+    photo.save(tmp_path / "phone.jpg", quality=50)
+    photo.resize((1_200, 900)).save(tmp_path / "small.jpg", quality=50)
+    (big,), bad = load_inputs([tmp_path / "phone.jpg"])
+    (small,), _ = load_inputs([tmp_path / "small.jpg"])
+    assert not bad and big.how == "photo" and np.abs(big.image.astype(int) - small.image).mean() < 8
+    # A JPEG that would still be too large at an eighth of its size is refused before decoding.
+    data = bytearray((tmp_path / "small.jpg").read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 65_000, 65_000)
+    (tmp_path / "claims.jpg").write_bytes(bytes(data))
+    _, (failure,) = load_inputs([tmp_path / "claims.jpg"])
+    assert "absurdly large image (65000 x 65000 pixels)" in failure.reason
+    assert "even decoded at an eighth of its size" in failure.reason
+
+
 def test_all_files_bad_exits_1(run_dir, tmp_path, capsys):
     (tmp_path / "x.png").write_bytes(b"")
     assert main(["predict", str(run_dir), str(tmp_path / "x.png")]) == 1

@@ -38,10 +38,11 @@ __all__ = ["MAX_PIXELS", "Failure", "Input", "Prediction", "PredictResult", "loa
 # At most this many probability charts per `fmnist predict --plot` unless --plot-limit says otherwise.
 PLOT_LIMIT = 100
 
-# Refuse images above this many pixels before decoding them: a few bytes of PNG can claim
-# 100,000 x 100,000 pixels (a "decompression bomb"). Pillow's own check (its warning made an
-# error, never its process-wide setting changed) stops anything over ~89 megapixels; ours,
-# lower, names the limit.
+# Refuse images that would decode to more than this many pixels before decoding them: a few
+# bytes of PNG can claim 100,000 x 100,000 pixels (a "decompression bomb"). Pillow's own check
+# (its warning made an error, never its process-wide setting changed) stops anything else over
+# ~89 megapixels; ours, lower, names the limit. A JPEG is decoded at up to an eighth of its
+# size, and the limit applies to that (_open_jpeg).
 MAX_PIXELS = 64_000_000
 _IDX_TYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)
 
@@ -146,13 +147,17 @@ def _open_image(path):
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         # Our own limit replaces Pillow's process-wide one: checked on the header, before decoding.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(path)
+        image = _open_jpeg(path) or Image.open(path)
         try:
             w, h = image.size
-            if w < 1 or h < 1 or w * h > MAX_PIXELS:
+            # A JPEG is decoded at up to 8x smaller (draft below): a 108-megapixel phone photo
+            # costs 1.7 megapixels. The limit is on what is decoded.
+            shrink = 8 if image.format == "JPEG" else 1
+            if w < 1 or h < 1 or -(-w // shrink) * -(-h // shrink) > MAX_PIXELS:
                 raise FmnistError(f"absurdly large image ({w} x {h} pixels), over the "
-                                  f"{MAX_PIXELS // 1_000_000} megapixel limit; refused before decoding: "
-                                  "resize it first")
+                                  f"{MAX_PIXELS // 1_000_000} megapixel limit"
+                                  f"{' even decoded at an eighth of its size' if shrink > 1 else ''}; refused "
+                                  "before decoding: resize it first")
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)
             if image.format == "JPEG":
@@ -163,6 +168,28 @@ def _open_image(path):
             image.close()  # its file, which a refused image would otherwise hold open
             raise
     return image
+
+
+def _open_jpeg(path):
+    """A JPEG opened by Pillow's JPEG reader itself, or None for anything else.
+
+    ``Image.open`` checks the pixels a header claims against Pillow's limit (~89 megapixels)
+    before anything can ask the decoder to shrink: today's phones take 108- and 200-megapixel
+    JPEGs, which a JPEG decoder reads at an eighth of the size. Our own check in
+    :func:`_open_image` then applies to what is decoded.
+    """
+    from PIL import JpegImagePlugin
+
+    if hasattr(path, "read"):
+        start = path.tell()
+        head = path.read(3)
+        path.seek(start)
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(3)
+    if head != b"\xff\xd8\xff":
+        return None
+    return JpegImagePlugin.JpegImageFile(path)
 
 
 @contextlib.contextmanager
@@ -210,8 +237,8 @@ def _image_input(source, name: str, arrays: bool = True) -> Input:
         also = ", nor .npy or IDX" if arrays else ""  # where arrays are read too (not the web service)
         raise FmnistError(f"not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...){also}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise FmnistError(f"absurdly large image, over {MAX_PIXELS // 1_000_000} megapixels (Pillow: {exc}); "
-                          "refused before decoding: resize it first") from None
+        raise FmnistError(f"absurdly large image (Pillow: {str(exc).rstrip('.')}); refused before decoding: resize "
+                          "it first") from None
     except FmnistError:
         raise
     except Exception as exc:  # noqa: BLE001 (a damaged file reaches code paths of Pillow's that raise anything)
