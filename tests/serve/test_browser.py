@@ -105,6 +105,31 @@ def test_keyboard_reaches_every_control(page):
     assert page.get_attribute("#camera", "capture") == "environment"
 
 
+def test_the_focused_upload_control_is_the_one_outlined(page):
+    def outlined():
+        return [page.locator(f"label[for={i}]").evaluate("l => getComputedStyle(l).outlineStyle") for i in
+                ("files", "camera")]
+
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.id")
+        if focused in ("files", "camera"):
+            assert outlined() == ["solid" if focused == i else "none" for i in ("files", "camera")], focused
+
+
+def test_a_dropped_file_that_is_no_image_gets_its_card(page, server):
+    # A drop as the browser delivers it: a DataTransfer holding a text file.
+    page.evaluate("""() => {
+        const t = new DataTransfer();
+        t.items.add(new File(["not a picture"], "notes.txt", { type: "text/plain" }));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: t, bubbles: true }));
+    }""")
+    page.locator("#status", has_text="Classified 1 image").wait_for(timeout=60_000)
+    assert "not an image" in page.locator(".verdict.error").inner_text()
+    assert page.locator(".card .name").first.inner_text() == "notes.txt"
+    _own_origin_only(page, server, expected_errors=1)
+
+
 def test_api_docs_render_from_the_servers_own_files(browser, server):
     """/docs: Swagger UI from the server itself, within its content policy, listing the API."""
     context = browser.new_context()

@@ -106,7 +106,9 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => {
   e.preventDefault();
   drop.classList.remove("over");
-  add([...e.dataTransfer.files].filter((f) => f.type.startsWith("image/") || f.type === ""));
+  // Every dropped file goes to the server, as a chosen one does: a non-image gets its card and
+  // the server's reason, not silence.
+  add([...e.dataTransfer.files]);
 });
 
 // Drawing: dark strokes on white, like a garment on a catalogue's white background.
