@@ -325,3 +325,21 @@ def test_pillows_own_complaints_about_a_damaged_file_stay_quiet(tmp_path, caplog
     assert not inputs and "damaged" in failures[0].reason
     assert [str(w.message) for w in seen] == []
     assert [r.getMessage() for r in caplog.records if r.name.startswith("PIL")] == []
+
+
+def test_a_folder_or_a_quoted_pattern_stands_for_its_images(photos, tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i in (3, 5):
+        (folder / f"g{i}.jpg").write_bytes(photos[i].read_bytes())
+    (folder / "notes.txt").write_text("not read: not an image's ending")
+    (folder / "sub").mkdir()
+    inputs, failures = load_inputs([folder])
+    assert [i.file for i in inputs] == [str(folder / "g3.jpg"), str(folder / "g5.jpg")] and not failures
+    inputs, failures = load_inputs([tmp_path / "shots" / "*.jpg", tmp_path / "none" / "*.png", tmp_path / "sub"])
+    assert [i.file for i in inputs] == [str(folder / "g3.jpg"), str(folder / "g5.jpg")]
+    assert [(f.file, f.reason.split(" no ")[0]) for f in failures] == [
+        (str(tmp_path / "none" / "*.png"), "this pattern matches"), (str(tmp_path / "sub"), "no such file")]
+    (folder / "sub" / "x.txt").write_text("")
+    _, (failure,) = load_inputs([folder / "sub"])
+    assert failure.reason.startswith("this folder holds no images")

@@ -741,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify your own images (photos, 28x28 images, .npy or IDX batches)")
     p.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run folder or a saved model folder")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
-                   help="PNG/JPEG/WebP/BMP/GIF files, .npy arrays or IDX files")
+                   help="PNG/JPEG/WebP/BMP/GIF files, .npy arrays or IDX files; a folder: the images in it")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default: 3)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per image (default: text)")
     p.add_argument("--save-preprocessed", type=Path, metavar="DIR",

@@ -255,8 +255,6 @@ def _read_one(path: Path) -> list[Input]:
     name = str(path)
     if not path.exists():
         raise FmnistError("no such file")
-    if path.is_dir():
-        raise FmnistError("is a folder, not an image file")
     size = path.stat().st_size
     if size == 0:
         raise FmnistError("empty file (0 bytes)")
@@ -314,8 +312,45 @@ def _gather(items, read) -> tuple[list[Input], list[Failure]]:
 
 
 def load_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Input], list[Failure]]:
-    """Read and prepare every file in ``paths``: the usable images, and a Failure per bad file."""
-    return _gather(((str(p), Path(p)) for p in paths), _read_one)
+    """Read and prepare every file in ``paths``: the usable images, and a Failure per bad file.
+
+    A folder stands for the images and arrays in it (by their file names' endings, in name
+    order, not its subfolders); a pattern such as ``"photos/*.jpg"`` that names no file itself
+    (quoted, so no shell expanded it) for the files it matches.
+    """
+    items: list[tuple[str, Path | str]] = []  # (name, file to read, or why there is none), in order
+    for p in map(Path, paths):
+        found = _expand(p)
+        if found is None:
+            items.append((str(p), p))
+        elif found:
+            items.extend((str(f), f) for f in found)
+        else:
+            what = "this folder holds" if p.is_dir() else "this pattern matches"
+            items.append((str(p), f"{what} no images (PNG, JPEG, WebP, BMP, GIF, TIFF) or .npy arrays"))
+
+    def read(item: Path | str) -> list[Input]:
+        if isinstance(item, str):
+            raise FmnistError(item)
+        return _read_one(item)
+
+    return _gather(items, read)
+
+
+# What a folder's files are read as: the endings Pillow reads, arrays, IDX files.
+_FOLDER_ENDINGS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".npy", ".idx")
+
+
+def _expand(path: Path) -> list[Path] | None:
+    """The files a folder or an unexpanded pattern stands for; None for anything else (a file)."""
+    import glob
+
+    if path.is_dir():
+        return sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")
+                      and (f.suffix.lower() in _FOLDER_ENDINGS or "ubyte" in f.name))
+    if not path.exists() and any(c in path.name for c in "*?["):
+        return sorted(Path(f) for f in glob.glob(str(path)) if Path(f).is_file())
+    return None
 
 
 def load_uploads(uploads: Sequence[tuple[str, bytes]]) -> tuple[list[Input], list[Failure]]:
