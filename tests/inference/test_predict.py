@@ -343,3 +343,20 @@ def test_a_folder_or_a_quoted_pattern_stands_for_its_images(photos, tmp_path):
     (folder / "sub" / "x.txt").write_text("")
     _, (failure,) = load_inputs([folder / "sub"])
     assert failure.reason.startswith("this folder holds no images")
+
+
+def test_arrays_with_a_channel_axis_are_images_and_floats_of_0_to_255_get_a_hint(tmp_path):
+    batch = learnable_images(np.array([1, 4, 8]), seed=3)
+    np.save(tmp_path / "plain.npy", batch)
+    np.save(tmp_path / "keras.npy", batch[..., None])  # (N, 28, 28, 1), as the book's CNN chapter reshapes
+    np.save(tmp_path / "torch.npy", batch[:, None])  # (N, 1, 28, 28)
+    np.save(tmp_path / "one.npy", batch[0][..., None])  # (28, 28, 1)
+    np.save(tmp_path / "floats.npy", batch.astype(np.float32))  # 0..255, not divided
+    inputs, failures = load_inputs([tmp_path / n for n in ("plain.npy", "keras.npy", "torch.npy", "one.npy")])
+    assert not failures and len(inputs) == 10
+    for k in (1, 2):
+        for i in range(3):
+            np.testing.assert_array_equal(inputs[3 * k + i].image, inputs[i].image)
+    np.testing.assert_array_equal(inputs[9].image, inputs[0].image)
+    _, (failure,) = load_inputs([tmp_path / "floats.npy"])
+    assert failure.reason.endswith("floats of 0..255: divide them by 255, or save them as uint8")

@@ -111,12 +111,16 @@ class PredictResult:
 def _batch(array: np.ndarray, what: str) -> np.ndarray:
     """A loaded array as uint8 (N, 28, 28), or FmnistError saying what shape/values were wrong."""
     a = np.asarray(array)
+    if a.ndim in (3, 4) and a.shape[-3:] in ((28, 28, 1), (1, 28, 28)):
+        # One channel axis, as Keras's CNN chapter adds ((N, 28, 28, 1)) or torch's layout has.
+        a = a.reshape(-1, 28, 28)
     if a.ndim == 2 and a.shape == (28, 28):
         a = a[None]
     elif a.ndim == 2 and a.shape[1] == 784:
         a = a.reshape(-1, 28, 28)
     if a.ndim != 3 or a.shape[1:] != (28, 28) or len(a) == 0:
-        raise FmnistError(f"{what} of shape {a.shape}: expected images (28, 28), (N, 28, 28) or (N, 784)")
+        raise FmnistError(f"{what} of shape {a.shape}: expected images (28, 28), (N, 28, 28), (N, 28, 28, 1) or "
+                          "(N, 784)")
     if a.dtype == np.uint8:
         return a
     if np.issubdtype(a.dtype, np.integer) and a.min() >= 0 and a.max() <= 255:
@@ -124,7 +128,10 @@ def _batch(array: np.ndarray, what: str) -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1:
         return np.round(a * 255).astype(np.uint8)
     values = f" with values {a.min()}..{a.max()}" if a.dtype.kind in "biuf" else ""
-    raise FmnistError(f"{what} of dtype {a.dtype}{values}: expected uint8 pixels (0..255) or floats in [0, 1]")
+    hint = ("; floats of 0..255: divide them by 255, or save them as uint8"
+            if a.dtype.kind == "f" and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 255 else "")
+    raise FmnistError(f"{what} of dtype {a.dtype}{values}: expected uint8 pixels (0..255) or floats in [0, 1]"
+                      f"{hint}")
 
 
 def _is_idx(path: Path, head: bytes) -> bool:
