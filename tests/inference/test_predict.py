@@ -61,12 +61,13 @@ def test_json_schema_and_batches(run_dir, photos, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert len(out) == 1 + 3 + 1 + 3
     for item in out:
-        assert set(item) - {"index"} == {"file", "label", "class_name", "probability", "top_k"}
+        assert set(item) - {"index"} == {"file", "label", "class_name", "probability", "top_k", "prepared"}
         assert len(item["top_k"]) == 2
         assert set(item["top_k"][0]) == {"label", "class_name", "probability"}
         assert item["top_k"][0]["label"] == item["label"] and item["probability"] == item["top_k"][0]["probability"]
         assert isinstance(item["label"], int) and 0 <= item["probability"] <= 1
     assert [o.get("index") for o in out] == [None, 0, 1, 2, None, 0, 1, 2]
+    assert [o["prepared"] for o in out] == ["photo"] + ["batch"] * 7  # what the text output shows in brackets
     assert [o["label"] for o in out] == [3, 1, 2, 8, 1, 1, 2, 8]
     assert out[1]["file"] == str(tmp_path / "batch.npy")
 

@@ -84,14 +84,18 @@ class Prediction:
     proba: np.ndarray  # float (n_classes,)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"file", ["index",] "label", "class_name", "probability", "top_k": [...], ["warning"]}``, JSON-ready.
+        """``{"file", ["index",] "label", "class_name", "probability", "top_k": [...], "prepared", ["warning"]}``,
+        JSON-ready.
 
-        ``warning`` is there only when the photo's crop is doubtful (see :class:`Input`).
+        ``prepared`` is how the image was made the model's input (``Input.how``: ``"as-is"``,
+        ``"photo"``, ``"light-on-dark"``, ``"batch"``); ``warning`` is there only when the photo's
+        crop is doubtful (see :class:`Input`).
         """
         d: dict[str, Any] = {"file": self.input.file}
         if self.input.index is not None:
             d["index"] = self.input.index
-        d.update(label=self.label, class_name=self.class_name, probability=self.probability, top_k=self.top_k)
+        d.update(label=self.label, class_name=self.class_name, probability=self.probability, top_k=self.top_k,
+                 prepared=self.input.how)
         if self.input.warning:
             d["warning"] = self.input.warning
         return d

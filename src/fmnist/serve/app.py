@@ -125,6 +125,8 @@ class PredictionOut(BaseModel):
     class_name: str
     probability: float
     top_k: list[TopK]
+    prepared: str = Field(description="how the image was made the model's input: as-is (a 28x28 light-on-dark "
+                                      "image), photo (dark on light, negated), light-on-dark or batch")
     warning: str | None = Field(None, description="present when the garment may have been found wrongly")
     image: str | None = Field(None, description="with ?image=true: the 28x28 image the model saw, PNG data URL")
 
