@@ -131,3 +131,22 @@ def test_a_claim_is_this_processs_own_and_leaves_no_trace(tmp_path, tiny_data):
     (tmp_path / "stale" / ".fmnist-busy").write_text("12345\n")
     check_free([tmp_path / "stale"])
     train_run("softmax", tiny_data, out_dir=tmp_path / "stale")
+
+
+@pytest.mark.parametrize("command", ["sweep", "resume_sweep", "benchmark", "audit"])
+def test_sweep_benchmark_and_audit_refuse_a_folder_another_command_is_writing(held, tiny_data, command):
+    from fmnist.benchmark.classical import benchmark_classical
+    from fmnist.tuning.sweep import resume_sweep
+
+    folder, pid = held
+    if command == "resume_sweep":  # as if the sweep writing there were interrupted, not running
+        (folder / "sweep.json").write_text("{}")
+    run = {"sweep": lambda: fmnist.sweep("softmax", ["lr=0.1"], tiny_data, epochs=1, out_dir=folder),
+           "resume_sweep": lambda: resume_sweep(folder, tiny_data),
+           "benchmark": lambda: benchmark_classical(tiny_data, folder, quick=True, families=["GaussianNB"]),
+           "audit": lambda: fmnist.audit(tiny_data, model="softmax", folds=2, epochs=1, out_dir=folder,
+                                         progress=False)}[command]
+    with pytest.raises(OutputExistsError, match=rf"another fmnist command is writing there now \(process {pid}\)"):
+        run()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([".fmnist-busy"] + (
+        ["sweep.json"] if command == "resume_sweep" else []))

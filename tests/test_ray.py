@@ -59,6 +59,13 @@ def test_an_address_where_nothing_listens_is_one_line_at_once(monkeypatch):
         assert _ray._listening(f"127.0.0.1:{s.getsockname()[1]}")
 
 
+@pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:", ":6379", "host:port"])
+def test_an_address_that_is_no_host_and_port_is_a_usage_error(monkeypatch, address):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(UsageError, match=rf"^--address {address}: expected HOST:PORT"):
+        _ray.check_address(address)
+
+
 def test_local_instance_is_described(ray_cluster):
     assert ray_cluster.owned
     assert ray_cluster.nodes == 1 and ray_cluster.cpus == 2

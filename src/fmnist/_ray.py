@@ -113,6 +113,11 @@ def check_address(address: str | None) -> None:
     before they write anything, so a mistyped address leaves nothing behind to resume.
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and address != "auto" and "://" not in address:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--address {address}: expected HOST:PORT, as `ray start --head` prints it (e.g. "
+                             "127.0.0.1:6379), or auto")
     if address is not None and address != "auto" and "://" not in address and not _listening(address):
         raise FmnistError(f"--address {address}: nothing answers there; start a cluster with `ray start --head` "
                           "(it prints the address to give), or leave out --address and RAY_ADDRESS for a local "

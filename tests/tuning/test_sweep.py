@@ -356,3 +356,20 @@ def test_the_points_table_is_one_set_of_cells_in_markdown_and_in_the_report():
         for cell in row:
             assert cell in page
     assert '<td class="num"><b>0.8101 ± 0.0032</b></td>' in page and "<td>diverged</td>" in page
+
+
+def test_ctrl_c_before_the_sweep_started_offers_no_resume(tmp_path, tiny_dir, capsys, monkeypatch):
+    import importlib
+
+    sweep_module = importlib.import_module("fmnist.tuning.sweep")  # the package's name sweep is the function
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_module, "require_ray", interrupted)
+    out = tmp_path / "s"
+    assert main(["sweep", "softmax", "--param", "lr=0.1", "--epochs", "1", "--out", str(out), "--data-dir",
+                 str(tiny_dir), "--dataset", "custom"]) == 130
+    err = capsys.readouterr().err
+    assert err.endswith("fmnist: interrupted; before the sweep started: nothing to resume; start it again\n"), err
+    assert not out.exists()

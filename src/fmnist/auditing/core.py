@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import check_free, write_json
+from fmnist._files import check_free, claim, write_json
 # What an audit file is and which data it describes: read by .exclude, written here.
 from fmnist.auditing.exclude import AUDIT_FORMAT, data_checksums
 from fmnist.auditing.neighbours import PIXEL_COMPONENTS
@@ -135,8 +135,17 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
     from fmnist.auditing.labels import require_cleanlab
 
     require_cleanlab()  # before minutes of work, not after
-    if out_dir is not None:
+    args = dict(data_dir=data_dir, dataset=dataset, model=model, folds=folds, epochs=epochs, seed=seed,
+                out_dir=out_dir, overrides=overrides, progress=progress)
+    if out_dir is None:
+        return _audit(data, **args)
+    # Claimed, then checked: a second audit given the same folder is refused, not written over this one.
+    with claim(out_dir):
         check_free(output_files(out_dir), overwrite=overwrite, what="an audit")
+        return _audit(data, **args)
+
+
+def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, overrides, progress) -> dict[str, Any]:
     if data is None:
         from fmnist.data import load_dataset
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write, write_json
+from fmnist._files import atomic_write, claim, write_json
 from fmnist.benchmark import grid, mapping
 from fmnist.benchmark.grid import Config
 from fmnist.data._prep import SPLIT_SEED, VAL_SIZE, split_indices
@@ -228,9 +228,6 @@ def benchmark_classical(data, out_dir: str | Path | None = None, *, quick: bool 
     (what will run, the estimated cost, the cluster), ``on_config(record, done, total)`` as each
     configuration finishes; the library prints nothing.
     """
-    from fmnist._ray import ray_session
-    from fmnist.runs import versions
-
     if families is not None and not families:  # an empty list is not "all of them"
         raise UsageError(f"{option('families')}: name at least one family (e.g. SVC,LogisticRegression), or leave it "
                          "out for all of them")
@@ -242,6 +239,17 @@ def benchmark_classical(data, out_dir: str | Path | None = None, *, quick: bool 
                          "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test))},
                 "seed": seed, "split": SPLIT}
     out = Path(out_dir) if out_dir is not None else None
+    # Claimed, then read: a second benchmark given the same folder is refused, not run twice over it.
+    with claim(out) if out is not None else contextlib.nullcontext():
+        return _run(data, out, configs, left_out, phases, identity, address, cpus_per_task, num_cpus, seed,
+                    overwrite, on_plan, on_config)
+
+
+def _run(data, out, configs, left_out, phases, identity, address, cpus_per_task, num_cpus, seed, overwrite,
+         on_plan, on_config) -> dict[str, Any]:
+    from fmnist._ray import ray_session
+    from fmnist.runs import versions
+
     previous = _load_previous(out, identity, overwrite) if out else {}
     records = dict(previous)
     todo = []

@@ -575,7 +575,12 @@ def cmd_sweep(args) -> int:
         with _output(out, default_out(args.model) if not args.resume else None) as out:
             board = run(data, out)
     except KeyboardInterrupt:
-        return _interrupted(args, f"finished trials are kept in {out}; continue with: fmnist sweep --resume {out}{_data_flags(args)}")
+        from fmnist.tuning.sweep import SWEEP_FILE, TUNE_DIR
+
+        if out is None or not (Path(out) / SWEEP_FILE).exists() or not (Path(out) / TUNE_DIR).is_dir():
+            return _interrupted(args, "before the sweep started: nothing to resume; start it again")
+        return _interrupted(args, f"finished trials are kept in {out}; continue with: fmnist sweep --resume "
+                                  f"{out}{_data_flags(args)}")
     print("\n" + format_table(board))
     print(f"\nwritten: {Path(out) / LEADERBOARD_MD}, {Path(out) / LEADERBOARD_FILE}, runs in {Path(out) / 'trials'}")
     return 0

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from fmnist._files import atomic_write, write_json
+from fmnist._files import CLAIM, atomic_write, check_not_busy, claim, write_json
 from fmnist._ray import ray_session, require_ray
 from fmnist.errors import RunError, UsageError
 from fmnist.reporting.leaderboard import spread, verdict
@@ -211,18 +211,21 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
     plan = plan_sweep(model, params, samples=samples, scheduler=scheduler, metric=metric, epochs=epochs,
                       cpus_per_trial=cpus_per_trial, seed=seed, seeds=seeds)
     out = Path(out_dir) if out_dir is not None else default_out(model)
-    if (out / LEADERBOARD_FILE).exists():
-        raise UsageError(f"--out {out}: a finished sweep is there (its leaderboard: {out / LEADERBOARD_MD}); "
-                         "choose another --out")
-    if (out / SWEEP_FILE).exists():
-        raise UsageError(f"--out {out}: a sweep is there already; continue it with 'fmnist sweep --resume {out}', "
-                         "or choose another --out")
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out}: the folder is not empty; choose a new or empty folder")
+    check_not_busy(out)
     require_ray()
     data = data if data is not None else _default_data()
-    return _run(plan, out.resolve(), data, address, restore=False, on_trial=on_trial, on_start=on_start,
-                progress=progress)
+    # Claimed, then checked: a second sweep given the same folder is refused, not mixed with this one.
+    with claim(out):
+        if (out / LEADERBOARD_FILE).exists():
+            raise UsageError(f"--out {out}: a finished sweep is there (its leaderboard: {out / LEADERBOARD_MD}); "
+                             "choose another --out")
+        if (out / SWEEP_FILE).exists():
+            raise UsageError(f"--out {out}: a sweep is there already; continue it with 'fmnist sweep --resume "
+                             f"{out}', or choose another --out")
+        if any(p.name != CLAIM for p in out.iterdir()):
+            raise UsageError(f"--out {out}: the folder is not empty; choose a new or empty folder")
+        return _run(plan, out.resolve(), data, address, restore=False, on_trial=on_trial, on_start=on_start,
+                    progress=progress)
 
 
 def resume_sweep(out_dir: str | Path, data=None, *, address: str | None = None,
@@ -231,6 +234,7 @@ def resume_sweep(out_dir: str | Path, data=None, *, address: str | None = None,
                  progress: TextIO | None = None) -> dict[str, Any]:
     """Finish the interrupted sweep in ``out_dir``: finished trials are kept, not trained again."""
     out = Path(out_dir)
+    check_not_busy(out)  # the sweep may still be running, not interrupted (its sweep.json half-way there)
     plan, recorded = read_plan(out)
     if (out / LEADERBOARD_FILE).exists():  # written once, when the last trial is done
         raise RunError(f"{out}: this sweep finished already; its leaderboard is {out / LEADERBOARD_MD} (a new "
@@ -244,8 +248,9 @@ def resume_sweep(out_dir: str | Path, data=None, *, address: str | None = None,
     if not (out / TUNE_DIR).is_dir():
         raise RunError(f"{out}: no Ray Tune state ({TUNE_DIR}/): the sweep was interrupted before it started; "
                        "start it again with a new --out")
-    return _run(plan, out.resolve(), data, address, restore=True, on_trial=on_trial, on_start=on_start,
-                progress=progress)
+    with claim(out):
+        return _run(plan, out.resolve(), data, address, restore=True, on_trial=on_trial, on_start=on_start,
+                    progress=progress)
 
 
 def read_plan(out_dir: Path) -> tuple[SweepPlan, dict[str, Any]]:
