@@ -71,8 +71,24 @@ def test_load_exclusion_checks_the_audit_is_of_this_data(data, tmp_path):
     assert load_exclusion(str(tmp_path), data, "train").indices.tolist() == [1, 5, 6, 7, 8, 12, 14]
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda a: a.update(data={"sha256": "x"}), r"not a complete audit \(no data checksums"),
+    (lambda a: a["label_issues"][1].pop("index"), r"not a complete audit \(a finding without its images"),
+    (lambda a: a["label_issues"][1].update(index=10_000), r"not a complete audit \(it flags image 10000 of a test"),
+])
+def test_an_audit_missing_its_parts_is_one_line(data, tmp_path, damage, message):
+    import copy
+
+    sums = data_checksums(data.x_train, data.y_train, data.x_test, data.y_test)
+    audit = copy.deepcopy({**AUDIT, "data": {"sha256": sums}, "summary": {"format": AUDIT_FORMAT}})
+    damage(audit)
+    write_json(tmp_path / "audit.json", audit)
+    with pytest.raises(UsageError, match=message):
+        load_exclusion(str(tmp_path / "audit.json"), data, "test")
+
+
 @pytest.mark.parametrize("content, message", [(None, "no such file"), ("{oops", "not a readable"),
-                                              ("{}", "not an audit")])
+                                              ("{}", "not an audit"), ('{"summary": [1]}', "not an audit")])
 def test_bad_audit_files_are_one_line_errors(data, tmp_path, content, message):
     if content is not None:
         (tmp_path / "audit.json").write_text(content)

@@ -79,7 +79,8 @@ def _read_audit(path: Path) -> dict[str, Any]:
         raise UsageError(f"{option('exclude')} {path}: no such file; write one with 'fmnist audit --out DIR'") from None
     except (OSError, ValueError, RecursionError) as exc:
         raise UsageError(f"{option('exclude')} {path}: not a readable audit.json ({exc}); write one with 'fmnist audit'") from None
-    if not isinstance(result, dict) or result.get("summary", {}).get("format") != AUDIT_FORMAT:
+    summary = result.get("summary") if isinstance(result, dict) else None
+    if not isinstance(summary, dict) or summary.get("format") != AUDIT_FORMAT:
         raise UsageError(f"{option('exclude')} {path}: not an audit written by 'fmnist audit'")
     return result
 
@@ -111,9 +112,24 @@ def load_exclusion(spec: str, data, split: str) -> Exclusion:
     path, kinds = parse_exclude(spec)
     result = _read_audit(path)
     ours = data_checksums(data.x_train, data.y_train, data.x_test, data.y_test)
-    theirs = result.get("data", {}).get("sha256", {})
     wanted = ("train_images", "train_labels") if split == "train" else ("test_images", "test_labels")
-    if any(ours[k] != theirs.get(k) for k in wanted):
+    # A file that says it is an audit but lacks a part of one (edited, cut short) is one line too.
+    broken = f"{option('exclude')} {path}: not a complete audit"
+    try:
+        theirs = result["data"]["sha256"]
+        other = any(ours[k] != theirs.get(k) for k in wanted)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{broken} (no data checksums: {exc!r}); write it again with 'fmnist audit'") from None
+    if other:
         raise UsageError(f"{option('exclude')} {path}: that audit looked at other {split} data than this (checksums differ); "
                          "pass the same --data-dir/--dataset, or audit this data first")
-    return Exclusion(str(path), kinds, split, flagged_indices(result, split, kinds))
+    try:
+        indices = flagged_indices(result, split, kinds)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(f"{broken} (a finding without its images: {exc!r}); write it again with 'fmnist audit'") \
+            from None
+    n = len(data.y_train if split == "train" else data.y_test)
+    if len(indices) and (indices[0] < 0 or indices[-1] >= n):
+        raise UsageError(f"{broken} (it flags image {int(indices[-1] if indices[-1] >= n else indices[0])} of a "
+                         f"{split} split of {n}); write it again with 'fmnist audit'")
+    return Exclusion(str(path), kinds, split, indices)
