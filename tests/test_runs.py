@@ -161,6 +161,7 @@ def test_observers_see_the_epoch_on_disk_and_a_stopped_run_is_completed_from_it(
     assert not (run_dir / "run.json").exists()
     result = resume_run(run_dir, tiny_data, evaluate_test=False, stop="stopped early by the asha scheduler")
     assert len(result.history) == 2 and result.metrics["stopped"] == "stopped early by the asha scheduler"
+    assert result.metrics["weights_epoch"] == 2  # the weights it holds are epoch 2's, as metrics.json says
     assert json.loads((run_dir / "metrics.json").read_text())["stopped"].startswith("stopped early")
     assert evaluate_run(run_dir, tiny_data)["accuracy"] == result.metrics["val"]["accuracy"]
 

@@ -337,6 +337,7 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        self.weights_epoch = self.epoch  # a checkpoint holds its epoch's weights (a best epoch's are restored at the end)
         self.stop_training, self.stop_reason = bool(state["stop_training"]), state["stop_reason"]
         saved = state.get("callbacks", {})
         for key, cb in self._keyed_callbacks():
