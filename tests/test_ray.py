@@ -56,7 +56,7 @@ def test_an_address_where_nothing_listens_is_one_line_at_once(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        assert _ray._listening(f"127.0.0.1:{s.getsockname()[1]}")
+        assert _ray._listening("127.0.0.1", s.getsockname()[1])
 
 
 @pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:", ":6379", "host:port"])

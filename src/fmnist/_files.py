@@ -37,17 +37,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     file gets the user's usual permissions (:func:`default_mode`) before it takes its name.
     Missing parent folders are created.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_all([(path, write)])[0]
 
 
 def atomic_write_all(writes: Sequence[tuple[str | os.PathLike, Callable[[Path], object]]]) -> list[Path]:
@@ -82,7 +72,7 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def _taken(path: Path) -> bool:
+def holds_work(path: Path) -> bool:
     """A file, or a folder with anything in it: an empty folder holds no one's work (nor does a
     claim's lock file left by a command that ended)."""
     if path.is_dir():
@@ -187,7 +177,7 @@ def check_free(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, w
             check_not_busy(path, out)
     if overwrite:
         return
-    taken = [p for p in paths if _taken(p)]
+    taken = [p for p in paths if holds_work(p)]
     if taken:
         more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
         raise OutputExistsError(f"{taken[0]}{more}: already holds {what}; pass {option('overwrite', True)} to "

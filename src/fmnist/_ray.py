@@ -107,32 +107,31 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
 
 
 def check_address(address: str | None) -> None:
-    """Refuse, in one line, a cluster address (``host:port``, or ``$RAY_ADDRESS``) where nothing listens.
+    """Refuse, in one line, a cluster address (``host:port``, or ``$RAY_ADDRESS``) that is no
+    ``host:port``, or where nothing listens.
 
     Ray itself would retry for minutes, printing a warning for each try. Commands call this
     before they write anything, so a mistyped address leaves nothing behind to resume.
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is not None and address != "auto" and "://" not in address:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise UsageError(f"--address {address}: expected HOST:PORT, as `ray start --head` prints it (e.g. "
-                             "127.0.0.1:6379), or auto")
-    if address is not None and address != "auto" and "://" not in address and not _listening(address):
+    if address is None or address == "auto" or "://" in address:  # Ray finds, or connects to, these itself
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address}: expected HOST:PORT, as `ray start --head` prints it (e.g. "
+                         "127.0.0.1:6379), or auto")
+    if not _listening(host, int(port)):
         raise FmnistError(f"--address {address}: nothing answers there; start a cluster with `ray start --head` "
                           "(it prints the address to give), or leave out --address and RAY_ADDRESS for a local "
                           "instance")
 
 
-def _listening(address: str, timeout: float = 5.0) -> bool:
-    """Whether something accepts TCP connections at ``host:port`` (a port-less address: Ray's say)."""
+def _listening(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether something accepts TCP connections at ``host``:``port``."""
     import socket
 
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        return True
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
             return True
     except OSError:
         return False

@@ -191,16 +191,20 @@ def _open_jpeg(path):
     """
     from PIL import JpegImagePlugin
 
-    if hasattr(path, "read"):
-        start = path.tell()
-        head = path.read(3)
-        path.seek(start)
-    else:
-        with open(path, "rb") as fh:
-            head = fh.read(3)
-    if head != b"\xff\xd8\xff":
+    if _head(path, 3) != b"\xff\xd8\xff":
         return None
     return JpegImagePlugin.JpegImageFile(path)
+
+
+def _head(source, n: int) -> bytes:
+    """The first ``n`` bytes of ``source``: a path, or a seekable binary file (left at its start)."""
+    if hasattr(source, "seek"):
+        source.seek(0)
+        head = source.read(n)
+        source.seek(0)
+        return head
+    with open(source, "rb") as fh:
+        return fh.read(n)
 
 
 @contextlib.contextmanager
@@ -222,12 +226,7 @@ _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b
 def _is_heif(source) -> bool:
     """Whether ``source`` (a path or a seekable binary file) starts as a HEIC/HEIF image does."""
     try:
-        if hasattr(source, "seek"):
-            source.seek(0)
-            head = source.read(12)
-        else:
-            with open(source, "rb") as fh:
-                head = fh.read(12)
+        head = _head(source, 12)
     except OSError:
         return False
     return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS

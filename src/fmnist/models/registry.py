@@ -36,9 +36,7 @@ class Preset:
         which has a column per label it sees."""
         if self.family != "torch" or num_classes <= self.spec.num_classes:
             return self
-        last = {**self.spec.layers[-1], "units": int(num_classes)}
-        spec = dataclasses.replace(self.spec, layers=(*self.spec.layers[:-1], last), num_classes=int(num_classes))
-        return dataclasses.replace(self, spec=spec)
+        return dataclasses.replace(self, spec=self.spec.with_classes(num_classes))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "family": self.family,
@@ -102,9 +100,7 @@ def create_model(name: str, **overrides: Any):
     if "num_classes" in overrides:
         # The last layer is the classes' dense layer: its width follows their number (a layer
         # string already ending in dense:K for K classes is parsed for K here).
-        classes = overrides.pop("num_classes")
-        last = {**spec.layers[-1], "units": int(classes)}
-        spec = dataclasses.replace(spec, layers=(*spec.layers[:-1], last), num_classes=int(classes))
+        spec = spec.with_classes(overrides.pop("num_classes"))
     if overrides:
         try:
             spec = dataclasses.replace(spec, **overrides)

@@ -237,6 +237,11 @@ class ModelSpec:
     def is_convolutional(self) -> bool:
         return any(layer["type"] in CONV_LAYERS for layer in self.layers)
 
+    def with_classes(self, num_classes: int) -> ModelSpec:
+        """This network with ``num_classes`` outputs: its last (dense) layer that wide."""
+        last = {**self.layers[-1], "units": int(num_classes)}
+        return dataclasses.replace(self, layers=(*self.layers[:-1], last), num_classes=int(num_classes))
+
     @property
     def takes_images(self) -> bool:
         """Whether the input is an image (1, H, W), not a flat vector: any conv or pool reads one."""

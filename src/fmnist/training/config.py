@@ -135,10 +135,9 @@ class TrainConfig:
             (self.epochs >= 1, "epochs", "must be at least 1"),
             (self.batch_size >= 1, "batch_size", "must be at least 1"),
             (self.lr is None or 0 < self.lr < math.inf, "lr", "must be a positive number"),
-            (isinstance(self.seed, numbers.Integral) and 0 <= self.seed < 2 ** 32, "seed",
-             "must be a whole number from 0 to 2**32 - 1"),
-            (self.threads is None or (type(self.threads) is int and self.threads >= 1), "threads",
-             "must be a whole number of at least 1"),
+            # Types were checked first (_check_types): these are int, or None where optional.
+            (0 <= self.seed < 2 ** 32, "seed", "must be a whole number from 0 to 2**32 - 1"),
+            (self.threads is None or self.threads >= 1, "threads", "must be a whole number of at least 1"),
             (self.momentum is None or 0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),
             (self.weight_decay is None or self.weight_decay >= 0, "weight_decay", "must be at least 0"),
         )

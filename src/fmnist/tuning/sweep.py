@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from fmnist._files import CLAIM, atomic_write, check_not_busy, claim, write_json
+from fmnist._files import atomic_write, check_not_busy, claim, holds_work, write_json
 from fmnist._ray import ray_session, require_ray
 from fmnist.errors import RunError, UsageError
 from fmnist.reporting.leaderboard import spread, verdict
@@ -222,7 +222,7 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
         if (out / SWEEP_FILE).exists():
             raise UsageError(f"--out {out}: a sweep is there already; continue it with 'fmnist sweep --resume "
                              f"{out}', or choose another --out")
-        if any(p.name != CLAIM for p in out.iterdir()):
+        if holds_work(out):
             raise UsageError(f"--out {out}: the folder is not empty; choose a new or empty folder")
         return _run(plan, out.resolve(), data, address, restore=False, on_trial=on_trial, on_start=on_start,
                     progress=progress)
