@@ -336,6 +336,7 @@ def test_too_little_data_or_labels_past_the_model_are_one_line(capsys, tmp_path,
     (["train", "softmax", "--seed", "-1"], "--seed: expected a whole number from 0 to 4294967295"),
     (["train", "sgd-logreg", "--seed", "99999999999999999999"], "--seed: expected a whole number from 0"),
     (["compare", "softmax", "mlp-100", "--seeds", "1,-2"], "--seeds: expected seeds from 0 to 4294967295"),
+    (["compare", "softmax", "mlp-100", "--seeds", "-1,2"], "(a value starting with '-' is written --seeds=-1,2)"),
     (["train", "softmax", "--lr", "inf"], "--lr must be a positive number, got inf"),
     (["models", "flatten,dense:100:softmax,dense:10"], "layer 2 (dense:100:softmax): softmax only ends a network"),
 ])

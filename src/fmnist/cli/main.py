@@ -30,10 +30,23 @@ from fmnist.errors import FmnistError, UsageError
 class _Parser(argparse.ArgumentParser):
     """argparse, with its usage errors as one line (not the whole usage) and exit status 2."""
 
+    _argv: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = [str(arg) for arg in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         # argparse says "argument --epochs: invalid int value: 'abc'"; the option leads here.
         message = re.sub(r"^argument ", "", message)
         message = re.sub(r"invalid (\S+) value: ", r"invalid \1 value ", message)
+        # argparse reads "--seeds -1,2" as an option with no value: say how to write the value.
+        missing = re.fullmatch(r"(-\S+): expected one argument", message)
+        if missing:
+            for option, value in zip(self._argv, self._argv[1:]):
+                if option == missing[1] and re.match(r"-[\d.]", value):
+                    message += f" (a value starting with '-' is written {option}={value})"
+                    break
         self.exit(2, f"{usage_line(self.prog, message)}\n")
 
 

@@ -175,8 +175,8 @@ _torch("cnn-book", "conv:32:3:same:relu,maxpool:2,conv:64:3:same:relu,maxpool:2,
 # seeds for 64-128-256 (the commits that set and kept this recipe list the trials), for up to 2.7x
 # the time, and a tie goes to the cheapest recipe: batches of 256 (peak rate 4e-3) tied batches of
 # 128 on validation in 19% less time. Averaging two seeds' runs gains about a quarter of a point,
-# on validation and test alike, for twice the time: still short of the target. Its final fit is fmnist train cnn-best --no-holdout, on all
-# 60,000 training images.
+# on validation and test alike, for twice the time: still short of the target. Its final fit is
+# fmnist train cnn-best --no-holdout, on all 60,000 training images.
 #
 # mlp-best mirrors images but does not shift them: a network that is not translation-invariant
 # gains nothing from shifts.
