@@ -92,7 +92,8 @@ def test_sweep_leaderboard_is_true_to_its_run_folders(ray_cluster, tmp_path, tin
     failed = by_wd[1e30]
     assert failed["status"] == "failed" and failed["run_dir"] is None
     assert failed["error"].startswith("training diverged: loss is nan") and "\n" not in failed["error"]
-    assert "failed: training diverged" in printed
+    live = [line for line in printed.splitlines() if line.startswith("[") and "failed" in line]
+    assert len(live) == 1 and "failed: training diverged" in live[0], printed  # as it happens, not only at the end
 
     data = fmnist.load_dataset(tiny_dir, dataset="custom")
     finished = [t for t in board["trials"] if t["status"] == "finished"]

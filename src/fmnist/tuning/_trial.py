@@ -111,10 +111,23 @@ def run_trial(config: dict[str, Any], *, job: TrialJob, data) -> None:
 
 def trial_error(trial) -> str:
     try:
-        error = trial.get_pickled_error() or trial.get_error()
+        error = _staged_error(trial) or trial.get_pickled_error() or trial.get_error()
     except Exception:  # an unreadable error file must not stop the sweep's bookkeeping
         error = None
     return one_line(error) if error is not None else "failed (see the Ray logs)"
+
+
+def _staged_error(trial) -> BaseException | str | None:
+    """The error Tune has just written beside the driver; its copy in the sweep folder, which
+    ``get_pickled_error`` reads, only appears when Tune next syncs (after the live line)."""
+    import cloudpickle
+
+    if trial.pickled_error_file and os.path.exists(trial.pickled_error_file):
+        with open(trial.pickled_error_file, "rb") as f:
+            return cloudpickle.load(f)
+    if trial.error_file and os.path.exists(trial.error_file):
+        return Path(trial.error_file).read_text()
+    return None
 
 
 def one_line(error: BaseException | str) -> str:
