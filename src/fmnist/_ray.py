@@ -47,7 +47,7 @@ class ClusterInfo:
     """The Ray a command runs on.
 
     ``address`` is the cluster's GCS address (``host:port``), ``nodes`` the live nodes, ``cpus``
-    their CPUs together, ``log_dir`` where Ray writes its own and the workers' output, and
+    their CPUs together, ``gpus`` their GPUs, ``log_dir`` where Ray writes its own and the workers' output, and
     ``owned`` whether :func:`start_ray` connected this process (so :func:`stop_ray` disconnects it)
     rather than finding Ray already connected (a notebook's own ``ray.init()``), ``local`` whether
     it started a new instance for this command rather than joining a cluster.
@@ -59,10 +59,12 @@ class ClusterInfo:
     log_dir: str
     owned: bool = True
     local: bool = False
+    gpus: float = 0
 
     def to_json(self) -> dict[str, Any]:
-        """What a results file records about the cluster."""
-        return {"address": self.address, "nodes": self.nodes, "cpus": self.cpus}
+        """What a results file records about the cluster (its GPUs where it has any)."""
+        return {"address": self.address, "nodes": self.nodes, "cpus": self.cpus,
+                **({"gpus": self.gpus} if self.gpus else {})}
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> ClusterInfo:
@@ -225,6 +227,7 @@ def _describe(ray, owned: bool, local: bool) -> ClusterInfo:
         log_dir=node.get_logs_dir_path(),
         owned=owned,
         local=local,
+        gpus=ray.cluster_resources().get("GPU", 0),
     )
 
 

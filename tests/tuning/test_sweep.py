@@ -16,6 +16,7 @@ from fmnist.cli.main import main
 from fmnist.errors import UsageError
 from fmnist.runs import evaluate_run, load_run
 from fmnist.tuning import resume_sweep
+from fmnist.tuning.sweep import plan_sweep
 
 TRIAL_KEYS = {"trial", "params", "val_accuracy", "val_loss", "epochs", "status", "error", "time_s", "run_dir"}
 
@@ -43,6 +44,10 @@ def _data_args(tiny_dir):
     (["softmax", "--seeds", "1,2", "--scheduler", "asha"], "--seeds with --scheduler asha"),
     (["softmax", "--seeds", "1,x"], "--seeds: expected whole numbers separated by commas"),
     (["softmax", "--cpus-per-trial", "0"], "--cpus-per-trial must be at least 1, got 0"),
+    (["softmax", "--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or more, got -1"),
+    (["softmax", "--param", "device=cpu,cuda"], "--param device=cuda: a trial sees a GPU only when it holds one; "
+                                                "add --gpus-per-trial 1"),
+    (["--resume", "x", "--gpus-per-trial", "1"], "--resume finishes a sweep as it was started; drop --gpus-per-trial"),
     (["softmax", "--param", "optimizer=sgd,adam", "--param", "momentum=0.9"],
      "--param optimizer=sgd,adam --param momentum=0.9: the point optimizer=adam, momentum=0.9 fails: --momentum 0.9: "
      "adam has no momentum setting"),
@@ -56,7 +61,6 @@ def test_bad_requests_are_usage_errors(tmp_path, tiny_dir, capsys, argv, fragmen
 
 
 def test_settings_valid_only_together_are_accepted_together():
-    from fmnist.tuning.sweep import plan_sweep
 
     plan = plan_sweep("softmax", ["schedule=onecycle", "pct_start=0.2,0.4"])
     assert plan.params == ("schedule=onecycle", "pct_start=0.2,0.4")
@@ -126,6 +130,17 @@ def test_sweep_leaderboard_is_true_to_its_run_folders(ray_cluster, tmp_path, tin
     leaderboard = page.split('id="leaderboard"')[1].split("</section>")[0]
     assert leaderboard.count("<tr><td>") == 3 and "training diverged" in leaderboard
     assert (tmp_path / "report" / "metric_vs_params.png").stat().st_size > 0
+
+
+def test_trials_hold_the_gpus_asked_for_and_no_more_than_the_cluster_has(ray_cluster, tmp_path, tiny_data):
+    # Ray hides the GPUs from a trial that holds none; with --gpus-per-trial it holds them (and
+    # device=cuda is then valid: it is refused at run time only where no GPU is visible).
+    plan = plan_sweep("softmax", ["device=cuda"], gpus_per_trial=0.25)
+    assert plan.gpus_per_trial == 0.25
+    assert ray_cluster.gpus == 0 and "gpus" not in ray_cluster.to_json()
+    with pytest.raises(UsageError, match=r"--gpus-per-trial 0.25: the Ray cluster at \S+ has 0 GPUs"):
+        fmnist.sweep("softmax", {"lr": [0.1]}, tiny_data, epochs=1, gpus_per_trial=0.25, out_dir=tmp_path / "s")
+    assert not (tmp_path / "s" / "sweep.json").exists()
 
 
 def test_interrupted_sweep_resumes_without_retraining_finished_trials(ray_cluster, tmp_path, tiny_dir):

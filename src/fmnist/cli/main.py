@@ -561,7 +561,8 @@ def cmd_sweep(args) -> int:
         given = [name for name, v in (("MODEL", args.model), ("--param", args.param), ("--samples", args.samples),
                                       ("--epochs", args.epochs), ("--seed", args.seed), ("--seeds", args.seeds),
                                       ("--out", args.out),
-                                      ("--cpus-per-trial", args.cpus_per_trial))
+                                      ("--cpus-per-trial", args.cpus_per_trial),
+                                      ("--gpus-per-trial", args.gpus_per_trial))
                  if v is not None]
         given += [f"--{k}" for k in ("scheduler", "metric") if getattr(args, k) is not None]
         if given:
@@ -575,13 +576,14 @@ def cmd_sweep(args) -> int:
         # Every flag is checked before the data loads and Ray starts.
         plan_sweep(args.model, args.param or (), samples=args.samples, scheduler=args.scheduler or "fifo",
                    metric=args.metric or "val_accuracy", epochs=args.epochs,
-                   cpus_per_trial=_or(args.cpus_per_trial, 1), seed=args.seed, seeds=args.seeds)
+                   cpus_per_trial=_or(args.cpus_per_trial, 1), seed=args.seed, seeds=args.seeds,
+                   gpus_per_trial=_or(args.gpus_per_trial, 0))
         out = args.out
         run = lambda data, out: sweep(args.model, args.param or (), data, samples=args.samples,  # noqa: E731
                                  scheduler=args.scheduler or "fifo", metric=args.metric or "val_accuracy",
                                  epochs=args.epochs, cpus_per_trial=_or(args.cpus_per_trial, 1),
                                  address=args.address, out_dir=out, seed=args.seed, seeds=args.seeds,
-                                 on_trial=on_trial,
+                                 gpus_per_trial=_or(args.gpus_per_trial, 0), on_trial=on_trial,
                                  on_start=on_start, progress=sys.stderr)
     data = _load(args)
     try:
@@ -836,6 +838,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="val_accuracy or val_loss, on the validation split (default: val_accuracy)")
     p.add_argument("--epochs", type=int, help="epochs for every trial (default: the preset's)")
     p.add_argument("--cpus-per-trial", type=int, help="Ray CPUs (and torch threads) per trial (default: 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="Ray GPUs per trial, which then trains on CUDA; a fraction "
+                                                        "such as 0.25 shares one (default: 0, trials train on CPUs)")
     p.add_argument("--address", help="an existing Ray cluster: auto or HOST:PORT (default: $RAY_ADDRESS, else "
                                       "a local Ray on this machine's cores)")
     p.add_argument("--seed", type=_seed, help="seeds the random draws and (without --seeds) every trial's training "

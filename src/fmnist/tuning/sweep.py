@@ -59,6 +59,7 @@ class SweepPlan:
     cpus_per_trial: int
     seed: int | None
     seeds: tuple[int, ...] | None = None
+    gpus_per_trial: float = 0
 
     @property
     def specs(self) -> list[ParamSpec]:
@@ -108,7 +109,8 @@ def _firsts(specs) -> dict[str, Any]:
 
 def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, samples: int | None = None,
                scheduler: str = "fifo", metric: str = "val_accuracy", epochs: int | None = None,
-               cpus_per_trial: int = 1, seed: int | None = None, seeds: Sequence[int] | None = None) -> SweepPlan:
+               cpus_per_trial: int = 1, seed: int | None = None, seeds: Sequence[int] | None = None,
+               gpus_per_trial: float = 0) -> SweepPlan:
     """Check a sweep request before anything starts; every mistake is a :class:`UsageError`."""
     from fmnist.models import get_preset
     from fmnist.runs import resolve_config
@@ -126,7 +128,14 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
         raise UsageError(f"--scheduler: unknown scheduler {scheduler!r}; choose {', '.join(SCHEDULERS)}")
     if cpus_per_trial < 1:
         raise UsageError(f"--cpus-per-trial must be at least 1, got {cpus_per_trial}")
+    if not 0 <= gpus_per_trial < math.inf:
+        raise UsageError(f"--gpus-per-trial must be 0 or more, got {gpus_per_trial}")
     names = {s.name for s in specs}
+    # Ray hides the GPUs from a trial that holds none: device=cuda would fail in every trial.
+    cuda = [v for s in specs if s.name == "device" for v in s.values or () if str(v).startswith("cuda")]
+    if cuda and not gpus_per_trial:
+        raise UsageError(f"--param device={cuda[0]}: a trial sees a GPU only when it holds one; add "
+                         "--gpus-per-trial 1 (or a fraction such as 0.25, for trials sharing a GPU)")
     if epochs is not None and "epochs" in names:
         raise UsageError("--epochs and --param epochs=... both set the epochs; give one of them")
     if seeds is not None:
@@ -170,13 +179,14 @@ def plan_sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), *, sa
                 where = ", ".join(f"{k}={v}" for k, v in point.items())
                 raise UsageError(f"{' '.join(f'--param {spec.text}' for spec in specs)}: the point {where} "
                                  f"fails: {exc.cli_message}") from None
-    return SweepPlan(model, tuple(texts), samples, scheduler, metric, epochs, cpus_per_trial, seed, seeds)
+    return SweepPlan(model, tuple(texts), samples, scheduler, metric, epochs, cpus_per_trial, seed, seeds,
+                     gpus_per_trial)
 
 
 def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None, *, samples: int | None = None,
           scheduler: str = "fifo", metric: str = "val_accuracy", epochs: int | None = None,
           cpus_per_trial: int = 1, address: str | None = None, out_dir: str | Path | None = None,
-          seed: int | None = None, seeds: Sequence[int] | None = None,
+          seed: int | None = None, seeds: Sequence[int] | None = None, gpus_per_trial: float = 0,
           on_trial: Callable[[dict[str, Any]], None] | None = None,
           on_start: Callable[[Any, int], None] | None = None, progress: TextIO | None = None) -> dict[str, Any]:
     """Train ``model`` once per point of the search space ``params``; return the leaderboard.
@@ -189,7 +199,8 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
     once per seed, and points are ranked by their mean over the seeds (``seed`` then seeds the
     draws only; not with ASHA, which would stop some replicates and not others). ``scheduler``:
     ``"fifo"`` (every trial runs to the end) or ``"asha"`` (weak trials stop early, judged on
-    ``metric`` each epoch).
+    ``metric`` each epoch). ``gpus_per_trial``: the Ray GPUs each trial holds (a fraction shares
+    one); without them a trial trains on its CPUs, since Ray hides the GPUs from it.
     ``epochs``: every trial's epochs (default: the preset's). ``address``: a Ray cluster
     (``"auto"``, ``"host:port"``; default ``$RAY_ADDRESS``, else a local Ray). ``data``: a
     :class:`~fmnist.data.Dataset` (default: ``fmnist.load_dataset()``). ``on_trial`` is called
@@ -209,7 +220,7 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
     resumable with :func:`resume_sweep`.
     """
     plan = plan_sweep(model, params, samples=samples, scheduler=scheduler, metric=metric, epochs=epochs,
-                      cpus_per_trial=cpus_per_trial, seed=seed, seeds=seeds)
+                      cpus_per_trial=cpus_per_trial, seed=seed, seeds=seeds, gpus_per_trial=gpus_per_trial)
     out = Path(out_dir) if out_dir is not None else default_out(model)
     check_not_busy(out)
     require_ray()
@@ -287,6 +298,9 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
         if plan.cpus_per_trial > cluster.cpus:
             raise UsageError(f"--cpus-per-trial {plan.cpus_per_trial}: the Ray cluster at {cluster.address} has "
                              f"{cluster.cpus} CPUs")
+        if plan.gpus_per_trial > cluster.gpus:
+            raise UsageError(f"--gpus-per-trial {plan.gpus_per_trial:g}: the Ray cluster at {cluster.address} has "
+                             f"{cluster.gpus:g} GPUs")
         if not restore:  # written once the sweep can start: a refused one leaves no folder behind
             write_json(out / SWEEP_FILE, {"format": SWEEP_FORMAT, "format_version": 1, **dataclasses.asdict(plan),
                                           "data": _data_record(data)})
@@ -294,7 +308,7 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
             on_start(cluster, plan.trials)
         job = TrialJob(plan.model, plan.fixed(), str(out / TRIALS_DIR), plan.cpus_per_trial)
         trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, data=data),
-                                        {"cpu": plan.cpus_per_trial})
+                                        {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
         watcher = TrialWatcher(plan.trials, lambda trial, error: _live_row(plan, out, trial, error), on_trial,
                                progress, finished=_finished(out) if restore else set())
         if restore:
