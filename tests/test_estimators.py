@@ -232,3 +232,45 @@ def test_load_refuses_what_is_not_a_saved_net_classifier(images, tmp_path):
         with pytest.raises(ModelError, match=fragment) as info:
             NetClassifier.load(folder)
         assert "\n" not in str(info.value) and "model.json" in str(info.value)
+
+
+def test_fitting_leaves_the_callers_random_numbers_alone(images):
+    import torch
+
+    x, y = images
+    torch.manual_seed(1)
+    NetClassifier(SMALL, epochs=1, device="cpu", seed=5).fit(x, y)
+    after = torch.rand(3)
+    torch.manual_seed(1)
+    assert torch.equal(after, torch.rand(3))
+
+
+def test_integer_pixels_of_any_type_are_pixels_and_lists_are_arrays(images):
+    x, y = images
+    clf = NetClassifier(SMALL, epochs=1, device="cpu").fit(x.astype(np.int64), y)
+    reference = NetClassifier(SMALL, epochs=1, device="cpu").fit(x, y)
+    np.testing.assert_array_equal(clf.predict_proba(x.astype(np.int64)), reference.predict_proba(x))
+    np.testing.assert_array_equal(NetClassifier(SMALL, epochs=1, device="cpu").fit(x.tolist(), y.tolist())
+                                  .predict_proba(x.tolist()), reference.predict_proba(x))
+    bright = x.astype(np.int64)
+    bright[0, 0, 0] = 256
+    with pytest.raises(ValueError, match="integer images hold values from 0 to 256"):
+        clf.predict(bright)
+
+
+def test_a_layer_string_may_end_in_one_output_per_class_of_y():
+    y = np.arange(60) % 3
+    x = learnable_images(y)
+    assert NetClassifier("flatten,dense:3", epochs=1, device="cpu").fit(x, y).model_.spec.num_classes == 3
+    assert NetClassifier("flatten,dense:10", epochs=1, device="cpu").fit(x, y).model_.spec.num_classes == 3
+    with pytest.raises(ModelError, match="the last layer must be dense:3"):
+        NetClassifier("flatten,dense:4", epochs=1, device="cpu").fit(x, y)
+
+
+def test_fmnist_evaluate_scores_a_classifier_of_other_image_sizes():
+    import fmnist
+
+    y = np.arange(40) % 4
+    x = learnable_images(y)[:, ::2, ::2].copy()
+    clf = NetClassifier(SMALL, epochs=1, device="cpu").fit(x, y)
+    assert fmnist.evaluate(clf, x, y)["accuracy"] == clf.score(x, y)

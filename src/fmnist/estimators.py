@@ -45,7 +45,8 @@ from fmnist.evaluation import predict_log_proba
 from fmnist.models.registry import get_preset
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
-from fmnist.training import ProgressLogger, TrainConfig, Trainer
+from fmnist.evaluation.metrics import pixels
+from fmnist.training import ProgressLogger, TrainConfig, Trainer, seeded
 
 
 class NetClassifier(ClassifierMixin, BaseEstimator):
@@ -67,7 +68,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
     weights.safetensors, no pickle); ``NetClassifier.load("my-clf")`` gives the fitted
     estimator back, with its parameters, labels (their values and dtype) and fitted
     attributes, so ``predict`` returns the original labels. ``fmnist.load_model`` on the same
-    folder gives the bare :class:`Network`, with the labels as strings in its class names.
+    folder gives the bare :class:`Network` (model.json lists the labels, as text, in ``class_names``).
     """
 
     def __init__(self, model: str = "mlp-200", *, epochs: int | None = None, batch_size: int | None = None,
@@ -103,6 +104,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y) -> NetClassifier:
         """Train a fresh network on ``X`` (N, ...) and labels ``y`` (N,); returns ``self``."""
+        X = _as_array(X)
         shape = getattr(X, "shape", ())
         X = self._check_X(X, reset=True)
         if len(shape) == 3:
@@ -116,8 +118,15 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         check_consistent_length(X, y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"only one class in y ({self.classes_[0]!r}); NetClassifier needs at least 2")
-        preset = get_preset(self.model)
+            only = self.classes_[0].item() if isinstance(self.classes_[0], np.generic) else self.classes_[0]
+            raise ValueError(f"only one class in y ({only!r}); NetClassifier needs at least 2")
+        try:  # a layer string may end in dense:K for the K classes of y
+            preset = get_preset(self.model, len(self.classes_))
+        except ModelError as exc:
+            try:  # or in the dense:10 of every preset, widened or narrowed to the classes below
+                preset = get_preset(self.model)
+            except ModelError:
+                raise exc from None
         if preset.family != "torch":
             raise ModelError(f"NetClassifier wraps torch networks; {self.model!r} is a scikit-learn model "
                              "(use it directly)")
@@ -126,12 +135,14 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         # Rows become images (N, H, W): augmentation (the recipe's flips, shifts, erasing) works on images.
         X, y_index, validation = self._hold_out(X.reshape(len(X), *self.image_shape_), y_index)
         spec = _fit_spec(preset.spec, self.image_shape_, len(self.classes_))
-        torch.manual_seed(self.config_.seed)  # initial weights and dropout masks depend on the seed only
-        network = Network(spec)
-        callbacks = [ProgressLogger()] if self.verbose else []
-        trainer = Trainer(network, self.config_, callbacks)
-        self.config_ = trainer.config  # the precision it trains in, "auto" resolved
-        self.history_ = trainer.fit(X, y_index, validation_data=validation)
+        # Initial weights and dropout masks depend on the seed only; the caller's own random
+        # numbers are left as they were.
+        with seeded(self.config_.seed):
+            network = Network(spec)
+            callbacks = [ProgressLogger()] if self.verbose else []
+            trainer = Trainer(network, self.config_, callbacks)
+            self.config_ = trainer.config  # the precision it trains in, "auto" resolved
+            self.history_ = trainer.fit(X, y_index, validation_data=validation)
         self.model_ = trainer.model.eval()
         return self
 
@@ -223,14 +234,21 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[best]
 
     def _check_X(self, X, *, reset: bool) -> np.ndarray:
-        """Validate ``X`` and bring it to (N, n_features): uint8 stays uint8, the rest float32."""
+        """Validate ``X`` and bring it to (N, n_features): integer pixels as uint8 (scaled by 1/255
+        in the network, as everywhere in fmnist; values outside 0..255 refused), the rest float32."""
+        X = _as_array(X)
         if not sp.issparse(X) and getattr(X, "ndim", 2) > 2:
             X = np.asarray(X)
             # Images (N, 28, 28) are 784 features, as scikit-learn sees them (N = 0 included, which
             # validate_data then refuses in its own words).
             X = X.reshape(len(X), math.prod(X.shape[1:]))
         X = validate_data(self, X, reset=reset, dtype="numeric")
-        if X.dtype != np.uint8:
+        if X.dtype.kind in "iu":
+            try:
+                X = pixels(X)
+            except FmnistError as exc:  # a bad X is a ValueError to scikit-learn
+                raise ValueError(str(exc)) from None
+        elif X.dtype != np.uint8:
             X = X.astype(np.float32)
         # torch.from_numpy warns on read-only arrays (memory maps); a copy is writable.
         return X if X.flags.writeable else X.copy()
@@ -240,6 +258,12 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.device not in ("cpu", "auto") or torch.cuda.is_available()
         return tags
+
+
+def _as_array(X):
+    """A list of images (or rows) as an array, so that its shape is read as the images' (a data
+    frame or a sparse matrix is left to scikit-learn's own checks)."""
+    return np.asarray(X) if isinstance(X, (list, tuple)) else X
 
 
 def _saved_labels(values: Any, dtype: Any) -> np.ndarray:
@@ -284,4 +308,5 @@ def _fit_spec(spec: ModelSpec, input_shape: tuple[int, int], n_classes: int) -> 
     try:
         return dataclasses.replace(spec, layers=tuple(layers), num_classes=n_classes, input_shape=input_shape)
     except ModelError as exc:
-        raise ModelError(f"model {str(spec)!r} does not fit {n_features} features: {exc}") from None
+        flat = " (give convolutional networks images, (N, H, W))" if input_shape[0] == 1 else ""
+        raise ModelError(f"model {str(spec)!r} does not fit {n_features} features: {exc}{flat}") from None

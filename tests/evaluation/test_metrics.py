@@ -110,3 +110,28 @@ def test_integer_pixels_of_any_type_are_scaled_like_uint8():
     np.testing.assert_array_equal(as_features(images.astype(np.int32)), as_features(images))
     with pytest.raises(DataError, match="integer images hold values from 0 to 300"):
         predict_proba(model, np.minimum(images.astype(np.int64) * 2, 300))
+
+
+class _Tied:
+    """A scikit-learn-like model whose probabilities tie where its decision does not (as a
+    one-vs-rest model's saturate): it predicts its second class, at the same probability as the first."""
+
+    classes_ = np.array([3, 7, 9])
+
+    def predict_log_proba(self, x):
+        return np.log(np.tile([0.4, 0.4, 0.2], (len(x), 1)))
+
+    def predict(self, x):
+        return np.full(len(x), 7)
+
+
+def test_a_scikit_learn_models_accuracy_is_that_of_its_own_predict():
+    from fmnist.evaluation.metrics import predictions
+
+    x, y = np.zeros((4, 28, 28), np.uint8), np.array([7, 7, 7, 3])
+    assert evaluate(_Tied(), x, y)["accuracy"] == 0.75  # as model.score: predict is right 3 times of 4
+    proba, predicted = predictions(_Tied(), x)
+    assert predicted.tolist() == [1, 1, 1, 1] and proba.shape == (4, 3)
+    net = create_model("softmax")
+    proba, predicted = predictions(net, x)
+    assert np.array_equal(predicted, proba.argmax(1))

@@ -62,7 +62,8 @@ def check_images(images, model=None) -> np.ndarray:
         if x.ndim < 2 or len(x) == 0:
             raise DataError(f"images of shape {x.shape}: expected a batch of images, (N, H, W)")
         return x
-    h, w = getattr(spec, "input_shape", (28, 28))
+    # A NetClassifier's network reads rows as its image_shape_ (it keeps no spec of its own).
+    h, w = getattr(spec, "input_shape", None) or getattr(model, "image_shape_", (28, 28))
     if x.ndim < 2 or int(np.prod(x.shape[1:])) != h * w:
         one = " (one image: pass images[None])" if x.shape == (h, w) else ""
         raise DataError(f"images of shape {x.shape}: expected a batch of {h}x{w} images, (N, {h}, {w}) or "
@@ -98,10 +99,12 @@ def check_labels(labels, n: int, model=None, what: str = "labels") -> np.ndarray
     return y.astype(np.int64)
 
 
-def score(log_proba: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """``{"loss", "accuracy", "n"}`` from log probabilities (N, C) and int labels (N,)."""
+def score(log_proba: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor | None = None) -> dict[str, float]:
+    """``{"loss", "accuracy", "n"}`` from log probabilities (N, C) and int labels (N,); the
+    accuracy of ``predicted`` columns (N,) where given, else of the most probable."""
     picked = log_proba.gather(1, labels.view(-1, 1)).clamp(_MIN_LOG_PROB, _MAX_LOG_PROB)
-    return {"loss": float(-picked.mean()), "accuracy": float((log_proba.argmax(1) == labels).double().mean()),
+    predicted = log_proba.argmax(1) if predicted is None else predicted
+    return {"loss": float(-picked.mean()), "accuracy": float((predicted == labels).double().mean()),
             "n": int(len(labels))}
 
 
@@ -143,37 +146,65 @@ def log_proba_tensors(model: nn.Module, x: torch.Tensor, batch_size: int | None 
 
 
 def predict_log_proba(model, images: np.ndarray) -> np.ndarray:
-    """Log class probabilities, float array (N, num_classes), for uint8 images (N, 28, 28)."""
-    images = check_images(images, model)
+    """Log class probabilities, float array (N, num_classes), for uint8 images (N, 28, 28).
+
+    A scikit-learn model is given the images as fmnist trains its own: flattened, integer
+    pixels scaled to [0, 1] (:func:`as_features`). Floats are given as they are: a model fitted
+    on raw 0..255 pixels (a Pipeline with its own scaler) is given ``images.astype(float)``.
+    """
+    return _log_proba(model, check_images(images, model))[0]
+
+
+def _log_proba(model, images: np.ndarray, *, classes: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Log probabilities of checked images; with ``classes``, also a scikit-learn model's own
+    prediction for each image, as its probability columns (None for a network: the argmax)."""
     if isinstance(model, nn.Module):
         device = next(model.parameters()).device
-        return log_proba_tensors(model, images_to_tensor(images, device)).cpu().numpy()
-    if hasattr(model, "predict_log_proba"):
-        with np.errstate(divide="ignore"):
-            return model.predict_log_proba(as_features(images))
-    raise UsageError(f"cannot evaluate a {type(model).__name__}: it has no predict_log_proba")
+        return log_proba_tensors(model, images_to_tensor(images, device)).cpu().numpy(), None
+    if not hasattr(model, "predict_log_proba"):
+        raise UsageError(f"cannot evaluate a {type(model).__name__}: it has no predict_log_proba")
+    features = as_features(images)
+    with np.errstate(divide="ignore"):
+        log_proba = model.predict_log_proba(features)
+    if not classes:
+        return log_proba, None
+    # Its predict is its decision: a one-vs-rest model's probabilities tie where they saturate
+    # (SGDClassifier: hundreds of test images), and calibrated ones may disagree with it.
+    column = {c: i for i, c in enumerate(np.asarray(model.classes_).tolist())}
+    return log_proba, np.array([column[c] for c in np.asarray(model.predict(features)).tolist()], dtype=np.int64)
 
 
 def predict_proba(model, images: np.ndarray) -> np.ndarray:
-    """Class probabilities (N, num_classes) that sum to 1 per row."""
+    """Class probabilities (N, num_classes) that sum to 1 per row (images as :func:`predict_log_proba`)."""
     return np.exp(predict_log_proba(model, images))
+
+
+def predictions(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities (N, num_classes), predicted column (N,))``: a network's most probable
+    class; a scikit-learn model's own ``predict``, which its probabilities may not single out."""
+    log_proba, predicted = _log_proba(model, check_images(images, model), classes=True)
+    return np.exp(log_proba), (log_proba.argmax(1) if predicted is None else predicted)
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """``{"loss": mean cross-entropy, "accuracy": fraction correct, "n": count}`` on uint8 images.
 
     ``labels`` as the model was trained on: class indices for a network, or any of the labels in
-    a scikit-learn model's ``classes_`` (mapped to its probability columns).
+    a scikit-learn model's ``classes_`` (mapped to its probability columns). A scikit-learn
+    model's accuracy is that of its own ``predict`` (as its ``score``), given the images as
+    :func:`predict_log_proba` says.
     """
     images = check_images(images, model)
     labels_t = torch.from_numpy(check_labels(labels, len(images), model))
+    predicted = None
     if isinstance(model, nn.Module):
         device = next(model.parameters()).device
         log_proba, labels_t = log_proba_tensors(model, images_to_tensor(images, device)), labels_t.to(device)
     else:
-        log_proba = torch.from_numpy(np.asarray(predict_log_proba(model, images)))
+        log_proba, predicted = _log_proba(model, images, classes=True)
+        log_proba, predicted = torch.from_numpy(np.asarray(log_proba)), torch.from_numpy(predicted)
     outputs = log_proba.shape[1]
     if len(labels_t) and not 0 <= int(labels_t.min()) <= int(labels_t.max()) < outputs:
         raise DataError(f"labels {int(labels_t.min())}..{int(labels_t.max())} for a model of {outputs} classes "
                         f"(0..{outputs - 1}): score it on data labelled as the data it was trained on")
-    return score(log_proba, labels_t)
+    return score(log_proba, labels_t, predicted)

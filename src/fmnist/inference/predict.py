@@ -451,15 +451,17 @@ def _load_beside(model_path, paths):
 
 def predict_inputs(model, inputs: Sequence[Input], *, top_k: int, class_names: Sequence[str]) -> list[Prediction]:
     """The model's :class:`Prediction` for each prepared :class:`Input`, in order, in one forward pass."""
-    from fmnist.evaluation import predict_proba
+    from fmnist.evaluation.metrics import predictions as predicted_classes
 
     if not inputs:
         return []
     n = _n_classes(model)
-    proba = predict_proba(model, np.stack([i.image for i in inputs]))
+    proba, best = predicted_classes(model, np.stack([i.image for i in inputs]))
     predictions = []
-    for inp, p in zip(inputs, proba):
-        order = np.argsort(-p, kind="stable")[:min(top_k, n)]
+    for inp, p, first in zip(inputs, proba, best):
+        # The model's prediction first (a scikit-learn model's, where its probabilities tie), then
+        # the most probable of the others.
+        order = [int(first), *(c for c in np.argsort(-p, kind="stable") if c != first)][:min(top_k, n)]
         top = [{"label": int(c), "class_name": class_names[c], "probability": float(p[c])} for c in order]
         predictions.append(Prediction(inp, top[0]["label"], top[0]["class_name"], top[0]["probability"], top, p))
     return predictions

@@ -1,7 +1,7 @@
 """One HTML page that shows what a set of runs learned: ``fmnist report RUN_DIR...``.
 
 :func:`build_report` reads run folders (:func:`fmnist.runs.load_run`), predicts with each
-model through the one evaluation path (:func:`fmnist.evaluation.predict_proba`), draws the
+model through the one evaluation path (:func:`fmnist.evaluation.metrics.predictions`), draws the
 figures of :mod:`fmnist.plots` and writes::
 
     OUT/
@@ -316,7 +316,7 @@ def _table(metrics: dict[str, list]) -> str:
 
 def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names: list[str], *, split: str,
               embedding: str, max_points: int, n_mistakes: int, dpi: int) -> str:
-    from fmnist.evaluation import predict_proba
+    from fmnist.evaluation.metrics import predictions
     from fmnist.evaluation.features import (
         feature_source,
         first_conv,
@@ -335,8 +335,7 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names:
 
     folder = out / slug
     x, y = _split_images(run, data, split)
-    proba = predict_proba(run.model, x)
-    pred = proba.argmax(1)
+    proba, pred = predictions(run.model, x)
     where = "test set (t10k)" if split == "test" else "validation split"
     title = summary.name if summary.name == slug else f"{summary.name} — {slug}"
     parts = [f'<article class="run"><h2>{_e(title)}</h2>',

@@ -6,7 +6,7 @@ no torch, so describing a recipe or checking options does not pay for importing 
 
 _EXPORTS = {
     "TrainConfig": "config", "DEFAULT_LR": "config", "optimizer_defaults": "config",
-    "Trainer": "loop", "fit": "loop", "resolve_device": "loop",
+    "Trainer": "loop", "fit": "loop", "resolve_device": "loop", "seeded": "loop",
     "OPTIMIZERS": "optim", "KerasRMSprop": "optim", "build_optimizer": "optim",
     "Augment": "augment",
     "Callback": "callbacks", "EarlyStopping": "callbacks", "LearningRateScheduler": "callbacks",

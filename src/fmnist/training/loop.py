@@ -8,10 +8,11 @@ an index slice of it: no DataLoader, no per-sample Python.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -401,5 +402,14 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, config: TrainConfig |
         callbacks: Sequence[Callback] = ()) -> list[dict[str, Any]]:
     """Train ``model`` in place with the one loop; returns the history (one dict per epoch)."""
     config = config or TrainConfig()
-    torch.manual_seed(config.seed)
-    return Trainer(model, config, callbacks).fit(x, y, validation_data)
+    with seeded(config.seed):
+        return Trainer(model, config, callbacks).fit(x, y, validation_data)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's random generators seeded with ``seed`` inside, and outside as they were: a library
+    call trains reproducibly without resetting the random numbers of the notebook around it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
