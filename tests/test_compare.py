@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -314,9 +315,33 @@ def test_an_interrupted_overwrite_never_resumes_into_the_comparison_it_replaced(
     with pytest.raises(KeyboardInterrupt):  # the new comparison stops in its first run
         compare(["softmax", SPEC], tiny_data, epochs=3, out_dir=out, overwrite=True,
                 callbacks_for=lambda run: [_InterruptAt(2)])
+    assert not (out / "leaderboard.md").exists()  # it ranked the runs being replaced
     board = resume_compare(out, tiny_data)
     assert [row["epochs"] for row in board["rows"]] == [3, 3]
     assert all(len(load_run(row["run_dir"]).history) == 3 for row in board["rows"])
+
+
+def test_the_leaderboards_two_files_are_written_together(tiny_data, tmp_path, monkeypatch):
+    import fmnist._files
+
+    out = tmp_path / "cmp"
+    compare(["softmax"], tiny_data, epochs=1, out_dir=out)
+    before = {name: (out / name).read_bytes() for name in ("leaderboard.json", "leaderboard.md")}
+    replace = os.replace
+
+    def killed_at_the_second_rename(src, dst):
+        if str(dst).endswith("leaderboard.json"):
+            raise KeyboardInterrupt  # as a kill between the renames: the .md is new, the .json not there
+        replace(src, dst)
+
+    monkeypatch.setattr(fmnist._files.os, "replace", killed_at_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        compare(["softmax"], tiny_data, epochs=2, out_dir=out, overwrite=True)
+    monkeypatch.setattr(fmnist._files.os, "replace", replace)
+    assert before["leaderboard.md"] != (out / "leaderboard.md").read_bytes()
+    assert not (out / "leaderboard.json").exists()  # not finished: --resume completes it
+    assert resume_compare(out, tiny_data)["rows"][0]["epochs"] == 2
+    assert json.loads((out / "leaderboard.json").read_text())["epochs"] == 2
 
 
 def test_on_ray_a_relative_out_is_where_the_runs_go(ray_cluster, tiny_data, tmp_path, monkeypatch):

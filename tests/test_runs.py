@@ -98,12 +98,14 @@ def test_an_interrupted_replacement_leaves_no_old_model_behind(tiny_data, tmp_pa
             raise KeyboardInterrupt
 
     train_run("mlp-100", tiny_data, config=resolve_config(get_preset("mlp-100"), epochs=1), out_dir=tmp_path / "run")
-    (tmp_path / "run" / "model.onnx").write_bytes(b"an export the user made")
+    (tmp_path / "run" / "model.onnx").write_bytes(b"the old model's export")
+    (tmp_path / "run" / "model-2.onnx").write_bytes(b"and another")
+    (tmp_path / "run" / "notes.txt").write_text("the user's own")
     with pytest.raises(KeyboardInterrupt):
         train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=2),
                   out_dir=tmp_path / "run", overwrite=True, observers=[Interrupt()])
     left = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert left == ["checkpoint.safetensors", "model.onnx"]  # the new run's checkpoint, and the user's own file
+    assert left == ["checkpoint.safetensors", "notes.txt"]  # the new run's checkpoint, and the user's own file
     with pytest.raises(ModelError):
         load_model(tmp_path / "run")  # predict and export find no model, not mlp-100's
 

@@ -81,6 +81,27 @@ def test_the_study_on_real_data_lands_in_every_band_on_the_tutorials_split(real_
     np.testing.assert_array_equal(linear.intercept_, reference.intercept_)
 
 
+def test_an_interrupted_overwrite_leaves_nothing_of_the_study_it_replaced(tiny_dir, tmp_path, monkeypatch):
+    import fmnist.study as study
+    from fmnist.cli.main import main
+
+    out = tmp_path / "study"
+    for run in ("sgd-logreg", "softmax"):  # an earlier, finished study (its files' contents do not matter here)
+        (out / "runs" / run).mkdir(parents=True)
+        (out / "runs" / run / "run.json").write_text("{}")
+    (out / "results.md").write_text("an earlier study's results")
+    (out / "results.json").write_text("{}")
+
+    def interrupted(exp, *args, **kwargs):  # Ctrl-C in the first experiment of the new study
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_experiment", interrupted)
+    argv = ["reproduce", "--out", str(out), "--overwrite", "--dataset", "custom", "--data-dir", str(tiny_dir)]
+    assert main(argv) == 130
+    assert not (out / "results.md").exists() and not (out / "results.json").exists()
+    assert not any((out / "runs" / run / "run.json").exists() for run in ("sgd-logreg", "softmax"))
+
+
 def test_ctrl_c_says_which_runs_are_kept_and_how_to_start_again(tiny_dir, tmp_path, capsys, monkeypatch):
     import fmnist.study as study
     from fmnist.cli.main import main

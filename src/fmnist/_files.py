@@ -69,7 +69,12 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    return atomic_write(path, json_writer(data))
+
+
+def json_writer(data: Any) -> Callable[[Path], object]:
+    """What writes ``data`` as fmnist's JSON files are written, for :func:`atomic_write_all`."""
+    return lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def holds_work(path: Path) -> bool:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fmnist._files import atomic_write, check_free, check_not_busy, claim, write_json
+from fmnist._files import atomic_write_all, check_free, check_not_busy, claim, json_writer, write_json
 from fmnist.data import Dataset
 from fmnist.errors import FmnistError, OutputExistsError, RunError, UsageError
 from fmnist.evaluation.replicates import check_seeds, gaps_to_leader, shared_or_mean
@@ -104,7 +104,9 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
                         *(out / "runs" / job.run for job in jobs)], overwrite=overwrite, what="an earlier comparison")
         if out is not None:
             # Written before anything trains: what --resume finishes if the comparison is interrupted.
+            # The old leaderboard goes (both files): it ranks runs this comparison replaces.
             (out / "leaderboard.json").unlink(missing_ok=True)
+            (out / "leaderboard.md").unlink(missing_ok=True)
             if overwrite:
                 # All at once, not as each run starts: a resume after Ctrl-C would keep (or continue)
                 # an earlier comparison's run that this one had not reached yet.
@@ -235,8 +237,9 @@ def _run(plan, jobs, data, out, *, overwrite, resume, ray, address, cpus, callba
                       "split": split_record()},
              "versions": versions()}
     if out is not None:
-        write_json(out / "leaderboard.json", board)
-        atomic_write(out / "leaderboard.md", lambda tmp: tmp.write_text(format_markdown(board)))
+        # The pair together, leaderboard.json (what marks the comparison finished) renamed last.
+        atomic_write_all([(out / "leaderboard.md", lambda tmp: tmp.write_text(format_markdown(board))),
+                          (out / "leaderboard.json", json_writer(board))])
     return board
 
 

@@ -168,9 +168,14 @@ def forget_run(run_dir: str | Path) -> None:
     the checkpoints), so a run replacing it is neither taken for it nor continued from it, and
     its model, history and metrics, so that an interrupted replacement leaves no old model for
     predict or export to pick up. run.json goes first: the folder is never a whole run with
-    parts missing. Other files in the folder (exports, reports, the user's own) stay."""
+    parts missing. Its exports under their default names (model.onnx, model-2.onnx...) go too:
+    they are the old model's. Other files in the folder (reports, the user's own) stay."""
     for stale in ("run.json", CHECKPOINT, BEST_CHECKPOINT, MODEL_JSON, WEIGHTS, "history.json", "metrics.json"):
         (Path(run_dir) / stale).unlink(missing_ok=True)
+    if Path(run_dir).is_dir():
+        for export in Path(run_dir).iterdir():
+            if re.fullmatch(r"model(-\d+)?\.onnx", export.name) and export.is_file():
+                export.unlink()
 
 
 def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = None, out_dir: Path | None = None,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write, check_free, claim, write_json
+from fmnist._files import atomic_write_all, check_free, claim, json_writer
 from fmnist._text import plural
 from fmnist.data import Dataset
 from fmnist.errors import DataError
@@ -28,6 +28,7 @@ from fmnist.reporting.leaderboard import render_table
 from fmnist.runs import (
     RunResult,
     check_run_dir,
+    forget_run,
     recorded_warnings,
     resolve_config,
     save_run,
@@ -129,6 +130,13 @@ def reproduce(data: Dataset, out_dir: Path | None = None, *, experiments=EXPERIM
     with claim(out):
         check_free([out / "results.json", out / "results.md", *(out / "runs" / exp.model for exp in experiments)],
                    overwrite=overwrite, what="an earlier study")
+        if overwrite:
+            # The earlier study goes at once, its results first: interrupted, this one leaves only
+            # its own runs, never a results.md describing runs it had replaced.
+            for name in ("results.json", "results.md"):
+                (out / name).unlink(missing_ok=True)
+            for exp in experiments:
+                forget_run(out / "runs" / exp.model)
         return _reproduce(data, out, experiments, callbacks_for, on_start, overwrite)
 
 
@@ -144,8 +152,8 @@ def _reproduce(data, out_dir, experiments, callbacks_for, on_start, overwrite) -
               "versions": versions()}
     if out_dir is not None:
         out_dir = Path(out_dir)
-        write_json(out_dir / "results.json", result)
-        atomic_write(out_dir / "results.md", lambda tmp: tmp.write_text(format_markdown(result)))
+        atomic_write_all([(out_dir / "results.md", lambda tmp: tmp.write_text(format_markdown(result))),
+                          (out_dir / "results.json", json_writer(result))])
     return result
 
 
