@@ -238,7 +238,7 @@ def _run(plan, jobs, data, out, *, overwrite, resume, ray, address, cpus, callba
              "versions": versions()}
     if out is not None:
         # The pair together, leaderboard.json (what marks the comparison finished) renamed last.
-        atomic_write_all([(out / "leaderboard.md", lambda tmp: tmp.write_text(format_markdown(board))),
+        atomic_write_all([(out / "leaderboard.md", lambda tmp: tmp.write_text(format_markdown(board), encoding="utf-8")),
                           (out / "leaderboard.json", json_writer(board))])
     return board
 

@@ -152,7 +152,7 @@ def _reproduce(data, out_dir, experiments, callbacks_for, on_start, overwrite) -
               "versions": versions()}
     if out_dir is not None:
         out_dir = Path(out_dir)
-        atomic_write_all([(out_dir / "results.md", lambda tmp: tmp.write_text(format_markdown(result))),
+        atomic_write_all([(out_dir / "results.md", lambda tmp: tmp.write_text(format_markdown(result), encoding="utf-8")),
                           (out_dir / "results.json", json_writer(result))])
     return result
 

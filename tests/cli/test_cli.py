@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -365,3 +366,19 @@ def test_a_runs_own_split_is_scored_only_on_its_own_data(capsys, tiny_dir, tmp_p
     assert not (tmp_path / "report").exists()
     code, out, err = run(capsys, "evaluate", tmp_path / "run", "--split", "test")  # another test set: fair
     assert code == 0 and "on test (50 images)" in out, err
+
+
+def test_a_terminal_without_utf8_gets_its_tables_and_files(tiny_dir, tmp_path):
+    # LC_ALL=C with Python's UTF-8 fallbacks off: stdout is ASCII. The leaderboard's dashes
+    # (a linear model has no optimizer: "–") are replaced on the terminal, and leaderboard.md is
+    # UTF-8 whatever the locale.
+    env = {**os.environ, "LANG": "C", "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",
+           "FMNIST_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "cmp"
+    proc = subprocess.run([sys.executable, "-m", "fmnist", "compare", "sgd-logreg", "softmax", "--epochs", "1", "--quiet",
+                           "--out",
+                           str(out), "--dataset", "custom", "--data-dir", str(tiny_dir)],
+                          env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    assert any(ord(c) > 127 for c in (out / "leaderboard.md").read_text(encoding="utf-8"))
+    assert b"?" in proc.stdout and b"Traceback" not in proc.stderr

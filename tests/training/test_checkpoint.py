@@ -2,6 +2,8 @@
 the uninterrupted run's weights exactly (CPU)."""
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -169,6 +171,29 @@ def test_cli_ctrl_c_says_how_to_resume_and_resume_finishes_the_run(tiny_dir, tmp
     assert main(["train", "--resume", str(out), "--quiet", *data]) == 0
     a, b = load_model(tmp_path / "full").state_dict(), load_model(out).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_termination_stops_a_run_as_ctrl_c_does(tiny_dir, tmp_path, monkeypatch, capsys, signum):
+    # timeout, kill, a batch scheduler (SIGTERM) or a closed terminal (SIGHUP): the same
+    # checkpoint, message and resume hint as Ctrl-C, not a process ended mid-write with no word.
+    real = Trainer.run_epoch
+    calls = {"n": 0}
+
+    def signalled_in_epoch_2(self, xs, ys):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signum)
+        return real(self, xs, ys)
+
+    monkeypatch.setattr(Trainer, "run_epoch", signalled_in_epoch_2)
+    before = signal.getsignal(signum)
+    out = tmp_path / "cut"
+    assert main(["train", MODEL, "--epochs", "3", "--quiet", "--out", str(out), "--data-dir", str(tiny_dir),
+                 "--dataset", "custom"]) == 128 + signum
+    assert f"continue with: fmnist train --resume {out}" in capsys.readouterr().err
+    assert (out / "checkpoint.safetensors").exists() and not (out / "run.json").exists()
+    assert signal.getsignal(signum) == before  # the process's own handler is put back
 
 
 def test_cli_reports_divergence_in_one_line(tiny_dir, tmp_path, capsys):

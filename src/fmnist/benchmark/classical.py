@@ -344,7 +344,7 @@ def _assemble(records, configs, identity, plan, sessions, out: Path | None) -> d
               "wall_time_s": sum(s["wall_time_s"] for s in sessions)}
     if out is not None:
         write_json(out / RESULTS, result)
-        atomic_write(out / "results.md", lambda tmp: tmp.write_text(format_markdown(result)))
+        atomic_write(out / "results.md", lambda tmp: tmp.write_text(format_markdown(result), encoding="utf-8"))
     return result
 
 

@@ -17,7 +17,9 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -886,6 +888,27 @@ def _version() -> str:
     return __version__
 
 
+@contextlib.contextmanager
+def _stopped_by_signals(stopped: list[int]) -> Iterator[None]:
+    """SIGTERM (``timeout``, ``kill``, a batch scheduler, ``docker stop``) and SIGHUP (the terminal
+    closed) stop a command as Ctrl-C does: the same clean-up, message and resume hint, where the
+    default would end the process mid-write with no word. ``stopped`` gets the signal's number."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may
+        yield
+        return
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -896,8 +919,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, usage_line(prog, f"unrecognized arguments: {' '.join(extra)}") + "\n")
     except SystemExit as exc:  # --help, --version (0) and usage errors (2, already printed)
         return exc.code if isinstance(exc.code, int) else 2
+    # A terminal without UTF-8 (LC_ALL=C) shows a "?" for a dash or a Greek letter of a table,
+    # where printing it would raise after the work is done.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="replace")
+    stopped = []
     try:
-        return args.func(args)
+        with _stopped_by_signals(stopped):
+            code = args.func(args)
+        return 128 + stopped[0] if stopped and code == 130 else code
     except FmnistError as exc:
         if args.debug:
             raise
@@ -910,7 +941,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print("fmnist: interrupted", file=sys.stderr)
-        return 130
+        return 128 + stopped[0] if stopped else 130
     except BrokenPipeError:
         # `fmnist models | head`: the reader left early, which is no error. Point stdout at
         # /dev/null so the interpreter's final flush does not raise again.

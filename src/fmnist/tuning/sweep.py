@@ -344,7 +344,7 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
             raise KeyboardInterrupt(f"sweep interrupted; resume with: fmnist sweep --resume {out}")
         board = _leaderboard(plan, out, grid, data, cluster)
     write_json(out / LEADERBOARD_FILE, board)
-    atomic_write(out / LEADERBOARD_MD, lambda tmp: tmp.write_text(format_markdown(board, plan)))
+    atomic_write(out / LEADERBOARD_MD, lambda tmp: tmp.write_text(format_markdown(board, plan), encoding="utf-8"))
     return board
 
 
