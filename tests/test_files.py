@@ -150,3 +150,21 @@ def test_sweep_benchmark_and_audit_refuse_a_folder_another_command_is_writing(he
         run()
     assert sorted(p.name for p in folder.iterdir()) == sorted([".fmnist-busy"] + (
         ["sweep.json"] if command == "resume_sweep" else []))
+
+
+@pytest.mark.parametrize("command", [
+    ["compare", "softmax", "--epochs", "1"], ["reproduce"], ["explore"],
+    ["audit", "--model", "softmax", "--folds", "2", "--epochs", "1"],
+])
+def test_a_command_never_mixes_its_files_into_another_commands_folder(capsys, tiny_dir, tmp_path, command):
+    from fmnist.cli.main import main
+
+    data = ["--dataset", "custom", "--data-dir", str(tiny_dir)]
+    run = tmp_path / "run"
+    assert main(["train", "softmax", "--epochs", "1", "--quiet", "--out", str(run), *data]) == 0
+    before = sorted(p.name for p in run.iterdir())
+    for overwrite in ([], ["--overwrite"]):
+        assert main([*command, "--out", str(run), *overwrite, *data]) == 1
+        err = capsys.readouterr().err
+        assert f"{run}: holds a run (fmnist train) (run.json)" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in run.iterdir()) == before

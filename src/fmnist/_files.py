@@ -189,6 +189,24 @@ def check_free(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, w
                                 f"replace it, or choose another {option('out_dir', cli=out)}")
 
 
+# The file that marks a folder as one command's output. Another command's files mixed into it
+# would leave a folder that each reader takes for something else (evaluate for the run, report
+# for the comparison), so it is refused, even with --overwrite, which replaces a command's own.
+WORK_MARKERS = {"run.json": "a run (fmnist train)", "compare.json": "a comparison (fmnist compare)",
+                "sweep.json": "a sweep (fmnist sweep)", "audit.json": "an audit (fmnist audit)",
+                "report.html": "a report (fmnist report)"}
+
+
+def check_other_work(out: str | os.PathLike, mine: str | None = None, *, option_name: str = "--out") -> None:
+    """Refuse (:class:`~fmnist.errors.OutputExistsError`) an output folder that holds another
+    command's work: a :data:`WORK_MARKERS` file other than ``mine``."""
+    out = Path(out)
+    for marker, what in WORK_MARKERS.items():
+        if marker != mine and (out / marker).is_file():
+            raise OutputExistsError(f"{out}: holds {what} ({marker}), which this command's files would be mixed "
+                                    f"into; choose another {option('out_dir', cli=option_name)}")
+
+
 def _check_writable(path: Path, out: str, checked: set[Path]) -> None:
     """FmnistError unless files can be created at ``path`` (its missing folders included)."""
     folder = path.parent

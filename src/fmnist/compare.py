@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fmnist._files import atomic_write_all, check_free, check_not_busy, claim, json_writer, write_json
+from fmnist._files import atomic_write_all, check_free, check_other_work, check_not_busy, claim, json_writer, write_json
 from fmnist.data import Dataset
 from fmnist.errors import FmnistError, OutputExistsError, RunError, UsageError
 from fmnist.evaluation.replicates import check_seeds, gaps_to_leader, shared_or_mean
@@ -97,6 +97,7 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
     # Claimed, then checked: a second comparison given the same folder is refused, not mixed in.
     with claim(out) if out is not None else contextlib.nullcontext():
         if out is not None:
+            check_other_work(out, PLAN_FILE)
             if (out / PLAN_FILE).exists() and not (out / "leaderboard.json").exists() and not overwrite:
                 raise OutputExistsError(f"{out}: an interrupted comparison is there; finish it with 'fmnist compare "
                                         f"--resume {out}', or pass --overwrite to start it again")

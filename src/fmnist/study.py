@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write_all, check_free, claim, json_writer
+from fmnist._files import atomic_write_all, check_free, check_other_work, claim, json_writer
 from fmnist._text import plural
 from fmnist.data import Dataset
 from fmnist.errors import DataError
@@ -128,6 +128,7 @@ def reproduce(data: Dataset, out_dir: Path | None = None, *, experiments=EXPERIM
     out = Path(out_dir)
     # Claimed, then checked: a second study given the same folder is refused, not mixed with this one.
     with claim(out):
+        check_other_work(out)
         check_free([out / "results.json", out / "results.md", *(out / "runs" / exp.model for exp in experiments)],
                    overwrite=overwrite, what="an earlier study")
         if overwrite:

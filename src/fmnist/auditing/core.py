@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import check_free, claim, write_json
+from fmnist._files import check_free, check_other_work, claim, write_json
 # What an audit file is and which data it describes: read by .exclude, written here.
 from fmnist.auditing.exclude import AUDIT_FORMAT, data_checksums
 from fmnist.auditing.neighbours import PIXEL_COMPONENTS
@@ -141,6 +141,7 @@ def audit(data=None, *, data_dir=None, dataset: str = "fashion-mnist", model: st
         return _audit(data, **args)
     # Claimed, then checked: a second audit given the same folder is refused, not written over this one.
     with claim(out_dir):
+        check_other_work(out_dir, "audit.json")
         check_free(output_files(out_dir), overwrite=overwrite, what="an audit")
         return _audit(data, **args)
 

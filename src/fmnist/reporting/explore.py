@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist._files import check_free
+from fmnist._files import check_free, check_other_work
 from fmnist._text import plural
 from fmnist.errors import DataError
 from fmnist.plots import (
@@ -93,6 +93,7 @@ def explore(
     classes, counts = np.unique(train_y, return_counts=True)
 
     out = Path(out_dir)
+    check_other_work(out)
     check_free([out / name for name in FIGURES], overwrite=overwrite, what="an earlier exploration")
     figures = {
         "samples.png": lambda: sample_row(train_x, n=10, labels=train_y, class_names=class_names),

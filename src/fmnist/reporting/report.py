@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write, check_free
+from fmnist._files import atomic_write, check_free, check_other_work
 from fmnist._text import plural, with_article
 from fmnist.errors import UsageError
 
@@ -131,6 +131,7 @@ def build_report(
         for run in runs:
             check_own_data(run, data, split)
     slugs = _unique_slugs([Path(r.run_dir).resolve().name for r in runs])
+    check_other_work(out, REPORT_FILE)
     check_free([out / REPORT_FILE, out / "learning_curves.png", *(out / slug for slug in slugs)],
                overwrite=overwrite, what="an earlier report")
     class_names = list(data.class_names)
@@ -449,6 +450,7 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     except (OSError, ValueError) as exc:
         raise RunError(f"{board_path}: unreadable ({exc})") from None
     metric, best, trials = board["metric"], board["best"], board["trials"]
+    check_other_work(out, REPORT_FILE)
     check_free([out / REPORT_FILE, out / "learning_curves.png", out / "metric_vs_params.png",
                 *([out / best["trial"]] if best else [])], overwrite=overwrite, what="an earlier report")
     names = [spec.name for spec in plan.specs]
