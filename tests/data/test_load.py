@@ -1,6 +1,7 @@
 import gzip
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +231,11 @@ def test_cache_written_in_background_keeps_the_original_arrays(tiny):
     again = load_dataset(folder)
     assert again.from_cache
     np.testing.assert_array_equal(again.x_train, arrays["train-images-idx3-ubyte"])
+
+
+def test_a_relative_data_dir_is_recorded_as_the_absolute_folder(tiny_dir, monkeypatch):
+    from fmnist.data import load_dataset
+
+    monkeypatch.chdir(tiny_dir.parent)
+    data = load_dataset(tiny_dir.name, dataset="custom")
+    assert Path(data.source) == tiny_dir and Path(data.source).is_absolute()

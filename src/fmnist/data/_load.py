@@ -75,6 +75,8 @@ def load_dataset(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-
         raise DataError(f"unknown dataset {dataset!r}; use 'fashion-mnist' (verified) or "
                         "'custom' (any MNIST-format folder)")
     folder, origin, files, searched = discover(data_dir, fetch=fetch, dataset=dataset)
+    # Recorded in run.json and printed in hints: absolute, so that they hold from any folder.
+    folder = Path(folder).absolute()
     fashion = dataset == "fashion-mnist"
 
     k = _npycache.key(files, dataset)
