@@ -168,3 +168,22 @@ def test_a_command_never_mixes_its_files_into_another_commands_folder(capsys, ti
         err = capsys.readouterr().err
         assert f"{run}: holds a run (fmnist train) (run.json)" in err and err.count("\n") == 1, err
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_a_temporary_file_of_a_killed_write_is_nobodys_work(tmp_path):
+    import subprocess
+    import sys
+
+    from fmnist._files import claim, holds_work
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    stale = folder / f".checkpoint.safetensors.{int(dead.stdout)}.a4dd5099.tmp"  # as a kill -9 mid-write leaves it
+    stale.write_bytes(b"half a checkpoint")
+    assert not holds_work(folder)
+    live = folder / f".weights.safetensors.{os.getpid()}.0123abcd.tmp"  # a write under way
+    live.write_bytes(b"being written")
+    assert holds_work(folder)
+    with claim(folder):
+        assert not stale.exists() and live.exists()

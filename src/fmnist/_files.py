@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -81,8 +82,27 @@ def holds_work(path: Path) -> bool:
     """A file, or a folder with anything in it: an empty folder holds no one's work (nor does a
     claim's lock file left by a command that ended)."""
     if path.is_dir():
-        return any(p.name != CLAIM for p in path.iterdir())
+        return any(p.name != CLAIM and not _stale_temporary(p) for p in path.iterdir())
     return path.exists() or path.is_symlink()
+
+
+# The temporary name atomic_write_all gives a file until it is complete: .NAME.PID.HEX.tmp
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def _stale_temporary(path: Path) -> bool:
+    """A temporary file of a write that never finished: its process was killed (a live one's,
+    or a process reusing its number, is left alone). It is nobody's work."""
+    found = _TEMPORARY.fullmatch(path.name)
+    if not found or not path.is_file():
+        return False
+    try:
+        os.kill(int(found[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 # The lock file of a folder a command is writing (:func:`claim`): hidden, and only ever locked,
@@ -124,6 +144,8 @@ def claim(folder: str | os.PathLike, out: str = "--out") -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        for stale in filter(_stale_temporary, folder.iterdir()):  # left by a command killed mid-write
+            stale.unlink(missing_ok=True)
         yield
     finally:
         _claimed.discard(folder.resolve())
