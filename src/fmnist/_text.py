@@ -1,6 +1,9 @@
-"""Small pieces of English for messages and figures: counts and articles."""
+"""Small pieces of English for messages and figures: counts, articles and command lines."""
 
 from __future__ import annotations
+
+import shlex
+from pathlib import Path
 
 
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
@@ -16,3 +19,9 @@ def with_article(noun: str) -> str:
     sound differs from their spelling ("an hour", "a unit") are not class names here.
     """
     return f"{'an' if noun[:1].lower() in 'aeiou' and noun else 'a'} {noun}"
+
+
+def shell(path: str | Path) -> str:
+    """``path`` as a command a message suggests must spell it to be pasted into a shell: quoted
+    where it holds spaces or other characters the shell would read ("'my runs/mlp'")."""
+    return shlex.quote(str(path))

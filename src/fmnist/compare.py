@@ -35,6 +35,7 @@ from typing import Any
 
 from fmnist._files import atomic_write_all, check_free, check_other_work, check_not_busy, claim, json_writer, write_json
 from fmnist.data import Dataset
+from fmnist._text import shell
 from fmnist.errors import FmnistError, OutputExistsError, RunError, UsageError
 from fmnist.evaluation.replicates import check_seeds, gaps_to_leader, shared_or_mean
 from fmnist.models import Preset, count_parameters, get_preset
@@ -100,7 +101,7 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
             check_other_work(out, PLAN_FILE)
             if (out / PLAN_FILE).exists() and not (out / "leaderboard.json").exists() and not overwrite:
                 raise OutputExistsError(f"{out}: an interrupted comparison is there; finish it with 'fmnist compare "
-                                        f"--resume {out}', or pass --overwrite to start it again")
+                                        f"--resume {shell(out)}', or pass --overwrite to start it again")
             check_free([out / PLAN_FILE, out / "leaderboard.json", out / "leaderboard.md",
                         *(out / "runs" / job.run for job in jobs)], overwrite=overwrite, what="an earlier comparison")
         if out is not None:

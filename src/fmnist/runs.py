@@ -40,6 +40,7 @@ import fmnist
 from fmnist._files import check_free, claim, next_free, write_json
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
+from fmnist._text import shell
 from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
@@ -157,7 +158,7 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
         what = "a finished run (run.json)"
     elif (run_dir / CHECKPOINT).exists():
         what = (f"an interrupted run (continue it with "
-                f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {run_dir}')})")
+                f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {shell(run_dir)}')})")
     else:
         what = "other files"
     check_free([run_dir], overwrite=overwrite, what=what)
@@ -232,7 +233,8 @@ def _train(model_name, preset, data, config, out_dir, callbacks, evaluate_test, 
         model = Network(preset.spec)
         trainer = Trainer(model, config, [*callbacks, *_checkpoints(out_dir, checkpoint_best, {
             "model": model_name, "preset": preset.to_dict(), "dataset": data.dataset,
-            "data_sha256": data_fingerprint(data), "checkpoint_best": checkpoint_best, "exclude": exclude,
+            "data_sha256": data_fingerprint(data), "data_source": str(data.source), "checkpoint_best": checkpoint_best,
+            "exclude": exclude,
             "holdout": holdout}), *observers])
         return _fit_and_save(trainer, model_name, preset, data, out_dir, evaluate_test, exclude, holdout)
     return _fit_sklearn(model_name, preset, data, config, out_dir, evaluate_test, exclude, holdout)
@@ -283,8 +285,12 @@ def _resume(run_dir: Path, data: Dataset, callbacks, evaluate_test, observers, s
     state = load_checkpoint(run_dir / CHECKPOINT)
     info = state.get("run") or {}
     if info.get("data_sha256") != data_fingerprint(data):
-        raise RunError(f"{run_dir / CHECKPOINT}: the run trained on other data ({info.get('dataset')}); pass the "
-                       "same --data-dir/--dataset as when it started")
+        source = info.get("data_source")
+        again = (spelled(f"load_dataset({source!r}, dataset={info.get('dataset')!r})",
+                         f"--dataset {info.get('dataset')} --data-dir {shell(source)}") if source else
+                 "the same --data-dir/--dataset as when it started")
+        raise RunError(f"{run_dir / CHECKPOINT}: the run trained on other data ({info.get('dataset')}"
+                       f"{', ' + source if source else ''}); resume it with its own: {again}")
     config = TrainConfig(**state["config"])
     preset = _preset_from_dict(info["preset"])
     model = Network(preset.spec)
@@ -466,7 +472,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     if not (run_dir / "run.json").exists():
         if (run_dir / CHECKPOINT).exists():
             raise RunError(f"{run_dir}: an interrupted run (no run.json yet); finish it with "
-                           f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {run_dir}')}")
+                           f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {shell(run_dir)}')}")
         raise RunError(f"{run_dir}: not a run folder (no run.json); name a folder that fmnist train wrote, or "
                        f"train one with 'fmnist train MODEL --out {run_dir}'")
     info = read_json(run_dir / "run.json", "fmnist run description (run.json)")
@@ -524,7 +530,7 @@ def check_own_data(run: Run, data: Dataset, split: str) -> None:
         other = bool(trained_on) and trained_on != data.dataset
     if other:
         again = spelled(f"load_dataset({source!r}, dataset={trained_on!r})",
-                        f"--dataset {trained_on} --data-dir {source}")
+                        f"--dataset {trained_on} --data-dir {shell(source)}")
         raise RunError(f"{run.run_dir}: the run trained on other data ({trained_on}, {source}) than the "
                        f"{data.dataset} data given ({data.source}), so its {split} split is not there; score it on "
                        f"its own data: {again}")

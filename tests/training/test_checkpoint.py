@@ -141,8 +141,13 @@ def test_resume_refuses_finished_missing_and_other_data(tiny_data, tmp_path):
         resume_run(tmp_path / "empty", tiny_data)
     (tmp_path / "done" / "run.json").unlink()
     other = type(tiny_data)(**{**tiny_data.__dict__, "x_train": 255 - tiny_data.x_train})
-    with pytest.raises(RunError, match="other data"):
+    with pytest.raises(RunError) as refused:
         resume_run(tmp_path / "done", other)
+    # It names the data the run trained on, in the words that load it.
+    source = str(tiny_data.source)
+    assert f"other data (custom, {source}); resume it with its own: load_dataset({source!r}, dataset='custom')" \
+        in str(refused.value)
+    assert f"--dataset custom --data-dir {source}" in refused.value.cli_message
 
 
 def test_cli_ctrl_c_says_how_to_resume_and_resume_finishes_the_run(tiny_dir, tmp_path, monkeypatch, capsys):
@@ -188,10 +193,10 @@ def test_termination_stops_a_run_as_ctrl_c_does(tiny_dir, tmp_path, monkeypatch,
 
     monkeypatch.setattr(Trainer, "run_epoch", signalled_in_epoch_2)
     before = signal.getsignal(signum)
-    out = tmp_path / "cut"
+    out = tmp_path / "my runs" / "cut"
     assert main(["train", MODEL, "--epochs", "3", "--quiet", "--out", str(out), "--data-dir", str(tiny_dir),
                  "--dataset", "custom"]) == 128 + signum
-    assert f"continue with: fmnist train --resume {out}" in capsys.readouterr().err
+    assert f"continue with: fmnist train --resume '{out}'" in capsys.readouterr().err  # as a shell reads it
     assert (out / "checkpoint.safetensors").exists() and not (out / "run.json").exists()
     assert signal.getsignal(signum) == before  # the process's own handler is put back
 

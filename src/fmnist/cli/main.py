@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from fmnist._text import shell
 from fmnist.errors import FmnistError, UsageError
 
 # Heavy imports (torch, sklearn, matplotlib) happen inside the commands: `fmnist --help` and
@@ -286,11 +287,9 @@ def cmd_train(args) -> int:
 
 def _data_flags(args) -> str:
     """The data options of this command line, as a resume must repeat them (it checks the data)."""
-    import shlex
-
     flags = f" --dataset {args.dataset}" if args.dataset != "fashion-mnist" else ""
     if args.data_dir is not None:
-        flags += f" --data-dir {shlex.quote(str(args.data_dir))}"
+        flags += f" --data-dir {shell(args.data_dir)}"
     return flags
 
 
@@ -305,7 +304,7 @@ def _train_or_interrupted(out: Path, train, debug: bool, data_flags: str = "") -
             raise
         where = Path(out) / CHECKPOINT
         print(f"\nfmnist: interrupted; the last finished epoch is saved in {where}; continue with: "
-              f"fmnist train --resume {out}{data_flags}" if where.exists() else
+              f"fmnist train --resume {shell(out)}{data_flags}" if where.exists() else
               "\nfmnist: interrupted before the first epoch ended; nothing saved to resume", file=sys.stderr)
         return 130
     m = result.metrics
@@ -392,7 +391,7 @@ def cmd_reproduce(args) -> int:
             return _interrupted(args, "nothing was written")
         # The study is a minute or two end to end: it starts again rather than resuming.
         return _interrupted(args, f"the runs it finished are in {out / 'runs'}; the study starts again with: fmnist "
-                                  f"reproduce --out {out} --overwrite{_data_flags(args)}")
+                                  f"reproduce --out {shell(out)} --overwrite{_data_flags(args)}")
     print("\n" + format_table(result))
     print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}, runs in {out / 'runs'}")
     return 0
@@ -528,7 +527,7 @@ def cmd_compare(args) -> int:
                                 out_dir=out, overwrite=args.overwrite, **options)
     except KeyboardInterrupt:
         return _interrupted(args, f"finished runs are kept in {out}, the last one's last finished epoch too; "
-                                  f"continue with: fmnist compare --resume {out}{_data_flags(args)}")
+                                  f"continue with: fmnist compare --resume {shell(out)}{_data_flags(args)}")
     if args.json:
         print(json.dumps(board, indent=2))
     else:
@@ -597,7 +596,7 @@ def cmd_sweep(args) -> int:
         if out is None or not (Path(out) / SWEEP_FILE).exists() or not (Path(out) / TUNE_DIR).is_dir():
             return _interrupted(args, "before the sweep started: nothing to resume; start it again")
         return _interrupted(args, f"finished trials are kept in {out}; continue with: fmnist sweep --resume "
-                                  f"{out}{_data_flags(args)}")
+                                  f"{shell(out)}{_data_flags(args)}")
     print("\n" + format_table(board))
     print(f"\nwritten: {Path(out) / LEADERBOARD_MD}, {Path(out) / LEADERBOARD_FILE}, runs in {Path(out) / 'trials'}")
     return 0

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from fmnist._files import atomic_write, check_free, check_other_work
-from fmnist._text import plural, with_article
+from fmnist._text import plural, shell, with_article
 from fmnist.errors import UsageError
 
 __all__ = ["build_report", "build_sweep_report", "RunSummary", "REPORT_FILE", "SECTIONS", "SWEEP_SECTIONS"]
@@ -110,7 +110,7 @@ def build_report(
             from fmnist.errors import RunError
 
             raise RunError(f"{folder}: the comparison has not finished (no leaderboard.json); finish it with "
-                           f"'fmnist compare --resume {folder}'")
+                           f"'fmnist compare --resume {shell(folder)}'")
         board = read_leaderboard(folder)
         run_dirs = compared(folder, board) or run_dirs  # a comparison's folder: every run it trained
     else:
@@ -444,7 +444,7 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     board_path = sweep_dir / LEADERBOARD_FILE
     if not board_path.exists():
         raise RunError(f"{sweep_dir}: the sweep has not finished (no {LEADERBOARD_FILE}); "
-                       f"finish it with 'fmnist sweep --resume {sweep_dir}'")
+                       f"finish it with 'fmnist sweep --resume {shell(sweep_dir)}'")
     try:
         board = json.loads(board_path.read_text())
     except (OSError, ValueError) as exc:

@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 from fmnist._files import atomic_write, check_not_busy, claim, holds_work, write_json
 from fmnist._ray import ray_session, require_ray
+from fmnist._text import shell
 from fmnist.errors import RunError, UsageError
 from fmnist.reporting.leaderboard import spread, verdict
 from fmnist.tuning.space import ParamSpec, expand, grid_size, param_space, parse_params
@@ -341,7 +342,7 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
         with watcher, _quiet_tune():
             grid = tuner.fit()
         if grid.num_terminated + grid.num_errors < len(grid):
-            raise KeyboardInterrupt(f"sweep interrupted; resume with: fmnist sweep --resume {out}")
+            raise KeyboardInterrupt(f"sweep interrupted; resume with: fmnist sweep --resume {shell(out)}")
         board = _leaderboard(plan, out, grid, data, cluster)
     write_json(out / LEADERBOARD_FILE, board)
     atomic_write(out / LEADERBOARD_MD, lambda tmp: tmp.write_text(format_markdown(board, plan), encoding="utf-8"))
