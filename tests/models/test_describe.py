@@ -65,14 +65,14 @@ def test_the_studys_presets_read_their_row_of_the_study(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("train, words", [
-    ({}, "5 epochs, batch 32, rmsprop (lr 0.001, Keras's default)"),
+    ({}, "5 epochs, batch 32, rmsprop (lr 0.001 as Keras)"),
     ({"optimizer": "adamw", "lr": 3e-3, "schedule": "onecycle", "flip": True, "erase": 0.2},
-     "adamw (lr 0.003, weight decay 0.004, Keras's default), one-cycle schedule (peak lr 0.003, warm-up 30% of the "
+     "adamw (lr 0.003, weight decay 0.004 as Keras), one-cycle schedule (peak lr 0.003, warm-up 30% of the "
      "steps), augmentation: mirroring, random erasing p=0.2"),
     ({"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "shift": 2, "label_smoothing": 0.1},
-     "sgd (lr 0.01, Keras's default, momentum 0.9, Nesterov), augmentation: shifts up to 2 px, label smoothing 0.1"),
-    ({"precision": "bfloat16"}, "rmsprop (lr 0.001, Keras's default), bfloat16 mixed precision"),
-    ({"precision": "auto"}, "Keras's default), bfloat16 mixed precision where the hardware has it (float32 elsewhere)"),
+     "sgd (lr 0.01 as Keras, momentum 0.9, Nesterov), augmentation: shifts up to 2 px, label smoothing 0.1"),
+    ({"precision": "bfloat16"}, "rmsprop (lr 0.001 as Keras), bfloat16 mixed precision"),
+    ({"precision": "auto"}, "as Keras), bfloat16 mixed precision where the hardware has it (float32 elsewhere)"),
 ])
 def test_recipe_in_words(train, words):
     assert words in recipe(train)

@@ -154,9 +154,9 @@ def _load(args):
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training (defaults: the model preset's, else Keras's)")
     g.add_argument("--epochs", type=int, help="passes over the training data (default: preset's, 5)")
-    g.add_argument("--batch-size", type=int, help="images per step (default: 32, as Keras)")
-    g.add_argument("--optimizer", help="rmsprop, sgd, adagrad, adam or adamw (default: rmsprop, as Keras)")
-    g.add_argument("--lr", type=float, help="learning rate (default: the optimizer's Keras default)")
+    g.add_argument("--batch-size", type=int, help="images per step (default: preset's, 32 as Keras)")
+    g.add_argument("--optimizer", help="rmsprop, sgd, adagrad, adam or adamw (default: preset's, rmsprop as Keras)")
+    g.add_argument("--lr", type=float, help="learning rate (default: preset's, the optimizer's Keras default)")
     g.add_argument("--momentum", type=float, help="momentum for sgd/rmsprop (default: 0)")
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd; default: off)")
     g.add_argument("--weight-decay", type=float,

@@ -37,7 +37,7 @@ def recipe(train: dict[str, Any]) -> str:
     from fmnist.training import TrainConfig
 
     c = TrainConfig(**train).resolved()  # every default spelled out, as training uses it
-    default = lambda key: "" if train.get(key) is not None else ", Keras's default"  # noqa: E731
+    default = lambda key: "" if train.get(key) is not None else " as Keras"  # noqa: E731
     lr = c.lr
     words = [f"{c.epochs} epoch{'s' if c.epochs != 1 else ''}", f"batch {c.batch_size}",
              f"{c.optimizer} (lr {lr:g}{default('lr')}"
