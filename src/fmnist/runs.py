@@ -521,19 +521,23 @@ def check_own_data(run: Run, data: Dataset, split: str) -> None:
     same size on images unrelated to it. (A test set of other data is a fair question, asked
     with the test split.) Runs that recorded no fingerprint are checked by their data's kind.
     """
-    record = run.info.get("data", {})
-    trained_on, source = record.get("dataset"), record.get("source")
-    recorded = record.get("sha256")
-    if recorded is not None:
-        other = recorded != data_fingerprint(data)
-    else:
-        other = bool(trained_on) and trained_on != data.dataset
-    if other:
+    if trained_on_other_data(run, data):
+        record = run.info.get("data", {})
+        trained_on, source = record.get("dataset"), record.get("source")
         again = spelled(f"load_dataset({source!r}, dataset={trained_on!r})",
                         f"--dataset {trained_on} --data-dir {shell(source)}")
         raise RunError(f"{run.run_dir}: the run trained on other data ({trained_on}, {source}) than the "
                        f"{data.dataset} data given ({data.source}), so its {split} split is not there; score it on "
                        f"its own data: {again}")
+
+
+def trained_on_other_data(run: Run, data: Dataset) -> bool:
+    """Whether ``data`` is not what the run trained on (by its images' fingerprint, or, for runs
+    that recorded none, by the data's kind)."""
+    record = run.info.get("data", {})
+    if record.get("sha256") is not None:
+        return record["sha256"] != data_fingerprint(data)
+    return bool(record.get("dataset")) and record.get("dataset") != data.dataset
 
 
 def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude=None) -> dict[str, Any]:

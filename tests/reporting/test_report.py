@@ -195,3 +195,14 @@ def test_a_comparison_folder_among_run_folders_is_named_as_such(runs, tiny, tmp_
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "a comparison's folder, which is reported alone" in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_figures_on_other_data_than_the_run_trained_on_say_so(runs, tmp_path):
+    import dataclasses
+
+    data, dirs = runs
+    other = dataclasses.replace(data, x_train=255 - data.x_train, x_test=255 - data.x_test, source="elsewhere")
+    page = build_report([dirs[1]], tmp_path / "out", other, dpi=30, n_mistakes=2).read_text(encoding="utf-8")
+    assert "not the data the run trained on" in page and "elsewhere" in page
+    page = build_report([dirs[1]], tmp_path / "own", data, dpi=30, n_mistakes=2).read_text(encoding="utf-8")
+    assert "not the data the run trained on" not in page

@@ -337,7 +337,13 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names:
     folder = out / slug
     x, y = _split_images(run, data, split)
     proba, pred = predictions(run.model, x)
+    from fmnist.runs import trained_on_other_data
+
     where = "test set (t10k)" if split == "test" else "validation split"
+    if trained_on_other_data(run, data):  # a fair question on the test split, but it must say so
+        record = run.info.get("data", {})
+        where = (f"test set (t10k) of {data.dataset} data from {data.source}, not the data the run trained on "
+                 f"({record.get('dataset')} from {record.get('source')})")
     title = summary.name if summary.name == slug else f"{summary.name} — {slug}"
     parts = [f'<article class="run"><h2>{_e(title)}</h2>',
              f"<p>Figures below on the {_e(where)}: {len(y):,} images, accuracy {_pct(float((pred == y).mean()))}.</p>"]
