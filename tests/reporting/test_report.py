@@ -206,3 +206,23 @@ def test_figures_on_other_data_than_the_run_trained_on_say_so(runs, tmp_path):
     assert "not the data the run trained on" in page and "elsewhere" in page
     page = build_report([dirs[1]], tmp_path / "own", data, dpi=30, n_mistakes=2).read_text(encoding="utf-8")
     assert "not the data the run trained on" not in page
+
+
+def test_an_interrupted_report_says_what_it_left_and_how_to_draw_it_again(runs, tiny, tmp_path, capsys, monkeypatch):
+    import fmnist.plots
+
+    _, dirs = runs
+    out = tmp_path / "r"
+    argv = ["report", str(dirs[1]), "--out", str(out), "--data-dir", str(tiny), "--dataset", "custom"]
+    draw = fmnist.plots.per_class_metrics_figure
+    monkeypatch.setattr(fmnist.plots, "per_class_metrics_figure",
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(argv) == 130  # Ctrl-C after the confusion matrices were written
+    err = capsys.readouterr().err
+    assert f"the report in {out} is unfinished" in err
+    assert f"fmnist report {dirs[1]} --out {out} --overwrite --dataset custom --data-dir {tiny}" in err
+    assert not (out / REPORT_FILE).exists()
+    monkeypatch.setattr(fmnist.plots, "per_class_metrics_figure", draw)
+    assert main(argv) == 1
+    assert "an unfinished report's figures (it was interrupted before report.html)" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0 and (out / REPORT_FILE).exists()

@@ -402,8 +402,15 @@ def cmd_report(args) -> int:
 
     data = _load(args)
     with _output(args.out, Path("report")) as out:
-        path = build_report(args.run_dirs, out, data, embedding=args.embedding, split=args.split,
-                            overwrite=args.overwrite)
+        try:
+            path = build_report(args.run_dirs, out, data, embedding=args.embedding, split=args.split,
+                                overwrite=args.overwrite)
+        except KeyboardInterrupt:
+            done = Path(out).is_dir() and any(Path(out).iterdir())
+            return _interrupted(args, f"the report in {out} is unfinished (its figures so far, no report.html); "
+                                      f"draw it again with: fmnist report {' '.join(map(shell, args.run_dirs))} "
+                                      f"--out {shell(out)} --overwrite{_data_flags(args)}"
+                                if done else "nothing written")
     print(f"wrote {path} (figures beside it in {path.parent})")
     return 0
 

@@ -65,6 +65,12 @@ class RunSummary:
     val_loss: float | None = None
 
 
+def _earlier_report(out: Path) -> str:
+    """What a report folder holds: a report, or the figures of one interrupted before its page."""
+    return "an earlier report" if (out / REPORT_FILE).exists() else \
+        "an unfinished report's figures (it was interrupted before report.html)"
+
+
 def build_report(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -133,7 +139,7 @@ def build_report(
     slugs = _unique_slugs([Path(r.run_dir).resolve().name for r in runs])
     check_other_work(out, REPORT_FILE)
     check_free([out / REPORT_FILE, out / "learning_curves.png", *(out / slug for slug in slugs)],
-               overwrite=overwrite, what="an earlier report")
+               overwrite=overwrite, what=_earlier_report(out))
     class_names = list(data.class_names)
 
     summaries = [_summarise(run) for run in runs]
@@ -458,7 +464,7 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     metric, best, trials = board["metric"], board["best"], board["trials"]
     check_other_work(out, REPORT_FILE)
     check_free([out / REPORT_FILE, out / "learning_curves.png", out / "metric_vs_params.png",
-                *([out / best["trial"]] if best else [])], overwrite=overwrite, what="an earlier report")
+                *([out / best["trial"]] if best else [])], overwrite=overwrite, what=_earlier_report(out))
     names = [spec.name for spec in plan.specs]
     body = [_sweep_leaderboard_html(board, names)]
 
