@@ -10,7 +10,7 @@ For each dense preset (softmax, mlp-200, mlp-200-100) it times:
 - the real training epoch (``Trainer.run_epoch``: 48,000 images, batch 32, Keras RMSprop);
 - evaluating the 12,000 validation images (``log_proba_tensors``) against the forward pass's
   matmul floor on the same 12,000, and prediction throughput (``predict_proba`` on uint8 images);
-- with TensorFlow importable, the same model in Keras (``model.fit``, one epoch), else "skipped";
+- with TensorFlow importable, the same model in Keras (``model.fit``, one epoch), else "not measured";
   every Keras epoch is timed in a process of its own (``keras_epoch.py``), never beside torch.
 
 For the book's CNN, cnn-book (skip with ``--no-conv``): fmnist's epoch (Adam, batch 32), the same
@@ -404,6 +404,17 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def command_line(args) -> str:
+    """The command that measured a results file, every option that changes what it measures
+    spelled out: a partial run (fewer images, no CNNs) must not read as the full one."""
+    return ("python benchmarks/run.py" + (" --quick" if args.quick else "")
+            + (f" --threads {args.threads}" if args.threads else "")
+            + (f" --eager-threads {args.eager_threads}" if args.eager_threads != 2 else "")
+            + (f" --conv-repeats {args.conv_repeats}" if args.conv_repeats else "")
+            + (" --no-conv" if args.no_conv else "")
+            + (f" --images {args.images}" if args.images is not None else ""))
+
+
 def run(args) -> dict:
     repeats = 3 if args.quick else 5
     load_before, date = os.getloadavg(), datetime.datetime.now(datetime.UTC)
@@ -416,9 +427,7 @@ def run(args) -> dict:
 
     results: dict = {
         "format": "fmnist-measured-benchmark", "format_version": 1,
-        "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")
-                   + (f" --threads {args.threads}" if args.threads else "")
-                   + (f" --conv-repeats {args.conv_repeats}" if args.conv_repeats else ""),
+        "command": command_line(args),
         "date": date.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"platform": platform.platform(), "processor": processor(), "cpus": os.cpu_count(),
                     "affinity": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
@@ -467,7 +476,7 @@ def format_text(results: dict) -> str:
              f"{'preset':<13}{'floor':>8}{'epoch':>8}{'x floor':>9}{'eval':>9}{'ev floor':>10}{'x floor':>9}"
              f"{'predict/s':>12}{'keras':>9}"]
     for name, r in results["presets"].items():
-        keras = f"{r['keras_epoch_s']:.2f}s" if r["keras_epoch_s"] else "skipped"
+        keras = f"{r['keras_epoch_s']:.2f}s" if r["keras_epoch_s"] else "not measured"
         lines.append(f"{name:<13}{r['gemm_floor_s']:>7.3f}s{r['epoch_s']:>7.3f}s{r['epoch_vs_floor']:>8.2f}x"
                      f"{r['eval_s']:>8.4f}s{r['eval_floor_s']:>9.4f}s{r['eval_vs_floor']:>8.2f}x"
                      f"{r['predict_images_per_s']:>12,.0f}{keras:>9}")
@@ -491,7 +500,7 @@ def format_text(results: dict) -> str:
 
 def _beside(r: dict) -> str:
     """The plain PyTorch and Keras epochs of a CNN result, each as a ratio to ours."""
-    keras = f"{r['keras_epoch_s']:.1f}s" if r["keras_epoch_s"] else "skipped"
+    keras = f"{r['keras_epoch_s']:.1f}s" if r["keras_epoch_s"] else "not measured"
     return (f"{r['eager_epoch_s']:.2f}s = {r['eager_vs_ours']:.2f}x ours{_rounds(r, 'eager')}; Keras {keras}"
             + (f" = {r['keras_vs_ours']:.2f}x ours{_rounds(r, 'keras')}" if r["keras_vs_ours"] else ""))
 
@@ -502,7 +511,7 @@ def _rounds(r: dict, stack: str) -> str:
     return f" ({min(ratios):.2f}-{max(ratios):.2f}x in {len(ratios)} rounds)" if len(ratios) > 1 else ""
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--out", type=Path, help="also write the results as JSON to this file (default: none)")
@@ -521,7 +530,11 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=BATCH, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.stack:

@@ -144,3 +144,13 @@ def test_the_cnn_stacks_take_turns_and_each_ratio_is_the_median_of_the_rounds(mo
     order.clear()
     result = run.conv_stacks("cnn-book", xs, ys, 3, 2)
     assert result["keras_epoch_s"] is None and result["keras_vs_ours"] is None and result["eager_vs_ours"] == 3.0
+
+
+def test_a_results_file_names_every_option_that_changed_what_it_measured():
+    run = _load("run")
+    command = lambda *argv: run.command_line(run.build_parser().parse_args(argv))  # noqa: E731
+    assert command() == "python benchmarks/run.py"
+    assert command("--quick", "--no-conv", "--images", "3000", "--out", "x.json") == \
+        "python benchmarks/run.py --quick --no-conv --images 3000"
+    assert command("--eager-threads", "1", "--threads", "2") == \
+        "python benchmarks/run.py --threads 2 --eager-threads 1"

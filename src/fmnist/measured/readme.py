@@ -234,7 +234,8 @@ def benchmark(results: Results) -> list[str]:
         return _missing("The benchmark", "benchmark", "python benchmarks/run.py --out src/fmnist/measured/benchmark.json")
     lines = [f"Measured by `{b['command']}` ({_when(b['date'], b['loadavg_before'], b['loadavg_after'])}; "
              f"{_machine(b['machine'])}, {b['machine']['train_threads']} thread(s) for dense training steps; "
-             f"{_versions(b['versions'])}; medians of {b['repeats']}):", ""]
+             f"{_versions(b['versions'])}; medians of {b['repeats']}; an epoch is {b['images']:,} images, "
+             f"batch {b['batch']}):", ""]
     rows = [[name, _s(r["gemm_floor_s"]), _s(r["epoch_s"]), _x(r["epoch_vs_floor"]), _s(r["eval_s"]),
              _s(r["eval_floor_s"]), _x(r["eval_vs_floor"]), f"{r['predict_images_per_s']:,.0f}",
              _s(r["keras_epoch_s"]), _x(r["keras_vs_ours"])] for name, r in b["presets"].items()]
