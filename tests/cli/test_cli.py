@@ -87,6 +87,7 @@ def test_user_errors_are_one_line(capsys, tiny_dir, tmp_path, argv, fragment):
     (["evaluate", "{tmp}/run", "--split", "holdout"], "--split: invalid choice: 'holdout'"),
     (["train", "--resume", "{tmp}/run", "--overwrite"], "drop --overwrite"),
     (["predict", "{tmp}/run", "{tmp}/x.npy", "--data-dir", "d"], "unrecognized arguments: --data-dir d"),
+    (["evaluate", "{tmp}/run", "--debug"], "(--debug goes before the command: fmnist --debug evaluate ...)"),
 ])
 def test_usage_errors_are_one_line_exit_2(capsys, tiny_dir, tmp_path, argv, fragment):
     """No usage block, no traceback: `fmnist CMD: error: WHAT (see fmnist CMD --help)`, exit 2."""
@@ -108,6 +109,9 @@ def test_usage_errors_are_one_line_exit_2(capsys, tiny_dir, tmp_path, argv, frag
 def test_missing_data_names_places_and_remedies(capsys, tmp_path):
     code, _, err = run(capsys, "data", "--data-dir", tmp_path / "empty")
     assert code == 1 and err.count("\n") == 1 and str(tmp_path / "empty") in err
+    (tmp_path / "file").write_text("not a folder")
+    code, _, err = run(capsys, "data", "--data-dir", tmp_path / "file")
+    assert code == 1 and f"{tmp_path / 'file'} (--data-dir): a file, not a folder" in err
     # Said in the command line's words: --data-dir and --fetch, not data_dir / fetch=True.
     assert "--data-dir" in err and "--fetch" in err and "fetch=True" not in err and "data_dir" not in err
 
@@ -117,6 +121,8 @@ def test_usage_errors_exit_2(capsys):
     assert code == 2 and err == "fmnist train: error: --epochs: invalid int value 'many' (see fmnist train --help)\n"
     code, _, err = run(capsys, "train")
     assert code == 2 and "needs a MODEL" in err
+    code, _, err = run(capsys, "--bogus")
+    assert code == 2 and err == "fmnist: error: unrecognized arguments: --bogus; a COMMAND is required (see fmnist --help)\n"
     assert run(capsys, "--help")[0] == 0
 
 

@@ -43,6 +43,10 @@ class _Parser(argparse.ArgumentParser):
         # argparse says "argument --epochs: invalid int value: 'abc'"; the option leads here.
         message = re.sub(r"^argument ", "", message)
         message = re.sub(r"invalid (\S+) value: ", r"invalid \1 value ", message)
+        if message.endswith("required: COMMAND"):  # "fmnist --bogus": the option is the mistake
+            unknown = [arg for arg in self._argv if arg.startswith("-") and arg not in ("--debug",)]
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)}; a COMMAND is required"
         # argparse reads "--seeds -1,2" as an option with no value: say how to write the value.
         missing = re.fullmatch(r"(-\S+): expected one argument", message)
         if missing:
@@ -922,7 +926,10 @@ def main(argv: list[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         if extra:  # said by the command they were given to, whose --help lists what it takes
             prog = f"fmnist {args.command}" if getattr(args, "command", None) else "fmnist"
-            parser.exit(2, usage_line(prog, f"unrecognized arguments: {' '.join(extra)}") + "\n")
+            message = f"unrecognized arguments: {' '.join(extra)}"
+            if "--debug" in extra:
+                message += f" (--debug goes before the command: fmnist --debug {args.command} ...)"
+            parser.exit(2, usage_line(prog, message) + "\n")
     except SystemExit as exc:  # --help, --version (0) and usage errors (2, already printed)
         return exc.code if isinstance(exc.code, int) else 2
     # A terminal without UTF-8 (LC_ALL=C) shows a "?" for a dash or a Greek letter of a table,

@@ -33,7 +33,7 @@ def discover(data_dir, *, fetch: bool, dataset: str):
         if fetch and dataset == "fashion-mnist":
             download(folder)
             return folder, "download", _sources.find_files(folder)[0], searched
-        problem = ("no such folder" if not folder.is_dir()
+        problem = ("a file, not a folder" if folder.is_file() else "no such folder" if not folder.is_dir()
                    else "missing " + ", ".join(f"{m}[.gz]" for m in missing))
         fix = f"point {label} at a folder holding the four MNIST-format files"
         if dataset == "fashion-mnist":
