@@ -6,6 +6,7 @@ import logging
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -361,3 +362,10 @@ def test_arrays_with_a_channel_axis_are_images_and_floats_of_0_to_255_get_a_hint
     np.testing.assert_array_equal(inputs[9].image, inputs[0].image)
     _, (failure,) = load_inputs([tmp_path / "floats.npy"])
     assert failure.reason.endswith("floats of 0..255: divide them by 255, or save them as uint8")
+
+
+def test_a_datasets_folder_stands_for_its_images_not_its_labels(tiny_dir):
+    # An MNIST-format folder: two image files (idx3) and two label files (idx1), which are no images.
+    inputs, failures = load_inputs([tiny_dir])
+    assert not failures and len(inputs) == 250
+    assert {Path(i.file).name for i in inputs} == {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"}

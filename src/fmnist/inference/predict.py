@@ -337,7 +337,8 @@ def load_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Input], list[F
             items.extend((str(f), f) for f in found)
         else:
             what = "this folder holds" if p.is_dir() else "this pattern matches"
-            items.append((str(p), f"{what} no images (PNG, JPEG, WebP, BMP, GIF, TIFF) or .npy arrays"))
+            items.append((str(p), f"{what} no images (PNG, JPEG, WebP, BMP, GIF, TIFF), .npy arrays or IDX "
+                                  "image files"))
 
     def read(item: Path | str) -> list[Input]:
         if isinstance(item, str):
@@ -347,7 +348,8 @@ def load_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Input], list[F
     return _gather(items, read)
 
 
-# What a folder's files are read as: the endings Pillow reads, arrays, IDX files.
+# What a folder's files are read as: the endings Pillow reads, arrays, IDX image files. A
+# dataset's folder also holds its labels (idx1-ubyte), which are no images: they are passed over.
 _FOLDER_ENDINGS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".npy", ".idx")
 
 
@@ -357,7 +359,7 @@ def _expand(path: Path) -> list[Path] | None:
 
     if path.is_dir():
         return sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")
-                      and (f.suffix.lower() in _FOLDER_ENDINGS or "ubyte" in f.name))
+                      and (f.suffix.lower() in _FOLDER_ENDINGS or "ubyte" in f.name) and "idx1-ubyte" not in f.name)
     if not path.exists() and any(c in path.name for c in "*?["):
         return sorted(Path(f) for f in glob.glob(str(path)) if Path(f).is_file())
     return None
