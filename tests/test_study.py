@@ -32,6 +32,7 @@ def test_reproduce_writes_table_json_and_runs(tiny_data, tmp_path):
     assert [r["ours"] for r in saved["rows"]] == [r["ours"] for r in rows]
     assert "t10k" in markdown
     assert markdown.startswith("# fmnist reproduce: the tutorial's study on other MNIST-format data")
+    assert "on Fashion-MNIST, not this data: they are no target here" in markdown and "same data" not in markdown
     # The linear run keeps the first of its 5 fold models, which saw 4/5 of every training image:
     # its run.json says so, and it has no split of them to be scored on.
     linear = tmp_path / "out" / "runs" / "sgd-logreg"
