@@ -103,6 +103,58 @@ def test_linear_parity(tmp_path, classes):
                                est.decision_function(images.reshape(40, -1) / 255).reshape(40, -1), rtol=1e-5)
 
 
+def _extreme_linear(classes: int = 10):
+    """A log-loss SGDClassifier barely regularised, so its weights are large: on a blank image
+    every decision is below -745 (every sigmoid underflows to 0 in float64), on the others far
+    below -37 for some (where onnxruntime's own float64 Sigmoid already returns 0)."""
+    from sklearn.linear_model import SGDClassifier
+
+    y = np.arange(200) % classes
+    x = learnable_images(y)
+    return SGDClassifier(loss="log_loss", alpha=1e-6, max_iter=20, tol=None, random_state=0).fit(
+        x.reshape(len(x), -1) / 255, y)
+
+
+@pytest.mark.parametrize("classes", [10, 2])
+def test_linear_probabilities_equal_scikit_learns_where_scores_are_extreme(tmp_path, classes):
+    from fmnist.export import _parity_images
+
+    est = _extreme_linear(classes)
+    images = np.concatenate([_parity_images((28, 28)), learnable_images(np.arange(20) % classes, seed=3) / 255])
+    features = images.reshape(len(images), -1).astype(np.float64)
+    top = est.decision_function(features).reshape(len(images), -1).max(1)
+    assert (top < -745).any() and ((top < -37) & (top > -745)).any()  # both regimes are checked
+    out = run_onnx(to_onnx(est, tmp_path / "lin.onnx"), images.astype(np.float32))["probabilities"]
+    expected = est.predict_proba(features)
+    assert not np.isnan(expected).any()
+    np.testing.assert_allclose(out, expected, atol=1e-6, rtol=0)
+
+
+def test_parity_check_includes_mostly_black_images(tmp_path):
+    """A graph that is right on uniform noise and wrong on what real images look like is refused:
+    here the export with onnxruntime's Sigmoid, which returns 0 below about -37, for a model whose
+    scores are about +400 on noise (every sigmoid is 1 either way) and -600 on a blank image."""
+    from onnx import helper
+    from sklearn.linear_model import SGDClassifier
+
+    from fmnist import export
+
+    y = np.arange(30) % 3
+    est = SGDClassifier(loss="log_loss", max_iter=3, tol=None).fit(np.random.default_rng(0).random((30, 784)), y)
+    est.coef_ = np.full((3, 784), 2.6)  # uniform noise sums to ~392 pixels
+    est.intercept_ = np.array([-600.0, -601.0, -602.0])
+    proto = export._linear_graph(est)
+    sigmoid_by_parts = {"minus", "odds_against", "one_plus", "positive"}
+    kept = [n for n in proto.graph.node if n.output[0] not in sigmoid_by_parts]
+    at = next(i for i, n in enumerate(kept) if n.output[0] == "logits") + 1
+    kept.insert(at, helper.make_node("Sigmoid", ["decision"], ["positive"]))
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
+    with pytest.raises(ModelError, match="differs from the model"):
+        export._check_parity(est, proto)
+    export._check_parity(est, export._linear_graph(est))  # the graph as exported passes
+
+
 def test_linear_without_probabilities_is_refused(tmp_path):
     from sklearn.linear_model import SGDClassifier
 

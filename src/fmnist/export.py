@@ -180,11 +180,15 @@ def _torch_graph(model: Network):
 
 
 def _linear_graph(model):
-    """A linear classifier as Reshape -> MatMul -> Add -> (Sigmoid, normalise), computed in float64.
+    """A linear classifier as Reshape -> MatMul -> Add -> (sigmoid, normalise), computed in float64.
 
     scikit-learn's multi-class log-loss ``SGDClassifier`` is one-vs-rest: its probabilities are
-    the sigmoid of each decision value divided by their sum (not a softmax). float64 inside
-    the graph keeps it equal to scikit-learn's float64 arithmetic.
+    the sigmoid of each decision value divided by their sum (not a softmax). The graph repeats
+    its arithmetic step for step, in float64 as it does: ``1 / (1 + exp(-decision))`` (scipy's
+    expit), and where every class's sigmoid underflows to 0 (decisions below about -745) the
+    uniform row scikit-learn puts there instead of 0 / 0. onnxruntime's own Sigmoid is not
+    used: in float64 it returns 0 below about -37, where expit is far from 0 (a real image's
+    decisions reach -400), and a row of such zeros would be 0 / 0.
     """
     _import_onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -197,23 +201,31 @@ def _linear_graph(model):
     k, n_features = coef.shape
     h, w = _linear_shape(n_features)
     inits = [numpy_helper.from_array(coef.T.copy(), "coef_t"), numpy_helper.from_array(intercept, "intercept"),
-             numpy_helper.from_array(np.array([-1, n_features], dtype=np.int64), "flat_shape")]
+             numpy_helper.from_array(np.array([-1, n_features], dtype=np.int64), "flat_shape"),
+             numpy_helper.from_array(np.array(1.0), "one")]
     nodes = [
         helper.make_node("Reshape", [INPUT, "flat_shape"], ["flat32"]),
         helper.make_node("Cast", ["flat32"], ["flat"], to=TensorProto.DOUBLE),
         helper.make_node("MatMul", ["flat", "coef_t"], ["scores"]),
         helper.make_node("Add", ["scores", "intercept"], ["decision"]),
         helper.make_node("Cast", ["decision"], [OUTPUTS[0]], to=TensorProto.FLOAT),
-        helper.make_node("Sigmoid", ["decision"], ["positive"]),
+        helper.make_node("Neg", ["decision"], ["minus"]),
+        helper.make_node("Exp", ["minus"], ["odds_against"]),
+        helper.make_node("Add", ["one", "odds_against"], ["one_plus"]),
+        helper.make_node("Div", ["one", "one_plus"], ["positive"]),
     ]
     if k == 1:  # binary: one score; P(class 1) = sigmoid, P(class 0) = 1 - sigmoid
-        inits.append(numpy_helper.from_array(np.array(1.0), "one"))
         nodes += [helper.make_node("Sub", ["one", "positive"], ["negative"]),
                   helper.make_node("Concat", ["negative", "positive"], ["proba64"], axis=1)]
     else:
-        inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "class_axis"))
+        inits += [numpy_helper.from_array(np.array([1], dtype=np.int64), "class_axis"),
+                  numpy_helper.from_array(np.array(0.0), "zero"),
+                  numpy_helper.from_array(np.array(float(k)), "n_classes")]
         nodes += [helper.make_node("ReduceSum", ["positive", "class_axis"], ["total"], keepdims=1),
-                  helper.make_node("Div", ["positive", "total"], ["proba64"])]
+                  helper.make_node("Equal", ["total", "zero"], ["all_zero"]),
+                  helper.make_node("Where", ["all_zero", "one", "positive"], ["numerator"]),
+                  helper.make_node("Where", ["all_zero", "n_classes", "total"], ["denominator"]),
+                  helper.make_node("Div", ["numerator", "denominator"], ["proba64"])]
     nodes.append(helper.make_node("Cast", ["proba64"], [OUTPUTS[1]], to=TensorProto.FLOAT))
     n_classes = 2 if k == 1 else k
     graph = helper.make_graph(
@@ -232,19 +244,40 @@ def _our_probabilities(model, images: np.ndarray) -> np.ndarray:
     return predict_proba(model, images)
 
 
+def _parity_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """float32 (N, *shape) in [0, 1]: what the export is checked on.
+
+    Uniform noise alone keeps every pixel near 0.5 and a model's scores moderate; real images
+    are mostly black with a bright garment, and drive scores to extremes (a linear model's
+    decisions reach -400 on them) where a graph's arithmetic can fail while noise passes. So
+    beside the noise: a blank image, a white one, and bright textured shapes of random size and
+    place on black, as a garment or a digit looks to the model.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    shapes = []
+    for i in range(12):
+        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+        ry, rx = rng.uniform(0.15, 0.45) * h, rng.uniform(0.15, 0.45) * w
+        inside = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1 if i % 2
+                  else (np.abs(rows - cy) <= ry) & (np.abs(cols - cx) <= rx))
+        shapes.append(np.where(inside, rng.uniform(0.5, 1.0) * (1 - 0.4 * rng.random((h, w))), 0.0))
+    noise = rng.random((7, h, w))
+    return np.concatenate([noise, np.zeros((1, h, w)), np.ones((1, h, w)), shapes]).astype(np.float32)
+
+
 def _check_parity(model, proto) -> None:
     try:
         import onnxruntime as ort
     except ImportError:
         return  # nothing to check with; the graph already passed onnx.checker
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    shape = session.get_inputs()[0].shape[1:]
-    images = np.random.default_rng(0).random((7, *shape), dtype=np.float32)
+    images = _parity_images(tuple(session.get_inputs()[0].shape[1:]))
     _, proba = session.run(None, {INPUT: images})
     ours = _our_probabilities(model, images)
-    # Where every one-vs-rest score underflows, scikit-learn divides 0 by 0 too: equal NaNs agree.
-    diff = np.where(np.isnan(proba) & np.isnan(ours), 0.0, np.abs(proba - ours))
-    gap = float(diff.max())
+    # A NaN on either side is a difference (max ignores nothing: NaN fails the comparison below).
+    gap = float(np.abs(proba - ours).max())
     if not gap <= PARITY_TOLERANCE:
         raise ModelError(f"the exported ONNX graph differs from the model by {gap:.2e} (> {PARITY_TOLERANCE}); "
                          "this is a bug in the export, please report it")
