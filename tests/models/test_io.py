@@ -195,6 +195,8 @@ def test_nan_sklearn_weights_are_refused(tmp_path):
 @pytest.mark.parametrize("change, match", [
     (lambda a, meta: a.update(coef_=a["coef_"][:, :100].copy()), "coef_ has 100 features; a model of 28x28"),
     (lambda a, meta: a.update(classes_=a["classes_"][::-1].copy()), "classes_ must be distinct numbers in increasing"),
+    (lambda a, meta: a.update(classes_=a["classes_"][::-1].astype(np.uint8)),
+     "classes_ must be distinct numbers in increasing"),  # np.diff of uint8 [2, 1, 0] wraps to [255, 255]
     (lambda a, meta: meta["params"].update(loss="hinge"), "loss 'hinge' gives no probabilities"),
 ])
 def test_a_tampered_linear_model_is_refused_on_load_not_at_prediction(tmp_path, change, match):

@@ -427,9 +427,10 @@ def _load_estimator(meta: dict[str, Any], header: dict[str, Any], weights: Path)
     _check_finite(weights, {"coef_": coef, "intercept_": intercept})
     if coef.shape[1] != 28 * 28:
         raise ModelError(f"{weights}: coef_ has {coef.shape[1]} features; a model of 28x28 images has 784")
-    if classes.dtype.kind not in "iuf" or (len(classes) > 1 and not (np.diff(classes) > 0).all()):
+    if classes.dtype.kind not in "iuf" or not (classes[1:] > classes[:-1]).all():
         # scikit-learn's classes_ are np.unique(labels), sorted, and the probability columns
-        # follow them in that order.
+        # follow them in that order. Neighbours are compared, not subtracted: np.diff of
+        # unsigned labels wraps around (uint8 [9, 8] gives [255], which looks increasing).
         raise ModelError(f"{weights}: classes_ must be distinct numbers in increasing order, "
                          f"got {classes.tolist()[:12]}")
     names = meta.get("class_names")
