@@ -211,6 +211,15 @@ def test_parity_check_catches_a_wrong_graph(monkeypatch, tmp_path):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+def test_a_model_whose_outputs_are_not_numbers_is_not_exported(tmp_path):
+    """NaN on both sides is no agreement: the export is refused, with the model's fault named."""
+    from tests.evaluation.test_metrics import _overflowing
+
+    with pytest.raises(ModelError, match=r"outputs are not numbers \(NaN\) for \d+ of \d+ images"):
+        to_onnx(_overflowing(), tmp_path / "nan.onnx")
+    assert not (tmp_path / "nan.onnx").exists()
+
+
 def test_fitted_estimator_exports_with_its_labels(tmp_path):
     import onnx
 

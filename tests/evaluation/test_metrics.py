@@ -135,3 +135,27 @@ def test_a_scikit_learn_models_accuracy_is_that_of_its_own_predict():
     net = create_model("softmax")
     proba, predicted = predictions(net, x)
     assert np.array_equal(predicted, proba.argmax(1))
+
+
+def _overflowing() -> torch.nn.Module:
+    """Finite weights (1e37) that overflow float32 (3.4e38 at most) on any image with a few lit
+    pixels: +inf logits, whose softmax is NaN; a blank image scores 0 for every class."""
+    model = create_model("flatten,dense:10").eval()
+    with torch.no_grad():
+        model.layers[-1].weight.fill_(1e37)
+        model.layers[-1].bias.zero_()
+    return model
+
+
+def test_outputs_that_are_not_numbers_are_refused_never_returned():
+    from fmnist.errors import ModelError
+    from fmnist.evaluation.metrics import predictions
+
+    model = _overflowing()
+    images = np.concatenate([np.zeros((3, 28, 28), np.uint8), X[:5]])
+    for use in (lambda: evaluate(model, images, Y[:8]), lambda: predict_proba(model, images),
+                lambda: predictions(model, images)):
+        with pytest.raises(ModelError, match=r"^the model's outputs are not numbers \(NaN\) for 5 of 8 images: "
+                                             r"its weights overflow"):
+            use()
+    assert np.isfinite(predict_proba(model, images[:3])).all()  # blank images are scored as before

@@ -192,6 +192,27 @@ def test_nan_sklearn_weights_are_refused(tmp_path):
     _refused(folder, "NaN or infinite")
 
 
+def test_finite_weights_that_overflow_are_refused_on_load(saved, tmp_path, capsys):
+    """Weights all 3e38 are finite, so every check of the files passes; the outputs are NaN."""
+    from fmnist.cli.main import main
+
+    model = load_model(saved)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3e38)
+    huge = save_model(model, tmp_path / "huge", class_names=fmnist.CLASS_NAMES)
+    msg = _refused(huge, r"its outputs are not numbers \(NaN\) for 4 of 4 images tried on loading")
+    assert msg.startswith(f"{huge}: ") and "weights overflow" in msg
+    png = tmp_path / "one.png"
+    from PIL import Image
+
+    Image.fromarray(learnable_images(np.array([3]))[0]).save(png)
+    capsys.readouterr()
+    assert main(["predict", str(huge), str(png), "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert "NaN" not in out and err.count("\n") == 1 and "not numbers (NaN)" in err
+
+
 @pytest.mark.parametrize("change, match", [
     (lambda a, meta: a.update(coef_=a["coef_"][:, :100].copy()), "coef_ has 100 features; a model of 28x28"),
     (lambda a, meta: a.update(classes_=a["classes_"][::-1].copy()), "classes_ must be distinct numbers in increasing"),

@@ -444,3 +444,11 @@ def test_settings_refuse_nonsense():
         Settings(max_upload=0)
     with pytest.raises(UsageError, match="--queue-size"):
         Settings(queue_size=-1)
+
+
+def test_a_model_whose_outputs_are_not_numbers_is_a_500_saying_so(served):
+    from tests.evaluation.test_metrics import _overflowing
+
+    r = post(create_app(_overflowing()), [("p.jpg", jpeg(7), "image/jpeg")])
+    assert r.status_code == 500, r.text
+    assert "outputs are not numbers (NaN) for 1 of 1 images" in r.json()["error"] and "NaN," not in r.text

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fmnist.errors import DataError, UsageError
+from fmnist.errors import DataError, ModelError, UsageError
 
 # Keras clips probabilities to [1e-7, 1 - 1e-7] before the log: one confident mistake then
 # costs at most -log(1e-7) ~ 16.1 instead of infinity, and a certain right answer 1e-7, never a
@@ -151,21 +151,45 @@ def predict_log_proba(model, images: np.ndarray) -> np.ndarray:
     A scikit-learn model is given the images as fmnist trains its own: flattened, integer
     pixels scaled to [0, 1] (:func:`as_features`). Floats are given as they are: a model fitted
     on raw 0..255 pixels (a Pipeline with its own scaler) is given ``images.astype(float)``.
+    Outputs that are not numbers are refused (:func:`check_numbers`).
     """
     return _log_proba(model, check_images(images, model))[0]
 
 
-def _log_proba(model, images: np.ndarray, *, classes: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Log probabilities of checked images; with ``classes``, also a scikit-learn model's own
-    prediction for each image, as its probability columns (None for a network: the argmax)."""
+def check_numbers(log_proba: np.ndarray | torch.Tensor, source: str | None = None, images: str = "images") -> None:
+    """Refuse (:class:`ModelError`) log probabilities (N, C) with a NaN in any row.
+
+    Finite weights can still overflow (weights near float32's limit give inf - inf in the first
+    layer): a NaN would be written as a probability into JSON (which has no NaN) and read as a
+    prediction of class 0. ``source`` names the model (its folder) where it is known; ``images``
+    says what the rows were.
+    """
+    nan = torch.isnan(log_proba).any(1) if isinstance(log_proba, torch.Tensor) else np.isnan(log_proba).any(1)
+    n = int(nan.sum())
+    if n:
+        whose = f"{source}: its" if source else "the model's"
+        raise ModelError(f"{whose} outputs are not numbers (NaN) for {n} of {len(nan)} {images}: its weights "
+                         "overflow or are damaged; retrain the model or use an earlier checkpoint")
+
+
+def _log_proba(model, images: np.ndarray, *, classes: bool = False,
+               check: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Log probabilities of checked images (:func:`check_numbers` unless not ``check``); with
+    ``classes``, also a scikit-learn model's own prediction for each image, as its probability
+    columns (None for a network: the argmax)."""
     if isinstance(model, nn.Module):
         device = next(model.parameters()).device
-        return log_proba_tensors(model, images_to_tensor(images, device)).cpu().numpy(), None
+        log_proba = log_proba_tensors(model, images_to_tensor(images, device)).cpu().numpy()
+        if check:
+            check_numbers(log_proba)
+        return log_proba, None
     if not hasattr(model, "predict_log_proba"):
         raise UsageError(f"cannot evaluate a {type(model).__name__}: it has no predict_log_proba")
     features = as_features(images)
     with np.errstate(divide="ignore"):
         log_proba = model.predict_log_proba(features)
+    if check:
+        check_numbers(log_proba)
     if not classes:
         return log_proba, None
     # Its predict is its decision: a one-vs-rest model's probabilities tie where they saturate
@@ -200,6 +224,7 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     if isinstance(model, nn.Module):
         device = next(model.parameters()).device
         log_proba, labels_t = log_proba_tensors(model, images_to_tensor(images, device)), labels_t.to(device)
+        check_numbers(log_proba)
     else:
         log_proba, predicted = _log_proba(model, images, classes=True)
         log_proba, predicted = torch.from_numpy(np.asarray(log_proba)), torch.from_numpy(predicted)

@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from fmnist.errors import UsageError
+from fmnist.errors import ModelError, UsageError
 from fmnist.serve._batch import Batcher
 from fmnist.serve._limits import BodyLimit, MemoryMultiPartParser, SecurityHeaders
 
@@ -154,7 +154,8 @@ class HealthOut(BaseModel):
 
 _ERRORS = {code: {"model": ErrorOut, "description": what} for code, what in (
     (400, "not a multipart upload with a 'file' field"), (413, "upload over the size limit"),
-    (422, "no file was a usable image"), (503, "too busy: try again shortly"))}
+    (422, "no file was a usable image"), (500, "the model's outputs are not numbers (its weights overflow)"),
+    (503, "too busy: try again shortly"))}
 
 
 def _clean_name(name: str | None) -> str:
@@ -271,7 +272,10 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
                 return JSONResponse({"error": f"no usable image: {first['file']}: {first['error']}{more}",
                                      "errors": errors}, status_code=422)
             k = min(top_k or settings.top_k, len(served.class_names))
-            predictions = await batcher.predict(inputs, k)
+            try:
+                predictions = await batcher.predict(inputs, k)
+            except ModelError as exc:  # outputs that are not numbers: the model, not the upload, is at fault
+                return JSONResponse({"error": str(exc), "errors": errors}, status_code=500)
         records = []
         for p in predictions:
             record = p.to_dict()
