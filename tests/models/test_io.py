@@ -243,6 +243,7 @@ def test_a_tampered_linear_model_is_refused_on_load_not_at_prediction(tmp_path, 
     ("family", "jax", "unknown model family"),
     ("class_names", ["a", "b"], "2 class names for a model with 10 outputs"),
     ("class_names", "abc", "class_names must be a list"),
+    ("name", {"x": 1}, "name must be a string, got dict"),
 ])
 def test_model_json_fields_are_checked(saved, field, value, match):
     meta = json.loads((saved / MODEL_JSON).read_text())
@@ -289,8 +290,15 @@ def test_weights_that_are_a_folder_are_refused(saved):
 
 
 @pytest.mark.parametrize("mutate, match", [
-    # a billion units: refused by comparing shapes, without allocating 3 GB first
-    (lambda spec: spec["layers"][1].update(units=10**9), r"needs \(1000000000, 784\)"),
+    # the most units a layer may have: refused by comparing shapes, without allocating them first
+    (lambda spec: spec["layers"][1].update(units=2**16), r"needs \(65536, 784\)"),
+    # sizes past any network's: refused before torch is asked to build them (it overflows or hangs)
+    (lambda spec: spec["layers"][1].update(units=10**30), "units must be at most 65,536, got a number of about 31"),
+    (lambda spec: spec.update(num_classes=10**30), "num_classes must be from 1 to 65,536"),
+    (lambda spec: spec["layers"].insert(0, {"type": "conv", "filters": 10**9, "kernel": 3}),
+     "filters must be at most 65,536, got 1,000,000,000"),
+    (lambda spec: spec.update(layers=[{"type": "flatten"}] * 360_000 + spec["layers"]),
+     "360,003 layers; a model has at most 1,000"),
     (lambda spec: spec.update(input_shape=[-3, 28]), "input_shape must be"),
     (lambda spec: spec.update(input_shape=[784]), "input_shape must be"),
     (lambda spec: spec.update(layers="flatten"), "malformed"),
@@ -301,6 +309,20 @@ def test_forged_spec_is_refused(saved, mutate, match):
     mutate(meta["spec"])
     (saved / MODEL_JSON).write_text(json.dumps(meta))
     _refused(saved, match)
+
+
+def test_an_image_size_past_any_models_is_refused_where_the_weights_do_not_depend_on_it(tmp_path):
+    """The weights of conv + global pooling fit any image size: only the bound stops a 10^10-pixel
+    input, which export and serve would try to allocate."""
+    folder = save_model(create_model("conv:4:3,globalavgpool,dense:10"), tmp_path / "m")
+    meta = json.loads((folder / MODEL_JSON).read_text())
+    meta["spec"]["input_shape"] = [100_000, 100_000]
+    (folder / MODEL_JSON).write_text(json.dumps(meta))
+    msg = _refused(folder, r"input_shape 100,000 x 100,000: an image has at most 1,048,576 pixels")
+    assert msg.startswith(str(folder / MODEL_JSON))
+    meta["spec"]["input_shape"] = [1, 5000]  # a NetClassifier reads 5,000 features as a 1 x 5,000 image
+    (folder / MODEL_JSON).write_text(json.dumps(meta))
+    assert load_model(folder).spec.input_shape == (1, 5000)
 
 
 def test_spec_that_is_not_an_object_is_refused(saved):

@@ -305,6 +305,8 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
                          f"{MODEL_FORMAT_VERSION}); upgrade fmnist")
     if meta.get("family") not in ("torch", "sklearn"):
         raise ModelError(f"{where}: unknown model family {meta.get('family')!r}; expected 'torch' or 'sklearn'")
+    if not isinstance(meta.get("name", ""), str):  # printed, served and written into exports as text
+        raise ModelError(f"{where}: name must be a string, got {type(meta['name']).__name__}")
     names = meta.get("class_names")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
         raise ModelError(f"{where}: class_names must be a list of strings")

@@ -46,6 +46,15 @@ _LAYER_FIELDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "activation": (("activation",), {}),
 }
 _INT_FIELDS = {"units", "filters", "kernel", "size"}
+# Bounds far beyond any network fmnist builds (28 x 28 images; a NetClassifier reads other
+# small images, or a row of features as a 1 x N image): a forged model.json must not make us
+# build a network whose sizes overflow torch's integers, take a minute and gigabytes to set up
+# (360,000 layers), or allocate tens of gigabytes for one image (100,000 x 100,000 pixels, on
+# layers whose weights do not depend on the image's size).
+MAX_PIXELS = 2**20  # per image: 1024 x 1024
+MAX_WIDTH = 2**16  # units, filters and classes
+MAX_LAYERS = 1000
+_MAX_FIELD = {"units": MAX_WIDTH, "filters": MAX_WIDTH, "kernel": 1024, "size": 1024}
 # The layers that convolve, and all those that need an image (channels, height, width) input.
 CONV_LAYERS = ("conv", "residual")
 IMAGE_LAYERS = (*CONV_LAYERS, "maxpool", "avgpool", "globalavgpool")
@@ -80,6 +89,9 @@ def _normalise_layer(layer: dict[str, Any]) -> dict[str, Any]:
             value = whole
             if value < 1:
                 raise ModelError(f"layer {kind!r}: {field} must be at least 1, got {value}")
+            if value > _MAX_FIELD[field]:
+                raise ModelError(f"layer {kind!r}: {field} must be at most {_MAX_FIELD[field]:,}, got "
+                                 f"{_number(value)}")
         elif field == "rate":
             try:
                 value = float(value)
@@ -105,6 +117,13 @@ def _normalise_layer(layer: dict[str, Any]) -> dict[str, Any]:
         raise ModelError(f"layer 'residual': kernel must be odd (the output keeps the input's size), "
                          f"got {out['kernel']}")
     return out
+
+
+def _number(value: Any) -> str:
+    """A number as a message shows it: a forged 4,000-digit int as its length."""
+    if isinstance(value, int) and value.bit_length() > 64:  # str() of 4,300+ digits raises
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return f"{value:,}" if isinstance(value, int) else repr(value)
 
 
 def _whole_number(value: Any) -> int | None:
@@ -191,11 +210,18 @@ class ModelSpec:
     tta: str | None = None
 
     def __post_init__(self):
+        if len(self.layers) > MAX_LAYERS:
+            raise ModelError(f"{len(self.layers):,} layers; a model has at most {MAX_LAYERS:,}")
         layers = tuple(_normalise_layer(dict(layer)) for layer in self.layers)
         if not layers:
             raise ModelError("a model needs at least one layer")
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        if math.prod(self.input_shape) > MAX_PIXELS:
+            h, w = (_number(s) for s in self.input_shape)
+            raise ModelError(f"input_shape {h} x {w}: an image has at most {MAX_PIXELS:,} pixels (1024 x 1024)")
+        if not 1 <= self.num_classes <= MAX_WIDTH:
+            raise ModelError(f"num_classes must be from 1 to {MAX_WIDTH:,}, got {_number(self.num_classes)}")
         if self.tta not in TTA:
             raise ModelError(f"unknown test-time augmentation {self.tta!r}; known: {', '.join(map(str, TTA))}")
         if layers[-1]["type"] != "dense" or layers[-1]["units"] != self.num_classes:
