@@ -262,6 +262,21 @@ def test_model_json_nested_past_the_parsers_stack_is_refused(saved):
     _refused(saved, "not a readable")
 
 
+def test_a_number_past_pythons_digit_limit_is_refused_in_one_line(saved):
+    (saved / MODEL_JSON).write_text((saved / MODEL_JSON).read_text().replace(
+        '"format_version": 1', '"format_version": ' + "1" * 5000))
+    _refused(saved, "model.json: not a readable .* a number of more than 4,300 digits")
+
+
+def test_a_header_number_past_pythons_digit_limit_is_refused_in_one_line(saved):
+    raw = (saved / WEIGHTS).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = raw[8:8 + n].decode().rstrip()
+    header = header[:-1] + ', "__metadata__": {"x": ' + "9" * 5000 + "}}"
+    (saved / WEIGHTS).write_bytes(struct.pack("<Q", len(header)) + header.encode() + raw[8 + n:])
+    _refused(saved, "weights.safetensors: header holds a number of more than 4,300 digits")
+
+
 def test_missing_weights_is_refused(saved):
     (saved / WEIGHTS).unlink()
     _refused(saved, "missing; the model folder is incomplete")

@@ -61,6 +61,9 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         # RecursionError: JSON nested deeper than the parser's stack, as only a forged file is.
         raise ModelError(f"{path}: not a readable {what} ({exc})") from None
+    except ValueError:  # Python reads no int of more than 4,300 digits (its advice is not for a user)
+        raise ModelError(f"{path}: not a readable {what} (it holds a number of more than 4,300 digits, as "
+                         "only a damaged or forged file does)") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: not a {what} (expected a JSON object)")
     return data
@@ -372,6 +375,9 @@ def read_safetensors_header(weights: Path) -> dict[str, Any]:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ModelError(f"{weights}: header is not JSON; not a safetensors file") from None
+    except ValueError:  # an int of more than 4,300 digits, which Python refuses to read
+        raise ModelError(f"{weights}: header holds a number of more than 4,300 digits; not a safetensors "
+                         "file fmnist wrote") from None
     if not isinstance(header, dict):
         raise ModelError(f"{weights}: header is not a JSON object; not a safetensors file")
     data_bytes, covered = size - 8 - n, 0
