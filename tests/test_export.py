@@ -183,6 +183,20 @@ def test_export_run_via_cli(tmp_path, tiny_dir, capsys):
     assert main(["export", str(tmp_path / "nowhere"), "--onnx"]) == 1
 
 
+@pytest.mark.parametrize("name", ["model.json", "model.textproto", "model.onnxtxt", "model.ort"])
+def test_any_out_name_is_written_and_read_as_onnx(tmp_path, capsys, name):
+    """onnx and onnxruntime guess a format from the extension; what we write is always protobuf."""
+    from fmnist.cli.main import main
+
+    folder = fmnist.save_model(_trained(SPECS[0]), tmp_path / "m")
+    out = tmp_path / "ext" / name
+    assert main(["export", str(folder), "--onnx", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert "pixels / 255" in capsys.readouterr().out  # the interface, read back from the file
+    images = learnable_images(np.arange(4) % 10)
+    np.testing.assert_allclose(run_onnx(out, images)["probabilities"], predict_proba(fmnist.load_model(folder), images),
+                               atol=1e-5)
+
+
 def test_export_run_function(tmp_path):
     folder = fmnist.save_model(_trained(SPECS[0]), tmp_path / "m", name="mine", class_names=fmnist.CLASS_NAMES)
     path = export_run(folder)

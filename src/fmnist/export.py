@@ -92,7 +92,9 @@ def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | li
     if check:
         _check_parity(model, proto)
     path = Path(path)
-    atomic_write(path, lambda tmp: onnx.save_model(proto, str(tmp)))
+    # The format is named: onnx guesses it from the file's extension, and would write (and
+    # read back) an --out of model.json or .textproto as text.
+    atomic_write(path, lambda tmp: onnx.save_model(proto, str(tmp), format="protobuf"))
     return path
 
 
@@ -124,7 +126,7 @@ def _linear_shape(n_features: int) -> tuple[int, int]:
 def interface(path: str | os.PathLike) -> dict[str, str]:
     """An exported file's ``{"input", "outputs"}`` descriptions, as its metadata records them."""
     onnx = _import_onnx()
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    props = {p.key: p.value for p in onnx.load(str(path), format="protobuf", load_external_data=False).metadata_props}
     return {k: props.get(k, "?") for k in ("input", "outputs")}
 
 
@@ -287,7 +289,8 @@ def run_onnx(path: str | os.PathLike, images: np.ndarray) -> dict[str, Any]:
     """Run an exported file with onnxruntime on uint8 (N, 28, 28) images: ``{"logits", "probabilities"}``."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # Bytes, not the path: onnxruntime reads a file named *.ort as its own format.
+    session = ort.InferenceSession(Path(path).read_bytes(), providers=["CPUExecutionProvider"])
     x = np.asarray(images)
     x = x.astype(np.float32) / 255 if x.dtype == np.uint8 else x.astype(np.float32)
     return dict(zip(OUTPUTS, session.run(None, {INPUT: x})))
