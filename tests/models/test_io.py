@@ -301,7 +301,22 @@ def test_missing_path_is_refused(tmp_path):
 def test_weights_that_are_a_folder_are_refused(saved):
     (saved / WEIGHTS).unlink()
     (saved / WEIGHTS).mkdir()
-    _refused(saved, "missing")
+    _refused(saved, r"weights.safetensors: not a regular file \(a folder\)")
+
+
+@pytest.mark.parametrize("name", [MODEL_JSON, WEIGHTS])
+@pytest.mark.parametrize("make, kind", [
+    (lambda p: p.symlink_to("/dev/zero"), "a device"),  # reading it would never end
+    (lambda p: __import__("os").mkfifo(p), "a named pipe"),  # nor would opening it
+    (lambda p: p.symlink_to(p), "a link that cannot be followed"),
+    (lambda p: p.symlink_to(p.parent / "elsewhere"), "a link to nothing"),
+])
+def test_a_model_file_that_is_not_a_regular_file_is_named_so(saved, name, make, kind):
+    (saved / name).unlink()
+    make(saved / name)
+    for given in (saved, saved / name):
+        msg = _refused(given, f"not a regular file \\({kind}")
+        assert msg.startswith(f"{saved / name}: ") and "missing" not in msg
 
 
 @pytest.mark.parametrize("mutate, match", [

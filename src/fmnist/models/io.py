@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -259,18 +260,22 @@ def _check_outputs(model, folder: Path) -> None:
 
 def _model_folder(path: Path) -> Path:
     """The folder holding model.json, or a one-line refusal saying what ``path`` is instead."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise ModelError(f"{path}: no such file or folder; pass a model folder (model.json + {WEIGHTS}) "
                          "or a run folder written by 'fmnist train'")
-    if path.is_file():
-        if path.name in (MODEL_JSON, WEIGHTS):
-            return path.parent
+    if path.name in (MODEL_JSON, WEIGHTS) and not path.is_dir():
+        path = path.parent
+    elif path.is_file():
         if path.suffix.lower() in _PICKLE_SUFFIXES or _sniff(path):
             raise ModelError(f"{path}: a pickle-based model file; fmnist never loads those (unpickling can run "
                              f"code). Load a folder with model.json + {WEIGHTS} instead")
         if path.suffix.lower() == ".onnx":
             raise ModelError(f"{path}: an ONNX export; run it with onnxruntime, or load the run folder it came from")
         raise ModelError(f"{path}: not an fmnist model; pass the folder holding model.json and {WEIGHTS}")
+    elif not path.is_dir():
+        raise ModelError(f"{path}: neither a folder nor a regular file; pass a model folder (model.json + "
+                         f"{WEIGHTS}) or a run folder written by 'fmnist train'")
+    _check_regular(path)
     if not (path / MODEL_JSON).is_file():
         if (path / WEIGHTS).exists():
             raise ModelError(f"{path / MODEL_JSON}: missing, so the weights cannot be interpreted; the model "
@@ -278,6 +283,28 @@ def _model_folder(path: Path) -> Path:
         raise ModelError(f"{path}: not an fmnist model folder (no {MODEL_JSON}); pass a folder written by "
                          "fmnist.save_model or 'fmnist train'")
     return path
+
+
+def _check_regular(folder: Path) -> None:
+    """Refuse a model.json or weights file that is there but is no plain file (a device such as
+    /dev/zero, a FIFO, a folder, a link to itself or to nothing), before anything opens it:
+    reading /dev/zero or a FIFO would never end."""
+    for path in (folder / MODEL_JSON, folder / WEIGHTS):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            if not path.is_symlink():
+                continue  # absent: the callers say what is missing
+            kind = "a link to nothing"
+        except OSError as exc:  # a link loop: "Too many levels of symbolic links"
+            kind = f"a link that cannot be followed: {exc.strerror}"
+        else:
+            if stat.S_ISREG(mode):
+                continue
+            kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+        raise ModelError(f"{path}: not a regular file ({kind}); a model folder holds {MODEL_JSON} and {WEIGHTS} "
+                         "as plain files (copy the files themselves there)")
 
 
 def _sniff(path: Path) -> str | None:
@@ -293,6 +320,7 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
     """The checked contents of a model folder's ``model.json`` (format, family, spec, class names)."""
     folder = Path(path)
     where = folder / MODEL_JSON
+    _check_regular(folder)
     if where.is_file() and where.stat().st_size > _MAX_HEADER_BYTES:
         raise ModelError(f"{where}: {where.stat().st_size:,} bytes, far larger than any model description; "
                          "not an fmnist model.json")
