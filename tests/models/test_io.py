@@ -423,6 +423,28 @@ def test_a_failed_replacement_leaves_the_saved_model_whole(saved, monkeypatch):
     assert load_model(saved).spec.layers == _trained(SPECS[0]).spec.layers
 
 
+@pytest.mark.parametrize("family", ["torch", "sklearn"])
+def test_a_full_disk_is_the_os_error_it_is_and_the_saved_model_stays(saved, monkeypatch, family):
+    from safetensors import SafetensorError
+    from sklearn.linear_model import SGDClassifier
+
+    from fmnist.models import io
+
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+
+    def disk_full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\x00" * 10)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(io, "save_torch" if family == "torch" else "save_numpy", disk_full)
+    model = create_model("flatten,dense:10") if family == "torch" else SGDClassifier(
+        loss="log_loss", max_iter=3, tol=None).fit(np.random.default_rng(0).random((30, 784)), np.arange(30) % 3)
+    with pytest.raises(OSError) as info:
+        save_model(model, saved, overwrite=True)
+    assert info.value.errno == 28 and info.value.filename == str(saved / WEIGHTS)
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+
+
 @pytest.mark.parametrize("make, match", [
     (lambda X, y: __import__("sklearn.linear_model").linear_model.SGDClassifier(loss="hinge", max_iter=5).fit(X, y),
      r"its loss 'hinge' gives no probabilities"),

@@ -63,6 +63,35 @@ def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]  # no temporary left behind
 
 
+def _disk_full(tensors, filename, metadata=None):
+    """safetensors' save_file on a full disk: part of the file written, then its own error type."""
+    from safetensors import SafetensorError
+
+    with open(filename, "wb") as f:
+        f.write(b"\x00" * 10)
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+def test_a_full_disk_is_the_os_error_it_is_naming_the_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
+    monkeypatch.setattr(ckpt_mod, "save_file", _disk_full)
+    with pytest.raises(OSError) as info:
+        save_checkpoint(path, {"epoch": 2, "w": torch.zeros(3)})
+    assert info.value.errno == 28 and info.value.filename == str(path)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]
+
+
+def test_cli_reports_a_full_disk_in_one_line(tiny_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ckpt_mod, "save_file", _disk_full)
+    code = main(["train", "flatten,dense:8:relu,dense:10", "--epochs", "1", "--quiet", "--data-dir", str(tiny_dir),
+                 "--dataset", "custom", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert err.startswith(f"fmnist: error: {tmp_path / 'r' / 'checkpoint.safetensors'}: No space left on device")
+
+
 def test_foreign_or_corrupt_checkpoints_are_refused(tmp_path):
     bad = tmp_path / "checkpoint.safetensors"
     bad.write_bytes(b"not a safetensors file")

@@ -53,6 +53,24 @@ _FOREIGN_MAGIC = {b"\x80": "a pickle file", b"PK\x03\x04": "a zip archive (torch
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".h5", ".keras")
 
 
+def write_safetensors(save, tensors: dict[str, Any], tmp: Path, path: Path, metadata: dict[str, str]) -> None:
+    """``save(tensors, tmp, metadata=metadata)`` (safetensors' ``save_file``), a failed write raised
+    as the OSError it is, naming ``path``, the file being written.
+
+    safetensors reports a full disk as ``SafetensorError: Error while serializing: I/O error: No
+    space left on device (os error 28)``, which is no OSError: whoever handles a failed write
+    (the command line says which file, in one line) would see a bug's traceback instead.
+    """
+    try:
+        save(tensors, str(tmp), metadata=metadata)
+    except SafetensorError as exc:
+        code = re.search(r"I/O error: .*\(os error (\d+)\)", str(exc))
+        if code is None:  # not the disk: a bug in what was given to save
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), str(path)) from None
+
+
 def read_json(path: Path, what: str) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -110,14 +128,14 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
         def save_weights(tmp: Path) -> None:
-            save_torch(state, str(tmp), metadata={"format": MODEL_FORMAT})
+            write_safetensors(save_torch, state, tmp, folder / WEIGHTS, {"format": MODEL_FORMAT})
     elif all(hasattr(model, a) for a in _LINEAR_ARRAYS):
         _check_loadable_linear(model)
         meta.update(family="sklearn", estimator=type(model).__name__, params=_json_params(model.get_params()))
         arrays = {a: np.ascontiguousarray(getattr(model, a)) for a in _LINEAR_ARRAYS}
 
         def save_weights(tmp: Path) -> None:
-            save_numpy(arrays, str(tmp), metadata={"format": MODEL_FORMAT})
+            write_safetensors(save_numpy, arrays, tmp, folder / WEIGHTS, {"format": MODEL_FORMAT})
     else:
         raise ModelError(f"cannot save a {type(model).__name__}: only fmnist networks and fitted linear models")
     try:

@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 from fmnist._files import atomic_write
 from fmnist.errors import TrainingError
+from fmnist.models.io import write_safetensors
 
 CHECKPOINT_FORMAT = "fmnist-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -70,7 +71,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     header = encode(state, "s", tensors)
     metadata = {"format": CHECKPOINT_FORMAT, "format_version": str(CHECKPOINT_FORMAT_VERSION),
                 "fmnist": json.dumps(header), "tensors_sha256": _digest(tensors)}
-    return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    path = Path(path)
+    return atomic_write(path, lambda tmp: write_safetensors(save_file, tensors, tmp, path, metadata))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
