@@ -197,6 +197,24 @@ def test_any_out_name_is_written_and_read_as_onnx(tmp_path, capsys, name):
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["run.json", "model.json", "weights.safetensors", "checkpoint.safetensors",
+                                  "metrics.json", "history.json"])
+def test_out_never_replaces_one_of_the_runs_own_files(tmp_path, capsys, name):
+    from fmnist.cli.main import main
+
+    run = fmnist.save_model(_trained(SPECS[0]), tmp_path / "run")
+    for file in ("run.json", "checkpoint.safetensors", "metrics.json", "history.json"):
+        (run / file).write_text("{}")  # the run's other files, as train writes them
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for given in (run, run / "model.json"):
+        for out in (run / name, tmp_path / "elsewhere" / ".." / "run" / name):
+            assert main(["export", str(given), "--onnx", "--out", str(out), "--overwrite"]) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "among the run's own files" in err and f"--out {out}:" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert main(["export", str(run), "--onnx", "--out", str(run / "mine.onnx")]) == 0  # an export's name is fine
+
+
 def test_export_run_function(tmp_path):
     folder = fmnist.save_model(_trained(SPECS[0]), tmp_path / "m", name="mine", class_names=fmnist.CLASS_NAMES)
     path = export_run(folder)

@@ -103,16 +103,24 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     """Export the model of a run (or model) folder to ``out``; returns the path written.
 
     The default is ``RUN_DIR/model.onnx``, or ``model-2.onnx``... when that exists. An ``out``
-    that exists is refused (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``.
+    that exists is refused (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``; in
+    the run folder, a name not ending in ``.onnx`` always is (it is, or may become, one of the
+    run's own files).
     """
     run_dir = Path(run_dir)
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
     if out is not None:
         if Path(out).is_dir():
             raise FmnistError(f"{option('out', str(out))}: is a folder; name the file to write, "
                               f"e.g. {Path(out) / 'model.onnx'}")
+        # Beside its exports, a run folder holds the run itself (run.json, model.json, the weights,
+        # metrics, reports), which --overwrite must not let an export replace.
+        if Path(out).suffix.lower() != ".onnx" and Path(out).parent.resolve() == folder.resolve():
+            raise FmnistError(f"{option('out', str(out))}: in the run folder {folder}, among the run's own files "
+                              f"(run.json, model.json, the weights...); an export there is named *.onnx (e.g. "
+                              f"{folder / 'model.onnx'}), or write it elsewhere")
         check_free([out], overwrite=overwrite, what="a file")
     model = load_model(run_dir)
-    folder = run_dir if run_dir.is_dir() else run_dir.parent
     info = model_info(folder)
     path = Path(out) if out is not None else next_free(folder / "model.onnx", folder=False)
     return to_onnx(model, path, class_names=info.get("class_names"), name=info.get("name", "model"))
