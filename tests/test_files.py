@@ -187,3 +187,34 @@ def test_a_temporary_file_of_a_killed_write_is_nobodys_work(tmp_path):
     assert holds_work(folder)
     with claim(folder):
         assert not stale.exists() and live.exists()
+
+
+def test_a_failed_write_names_the_file_being_written(tmp_path):
+    import errno
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as matplotlib's savefig raises it: no file named
+
+    with pytest.raises(OSError) as failed:
+        atomic_write(tmp_path / "figure.png", full)
+    assert failed.value.filename == str(tmp_path / "figure.png") and failed.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+def test_a_resume_into_a_folder_that_cannot_be_written_says_what_to_do(tiny_data, tmp_path, monkeypatch):
+    import errno
+
+    from fmnist.runs import resolve_config, resume_run, train_run
+    from fmnist.models import get_preset
+
+    train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=tmp_path / "run")
+    (tmp_path / "run" / "run.json").unlink()  # as if interrupted after its last checkpoint
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(FmnistError) as refused:
+        resume_run(tmp_path / "run", tiny_data)
+    assert "Read-only file system; a resume writes into the run's own folder: make it writable" in str(refused.value)
+    assert "--out" not in refused.value.cli_message  # a resume takes no --out

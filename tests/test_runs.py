@@ -268,3 +268,10 @@ def test_a_folder_that_is_no_finished_run_says_what_to_do(tiny_data, tmp_path):
         train_run("softmax", tiny_data, out_dir=tmp_path / "half", observers=[Interrupt()])
     with pytest.raises(RunError, match=r"half: an interrupted run \(no run.json yet\); finish it with resume_run\("):
         load_run(tmp_path / "half")
+
+
+def test_a_history_with_a_number_past_pythons_digits_is_one_line(tiny_data, tmp_path):
+    train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=tmp_path / "run")
+    (tmp_path / "run" / "history.json").write_text("[" + "9" * 5000 + "]")
+    with pytest.raises(RunError, match="history.json: unreadable"):
+        load_run(tmp_path / "run")

@@ -54,7 +54,14 @@ def atomic_write_all(writes: Sequence[tuple[str | os.PathLike, Callable[[Path], 
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
             tmps.append((tmp, path))
-            write(tmp)
+            try:
+                write(tmp)
+            except OSError as exc:
+                if exc.filename is not None and exc.filename != str(tmp):
+                    raise
+                # Named as the file being written (a full disk under matplotlib's savefig names no
+                # file at all; the temporary name is nothing the user knows).
+                raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
             os.chmod(tmp, default_mode())
         for tmp, path in tmps:
             os.replace(tmp, path)
@@ -112,18 +119,19 @@ _claimed: set[Path] = set()  # the folders this process holds
 
 
 @contextlib.contextmanager
-def claim(folder: str | os.PathLike, out: str = "--out") -> Iterator[None]:
+def claim(folder: str | os.PathLike, out: str = "--out", *, advice: str | None = None) -> Iterator[None]:
     """Hold ``folder`` for one command: another that claims it meanwhile is refused in one line.
 
     Two commands given the same output folder would otherwise both find it free and write over
     each other's files. The claim is an advisory lock (``flock``) on a file in the folder, which
     the system releases when the process ends, however it ends. Callers check the folder's
     contents after claiming it, so the check and the writing cannot be split by another command.
+    ``advice``: what to do where the folder cannot be written (default: choose another ``out``).
     """
     import fcntl
 
     folder = Path(folder)
-    _check_writable(folder / CLAIM, out, set())  # a folder under a file, or a read-only place: one line
+    _check_writable(folder / CLAIM, out, set(), advice)  # a folder under a file, or a read-only place: one line
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CLAIM
@@ -229,8 +237,9 @@ def check_other_work(out: str | os.PathLike, mine: str | None = None, *, option_
                                     f"into; choose another {option('out_dir', cli=option_name)}")
 
 
-def _check_writable(path: Path, out: str, checked: set[Path]) -> None:
+def _check_writable(path: Path, out: str, checked: set[Path], advice: str | None = None) -> None:
     """FmnistError unless files can be created at ``path`` (its missing folders included)."""
+    advice = advice or f"choose another {option('out_dir', cli=out)}"
     folder = path.parent
     while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
         folder = folder.parent
@@ -238,14 +247,13 @@ def _check_writable(path: Path, out: str, checked: set[Path]) -> None:
         return
     where = f"{path}: cannot be written"
     if not folder.is_dir():
-        raise FmnistError(f"{where}: {folder} is a file, not a folder; choose another {option('out_dir', cli=out)}")
+        raise FmnistError(f"{where}: {folder} is a file, not a folder; {advice}")
     # Ask the file system itself: permissions, read-only mounts and immutable folders all show
     # here, and os.access answers yes to root for all of them.
     try:
         fd, probe = tempfile.mkstemp(prefix=".fmnist-probe-", dir=folder)
     except OSError as exc:
-        raise FmnistError(f"{where}: {folder}: {exc.strerror or exc}; choose another "
-                          f"{option('out_dir', cli=out)}") from None
+        raise FmnistError(f"{where}: {folder}: {exc.strerror or exc}; {advice}") from None
     os.close(fd)
     os.unlink(probe)
     checked.add(folder)

@@ -272,7 +272,9 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder to resume")
-    with claim(run_dir):  # two resumes of one run would write one folder
+    # Two resumes of one run would write one folder.
+    with claim(run_dir, advice="a resume writes into the run's own folder: make it writable, or resume a "
+                               "writable copy of it"):
         return _resume(run_dir, data, callbacks, evaluate_test, observers, stop)
 
 
@@ -489,7 +491,7 @@ def _read_list(path: Path) -> list:
         return []
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: a number past int()'s digits too
         raise RunError(f"{path}: unreadable ({exc})") from None
     if not isinstance(data, list):
         raise RunError(f"{path}: expected a list of per-epoch records")
