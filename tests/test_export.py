@@ -264,3 +264,21 @@ def test_fitted_estimator_exports_with_its_labels(tmp_path):
     np.testing.assert_allclose(run_onnx(path, x)["probabilities"], clf.predict_proba(x), atol=1e-5)
     props = {p.key: p.value for p in onnx.load(path).metadata_props}
     assert json.loads(props["class_names"]) == ["7", "8", "9"]
+
+
+def test_a_run_folder_that_cannot_take_the_export_is_refused_before_the_work(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    import fmnist.export
+    from fmnist.errors import FmnistError
+
+    fmnist.save_model(create_model("softmax"), tmp_path / "run")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(fmnist.export, "load_model", lambda *a, **k: pytest.fail("loaded before the check"))
+    with pytest.raises(FmnistError, match="model.onnx: cannot be written: .*Read-only file system; choose another"):
+        export_run(tmp_path / "run")

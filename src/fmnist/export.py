@@ -120,6 +120,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                               f"(run.json, model.json, the weights...); an export there is named *.onnx (e.g. "
                               f"{folder / 'model.onnx'}), or write it elsewhere")
         check_free([out], overwrite=overwrite, what="a file")
+    else:  # the run folder itself, checked before the export's work, not by its last write
+        check_free([folder / "model.onnx"], overwrite=True, out="--out")
     model = load_model(run_dir)
     info = model_info(folder)
     path = Path(out) if out is not None else next_free(folder / "model.onnx", folder=False)
