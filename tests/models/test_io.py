@@ -82,6 +82,9 @@ def test_sklearn_round_trip(tmp_path):
 def test_save_refuses_wrong_number_of_class_names(tmp_path):
     with pytest.raises(ModelError, match="3 class names for a model with 10 outputs"):
         save_model(create_model("mlp-100"), tmp_path / "m", class_names=("a", "b", "c"))
+    with pytest.raises(ModelError, match="a list of names, one per class, not one string"):
+        save_model(create_model("mlp-100"), tmp_path / "m", class_names="abcdefghij")  # ten letters, ten outputs
+    assert not (tmp_path / "m").exists()
 
 
 # --- refusals: each is one line naming the file and what is wrong -------------------------

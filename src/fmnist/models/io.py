@@ -113,6 +113,8 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
             class_names = tuple(str(c) for c in model.classes_)
         classifier = _net_classifier_meta(model)
         model = model.model_
+    if isinstance(class_names, str):  # "abcdefghij" would be ten one-letter names
+        raise ModelError(f"class_names={class_names!r}: a list of names, one per class, not one string")
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
         n_out = model.spec.num_classes if isinstance(model, Network) else len(getattr(model, "classes_", ()))
