@@ -84,3 +84,14 @@ def test_library_never_touches_pyplot(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_a_title_the_font_cannot_draw_saves_without_a_warning(tmp_path):
+    import warnings
+
+    fig = Figure()
+    fig.suptitle("靴.png")  # a file named in a script DejaVu Sans lacks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_figure(fig, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").stat().st_size > 0

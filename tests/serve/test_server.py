@@ -158,3 +158,27 @@ def test_max_upload_sizes():
             assert "invalid size" in str(exc)
         else:
             raise AssertionError(bad)
+
+
+def test_no_color_reaches_uvicorns_log_lines(tiny_run, monkeypatch):
+    import uvicorn
+
+    import fmnist.serve
+
+    configs = []
+
+    class Stopped:
+        def __init__(self, config):
+            configs.append(config)
+
+        def run(self, sockets=None):
+            return None
+
+    monkeypatch.setattr(uvicorn, "Server", Stopped)
+    for env, colours in ((None, None), ("1", False)):
+        if env is None:
+            monkeypatch.delenv("NO_COLOR", raising=False)
+        else:
+            monkeypatch.setenv("NO_COLOR", env)
+        fmnist.serve.serve(tiny_run, port=0, on_ready=lambda url: None)
+        assert configs[-1].use_colors is colours

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +39,11 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     """
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
+    with warnings.catch_warnings():
+        # A title in a script the font lacks (a file named in Chinese) is drawn as boxes; matplotlib's
+        # warning about it, with its source line, would be noise on the user's terminal.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
 
 
 def new_figure(width: float, height: float) -> Figure:

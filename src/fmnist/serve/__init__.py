@@ -65,8 +65,10 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     settings = settings or Settings()
     served = load_served(model_path)
     # uvicorn's own bound on open connections: those the app can queue, plus room for /api/health.
+    # NO_COLOR (no-color.org): uvicorn's log lines without their ANSI colours on a terminal too.
     common = dict(host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, server_header=False,
-                  limit_concurrency=settings.concurrency + settings.queue_size + 16)
+                  limit_concurrency=settings.concurrency + settings.queue_size + 16,
+                  use_colors=False if os.environ.get("NO_COLOR") else None)
     if workers > 1:
         # Workers start by import and rebuild the app from these.
         os.environ[_ENV_MODEL] = str(Path(model_path).resolve())
