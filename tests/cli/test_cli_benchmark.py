@@ -52,9 +52,8 @@ def test_the_full_grid_prints_its_estimated_cost_first(capsys, ray_cluster, tiny
     first = out.splitlines()[1]
     assert code == 0 and first.startswith("1 configurations of 1 families, 1 to run; estimated cost (rough): ")
     assert "meant for a cluster: --address" in first
-    # Tiny data is far from Table 3: the family's known reason for differing is printed under the table.
-    assert "\nGaussianNB is outside its band: the paper's 2017 code computes what today's does" in out
-    assert "| GaussianNB | 0.511 |" in out
+    # Table 3 is Fashion-MNIST's: tiny custom data is in no band, and no reason for differing is given.
+    assert "| GaussianNB | 0.511 |" in out and "outside" not in out
 
 
 def test_a_missing_ray_is_one_line_saying_what_to_install(capsys, tiny_dir, tmp_path, monkeypatch):

@@ -59,7 +59,9 @@ def test_json_schema_and_batches(run_dir, photos, tmp_path, capsys):
     files = [photos[3], tmp_path / "batch.npy", tmp_path / "one.npy", tmp_path / "images-idx3-ubyte"]
     code = main(["predict", str(run_dir), *map(str, files), "--json", "--top-k", "2"])
     assert code == 0
-    out = json.loads(capsys.readouterr().out)
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["errors"] == []
+    out = answer["predictions"]
     assert len(out) == 1 + 3 + 1 + 3
     for item in out:
         assert set(item) - {"index"} == {"file", "label", "class_name", "probability", "top_k", "prepared"}
@@ -141,8 +143,12 @@ def test_each_bad_file_gets_one_line_and_the_others_are_predicted(run_dir, photo
     code = main(["predict", str(run_dir), *args, "--json"])
     captured = capsys.readouterr()
     assert code == 1
-    out = json.loads(captured.out)
+    answer = json.loads(captured.out)
+    out = answer["predictions"]
     assert [o["file"] for o in out] == [str(photos[3]), str(photos[7])]
+    # The failures are in the JSON too, in the API's shape, one per bad file with its line's reason.
+    assert [e["file"] for e in answer["errors"]] == [str(path) for path, _ in bad.values()]
+    assert [f"fmnist: error: {e['file']}: {e['error']}" for e in answer["errors"]] == captured.err.strip().splitlines()
     assert [o["label"] for o in out] == [3, 7]
     err = captured.err.strip().splitlines()
     assert len(err) == len(bad)
@@ -267,7 +273,7 @@ def test_plot_limit_default_is_100(run_dir, tmp_path, capsys, monkeypatch):
                  "--json"]) == 0
     assert [p.name for p in drawn] == [f"batch-{i}-proba.png" for i in range(100)]
     captured = capsys.readouterr()
-    assert len(json.loads(captured.out)) == 130  # every image is still predicted and printed
+    assert len(json.loads(captured.out)["predictions"]) == 130  # every image is still predicted and printed
     assert "first 100 of 130 images" in captured.err and "skipped 30" in captured.err
 
 

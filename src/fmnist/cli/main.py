@@ -449,8 +449,9 @@ def cmd_predict(args) -> int:
         if skipped:
             print(f"fmnist: charted the first {len(written):,} of {len(result.predictions):,} images in {args.plot}; "
                   f"skipped {skipped:,} (raise --plot-limit to chart more)", file=sys.stderr)
-    if args.json:
-        print(json.dumps([p.to_dict() for p in result.predictions], indent=2))
+    if args.json:  # the API's answer: a script reads which files failed, and why, from stdout too
+        print(json.dumps({"predictions": [p.to_dict() for p in result.predictions],
+                          "errors": [{"file": f.file, "error": f.reason} for f in result.failures]}, indent=2))
     elif result.predictions:
         print(format_predictions(result.predictions))
     return 1 if result.failures else 0
