@@ -164,6 +164,8 @@ def test_observers_see_the_epoch_on_disk_and_a_stopped_run_is_completed_from_it(
     result = resume_run(run_dir, tiny_data, evaluate_test=False, stop="stopped early by the asha scheduler")
     assert len(result.history) == 2 and result.metrics["stopped"] == "stopped early by the asha scheduler"
     assert result.metrics["weights_epoch"] == 2  # the weights it holds are epoch 2's, as metrics.json says
+    # Its training time is its two epochs', nothing for the completion, which trained no more.
+    assert result.metrics["train_time_s"] == pytest.approx(sum(h["time"] for h in result.history), abs=1e-9)
     assert json.loads((run_dir / "metrics.json").read_text())["stopped"].startswith("stopped early")
     assert evaluate_run(run_dir, tiny_data)["accuracy"] == result.metrics["val"]["accuracy"]
 

@@ -357,13 +357,17 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
                   evaluate_test: bool, exclude: dict[str, Any] | None = None, holdout: bool = True) -> RunResult:
     x_tr, x_val, y_tr, y_val = _split(data, exclude, holdout)
     already = sum(h.get("time", 0.0) for h in trainer.history)  # a resumed run counts its earlier epochs
+    epochs_before = len(trainer.history)
     start = time.perf_counter()
     cpu = trainer.device.type == "cpu"
     history = trainer.fit(x_tr, y_tr, validation_data=None if x_val is None else (x_val, y_val))
+    # Training's time only: a run completed from its checkpoint (a trial a scheduler stopped)
+    # trained no more and adds nothing, and the final scoring below is no training.
+    trained = already + (time.perf_counter() - start if len(trainer.history) > epochs_before else 0.0)
     # The final scores use the trainer's thread count too: a sweep trial stays in its allotment.
     with torch_threads(trainer.threads if cpu else torch.get_num_threads()):
         metrics: dict[str, Any] = {"val": evaluate(trainer.model, x_val, y_val)} if x_val is not None else {}
-        metrics["train_time_s"] = already + time.perf_counter() - start
+        metrics["train_time_s"] = trained
         metrics["weights_epoch"] = trainer.weights_epoch
         if trainer.stop_reason:
             metrics["stopped"] = trainer.stop_reason
