@@ -110,3 +110,28 @@ def test_as_finished_yields_tasks_as_they_end_and_cancels_the_rest_when_left(ray
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(stuck, timeout=60)
     assert time.monotonic() - start < 60
+
+
+def test_ray_init_leaves_the_commands_sigterm_handler_in_place(monkeypatch):
+    # ray.init sets its own SIGTERM handler (sys.exit, no word); a command's own (stop as Ctrl-C
+    # does, saying what is kept) must survive it.
+    import signal
+
+    import ray
+
+    def ours(signum, frame):
+        raise KeyboardInterrupt
+
+    def init(**kwargs):
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(_ray, "_describe", lambda ray, owned, local: None)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        _ray.start_ray(num_cpus=1)
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -97,8 +97,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Cluste
         with _quieted("ray._private.authentication"):
             if address is not None and address != "auto" and _on_this_machine(address):
                 _use_this_machines_token()
-            ray.init(address=address or "local", num_cpus=num_cpus, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING)
+            with _own_sigterm():
+                ray.init(address=address or "local", num_cpus=num_cpus, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as exc:
         raise FmnistError(f"--address {address}: no Ray cluster reachable there, or it wants Ray's token "
                           f"authentication ({_first_line(exc)}); start one with `ray start --head`, set "
@@ -229,6 +230,24 @@ def _describe(ray, owned: bool, local: bool) -> ClusterInfo:
         local=local,
         gpus=ray.cluster_resources().get("GPU", 0),
     )
+
+
+@contextlib.contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """Keep this process's SIGTERM handler across ``ray.init``, which sets its own (``sys.exit``
+    with no word): the command line stops on SIGTERM as on Ctrl-C, saying what is kept."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager

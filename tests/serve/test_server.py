@@ -182,3 +182,18 @@ def test_no_color_reaches_uvicorns_log_lines(tiny_run, monkeypatch):
             monkeypatch.setenv("NO_COLOR", env)
         fmnist.serve.serve(tiny_run, port=0, on_ready=lambda url: None)
         assert configs[-1].use_colors is colours
+
+
+def test_serve_keeps_the_signals_own_handling(tiny_run, monkeypatch, capsys):
+    # uvicorn stops on SIGTERM itself; a SIGHUP turned into KeyboardInterrupt inside its event
+    # loop would be logged as a lifespan error: serve runs with the process's own handlers.
+    import signal
+
+    import fmnist.serve
+
+    seen = {}
+    monkeypatch.setattr(fmnist.serve, "serve", lambda *a, **k: seen.update(
+        term=signal.getsignal(signal.SIGTERM), hup=signal.getsignal(signal.SIGHUP)))
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    assert main(["serve", str(tiny_run)]) == 0
+    assert (seen["term"], seen["hup"]) == before

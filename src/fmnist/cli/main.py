@@ -940,9 +940,11 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     stopped = []
     try:
-        with _stopped_by_signals(stopped):
+        # serve's uvicorn stops on SIGTERM itself (and a SIGHUP raised inside its event loop would
+        # be logged as a lifespan error): it keeps the signals' own handling.
+        with _stopped_by_signals(stopped) if args.command != "serve" else contextlib.nullcontext():
             code = args.func(args)
-        return 128 + stopped[0] if stopped and code == 130 else code
+        return 128 + stopped[0] if stopped and code in (0, 130) else code
     except FmnistError as exc:
         if args.debug:
             raise
