@@ -82,7 +82,12 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 def json_writer(data: Any) -> Callable[[Path], object]:
     """What writes ``data`` as fmnist's JSON files are written, for :func:`atomic_write_all`."""
-    return lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return text_writer(json.dumps(data, indent=2) + "\n")
+
+
+def text_writer(text: str) -> Callable[[Path], object]:
+    """What writes ``text`` (a Markdown table's dashes, a Delta) as UTF-8, whatever the locale."""
+    return lambda tmp: tmp.write_text(text, encoding="utf-8")
 
 
 def holds_work(path: Path) -> bool:

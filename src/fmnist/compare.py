@@ -33,9 +33,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fmnist._files import atomic_write_all, check_free, check_other_work, check_not_busy, claim, json_writer, write_json
-from fmnist.data import Dataset
+from fmnist._files import (
+    atomic_write_all,
+    check_free,
+    check_not_busy,
+    check_other_work,
+    claim,
+    json_writer,
+    text_writer,
+    write_json,
+)
 from fmnist._text import shell
+from fmnist.data import Dataset
 from fmnist.errors import FmnistError, OutputExistsError, RunError, UsageError
 from fmnist.evaluation.replicates import check_seeds, gaps_to_leader, shared_or_mean
 from fmnist.models import Preset, count_parameters, get_preset
@@ -240,7 +249,7 @@ def _run(plan, jobs, data, out, *, overwrite, resume, ray, address, cpus, callba
              "versions": versions()}
     if out is not None:
         # The pair together, leaderboard.json (what marks the comparison finished) renamed last.
-        atomic_write_all([(out / "leaderboard.md", lambda tmp: tmp.write_text(format_markdown(board), encoding="utf-8")),
+        atomic_write_all([(out / "leaderboard.md", text_writer(format_markdown(board))),
                           (out / "leaderboard.json", json_writer(board))])
     return board
 

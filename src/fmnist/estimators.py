@@ -41,11 +41,10 @@ from sklearn.utils.validation import (
 )
 
 from fmnist.errors import FmnistError, ModelError
-from fmnist.evaluation import predict_log_proba
+from fmnist.evaluation.metrics import pixels, predict_log_proba
 from fmnist.models.registry import get_preset
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
-from fmnist.evaluation.metrics import pixels
 from fmnist.training import ProgressLogger, TrainConfig, Trainer, seeded
 
 
@@ -118,8 +117,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
         check_consistent_length(X, y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            only = self.classes_[0].item() if isinstance(self.classes_[0], np.generic) else self.classes_[0]
-            raise ValueError(f"only one class in y ({only!r}); NetClassifier needs at least 2")
+            raise ValueError(f"only one class in y ({self.classes_[:1].tolist()[0]!r}); NetClassifier needs at least 2")
         try:  # a layer string may end in dense:K for the K classes of y
             preset = get_preset(self.model, len(self.classes_))
         except ModelError as exc:
@@ -248,7 +246,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
                 X = pixels(X)
             except FmnistError as exc:  # a bad X is a ValueError to scikit-learn
                 raise ValueError(str(exc)) from None
-        elif X.dtype != np.uint8:
+        else:
             X = X.astype(np.float32)
         # torch.from_numpy warns on read-only arrays (memory maps); a copy is writable.
         return X if X.flags.writeable else X.copy()

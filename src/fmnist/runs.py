@@ -38,9 +38,9 @@ import torch
 
 import fmnist
 from fmnist._files import check_free, claim, next_free, write_json
+from fmnist._text import shell
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
-from fmnist._text import shell
 from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features

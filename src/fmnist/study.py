@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write_all, check_free, check_other_work, claim, json_writer
+from fmnist._files import atomic_write_all, check_free, check_other_work, claim, json_writer, text_writer
 from fmnist._text import plural
 from fmnist.data import Dataset
 from fmnist.errors import DataError
@@ -153,7 +153,7 @@ def _reproduce(data, out_dir, experiments, callbacks_for, on_start, overwrite) -
               "versions": versions()}
     if out_dir is not None:
         out_dir = Path(out_dir)
-        atomic_write_all([(out_dir / "results.md", lambda tmp: tmp.write_text(format_markdown(result), encoding="utf-8")),
+        atomic_write_all([(out_dir / "results.md", text_writer(format_markdown(result))),
                           (out_dir / "results.json", json_writer(result))])
     return result
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write, claim, write_json
+from fmnist._files import atomic_write_all, claim, json_writer, text_writer
 from fmnist.benchmark import grid, mapping
 from fmnist.benchmark.grid import Config
 from fmnist.data._prep import SPLIT_SEED, VAL_SIZE, split_indices
@@ -345,8 +345,8 @@ def _assemble(records, configs, identity, plan, sessions, out: Path | None) -> d
               "sessions": sessions,
               "wall_time_s": sum(s["wall_time_s"] for s in sessions)}
     if out is not None:
-        write_json(out / RESULTS, result)
-        atomic_write(out / "results.md", lambda tmp: tmp.write_text(format_markdown(result), encoding="utf-8"))
+        atomic_write_all([(out / "results.md", text_writer(format_markdown(result))),
+                          (out / RESULTS, json_writer(result))])
     return result
 
 

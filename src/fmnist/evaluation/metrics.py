@@ -177,20 +177,19 @@ def _log_proba(model, images: np.ndarray, *, classes: bool = False,
     """Log probabilities of checked images (:func:`check_numbers` unless not ``check``); with
     ``classes``, also a scikit-learn model's own prediction for each image, as its probability
     columns (None for a network: the argmax)."""
-    if isinstance(model, nn.Module):
+    network = isinstance(model, nn.Module)
+    if network:
         device = next(model.parameters()).device
         log_proba = log_proba_tensors(model, images_to_tensor(images, device)).cpu().numpy()
-        if check:
-            check_numbers(log_proba)
-        return log_proba, None
-    if not hasattr(model, "predict_log_proba"):
+    elif hasattr(model, "predict_log_proba"):
+        features = as_features(images)
+        with np.errstate(divide="ignore"):
+            log_proba = model.predict_log_proba(features)
+    else:
         raise UsageError(f"cannot evaluate a {type(model).__name__}: it has no predict_log_proba")
-    features = as_features(images)
-    with np.errstate(divide="ignore"):
-        log_proba = model.predict_log_proba(features)
     if check:
         check_numbers(log_proba)
-    if not classes:
+    if network or not classes:
         return log_proba, None
     # Its predict is its decision: a one-vs-rest model's probabilities tie where they saturate
     # (SGDClassifier: hundreds of test images), and calibrated ones may disagree with it.
@@ -220,14 +219,9 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """
     images = check_images(images, model)
     labels_t = torch.from_numpy(check_labels(labels, len(images), model))
-    predicted = None
-    if isinstance(model, nn.Module):
-        device = next(model.parameters()).device
-        log_proba, labels_t = log_proba_tensors(model, images_to_tensor(images, device)), labels_t.to(device)
-        check_numbers(log_proba)
-    else:
-        log_proba, predicted = _log_proba(model, images, classes=True)
-        log_proba, predicted = torch.from_numpy(np.asarray(log_proba)), torch.from_numpy(predicted)
+    log_proba, predicted = _log_proba(model, images, classes=True)
+    log_proba = torch.from_numpy(np.asarray(log_proba))
+    predicted = None if predicted is None else torch.from_numpy(predicted)
     outputs = log_proba.shape[1]
     if len(labels_t) and not 0 <= int(labels_t.min()) <= int(labels_t.max()) < outputs:
         raise DataError(f"labels {int(labels_t.min())}..{int(labels_t.max())} for a model of {outputs} classes "

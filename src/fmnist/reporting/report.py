@@ -323,13 +323,13 @@ def _table(metrics: dict[str, list]) -> str:
 
 def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names: list[str], *, split: str,
               embedding: str, max_points: int, n_mistakes: int, dpi: int) -> str:
-    from fmnist.evaluation.metrics import predictions
     from fmnist.evaluation.features import (
         feature_source,
         first_conv,
         first_conv_maps,
         penultimate_features,
     )
+    from fmnist.evaluation.metrics import predictions
     from fmnist.plots import (
         confusion_matrix,
         conv_filters,
@@ -339,12 +339,11 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names:
         per_class_metrics,
         per_class_metrics_figure,
     )
+    from fmnist.runs import trained_on_other_data
 
     folder = out / slug
     x, y = _split_images(run, data, split)
     proba, pred = predictions(run.model, x)
-    from fmnist.runs import trained_on_other_data
-
     where = "test set (t10k)" if split == "test" else "validation split"
     if trained_on_other_data(run, data):  # a fair question on the test split, but it must say so
         record = run.info.get("data", {})

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from fmnist._files import atomic_write, check_not_busy, claim, holds_work, write_json
+from fmnist._files import atomic_write_all, check_not_busy, claim, holds_work, json_writer, text_writer, write_json
 from fmnist._ray import ray_session, require_ray
 from fmnist._text import shell
 from fmnist.errors import RunError, UsageError
@@ -344,8 +344,9 @@ def _run(plan: SweepPlan, out: Path, data, address: str | None, *, restore: bool
         if grid.num_terminated + grid.num_errors < len(grid):
             raise KeyboardInterrupt(f"sweep interrupted; resume with: fmnist sweep --resume {shell(out)}")
         board = _leaderboard(plan, out, grid, data, cluster)
-    write_json(out / LEADERBOARD_FILE, board)
-    atomic_write(out / LEADERBOARD_MD, lambda tmp: tmp.write_text(format_markdown(board, plan), encoding="utf-8"))
+    # The pair together, leaderboard.json (what marks the sweep finished) renamed last.
+    atomic_write_all([(out / LEADERBOARD_MD, text_writer(format_markdown(board, plan))),
+                      (out / LEADERBOARD_FILE, json_writer(board))])
     return board
 
 
