@@ -274,3 +274,21 @@ def test_fmnist_evaluate_scores_a_classifier_of_other_image_sizes():
     x = learnable_images(y)[:, ::2, ::2].copy()
     clf = NetClassifier(SMALL, epochs=1, device="cpu").fit(x, y)
     assert fmnist.evaluate(clf, x, y)["accuracy"] == clf.score(x, y)
+
+
+def test_fmnist_evaluate_gives_a_model_fitted_on_a_data_frame_its_column_names():
+    import warnings
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import fmnist
+
+    y = np.arange(60) % 3
+    x = learnable_images(y)
+    frame = pd.DataFrame(x.reshape(len(x), -1) / 255.0, columns=[f"px{i}" for i in range(784)])
+    model = LogisticRegression(max_iter=200).fit(frame, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn: "X does not have valid feature names"
+        scored = fmnist.evaluate(model, x, y)
+    assert scored["accuracy"] == model.score(frame, y)

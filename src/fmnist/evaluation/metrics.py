@@ -182,7 +182,7 @@ def _log_proba(model, images: np.ndarray, *, classes: bool = False,
         device = next(model.parameters()).device
         log_proba = log_proba_tensors(model, images_to_tensor(images, device)).cpu().numpy()
     elif hasattr(model, "predict_log_proba"):
-        features = as_features(images)
+        features = _named(as_features(images), model)
         with np.errstate(divide="ignore"):
             log_proba = model.predict_log_proba(features)
     else:
@@ -195,6 +195,20 @@ def _log_proba(model, images: np.ndarray, *, classes: bool = False,
     # (SGDClassifier: hundreds of test images), and calibrated ones may disagree with it.
     column = {c: i for i, c in enumerate(np.asarray(model.classes_).tolist())}
     return log_proba, np.array([column[c] for c in np.asarray(model.predict(features)).tolist()], dtype=np.int64)
+
+
+def _named(features: np.ndarray, model):
+    """``features`` as a data frame with the model's column names where it was fitted on one
+    (scikit-learn warns that an array "does not have valid feature names"): images have one
+    order of pixels, whatever the columns were called."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None or len(names) != features.shape[1]:
+        return features
+    try:
+        import pandas as pd
+    except ImportError:  # fitted on another kind of frame; scikit-learn then only warns
+        return features
+    return pd.DataFrame(features, columns=names, copy=False)
 
 
 def predict_proba(model, images: np.ndarray) -> np.ndarray:
