@@ -218,3 +218,19 @@ def test_a_resume_into_a_folder_that_cannot_be_written_says_what_to_do(tiny_data
         resume_run(tmp_path / "run", tiny_data)
     assert "Read-only file system; a resume writes into the run's own folder: make it writable" in str(refused.value)
     assert "--out" not in refused.value.cli_message  # a resume takes no --out
+
+
+def test_writing_a_file_removes_the_temporary_a_killed_write_of_it_left(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".report.html.{int(dead.stdout)}.a4dd5099.tmp"  # report killed mid-write, in no claimed folder
+    stale.write_text("half a report")
+    other = tmp_path / f".figure.png.{int(dead.stdout)}.0123abcd.tmp"  # another file's: its own write removes it
+    other.write_text("half a figure")
+    live = tmp_path / f".report.html.{os.getpid()}.0123abcd.tmp"  # a write under way
+    live.write_text("being written")
+    atomic_write(tmp_path / "report.html", lambda tmp: tmp.write_text("<html>"))
+    assert not stale.exists() and other.exists() and live.exists()
+    assert (tmp_path / "report.html").read_text() == "<html>"

@@ -8,6 +8,7 @@ default output names with :func:`next_free`, so two runs never land in one place
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import re
@@ -52,6 +53,10 @@ def atomic_write_all(writes: Sequence[tuple[str | os.PathLike, Callable[[Path], 
         for path, write in writes:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
+            # A killed earlier write of this file left its temporary (commands that claim no
+            # folder, such as report or predict --plot, would otherwise collect them).
+            for stale in filter(_stale_temporary, path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
+                stale.unlink(missing_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
             tmps.append((tmp, path))
             try:
