@@ -142,9 +142,10 @@ def test_scikit_learn_presets_refuse_torch_settings(tiny_data):
         train_run("sgd-logreg", tiny_data, checkpoint_best=True)
 
 
-def test_observers_see_the_epoch_on_disk_and_a_stopped_run_is_completed_from_it(tiny_data, tmp_path):
+def test_observers_see_the_epoch_on_disk_and_a_stopped_run_is_completed_from_it(tiny_data, tmp_path, monkeypatch):
     """A sweep's scheduler ends a trial inside its report (SystemExit, from an observer); the run
-    folder is then written from the checkpoint of the epoch that was judged, training no more."""
+    folder is then written from the checkpoint of the epoch that was judged, training no more
+    (by the sweep's driver, which may use more threads than the trial had)."""
     from fmnist.runs import CHECKPOINT, resume_run
     from fmnist.training import Callback
     from fmnist.training.checkpoint import load_checkpoint
@@ -158,15 +159,18 @@ def test_observers_see_the_epoch_on_disk_and_a_stopped_run_is_completed_from_it(
                 raise SystemExit(0)
 
     config = resolve_config(get_preset("softmax"), epochs=5)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as a trial of --cpus-per-trial 1 runs
     with pytest.raises(SystemExit):
         train_run("softmax", tiny_data, config=config, out_dir=run_dir, observers=[StopAtTwo()])
     assert not (run_dir / "run.json").exists()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     result = resume_run(run_dir, tiny_data, evaluate_test=False, stop="stopped early by the asha scheduler")
     assert len(result.history) == 2 and result.metrics["stopped"] == "stopped early by the asha scheduler"
     assert result.metrics["weights_epoch"] == 2  # the weights it holds are epoch 2's, as metrics.json says
     # Its training time is its two epochs', nothing for the completion, which trained no more.
     assert result.metrics["train_time_s"] == pytest.approx(sum(h["time"] for h in result.history), abs=1e-9)
     assert json.loads((run_dir / "metrics.json").read_text())["stopped"].startswith("stopped early")
+    assert json.loads((run_dir / "run.json").read_text())["threads"] == {"threads": 1, "step_threads": 1}
     assert evaluate_run(run_dir, tiny_data)["accuracy"] == result.metrics["val"]["accuracy"]
 
 

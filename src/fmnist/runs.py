@@ -373,7 +373,7 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
             metrics["stopped"] = trainer.stop_reason
         # The run records what training used (learning rate, weight decay, device...), not "default".
         config = trainer.config.resolved(device=str(trainer.device))
-        threads = {"threads": trainer.threads, "step_threads": trainer.step_threads} if cpu else None
+        threads = trainer.threads_used()
         return _finish(model_name, preset, trainer.model, config, history, metrics, data, out_dir, evaluate_test,
                        threads, exclude, holdout)
 

@@ -124,6 +124,10 @@ class Trainer:
         self._dense_step: DenseStep | None = None  # chosen per epoch by _step_engine
         # Intra-op threads the training steps ran with (train_threads), once an epoch ran.
         self.step_threads: int | None = None
+        # The threads a checkpoint's epochs ran with, where this trainer resumed one: a run
+        # completed from it without training more (a trial a scheduler stopped, finished by the
+        # sweep's driver) records those, not the driver's.
+        self._restored_threads: dict[str, int] | None = None
 
     def fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None = None):
         """Train for ``config.epochs`` epochs on uint8 images ``x`` (N, 28, 28) and labels ``y`` (N,)."""
@@ -323,10 +327,23 @@ class Trainer:
                "augment": self.augment.generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"epoch": self.epoch, "history": self.history, "stop_training": self.stop_training,
-                "stop_reason": self.stop_reason, "config": self.config.to_dict(),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng,
-                "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()}}
+        state = {"epoch": self.epoch, "history": self.history, "stop_training": self.stop_training,
+                 "stop_reason": self.stop_reason, "config": self.config.to_dict(),
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng,
+                 "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()}}
+        threads = self.threads_used()
+        if threads is not None:
+            state["threads"] = threads
+        return state
+
+    def threads_used(self) -> dict[str, int | None] | None:
+        """``{"threads", "step_threads"}`` the CPU epochs ran with (None on a GPU): this trainer's,
+        or, where it has trained no epoch since resuming, the checkpoint's."""
+        if self.device.type != "cpu":
+            return None
+        if self.step_threads is None and self._restored_threads is not None:
+            return dict(self._restored_threads)
+        return {"threads": self.threads, "step_threads": self.step_threads}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict()``'s output: the next ``fit`` starts at epoch ``epoch + 1``."""
@@ -340,6 +357,9 @@ class Trainer:
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.weights_epoch = self.epoch  # a checkpoint holds its epoch's weights (a best epoch's are restored at the end)
         self.stop_training, self.stop_reason = bool(state["stop_training"]), state["stop_reason"]
+        threads = state.get("threads")  # checkpoints before it was recorded have none
+        if isinstance(threads, dict) and isinstance(threads.get("threads"), int):
+            self._restored_threads = {"threads": threads["threads"], "step_threads": threads.get("step_threads")}
         saved = state.get("callbacks", {})
         for key, cb in self._keyed_callbacks():
             if key in saved:
