@@ -203,6 +203,20 @@ def test_a_quick_result_is_completed_by_a_full_run_without_refitting(ray_cluster
     assert len(seen) == 3  # the quick one still needs its validation fit
     assert full["configs"][0]["test_accuracy"] == quick["configs"][0]["test_accuracy"]
     assert full["families"][0]["ours_val_chosen"] is not None
+    assert not full["selection"]["quick"] and not full["selection"]["mixed"]  # Perceptron's grid is whole now
+
+
+def test_results_of_several_selections_say_what_each_family_had(ray_cluster, tiny_data, tmp_path):
+    out = tmp_path / "b"
+    benchmark_classical(tiny_data, out, quick=True, families=["Perceptron", "GaussianNB"])
+    result = benchmark_classical(tiny_data, out, families=["PassiveAggressiveClassifier"])
+    selection = result["selection"]
+    assert selection["families"] == [r["family"] for r in result["families"]]
+    assert set(selection["families"]) == {"Perceptron", "GaussianNB", "PassiveAggressiveClassifier"}
+    assert selection["mixed"] and not selection["quick"]
+    assert "the full grid of some families" in (out / "results.md").read_text()
+    sessions = json.loads((out / "results.json").read_text())["sessions"]
+    assert [s["selection"]["quick"] for s in sessions] == [True, False]
 
 
 def test_results_of_other_data_or_seed_are_not_overwritten_without_the_flag(ray_cluster, tiny_data, tmp_path):
