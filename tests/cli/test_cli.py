@@ -166,6 +166,14 @@ def test_a_finished_run_is_never_replaced_without_overwrite(capsys, tiny_dir, tm
     assert json.loads((out / "run.json").read_text())["model"] == "softmax"
 
 
+def test_paths_that_are_written_are_printed_as_a_shell_reads_them(capsys, tiny_dir, tmp_path):
+    out = tmp_path / "my runs" / "soft max"
+    code, text, _ = run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))
+    assert code == 0 and f"saved run to '{out}'\n" in text
+    code, text, _ = run(capsys, "export", out, "--onnx", "--out", out.parent / "model 1.onnx")
+    assert code == 0 and f"wrote '{out.parent / 'model 1.onnx'}': input" in text
+
+
 def test_an_interrupted_run_is_refused_with_the_way_to_resume(capsys, tiny_dir, tmp_path):
     out = tmp_path / "run"
     assert run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))[0] == 0

@@ -320,7 +320,7 @@ def _train_or_interrupted(out: Path, train, debug: bool, data_flags: str = "") -
     else:
         print(f"test_loss: {m['test']['loss']:.4f} - test_accuracy: {m['test']['accuracy']:.4f} (trained on all "
               f"training images, no validation split) - {m['train_time_s']:.1f}s")
-    print(f"saved run to {result.run_dir}")
+    print(f"saved run to {shell(result.run_dir)}")
     return 0
 
 
@@ -371,7 +371,7 @@ def cmd_audit(args) -> int:
     print(f"likely label errors: {s['label_issues']['train']} in train, {s['label_issues']['test']} in test "
           f"(out-of-fold accuracy {s['accuracy']['train_out_of_fold']:.4f})")
     print(f"outliers: {s['outliers']['train']} in train, {s['outliers']['test']} in test")
-    print(f"wrote {out / AUDIT_FILE} and {out / 'audit.html'} in {s['times_s']['total']:.0f} s")
+    print(f"wrote {shell(out / AUDIT_FILE)} and {shell(out / 'audit.html')} in {s['times_s']['total']:.0f} s")
     return 0
 
 
@@ -397,7 +397,7 @@ def cmd_reproduce(args) -> int:
         return _interrupted(args, f"the runs it finished are in {out / 'runs'}; the study starts again with: fmnist "
                                   f"reproduce --out {shell(out)} --overwrite{_data_flags(args)}")
     print("\n" + format_table(result))
-    print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}, runs in {out / 'runs'}")
+    print(f"\nwritten: {shell(out / 'results.md')}, {shell(out / 'results.json')}, runs in {shell(out / 'runs')}")
     return 0
 
 
@@ -415,7 +415,7 @@ def cmd_report(args) -> int:
                                       f"draw it again with: fmnist report {' '.join(map(shell, args.run_dirs))} "
                                       f"--out {shell(out)} --overwrite{_data_flags(args)}"
                                 if done else "nothing written")
-    print(f"wrote {path} (figures beside it in {path.parent})")
+    print(f"wrote {shell(path)} (figures beside it in {shell(path.parent)})")
     return 0
 
 
@@ -440,11 +440,11 @@ def cmd_predict(args) -> int:
     log = sys.stderr if args.json else sys.stdout
     if args.save_preprocessed:
         written = save_preprocessed(result.predictions, args.save_preprocessed, overwrite=args.overwrite)
-        print(f"wrote {plural(len(written), 'preprocessed 28x28 image')} to {args.save_preprocessed}", file=log)
+        print(f"wrote {plural(len(written), 'preprocessed 28x28 image')} to {shell(args.save_preprocessed)}", file=log)
     if args.plot:
         written = save_plots(result.predictions, args.plot, result.class_names, limit=args.plot_limit,
                              overwrite=args.overwrite)
-        print(f"wrote {plural(len(written), 'probability chart')} to {args.plot}", file=log)
+        print(f"wrote {plural(len(written), 'probability chart')} to {shell(args.plot)}", file=log)
         skipped = len(result.predictions) - len(written)
         if skipped:
             print(f"fmnist: charted the first {len(written):,} of {len(result.predictions):,} images in {args.plot}; "
@@ -493,7 +493,7 @@ def cmd_export(args) -> int:
 
     path = export_run(args.run_dir, args.out, overwrite=args.overwrite)
     described = interface(path)
-    print(f"wrote {path}: input {described['input']}; outputs {described['outputs']}")
+    print(f"wrote {shell(path)}: input {described['input']}; outputs {described['outputs']}")
     return 0
 
 
@@ -544,7 +544,8 @@ def cmd_compare(args) -> int:
         print(json.dumps(board, indent=2))
     else:
         print("\n" + format_table(board))
-    print(f"\nwritten: {out / 'leaderboard.md'}, {out / 'leaderboard.json'}, runs in {out / 'runs'}", file=log)
+    print(f"\nwritten: {shell(out / 'leaderboard.md')}, {shell(out / 'leaderboard.json')}, runs in {shell(out / 'runs')}",
+          file=log)
     return 0
 
 
@@ -610,7 +611,8 @@ def cmd_sweep(args) -> int:
         return _interrupted(args, f"finished trials are kept in {out}; continue with: fmnist sweep --resume "
                                   f"{shell(out)}{_data_flags(args)}")
     print("\n" + format_table(board))
-    print(f"\nwritten: {Path(out) / LEADERBOARD_MD}, {Path(out) / LEADERBOARD_FILE}, runs in {Path(out) / 'trials'}")
+    print(f"\nwritten: {shell(Path(out) / LEADERBOARD_MD)}, {shell(Path(out) / LEADERBOARD_FILE)}, "
+          f"runs in {shell(Path(out) / 'trials')}")
     return 0
 
 
@@ -673,7 +675,8 @@ def cmd_benchmark(args) -> int:
     print("\n" + format_table(result))
     for note in outside_notes(result):
         print("\n" + note.replace("**", ""))
-    print(f"\nwall time {result['wall_time_s']:.0f} s; written: {args.out / 'results.md'}, {args.out / 'results.json'}")
+    print(f"\nwall time {result['wall_time_s']:.0f} s; written: {shell(args.out / 'results.md')}, "
+          f"{shell(args.out / 'results.json')}")
     return 0
 
 
