@@ -117,10 +117,10 @@ def _extreme_linear(classes: int = 10):
 
 @pytest.mark.parametrize("classes", [10, 2])
 def test_linear_probabilities_equal_scikit_learns_where_scores_are_extreme(tmp_path, classes):
-    from fmnist.export import _parity_images
+    from fmnist.evaluation.metrics import probe_images
 
     est = _extreme_linear(classes)
-    images = np.concatenate([_parity_images((28, 28)), learnable_images(np.arange(20) % classes, seed=3) / 255])
+    images = np.concatenate([probe_images((28, 28)), learnable_images(np.arange(20) % classes, seed=3) / 255])
     features = images.reshape(len(images), -1).astype(np.float64)
     top = est.decision_function(features).reshape(len(images), -1).max(1)
     assert (top < -745).any() and ((top < -37) & (top > -745)).any()  # both regimes are checked

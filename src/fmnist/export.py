@@ -36,6 +36,7 @@ from torch import nn
 import fmnist
 from fmnist._files import atomic_write, check_free, next_free
 from fmnist.errors import FmnistError, ModelError, option
+from fmnist.evaluation.metrics import probe_images
 from fmnist.models.io import load_model, model_info
 from fmnist.models.network import Network
 
@@ -256,36 +257,13 @@ def _our_probabilities(model, images: np.ndarray) -> np.ndarray:
     return predict_proba(model, images)
 
 
-def _parity_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    """float32 (N, *shape) in [0, 1]: what the export is checked on.
-
-    Uniform noise alone keeps every pixel near 0.5 and a model's scores moderate; real images
-    are mostly black with a bright garment, and drive scores to extremes (a linear model's
-    decisions reach -400 on them) where a graph's arithmetic can fail while noise passes. So
-    beside the noise: a blank image, a white one, and bright textured shapes of random size and
-    place on black, as a garment or a digit looks to the model.
-    """
-    rng = np.random.default_rng(seed)
-    h, w = shape
-    rows, cols = np.mgrid[0:h, 0:w]
-    shapes = []
-    for i in range(12):
-        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
-        ry, rx = rng.uniform(0.15, 0.45) * h, rng.uniform(0.15, 0.45) * w
-        inside = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1 if i % 2
-                  else (np.abs(rows - cy) <= ry) & (np.abs(cols - cx) <= rx))
-        shapes.append(np.where(inside, rng.uniform(0.5, 1.0) * (1 - 0.4 * rng.random((h, w))), 0.0))
-    noise = rng.random((7, h, w))
-    return np.concatenate([noise, np.zeros((1, h, w)), np.ones((1, h, w)), shapes]).astype(np.float32)
-
-
 def _check_parity(model, proto) -> None:
     try:
         import onnxruntime as ort
     except ImportError:
         return  # nothing to check with; the graph already passed onnx.checker
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    images = _parity_images(tuple(session.get_inputs()[0].shape[1:]))
+    images = probe_images(tuple(session.get_inputs()[0].shape[1:]))
     _, proba = session.run(None, {INPUT: images})
     ours = _our_probabilities(model, images)
     # A NaN on either side is a difference (max ignores nothing: NaN fails the comparison below).

@@ -156,6 +156,30 @@ def predict_log_proba(model, images: np.ndarray) -> np.ndarray:
     return _log_proba(model, check_images(images, model))[0]
 
 
+def probe_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """float32 (N, *shape) in [0, 1] that a model's arithmetic is checked on (on loading, and an
+    export against the model).
+
+    Uniform noise alone keeps every pixel near 0.5 and a model's scores moderate; real images
+    are mostly black with a bright garment, and drive scores to extremes (a linear model's
+    decisions reach -400 on them) where a graph's arithmetic can fail while noise passes. So
+    beside the noise: a blank image, a white one, and bright textured shapes of random size and
+    place on black, as a garment or a digit looks to the model.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    shapes = []
+    for i in range(12):
+        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+        ry, rx = rng.uniform(0.15, 0.45) * h, rng.uniform(0.15, 0.45) * w
+        inside = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1 if i % 2
+                  else (np.abs(rows - cy) <= ry) & (np.abs(cols - cx) <= rx))
+        shapes.append(np.where(inside, rng.uniform(0.5, 1.0) * (1 - 0.4 * rng.random((h, w))), 0.0))
+    noise = rng.random((7, h, w))
+    return np.concatenate([noise, np.zeros((1, h, w)), np.ones((1, h, w)), shapes]).astype(np.float32)
+
+
 def check_numbers(log_proba: np.ndarray | torch.Tensor, source: str | None = None, images: str = "images") -> None:
     """Refuse (:class:`ModelError`) log probabilities (N, C) with a NaN in any row.
 

@@ -262,20 +262,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
 
 
 def _check_outputs(model, folder: Path) -> None:
-    """Refuse a model whose outputs are not numbers on a blank, a white and two noise images.
+    """Refuse a model whose outputs are not numbers on :func:`~fmnist.evaluation.metrics.probe_images`
+    (noise, blank, white, bright shapes on black), those an export is checked on.
 
     Finite weights pass every check of the files and can still overflow (all near float32's
     limit: inf - inf in the first layer, NaN for every image); refused here, the folder is named
     and nothing downstream writes NaN as a probability. Scoring real images checks them again.
     """
-    from fmnist.evaluation.metrics import _log_proba, check_numbers
+    from fmnist.evaluation.metrics import _log_proba, check_numbers, probe_images
 
-    h, w = model.spec.input_shape if isinstance(model, Network) else (28, 28)
-    noise = np.random.default_rng(0).random((2, h, w))
-    probes = np.concatenate([np.zeros((1, h, w)), np.ones((1, h, w)), noise]).astype(np.float32)
+    probes = probe_images(model.spec.input_shape if isinstance(model, Network) else (28, 28))
     with np.errstate(invalid="ignore", over="ignore"):
         log_proba, _ = _log_proba(model, probes, check=False)
-    check_numbers(log_proba, str(folder), images="images tried on loading (blank, white, noise)")
+    check_numbers(log_proba, str(folder), images="images tried on loading (noise, blank, white, shapes)")
 
 
 def _model_folder(path: Path) -> Path:
