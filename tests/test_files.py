@@ -234,3 +234,25 @@ def test_writing_a_file_removes_the_temporary_a_killed_write_of_it_left(tmp_path
     atomic_write(tmp_path / "report.html", lambda tmp: tmp.write_text("<html>"))
     assert not stale.exists() and other.exists() and live.exists()
     assert (tmp_path / "report.html").read_text() == "<html>"
+
+
+@pytest.mark.parametrize(("first", "what", "then"), [
+    (["explore"], "an exploration (fmnist explore)", ["train", "softmax", "--epochs", "1", "--quiet"]),
+    (["explore"], "an exploration (fmnist explore)", ["audit", "--model", "softmax", "--folds", "2", "--epochs", "1"]),
+    (["audit", "--model", "softmax", "--folds", "2", "--epochs", "1"], "an audit (fmnist audit)",
+     ["train", "softmax", "--epochs", "1", "--quiet"]),
+])
+def test_no_command_writes_into_an_exploration_or_trains_into_another_commands_folder(capsys, tiny_dir, tmp_path,
+                                                                                    first, what, then):
+    from fmnist.cli.main import main
+
+    data = ["--dataset", "custom", "--data-dir", str(tiny_dir)]
+    out = tmp_path / "out"
+    assert main([*first, "--out", str(out), *data]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for overwrite in ([], ["--overwrite"]):
+        assert main([*then, "--out", str(out), *overwrite, *data]) == 1
+        err = capsys.readouterr().err
+        assert f"{out}: holds {what}" in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -234,7 +234,7 @@ def check_free(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, w
 # for the comparison), so it is refused, even with --overwrite, which replaces a command's own.
 WORK_MARKERS = {"run.json": "a run (fmnist train)", "compare.json": "a comparison (fmnist compare)",
                 "sweep.json": "a sweep (fmnist sweep)", "audit.json": "an audit (fmnist audit)",
-                "report.html": "a report (fmnist report)"}
+                "report.html": "a report (fmnist report)", "class_grid.png": "an exploration (fmnist explore)"}
 
 
 def check_other_work(out: str | os.PathLike, mine: str | None = None, *, option_name: str = "--out") -> None:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 import fmnist
-from fmnist._files import check_free, claim, next_free, write_json
+from fmnist._files import check_free, check_other_work, claim, next_free, write_json
 from fmnist._text import shell
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
@@ -151,9 +151,11 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
     """Refuse (:class:`OutputExistsError`) a folder that holds anything, unless ``overwrite``.
 
     A finished run, an interrupted one (which ``resume_run`` could continue) and other files
-    are all someone's work; training into the folder would replace or mix with them.
+    are all someone's work; training into the folder would replace or mix with them. A folder
+    that holds another command's output (a report, an audit...) is refused even with ``overwrite``.
     """
     run_dir = Path(run_dir)
+    check_other_work(run_dir, "run.json")
     if (run_dir / "run.json").exists():
         what = "a finished run (run.json)"
     elif (run_dir / CHECKPOINT).exists():

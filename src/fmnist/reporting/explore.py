@@ -93,7 +93,7 @@ def explore(
     classes, counts = np.unique(train_y, return_counts=True)
 
     out = Path(out_dir)
-    check_other_work(out)
+    check_other_work(out, "class_grid.png")
     check_free([out / name for name in FIGURES], overwrite=overwrite, what="an earlier exploration")
     figures = {
         "samples.png": lambda: sample_row(train_x, n=10, labels=train_y, class_names=class_names),
