@@ -377,7 +377,7 @@ def _fit_and_save(trainer: Trainer, model_name: str, preset: Preset, data: Datas
         config = trainer.config.resolved(device=str(trainer.device))
         threads = trainer.threads_used()
         return _finish(model_name, preset, trainer.model, config, history, metrics, data, out_dir, evaluate_test,
-                       threads, exclude, holdout)
+                       threads=threads, exclude=exclude, holdout=holdout)
 
 
 @contextlib.contextmanager
@@ -413,12 +413,12 @@ def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainCo
     metrics["n_iter"] = int(getattr(model, "n_iter_", 0)) or None
     if caught:
         metrics["warnings"] = caught
-    return _finish(model_name, preset, model, config, history, metrics, data, out_dir, evaluate_test, exclude,
-                   holdout=holdout)
+    return _finish(model_name, preset, model, config, history, metrics, data, out_dir, evaluate_test,
+                   exclude=exclude, holdout=holdout)
 
 
 def _finish(model_name: str, preset: Preset, model: Any, config: TrainConfig, history: list[dict[str, Any]],
-            metrics: dict[str, Any], data: Dataset, out_dir: Path | None, evaluate_test: bool,
+            metrics: dict[str, Any], data: Dataset, out_dir: Path | None, evaluate_test: bool, *,
             threads: dict[str, int] | None = None, exclude: dict[str, Any] | None = None,
             holdout: bool = True) -> RunResult:
     if evaluate_test:
@@ -548,6 +548,23 @@ def trained_on_other_data(run: Run, data: Dataset) -> bool:
     return bool(record.get("dataset")) and record.get("dataset") != data.dataset
 
 
+def split_data(run: Run, data: Dataset, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(images, labels, indices)`` of ``split`` as the run saw it: ``"test"``, or the run's own
+    ``"val"`` or ``"train"`` split of the training images (of its own data only), without the
+    images it left out (``exclude`` when it trained). Indices are into the test or training set."""
+    if split == "test":
+        return data.x_test, data.y_test, np.arange(len(data.x_test))
+    if split not in ("val", "train"):
+        raise UsageError(f"{option('split')}: unknown split {split!r}; choose val, test or train")
+    check_own_data(run, data, split)
+    tr, val = run_split(run, len(data.x_train), need_val=split == "val")
+    idx = tr if split == "train" else val
+    left_out = run.info.get("data", {}).get("exclude")
+    if left_out:  # the images the run itself left out are not part of its split
+        idx = idx[~np.isin(idx, np.asarray(left_out["indices"], dtype=np.int64))]
+    return data.x_train[idx], data.y_train[idx], idx
+
+
 def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude=None) -> dict[str, Any]:
     """Reload a run and score it on ``split``: ``"val"`` (the run's own split), ``"test"`` or ``"train"``.
 
@@ -558,27 +575,15 @@ def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude
     always beside the full split's scores.
     """
     run = load_run(run_dir)
-    if split != "test":
-        check_own_data(run, data, split)
-    if split == "test":
-        x_all, y_all, idx = data.x_test, data.y_test, np.arange(len(data.x_test))
-    elif split in ("val", "train"):
-        x_all, y_all = data.x_train, data.y_train
-        tr, val = run_split(run, len(x_all), need_val=split == "val")
-        idx = tr if split == "train" else val
-        info = run.info.get("data", {})
-        if info.get("exclude"):  # the images the run itself left out are not part of its split
-            idx = idx[~np.isin(idx, np.asarray(info["exclude"]["indices"], dtype=np.int64))]
-    else:
-        raise UsageError(f"{option('split')}: unknown split {split!r}; choose val, test or train")
+    images, labels, idx = split_data(run, data, split)
     result = {"run": str(run.run_dir), "model": run.info.get("model"), "split": split,
-              **evaluate(run.model, x_all[idx], y_all[idx])}
+              **evaluate(run.model, images, labels)}
     if exclude is not None:
         if not hasattr(exclude, "indices"):
             from fmnist.auditing.exclude import load_exclusion
 
             exclude = load_exclusion(exclude, data, "test" if split == "test" else "train")
-        keep = idx[~np.isin(idx, exclude.indices)]
-        result["cleaned"] = {**evaluate(run.model, x_all[keep], y_all[keep]), "excluded": int(len(idx) - len(keep)),
+        keep = ~np.isin(idx, exclude.indices)
+        result["cleaned"] = {**evaluate(run.model, images[keep], labels[keep]), "excluded": int((~keep).sum()),
                              "audit": exclude.path, "kinds": list(exclude.kinds)}
     return result

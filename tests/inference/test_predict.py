@@ -375,3 +375,20 @@ def test_a_datasets_folder_stands_for_its_images_not_its_labels(tiny_dir):
     inputs, failures = load_inputs([tiny_dir])
     assert not failures and len(inputs) == 250
     assert {Path(i.file).name for i in inputs} == {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"}
+
+
+def test_a_label_is_the_models_label_value_not_its_column(tmp_path):
+    """A scikit-learn model fitted on data labelled 3 and 7 has columns 0 and 1: 'label' says 3 or 7."""
+    from sklearn.linear_model import SGDClassifier
+
+    from fmnist.models.io import save_model
+
+    y = np.where(np.arange(60) % 2, 7, 3)
+    x = learnable_images(y)
+    model = SGDClassifier(loss="log_loss", random_state=0).fit(x.reshape(60, -1) / 255.0, y)
+    save_model(model, tmp_path / "m")
+    np.save(tmp_path / "x.npy", x[:6])
+    result = predict_files(tmp_path / "m", [tmp_path / "x.npy"], top_k=2)
+    assert [p.label for p in result.predictions] == y[:6].tolist()
+    assert [p.class_name for p in result.predictions] == [str(v) for v in y[:6]]
+    assert all({t["label"] for t in p.top_k} == {3, 7} for p in result.predictions)

@@ -226,3 +226,65 @@ def test_an_interrupted_report_says_what_it_left_and_how_to_draw_it_again(runs, 
     assert main(argv) == 1
     assert "an unfinished report's figures (it was interrupted before report.html)" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0 and (out / REPORT_FILE).exists()
+
+
+def _labelled(folder, y_train, y_test):
+    write_idx(folder / "train-images-idx3-ubyte.gz", learnable_images(y_train, 0))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", y_train.astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", learnable_images(y_test, 1))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test.astype(np.uint8))
+    return load_dataset(folder, dataset="custom")
+
+
+def _figures_line(page):
+    found = re.search(r"Figures below on the [^:]*: ([\d,]+) images, accuracy ([\d.]+)%", page)
+    return int(found[1].replace(",", "")), float(found[2]) / 100
+
+
+def test_a_scikit_learn_run_on_labels_3_and_7_is_drawn_with_its_own_scores(tmp_path, monkeypatch):
+    from fmnist.runs import evaluate_run
+
+    monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "d").mkdir()
+    data = _labelled(tmp_path / "d", np.where(np.arange(200) % 2, 7, 3), np.where(np.arange(50) % 2, 7, 3))
+    train_run("sgd-logreg", data, out_dir=tmp_path / "sgd")
+    page = build_report([tmp_path / "sgd"], tmp_path / "r", data, dpi=30, n_mistakes=2).read_text(encoding="utf-8")
+    scored = evaluate_run(tmp_path / "sgd", data, split="test")
+    assert scored["accuracy"] > 0.9
+    assert _figures_line(page) == (scored["n"], pytest.approx(scored["accuracy"], abs=5e-5))
+
+
+def test_the_validation_figures_leave_out_what_the_run_left_out(runs, tmp_path):
+    from fmnist.auditing.exclude import Exclusion
+    from fmnist.data import split_indices
+    from fmnist.runs import evaluate_run
+
+    data, _ = runs
+    _, val = split_indices(len(data.y_train))
+    run = tmp_path / "run"
+    train_run("sgd-logreg", data, out_dir=run, exclude=Exclusion("a.json", ("outliers",), "train", np.sort(val[:9])))
+    page = build_report([run], tmp_path / "r", data, split="val", dpi=30, n_mistakes=2).read_text(encoding="utf-8")
+    scored = evaluate_run(run, data, split="val")
+    assert scored["n"] == len(val) - 9
+    assert _figures_line(page) == (scored["n"], pytest.approx(scored["accuracy"], abs=5e-5))
+
+
+@pytest.mark.parametrize("case", ["no validation split", "umap missing"])
+def test_a_report_that_cannot_be_drawn_is_refused_before_any_figure(runs, tiny, tmp_path, capsys, monkeypatch, case):
+    import sys
+
+    data, dirs = runs
+    run, options = dirs[1], []
+    if case == "no validation split":
+        run = tmp_path / "all"
+        train_run("sgd-logreg", data, out_dir=run, holdout=False)
+        options = ["--split", "val"]
+    else:
+        monkeypatch.setitem(sys.modules, "umap", None)  # `import umap` raises ImportError
+        options = ["--embedding", "umap"]
+    out = tmp_path / "r"
+    code = main(["report", str(run), "--out", str(out), *options, "--data-dir", str(tiny), "--dataset", "custom"])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and err.count("\n") == 1, err
+    assert ("no validation split" if case == "no validation split" else "umap-learn") in err
+    assert not out.exists()

@@ -85,9 +85,8 @@ def check_labels(labels, n: int, model=None, what: str = "labels") -> np.ndarray
         y = y[:, 0]
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"{what} of shape {y.shape} for {n} images: expected one label per image, ({n},)")
-    classes = getattr(model, "classes_", None)
-    if classes is not None and not isinstance(model, nn.Module):
-        classes = np.asarray(classes)
+    classes = column_labels(model)
+    if classes is not None:
         found = np.isin(y, classes)
         if not found.all():
             raise DataError(f"{what} hold {y[~found][0].item()!r}, which is not one of the model's classes "
@@ -97,6 +96,16 @@ def check_labels(labels, n: int, model=None, what: str = "labels") -> np.ndarray
     if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.array_equal(y, np.round(y))):
         raise DataError(f"{what} of type {y.dtype}: a network's labels are class indices (whole numbers)")
     return y.astype(np.int64)
+
+
+def column_labels(model) -> np.ndarray | None:
+    """The label each probability column stands for, where it is not the column's index: a
+    scikit-learn model's (or NetClassifier's) ``classes_`` (3 and 7 of data labelled 3 and 7;
+    text). None for a network, whose outputs are the labels 0..K-1 themselves."""
+    classes = getattr(model, "classes_", None)
+    if classes is None or isinstance(model, nn.Module):
+        return None
+    return np.asarray(classes)
 
 
 def score(log_proba: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor | None = None) -> dict[str, float]:

@@ -453,18 +453,22 @@ def _load_beside(model_path, paths):
 
 def predict_inputs(model, inputs: Sequence[Input], *, top_k: int, class_names: Sequence[str]) -> list[Prediction]:
     """The model's :class:`Prediction` for each prepared :class:`Input`, in order, in one forward pass."""
+    from fmnist.evaluation.metrics import column_labels
     from fmnist.evaluation.metrics import predictions as predicted_classes
 
     if not inputs:
         return []
     n = _n_classes(model)
     proba, best = predicted_classes(model, np.stack([i.image for i in inputs]))
+    # The label a column stands for: a scikit-learn model's classes_ (7, not its column 2).
+    labels = column_labels(model)
+    labels = list(range(n)) if labels is None else labels.tolist()
     predictions = []
     for inp, p, first in zip(inputs, proba, best):
         # The model's prediction first (a scikit-learn model's, where its probabilities tie), then
         # the most probable of the others.
         order = [int(first), *(c for c in np.argsort(-p, kind="stable") if c != first)][:min(top_k, n)]
-        top = [{"label": int(c), "class_name": class_names[c], "probability": float(p[c])} for c in order]
+        top = [{"label": labels[c], "class_name": class_names[c], "probability": float(p[c])} for c in order]
         predictions.append(Prediction(inp, top[0]["label"], top[0]["class_name"], top[0]["probability"], top, p))
     return predictions
 

@@ -113,6 +113,10 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
             class_names = tuple(str(c) for c in model.classes_)
         classifier = _net_classifier_meta(model)
         model = model.model_
+    elif class_names is None and not isinstance(model, Network):
+        labels = np.asarray(getattr(model, "classes_", []))
+        if labels.tolist() != list(range(len(labels))):  # named by its labels (3 and 7), not as classes 0 and 1
+            class_names = tuple(str(c) for c in labels.tolist())
     if isinstance(class_names, str):  # "abcdefghij" would be ten one-letter names
         raise ModelError(f"class_names={class_names!r}: a list of names, one per class, not one string")
     if class_names is not None:

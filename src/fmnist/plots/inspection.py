@@ -86,6 +86,21 @@ def feature_maps(maps, max_cols: int = 8, title: str | None = None) -> Figure:
     return fig
 
 
+def check_method(method: str):
+    """Refuse (:class:`FmnistError`) an embedding ``method`` that cannot run here, before any
+    work: an unknown one, or umap without umap-learn. Returns the umap module for ``"umap"``."""
+    if method not in EMBED_METHODS:
+        raise FmnistError(f"embedding method {method!r} is unknown: use one of {', '.join(EMBED_METHODS)}")
+    if method != "umap":
+        return None
+    try:
+        import umap  # optional: heavy (numba) and not needed for PCA or t-SNE
+    except ImportError:
+        raise FmnistError("embedding method 'umap' needs the umap-learn package: pip install umap-learn "
+                          "(or use method 'pca' or 'tsne')") from None
+    return umap
+
+
 def embed_2d(
     features,
     method: Literal["pca", "tsne", "umap"] = "pca",
@@ -100,7 +115,7 @@ def embed_2d(
     Raises FmnistError for an unknown method or when umap-learn is missing.
     """
     if method not in EMBED_METHODS:
-        raise FmnistError(f"embedding method {method!r} is unknown: use one of {', '.join(EMBED_METHODS)}")
+        check_method(method)
     x = to_numpy(features)
     x = x.reshape(len(x), -1).astype(np.float64, copy=False)
     if len(x) < 2:
@@ -109,13 +124,7 @@ def embed_2d(
         return np.column_stack([x[:, 0] - x[:, 0].mean(), np.zeros(len(x))])
 
     if method == "umap":
-        try:
-            import umap  # optional: heavy (numba) and not needed for PCA or t-SNE
-        except ImportError:
-            raise FmnistError(
-                "embedding method 'umap' needs the umap-learn package: pip install umap-learn "
-                "(or use method 'pca' or 'tsne')"
-            ) from None
+        umap = check_method(method)
         return np.asarray(umap.UMAP(n_components=2, random_state=random_state).fit_transform(x), dtype=np.float64)
 
     from sklearn.decomposition import PCA

@@ -95,8 +95,6 @@ def build_report(
     :class:`~fmnist.errors.OutputExistsError` when ``out_dir`` holds an earlier report's
     files (unless ``overwrite``), before drawing anything.
     """
-    from fmnist.plots import EMBED_METHODS
-
     if not run_dirs:
         raise UsageError("report: give at least one run folder (written by 'fmnist train')")
     from fmnist.tuning.sweep import SWEEP_FILE
@@ -125,17 +123,14 @@ def build_report(
                 kind = "sweep" if (folder / SWEEP_FILE).exists() else "comparison"
                 raise UsageError(f"{folder}: a {kind}'s folder, which is reported alone (fmnist report {folder}); "
                                  "with other folders, name run folders only")
-    if embedding not in EMBED_METHODS:
-        raise UsageError(f"--embedding: unknown method {embedding!r}; choose {', '.join(EMBED_METHODS)}")
-    if split not in ("test", "val"):
-        raise UsageError(f"--split: unknown split {split!r}; choose test or val")
-    from fmnist.runs import check_own_data, load_run
+    _check_options(embedding, split)
+    from fmnist.runs import load_run, split_data
 
     out = Path(out_dir)
     runs = [load_run(d) for d in run_dirs]  # all loaded first: a bad folder fails before any drawing
-    if split == "val":
-        for run in runs:
-            check_own_data(run, data, split)
+    # Each run's images of the split, first too: one that has no such split (--no-holdout) or
+    # trained on other data fails before any drawing.
+    images = [split_data(run, data, split)[:2] for run in runs]
     slugs = _unique_slugs([Path(r.run_dir).resolve().name for r in runs])
     check_other_work(out, REPORT_FILE)
     check_free([out / REPORT_FILE, out / "learning_curves.png", *(out / slug for slug in slugs)],
@@ -147,9 +142,9 @@ def build_report(
     if board and board.get("seeds"):
         body.insert(0, _replicates_html(board))
     body.append(_learning_curves_html(runs, summaries, slugs, out, dpi))
-    for run, slug, summary in zip(runs, slugs, summaries):
-        body.append(_run_html(run, slug, summary, out, data, class_names, split=split, embedding=embedding,
-                              max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
+    for run, slug, summary, split_images in zip(runs, slugs, summaries, images):
+        body.append(_run_html(run, slug, summary, out, data, split_images, class_names, split=split,
+                              embedding=embedding, max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
     page = _page(body, summaries, split)
     path = out / REPORT_FILE
     atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
@@ -211,13 +206,33 @@ def _unique_slugs(names: Sequence[str]) -> list[str]:
     return slugs
 
 
-def _split_images(run, data, split: str) -> tuple[np.ndarray, np.ndarray]:
-    if split == "test":
-        return data.x_test, data.y_test
-    from fmnist.runs import run_split
+def _in_label_space(model, proba: np.ndarray, pred: np.ndarray, n_names: int) -> tuple[np.ndarray, np.ndarray]:
+    """A model's probabilities and predicted columns indexed by label value, as the images'
+    labels are, and as a network's outputs already are: a scikit-learn model's columns are its
+    classes_ (data labelled 3 and 7: columns 0 and 1), so predictions compared with the labels
+    as columns were all wrong."""
+    from fmnist.evaluation.metrics import column_labels
 
-    _, val = run_split(run, len(data.x_train))
-    return data.x_train[val], data.y_train[val]
+    labels = column_labels(model)
+    if labels is None:
+        return proba, pred
+    labels = labels.astype(np.int64)  # a run's model was fitted on a dataset's whole-number labels
+    full = np.zeros((len(proba), max(n_names, int(labels.max()) + 1)), dtype=proba.dtype)
+    full[:, labels] = proba
+    return full, labels[pred]
+
+
+def _check_options(embedding: str, split: str) -> None:
+    """The options a report draws with, refused before anything is drawn."""
+    from fmnist.errors import FmnistError
+    from fmnist.plots.inspection import check_method
+
+    try:
+        check_method(embedding)
+    except FmnistError as exc:
+        raise UsageError(f"--embedding: {exc}") from None
+    if split not in ("test", "val"):
+        raise UsageError(f"--split: unknown split {split!r}; choose test or val")
 
 
 # --- HTML pieces --------------------------------------------------------------------------------
@@ -321,8 +336,10 @@ def _table(metrics: dict[str, list]) -> str:
     return f"<table>{head}{rows}</table>"
 
 
-def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names: list[str], *, split: str,
-              embedding: str, max_points: int, n_mistakes: int, dpi: int) -> str:
+def _run_html(run, slug: str, summary: RunSummary, out: Path, data, images: tuple[np.ndarray, np.ndarray],
+              class_names: list[str], *, split: str, embedding: str, max_points: int, n_mistakes: int,
+              dpi: int) -> str:
+    """A run's section, its figures drawn on ``images`` (images, labels) of ``split``."""
     from fmnist.evaluation.features import (
         feature_source,
         first_conv,
@@ -342,8 +359,8 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, class_names:
     from fmnist.runs import trained_on_other_data
 
     folder = out / slug
-    x, y = _split_images(run, data, split)
-    proba, pred = predictions(run.model, x)
+    x, y = images
+    proba, pred = _in_label_space(run.model, *predictions(run.model, x), len(class_names))
     where = "test set (t10k)" if split == "test" else "validation split"
     if trained_on_other_data(run, data):  # a fair question on the test split, but it must say so
         record = run.info.get("data", {})
@@ -447,7 +464,7 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
 
     from fmnist.errors import RunError
     from fmnist.plots import learning_curves, metric_vs_params
-    from fmnist.runs import load_run
+    from fmnist.runs import load_run, split_data
     from fmnist.tuning.sweep import LEADERBOARD_FILE, TRIALS_DIR, read_plan
 
     sweep_dir, out = Path(sweep_dir), Path(out_dir)
@@ -461,6 +478,12 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     except (OSError, ValueError) as exc:
         raise RunError(f"{board_path}: unreadable ({exc})") from None
     metric, best, trials = board["metric"], board["best"], board["trials"]
+    _check_options(embedding, split)
+    if best:
+        # Found beside the leaderboard by name: the path it records is where the sweep ran, and
+        # the folder may have moved or been copied since.
+        run = load_run(sweep_dir / TRIALS_DIR / Path(best["run_dir"]).name)
+        images = split_data(run, data, split)[:2]  # before any drawing, as for runs
     check_other_work(out, REPORT_FILE)
     check_free([out / REPORT_FILE, out / "learning_curves.png", out / "metric_vs_params.png",
                 *([out / best["trial"]] if best else [])], overwrite=overwrite, what=_earlier_report(out))
@@ -485,16 +508,13 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     body.append("".join(parts))
 
     if best:
-        # Found beside the leaderboard by name: the path it records is where the sweep ran, and
-        # the folder may have moved or been copied since.
-        run = load_run(sweep_dir / TRIALS_DIR / Path(best["run_dir"]).name)
         summary = _summarise(run)
         summary.name = best["trial"]
         body.append('<section id="learning-curves"><h2>Learning curves of the best trial</h2>'
                     f"<p>{_e(best['trial'])}: training solid, validation dashed.</p>"
                     + _figure(learning_curves({best["trial"]: run.history}), out / "learning_curves.png",
                               "learning curves of the best trial", dpi) + "</section>")
-        body.append(_run_html(run, best["trial"], summary, out, data, list(data.class_names), split=split,
+        body.append(_run_html(run, best["trial"], summary, out, data, images, list(data.class_names), split=split,
                               embedding=embedding, max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>fmnist sweep report: {_e(plan.model)}</title><style>{_CSS}</style></head><body>"
