@@ -82,7 +82,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         # On white, as a catalogue shows a cut-out, unless what is opaque is light itself (a
         # white shirt cut out): on white it would vanish, on black it is a light-on-dark image.
-        a = np.asarray(rgba, dtype=np.float64)
+        # Judged at about the working size: the full image as float64 took gigabytes for a 64
+        # megapixel cut-out (a few hundred kB as a PNG).
+        a = np.asarray(rgba.reduce(max(1, max(rgba.size) // WORK_SIDE)), dtype=np.float64)
         opaque = a[..., 3] > 127
         light = opaque.any() and float(np.median(_gray(a[..., :3][opaque]))) >= 160.0
         back = Image.new("RGBA", rgba.size, (0, 0, 0, 255) if light else (255, 255, 255, 255))
