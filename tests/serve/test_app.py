@@ -204,17 +204,20 @@ def test_nothing_is_written_to_disk(served, monkeypatch):
     assert response.status_code == 200, response.text
 
 
-def test_oversized_upload_is_refused_before_its_body_is_read(served):
-    """Content-Length above the limit: 413 at once, not one body chunk read."""
+@pytest.mark.parametrize("declared", [100_000, 10 ** 12])
+def test_an_oversized_upload_is_refused_once_its_body_is_read_unless_it_is_huge(served, declared):
+    """Content-Length above the limit: the rest of the body is read and thrown away before the
+    413 (a connection closed with unread data is reset, and the client loses the answer); a
+    body declared over DRAIN_LIMIT is not read at all."""
+    from fmnist.serve._limits import DRAIN_LIMIT
+
     app = create_app(served, Settings(max_upload=1000))
-    reads = []
+    reads, sent = [], []
 
     async def go():
-        sent = []
-
         async def receive():
-            reads.append(1)
-            return {"type": "http.request", "body": b"x" * 100_000, "more_body": False}
+            reads.append(len(sent))  # how much had been answered when each chunk was read
+            return {"type": "http.request", "body": b"x" * 10_000, "more_body": len(reads) < 10}
 
         async def send(message):
             sent.append(message)
@@ -222,17 +225,18 @@ def test_oversized_upload_is_refused_before_its_body_is_read(served):
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
                  "scheme": "http", "path": "/api/predict", "raw_path": b"/api/predict", "query_string": b"",
                  "root_path": "", "server": ("test", 80), "client": ("test", 1),
-                 "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"100000")]}
+                 "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
+                             (b"content-length", str(declared).encode())]}
         await app(scope, receive, send)
-        return sent
 
-    sent = asyncio.run(go())
-    assert sent[0]["status"] == 413 and reads == []
-    assert "1,000-byte limit" in json.loads(sent[1]["body"])["error"]
+    asyncio.run(go())
+    assert sent[0]["status"] == 413 and "1,000-byte limit" in json.loads(sent[1]["body"])["error"]
+    assert reads == ([0] * 10 if declared <= DRAIN_LIMIT else [])
 
 
 def test_oversized_chunked_upload_is_cut_off(served):
-    """No Content-Length (chunked): counted as it arrives, refused once past the limit."""
+    """No Content-Length (chunked): counted as it arrives, refused once past the limit (the rest
+    read and thrown away, never held)."""
     app = create_app(served, Settings(max_upload=50_000))
     chunks = []
 
@@ -251,7 +255,7 @@ def test_oversized_chunked_upload_is_cut_off(served):
 
     response = asyncio.run(go())
     assert response.status_code == 413 and "limit" in response.json()["error"]
-    assert len(chunks) < 10
+    assert len(chunks) == 100  # read to its end, and thrown away, before the answer
 
 
 @pytest.mark.parametrize("kwargs, words", [

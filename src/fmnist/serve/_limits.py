@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -15,9 +16,10 @@ class TooLarge(Exception):
 class BodyLimit:
     """ASGI middleware: bodies above ``limit`` bytes are refused with 413 before being read whole.
 
-    A declared ``Content-Length`` over the limit is refused at once, without reading a byte of
-    the body; a body sent without one (chunked) is counted as it arrives and refused as soon
-    as it passes the limit. Either way at most ``limit`` bytes are ever held.
+    A declared ``Content-Length`` over the limit is refused without passing a byte of the body
+    to the app; a body sent without one (chunked) is counted as it arrives and refused as soon
+    as it passes the limit. Either way at most ``limit`` bytes are ever held: the rest of a
+    refused body is read and discarded (:func:`_drain`) so that the refusal reaches the client.
     """
 
     def __init__(self, app, limit: int) -> None:
@@ -34,6 +36,8 @@ class BodyLimit:
             except ValueError:
                 return await _json(send, 400, {"error": "Content-Length is not a number"})
             if length > self.limit:
+                if length <= DRAIN_LIMIT:
+                    await _drain(receive)
                 return await _json(send, 413, {"error": self.message()})
         seen = 0
         started = False
@@ -56,6 +60,7 @@ class BodyLimit:
             await self.app(scope, counted, watched)
         except TooLarge:
             if not started:
+                await _drain(receive)
                 await _json(send, 413, {"error": self.message()})
 
     def message(self) -> str:
@@ -94,6 +99,33 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+# A refusal is only heard if the body was read: a connection closed with unread data is reset,
+# and the client drops the answer it had already received ("connection reset", no reason). So
+# the rest of a refused body is read and discarded first, within these bounds; past them (a
+# declared size far over, a client that stalls) the connection is closed as it is. A body
+# declared over DRAIN_LIMIT is not read at all (a client waiting for "100 Continue" then sends
+# none of it).
+DRAIN_LIMIT = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
+
+
+async def _drain(receive) -> None:
+    import asyncio
+
+    async def read_rest():
+        left = DRAIN_LIMIT
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(read_rest(), DRAIN_SECONDS)
 
 
 async def _json(send, status: int, body: dict) -> None:
