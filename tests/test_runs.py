@@ -90,7 +90,7 @@ def test_a_run_folder_that_holds_work_is_refused_unless_overwrite(tiny_data, tmp
     assert not (tmp_path / "run" / "best.safetensors").exists()
 
 
-def test_an_interrupted_replacement_leaves_no_old_model_behind(tiny_data, tmp_path):
+def test_an_interrupted_replacement_puts_the_old_run_back_whole(tiny_data, tmp_path):
     from fmnist.training import Callback
 
     class Interrupt(Callback):
@@ -101,13 +101,13 @@ def test_an_interrupted_replacement_leaves_no_old_model_behind(tiny_data, tmp_pa
     (tmp_path / "run" / "model.onnx").write_bytes(b"the old model's export")
     (tmp_path / "run" / "model-2.onnx").write_bytes(b"and another")
     (tmp_path / "run" / "notes.txt").write_text("the user's own")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
     with pytest.raises(KeyboardInterrupt):
         train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=2),
                   out_dir=tmp_path / "run", overwrite=True, observers=[Interrupt()])
-    left = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert left == ["checkpoint.safetensors", "notes.txt"]  # the new run's checkpoint, and the user's own file
-    with pytest.raises(ModelError):
-        load_model(tmp_path / "run")  # predict and export find no model, not mlp-100's
+    # No checkpoint of the replacement to mix with it: the old run, its exports and the user's file.
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    assert load_model(tmp_path / "run").spec == get_preset("mlp-100").spec
 
 
 def test_run_names_are_readable_and_default_folders_fresh(tmp_path):
@@ -281,3 +281,58 @@ def test_a_history_with_a_number_past_pythons_digits_is_one_line(tiny_data, tmp_
     (tmp_path / "run" / "history.json").write_text("[" + "9" * 5000 + "]")
     with pytest.raises(RunError, match="history.json: unreadable"):
         load_run(tmp_path / "run")
+
+
+def _run_bytes(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_overwrite_replaces_a_run_only_with_a_finished_one(tiny_data, tmp_path):
+    from fmnist.errors import TrainingError
+    from fmnist.training import Callback
+
+    run_dir = tmp_path / "run"
+    train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=run_dir)
+    (run_dir / "model.onnx").write_bytes(b"its export")
+    before = _run_bytes(run_dir)
+    diverging = resolve_config(get_preset("softmax"), epochs=2, weight_decay=1e9)
+    with pytest.raises(TrainingError, match="diverged"):
+        train_run("softmax", tiny_data, config=diverging, out_dir=run_dir, overwrite=True)
+    assert _run_bytes(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == sorted(before)
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            raise KeyboardInterrupt
+
+    config = resolve_config(get_preset("mlp-100"), epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_run("mlp-100", tiny_data, config=config, out_dir=run_dir, overwrite=True, callbacks=[CtrlC()])
+    assert _run_bytes(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == sorted(before)
+    result = train_run("mlp-100", tiny_data, config=config, out_dir=run_dir, overwrite=True)
+    assert json.loads((run_dir / "run.json").read_text())["model"] == "mlp-100" and len(result.history) == 3
+    assert not (run_dir / "model.onnx").exists() and not list(run_dir.glob(".replaced.*"))
+
+
+def test_a_run_a_killed_replacement_set_aside_is_put_back_by_the_next_training(tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    from fmnist.runs import CHECKPOINT
+
+    run_dir = tmp_path / "run"
+    train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=run_dir)
+    before = _run_bytes(run_dir)
+    # As a kill -9 of `train --overwrite` in its first epochs leaves it: the run aside, a checkpoint.
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    aside = run_dir / f".replaced.{dead}"
+    aside.mkdir()
+    for name in before:
+        (run_dir / name).rename(aside / name)
+    (run_dir / CHECKPOINT).write_bytes(b"the replacement's first epoch")
+    from fmnist.errors import TrainingError
+
+    diverging = resolve_config(get_preset("softmax"), epochs=2, weight_decay=1e9)
+    with pytest.raises(TrainingError, match="diverged"):
+        train_run("softmax", tiny_data, config=diverging, out_dir=run_dir, overwrite=True)
+    assert _run_bytes(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == sorted(before)

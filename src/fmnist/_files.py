@@ -111,10 +111,13 @@ def _stale_temporary(path: Path) -> bool:
     """A temporary file of a write that never finished: its process was killed (a live one's,
     or a process reusing its number, is left alone). It is nobody's work."""
     found = _TEMPORARY.fullmatch(path.name)
-    if not found or not path.is_file():
-        return False
+    return bool(found) and path.is_file() and process_ended(int(found[1]))
+
+
+def process_ended(pid: int) -> bool:
+    """Whether no process ``pid`` runs (one of another user's, or a number reused, counts as running)."""
     try:
-        os.kill(int(found[1]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except (PermissionError, OverflowError):

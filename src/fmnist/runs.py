@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 import fmnist
-from fmnist._files import check_free, check_other_work, claim, next_free, write_json
+from fmnist._files import check_free, check_other_work, claim, next_free, process_ended, write_json
 from fmnist._text import shell
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
@@ -173,12 +173,8 @@ def forget_run(run_dir: str | Path) -> None:
     predict or export to pick up. run.json goes first: the folder is never a whole run with
     parts missing. Its exports under their default names (model.onnx, model-2.onnx...) go too:
     they are the old model's. Other files in the folder (reports, the user's own) stay."""
-    for stale in ("run.json", CHECKPOINT, BEST_CHECKPOINT, MODEL_JSON, WEIGHTS, "history.json", "metrics.json"):
-        (Path(run_dir) / stale).unlink(missing_ok=True)
-    if Path(run_dir).is_dir():
-        for export in Path(run_dir).iterdir():
-            if re.fullmatch(r"model(-\d+)?\.onnx", export.name) and export.is_file():
-                export.unlink()
+    for stale in _run_files(Path(run_dir)):
+        stale.unlink(missing_ok=True)
 
 
 def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = None, out_dir: Path | None = None,
@@ -223,9 +219,70 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
     # Claimed, then checked: another command given the same folder is refused, not mixed with this one.
     with claim(out_dir):
         check_run_dir(out_dir, overwrite=overwrite)
-        forget_run(out_dir)
-        return _train(model_name, preset, data, config, Path(out_dir), callbacks, evaluate_test, checkpoint_best,
-                      observers, exclude, holdout)
+        with _replacing(Path(out_dir)):
+            return _train(model_name, preset, data, config, Path(out_dir), callbacks, evaluate_test,
+                          checkpoint_best, observers, exclude, holdout)
+
+
+# Where a run being replaced (--overwrite) waits, inside its folder, until its replacement has
+# finished: .replaced.PID
+_ASIDE = re.compile(r"\.replaced\.(\d+)")
+
+
+@contextlib.contextmanager
+def _replacing(run_dir: Path):
+    """Replace the run in ``run_dir`` only by a finished one: its files wait in a hidden folder
+    while the new run trains, and are put back if training fails or is interrupted (the
+    unfinished replacement's files are removed). A folder left aside by a killed process is put
+    back first, unless its replacement had finished."""
+    import os
+    import shutil
+
+    for stale in run_dir.iterdir() if run_dir.is_dir() else ():
+        found = _ASIDE.fullmatch(stale.name)
+        if found and stale.is_dir() and process_ended(int(found[1])):
+            if not (run_dir / "run.json").exists():
+                _put_back(stale, run_dir)
+            shutil.rmtree(stale)
+    aside = run_dir / f".replaced.{os.getpid()}"
+    if not _run_files(run_dir):
+        yield
+        return
+    aside.mkdir()
+    _set_aside(run_dir, aside)
+    try:
+        yield
+    except BaseException:
+        _put_back(aside, run_dir)
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside)
+
+
+def _run_files(run_dir: Path) -> list[Path]:
+    """A run's own files in ``run_dir`` (:func:`forget_run` says which), run.json first."""
+    if not run_dir.is_dir():
+        return []
+    named = [run_dir / name for name in ("run.json", CHECKPOINT, BEST_CHECKPOINT, MODEL_JSON, WEIGHTS,
+                                         "history.json", "metrics.json")]
+    exports = sorted(p for p in run_dir.iterdir() if re.fullmatch(r"model(-\d+)?\.onnx", p.name))
+    return [p for p in [*named, *exports] if p.is_file()]
+
+
+def _set_aside(run_dir: Path, aside: Path) -> None:
+    import os
+
+    for path in _run_files(run_dir):  # run.json first: the folder stops being a whole run at once
+        os.replace(path, aside / path.name)
+
+
+def _put_back(aside: Path, run_dir: Path) -> None:
+    """The run set aside in ``aside`` is ``run_dir``'s again, in place of what is there now."""
+    import os
+
+    forget_run(run_dir)
+    for path in _run_files(aside)[::-1]:  # run.json last: the folder is a whole run only once it is there
+        os.replace(path, run_dir / path.name)
 
 
 def _train(model_name, preset, data, config, out_dir, callbacks, evaluate_test, checkpoint_best, observers,

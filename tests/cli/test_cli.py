@@ -396,3 +396,16 @@ def test_a_terminal_without_utf8_gets_its_tables_and_files(tiny_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
     assert any(ord(c) > 127 for c in (out / "leaderboard.md").read_text(encoding="utf-8"))
     assert b"?" in proc.stdout and b"Traceback" not in proc.stderr
+
+
+def test_ctrl_c_in_a_replacing_run_says_the_earlier_run_is_back(capsys, tiny_dir, tmp_path, monkeypatch):
+    from fmnist.training import Trainer
+
+    out = tmp_path / "run"
+    assert run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))[0] == 0
+    before = (out / "weights.safetensors").read_bytes()
+    monkeypatch.setattr(Trainer, "fit", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, _, err = run(capsys, "train", "mlp-100", "--epochs", "1", "--quiet", "--out", out, "--overwrite",
+                       *data_args(tiny_dir))
+    assert code == 130 and f"interrupted; {out} holds the earlier run as it was (the replacement is discarded)" in err
+    assert (out / "weights.safetensors").read_bytes() == before

@@ -307,9 +307,13 @@ def _train_or_interrupted(out: Path, train, debug: bool, data_flags: str = "") -
         if debug:
             raise
         where = Path(out) / CHECKPOINT
-        print(f"\nfmnist: interrupted; the last finished epoch is saved in {where}; continue with: "
-              f"fmnist train --resume {shell(out)}{data_flags}" if where.exists() else
-              "\nfmnist: interrupted before the first epoch ended; nothing saved to resume", file=sys.stderr)
+        if (Path(out) / "run.json").exists():  # --overwrite: the run it was replacing is back
+            print(f"\nfmnist: interrupted; {shell(out)} holds the earlier run as it was (the replacement is "
+                  "discarded)", file=sys.stderr)
+        else:
+            print(f"\nfmnist: interrupted; the last finished epoch is saved in {where}; continue with: "
+                  f"fmnist train --resume {shell(out)}{data_flags}" if where.exists() else
+                  "\nfmnist: interrupted before the first epoch ended; nothing saved to resume", file=sys.stderr)
         return 130
     m = result.metrics
     if "stopped" in m:
