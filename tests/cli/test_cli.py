@@ -409,3 +409,12 @@ def test_ctrl_c_in_a_replacing_run_says_the_earlier_run_is_back(capsys, tiny_dir
                        *data_args(tiny_dir))
     assert code == 130 and f"interrupted; {out} holds the earlier run as it was (the replacement is discarded)" in err
     assert (out / "weights.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "cuda:99"])
+def test_a_device_torch_names_but_fmnist_cannot_train_on_is_one_line_before_the_data(capsys, tmp_path, device):
+    missing = tmp_path / "no-data"  # the device is refused before the data is looked for
+    code, _, err = run(capsys, "train", "softmax", "--device", device, "--quiet", "--out", tmp_path / "r",
+                       "--data-dir", missing, "--dataset", "custom")
+    assert code == 2 and err.count("\n") == 1 and "--device" in err, err
+    assert not (tmp_path / "r").exists()

@@ -269,6 +269,10 @@ def cmd_train(args) -> int:
         check_run_dir(args.out, overwrite=args.overwrite)
     if not args.holdout:
         check_no_holdout(config, args.checkpoint)
+    if get_preset(args.model).family == "torch":
+        from fmnist.training.loop import resolve_device
+
+        resolve_device(config.device)  # refused now, not after the data has loaded
     if config.precision == "bfloat16":
         from fmnist.training.loop import bfloat16_native, resolve_device
 

@@ -50,6 +50,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"{option('device', 'cuda')}: no CUDA device is available here; use "
                          f"{option('device', 'cpu')}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"{option('device', name)}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"numbered from 0")
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    if device.type not in ("cpu", "cuda"):  # torch names more (meta, xla...) than it can train on here
+        raise UsageError(f"{option('device', name)}: not a device fmnist trains on here; use auto, cpu or cuda")
     return device
 
 
