@@ -414,3 +414,10 @@ def test_labels_and_validation_data_are_checked_before_the_first_epoch():
     plain = trainer().fit(X, Y, validation_data=(X[:20], Y[:20]))
     keys = ("loss", "accuracy", "val_loss", "val_accuracy")
     assert [[h[k] for k in keys] for h in column] == [[h[k] for k in keys] for h in plain]
+
+
+def test_fitting_a_trainer_again_after_all_its_epochs_is_refused_not_a_silent_no_op():
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=2, device="cpu"))
+    assert len(trainer.fit(X, Y)) == 2
+    with pytest.raises(UsageError, match="has trained its 2 epochs"):
+        trainer.fit(X, Y)

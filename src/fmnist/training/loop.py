@@ -135,9 +135,18 @@ class Trainer:
         # completed from it without training more (a trial a scheduler stopped, finished by the
         # sweep's driver) records those, not the driver's.
         self._restored_threads: dict[str, int] | None = None
+        self._done = False  # fit ran to its end: a second fit would train nothing
 
     def fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None = None):
-        """Train for ``config.epochs`` epochs on uint8 images ``x`` (N, 28, 28) and labels ``y`` (N,)."""
+        """Train for ``config.epochs`` epochs on uint8 images ``x`` (N, 28, 28) and labels ``y`` (N,).
+
+        A trainer restored from a checkpoint (``load_state_dict``) continues to ``config.epochs``.
+        Once it has trained them all, ``fit`` again is refused rather than training nothing
+        (Keras's ``fit`` would train that many more): build a Trainer with more epochs.
+        """
+        if self._done:
+            raise UsageError(f"this Trainer has trained its {self.config.epochs} epochs (config.epochs); to train "
+                             "more, give the model to a new Trainer whose TrainConfig has the epochs to add")
         if validation_data is None:  # refused now, not after an epoch's work
             for cb in self.callbacks:
                 if isinstance(cb, EarlyStopping) and cb.monitor.startswith("val_"):
@@ -197,6 +206,7 @@ class Trainer:
                 cb.on_epoch_end(self, self.epoch, logs)
         for cb in self.callbacks:
             cb.on_train_end(self)
+        self._done = self.epoch >= self.config.epochs or self.stop_training
         return self.history
 
     # Steps per call of the compiled dense engine (``_fast_epoch``): callbacks' ``on_batch_end``
