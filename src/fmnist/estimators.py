@@ -122,7 +122,7 @@ class NetClassifier(ClassifierMixin, BaseEstimator):
             preset = get_preset(self.model, len(self.classes_))
         except ModelError as exc:
             try:  # or in the dense:10 of every preset, widened or narrowed to the classes below
-                preset = get_preset(self.model)
+                preset = get_preset(self.model, 10)
             except ModelError:
                 raise exc from None
         if preset.family != "torch":

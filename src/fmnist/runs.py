@@ -41,7 +41,7 @@ from fmnist._files import check_free, check_other_work, claim, next_free, proces
 from fmnist._text import shell
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
-from fmnist.errors import RunError, UsageError, option, spelled
+from fmnist.errors import ModelError, RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import Preset, get_preset
@@ -206,7 +206,12 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
     """
     exclude = exclude.to_dict() if exclude is not None else None
     # A network gets an output for every class of the data (more than 10 on other MNIST-format data).
-    preset = get_preset(model_name).for_classes(len(data.class_names))
+    preset = get_preset(model_name)
+    classes = len(data.class_names)
+    if preset.name == "custom" and preset.spec.num_classes not in (10, classes):
+        raise ModelError(f"{model_name}: ends in dense:{preset.spec.num_classes}, and the data has {classes} classes; "
+                         f"end it in dense:{classes}, one output per class (or dense:10, widened to the classes)")
+    preset = preset.for_classes(classes)
     config = config or resolve_config(preset)
     if not holdout:
         check_no_holdout(config, checkpoint_best)

@@ -59,6 +59,8 @@ def test_spec_string_and_optimizer_flags(capsys, tiny_dir, tmp_path):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["evaluate", "{tmp}/missing-run"], "no such run folder"),
+    (["train", "flatten,dense:12", "--out", "{tmp}/r"],
+     "flatten,dense:12: ends in dense:12, and the data has 10 classes; end it in dense:10"),
 ])
 def test_user_errors_are_one_line(capsys, tiny_dir, tmp_path, argv, fragment):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--data-dir", tiny_dir, "--dataset", "custom"]
@@ -69,7 +71,7 @@ def test_user_errors_are_one_line(capsys, tiny_dir, tmp_path, argv, fragment):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["train", "no-such-model"], "MODEL: unknown model 'no-such-model'"),
-    (["train", "flatten,dense:12"], "MODEL: the last layer must be dense:10"),
+    (["train", "flatten,relu"], "MODEL: spec 'flatten,relu': unknown layer type 'relu'"),
     (["train", "conv:32"], "MODEL: layer 'conv' needs 'kernel'"),
     (["models", "no-such-model"], "MODEL: unknown model"),
     (["compare", "softmax", "nope"], "MODEL: unknown model 'nope'"),
@@ -418,3 +420,19 @@ def test_a_device_torch_names_but_fmnist_cannot_train_on_is_one_line_before_the_
                        "--data-dir", missing, "--dataset", "custom")
     assert code == 2 and err.count("\n") == 1 and "--device" in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_layer_string_ends_in_one_output_per_class_of_the_data(capsys, tmp_path):
+    from fmnist.data import write_idx
+    from tests.conftest import learnable_images
+
+    y_train, y_test = np.arange(120) % 12, np.arange(24) % 12  # 12 classes
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", learnable_images(y_train % 10, 0))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", y_train.astype(np.uint8))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", learnable_images(y_test % 10, 1))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", y_test.astype(np.uint8))
+    data = ["--dataset", "custom", "--data-dir", tmp_path]
+    for spec in ("flatten,dense:12", "flatten,dense:10"):  # dense:10 is widened, as the presets are
+        code, _, err = run(capsys, "train", spec, "--epochs", "1", "--quiet", "--out", tmp_path / spec, *data)
+        assert code == 0, err
+        assert json.loads((tmp_path / spec / "model.json").read_text())["spec"]["num_classes"] == 12

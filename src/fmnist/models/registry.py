@@ -13,7 +13,7 @@ import numbers
 from typing import Any
 
 from fmnist.errors import ModelError
-from fmnist.models.spec import ModelSpec
+from fmnist.models.spec import ModelSpec, parse_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,15 +65,19 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_preset(name: str, num_classes: int = 10) -> Preset:
-    """The preset called ``name``, or an ad-hoc one when ``name`` is a layer string (whose last
-    layer is dense:``num_classes``)."""
+def get_preset(name: str, num_classes: int | None = None) -> Preset:
+    """The preset called ``name``, or an ad-hoc one when ``name`` is a layer string, whose last
+    layer is dense:``num_classes`` (default: the width it ends in, one output per class of the
+    data it is for: dense:26 for EMNIST's letters)."""
     if not isinstance(name, str):
         raise ModelError(f"a model is named by a preset name or a layer string, got {type(name).__name__}; "
                          "see fmnist.list_models()")
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" in name or "," in name or name == "flatten":
+        if num_classes is None:
+            last = parse_layers(name)[-1]
+            num_classes = last["units"] if last["type"] == "dense" else 10  # else refused as it is
         spec = ModelSpec.parse(name, num_classes=num_classes)
         return Preset(name="custom", description=str(spec), family="torch", spec=spec)
     raise ModelError(f"unknown model {name!r}; known: {', '.join(_REGISTRY)} (or a layer spec such as "
