@@ -39,8 +39,8 @@ def test_numbers_land_in_their_cells():
     }
     text = "\n".join(readme_lines(results))
     assert "(model mlp-200, 5 folds, 15 epochs) took 300 s (250 CPU-s; 2026-12-01 16:00 UTC, 2 CPUs, load 3.0 -> 4.5)" in text
-    assert "| exact duplicates | 1 | 2 | 3 |" in text
-    assert "| near duplicates, aligned (threshold 0.0141) | 13 | – | 14 |" in text
+    assert "| exact duplicate pairs | 1 | 2 | 3 |" in text
+    assert "| near duplicate pairs, aligned (threshold 0.0141) | 13 | – | 14 |" in text
     assert "| likely label errors | 3778 | 542 | – |" in text
     assert ("| 1 | 100 % of 50 | 95 % of 120 | 98 % of 50 / 90 % of 60 | 71 % of 600 | 70 % of 100 | 80 % of 50 | "
             "mlp-200, 5, 15 | 300 s") in text

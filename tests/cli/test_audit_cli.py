@@ -19,6 +19,8 @@ def test_audit_then_act_on_it(capsys, tiny_dir, tmp_path):
     code, out, err = run(capsys, "audit", "--folds", "2", "--epochs", "1", "--out", tmp_path / "audit", *data)
     assert code == 0, err
     assert "likely label errors:" in out and f"wrote {tmp_path / 'audit' / 'audit.json'}" in out
+    # audit.json lists duplicates as pairs, and the summary says so (three copies are three pairs).
+    assert "exact duplicate pairs: 0 within train" in out and "near duplicate pairs (pixel, threshold" in out
     audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
     assert audit["summary"]["folds"] == 2 and audit["summary"]["training"]["epochs"] == 1
     assert (tmp_path / "audit" / "audit.html").exists()

@@ -371,10 +371,11 @@ def cmd_audit(args) -> int:
                        out_dir=out, overwrite=args.overwrite)
     s = result["summary"]
     ex, nd = s["exact_duplicates"], s["near_duplicates"]
-    print(f"exact duplicates: {ex['train']} within train, {ex['test']} within test, {ex['train-test']} train/test "
-          f"({ex['with_different_labels']} with different labels)")
+    # Pairs, as audit.json lists them: three copies of one image are three pairs.
+    print(f"exact duplicate pairs: {ex['train']} within train, {ex['test']} within test, {ex['train-test']} "
+          f"train/test ({ex['with_different_labels']} with different labels)")
     for space in nd:
-        print(f"near duplicates ({space}, threshold {s['thresholds'][space]:.4f}): {nd[space]['train']} within "
+        print(f"near duplicate pairs ({space}, threshold {s['thresholds'][space]:.4f}): {nd[space]['train']} within "
               f"train, {nd[space]['train-test']} train/test leaks")
     print(f"likely label errors: {s['label_issues']['train']} in train, {s['label_issues']['test']} in test "
           f"(out-of-fold accuracy {s['accuracy']['train_out_of_fold']:.4f})")

@@ -18,7 +18,7 @@ import numpy as np
 from fmnist._files import atomic_write
 from fmnist.reporting.report import _CSS, _e, _figure, _png_img
 
-__all__ = ["write_audit_report", "AUDIT_HTML", "AUDIT_SECTIONS"]
+__all__ = ["write_audit_report", "findings_per_class", "AUDIT_HTML", "AUDIT_SECTIONS"]
 
 AUDIT_HTML = "audit.html"
 AUDIT_SECTIONS = ("summary", "per-class", "histograms", "exact-duplicates", "near-duplicates", "label-issues",
@@ -72,11 +72,11 @@ def _summary_html(result) -> str:
     s = result["summary"]
     ex, nd, li, ol = s["exact_duplicates"], s["near_duplicates"], s["label_issues"], s["outliers"]
     rows = [
-        ("exact duplicates within train", ex["train"]), ("exact duplicates within test", ex["test"]),
-        ("exact train/test duplicates (leaks)", ex["train-test"]),
-        ("exact duplicates with different labels", ex["with_different_labels"]),
-        (f"near duplicates within train ({' / '.join(nd)})", " / ".join(str(v["train"]) for v in nd.values())),
-        (f"near train/test leaks ({' / '.join(nd)})", " / ".join(str(v["train-test"]) for v in nd.values())),
+        ("exact duplicate pairs within train", ex["train"]), ("exact duplicate pairs within test", ex["test"]),
+        ("exact train/test duplicate pairs (leaks)", ex["train-test"]),
+        ("exact duplicate pairs with different labels", ex["with_different_labels"]),
+        (f"near duplicate pairs within train ({' / '.join(nd)})", " / ".join(str(v["train"]) for v in nd.values())),
+        (f"near train/test leak pairs ({' / '.join(nd)})", " / ".join(str(v["train-test"]) for v in nd.values())),
         ("likely label errors in train / test", f"{li['train']} / {li['test']}"),
         ("outliers in train / test", f"{ol['train']} / {ol['test']}"),
     ]
@@ -91,24 +91,33 @@ def _summary_html(result) -> str:
             f"<p>Thresholds: {_e(s['thresholds']['why'])}.</p></section>")
 
 
+def findings_per_class(result, labels: Mapping[str, np.ndarray], k: int) -> dict[str, list[int]]:
+    """Images of each of ``k`` classes that each finding names: finding -> int counts (k,).
+
+    Images, not pairs: three copies of one image are three pairs but two second copies, and a
+    near duplicate found in several spaces is one image. A duplicate's second image (``b``:
+    the later one, or the test one of a leak) is the one counted, by its own label.
+    """
+    def per_class(refs) -> list[int]:
+        c = np.zeros(k, np.int64)
+        for split, index in set(refs):
+            c[int(labels[split][index])] += 1
+        return c.tolist()
+
+    second = lambda items: [(d["b"]["split"], d["b"]["index"]) for d in items]  # noqa: E731
+    return {
+        "exact duplicates (second copy)": per_class(second(result["exact_duplicates"])),
+        "near duplicates (second image)": per_class(second(result["near_duplicates"])),
+        "label issues (given label)": per_class((d["split"], d["index"]) for d in result["label_issues"]),
+        "outliers": per_class((d["split"], d["index"]) for d in result["outliers"]),
+    }
+
+
 def _per_class_html(result, labels, names, out: Path, dpi: int) -> str:
     from fmnist.plots.audit import finding_counts
 
     k = len(names)
-
-    def per_class(refs) -> list[int]:
-        c = np.zeros(k, np.int64)
-        for split, index in refs:
-            c[int(labels[split][index])] += 1
-        return c.tolist()
-
-    pairs_b = lambda items: [(d["b"]["split"], d["b"]["index"]) for d in items]  # noqa: E731
-    findings = {
-        "exact duplicates (second copy)": per_class(pairs_b(result["exact_duplicates"])),
-        "near duplicates (second image)": per_class(pairs_b(result["near_duplicates"])),
-        "label issues (given label)": per_class((d["split"], d["index"]) for d in result["label_issues"]),
-        "outliers": per_class((d["split"], d["index"]) for d in result["outliers"]),
-    }
+    findings = findings_per_class(result, labels, k)
     per = result["data"]["per_class"]
     head = "<tr><th>class</th><th>train</th><th>test</th>" + "".join(f"<th>{_e(f)}</th>" for f in findings) + "</tr>"
     rows = "".join(
