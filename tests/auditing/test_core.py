@@ -147,3 +147,42 @@ def test_noisy_moved_copies_are_found_beyond_the_aligned_threshold(real_data):
     assert len(noisy) >= 4 and all((d["a"]["index"], d["b"]["index"]) in leaks for d in noisy
                                    if d["b"]["split"] == "test")
     assert not {d["b"]["index"] for d in noisy if d["b"]["split"] == "test"} & set(printed.tolist())
+
+
+def test_thresholds_come_from_images_that_are_not_copies(garment_arrays):
+    # Every test image an exact copy of a training image: their nearest distances are 0, and a
+    # threshold drawn from them would switch every near-duplicate search off.
+    x_train, y_train, _, _ = (a.copy() for a in garment_arrays)
+    x_train[301] = x_train[300]
+    x_train[301, 14, 14] = 255 - x_train[301, 14, 14]  # one pixel: a near duplicate
+    y_train[301] = y_train[300]
+    result = fmnist.audit(as_dataset(x_train, y_train, x_train[:100], y_train[:100]), folds=2, epochs=1,
+                          progress=False)
+    s = result["summary"]
+    assert s["exact_duplicates"]["train-test"] == 100
+    assert min(s["thresholds"][space] for space in ("pixel", "aligned", "embedding")) > 0
+    assert any({d["a"]["index"], d["b"]["index"]} == {300, 301} and d["a"]["split"] == d["b"]["split"] == "train"
+               for d in result["near_duplicates"])
+    assert s["notes"] == ["near-duplicate thresholds set from the training images: only 0 of 100 test images are "
+                          "not exact copies of training images"]
+
+
+def test_the_threshold_reference_leaves_exact_copies_out():
+    from fmnist.auditing.core import MIN_REFERENCE, _threshold_reference
+
+    def copies(pairs):
+        return [{"a": {"split": a[0], "index": a[1]}, "b": {"split": b[0], "index": b[1]}} for a, b in pairs]
+
+    # Half the test images copies: the other half sets the thresholds, and nothing needs saying.
+    (split, rows), note = _threshold_reference(copies((("train", i), ("test", 2 * i)) for i in range(15)), 50, 30)
+    assert split == "test" and rows.tolist() == list(range(1, 30, 2)) and note is None
+    # Copies within train leave both images out; copies within test none (train holds neither).
+    (split, rows), note = _threshold_reference(copies([(("train", 0), ("train", 1)), (("test", 0), ("test", 1))])
+                                               + copies((("train", 2), ("test", i)) for i in range(2, 30)), 50, 30)
+    assert split == "train" and rows.tolist() == list(range(2, 50)) and "only 2 of 30 test images" in note
+    # A test set smaller than MIN_REFERENCE, none of it copied, still sets them.
+    (split, rows), note = _threshold_reference([], 50, MIN_REFERENCE - 2)
+    assert split == "test" and len(rows) == MIN_REFERENCE - 2 and note is None
+    # Nothing but copies: no threshold, and the note says the search is off.
+    (split, rows), note = _threshold_reference(copies((("train", 0), ("train", i)) for i in range(1, 5)), 5, 0)
+    assert len(rows) == 0 and note.startswith("near-duplicate search off")

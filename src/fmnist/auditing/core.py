@@ -78,6 +78,8 @@ ALIGNED_VARIANTS = 1
 # that the two are one photo and not two alike garments.
 EMBEDDING_FACTOR = 0.5
 SPACES = ("pixel", "aligned", "embedding")
+# Images (not exact copies of a training image) needed to set the thresholds from their median.
+MIN_REFERENCE = 10
 # An image is an outlier when one of its scores exceeds the training images' median by this many
 # median absolute deviations, or when it has no contrast at all (blank or one grey level). The
 # scores: the mean RMS distance to its nearest training images; the part of it that the typical
@@ -207,9 +209,19 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
         em_test = nb.embedding_knn(f_test, f_train, NEIGHBOURS, on_chunk=bar.update)
         em_train = nb.embedding_knn(f_train, f_train, NEIGHBOURS, same=True, on_chunk=bar.update)
 
-    px_threshold = PIXEL_FACTOR * float(np.median(px_test[0][:, 0] if len(x_test) else px_train[0][:, 0]))
-    al_threshold = ALIGNED_FACTOR * float(np.median(al_test[0][:, 0] if len(x_test) else al_train[0][:, 0]))
-    em_threshold = EMBEDDING_FACTOR * float(np.median(em_test[0][:, 0] if len(x_test) else em_train[0][:, 0]))
+    notes: list[str] = []
+    reference, note = _threshold_reference(exact, len(x_train), len(x_test))
+    notes += [note] if note else []
+
+    def typical(d_test: np.ndarray, d_train: np.ndarray) -> float:
+        split, rows = reference
+        if not len(rows):
+            return 0.0
+        return float(np.median((d_test if split == "test" else d_train)[rows, 0]))
+
+    px_threshold = PIXEL_FACTOR * typical(px_test[0], px_train[0])
+    al_threshold = ALIGNED_FACTOR * typical(al_test[0], al_train[0])
+    em_threshold = EMBEDDING_FACTOR * typical(em_test[0], em_train[0])
     noisy_limit = NOISY_FACTOR * al_threshold / ALIGNED_FACTOR
     noisy = {"test": _noisy_copies(*al_test, x_test, x_train, al_threshold, noisy_limit),
              "train": _noisy_copies(*al_train, x_train, x_train, al_threshold, noisy_limit)}
@@ -253,7 +265,7 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
         "label_issues": issues,
         "outliers": outliers,
     }
-    result["summary"] = _summary(result, model=model, folds=folds, seed=seed, config=fp.config,
+    result["summary"] = _summary(result, notes=notes, model=model, folds=folds, seed=seed, config=fp.config,
                                  feature=feature_source(fp.models[0]), thresholds={
                                      "pixel": px_threshold, "aligned": al_threshold, "embedding": em_threshold,
                                      **outlier_threshold},
@@ -275,6 +287,36 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
         result["summary"]["times_s"]["report"] = phases.times["report"]
         write_json(Path(out_dir) / AUDIT_FILE, result)
     return result
+
+
+def _threshold_reference(exact: list[dict[str, Any]], n_train: int, n_test: int) -> tuple[tuple[str, np.ndarray], str | None]:
+    """The images whose nearest-neighbour distances set the near-duplicate thresholds, and a note if not the usual.
+
+    Returns ((split, rows), note): the test images, else the training images, that are not
+    exact copies of a training image. A copy's nearest distance is 0: were half the test set
+    copies, the median and every threshold would be 0 and the searches silently off. With fewer
+    than MIN_REFERENCE test images left (all of them, in a smaller test set), the training
+    images (nearest other training image) set them; with too few there too, no threshold at
+    all (rows empty), and the note says so.
+    """
+    copied = {"train": set(), "test": set()}
+    for d in exact:
+        if d["a"]["split"] == "train":  # the later image has a training image identical to it
+            copied[d["b"]["split"]].add(d["b"]["index"])
+            if d["b"]["split"] == "train":
+                copied["train"].add(d["a"]["index"])
+    left = {split: np.setdiff1d(np.arange(n), sorted(copied[split])) for split, n in (("test", n_test),
+                                                                                        ("train", n_train))}
+    if len(left["test"]) and len(left["test"]) >= min(MIN_REFERENCE, n_test):
+        return ("test", left["test"]), None
+    why = (f"only {len(left['test']):,} of {n_test:,} test images are not exact copies of training images"
+           if n_test else None)
+    if len(left["train"]) and len(left["train"]) >= min(MIN_REFERENCE, n_train):
+        note = f"near-duplicate thresholds set from the training images: {why}" if why else None
+        return ("train", left["train"]), note
+    return ("train", left["train"][:0]), (
+        f"near-duplicate search off: fewer than {MIN_REFERENCE} images are not exact copies of a training image "
+        "to set its thresholds from")
 
 
 def _ref(split: str, index: int) -> dict[str, Any]:
@@ -414,7 +456,7 @@ def _outliers(spaces: dict[str, tuple[np.ndarray, np.ndarray]], x_train, x_test,
     return out, thresholds, knn_test, knn_train
 
 
-def _summary(result, *, model, folds, seed, config, feature, thresholds, accuracy, times) -> dict[str, Any]:
+def _summary(result, *, notes, model, folds, seed, config, feature, thresholds, accuracy, times) -> dict[str, Any]:
     def count(items, **match):
         return sum(all(item[k] == v for k, v in match.items()) for item in items)
 
@@ -437,7 +479,9 @@ def _summary(result, *, model, folds, seed, config, feature, thresholds, accurac
         "thresholds": {
             **{name: round(value, 6) for name, value in thresholds.items()},
             "why": (f"pixel: RMS distance of pixels in [0, 1] below {PIXEL_FACTOR} x the median distance from a "
-                    "test image to its nearest training image; aligned: 1 - the Pearson correlation of the pixels two "
+                    "test image to its nearest training image (test images that are exact copies of a training image "
+                    "left out; the training images and their nearest other training image where too few test images "
+                    "are left); aligned: 1 - the Pearson correlation of the pixels two "
                     f"images share at the best move of up to {SHIFT} pixels, either image mirrored or not, below "
                     f"{ALIGNED_FACTOR} x its median from a test image to its nearest training image (candidates from "
                     "images registered to the training mean and standardised, so moved, re-lit and mirrored copies "
@@ -456,4 +500,6 @@ def _summary(result, *, model, folds, seed, config, feature, thresholds, accurac
                         "label); lower is more suspect; each split's issues ranked by cleanlab, most likely first"),
         "model": model, "folds": folds, "seed": seed, "training": config, "embedding": feature,
         "accuracy": accuracy, "times_s": times,
+        # What the counts above cannot say (a search off, a class the models never saw): one line each.
+        "notes": notes,
     }

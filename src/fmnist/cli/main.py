@@ -380,6 +380,8 @@ def cmd_audit(args) -> int:
     print(f"likely label errors: {s['label_issues']['train']} in train, {s['label_issues']['test']} in test "
           f"(out-of-fold accuracy {s['accuracy']['train_out_of_fold']:.4f})")
     print(f"outliers: {s['outliers']['train']} in train, {s['outliers']['test']} in test")
+    for note in s["notes"]:
+        print(f"note: {note}")
     print(f"wrote {shell(out / AUDIT_FILE)} and {shell(out / 'audit.html')} in {s['times_s']['total']:.0f} s")
     return 0
 

@@ -88,7 +88,8 @@ def _summary_html(result) -> str:
             f"<p>Out-of-fold accuracy of the {s['folds']} fold models on the training images: "
             f"{acc['train_out_of_fold']:.4f}; their mean prediction on the test images: {test_acc}. "
             f"Embedding: {_e(s['embedding'])} of the first fold's model.</p>"
-            f"<p>Thresholds: {_e(s['thresholds']['why'])}.</p></section>")
+            + "".join(f'<p class="note">{_e(note)}.</p>' for note in s["notes"])
+            + f"<p>Thresholds: {_e(s['thresholds']['why'])}.</p></section>")
 
 
 def findings_per_class(result, labels: Mapping[str, np.ndarray], k: int) -> dict[str, list[int]]:
