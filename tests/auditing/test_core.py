@@ -186,3 +186,23 @@ def test_the_threshold_reference_leaves_exact_copies_out():
     # Nothing but copies: no threshold, and the note says the search is off.
     (split, rows), note = _threshold_reference(copies((("train", 0), ("train", i)) for i in range(1, 5)), 5, 0)
     assert len(rows) == 0 and note.startswith("near-duplicate search off")
+
+
+def test_a_class_without_training_images_is_named_not_reported_as_label_errors(garment_arrays):
+    import warnings
+
+    from tests.auditing.conftest import garments
+
+    x_train, y_train, x_test, y_test = garment_arrays
+    kept = y_train != 9  # class 9: test images only, drawn as class 2 (models that never saw 9 say 2)
+    x_test = x_test.copy()
+    x_test[y_test == 9] = garments(np.full(int((y_test == 9).sum()), 2), 2)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = fmnist.audit(as_dataset(x_train[kept], y_train[kept], x_test, y_test), folds=2, epochs=1,
+                              progress=False)
+    s = result["summary"]
+    assert s["classes_missing_from_train"] == [9]
+    assert any(note.startswith("1 class with test images but none in train: 9;") for note in s["notes"])
+    assert not [d for d in result["label_issues"] if d["given"] == 9]
+    assert not [str(w.message) for w in seen if "label issues" in str(w.message)]

@@ -71,3 +71,23 @@ def test_folds_a_class_cannot_fill_are_refused_with_advice_that_can_be_followed(
     # One image of a class: no number of folds (at least 2) can hold it twice; the data must change.
     with pytest.raises(DataError, match=r"^folds=2: class 2 has only 1 training image, and auditing needs at least 2"):
         check_folds(np.array([0] * 10 + [1] * 3 + [2]), 2)
+
+
+def test_images_of_a_class_no_model_could_predict_are_not_judged():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 2] * 100 + [3] * 6)  # class 3: test images only
+    proba = np.full((len(y), 4), 0.05)
+    proba[np.arange(len(y)), np.minimum(y, 2)] = 0.9  # class 3 looks like class 2 to models that never saw it
+    proba[:, 3] = 1e-6
+    proba[5] = [0.98, 0.015, 0.005, 1e-6]  # a class-2 image the models call 0: a label error
+    proba += rng.uniform(0, 0.01, proba.shape)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        issues = find_label_issues(y, proba, classes=[0, 1, 2])
+        # Class 3 with one image in this split: cleanlab cannot prune it and warns; not on the terminal.
+        one = find_label_issues(y[:301], proba[:301])
+    assert [str(w.message) for w in seen] == []
+    assert [(d["index"], d["given"], d["suggested"]) for d in issues] == [(5, 2, 0)]
+    assert 5 in [d["index"] for d in one]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fmnist._files import check_free, check_other_work, claim, write_json
+from fmnist._text import plural
 # What an audit file is and which data it describes: read by .exclude, written here.
 from fmnist.auditing.exclude import AUDIT_FORMAT, data_checksums
 from fmnist.auditing.neighbours import PIXEL_COMPONENTS
@@ -236,11 +237,21 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
     near = _confirm_embedding(near, x_train, x_test, al_threshold)
     near.sort(key=lambda d: (SPACES.index(d["space"]), d["distance"]))
 
+    # A class with no training images is one no fold model can predict: its test images are not
+    # label errors, and the audit says the class is missing instead.
+    train_counts = np.bincount(y_train, minlength=num_classes)
+    untrained = sorted(set(np.flatnonzero(train_counts == 0).tolist()) & set(y_test.tolist()))
+    if untrained:
+        shown = ", ".join(str(c) if _class_name(data, c) == str(c) else f"{c} ({_class_name(data, c)})"
+                          for c in untrained)
+        notes.append(f"{plural(len(untrained), 'class', 'classes')} with test images but none in train: {shown}; "
+                     "no model could predict them, so their test images are not judged for label errors")
     with phases.phase("labels", "label issues (cleanlab)", total=2, unit="split") as bar:
         issues = []
         for split, labels, proba in (("train", y_train, fp.train), ("test", y_test, fp.test)):
             if len(labels):
-                issues += [{"split": split, **issue} for issue in find_label_issues(labels, proba)]
+                issues += [{"split": split, **issue}
+                           for issue in find_label_issues(labels, proba, np.flatnonzero(train_counts))]
             bar.update(1)
 
     with phases.phase("outliers", "outliers", total=1) as bar:
@@ -265,7 +276,7 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
         "label_issues": issues,
         "outliers": outliers,
     }
-    result["summary"] = _summary(result, notes=notes, model=model, folds=folds, seed=seed, config=fp.config,
+    result["summary"] = _summary(result, notes=notes, missing=untrained, model=model, folds=folds, seed=seed, config=fp.config,
                                  feature=feature_source(fp.models[0]), thresholds={
                                      "pixel": px_threshold, "aligned": al_threshold, "embedding": em_threshold,
                                      **outlier_threshold},
@@ -317,6 +328,10 @@ def _threshold_reference(exact: list[dict[str, Any]], n_train: int, n_test: int)
     return ("train", left["train"][:0]), (
         f"near-duplicate search off: fewer than {MIN_REFERENCE} images are not exact copies of a training image "
         "to set its thresholds from")
+
+
+def _class_name(data, label: int) -> str:
+    return data.class_names[label] if label < len(data.class_names) else str(label)
 
 
 def _ref(split: str, index: int) -> dict[str, Any]:
@@ -456,7 +471,7 @@ def _outliers(spaces: dict[str, tuple[np.ndarray, np.ndarray]], x_train, x_test,
     return out, thresholds, knn_test, knn_train
 
 
-def _summary(result, *, notes, model, folds, seed, config, feature, thresholds, accuracy, times) -> dict[str, Any]:
+def _summary(result, *, notes, missing, model, folds, seed, config, feature, thresholds, accuracy, times) -> dict[str, Any]:
     def count(items, **match):
         return sum(all(item[k] == v for k, v in match.items()) for item in items)
 
@@ -500,6 +515,7 @@ def _summary(result, *, notes, model, folds, seed, config, feature, thresholds, 
                         "label); lower is more suspect; each split's issues ranked by cleanlab, most likely first"),
         "model": model, "folds": folds, "seed": seed, "training": config, "embedding": feature,
         "accuracy": accuracy, "times_s": times,
+        "classes_missing_from_train": missing,
         # What the counts above cannot say (a search off, a class the models never saw): one line each.
         "notes": notes,
     }

@@ -143,23 +143,40 @@ def require_cleanlab():
     return cleanlab
 
 
-def find_label_issues(labels: np.ndarray, proba: np.ndarray) -> list[dict[str, Any]]:
+def find_label_issues(labels: np.ndarray, proba: np.ndarray, classes: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """cleanlab's likely label errors, most likely first.
 
-    ``labels`` int (N,), ``proba`` (N, C) out-of-sample probabilities. Returns dicts with
-    ``index``, ``given`` and ``suggested`` (the class the model prefers) and ``score``:
-    cleanlab's label quality (self-confidence, the probability given to the given label; in
-    [0, 1], lower is more suspect), in cleanlab's ranking.
+    ``labels`` int (N,), ``proba`` (N, C) out-of-sample probabilities. ``classes``: those the
+    models could predict (the ones with training images; default all C). An image of another
+    class is not judged: no model could have suggested its label, so it would be flagged
+    whatever it shows. Returns dicts with ``index``, ``given`` and ``suggested`` (the class the
+    model prefers) and ``score``: cleanlab's label quality (self-confidence, the probability
+    given to the given label; in [0, 1], lower is more suspect), in cleanlab's ranking.
     """
     require_cleanlab()
+    import warnings
+
     from cleanlab.filter import find_label_issues as _find
     from cleanlab.rank import get_label_quality_scores
 
     labels = np.asarray(labels, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
-    proba = proba / proba.sum(1, keepdims=True)  # cleanlab checks rows sum to 1 at float precision
-    ranked = _find(labels, proba, return_indices_ranked_by="self_confidence", n_jobs=1)
-    quality = get_label_quality_scores(labels, proba, method="self_confidence")
-    suggested = proba.argmax(1)
-    return [{"index": int(i), "given": int(labels[i]), "suggested": int(suggested[i]), "score": float(quality[i])}
-            for i in ranked]
+    classes = np.arange(proba.shape[1]) if classes is None else np.asarray(classes, dtype=np.int64)
+    judged = np.flatnonzero(np.isin(labels, classes))
+    if not len(judged):
+        return []
+    # cleanlab sees the predictable classes only, numbered 0..K-1.
+    column = np.full(proba.shape[1], -1, np.int64)
+    column[classes] = np.arange(len(classes))
+    given = column[labels[judged]]
+    p = proba[judged][:, classes]
+    p = p / np.maximum(p.sum(1, keepdims=True), 1e-300)  # cleanlab checks rows sum to 1 at float precision
+    with warnings.catch_warnings():
+        # A class with one image in a split cannot be pruned, and cleanlab warns; expected on
+        # small data, and each image's score is still there.
+        warnings.filterwarnings("ignore", message="May not flag all label issues", category=UserWarning)
+        ranked = _find(given, p, return_indices_ranked_by="self_confidence", n_jobs=1)
+        quality = get_label_quality_scores(given, p, method="self_confidence")
+    suggested = classes[p.argmax(1)]
+    return [{"index": int(judged[i]), "given": int(labels[judged[i]]), "suggested": int(suggested[i]),
+             "score": float(quality[i])} for i in ranked]
