@@ -206,3 +206,16 @@ def test_a_class_without_training_images_is_named_not_reported_as_label_errors(g
     assert any(note.startswith("1 class with test images but none in train: 9;") for note in s["notes"])
     assert not [d for d in result["label_issues"] if d["given"] == 9]
     assert not [str(w.message) for w in seen if "label issues" in str(w.message)]
+
+
+def test_few_clean_training_images_flag_no_ordinary_image_as_an_outlier():
+    from tests.auditing.conftest import garments
+
+    # 180 training images: a typical-image model of 64 components draws them nearly exactly,
+    # and then a new garment badly.
+    y_train, y_test = np.arange(180) % 10, np.arange(100) % 10
+    x_test = garments(y_test, 1)
+    x_test[0] = 255 - x_test[0]  # an inverted garment: still an outlier
+    result = fmnist.audit(as_dataset(garments(y_train, 0), y_train, x_test, y_test), folds=2, epochs=1,
+                          progress=False)
+    assert [(d["split"], d["index"]) for d in result["outliers"]] == [("test", 0)]

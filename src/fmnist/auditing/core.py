@@ -89,6 +89,10 @@ MIN_REFERENCE = 10
 # flags no image and every inverted one; roughness runs up to 11.8 on real photos (a noisy copy
 # of one to 6.3) and from 14 on uniform noise, hence 12 there.
 OUTLIER_MADS = {"pixel": 8.0, "reconstruction": 8.0, "roughness": 12.0}
+# The typical images' components are at most one per this many training images: with 64 for 180
+# images they drew the training images nearly exactly and any new garment badly, and 15 % of the
+# ordinary test images were flagged; at one per 10, none, while an inverted garment still is.
+IMAGES_PER_COMPONENT = 10
 # Epochs per fold model. mlp-200's preset trains 5 (the tutorial's); the audit's ranking of
 # label errors gains from better-fitted probabilities: with 1 % of the labels flipped in a
 # tenth of Fashion-MNIST (3 folds), the share of flips among the first flagged rose from 0.55
@@ -255,7 +259,7 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
             bar.update(1)
 
     with phases.phase("outliers", "outliers", total=1) as bar:
-        typical = nb.fit_typical_projection(x_train, seed=seed)
+        typical = nb.fit_typical_projection(x_train, outlier_components(len(x_train)), seed=seed)
         outliers, outlier_threshold, knn_test, knn_train = _outliers(
             {"pixel": (px_test[0], px_train[0]),
              "reconstruction": (nb.reconstruction_error(x_test, typical)[:, None],
@@ -276,7 +280,8 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
         "label_issues": issues,
         "outliers": outliers,
     }
-    result["summary"] = _summary(result, notes=notes, missing=untrained, model=model, folds=folds, seed=seed, config=fp.config,
+    result["summary"] = _summary(result, notes=notes, missing=untrained, components=typical.n_components_,
+                                 model=model, folds=folds, seed=seed, config=fp.config,
                                  feature=feature_source(fp.models[0]), thresholds={
                                      "pixel": px_threshold, "aligned": al_threshold, "embedding": em_threshold,
                                      **outlier_threshold},
@@ -328,6 +333,11 @@ def _threshold_reference(exact: list[dict[str, Any]], n_train: int, n_test: int)
     return ("train", left["train"][:0]), (
         f"near-duplicate search off: fewer than {MIN_REFERENCE} images are not exact copies of a training image "
         "to set its thresholds from")
+
+
+def outlier_components(n_train: int) -> int:
+    """Principal components of the outliers' typical-image model for ``n_train`` training images."""
+    return max(1, min(PIXEL_COMPONENTS, n_train // IMAGES_PER_COMPONENT))
 
 
 def _class_name(data, label: int) -> str:
@@ -471,7 +481,7 @@ def _outliers(spaces: dict[str, tuple[np.ndarray, np.ndarray]], x_train, x_test,
     return out, thresholds, knn_test, knn_train
 
 
-def _summary(result, *, notes, missing, model, folds, seed, config, feature, thresholds, accuracy, times) -> dict[str, Any]:
+def _summary(result, *, notes, missing, components, model, folds, seed, config, feature, thresholds, accuracy, times) -> dict[str, Any]:
     def count(items, **match):
         return sum(all(item[k] == v for k, v in match.items()) for item in items)
 
@@ -506,7 +516,8 @@ def _summary(result, *, notes, missing, model, folds, seed, config, feature, thr
                     f"{NOISE_BACKGROUND} of that on the garment); embedding: cosine distance below {EMBEDDING_FACTOR} x the median nearest-neighbour "
                     "distance there, and the two images within the aligned threshold; outlier: the mean RMS distance "
                     "to the nearest training images, or the RMS error of the image drawn from the typical training "
-                    f"images' {PIXEL_COMPONENTS} principal components (fitted again without the 2 % drawn worst), or the "
+                    f"images' {components} principal components (at most {PIXEL_COMPONENTS}, one per "
+                    f"{IMAGES_PER_COMPONENT} training images; fitted again without the 2 % drawn worst), or the "
                     "mean absolute difference of neighbouring pixels, above the training images' median by more than "
                     + ", ".join(f"{v:g}" for v in OUTLIER_MADS.values()) +
                     " robust standard deviations (1.4826 MAD) respectively, or an image of one grey level"),
