@@ -74,3 +74,21 @@ def test_the_models_settings_are_checked_before_the_neighbour_search(capsys, tin
         code, out, err = run(capsys, "audit", "--model", "sgd-logreg", "--folds", "2", "--out", tmp_path / "b", *data)
     assert code == 0 and "likely label errors" in out, err
     assert [str(w.message) for w in seen if "converge" in str(w.message)] == []
+
+
+def test_the_time_printed_is_the_whole_commands(capsys, tiny_dir, tmp_path, monkeypatch):
+    import time
+
+    from fmnist.auditing import core
+
+    def audit(data, **kwargs):  # an audit whose own clock stops before its report is written
+        time.sleep(1.6)
+        nothing = {"train": 0, "test": 0}
+        return {"summary": {"exact_duplicates": {**nothing, "train-test": 0, "with_different_labels": 0},
+                            "near_duplicates": {}, "thresholds": {}, "label_issues": nothing, "outliers": nothing,
+                            "accuracy": {"train_out_of_fold": 1.0}, "notes": [], "times_s": {"total": 0.1}}}
+
+    monkeypatch.setattr(core, "audit", audit)
+    code, out, err = run(capsys, "audit", "--out", tmp_path / "a", "--data-dir", tiny_dir, "--dataset", "custom")
+    assert code == 0, err
+    assert int(out.splitlines()[-1].rsplit(" in ", 1)[1].removesuffix(" s")) >= 2  # not the audit's own 0.1 s

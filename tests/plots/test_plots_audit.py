@@ -28,3 +28,9 @@ def test_finding_counts_bar_heights_are_the_counts():
     bars = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert [b.get_height() for b in bars] == [3, 0, 5, 1, 2, 0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+
+
+def test_the_legend_counts_what_the_caller_flags_where_more_than_the_distance_decides():
+    fig = distance_histogram({"x": np.array([0.1, 0.2, 0.3]), "y": np.array([0.1, 0.9])}, 0.5, xlabel="d",
+                             flagged_below=False, flagged={"x": 2})
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:2] == ["x (3; 2 flagged)", "y (2; 1 flagged)"]

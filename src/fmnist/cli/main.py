@@ -359,12 +359,15 @@ def _audit_epochs(args) -> int | None:
 
 
 def cmd_audit(args) -> int:
+    import time
+
     from fmnist._files import check_free
     from fmnist.auditing import AUDIT_FILE, audit
     from fmnist.auditing.core import output_files
 
     if args.out is not None:  # refused now, not after the data has loaded
         check_free(output_files(args.out), overwrite=args.overwrite, what="an audit")
+    start = time.perf_counter()  # the command's time: loading, the audit and its report
     data = _load(args)
     with _output(args.out, Path("audit")) as out:
         result = audit(data, model=args.model, folds=args.folds, epochs=_audit_epochs(args), seed=args.seed,
@@ -382,7 +385,7 @@ def cmd_audit(args) -> int:
     print(f"outliers: {s['outliers']['train']} in train, {s['outliers']['test']} in test")
     for note in s["notes"]:
         print(f"note: {note}")
-    print(f"wrote {shell(out / AUDIT_FILE)} and {shell(out / 'audit.html')} in {s['times_s']['total']:.0f} s")
+    print(f"wrote {shell(out / AUDIT_FILE)} and {shell(out / 'audit.html')} in {time.perf_counter() - start:.0f} s")
     return 0
 
 

@@ -13,13 +13,16 @@ __all__ = ["distance_histogram", "finding_counts"]
 
 
 def distance_histogram(distances: Mapping[str, np.ndarray], threshold: float, *, xlabel: str,
-                       flagged_below: bool = True, bins: int = 80, title: str | None = None) -> Figure:
+                       flagged_below: bool = True, flagged: Mapping[str, int] | None = None, bins: int = 80,
+                       title: str | None = None) -> Figure:
     """Histograms of nearest-neighbour distances, one per series, and the threshold as a line.
 
     ``distances``: label -> float (N,), e.g. ``{"test -> train": ..., "train -> train": ...}``.
     The count axis is logarithmic so the few flagged images in the tail stay visible beside
     the bulk. ``flagged_below``: the flagged side of the threshold (left for duplicates,
-    right for outliers), shaded. Returns a Figure with one axes.
+    right for outliers), shaded. ``flagged``: label -> the images flagged, for the legend, where
+    more than this one distance decides (an outlier by any of its scores, or of one grey level);
+    by default those beyond the threshold. Returns a Figure with one axes.
     """
     series = {label: to_numpy(d).astype(np.float64).ravel() for label, d in distances.items()}
     values = np.concatenate([d for d in series.values() if d.size] or [np.zeros(1)])
@@ -28,8 +31,8 @@ def distance_histogram(distances: Mapping[str, np.ndarray], threshold: float, *,
     fig = new_figure(7.5, 3.4)
     ax = fig.add_subplot()
     for label, d in series.items():
-        flagged = int((d <= threshold).sum() if flagged_below else (d > threshold).sum())
-        ax.hist(d, bins=edges, histtype="step", linewidth=1.4, label=f"{label} ({len(d):,}; {flagged:,} flagged)")
+        n = (flagged or {}).get(label, int((d <= threshold).sum() if flagged_below else (d > threshold).sum()))
+        ax.hist(d, bins=edges, histtype="step", linewidth=1.4, label=f"{label} ({len(d):,}; {n:,} flagged)")
     ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.4g}")
     lo, hi = (0.0, threshold) if flagged_below else (threshold, top)
     ax.axvspan(lo, hi, color="crimson", alpha=0.08)

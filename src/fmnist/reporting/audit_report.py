@@ -147,9 +147,13 @@ def _histograms_html(result, distances, out: Path, dpi: int) -> str:
              ("embedding", "cosine distance in the embedding", t["embedding"], True, "histogram_embedding.png"),
              ("outlier", "mean RMS pixel distance to the nearest training images", t["outlier_pixel"], False,
               "histogram_outliers.png")]
+    # The outliers' legend counts what the audit flags: any of three scores, or an image of one grey level.
+    outliers = {"test → train": sum(d["split"] == "test" for d in result["outliers"]),
+                "train → train": sum(d["split"] == "train" for d in result["outliers"])}
     for key, xlabel, threshold, below, file in specs:
         series = {"test → train": distances[f"{key}_test"], "train → train": distances[f"{key}_train"]}
-        parts.append(_figure(distance_histogram(series, threshold, xlabel=xlabel, flagged_below=below),
+        parts.append(_figure(distance_histogram(series, threshold, xlabel=xlabel, flagged_below=below,
+                                                flagged=outliers if key == "outlier" else None),
                              out / file, f"{key} distance histogram", dpi))
     parts.append("</section>")
     return "".join(parts)
@@ -184,7 +188,7 @@ def _issues_html(issues, images, names, explained: str) -> str:
         parts.append(f"<h3>{split} ({len(mine):,})</h3>")
         for d in mine[:GALLERY_LIMIT]:
             caption = (f"{split} #{d['index']}: {_name(names, d['given'])} → {_name(names, d['suggested'])} "
-                       f"({d['score']:.3f})")
+                       f"({d['score']:.2g})")  # .3f would print 9e-05 as 0.000
             parts.append(f'<div class="pair">{_png_img(images[split][d["index"]], caption, 3)}<br>{_e(caption)}</div>')
         parts.append(_more(len(mine)))
     parts.append("</section>")
