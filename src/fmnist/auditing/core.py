@@ -305,7 +305,8 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
     return result
 
 
-def _threshold_reference(exact: list[dict[str, Any]], n_train: int, n_test: int) -> tuple[tuple[str, np.ndarray], str | None]:
+def _threshold_reference(exact: list[dict[str, Any]], n_train: int,
+                         n_test: int) -> tuple[tuple[str, np.ndarray], str | None]:
     """The images whose nearest-neighbour distances set the near-duplicate thresholds, and a note if not the usual.
 
     Returns ((split, rows), note): the test images, else the training images, that are not
@@ -481,7 +482,8 @@ def _outliers(spaces: dict[str, tuple[np.ndarray, np.ndarray]], x_train, x_test,
     return out, thresholds, knn_test, knn_train
 
 
-def _summary(result, *, notes, missing, components, model, folds, seed, config, feature, thresholds, accuracy, times) -> dict[str, Any]:
+def _summary(result, *, notes, missing, components, model, folds, seed, config, feature, thresholds, accuracy,
+             times) -> dict[str, Any]:
     def count(items, **match):
         return sum(all(item[k] == v for k, v in match.items()) for item in items)
 

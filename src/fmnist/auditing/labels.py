@@ -143,7 +143,8 @@ def require_cleanlab():
     return cleanlab
 
 
-def find_label_issues(labels: np.ndarray, proba: np.ndarray, classes: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def find_label_issues(labels: np.ndarray, proba: np.ndarray,
+                      classes: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """cleanlab's likely label errors, most likely first.
 
     ``labels`` int (N,), ``proba`` (N, C) out-of-sample probabilities. ``classes``: those the
