@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
@@ -255,4 +256,32 @@ def test_no_command_writes_into_an_exploration_or_trains_into_another_commands_f
         assert main([*then, "--out", str(out), *overwrite, *data]) == 1
         err = capsys.readouterr().err
         assert f"{out}: holds {what}" in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(("marker", "what", "command"), [
+    ({"results.json": {"rows": []}}, "a study (fmnist reproduce)", "benchmark"),
+    ({"sweep.json": {}}, "a sweep (fmnist sweep)", "benchmark"),
+    ({"run.json": {}}, "a run (fmnist train)", "benchmark"),
+    ({"results.json": {"benchmark": "classical (Xiao, Rasul & Vollgraf 2017, Table 3)"}},
+     "the classical benchmark (fmnist benchmark classical)", "reproduce"),
+    ({"results.json": {"benchmark": "classical (Xiao, Rasul & Vollgraf 2017, Table 3)"}},
+     "the classical benchmark (fmnist benchmark classical)", "compare"),
+])
+def test_the_study_and_the_classical_benchmark_keep_to_their_own_results(capsys, tiny_dir, tmp_path, marker, what,
+                                                                         command):
+    """Both write results.json: each refuses the other's, and every other command's folder, even with --overwrite."""
+    from fmnist.cli.main import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, content in marker.items():
+        (out / name).write_text(json.dumps(content))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    argv = {"benchmark": ["benchmark", "classical", "--quick", "--families", "GaussianNB"], "reproduce": ["reproduce"],
+            "compare": ["compare", "softmax", "--epochs", "1"]}[command]
+    for overwrite in ([], ["--overwrite"]):
+        assert main([*argv, "--out", str(out), *overwrite, "--dataset", "custom", "--data-dir", str(tiny_dir)]) == 1
+        err = capsys.readouterr().err
+        assert f"{out}: holds {what} (" in err and err.count("\n") == 1, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -103,6 +103,9 @@ def holds_work(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
+# The classical benchmark's results.json, as :data:`WORK_MARKERS` names it.
+BENCHMARK_RESULTS = "results.json (classical benchmark)"
+
 # The temporary name atomic_write_all gives a file until it is complete: .NAME.PID.HEX.tmp
 _TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
 
@@ -235,19 +238,39 @@ def check_free(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, w
 # The file that marks a folder as one command's output. Another command's files mixed into it
 # would leave a folder that each reader takes for something else (evaluate for the run, report
 # for the comparison), so it is refused, even with --overwrite, which replaces a command's own.
+# The study and the classical benchmark both write results.json: it is told apart by its content.
 WORK_MARKERS = {"run.json": "a run (fmnist train)", "compare.json": "a comparison (fmnist compare)",
                 "sweep.json": "a sweep (fmnist sweep)", "audit.json": "an audit (fmnist audit)",
-                "report.html": "a report (fmnist report)", "class_grid.png": "an exploration (fmnist explore)"}
+                "report.html": "a report (fmnist report)", "class_grid.png": "an exploration (fmnist explore)",
+                "results.json": "a study (fmnist reproduce)",
+                BENCHMARK_RESULTS: "the classical benchmark (fmnist benchmark classical)"}
+
+
+def _marker(out: Path, name: str) -> str | None:
+    """The :data:`WORK_MARKERS` key that ``out/name`` stands for, None where there is no such file."""
+    path = out / name
+    if not path.is_file():
+        return None
+    if name == "results.json":
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):
+            return None  # damaged: no one's mark, and each command's own reading of it says so
+        if not isinstance(results, dict):
+            return None
+        return BENCHMARK_RESULTS if str(results.get("benchmark", "")).startswith("classical") else name
+    return name
 
 
 def check_other_work(out: str | os.PathLike, mine: str | None = None, *, option_name: str = "--out") -> None:
     """Refuse (:class:`~fmnist.errors.OutputExistsError`) an output folder that holds another
     command's work: a :data:`WORK_MARKERS` file other than ``mine``."""
     out = Path(out)
-    for marker, what in WORK_MARKERS.items():
-        if marker != mine and (out / marker).is_file():
-            raise OutputExistsError(f"{out}: holds {what} ({marker}), which this command's files would be mixed "
-                                    f"into; choose another {option('out_dir', cli=option_name)}")
+    for name in dict.fromkeys(n if n != BENCHMARK_RESULTS else "results.json" for n in WORK_MARKERS):
+        marker = _marker(out, name)
+        if marker is not None and marker != mine:
+            raise OutputExistsError(f"{out}: holds {WORK_MARKERS[marker]} ({name}), which this command's files would "
+                                    f"be mixed into; choose another {option('out_dir', cli=option_name)}")
 
 
 def _check_writable(path: Path, out: str, checked: set[Path], advice: str | None = None) -> None:

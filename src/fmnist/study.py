@@ -128,7 +128,7 @@ def reproduce(data: Dataset, out_dir: Path | None = None, *, experiments=EXPERIM
     out = Path(out_dir)
     # Claimed, then checked: a second study given the same folder is refused, not mixed with this one.
     with claim(out):
-        check_other_work(out)
+        check_other_work(out, "results.json")
         check_free([out / "results.json", out / "results.md", *(out / "runs" / exp.model for exp in experiments)],
                    overwrite=overwrite, what="an earlier study")
         if overwrite:

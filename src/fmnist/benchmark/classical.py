@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write_all, claim, json_writer, text_writer
+from fmnist._files import BENCHMARK_RESULTS, atomic_write_all, check_other_work, claim, json_writer, text_writer
 from fmnist.benchmark import grid, mapping
 from fmnist.benchmark.grid import Config
 from fmnist.data._prep import SPLIT_SEED, VAL_SIZE, split_indices
@@ -241,6 +241,8 @@ def benchmark_classical(data, out_dir: str | Path | None = None, *, quick: bool 
     out = Path(out_dir) if out_dir is not None else None
     # Claimed, then read: a second benchmark given the same folder is refused, not run twice over it.
     with claim(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            check_other_work(out, BENCHMARK_RESULTS)
         return _run(data, out, configs, left_out, phases, identity, address, cpus_per_task, num_cpus, seed,
                     overwrite, on_plan, on_config)
 
