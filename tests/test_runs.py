@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -336,3 +337,27 @@ def test_a_run_a_killed_replacement_set_aside_is_put_back_by_the_next_training(t
     with pytest.raises(TrainingError, match="diverged"):
         train_run("softmax", tiny_data, config=diverging, out_dir=run_dir, overwrite=True)
     assert _run_bytes(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == sorted(before)
+
+
+@pytest.mark.parametrize(("train", "test", "words"), [
+    (np.zeros(200, np.uint8), np.zeros(50, np.uint8), "the training images hold one class only (0)"),
+    (np.arange(200) % 9, np.arange(50) % 10, "test label 9 (and 4 more) is the class of no training image"),
+])
+def test_labels_a_scikit_learn_model_cannot_learn_are_one_line_before_fitting(tmp_path, monkeypatch, train, test,
+                                                                             words):
+    from fmnist.data import load_dataset, write_idx
+    from fmnist.errors import DataError
+    from tests.conftest import learnable_images
+
+    monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", learnable_images(train % 10, 0))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", train.astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", learnable_images(test % 10, 1))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test.astype(np.uint8))
+    data = load_dataset(folder, dataset="custom")
+    with pytest.raises(DataError, match=re.escape(words)) as refused:
+        train_run("sgd-logreg", data, out_dir=tmp_path / "run")
+    assert str(folder) in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "run").exists()

@@ -41,7 +41,7 @@ from fmnist._files import check_free, check_other_work, claim, next_free, proces
 from fmnist._text import shell
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
-from fmnist.errors import ModelError, RunError, UsageError, option, spelled
+from fmnist.errors import DataError, ModelError, RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import Preset, get_preset
@@ -459,6 +459,7 @@ def recorded_warnings():
 def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainConfig, out_dir: Path | None,
                  evaluate_test: bool, exclude: dict[str, Any] | None = None, holdout: bool = True) -> RunResult:
     x_tr, x_val, y_tr, y_val = _split(data, exclude, holdout)
+    _check_sklearn_labels(data, y_tr, y_val, evaluate_test)
     if "random_state" in preset.params:
         # The seed asked for, recorded in the preset that run.json keeps, so it says what ran.
         preset = dataclasses.replace(preset, params={**preset.params, "random_state": config.seed})
@@ -477,6 +478,25 @@ def _fit_sklearn(model_name: str, preset: Preset, data: Dataset, config: TrainCo
         metrics["warnings"] = caught
     return _finish(model_name, preset, model, config, history, metrics, data, out_dir, evaluate_test,
                    exclude=exclude, holdout=holdout)
+
+
+def _check_sklearn_labels(data: Dataset, y_tr, y_val, evaluate_test: bool) -> None:
+    """Refuse, before fitting, labels a scikit-learn model cannot be trained or scored on: one
+    class only, or a validation or test label no training image has (its columns are the labels
+    it was fitted on; a network's outputs cover every label up to the largest)."""
+    seen = np.unique(y_tr)
+    if len(seen) < 2:
+        raise DataError(f"{data.source}: the training images hold one class only ({seen[0].item()}); a classifier "
+                         "needs two or more")
+    for split, labels in (("validation", y_val), ("test", data.y_test if evaluate_test else None)):
+        if labels is None:
+            continue
+        unseen = np.flatnonzero(~np.isin(labels, seen))
+        if len(unseen):
+            more = f" (and {len(unseen) - 1} more)" if len(unseen) > 1 else ""
+            raise DataError(f"{data.source}: {split} label {labels[unseen[0]].item()}{more} is the class of no training "
+                            "image; a scikit-learn model knows only the classes it was trained on: train a network, "
+                            "or give it data with every class in training")
 
 
 def _finish(model_name: str, preset: Preset, model: Any, config: TrainConfig, history: list[dict[str, Any]],
