@@ -78,6 +78,18 @@ def test_missing_ray_says_what_to_install(tmp_path, tiny_dir, capsys, monkeypatc
     assert not out.exists()
 
 
+def test_a_sweep_in_which_every_trial_failed_exits_1_with_its_leaderboard(ray_cluster, tmp_path, tiny_dir, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "softmax", "--param", "weight_decay=1e30", "--param", "optimizer=sgd", "--epochs", "1",
+            "--out", str(out), *_data_args(tiny_dir)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "best: none (every trial failed)" in captured.out
+    assert captured.err.strip().splitlines()[-1] == f"fmnist: error: no trial finished (each one's error is in " \
+                                                    f"{out / 'leaderboard.md'})"
+    assert json.loads((out / "leaderboard.json").read_text())["best"] is None
+
+
 def test_sweep_leaderboard_is_true_to_its_run_folders(ray_cluster, tmp_path, tiny_dir, capsys):
     out = tmp_path / "sweep"
     # weight_decay=1e30 makes SGD's weights overflow: that trial fails, the sweep goes on.

@@ -627,6 +627,10 @@ def cmd_sweep(args) -> int:
     print("\n" + format_table(board))
     print(f"\nwritten: {shell(Path(out) / LEADERBOARD_MD)}, {shell(Path(out) / LEADERBOARD_FILE)}, "
           f"runs in {shell(Path(out) / 'trials')}")
+    if board.get("best") is None:  # a script must not take a sweep with no result for a success
+        print(f"fmnist: error: no trial finished (each one's error is in {shell(Path(out) / LEADERBOARD_MD)})",
+              file=sys.stderr)
+        return 1
     return 0
 
 
