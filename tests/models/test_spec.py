@@ -56,11 +56,20 @@ def test_glorot_uniform_and_zero_bias():
     ("conv:8:3:valid,maxpool:2,maxpool:2,maxpool:2,maxpool:2,maxpool:2,dense:10", "below 1 pixel"),
     ("flatten,dense:10:relu:extra", "too many values"),
     ("residual:8:2,flatten,dense:10", "kernel must be odd"),
+    ("conv:8:4,flatten,dense:10", "'same' padding needs an odd kernel, got 4"),
     ("flatten,residual:8,dense:10", "needs an image input"),
 ])
 def test_bad_specs_fail_with_a_reason(text, fragment):
     with pytest.raises(ModelError, match=fragment):
         ModelSpec.parse(text)
+
+
+def test_an_even_kernel_with_valid_padding_is_built_as_its_shapes_say():
+    from fmnist.models.spec import layer_shapes
+
+    spec = ModelSpec.parse("conv:4:4:valid,conv:4:3,flatten,dense:10")
+    assert layer_shapes(spec)[0][1] == (4, 25, 25)
+    assert tuple(Network(spec).layers[0](torch.zeros(1, 1, 28, 28)).shape[1:]) == (4, 25, 25)
 
 
 def test_explicit_no_activation_survives_a_round_trip():

@@ -116,6 +116,13 @@ def _normalise_layer(layer: dict[str, Any]) -> dict[str, Any]:
     if kind == "residual" and out["kernel"] % 2 == 0:
         raise ModelError(f"layer 'residual': kernel must be odd (the output keeps the input's size), "
                          f"got {out['kernel']}")
+    # Padding k // 2 on every side keeps the size for an odd kernel only; an even one would grow
+    # the map by a pixel where Keras's 'same' pads one side more and keeps it.
+    if kind == "conv" and out["padding"] == "same" and out["kernel"] % 2 == 0:
+        k = out["kernel"]
+        raise ModelError(f"layer 'conv': 'same' padding needs an odd kernel, got {k} (Keras pads one side more for "
+                         f"an even one, which fmnist does not); use conv:{out['filters']}:{k + 1} or "
+                         f"conv:{out['filters']}:{k}:valid")
     return out
 
 
