@@ -83,10 +83,19 @@ def test_patience_in_the_config_adds_early_stopping():
 def test_nan_guard_stops_a_diverging_run_with_one_line():
     torch.manual_seed(0)
     trainer = Trainer(create_model("mlp-100"), TrainConfig(epochs=10, optimizer="sgd", lr=1e6, batch_size=16))
-    with pytest.raises(TrainingError, match=r"training diverged: loss is (nan|inf) at epoch \d+ .*smaller --lr") as err:
+    with pytest.raises(TrainingError, match=r"training diverged: loss is (nan|inf) at epoch \d+ .*smaller lr") as err:
         trainer.fit(X, Y)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and err.value.cli_message.endswith("smaller --lr")
     assert len(trainer.history) < 10
+
+
+def test_a_run_diverging_by_its_weight_decay_is_told_so():
+    """SGD at 0.01 with weight decay 1e6: each step multiplies the weights by 1 - 10,000."""
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("softmax"), TrainConfig(epochs=10, optimizer="sgd", lr=0.01, weight_decay=1e6))
+    with pytest.raises(TrainingError, match=r"times weight decay 1e\+06 is 10000") as err:
+        trainer.fit(X, Y)
+    assert err.value.cli_message.endswith("train again with --weight-decay below 100")
 
 
 def test_best_only_checkpoint_keeps_the_best_epoch(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from fmnist._text import plural
-from fmnist.errors import TrainingError, UsageError
+from fmnist.errors import TrainingError, UsageError, option
 
 
 class TrainerView(Protocol):
@@ -280,9 +280,15 @@ class TerminateOnNaN(Callback):
     def on_epoch_end(self, trainer: TrainerView, epoch: int, logs: dict[str, Any]) -> None:
         bad = [k for k in ("loss", "val_loss") if k in logs and not math.isfinite(logs[k])]
         if bad:
-            lr = trainer.optimizer.param_groups[0]["lr"]
+            group = trainer.optimizer.param_groups[0]
+            lr, decay = group["lr"], group.get("weight_decay") or 0.0
+            if lr * decay >= 1:  # each step multiplies the weights by 1 - lr * decay <= 0
+                raise TrainingError(f"training diverged: {bad[0]} is {logs[bad[0]]} at epoch {epoch} (learning rate "
+                                    f"{lr:g} times weight decay {decay:g} is {lr * decay:g}: a step scales the weights "
+                                    f"by 1 - {lr * decay:g}); train again with {option('weight_decay')} below "
+                                    f"{1 / lr:g}")
             raise TrainingError(f"training diverged: {bad[0]} is {logs[bad[0]]} at epoch {epoch} (learning rate "
-                                f"{lr:g}); train again with a smaller --lr")
+                                f"{lr:g}); train again with a smaller {option('lr')}")
 
 
 class ModelCheckpoint(Callback):
