@@ -285,3 +285,17 @@ def test_the_study_and_the_classical_benchmark_keep_to_their_own_results(capsys,
         err = capsys.readouterr().err
         assert f"{out}: holds {what} (" in err and err.count("\n") == 1, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("command", [["train", "softmax", "--epochs", "1", "--quiet"],
+                                     ["compare", "softmax", "--epochs", "1"]])
+def test_an_output_folder_that_is_a_file_is_named_as_one(capsys, tiny_dir, tmp_path, command):
+    from fmnist.cli.main import main
+
+    afile = tmp_path / "notes"
+    afile.write_text("the user's")
+    for overwrite in ([], ["--overwrite"]):
+        assert main([*command, "--out", str(afile), *overwrite, "--dataset", "custom", "--data-dir", str(tiny_dir)]) == 1
+        err = capsys.readouterr().err
+        assert f"{afile}: a file, not a folder" in err and ".fmnist-busy" not in err and err.count("\n") == 1, err
+    assert afile.read_text() == "the user's"

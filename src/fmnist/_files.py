@@ -147,7 +147,7 @@ def claim(folder: str | os.PathLike, out: str = "--out", *, advice: str | None =
     import fcntl
 
     folder = Path(folder)
-    _check_writable(folder / CLAIM, out, set(), advice)  # a folder under a file, or a read-only place: one line
+    _check_writable(folder / CLAIM, out, set(), advice, shown=folder)  # under a file, or read-only: one line
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CLAIM
@@ -273,16 +273,21 @@ def check_other_work(out: str | os.PathLike, mine: str | None = None, *, option_
                                     f"be mixed into; choose another {option('out_dir', cli=option_name)}")
 
 
-def _check_writable(path: Path, out: str, checked: set[Path], advice: str | None = None) -> None:
-    """FmnistError unless files can be created at ``path`` (its missing folders included)."""
+def _check_writable(path: Path, out: str, checked: set[Path], advice: str | None = None,
+                    shown: Path | None = None) -> None:
+    """FmnistError unless files can be created at ``path`` (its missing folders included), named
+    ``shown`` in the message (the folder a user gave, not a file fmnist keeps in it)."""
     advice = advice or f"choose another {option('out_dir', cli=out)}"
     folder = path.parent
     while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
         folder = folder.parent
     if folder in checked:
         return
-    where = f"{path}: cannot be written"
+    shown = shown or path
+    where = f"{shown}: cannot be written"
     if not folder.is_dir():
+        if folder == shown:
+            raise FmnistError(f"{shown}: a file, not a folder; {advice}")
         raise FmnistError(f"{where}: {folder} is a file, not a folder; {advice}")
     # Ask the file system itself: permissions, read-only mounts and immutable folders all show
     # here, and os.access answers yes to root for all of them.

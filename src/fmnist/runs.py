@@ -41,7 +41,7 @@ from fmnist._files import check_free, check_other_work, claim, next_free, proces
 from fmnist._text import shell
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
-from fmnist.errors import DataError, ModelError, RunError, UsageError, option, spelled
+from fmnist.errors import DataError, ModelError, OutputExistsError, RunError, UsageError, option, spelled
 from fmnist.evaluation import evaluate
 from fmnist.evaluation.metrics import as_features
 from fmnist.models import Preset, get_preset
@@ -155,6 +155,9 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
     that holds another command's output (a report, an audit...) is refused even with ``overwrite``.
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExistsError(f"{run_dir}: a file, not a folder; a run is a folder: choose another "
+                                f"{option('out_dir', cli='--out')}")
     check_other_work(run_dir, "run.json")
     if (run_dir / "run.json").exists():
         what = "a finished run (run.json)"
