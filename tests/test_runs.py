@@ -361,3 +361,15 @@ def test_labels_a_scikit_learn_model_cannot_learn_are_one_line_before_fitting(tm
         train_run("sgd-logreg", data, out_dir=tmp_path / "run")
     assert str(folder) in str(refused.value) and "\n" not in str(refused.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_file_of_a_run_folder_given_for_the_run_names_the_folder(tiny_data, tmp_path):
+    from fmnist.runs import BEST_CHECKPOINT, load_run
+
+    run_dir = tmp_path / "run"
+    config = resolve_config(get_preset("softmax"), epochs=1)
+    train_run("softmax", tiny_data, config=config, out_dir=run_dir, checkpoint_best=True)
+    with pytest.raises(RunError, match=re.escape(f"{run_dir / BEST_CHECKPOINT}: a file of the run folder {run_dir}")):
+        load_run(run_dir / BEST_CHECKPOINT)  # evaluate, report
+    with pytest.raises(ModelError, match=re.escape(f"a file of the model folder {run_dir}; pass that folder")):
+        load_model(run_dir / BEST_CHECKPOINT)  # predict, export, serve

@@ -560,8 +560,12 @@ class Run:
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     run_dir = Path(run_dir)
+    if run_dir.is_file() and (run_dir.parent / "run.json").is_file():  # its checkpoint, its model.json...
+        raise RunError(f"{run_dir}: a file of the run folder {run_dir.parent}; name the folder")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir}: a file, not a run folder; name a folder that fmnist train wrote")
     if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run folder; train one with 'fmnist train MODEL --out {run_dir}'")
+        raise RunError(f"{run_dir}: no such run folder; train one with 'fmnist train MODEL --out {shell(run_dir)}'")
     if not (run_dir / "run.json").exists():
         if (run_dir / CHECKPOINT).exists():
             raise RunError(f"{run_dir}: an interrupted run (no run.json yet); finish it with "

@@ -11,7 +11,7 @@ from fmnist.models.network import ACTIVATIONS, BatchNorm1d, BatchNorm2d, Network
 from fmnist.models.spec import ModelSpec, layer_shapes
 
 EXTRA = [
-    "conv:8:4:same:tanh,avgpool:3,batchnorm,conv:6:5:valid,globalavgpool,dense:10",
+    "conv:8:4:valid:tanh,avgpool:3,batchnorm,conv:6:5:valid,globalavgpool,dense:10",
     "batchnorm,conv:5:2:valid,maxpool:3,dense:7:gelu,batchnorm,dense:10",
     "batchnorm,dense:30:sigmoid,dropout:0.5,dense:10",
     "residual:6,maxpool:2,residual:6:3,residual:8:5,flatten,dense:10",
@@ -119,9 +119,9 @@ def test_batch_norm_statistics_continue_where_a_saved_model_left_off():
 
 
 def test_odd_sizes_round_down_as_torch_does():
-    spec = ModelSpec.parse("conv:3:2:same,maxpool:2,conv:3:4:valid,avgpool:2,flatten,dense:10")
-    # 28 -> 29 (even kernel, padding 1 each side) -> 14 -> 11 -> 5
-    assert [after for _, after, _ in layer_shapes(spec)] == [(3, 29, 29), (3, 14, 14), (3, 11, 11), (3, 5, 5),
+    spec = ModelSpec.parse("conv:3:2:valid,maxpool:2,conv:3:4:valid,avgpool:2,flatten,dense:10")
+    # 28 -> 27 (even kernel, no padding) -> 13 -> 10 -> 5
+    assert [after for _, after, _ in layer_shapes(spec)] == [(3, 27, 27), (3, 13, 13), (3, 10, 10), (3, 5, 5),
                                                             (75,), (10,)]
 
 

@@ -294,6 +294,8 @@ def _model_folder(path: Path) -> Path:
                              f"code). Load a folder with model.json + {WEIGHTS} instead")
         if path.suffix.lower() == ".onnx":
             raise ModelError(f"{path}: an ONNX export; run it with onnxruntime, or load the run folder it came from")
+        if (path.parent / MODEL_JSON).is_file():  # a run's checkpoint, say: its model is the folder's
+            raise ModelError(f"{path}: not a model but a file of the model folder {path.parent}; pass that folder")
         raise ModelError(f"{path}: not an fmnist model; pass the folder holding model.json and {WEIGHTS}")
     elif not path.is_dir():
         raise ModelError(f"{path}: neither a folder nor a regular file; pass a model folder (model.json + "
