@@ -657,7 +657,8 @@ def split_data(run: Run, data: Dataset, split: str) -> tuple[np.ndarray, np.ndar
 def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude=None) -> dict[str, Any]:
     """Reload a run and score it on ``split``: ``"val"`` (the run's own split), ``"test"`` or ``"train"``.
 
-    Returns ``{"run", "model", "split", "loss", "accuracy", "n"}``. ``exclude``: an audit's
+    Returns ``{"run", "model", "split", "loss", "accuracy", "n"}``, and ``"other_data"`` (which
+    data, and which the run trained on) where ``data`` is not the run's own. ``exclude``: an audit's
     flagged images (``"DIR/audit.json[:kinds]"`` or an :class:`fmnist.auditing.Exclusion`; of
     the test split for ``"test"``, of the training split otherwise): the split is then also
     scored without them, under ``"cleaned"`` (``loss``, ``accuracy``, ``n``, ``excluded``),
@@ -667,6 +668,10 @@ def evaluate_run(run_dir: str | Path, data: Dataset, split: str = "val", exclude
     images, labels, idx = split_data(run, data, split)
     result = {"run": str(run.run_dir), "model": run.info.get("model"), "split": split,
               **evaluate(run.model, images, labels)}
+    if trained_on_other_data(run, data):  # a fair question of a test set, but the answer must say so
+        record = run.info.get("data", {})
+        result["other_data"] = {"dataset": data.dataset, "source": str(data.source),
+                                "trained_on": {"dataset": record.get("dataset"), "source": record.get("source")}}
     if exclude is not None:
         if not hasattr(exclude, "indices"):
             from fmnist.auditing.exclude import load_exclusion

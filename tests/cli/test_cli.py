@@ -436,3 +436,24 @@ def test_a_layer_string_ends_in_one_output_per_class_of_the_data(capsys, tmp_pat
         code, _, err = run(capsys, "train", spec, "--epochs", "1", "--quiet", "--out", tmp_path / spec, *data)
         assert code == 0, err
         assert json.loads((tmp_path / spec / "model.json").read_text())["spec"]["num_classes"] == 12
+
+
+def test_evaluating_on_other_data_says_which_data(capsys, tiny_dir, tmp_path):
+    from fmnist.data import write_idx
+    from tests.conftest import learnable_images
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for split, n, seed in (("train", 200, 5), ("t10k", 50, 6)):
+        labels = np.arange(n) % 10
+        write_idx(other / f"{split}-images-idx3-ubyte.gz", 255 - learnable_images(labels, seed))
+        write_idx(other / f"{split}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    out = tmp_path / "run"
+    assert run(capsys, "train", "softmax", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))[0] == 0
+    code, text, err = run(capsys, "evaluate", out, "--split", "test", "--dataset", "custom", "--data-dir", other)
+    assert code == 0 and f"note: test set of custom data from {other}, not the data the run trained on " \
+                         f"(custom from {tiny_dir})" in err
+    code, text, _ = run(capsys, "evaluate", out, "--split", "test", "--json", "--dataset", "custom", "--data-dir", other)
+    assert json.loads(text)["other_data"]["trained_on"]["source"] == str(tiny_dir)
+    code, text, err = run(capsys, "evaluate", out, "--split", "test", "--json", *data_args(tiny_dir))
+    assert "other_data" not in json.loads(text) and "note:" not in err

@@ -339,6 +339,11 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    other = result.get("other_data")
+    if other:
+        print(f"note: {args.split} set of {other['dataset']} data from {other['source']}, not the data the run "
+              f"trained on ({other['trained_on']['dataset']} from {other['trained_on']['source']}); to score it on "
+              "its own, give that --data-dir", file=sys.stderr)
     print(f"{result['model']} on {args.split} ({result['n']} images): loss: {result['loss']:.4f} - "
           f"accuracy: {result['accuracy']:.4f}")
     if "cleaned" in result:
