@@ -78,3 +78,11 @@ def test_embedding_2d_subsamples_and_labels_classes(images, labels):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert set(legend) <= set(CLASS_NAMES) and legend == sorted(legend, key=CLASS_NAMES.index)
     assert ax.get_title() == "PCA of 20 points"
+
+
+@pytest.mark.parametrize("classes", [10, 12, 26])
+def test_every_class_of_an_embedding_has_its_own_colour(rng, classes):
+    labels = np.arange(6 * classes) % classes
+    fig = embedding_2d(rng.random((len(labels), 5)), labels, class_names=[f"c{i}" for i in range(classes)])
+    colours = [tuple(np.round(c.get_facecolor()[0][:3], 4)) for c in fig.axes[0].collections]
+    assert len(colours) == classes and len(set(colours)) == classes

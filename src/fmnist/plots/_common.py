@@ -121,6 +121,18 @@ def n_classes(class_names: Sequence[str], *label_arrays: np.ndarray) -> int:
     return max(len(class_names), top)
 
 
+def class_colours(n: int) -> list:
+    """A distinct colour for each of ``n`` classes, by class index: tab10's for ten or fewer (a
+    class keeps its colour across figures and runs), tab20's up to twenty, then an even spread."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    if n <= 20:
+        return list(colormaps["tab20"].colors[:n])
+    return [colormaps["turbo"](i / (n - 1)) for i in range(n)]
+
+
 def grid_shape(n: int, max_cols: int) -> tuple[int, int]:
     """(rows, cols) for ``n`` tiles, at most ``max_cols`` wide."""
     cols = max(1, min(n, max_cols))

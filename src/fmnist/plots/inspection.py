@@ -12,8 +12,10 @@ from fmnist.errors import FmnistError
 from fmnist.plots._common import (
     CLASS_NAMES,
     as_labels,
+    class_colours,
     class_name,
     grid_shape,
+    n_classes,
     new_figure,
     remove_unused,
     tile_axes,
@@ -167,10 +169,10 @@ def embedding_2d(
 
     fig = new_figure(8.0, 6.5)
     ax = fig.add_subplot()
+    colours = class_colours(n_classes(class_names, labs))
     for c in np.unique(labs):
         pts = xy[labs == c]
-        # tab10 by class index, so a class keeps its colour across figures and runs.
-        ax.scatter(pts[:, 0], pts[:, 1], s=5, alpha=0.7, color=f"C{int(c) % 10}", label=class_name(int(c), class_names))
+        ax.scatter(pts[:, 0], pts[:, 1], s=5, alpha=0.7, color=colours[int(c)], label=class_name(int(c), class_names))
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=3, fontsize=8, frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])
