@@ -288,3 +288,15 @@ def test_a_report_that_cannot_be_drawn_is_refused_before_any_figure(runs, tiny, 
     assert code in (1, 2) and err.count("\n") == 1, err
     assert ("no validation split" if case == "no validation split" else "umap-learn") in err
     assert not out.exists()
+
+
+def test_a_report_drawn_again_with_overwrite_keeps_no_figures_of_runs_it_no_longer_shows(runs, tmp_path):
+    data, dirs = runs
+    out = tmp_path / "r"
+    build_report(dirs, out, data, dpi=30, n_mistakes=2)
+    (out / "mine").mkdir()
+    (out / "mine" / "notes.txt").write_text("the user's own")
+    build_report([dirs[1]], out, data, dpi=30, n_mistakes=2, overwrite=True)
+    # The scikit-learn run alone: no learning curves, and no folder of the network's figures.
+    assert sorted(p.name for p in out.iterdir()) == sorted([REPORT_FILE, dirs[1].name, "mine"])
+    assert (out / "mine" / "notes.txt").read_text() == "the user's own"

@@ -65,6 +65,28 @@ class RunSummary:
     val_loss: float | None = None
 
 
+# Each run's figures, in its own folder of the report (RUN/...).
+RUN_FIGURES = frozenset({"confusion_counts.png", "confusion_normalised.png", "per_class.png", "misclassified.png",
+                         "conv_filters.png", "feature_maps.png", "embedding.png"})
+
+
+def _forget_report(out: Path) -> None:
+    """Remove an earlier report from ``out`` (it is being replaced): its page first, then its
+    figures, among them the folders of runs the new report may not show again. A folder that
+    holds anything but a run's figures is not the report's and stays."""
+    if not out.is_dir():
+        return
+    (out / REPORT_FILE).unlink(missing_ok=True)
+    (out / "learning_curves.png").unlink(missing_ok=True)
+    for folder in out.iterdir():
+        if folder.is_dir() and not folder.is_symlink():
+            files = list(folder.iterdir())
+            if files and all(f.is_file() and f.name in RUN_FIGURES for f in files):
+                for f in files:
+                    f.unlink()
+                folder.rmdir()
+
+
 def _earlier_report(out: Path) -> str:
     """What a report folder holds: a report, or the figures of one interrupted before its page."""
     return "an earlier report" if (out / REPORT_FILE).exists() else \
@@ -135,6 +157,8 @@ def build_report(
     check_other_work(out, REPORT_FILE)
     check_free([out / REPORT_FILE, out / "learning_curves.png", *(out / slug for slug in slugs)],
                overwrite=overwrite, what=_earlier_report(out))
+    if overwrite:
+        _forget_report(out)
     class_names = list(data.class_names)
 
     summaries = [_summarise(run) for run in runs]
@@ -487,6 +511,9 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
     check_other_work(out, REPORT_FILE)
     check_free([out / REPORT_FILE, out / "learning_curves.png", out / "metric_vs_params.png",
                 *([out / best["trial"]] if best else [])], overwrite=overwrite, what=_earlier_report(out))
+    if overwrite:
+        _forget_report(out)
+        (out / "metric_vs_params.png").unlink(missing_ok=True)
     names = [spec.name for spec in plan.specs]
     body = [_sweep_leaderboard_html(board, names)]
 
