@@ -373,3 +373,13 @@ def test_a_file_of_a_run_folder_given_for_the_run_names_the_folder(tiny_data, tm
         load_run(run_dir / BEST_CHECKPOINT)  # evaluate, report
     with pytest.raises(ModelError, match=re.escape(f"a file of the model folder {run_dir}; pass that folder")):
         load_model(run_dir / BEST_CHECKPOINT)  # predict, export, serve
+
+
+def test_another_commands_folder_given_for_a_run_says_what_it_holds(tmp_path):
+    from fmnist.runs import load_run
+
+    (tmp_path / "aud").mkdir()
+    (tmp_path / "aud" / "audit.json").write_text("{}")
+    with pytest.raises(RunError, match=re.escape(f"{tmp_path / 'aud'}: holds an audit (fmnist audit) (audit.json), "
+                                                 "not a run")):
+        load_run(tmp_path / "aud")

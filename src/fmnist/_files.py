@@ -262,15 +262,24 @@ def _marker(out: Path, name: str) -> str | None:
     return name
 
 
+def work_in(folder: str | os.PathLike, mine: str | None = None) -> tuple[str, str] | None:
+    """``(what, file)``: the command's work ``folder`` holds, by its :data:`WORK_MARKERS` file
+    other than ``mine`` ("a report (fmnist report)", "report.html"); None when it holds none."""
+    folder = Path(folder)
+    for name in dict.fromkeys(n if n != BENCHMARK_RESULTS else "results.json" for n in WORK_MARKERS):
+        marker = _marker(folder, name)
+        if marker is not None and marker != mine:
+            return WORK_MARKERS[marker], name
+    return None
+
+
 def check_other_work(out: str | os.PathLike, mine: str | None = None, *, option_name: str = "--out") -> None:
     """Refuse (:class:`~fmnist.errors.OutputExistsError`) an output folder that holds another
     command's work: a :data:`WORK_MARKERS` file other than ``mine``."""
-    out = Path(out)
-    for name in dict.fromkeys(n if n != BENCHMARK_RESULTS else "results.json" for n in WORK_MARKERS):
-        marker = _marker(out, name)
-        if marker is not None and marker != mine:
-            raise OutputExistsError(f"{out}: holds {WORK_MARKERS[marker]} ({name}), which this command's files would "
-                                    f"be mixed into; choose another {option('out_dir', cli=option_name)}")
+    found = work_in(out, mine)
+    if found:
+        raise OutputExistsError(f"{out}: holds {found[0]} ({found[1]}), which this command's files would "
+                                f"be mixed into; choose another {option('out_dir', cli=option_name)}")
 
 
 def _check_writable(path: Path, out: str, checked: set[Path], advice: str | None = None,

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 import fmnist
-from fmnist._files import check_free, check_other_work, claim, next_free, process_ended, write_json
+from fmnist._files import check_free, check_other_work, claim, next_free, process_ended, work_in, write_json
 from fmnist._text import shell
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
@@ -570,8 +570,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         if (run_dir / CHECKPOINT).exists():
             raise RunError(f"{run_dir}: an interrupted run (no run.json yet); finish it with "
                            f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {shell(run_dir)}')}")
+        other = work_in(run_dir)
+        if other:
+            raise RunError(f"{run_dir}: holds {other[0]} ({other[1]}), not a run; name a folder that fmnist train "
+                           "wrote")
         raise RunError(f"{run_dir}: not a run folder (no run.json); name a folder that fmnist train wrote, or "
-                       f"train one with 'fmnist train MODEL --out {run_dir}'")
+                       f"train one with 'fmnist train MODEL --out {shell(run_dir)}'")
     info = read_json(run_dir / "run.json", "fmnist run description (run.json)")
     if info.get("format") != RUN_FORMAT:
         raise RunError(f"{run_dir / 'run.json'}: not an fmnist run (format is {info.get('format')!r})")
