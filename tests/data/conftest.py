@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -90,3 +91,12 @@ def make_arrays():
 def make_folder():
     """``make_folder(folder, arrays=None, *, gz=True)`` writes a tiny MNIST-format folder."""
     return write_folder
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test: ``umask(0o077)``; the old one comes back after."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)

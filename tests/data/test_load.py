@@ -197,6 +197,17 @@ def test_unwritable_cache_still_loads(tiny, tmp_path, monkeypatch):
     assert ds.verified and ds.cache_dir is None
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=["umask-022", "umask-077"])
+def test_cache_entries_follow_the_umask(tiny, umask, mask):
+    # A shared $FMNIST_CACHE must be as readable as any folder its owner makes.
+    umask(mask)
+    ds = load_dataset(tiny[0])
+    _npycache.wait()
+    assert ds.cache_dir.stat().st_mode & 0o777 == 0o777 & ~mask
+    for f in ds.cache_dir.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o666 & ~mask, f.name
+
+
 def test_summary_is_json(tiny):
     ds = load_dataset(tiny[0])
     s = json.loads(json.dumps(dataset_summary(ds)))

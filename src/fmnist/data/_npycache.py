@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 import zlib
 from pathlib import Path
 
@@ -76,7 +77,11 @@ def store(k: str, arrays: dict[str, np.ndarray], *, background: bool = False, **
     folder = entry_dir(k)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{k}."))
+        # Not tempfile.mkdtemp: its folders are 0700 whatever the umask, and the entry keeps
+        # this folder's mode, so a cache shared with colleagues would be unreadable to them.
+        # A plain mkdir follows the umask like any folder the user makes.
+        tmp = folder.parent / f".{k}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
     except OSError:
         return None  # a read-only cache only costs speed, never correctness
     if not background:
