@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.data import _sources, cache_root, load_dataset
+from fmnist.data import _load, _npycache, _sources, cache_root, load_dataset
+from fmnist.data.idx import write_idx
 from fmnist.errors import DataError
 
 
@@ -84,14 +85,41 @@ def test_cache_root(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / "home" / ".cache" / "fmnist"
 
 
-def test_gz_preferred_over_raw(tmp_path, make_arrays, make_folder):
+def test_gz_and_identical_raw_load(tmp_path, make_arrays, make_folder):
     folder = tmp_path / "both"
-    gz = make_folder(folder, make_arrays(seed=1))
-    make_folder(folder, make_arrays(seed=2), gz=False)
+    arrays = make_folder(folder, make_arrays(seed=1))
+    make_folder(folder, arrays, gz=False)
     files, missing = _sources.find_files(folder)
     assert not missing and all(p.suffix == ".gz" for p in files.values())
     ds = load_dataset(folder, dataset="custom")
-    np.testing.assert_array_equal(ds.x_train, gz["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(ds.x_train, arrays["train-images-idx3-ubyte"])
+
+
+@pytest.mark.parametrize("dataset", ["custom", "fashion-mnist"])
+def test_gz_and_edited_raw_are_refused_naming_both(tiny, dataset):
+    # A user decompressed the labels and fixed some: reading the .gz would drop the fix unseen.
+    folder, arrays = tiny
+    labels = arrays["train-labels-idx1-ubyte"].copy()
+    write_idx(folder / "train-labels-idx1-ubyte", labels)
+    load_dataset(folder, dataset=dataset)  # identical twins are fine, and fill the cache
+    _npycache.wait()
+    labels[3] = 7
+    write_idx(folder / "train-labels-idx1-ubyte", labels)  # same size, other content
+    with pytest.raises(DataError) as err:
+        load_dataset(folder, dataset=dataset)
+    msg = str(err.value)
+    assert "\n" not in msg and "hold different content" in msg
+    assert str(folder / "train-labels-idx1-ubyte.gz") in msg and str(folder / "train-labels-idx1-ubyte ") in msg
+
+
+def test_twin_of_another_size_is_refused_without_hashing(tiny, monkeypatch):
+    folder, arrays = tiny
+    write_idx(folder / "t10k-images-idx3-ubyte", arrays["t10k-images-idx3-ubyte"][:5])
+    hashed = []
+    monkeypatch.setattr(_load, "_sha256", lambda path: hashed.append(path))
+    with pytest.raises(DataError, match="hold different content"):
+        load_dataset(folder, dataset="custom")
+    assert hashed == []
 
 
 def test_debian_dir_constant_is_the_package_path():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from fmnist.data import _npycache
 from fmnist.data._download import fetch as _fetch
 from fmnist.data._discover import discover
-from fmnist.data._sources import CLASS_NAMES, FILES, SHA256, find_files
+from fmnist.data._sources import CLASS_NAMES, FILES, SHA256, find_files, twin
 from fmnist.data.idx import _read_idx
 from fmnist.errors import DataError, spelled
 
@@ -60,7 +61,8 @@ def load_dataset(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-
     (``$FMNIST_CACHE``, ``$XDG_CACHE_HOME/fmnist`` or ``~/.cache/fmnist``);
     ``/usr/share/datasets/fashion-mnist`` (Debian's dataset-fashion-mnist); then, only
     with ``fetch=True``, a download into the user cache. A folder counts when it holds
-    the four files, gzip-compressed (``.gz``) or not.
+    the four files, gzip-compressed (``.gz``) or not; a file there in both forms must
+    decompress to the same content.
 
     ``dataset="fashion-mnist"`` checks every file's SHA-256 against the official release;
     ``dataset="custom"`` accepts any MNIST-format folder (28×28 uint8 images, uint8
@@ -139,7 +141,10 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
     for name, _ in FILES:
         # Read-only views of the decompressed bytes: load_dataset copies once for the caller
         # and hands these, unchanged, to the background cache writer.
-        arr, digests[name] = _read_idx(files[name], digest=fashion, writable=False)
+        raw = twin(files[name])
+        arr, digests[name] = _read_idx(files[name], digest=fashion or raw is not None, writable=False)
+        if raw is not None:
+            _check_twin(files[name], raw, arr, digests[name])
         _check_array(files[name], name, arr, fashion)
         arrays[_ATTR[name]] = arr
     # Structure before digests: "19 labels but 20 images" says more than "checksum mismatch".
@@ -164,6 +169,29 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
                 f"verified copy), or load other MNIST-format data with "
                 f"{_CUSTOM}")
     return arrays
+
+
+def _check_twin(gz: Path, raw: Path, arr: np.ndarray, sha: str) -> None:
+    """Refuse ``gz`` when the uncompressed ``raw`` beside it holds other content.
+
+    ``arr`` and ``sha`` are what ``gz`` decompressed to. The sizes settle most differences
+    for free; only equal sizes cost reading and hashing ``raw``.
+    """
+    size = 4 + 4 * arr.ndim + arr.nbytes  # the IDX header, then the values
+    try:
+        same = raw.stat().st_size == size and _sha256(raw) == sha
+    except OSError as err:
+        raise DataError(f"{raw}: cannot read ({err.strerror or err}), so cannot check it holds what "
+                        f"{gz.name} does; check its permissions, or remove whichever of the two "
+                        "you do not mean to use") from None
+    if not same:
+        raise DataError(f"{gz} and {raw} are two forms of one file but hold different content; "
+                        "remove or rename the one you do not mean to use")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _check_array(path: Path, name: str, arr: np.ndarray, fashion: bool) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.data._sources import cache_root
+from fmnist.data._sources import cache_root, twin
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 _FORMAT = "1"  # bump when the layout changes so old entries are simply not found
@@ -32,11 +32,15 @@ _FORMAT = "1"  # bump when the layout changes so old entries are simply not foun
 def key(files: dict[str, Path], dataset: str) -> str:
     h = hashlib.sha256(f"fmnist-npy-{_FORMAT}\0{dataset}\n".encode())
     for name in sorted(files):
-        path = files[name].resolve()
-        st = path.stat()
-        # The change time and inode too: cp -p, rsync -t and tar keep a file's size and mtime,
-        # and MNIST's files are the size of Fashion-MNIST's; a rewrite always moves ctime.
-        h.update(f"{name}\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
+        # An uncompressed twin beside a .gz must match it (checked on the slow path); keying
+        # on it too means an edit to it is checked again instead of served from the cache.
+        for path in filter(None, (files[name], twin(files[name]))):
+            path = path.resolve()
+            st = path.stat()
+            # The change time and inode too: cp -p, rsync -t and tar keep a file's size and mtime,
+            # and MNIST's files are the size of Fashion-MNIST's; a rewrite always moves ctime.
+            h.update(f"{name}\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n"
+                     .encode())
     return h.hexdigest()[:20]
 
 

@@ -53,6 +53,7 @@ def find_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
     ``name.gz`` is preferred over an uncompressed ``name``: it is the form that is
     distributed and that ``fetch`` writes, so a refetch always replaces the file read.
+    When both are there, the load checks that they hold the same content (see :func:`twin`).
     """
     found, missing = {}, []
     for name, _ in FILES:
@@ -63,3 +64,15 @@ def find_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
         else:
             missing.append(name)
     return found, missing
+
+
+def twin(path: Path) -> Path | None:
+    """The uncompressed file beside ``path`` when ``path`` is ``name.gz`` and both exist.
+
+    Someone who decompressed a file and edited it (fixed some labels) expects the edit to be
+    read; only ``name.gz`` is, so the two must hold the same content to be loaded.
+    """
+    if not path.name.endswith(".gz"):
+        return None
+    raw = path.with_name(path.name[:-3])
+    return raw if raw.is_file() else None
