@@ -150,6 +150,61 @@ def test_explicit_folder_is_fetched_into(mirrors, monkeypatch, tmp_path):
     assert (ds.origin, ds.source) == ("download", tmp_path / "mine")
 
 
+@pytest.mark.parametrize("how", ["argument", "FMNIST_DATA"])
+def test_a_damaged_file_in_a_users_folder_points_to_fmnists_own_copy(mirrors, monkeypatch, tmp_path, how):
+    # A fetch never rewrites a user's folder, so the advice cannot be to fetch again: it is to
+    # stop pointing at that folder, and following it works.
+    monkeypatch.setattr("fmnist.data._download.MIRRORS", (mirrors.url("good"),))
+    mine = tmp_path / "mine"
+    fetch(mine, progress=False)
+    damaged = mine / "train-images-idx3-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-40])
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    if how == "FMNIST_DATA":
+        monkeypatch.setenv("FMNIST_DATA", str(mine))
+    with pytest.raises(DataError) as err:
+        load_dataset(mine if how == "argument" else None, fetch=True)
+    step = "leave out --data-dir" if how == "argument" else "unset FMNIST_DATA"
+    assert err.value.cli_message == (
+        f"{damaged}: gzip data ends early (truncated file or download); replace it with an intact copy, "
+        f"or {step} to use fmnist's own verified copy (`fmnist data --fetch` downloads it)")
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+    monkeypatch.delenv("FMNIST_DATA", raising=False)
+    ds = load_dataset(fetch=True)
+    assert (ds.origin, ds.source, ds.verified) == ("download", tmp_path / "cache", True)
+
+
+def test_a_damaged_file_in_the_cache_is_fetched_again_as_its_message_says(mirrors, monkeypatch, tmp_path):
+    monkeypatch.setattr("fmnist.data._download.MIRRORS", (mirrors.url("good"),))
+    cache = fetch(tmp_path / "cache", progress=False)
+    damaged = cache / "t10k-labels-idx1-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-40])
+    with pytest.raises(DataError) as err:
+        load_dataset()
+    assert err.value.cli_message.endswith(
+        " replace it with an intact copy (`fmnist data --fetch` downloads one again)")
+    assert str(err.value).endswith("(load_dataset(fetch=True) downloads one again)")
+    assert load_dataset(fetch=True).verified
+
+
+def test_a_damaged_file_in_debians_folder_points_to_its_package(tiny, monkeypatch):
+    folder, _ = tiny
+    monkeypatch.setattr(_sources, "DEBIAN_DIR", folder)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bjunk")
+    with pytest.raises(DataError) as err:
+        load_dataset(fetch=True)
+    assert err.value.cli_message.endswith(
+        "replace it with an intact copy (`sudo apt-get install --reinstall dataset-fashion-mnist` restores one)")
+
+
+def test_a_damaged_custom_file_only_asks_for_an_intact_copy(tiny):
+    folder, _ = tiny
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bjunk")
+    with pytest.raises(DataError) as err:
+        load_dataset(folder, dataset="custom")
+    assert err.value.cli_message.endswith("; replace it with an intact copy")
+
+
 def test_custom_never_downloads(tmp_path):
     with pytest.raises(DataError, match="MNIST-format data not found"):
         load_dataset(fetch=True, dataset="custom")

@@ -65,6 +65,7 @@ def test_altered_content_is_not_fashion_mnist(tiny):
     assert str(path) in msg and "not the Fashion-MNIST file" in msg
     # In the words of whoever called: Python's arguments here, the options on the command line.
     assert "load_dataset(fetch=True) downloads" in msg and "with dataset='custom'" in msg
+    assert "or leave out data_dir to use fmnist's own verified copy" in msg  # a fetch won't touch this folder
     assert "`fmnist data --fetch` downloads" in err.value.cli_message and "--dataset custom" in err.value.cli_message
     # The same folder is fine as custom data: structure only, no digests.
     ds = load_dataset(folder, dataset="custom")

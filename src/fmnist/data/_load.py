@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from fmnist.data._download import fetch as _fetch
 from fmnist.data._discover import discover
 from fmnist.data._sources import CLASS_NAMES, FILES, SHA256, find_files, twin
 from fmnist.data.idx import _read_idx
-from fmnist.errors import DataError, spelled
+from fmnist.errors import DataError, option, spelled
 
 DATASETS = ("fashion-mnist", "custom")
 # IDX file name -> Dataset attribute, in FILES order.
@@ -89,7 +90,7 @@ def load_dataset(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-
         cache_dir = _npycache.entry_dir(k)
     else:
         try:
-            arrays = _read_folder(files, dataset)
+            arrays = _read_folder(files, dataset, origin)
         except DataError:
             # Files we downloaded ourselves may be fetched again; a user's own folder is
             # theirs to fix, so the error goes to them.
@@ -97,7 +98,7 @@ def load_dataset(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-
                 raise
             _fetch(folder)  # replaces whatever is not intact
             files = find_files(folder)[0]
-            arrays = _read_folder(files, dataset)
+            arrays = _read_folder(files, dataset, origin)
         from_cache, verified = False, fashion
         cache_dir = _npycache.store(_npycache.key(files, dataset), arrays, background=True,
                                     verified=verified, dataset=dataset, source=str(folder))
@@ -134,15 +135,16 @@ def load_data(data_dir=None, *, fetch: bool = False, dataset: str = "fashion-mni
 _CUSTOM = spelled("dataset='custom'", "--dataset custom")
 
 
-def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
-    """Read and check the four IDX files; return them keyed by Dataset attribute."""
+def _read_folder(files: dict[str, Path], dataset: str, origin: str) -> dict[str, np.ndarray]:
+    """Read and check the four IDX files found at ``origin``; return them keyed by Dataset attribute."""
     fashion = dataset == "fashion-mnist"
+    fix = "replace it with an intact copy" + (_release_copy(origin) if fashion else "")
     arrays, digests = {}, {}
     for name, _ in FILES:
         # Read-only views of the decompressed bytes: load_dataset copies once for the caller
         # and hands these, unchanged, to the background cache writer.
         raw = twin(files[name])
-        arr, digests[name] = _read_idx(files[name], digest=fashion or raw is not None, writable=False)
+        arr, digests[name] = _read_idx(files[name], digest=fashion or raw is not None, writable=False, fix=fix)
         if raw is not None:
             _check_twin(files[name], raw, arr, digests[name])
         _check_array(files[name], name, arr, fashion)
@@ -165,10 +167,28 @@ def _read_folder(files: dict[str, Path], dataset: str) -> dict[str, np.ndarray]:
             raise DataError(
                 f"{files[name]}: not the Fashion-MNIST file {name} (sha256 of its content "
                 f"{digests[name][:12]}… expected {SHA256[name][:12]}…); replace it with the "
-                f"release file ({spelled('load_dataset(fetch=True)', '`fmnist data --fetch`')} downloads a "
-                f"verified copy), or load other MNIST-format data with "
+                f"release file{_release_copy(origin)}, or load other MNIST-format data with "
                 f"{_CUSTOM}")
     return arrays
+
+
+def _release_copy(origin: str) -> str:
+    """Where a verified Fashion-MNIST file comes from, for a folder found at ``origin``: the end
+    of "replace it with an intact copy".
+
+    A fetch replaces damaged files only in fmnist's own cache: a user's folder (``data_dir``,
+    ``$FMNIST_DATA``) is theirs to fix, and Debian's belongs to its package. So for those the
+    way to a verified copy is another place, not a refetch.
+    """
+    get = spelled("load_dataset(fetch=True)", "`fmnist data --fetch`")
+    if origin in ("cache", "download"):
+        return f" ({get} downloads one again)"
+    if origin == "debian":
+        return " (`sudo apt-get install --reinstall dataset-fashion-mnist` restores one)"
+    steps = [f"leave out {option('data_dir')}"] if origin == "argument" else []
+    if os.environ.get("FMNIST_DATA"):  # else leaving out data_dir would only lead there
+        steps.append("unset FMNIST_DATA")
+    return f", or {' and '.join(steps)} to use fmnist's own verified copy ({get} downloads it)"
 
 
 def _check_twin(gz: Path, raw: Path, arr: np.ndarray, sha: str) -> None:

@@ -46,7 +46,9 @@ _CODES = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 # many bytes per compressed byte is lying; refusing it up front avoids inflating a bomb.
 _MAX_GZIP_RATIO = 1100
 
-_FIX = "replace it with an intact copy (for Fashion-MNIST: fmnist data --fetch)"
+# Where an intact copy comes from depends on where the file came from, which only the
+# caller knows (the data loader says; see its ``fix``), so the reader's own advice stays general.
+_FIX = "replace it with an intact copy"
 
 
 def _fail(path: Path, problem: str, fix: str = _FIX) -> DataError:
@@ -60,11 +62,11 @@ class _Gunzip:
     memory a file may cost, based on what its header claims.
     """
 
-    def __init__(self, data: bytes, path: Path):
+    def __init__(self, data: bytes, path: Path, fix: str = _FIX):
         if data[:2] != b"\x1f\x8b":
             raise _fail(path, "not gzip data although the name ends in .gz",
-                        "decompress it or drop the .gz suffix if it is raw IDX, else " + _FIX)
-        self._path = path
+                        "decompress it or drop the .gz suffix if it is raw IDX, else " + fix)
+        self._path, self._fix = path, fix
         self._pending = data
         self._inflater = _zlib.decompressobj(wbits=31)  # 31: expect a gzip header + CRC
 
@@ -80,37 +82,38 @@ class _Gunzip:
             try:
                 chunk = self._inflater.decompress(self._pending, n)
             except _zlib.error as err:
-                raise _fail(self._path, f"corrupt gzip data ({err})") from None
+                raise _fail(self._path, f"corrupt gzip data ({err})", self._fix) from None
             self._pending = self._inflater.unconsumed_tail
             if not chunk and not self._pending and not self._inflater.eof:
-                raise _fail(self._path, "gzip data ends early (truncated file or download)")
+                raise _fail(self._path, "gzip data ends early (truncated file or download)", self._fix)
             parts.append(chunk)
             n -= len(chunk)
         return b"".join(parts)
 
 
-def _parse_header(path: Path, head4: bytes) -> tuple[np.dtype, int]:
+def _parse_header(path: Path, head4: bytes, fix: str = _FIX) -> tuple[np.dtype, int]:
     """Check the 4-byte prefix; return (stored dtype, ndim)."""
     if len(head4) < 4:
-        raise _fail(path, f"only {len(head4)} bytes, too short for an IDX header")
+        raise _fail(path, f"only {len(head4)} bytes, too short for an IDX header", fix)
     if head4[:2] != b"\x00\x00":
         hint = " (looks gzip-compressed: name it .gz)" if head4[:2] == b"\x1f\x8b" else ""
         raise _fail(path, f"not an IDX file: magic bytes {head4[:2].hex(' ')}, "
-                          f"expected 00 00{hint}")
+                          f"expected 00 00{hint}", fix)
     code, ndim = head4[2], head4[3]
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise _fail(path, f"unknown IDX type code 0x{code:02X} (known: {known})")
+        raise _fail(path, f"unknown IDX type code 0x{code:02X} (known: {known})", fix)
     if ndim == 0:
-        raise _fail(path, "IDX header declares 0 dimensions")
+        raise _fail(path, "IDX header declares 0 dimensions", fix)
     return IDX_DTYPES[code], ndim
 
 
-def _read_idx(path: str | os.PathLike, *, digest: bool = False, writable: bool = True):
+def _read_idx(path: str | os.PathLike, *, digest: bool = False, writable: bool = True, fix: str = _FIX):
     """Read an IDX file; return ``(array, sha256 hex of the decompressed bytes or None)``.
 
     ``writable=False`` may return a read-only view of the decompressed bytes (no copy) when
-    they are already in native byte order, as single bytes always are.
+    they are already in native byte order, as single bytes always are. ``fix`` ends the
+    message of a damaged file: what to do about it.
     """
     path = Path(path)
     try:
@@ -122,15 +125,15 @@ def _read_idx(path: str | os.PathLike, *, digest: bool = False, writable: bool =
 
     compressed = path.name.endswith(".gz")
     if compressed:
-        stream = _Gunzip(data, path)
+        stream = _Gunzip(data, path, fix)
         head = stream.read(4)
-        dtype, ndim = _parse_header(path, head)
+        dtype, ndim = _parse_header(path, head, fix)
         head += stream.read(4 * ndim)
     else:
-        dtype, ndim = _parse_header(path, data[:4])
+        dtype, ndim = _parse_header(path, data[:4], fix)
         head = data[: 4 + 4 * ndim]
     if len(head) < 4 + 4 * ndim:
-        raise _fail(path, f"header declares {ndim} dimensions but the file ends inside it")
+        raise _fail(path, f"header declares {ndim} dimensions but the file ends inside it", fix)
     dims = struct.unpack(f">{ndim}I", head[4:])
     count = math.prod(dims)
     expected = count * dtype.itemsize
@@ -139,7 +142,7 @@ def _read_idx(path: str | os.PathLike, *, digest: bool = False, writable: bool =
     if compressed:
         if expected > _MAX_GZIP_RATIO * len(data) + 1024:
             raise _fail(path, f"header claims {shape} {dtype.name} values ({expected} bytes), "
-                              f"more than {len(data)} compressed bytes can hold")
+                              f"more than {len(data)} compressed bytes can hold", fix)
         payload = stream.read(expected + 1)  # +1 reveals trailing garbage
         actual = len(payload)
     else:
@@ -147,10 +150,10 @@ def _read_idx(path: str | os.PathLike, *, digest: bool = False, writable: bool =
         actual = len(payload)
     if actual < expected:
         raise _fail(path, f"truncated: header claims {shape} {dtype.name} values "
-                          f"({expected} bytes) but only {actual} bytes follow")
+                          f"({expected} bytes) but only {actual} bytes follow", fix)
     if actual > expected:
         extra = "at least 1 extra byte" if compressed else f"{actual - expected} extra bytes"
-        raise _fail(path, f"{extra} after the {shape} {dtype.name} values the header declares")
+        raise _fail(path, f"{extra} after the {shape} {dtype.name} values the header declares", fix)
 
     sha = None
     if digest:
