@@ -79,10 +79,21 @@ def _break(folder, name, arr):
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "custom"])
 @pytest.mark.parametrize("name, arr, words", [
     ("train-labels-idx1-ubyte", np.arange(19, dtype=np.uint8) % 10, "19 labels but"),
-    ("t10k-images-idx3-ubyte", np.zeros((10, 32, 32), np.uint8), "expected (N, 28, 28) uint8"),
-    ("t10k-images-idx3-ubyte", np.zeros((10, 28, 28), np.float32), "expected (N, 28, 28) uint8"),
-    ("train-labels-idx1-ubyte", np.zeros(20, np.int32), "expected (N,) uint8 labels"),
+    # Other sizes and types say that fmnist loads 28×28 uint8 only, and which conversion fits them.
+    ("t10k-images-idx3-ubyte", np.zeros((10, 32, 32), np.uint8),
+     ": 32×32 uint8 images, but fmnist loads datasets of 28×28 uint8 images only; resize them to 28×28 "
+     "(fmnist.data.write_idx writes the result), or in Python read them with fmnist.data.read_idx: "
+     "NetClassifier fits other sizes"),
+    ("t10k-images-idx3-ubyte", np.zeros((10, 28, 20), np.uint8), "28×20 uint8 images, but"),
+    ("t10k-images-idx3-ubyte", np.zeros((10, 28, 28), np.float32),
+     ": 28×28 float32 images, but fmnist loads datasets of 28×28 uint8 images only; convert them to uint8 "
+     "pixels 0..255 (fmnist.data.write_idx writes the result)"),
+    ("t10k-images-idx3-ubyte", np.zeros((10, 20, 20), np.int32),
+     "; resize them to 28×28 and convert them to uint8 pixels 0..255 ("),
+    ("train-labels-idx1-ubyte", np.zeros(20, np.int32),
+     ": int32 labels, but fmnist loads uint8 labels only; convert them to uint8"),
     ("train-labels-idx1-ubyte", np.zeros((20, 1), np.uint8), "expected (N,) uint8 labels"),
+    ("t10k-images-idx3-ubyte", np.zeros((10, 28, 28, 1), np.uint8), "expected (N, 28, 28) uint8 images"),
 ])
 def test_structural_errors(tiny, dataset, name, arr, words):
     path = _break(tiny[0], name, arr)

@@ -217,12 +217,27 @@ def _sha256(path: Path) -> str:
 def _check_array(path: Path, name: str, arr: np.ndarray, fashion: bool) -> None:
     fix = "use the matching MNIST-format file"
     if "images" in name:
-        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (28, 28):
+        if arr.ndim != 3:
             raise DataError(f"{path}: expected (N, 28, 28) uint8 images, found "
                             f"{arr.shape} {arr.dtype}; {fix}")
+        # Other sizes and types are valid IDX, just not what the loader, the presets and the
+        # commands are built for: say so, and what conversion makes the data fit.
+        resize, convert = arr.shape[1:] != (28, 28), arr.dtype != np.uint8
+        if resize or convert:
+            todo = " and ".join(step for step, needed in (("resize them to 28×28", resize),
+                                                          ("convert them to uint8 pixels 0..255", convert))
+                                if needed)
+            python = (", or in Python read them with fmnist.data.read_idx: NetClassifier fits other sizes"
+                      if resize else "")
+            raise DataError(f"{path}: {arr.shape[1]}×{arr.shape[2]} {arr.dtype} images, but fmnist loads "
+                            f"datasets of 28×28 uint8 images only; {todo} (fmnist.data.write_idx writes "
+                            f"the result){python}")
         return
-    if arr.dtype != np.uint8 or arr.ndim != 1:
+    if arr.ndim != 1:
         raise DataError(f"{path}: expected (N,) uint8 labels, found {arr.shape} {arr.dtype}; {fix}")
+    if arr.dtype != np.uint8:
+        raise DataError(f"{path}: {arr.dtype} labels, but fmnist loads uint8 labels only; convert them "
+                        "to uint8 (fmnist.data.write_idx writes the result)")
     if fashion and arr.size and arr.max() > 9:
         bad = int(np.argmax(arr > 9))
         raise DataError(f"{path}: label {int(arr[bad])} at index {bad} is outside 0..9; not "
