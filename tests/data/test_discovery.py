@@ -58,6 +58,31 @@ def test_bad_explicit_folder_is_an_error(places, bad):
     assert ("no such folder" if bad == "missing" else "missing t10k-labels-idx1-ubyte[.gz]") in msg
 
 
+def test_files_under_other_names_are_named_with_the_renames_that_fix_them(tmp_path, make_arrays):
+    folder = tmp_path / "emnist"
+    folder.mkdir()
+    arrays = make_arrays()
+    names = {"train-images-idx3-ubyte": "emnist-letters-train-images-idx3-ubyte.gz",
+             "train-labels-idx1-ubyte": "emnist-letters-train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte": "emnist-letters-test-images-idx3-ubyte.gz",
+             "t10k-labels-idx1-ubyte": "t10k_labels_idx1_ubyte"}
+    for name, other in names.items():
+        write_idx(folder / other, arrays[name])
+    (folder / "README.txt").write_text("not data")
+    with pytest.raises(DataError) as err:
+        load_dataset(folder, dataset="custom")
+    assert err.value.cli_message == (
+        f"{folder} (--data-dir): missing train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+        "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]; fmnist reads these names only: rename "
+        "emnist-letters-train-images-idx3-ubyte.gz to train-images-idx3-ubyte.gz, "
+        "emnist-letters-train-labels-idx1-ubyte.gz to train-labels-idx1-ubyte.gz, "
+        "emnist-letters-test-images-idx3-ubyte.gz to t10k-images-idx3-ubyte.gz, "
+        "t10k_labels_idx1_ubyte to t10k-labels-idx1-ubyte")
+    for name, other in names.items():  # and doing what it says works
+        (folder / other).rename(folder / (name + ".gz" if other.endswith(".gz") else name))
+    assert load_dataset(folder, dataset="custom").x_train.shape == (20, 28, 28)
+
+
 def test_bad_fmnist_data_is_an_error(places, monkeypatch, tmp_path):
     monkeypatch.setenv("FMNIST_DATA", str(tmp_path / "empty"))
     with pytest.raises(DataError, match=r"empty \(FMNIST_DATA\): no such folder; point FMNIST_"):
