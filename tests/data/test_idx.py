@@ -87,6 +87,26 @@ def test_multi_member_gzip(tmp_path):
     np.testing.assert_array_equal(read_idx(path), np.arange(6))
 
 
+def test_nul_padding_after_gzip_members_is_skipped_as_gzip_does(tmp_path):
+    # Tape and block-device tools pad to a block size; gzip -t accepts it and zcat reads it.
+    blob = raw_idx(0x08, [6], bytes(range(6)))
+    path = tmp_path / "a.gz"
+    for data in (gzip.compress(blob) + bytes(512),
+                 gzip.compress(blob[:9]) + bytes(7) + gzip.compress(blob[9:]) + bytes(3)):
+        assert gzip.decompress(data) == blob  # Python's gzip agrees
+        path.write_bytes(data)
+        np.testing.assert_array_equal(read_idx(path), np.arange(6))
+
+
+def test_data_after_nul_padding_is_still_refused(tmp_path):
+    blob = raw_idx(0x08, [6], bytes(range(6)))
+    path = tmp_path / "a.gz"
+    path.write_bytes(gzip.compress(blob) + bytes(512) + b"junk")
+    with pytest.raises(DataError) as err:
+        read_idx(path)
+    assert "corrupt gzip data" in assert_one_line_naming(err, path)
+
+
 # Each corruption: (file content, expected words in the message).
 GOOD_BODY = bytes(range(24))
 CORRUPT = {

@@ -74,10 +74,13 @@ class _Gunzip:
         parts = []
         while n > 0:
             if self._inflater.eof:
-                if not self._inflater.unused_data:
+                # Tape and block-device tools pad files with NUL bytes; gzip and Python's gzip
+                # module skip them after a member, so a padded file reads here too.
+                rest = self._inflater.unused_data.lstrip(b"\0")
+                if not rest:
                     break  # true end of the compressed data
                 # gzip allows concatenated members: inflate the next one.
-                self._pending = self._inflater.unused_data
+                self._pending = rest
                 self._inflater = _zlib.decompressobj(wbits=31)
             try:
                 chunk = self._inflater.decompress(self._pending, n)
