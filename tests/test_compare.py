@@ -439,3 +439,32 @@ def test_an_address_where_nothing_listens_leaves_no_comparison_to_resume(tiny_da
     # The same comparison run here then starts afresh; no interrupted one is in the way.
     board = compare(["softmax"], tiny_data, epochs=1, out_dir=tmp_path / "c")
     assert [row["name"] for row in board["rows"]] == ["softmax"]
+
+
+@pytest.mark.parametrize(("argv", "flags"), [
+    (["compare", "softmax", "--address", "10.0.0.5:6379", "--cpus-per-run", "2"],
+     " --address 10.0.0.5:6379 --cpus-per-run 2"),
+    (["compare", "softmax", "--ray"], " --ray"),
+    (["compare", "softmax"], ""),
+    (["sweep", "softmax", "--param", "lr=0.1", "--address", "10.0.0.5:6379", "--cpus-per-trial", "2"],
+     " --address 10.0.0.5:6379"),  # the sweep's resume keeps its per-trial CPUs itself
+])
+def test_a_resume_hint_runs_where_the_command_ran(argv, flags):
+    from fmnist.cli.main import _ray_flags, build_parser
+
+    assert _ray_flags(build_parser().parse_args(argv)) == flags
+
+
+def test_ctrl_c_of_a_comparison_on_a_cluster_says_to_resume_it_there(tmp_path, tiny_dir, capsys, monkeypatch):
+    import fmnist.compare as compare_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_module, "compare", interrupted)
+    out = tmp_path / "cmp"
+    argv = ["compare", "softmax", "--out", str(out), "--address", "10.0.0.5:6379", "--data-dir", str(tiny_dir),
+            "--dataset", "custom"]
+    assert main(argv) == 130
+    assert f"continue with: fmnist compare --resume {out} --address 10.0.0.5:6379 --dataset custom" in \
+        capsys.readouterr().err

@@ -293,6 +293,17 @@ def cmd_train(args) -> int:
             overwrite=args.overwrite, exclude=exclude, holdout=args.holdout), args.debug, _data_flags(args))
 
 
+def _ray_flags(args) -> str:
+    """The Ray options of this command line, as a resume must repeat them to run where it ran
+    (a resume without them would continue on this machine, not on the cluster)."""
+    flags = f" --address {shell(args.address)}" if getattr(args, "address", None) else ""
+    if getattr(args, "ray", False) and not flags:
+        flags = " --ray"
+    if getattr(args, "cpus_per_run", None) is not None:  # a sweep's resume keeps its own per-trial CPUs
+        flags += f" --cpus-per-run {args.cpus_per_run}"
+    return flags
+
+
 def _data_flags(args) -> str:
     """The data options of this command line, as a resume must repeat them (it checks the data)."""
     flags = f" --dataset {args.dataset}" if args.dataset != "fashion-mnist" else ""
@@ -558,7 +569,8 @@ def cmd_compare(args) -> int:
                                 out_dir=out, overwrite=args.overwrite, **options)
     except KeyboardInterrupt:
         return _interrupted(args, f"finished runs are kept in {out}, the last one's last finished epoch too; "
-                                  f"continue with: fmnist compare --resume {shell(out)}{_data_flags(args)}")
+                                  f"continue with: fmnist compare --resume {shell(out)}{_ray_flags(args)}"
+                                  f"{_data_flags(args)}")
     if args.json:
         print(json.dumps(board, indent=2))
     else:
@@ -628,7 +640,7 @@ def cmd_sweep(args) -> int:
         if out is None or not (Path(out) / SWEEP_FILE).exists() or not (Path(out) / TUNE_DIR).is_dir():
             return _interrupted(args, "before the sweep started: nothing to resume; start it again")
         return _interrupted(args, f"finished trials are kept in {out}; continue with: fmnist sweep --resume "
-                                  f"{shell(out)}{_data_flags(args)}")
+                                  f"{shell(out)}{_ray_flags(args)}{_data_flags(args)}")
     print("\n" + format_table(board))
     print(f"\nwritten: {shell(Path(out) / LEADERBOARD_MD)}, {shell(Path(out) / LEADERBOARD_FILE)}, "
           f"runs in {shell(Path(out) / 'trials')}")
