@@ -73,8 +73,9 @@ def test_records_are_those_of_fmnist_predict(served, tiny_run, tmp_path):
     for name, data in photos.items():
         (tmp_path / name).write_bytes(data)
     expected = [p.to_dict() for p in predict_files(tiny_run, [tmp_path / n for n in photos], top_k=3).predictions]
-    for e, name in zip(expected, photos):
-        e["file"] = name  # the CLI names the path, the API the upload
+    for position, (e, name) in enumerate(zip(expected, photos)):
+        e["file"] = name  # the CLI names the path, the API the upload, and its position in the request
+        e["upload"] = position
     response = post(create_app(served), [(name, data, "image/jpeg") for name, data in photos.items()])
     assert response.status_code == 200
     body = response.json()
@@ -152,6 +153,20 @@ def test_mixed_request_is_200_with_both_lists(served):
     assert "empty" in body["errors"][0]["error"] and "truncated" in body["errors"][1]["error"]
 
 
+def test_uploads_of_one_name_are_told_apart_by_their_position(served):
+    """A phone names every camera photo image.jpg: each record says which upload of the request it is."""
+    same = [("image.jpg", jpeg(3), "image/jpeg"), ("image.jpg", b"", "image/jpeg"),
+            ("image.jpg", jpeg(7), "image/jpeg"), ("image.jpg", b"not pixels" * 9, "image/jpeg")]
+    body = post(create_app(served), same).json()
+    assert [(p["upload"], p["label"]) for p in body["predictions"]] == [(0, 3), (2, 7)]
+    assert [(e["upload"], "empty" in e["error"]) for e in body["errors"]] == [(1, True), (3, False)]
+    refused = post(create_app(served), same[1::2]).json()  # all unusable: the 422's list says which too
+    assert [e["upload"] for e in refused["errors"]] == [0, 1]
+    schemas = run(create_app(served), ("GET", "/openapi.json", {}))[0].json()["components"]["schemas"]
+    for shape in ("PredictionOut", "FileError"):
+        assert "upload" in schemas[shape]["required"] and "position" in schemas[shape]["properties"]["upload"]["description"]
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "P", "CMYK", "I;16", "LA", "1"])
 def test_odd_modes_are_predicted_like_predict_does(served, tiny_run, tmp_path, mode):
     photo = as_photo(garment(3), fmt="PNG")
@@ -163,7 +178,7 @@ def test_odd_modes_are_predicted_like_predict_does(served, tiny_run, tmp_path, m
     (tmp_path / "odd").write_bytes(buf.getvalue())
     expected = predict_files(tiny_run, [tmp_path / "odd"]).predictions[0].to_dict()
     body = post(create_app(served), [("odd", buf.getvalue(), "application/octet-stream")]).json()
-    assert body["predictions"][0] == {**expected, "file": "odd"}
+    assert body["predictions"][0] == {**expected, "file": "odd", "upload": 0}
 
 
 def multipart(files: list[tuple[str, bytes]], boundary: str = "b0undary") -> tuple[bytes, dict]:

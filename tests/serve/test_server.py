@@ -51,7 +51,7 @@ def test_health_page_and_a_photo(server, tiny_run, tmp_path):
     (tmp_path / "p.jpg").write_bytes(jpeg(7))
     expected = predict_files(tiny_run, [tmp_path / "p.jpg"]).predictions[0].to_dict()
     got = httpx.post(server.url + "api/predict", files={"file": ("p.jpg", jpeg(7), "image/jpeg")}, timeout=120)
-    assert got.json()["predictions"] == [{**expected, "file": "p.jpg"}]
+    assert got.json()["predictions"] == [{**expected, "file": "p.jpg", "upload": 0}]
 
 
 def test_declared_huge_upload_is_413_without_sending_it(server):

@@ -5,8 +5,8 @@ tests use it in-process, ``fmnist serve`` runs uvicorn on it. Routes:
 
 - ``GET /``: the page (``static/``: choose, drop, photograph or draw garments);
 - ``POST /api/predict``: multipart, field ``file`` once or more; the records of
-  ``fmnist predict --json`` (``?image=true`` adds the 28x28 image the model saw, as a
-  PNG data URL; ``?top_k=N``);
+  ``fmnist predict --json``, each prediction and error with ``upload``, its file's position in
+  the request (``?image=true`` adds the 28x28 image the model saw, as a PNG data URL; ``?top_k=N``);
 - ``GET /api/health``, ``GET /api/model``; ``/openapi.json``, and ``/docs``: Swagger UI served
   from this server's own files (those of the ``fastapi-offline`` package; without it
   ``/docs`` is off, as FastAPI's own would load its scripts from a CDN).
@@ -119,8 +119,13 @@ class TopK(BaseModel):
     probability: float
 
 
+_UPLOAD = Field(description="the upload's position among the request's files, from 0: names may repeat "
+                            "(a phone names every camera photo image.jpg)")
+
+
 class PredictionOut(BaseModel):
     file: str = Field(description="the upload's file name, as sent (never used as a path)")
+    upload: int = _UPLOAD
     label: int
     class_name: str
     probability: float
@@ -133,6 +138,7 @@ class PredictionOut(BaseModel):
 
 class FileError(BaseModel):
     file: str
+    upload: int = _UPLOAD
     error: str
 
 
@@ -196,8 +202,6 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
     >>> app = create_app("runs/mlp-200", Settings(max_upload=5_000_000))
     >>> # uvicorn.run(app), or fastapi.testclient.TestClient(app) in tests
     """
-    from fmnist.inference.predict import load_uploads
-
     settings = settings or Settings()
     if isinstance(model, ServedModel):
         served = model
@@ -264,8 +268,7 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
             uploads = await _read_uploads(request, settings)
             if isinstance(uploads, Response):
                 return uploads
-            inputs, failures = await asyncio.to_thread(load_uploads, uploads)
-            errors = [{"file": f.file, "error": f.reason} for f in failures]
+            inputs, positions, errors = await asyncio.to_thread(_prepare, uploads)
             if not inputs:
                 first = errors[0]
                 more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -277,14 +280,28 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
             except ModelError as exc:  # outputs that are not numbers: the model, not the upload, is at fault
                 return JSONResponse({"error": str(exc), "errors": errors}, status_code=500)
         records = []
-        for p in predictions:
+        for p, position in zip(predictions, positions):
             record = p.to_dict()
+            record = {"file": record.pop("file"), "upload": position, **record}
             if image:
                 record["image"] = _png_data_url(p.input.image)
             records.append(record)
         return {"predictions": records, "errors": errors}
 
     return app
+
+
+def _prepare(uploads: list[tuple[str, bytes]]) -> tuple[list, list[int], list[dict[str, Any]]]:
+    """The usable uploads' Inputs, the position of each among the uploads, and an error record per bad one."""
+    from fmnist.inference.predict import load_uploads
+
+    inputs, positions, errors = [], [], []
+    for position, upload in enumerate(uploads):
+        usable, failures = load_uploads([upload])
+        inputs += usable
+        positions += [position] * len(usable)
+        errors += [{"file": f.file, "upload": position, "error": f.reason} for f in failures]
+    return inputs, positions, errors
 
 
 def _add_docs(app: FastAPI) -> None:
