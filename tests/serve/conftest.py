@@ -21,7 +21,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
         self.proc = subprocess.Popen([sys.executable, "-m", "fmnist", "serve", str(run), "--port", "0", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        lines: queue.Queue = queue.Queue()
+        self.lines = lines = queue.Queue()  # stdout, after the first line
         threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
         self.stderr: list[str] = []
         threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
@@ -30,7 +30,7 @@ class Server:
         except queue.Empty:
             self.stop()
             raise AssertionError(f"fmnist serve printed no URL in {ready_s} s; stderr: {''.join(self.stderr)}")
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        match = re.search(r"http://(127\.0\.0\.1|\[::1\]):(\d+)/", line)
         assert match, line
         self.url = match.group(0)
 

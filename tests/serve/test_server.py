@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 from fmnist.cli.main import main
@@ -144,6 +145,30 @@ def test_a_taken_port_or_unknown_host_is_one_line(tiny_run, capsys):
     assert main(["serve", str(tiny_run), "--host", "no-such-host.invalid"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no-such-host.invalid" in err and "--host" in err, err
+
+
+@pytest.mark.parametrize("host, local", [("0.0.0.0", "http://127.0.0.1:"), ("::", "http://[::1]:")])
+def test_listening_on_every_address_prints_the_urls_a_phone_can_use(tiny_run, host, local):
+    import ipaddress
+
+    if host == "::" and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    server = Server(tiny_run, "--host", host)
+    try:
+        assert server.url.startswith(local)  # this machine's loopback URL, not the unusable [::] or 0.0.0.0
+        line = server.lines.get(timeout=60)
+        prefix = "fmnist: from a phone or another machine on this network: "
+        assert line.startswith(prefix), line
+        urls = line.removeprefix(prefix).strip().split(", ")
+        for url in urls:
+            address = urlsplit(url).hostname
+            try:
+                assert not ipaddress.ip_address(address).is_loopback, line
+            except ValueError:
+                pass  # none found: the machine's name
+            assert httpx.get(url + "api/health", timeout=30).json()["status"] == "ok", url
+    finally:
+        assert server.stop() == 0
 
 
 def test_max_upload_sizes():

@@ -494,7 +494,9 @@ def cmd_serve(args) -> int:
     settings = Settings(max_upload=args.max_upload, top_k=args.top_k, cors_origins=tuple(args.cors_origin))
     try:
         serve(args.model, host=args.host, port=args.port, workers=args.workers, settings=settings,
-              on_ready=lambda url: print(f"fmnist: serving {args.model} at {url} (Ctrl-C stops)", flush=True))
+              on_ready=lambda url: print(f"fmnist: serving {args.model} at {url} (Ctrl-C stops)", flush=True),
+              on_network=lambda urls: print(f"fmnist: from a phone or another machine on this network: "
+                                            f"{', '.join(urls)}", flush=True))
     except KeyboardInterrupt:
         # Ctrl-C is how a server is meant to stop: uvicorn has already closed every connection.
         pass
@@ -829,7 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="a prediction web page and JSON API for a model, until Ctrl-C")
     p.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run folder or a saved model folder")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on; 0.0.0.0 lets other machines (a phone) connect (default: 127.0.0.1)")
+                   help="address to listen on; 0.0.0.0 (or :: for IPv6 too) lets other machines (a phone) connect, "
+                        "at the addresses printed (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes, each with its own copy of the model (default: 1)")

@@ -43,14 +43,21 @@ def _require() -> None:
                           "pip install 'fmnist[serve]' (or make install)") from None
 
 
+def _print_network(urls: list[str]) -> None:
+    print("from another machine on this network (a phone):", ", ".join(urls))
+
+
 def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          settings=None, on_ready: Callable[[str], None] = print) -> None:
+          settings=None, on_ready: Callable[[str], None] = print,
+          on_network: Callable[[list[str]], None] = _print_network) -> None:
     """Serve ``model_path`` (a run or model folder) until Ctrl-C (KeyboardInterrupt after a clean stop).
 
     ``on_ready(url)`` is called once the server listens (``port=0``: a free port, in the
-    URL). The model is loaded and checked before anything listens, so a bad folder is one
-    error line, not a crashed worker. ``workers > 1``: that many processes, each with its
-    own copy of the model, sharing the port.
+    URL; for every address, ``0.0.0.0`` or ``::``, this machine's own loopback URL). Then, for
+    every address only, ``on_network(urls)``: the URLs another machine may use, this machine's
+    network addresses (or its name when none is found). The model is loaded and checked before
+    anything listens, so a bad folder is one error line, not a crashed worker. ``workers > 1``:
+    that many processes, each with its own copy of the model, sharing the port.
     """
     import uvicorn
 
@@ -81,7 +88,10 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     # workers start waits in the backlog instead of being refused.
     sock = _listen(host, port, config.backlog)
     try:
-        on_ready(_url(host, sock.getsockname()[1]))
+        bound = sock.getsockname()[1]
+        on_ready(_url(host, bound))
+        if _every_address(host):
+            on_network(_network_urls(sock, bound))
         if workers == 1:
             uvicorn.Server(config).run(sockets=[sock])
             return
@@ -112,9 +122,60 @@ def _listen(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+def _every_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "" or ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name
+        return False
+
+
 def _url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
-    return f"http://{shown}:{port}/"
+    """The URL a browser on this machine opens; listening on every address, the loopback one's."""
+    if _every_address(host):
+        host = "::1" if ":" in host else "127.0.0.1"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _network_urls(sock: socket.socket, port: int) -> list[str]:
+    """The URLs of this machine's network addresses that ``sock`` (bound to every address) answers on.
+
+    Found without sending anything: connecting a UDP socket sends no packet, it only picks the
+    address of the interface a packet to a documentation address (TEST-NET, 2001:db8::) would
+    leave by, the default route's; failing that, the addresses this machine's name resolves to. Loopback and
+    IPv6 link-local addresses are left out (a phone cannot use them); an IPv6 socket that also
+    takes IPv4 gets both kinds. None found: the machine's name, which a local DNS or mDNS may know.
+    """
+    import ipaddress
+
+    families = [sock.family]
+    if sock.family == socket.AF_INET6 and not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+        families.append(socket.AF_INET)
+    found: list[str] = []
+    for family in families:
+        probe = ("192.0.2.1", 9) if family == socket.AF_INET else ("2001:db8::1", 9)
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                udp.connect(probe)
+                found.append(udp.getsockname()[0])
+        except OSError:  # no route for that family: no such address to offer
+            pass
+    if not found:
+        try:
+            found = [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)
+                     if info[0] in families]
+        except OSError:
+            pass
+    urls = []
+    for address in found:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_loopback or ip.is_unspecified or ip.is_link_local:
+            continue
+        url = _url(str(ip), port)
+        if url not in urls:
+            urls.append(url)
+    return urls or [f"http://{socket.gethostname()}:{port}/"]
 
 
 def _settings_dict(settings) -> dict:
