@@ -463,6 +463,7 @@ def test_settings_refuse_nonsense():
         Settings(max_upload=0)
     with pytest.raises(UsageError, match="--queue-size"):
         Settings(queue_size=-1)
+    Settings(cors_origins=("*", "http://localhost:8000", "http://[::1]:8000"))  # each one a browser can send
 
 
 def test_a_model_whose_outputs_are_not_numbers_is_a_500_saying_so(served):

@@ -134,6 +134,20 @@ def test_bad_model_or_options_are_one_line(tmp_path, capsys):
     assert "--workers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("origin, meant", [
+    ("https://example.org/", "https://example.org"), ("example.org", "https://example.org"),
+    ("HTTPS://Example.org:443", "https://example.org"), ("http://localhost:8000/app", "http://localhost:8000"),
+    ("https://", None),
+])
+def test_a_cors_origin_that_could_never_match_is_a_usage_error(tmp_path, capsys, origin, meant):
+    """A browser sends its Origin as scheme://host[:port], compared as text: anything else never matches."""
+    # Refused before the model is read: without the check, this folder's missing model is the error.
+    assert main(["serve", str(tmp_path), "--cors-origin", "https://ok.example", "--cors-origin", origin]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--cors-origin {origin!r}: not an origin (scheme://host[:port])" in err, err
+    assert (f"did you mean {meant}?" if meant else "e.g. https://example.org") in err, err
+
+
 def test_a_taken_port_or_unknown_host_is_one_line(tiny_run, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -840,8 +840,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request body, all its files together, e.g. 10MB, 500kB (default: 10MB)")
     p.add_argument("--top-k", type=int, default=3, help="classes per image unless a request asks (default: 3)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="let pages from ORIGIN (e.g. https://example.org) call the API; repeat for more "
-                        "(default: none, CORS off)")
+                   help="let pages from ORIGIN, scheme://host[:port] as a browser sends it (e.g. https://example.org, "
+                        "no path), call the API; repeat for more (default: none, CORS off)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="write a run's model in a format other tools run (ONNX)")

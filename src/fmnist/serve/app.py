@@ -79,6 +79,37 @@ class Settings:
             if getattr(self, name) < least:
                 raise UsageError(f"{name} (--{name.replace('_', '-')}) must be at least {least}, "
                                  f"got {getattr(self, name)}")
+        for origin in self.cors_origins:
+            _check_origin(origin)
+
+
+def _check_origin(origin: str) -> None:
+    """UsageError unless ``origin`` is one a browser sends (``scheme://host[:port]``), or ``*`` (any).
+
+    CORS compares the Origin header with each allowed origin as text, and a browser sends it
+    without a path, in lower case, and without the scheme's default port: anything else would
+    never match, and the API would stay closed to the page without a word.
+    """
+    from urllib.parse import urlsplit
+
+    if origin == "*":
+        return
+    guess = origin if "://" in origin else "https://" + origin
+    try:
+        parts = urlsplit(guess)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    canonical = None
+    if host and parts.scheme:
+        host = f"[{host}]" if ":" in host else host
+        default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+        canonical = f"{parts.scheme.lower()}://{host}" + (f":{port}" if port and port != default else "")
+    if canonical == origin:
+        return
+    hint = f"did you mean {canonical}?" if canonical else "e.g. https://example.org or http://localhost:8000"
+    raise UsageError(f"--cors-origin {origin!r}: not an origin (scheme://host[:port]), so no browser's request "
+                     f"would ever match it; {hint}")
 
 
 @dataclasses.dataclass
