@@ -143,6 +143,19 @@ def test_each_hostile_upload_is_a_4xx_json_and_the_server_goes_on(served, case):
     assert post(app, [("ok.jpg", jpeg(3), "image/jpeg")]).status_code == 200
 
 
+def test_every_image_too_large_gets_the_same_refusal_naming_our_limit(served):
+    """Over our 64 megapixels, over Pillow's warning (~89) and its error (~179): one message, one limit."""
+    import re
+
+    sizes = [(9_000, 8_000), (10_000, 10_000), (15_000, 15_000), (100_000, 100_000)]
+    files = [(f"{w}x{h}.png", _png_header_only(w, h), "image/png") for w, h in sizes]
+    errors = post(create_app(served), files).json()["errors"]
+    assert len(errors) == len(sizes)
+    for e in errors:
+        assert re.fullmatch(r"absurdly large image \([0-9, x]+ pixels\), over the 64 megapixel limit; "
+                            r"refused before decoding: resize it first", e["error"]), e
+
+
 def test_mixed_request_is_200_with_both_lists(served):
     hostile = _hostile()
     files = [("a.jpg", jpeg(3), "image/jpeg"), hostile["empty"][:2] + ("image/png",),

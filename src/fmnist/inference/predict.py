@@ -39,10 +39,10 @@ __all__ = ["MAX_PIXELS", "Failure", "Input", "Prediction", "PredictResult", "loa
 PLOT_LIMIT = 100
 
 # Refuse images that would decode to more than this many pixels before decoding them: a few
-# bytes of PNG can claim 100,000 x 100,000 pixels (a "decompression bomb"). Pillow's own check
-# (its warning made an error, never its process-wide setting changed) stops anything else over
-# ~89 megapixels; ours, lower, names the limit. A JPEG is decoded at up to an eighth of its
-# size, and the limit applies to that (_open_jpeg).
+# bytes of PNG can claim 100,000 x 100,000 pixels (a "decompression bomb"). Ours, lower than
+# Pillow's (~89 megapixels), is the one a refusal names, whichever of the two stopped the image
+# (_open_image). A JPEG is decoded at up to an eighth of its size, and the limit applies to that
+# (_open_jpeg).
 MAX_PIXELS = 64_000_000
 _IDX_TYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)
 
@@ -156,19 +156,22 @@ def _open_image(path):
     # decodes is used, one that does not is refused, and either way Pillow stays quiet.
     with warnings.catch_warnings(), _quiet_logger("PIL"):
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-        # Our own limit replaces Pillow's process-wide one: checked on the header, before decoding.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = _open_jpeg(path) or Image.open(path)
+        # Our own limit, lower than Pillow's, replaces it (never its process-wide setting): checked
+        # on the header below, before decoding, so Pillow's warning over ~89 megapixels is let
+        # pass. Its error, over twice that, is raised inside Image.open, before our check can
+        # run: it becomes our refusal, so every image too large reads the same.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = _open_jpeg(path) or Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _too_large(_pillows_pixels(exc)) from None
         try:
             w, h = image.size
             # A JPEG is decoded at up to 8x smaller (draft below): a 108-megapixel phone photo
             # costs 1.7 megapixels. The limit is on what is decoded.
             shrink = 8 if image.format == "JPEG" else 1
             if w < 1 or h < 1 or -(-w // shrink) * -(-h // shrink) > MAX_PIXELS:
-                raise FmnistError(f"absurdly large image ({w} x {h} pixels), over the "
-                                  f"{MAX_PIXELS // 1_000_000} megapixel limit"
-                                  f"{' even decoded at an eighth of its size' if shrink > 1 else ''}; refused "
-                                  "before decoding: resize it first")
+                raise _too_large(f"{w} x {h} pixels", eighth=shrink > 1)
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)
             if image.format == "JPEG":
@@ -179,6 +182,21 @@ def _open_image(path):
             image.close()  # its file, which a refused image would otherwise hold open
             raise
     return image
+
+
+def _too_large(size: str, eighth: bool = False) -> FmnistError:
+    """The one refusal of an image over :data:`MAX_PIXELS`; ``size`` as known, e.g. "9000 x 8000 pixels"."""
+    return FmnistError(f"absurdly large image ({size}), over the {MAX_PIXELS // 1_000_000} megapixel limit"
+                       f"{' even decoded at an eighth of its size' if eighth else ''}; refused before decoding: "
+                       "resize it first")
+
+
+def _pillows_pixels(exc: Exception) -> str:
+    """The size in Pillow's refusal ("Image size (100000000 pixels) exceeds limit of ..."), as we write sizes."""
+    import re
+
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(found.group(1)):,} pixels" if found else "size unknown"
 
 
 def _open_jpeg(path):
@@ -246,9 +264,8 @@ def _image_input(source, name: str, arrays: bool = True) -> Input:
                               "Settings > Camera > Formats > Most Compatible)") from None
         also = ", nor .npy or IDX" if arrays else ""  # where arrays are read too (not the web service)
         raise FmnistError(f"not an image Pillow can read (PNG, JPEG, WebP, BMP, GIF...){also}") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise FmnistError(f"absurdly large image (Pillow: {str(exc).rstrip('.')}); refused before decoding: resize "
-                          "it first") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # a later frame's check
+        raise _too_large(_pillows_pixels(exc)) from None
     except FmnistError:
         raise
     except Exception as exc:  # noqa: BLE001 (a damaged file reaches code paths of Pillow's that raise anything)
