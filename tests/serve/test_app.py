@@ -304,10 +304,23 @@ def test_a_body_cut_off_inside_its_file_is_400_saying_so(served):
     assert post(create_app(served), [("a.jpg", jpeg(3), "image/jpeg")]).status_code == 200  # a whole one is read
 
 
-def test_too_many_files_is_400(served):
+def test_too_many_files_is_400_saying_the_limit_and_what_to_do(served):
     files = [("f.jpg", b"x", "image/jpeg")] * 4
     response = post(create_app(served, Settings(max_files=3)), files)
-    assert response.status_code == 400 and "files" in response.json()["error"].lower()
+    assert response.status_code == 400
+    assert response.json()["error"] == "too many files: at most 3 per request; send them in several requests"
+    fields = run(create_app(served), ("POST", "/api/predict", {"data": {f"note{i}": "x" for i in range(17)},
+                                                               "files": [("file", ("a.jpg", b"x", "image/jpeg"))]}))[0]
+    assert fields.status_code == 400 and fields.json()["error"].startswith("too many text fields: at most 16"), \
+        fields.text
+
+
+def test_the_field_file_sent_as_text_is_400_saying_so(served):
+    """curl -F file=photo.jpg (no @) sends the name as text: the answer says it was not a file."""
+    response = run(create_app(served), ("POST", "/api/predict", {"data": {"file": "photo.jpg"},
+                                                                 "files": [("other", ("x.bin", b"x"))]}))[0]
+    assert response.status_code == 400
+    assert "the field 'file' came as text, not as a file" in response.json()["error"], response.text
 
 
 def test_busy_server_answers_503_and_recovers(served):

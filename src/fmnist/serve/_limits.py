@@ -156,6 +156,24 @@ class MemoryMultiPartParser(MultiPartParser):
                                      "send it again")
         return form
 
+    def on_headers_finished(self) -> None:
+        try:
+            super().on_headers_finished()
+        except MultiPartException:
+            # Starlette's own words ("Too many files. Maximum number of files is 32.") would be
+            # shown as a malformed upload; a request over a limit is well formed, just too big.
+            if self._current_files > self.max_files:
+                raise TooManyParts(f"too many files: at most {self.max_files} per request; send them in several "
+                                   "requests") from None
+            if self._current_fields > self.max_fields:
+                raise TooManyParts(f"too many text fields: at most {self.max_fields} per request; send images as "
+                                   "files in the field 'file'") from None
+            raise
+
     def on_end(self) -> None:
         self._ended = True
         super().on_end()
+
+
+class TooManyParts(MultiPartException):
+    """A well-formed request with more files or text fields than allowed; the message says which."""

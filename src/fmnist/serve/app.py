@@ -42,7 +42,7 @@ from starlette.requests import ClientDisconnect
 
 from fmnist.errors import ModelError, UsageError
 from fmnist.serve._batch import Batcher
-from fmnist.serve._limits import BodyLimit, MemoryMultiPartParser, SecurityHeaders
+from fmnist.serve._limits import BodyLimit, MemoryMultiPartParser, SecurityHeaders, TooManyParts
 
 STATIC = Path(__file__).parent / "static"
 
@@ -190,7 +190,7 @@ class HealthOut(BaseModel):
 
 
 _ERRORS = {code: {"model": ErrorOut, "description": what} for code, what in (
-    (400, "not a multipart upload with a 'file' field"), (413, "upload over the size limit"),
+    (400, "not a multipart upload with files in the field 'file', or more files than the server takes at once"), (413, "upload over the size limit"),
     (422, "no file was a usable image"), (500, "the model's outputs are not numbers (its weights overflow)"),
     (503, "too busy: try again shortly"))}
 
@@ -382,6 +382,8 @@ async def _read_uploads(request: Request, settings: Settings):
                                    max_fields=16)
     try:
         form = await parser.parse()
+    except TooManyParts as exc:
+        return bad(str(exc))
     except MultiPartException as exc:
         return bad(f"malformed upload: {exc}")
     except _SlowUpload as exc:
@@ -391,6 +393,9 @@ async def _read_uploads(request: Request, settings: Settings):
     try:
         files = [v for k, v in form.multi_items() if k == "file" and not isinstance(v, str)]
         if not files:
+            if "file" in form:  # a text field: no filename in its part (curl -F file=photo.jpg, without the @)
+                return bad("no file: the field 'file' came as text, not as a file; send each image as a file "
+                           "(a multipart part with a filename, e.g. curl -F file=@photo.jpg)")
             return bad("no file: send one or more images in the multipart field 'file'")
         return [(_clean_name(f.filename), await f.read()) for f in files]
     finally:
