@@ -418,6 +418,17 @@ def test_unknown_paths_and_methods_answer_in_the_apis_own_shape(served):
     assert wrong.status_code == 405 and wrong.json()["error"] == "Method Not Allowed: GET /api/predict"
 
 
+def test_head_is_answered_as_get_without_a_body(served):
+    """Uptime checks use HEAD: the page and /api/health answer it with GET's status and headers."""
+    app = create_app(served)
+    head_page, get_page, head_health, get_health = run(app, ("HEAD", "/", {}), ("GET", "/", {}),
+                                                       ("HEAD", "/api/health", {}), ("GET", "/api/health", {}))
+    for head, get in ((head_page, get_page), (head_health, get_health)):
+        assert head.status_code == 200 and head.content == b"", head
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert int(head.headers["content-length"]) == len(get.content)
+
+
 def test_concurrent_requests_share_forward_passes(served):
     """Requests that arrive together are predicted in fewer forward passes than requests, all answered."""
     data = jpeg(7)
@@ -465,6 +476,8 @@ def test_docs_are_served_from_local_files_and_cors_is_off_by_default(served):
     bundle, = run(app, ("GET", "/docs-static/swagger-ui-bundle.js", {}))
     assert bundle.status_code == 200 and b"SwaggerUIBundle" in bundle.content
     assert "/api/predict" in openapi.json()["paths"]
+    answers = openapi.json()["paths"]["/api/predict"]["post"]["responses"]
+    assert {"200", "400", "408", "413", "422", "500", "503"} <= set(answers), sorted(answers)
     assert "access-control-allow-origin" not in cross.headers
     allowed = create_app(served, Settings(cors_origins=("https://elsewhere.example",)))
     cross = run(allowed, ("OPTIONS", "/api/predict", {"headers": {

@@ -7,7 +7,7 @@ tests use it in-process, ``fmnist serve`` runs uvicorn on it. Routes:
 - ``POST /api/predict``: multipart, field ``file`` once or more; the records of
   ``fmnist predict --json``, each prediction and error with ``upload``, its file's position in
   the request (``?image=true`` adds the 28x28 image the model saw, as a PNG data URL; ``?top_k=N``);
-- ``GET /api/health``, ``GET /api/model``; ``/openapi.json``, and ``/docs``: Swagger UI served
+- ``GET /api/health`` (``HEAD`` too, as for ``/``), ``GET /api/model``; ``/openapi.json``, and ``/docs``: Swagger UI served
   from this server's own files (those of the ``fastapi-offline`` package; without it
   ``/docs`` is off, as FastAPI's own would load its scripts from a CDN).
 
@@ -191,6 +191,7 @@ class HealthOut(BaseModel):
 
 _ERRORS = {code: {"model": ErrorOut, "description": what} for code, what in (
     (400, "not a multipart upload with files in the field 'file', or more files than the server takes at once"), (413, "upload over the size limit"),
+    (408, "the upload stalled or took too long: send it again, or fewer images at once"),
     (422, "no file was a usable image"), (500, "the model's outputs are not numbers (its weights overflow)"),
     (503, "too busy: try again shortly"))}
 
@@ -252,7 +253,8 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"])
     app.add_middleware(SecurityHeaders)
 
-    @app.get("/", include_in_schema=False)
+    # HEAD as GET without its body: uptime checks ask the page and /api/health that way.
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -279,6 +281,11 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
     @app.get("/api/health", response_model=HealthOut)
     async def health():
         return {"status": "ok", "model": served.name, "classes": served.class_names}
+
+    @app.head("/api/health", include_in_schema=False)
+    async def health_head():
+        body = JSONResponse(await health())
+        return Response(headers={"content-length": body.headers["content-length"]}, media_type="application/json")
 
     @app.get("/api/model")
     async def model_info():
