@@ -77,9 +77,12 @@ def test_many_photos_and_a_bad_file(page, server, tmp_path):
         files[-1].write_bytes(jpeg(label))
     (tmp_path / "notes.jpg").write_text("not a picture")
     page.set_input_files("#files", [str(f) for f in files] + [str(tmp_path / "notes.jpg")])
-    page.locator("#status", has_text="Classified 4 images").wait_for(timeout=120_000)
+    page.locator("#status", has_text="Classified 3 of 4 images; 1 failed.").wait_for(timeout=120_000)
     assert page.locator(".class-name").count() == 3
     assert "not an image" in page.locator(".verdict.error").inner_text()
+    # The failed file's card has no image boxes (they would show broken-image icons); the others have both.
+    assert page.locator(".card:has(.verdict.error) img").count() == 0
+    assert page.locator(".card:not(:has(.verdict.error)) img").count() == 6
     _own_origin_only(page, server, expected_errors=1)  # the browser logs the bad file's 422
 
 
@@ -124,10 +127,28 @@ def test_a_dropped_file_that_is_no_image_gets_its_card(page, server):
         t.items.add(new File(["not a picture"], "notes.txt", { type: "text/plain" }));
         document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: t, bubbles: true }));
     }""")
-    page.locator("#status", has_text="Classified 1 image").wait_for(timeout=60_000)
+    page.locator("#status", has_text="Could not use the file.").wait_for(timeout=60_000)
     assert "not an image" in page.locator(".verdict.error").inner_text()
     assert page.locator(".card .name").first.inner_text() == "notes.txt"
     _own_origin_only(page, server, expected_errors=1)
+
+
+def test_progress_counts_what_is_left_and_a_lost_connection_is_not_the_files_fault(page, tmp_path):
+    held = []
+    page.route("**/api/predict*", lambda route: held.append(route))  # unanswered until aborted below
+    files = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    for f in files:
+        f.write_bytes(jpeg(3))
+    page.set_input_files("#files", [str(f) for f in files])
+    page.locator("#status", has_text="Classifying\u2026 2 of 2 left.").wait_for(timeout=30_000)
+    while len(held) < 2:
+        page.wait_for_timeout(50)
+    for route in held:
+        route.abort("connectionrefused")
+    page.locator("#status", has_text="Could not use any of the 2 files.").wait_for(timeout=30_000)
+    for text in page.locator(".verdict.error").all_inner_texts():
+        assert text.startswith("Could not reach the server") and "this file" not in text.split(";")[0], text
+    assert page.locator(".card img").count() == 0
 
 
 def test_api_docs_render_from_the_servers_own_files(browser, server):

@@ -5,14 +5,19 @@
 
 const IN_FLIGHT = 4; // requests at once: the server batches them; more would only queue there
 const queue = [];
-let running = 0, done = 0, total = 0;
+let running = 0, done = 0, failed = 0, total = 0;
 
 const $ = (id) => document.getElementById(id);
 const statusLine = $("status");
 
+const images = (n) => `${n} image${n === 1 ? "" : "s"}`;
+
 function setStatus() {
-  statusLine.textContent = total === 0 ? "No photos yet."
-    : done < total ? `Classifying ${total - done} of ${total}\u2026` : `Classified ${total} image${total === 1 ? "" : "s"}.`;
+  if (total === 0) { statusLine.textContent = "No photos yet."; return; }
+  if (done < total) { statusLine.textContent = `Classifying\u2026 ${total - done} of ${total} left.`; return; }
+  statusLine.textContent = failed === 0 ? `Classified ${images(total)}.`
+    : failed < total ? `Classified ${total - failed} of ${images(total)}; ${failed} failed.`
+    : total === 1 ? "Could not use the file." : `Could not use any of the ${total} files.`;
 }
 
 function newCard(name, blob) {
@@ -25,13 +30,21 @@ function newCard(name, blob) {
   return card;
 }
 
+// A failed card: its reason, and no image boxes (a file the browser cannot show would be a broken icon).
+function showFailure(card, text) {
+  const verdict = card.querySelector(".verdict");
+  verdict.textContent = text;
+  verdict.classList.add("error");
+  card.querySelector(".images").remove();
+  failed += 1;
+}
+
 function showResult(card, name, body) {
   const verdict = card.querySelector(".verdict");
   const p = body.predictions && body.predictions[0];
   if (!p) {
     const err = (body.errors && body.errors[0] && body.errors[0].error) || body.error || "no answer";
-    verdict.textContent = `Could not use this file: ${err}`;
-    verdict.classList.add("error");
+    showFailure(card, `Could not use this file: ${err}`);
     return;
   }
   verdict.textContent = "";
@@ -78,7 +91,8 @@ async function classify(name, blob) {
     try { body = await response.json(); } catch { body = { error: `server answered ${response.status}` }; }
     showResult(card, name, body);
   } catch (e) {
-    showResult(card, name, { error: `the server could not be reached (${e.message})` });
+    // The connection failed, not the file: it may well be fine once the server is back.
+    showFailure(card, `Could not reach the server (${e.message}); check the connection and try this file again.`);
   }
 }
 
