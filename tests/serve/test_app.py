@@ -177,7 +177,8 @@ def test_uploads_of_one_name_are_told_apart_by_their_position(served):
     assert [e["upload"] for e in refused["errors"]] == [0, 1]
     schemas = run(create_app(served), ("GET", "/openapi.json", {}))[0].json()["components"]["schemas"]
     for shape in ("PredictionOut", "FileError"):
-        assert "upload" in schemas[shape]["required"] and "position" in schemas[shape]["properties"]["upload"]["description"]
+        upload = schemas[shape]["properties"]["upload"]
+        assert "upload" in schemas[shape]["required"] and "position" in upload["description"]
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "P", "CMYK", "I;16", "LA", "1"])

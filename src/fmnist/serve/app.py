@@ -7,9 +7,9 @@ tests use it in-process, ``fmnist serve`` runs uvicorn on it. Routes:
 - ``POST /api/predict``: multipart, field ``file`` once or more; the records of
   ``fmnist predict --json``, each prediction and error with ``upload``, its file's position in
   the request (``?image=true`` adds the 28x28 image the model saw, as a PNG data URL; ``?top_k=N``);
-- ``GET /api/health`` (``HEAD`` too, as for ``/``), ``GET /api/model``; ``/openapi.json``, and ``/docs``: Swagger UI served
-  from this server's own files (those of the ``fastapi-offline`` package; without it
-  ``/docs`` is off, as FastAPI's own would load its scripts from a CDN).
+- ``GET /api/health`` (``HEAD`` too, as for ``/``), ``GET /api/model``; ``/openapi.json``, and
+  ``/docs``: Swagger UI served from this server's own files (those of the ``fastapi-offline``
+  package; without it ``/docs`` is off, as FastAPI's own would load its scripts from a CDN).
 
 Hostile input: bodies over ``max_upload`` get 413 before they are read whole; files are
 parsed in memory and never written to disk; a file's name is only echoed back, never used
@@ -190,7 +190,8 @@ class HealthOut(BaseModel):
 
 
 _ERRORS = {code: {"model": ErrorOut, "description": what} for code, what in (
-    (400, "not a multipart upload with files in the field 'file', or more files than the server takes at once"), (413, "upload over the size limit"),
+    (400, "not a multipart upload with files in the field 'file', or more files than the server takes at once"),
+    (413, "upload over the size limit"),
     (408, "the upload stalled or took too long: send it again, or fewer images at once"),
     (422, "no file was a usable image"), (500, "the model's outputs are not numbers (its weights overflow)"),
     (503, "too busy: try again shortly"))}
