@@ -90,6 +90,16 @@ def test_a_sweep_in_which_every_trial_failed_exits_1_with_its_leaderboard(ray_cl
     assert json.loads((out / "leaderboard.json").read_text())["best"] is None
 
 
+def test_a_failed_trials_time_is_its_epochs_not_tunes_clock(tmp_path):
+    """Tune's time_total_s holds the trial process's start (seconds); a row's time is training's."""
+    from fmnist.tuning.sweep import _row
+
+    last = {"time_total_s": 9.0, "train_time_s": 0.12, "epoch": 1, "epochs": 3}
+    assert _row("trial-00000", {}, tmp_path / "t", "training diverged", last)["time_s"] == 0.12
+    assert _row("trial-00000", {}, tmp_path / "t", "training diverged", {"time_total_s": 9.0})["time_s"] is None
+    assert _row("trial-00000", {}, tmp_path / "t", None, last)["time_s"] == 0.12  # stopped by the scheduler
+
+
 def test_sweep_leaderboard_is_true_to_its_run_folders(ray_cluster, tmp_path, tiny_dir, capsys):
     out = tmp_path / "sweep"
     # weight_decay=1e30 makes SGD's weights overflow: that trial fails, the sweep goes on.

@@ -472,7 +472,9 @@ def _row(name: str, params: dict[str, Any], run_dir: Path, error: str | None,
     """One trial's leaderboard row, from its run folder (the truth), else Tune's last result.
     ``seed``: a sweep over seeds' (point, seed) for the trial, kept in the row as ``point`` and ``seed``."""
     row = {"trial": name, "params": params, "val_accuracy": None, "val_loss": None, "epochs": None,
-           "status": "failed" if error else "finished", "error": error, "time_s": last.get("time_total_s"),
+           # The epochs' own time, as a run folder counts it (Tune's time_total_s holds the trial
+           # process's start too: seconds for a trial that failed in its first epoch).
+           "status": "failed" if error else "finished", "error": error, "time_s": last.get("train_time_s"),
            "run_dir": None}
     if seed is not None:
         row["point"], row["seed"] = seed
@@ -486,7 +488,7 @@ def _row(name: str, params: dict[str, Any], run_dir: Path, error: str | None,
     elif error is None:  # ended by the scheduler; its folder is completed after the sweep
         whole = last.get("epoch") is not None and last.get("epoch") == last.get("epochs")
         row.update(val_accuracy=last.get("val_accuracy"), val_loss=last.get("val_loss"), epochs=last.get("epoch"),
-                   time_s=last.get("train_time_s", row["time_s"]), status="finished" if whole else "stopped")
+                   status="finished" if whole else "stopped")
     return row
 
 
