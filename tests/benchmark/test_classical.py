@@ -276,3 +276,12 @@ def test_the_fast_families_land_near_table_3_on_the_real_data(ray_cluster, real_
                                            "ExtraTreeClassifier"])
     for row in result["families"]:
         assert row["within_band"], row
+
+
+def test_results_md_is_what_results_json_reads_back_as(ray_cluster, tiny_data, tmp_path):
+    """A configuration fitted now and one read back from the file spell their settings alike
+    (MLPClassifier's hidden_layer_sizes: a tuple when fitted, a list in JSON)."""
+    out = tmp_path / "b"
+    benchmark_classical(tiny_data, out, quick=True, families=["MLPClassifier"])
+    saved = json.loads((out / "results.json").read_text())
+    assert (out / "results.md").read_text() == classical.format_markdown(saved)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import json
 import os
 import socket
 import time
@@ -359,6 +360,9 @@ def _assemble(records, configs, identity, plan, sessions, out: Path | None) -> d
               "families": rows, "configs": ordered, "cluster": next((s["cluster"] for s in reversed(sessions) if s["cluster"]), None),
               "sessions": sessions,
               "wall_time_s": sum(s["wall_time_s"] for s in sessions)}
+    # As results.json holds it: a configuration fitted now has tuples ((100,)) where one read
+    # back from the file has lists, and results.md would spell the same setting two ways.
+    result = json.loads(json.dumps(result))
     if out is not None:
         atomic_write_all([(out / "results.md", text_writer(format_markdown(result))),
                           (out / RESULTS, json_writer(result))])
