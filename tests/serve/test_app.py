@@ -512,3 +512,34 @@ def test_a_model_whose_outputs_are_not_numbers_is_a_500_saying_so(served):
     r = post(create_app(_overflowing()), [("p.jpg", jpeg(7), "image/jpeg")])
     assert r.status_code == 500, r.text
     assert "outputs are not numbers (NaN) for 1 of 1 images" in r.json()["error"] and "NaN," not in r.text
+
+
+def test_a_request_cancelled_at_shutdown_is_not_logged_as_an_application_error(monkeypatch, tmp_path):
+    import logging
+
+    import fmnist.serve as serve_module
+    from fmnist.errors import FmnistError
+
+    logger = logging.getLogger("uvicorn.error")
+    monkeypatch.setattr(logger, "filters", [])
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(FmnistError):  # the filter is in place before anything else happens
+            serve_module.serve(tmp_path / "no-model")
+        try:
+            raise asyncio.CancelledError("Task cancelled, timeout graceful shutdown exceeded")
+        except asyncio.CancelledError:
+            logger.exception("Exception in ASGI application\n")
+        logger.error("Cancel 1 running task(s), timeout graceful shutdown exceeded")
+        try:
+            raise ValueError("a real bug")
+        except ValueError:
+            logger.exception("Exception in ASGI application\n")
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in seen] == ["Cancel 1 running task(s), timeout graceful shutdown exceeded",
+                                              "Exception in ASGI application\n"]
+    assert seen[1].exc_info[0] is ValueError

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -65,6 +66,7 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     from fmnist.serve.app import Settings, create_app, load_served
 
     _require()
+    _quiet_cancellations()
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if not 0 <= port <= 65535:
@@ -104,6 +106,23 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
         Multiprocess(config, sockets=[sock], **extra).run()
     finally:
         sock.close()
+
+
+class _CancelledAtShutdown(logging.Filter):
+    """uvicorn cancels a request still running when its grace period after Ctrl-C ends, then logs
+    the cancellation as an application error with its whole traceback (58 lines, after its own
+    one-line "Cancel 1 running task(s)"), which says nothing more: that record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import asyncio
+
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def _quiet_cancellations() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _CancelledAtShutdown) for f in logger.filters):
+        logger.addFilter(_CancelledAtShutdown())
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
