@@ -3,6 +3,7 @@ the compiled kernels on one slice of a batch or several."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,12 @@ def slices(request, monkeypatch):
         monkeypatch.setattr(_batches, "min_slice_images", 1)
     with torch_threads(2):
         yield request.param
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test: ``umask(0o077)``; the old one comes back after."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)

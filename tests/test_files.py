@@ -14,15 +14,6 @@ from fmnist._files import atomic_write, check_free, default_mode, next_free
 from fmnist.errors import FmnistError, OutputExistsError
 
 
-@pytest.fixture
-def umask():
-    """Set the process umask for one test: ``umask(0o077)``; the old one comes back after."""
-    old = os.umask(0o022)
-    os.umask(old)
-    yield os.umask
-    os.umask(old)
-
-
 def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -93,10 +92,3 @@ def make_folder():
     return write_folder
 
 
-@pytest.fixture
-def umask():
-    """Set the process umask for one test: ``umask(0o077)``; the old one comes back after."""
-    old = os.umask(0o022)
-    os.umask(old)
-    yield os.umask
-    os.umask(old)
