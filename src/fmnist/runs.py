@@ -497,9 +497,9 @@ def _check_sklearn_labels(data: Dataset, y_tr, y_val, evaluate_test: bool) -> No
         unseen = np.flatnonzero(~np.isin(labels, seen))
         if len(unseen):
             more = f" (and {len(unseen) - 1} more)" if len(unseen) > 1 else ""
-            raise DataError(f"{data.source}: {split} label {labels[unseen[0]].item()}{more} is the class of no training "
-                            "image; a scikit-learn model knows only the classes it was trained on: train a network, "
-                            "or give it data with every class in training")
+            raise DataError(f"{data.source}: {split} label {labels[unseen[0]].item()}{more} is the class of no "
+                            "training image; a scikit-learn model knows only the classes it was trained on: train a "
+                            "network, or give it data with every class in training")
 
 
 def _finish(model_name: str, preset: Preset, model: Any, config: TrainConfig, history: list[dict[str, Any]],

@@ -45,8 +45,8 @@ def readme_lines(results: dict[str, Any] | None) -> list[str]:
             "| finding | within train | within test | train/test |",
             "|---|---|---|---|",
             f"| exact duplicate pairs | {ex['train']} | {ex['test']} | {ex['train-test']} |",
-            *(f"| near duplicate pairs, {space} (threshold {a['thresholds'][space]:.4f}) | {nd[space]['train']} | – | "
-              f"{nd[space]['train-test']} |" for space in nd),
+            *(f"| near duplicate pairs, {space} (threshold {a['thresholds'][space]:.4f}) | {nd[space]['train']} "
+              f"| – | {nd[space]['train-test']} |" for space in nd),
             f"| likely label errors | {c['label_issues']['train']} | {c['label_issues']['test']} | – |",
             f"| outliers | {c['outliers']['train']} | {c['outliers']['test']} | – |",
             "",

@@ -577,8 +577,8 @@ def cmd_compare(args) -> int:
         print(json.dumps(board, indent=2))
     else:
         print("\n" + format_table(board))
-    print(f"\nwritten: {shell(out / 'leaderboard.md')}, {shell(out / 'leaderboard.json')}, runs in {shell(out / 'runs')}",
-          file=log)
+    print(f"\nwritten: {shell(out / 'leaderboard.md')}, {shell(out / 'leaderboard.json')}, "
+          f"runs in {shell(out / 'runs')}", file=log)
     return 0
 
 
