@@ -543,3 +543,23 @@ def test_a_request_cancelled_at_shutdown_is_not_logged_as_an_application_error(m
     assert [r.getMessage() for r in seen] == ["Cancel 1 running task(s), timeout graceful shutdown exceeded",
                                               "Exception in ASGI application\n"]
     assert seen[1].exc_info[0] is ValueError
+
+
+def test_a_saved_net_classifier_answers_its_own_labels(tmp_path):
+    """Saved with save_model, a NetClassifier fitted on labels 3 and 7 loads as its network (columns
+    0 and 1); predict and the API answer 3 or 7, as its predict() does, never the column."""
+    from fmnist.estimators import NetClassifier
+    from tests.conftest import learnable_images
+
+    y = np.where(np.arange(60) % 2, 7, 3)
+    x = learnable_images(y)
+    clf = NetClassifier("flatten,dense:2", epochs=3, device="cpu").fit(x, y)
+    fmnist.save_model(clf, tmp_path / "m")
+    buf = io.BytesIO()
+    Image.fromarray(x[1]).save(buf, "PNG")
+    (tmp_path / "a.png").write_bytes(buf.getvalue())
+    own = clf.predict(x[1:2])[0]
+    got = predict_files(tmp_path / "m", [tmp_path / "a.png"], top_k=2).predictions[0]
+    assert got.label == own and {t["label"] for t in got.top_k} == {3, 7}
+    answer = post(create_app(load_served(tmp_path / "m")), [("a.png", buf.getvalue(), "image/png")]).json()
+    assert answer["predictions"][0]["label"] == own and {t["label"] for t in answer["predictions"][0]["top_k"]} == {3, 7}

@@ -77,7 +77,7 @@ class Prediction:
     """The model's answer for one :class:`Input`. ``top_k``: the best classes, most probable first."""
 
     input: Input
-    label: int
+    label: int | str  # the model's label value: a NetClassifier fitted on text has text labels
     class_name: str
     probability: float
     top_k: list[dict[str, Any]]
@@ -423,17 +423,19 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, top_k: int = 3,
     """
     if top_k < 1:
         raise UsageError(f"{option('top_k')} must be at least 1, got {top_k}")
-    model_path = None
+    model_path = labels = None
     if isinstance(model, (str, os.PathLike)):
         model_path = model
         model, (inputs, failures) = _load_beside(model_path, paths)
+        labels = labels_for(model_path)
     else:
         inputs, failures = load_inputs(paths)
     n = _n_classes(model)
     if class_names is None:
         class_names = class_names_for(model_path, n) if model_path is not None else _default_names(n)
     class_names = list(class_names)
-    return PredictResult(predict_inputs(model, inputs, top_k=top_k, class_names=class_names), failures, class_names)
+    return PredictResult(predict_inputs(model, inputs, top_k=top_k, class_names=class_names, labels=labels), failures,
+                         class_names)
 
 
 def _load_beside(model_path, paths):
@@ -468,8 +470,31 @@ def _load_beside(model_path, paths):
             return model, load_inputs(paths)
 
 
-def predict_inputs(model, inputs: Sequence[Input], *, top_k: int, class_names: Sequence[str]) -> list[Prediction]:
-    """The model's :class:`Prediction` for each prepared :class:`Input`, in order, in one forward pass."""
+def labels_for(model_path: str | os.PathLike) -> list | None:
+    """The labels a model folder's columns stand for where they are not the column numbers: a
+    saved NetClassifier's (its ``classes_``, kept in model.json), which :func:`fmnist.load_model`
+    returns as its bare network. None for any other folder."""
+    from fmnist.errors import ModelError
+    from fmnist.estimators import _saved_labels
+    from fmnist.models.io import model_info
+
+    folder = Path(model_path)
+    folder = folder.parent if folder.is_file() else folder
+    saved = model_info(folder).get("net_classifier")
+    if saved is None:
+        return None
+    try:
+        return _saved_labels(saved["classes"], saved["classes_dtype"]).tolist()
+    except (KeyError, TypeError, ValueError, FmnistError) as exc:
+        raise ModelError(f"{folder / 'model.json'}: malformed 'net_classifier' entry ({exc!s:.200})") from None
+
+
+def predict_inputs(model, inputs: Sequence[Input], *, top_k: int, class_names: Sequence[str],
+                   labels: Sequence | None = None) -> list[Prediction]:
+    """The model's :class:`Prediction` for each prepared :class:`Input`, in order, in one forward pass.
+
+    ``labels``: the label of each column, where the model does not know them itself (a saved
+    NetClassifier loaded as its network: :func:`labels_for`)."""
     from fmnist.evaluation.metrics import column_labels
     from fmnist.evaluation.metrics import predictions as predicted_classes
 
@@ -478,8 +503,9 @@ def predict_inputs(model, inputs: Sequence[Input], *, top_k: int, class_names: S
     n = _n_classes(model)
     proba, best = predicted_classes(model, np.stack([i.image for i in inputs]))
     # The label a column stands for: a scikit-learn model's classes_ (7, not its column 2).
-    labels = column_labels(model)
-    labels = list(range(n)) if labels is None else labels.tolist()
+    if labels is None:
+        labels = column_labels(model)
+        labels = list(range(n)) if labels is None else labels.tolist()
     predictions = []
     for inp, p, first in zip(inputs, proba, best):
         # The model's prediction first (a scikit-learn model's, where its probabilities tie), then

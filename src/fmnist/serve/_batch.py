@@ -18,9 +18,10 @@ from fmnist.inference.predict import Input, Prediction, predict_inputs
 class Batcher:
     """``await batcher.predict(inputs)`` -> the :class:`Prediction` of each input, in order."""
 
-    def __init__(self, model, *, class_names: Sequence[str], max_batch: int) -> None:
+    def __init__(self, model, *, class_names: Sequence[str], max_batch: int, labels: Sequence | None = None) -> None:
         self.model = model
         self.class_names = list(class_names)
+        self.labels = labels  # each column's label, where the model does not know them (predict_inputs)
         self.max_batch = max(1, int(max_batch))
         self._waiting: list[tuple[list[Input], int, asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
@@ -57,7 +58,7 @@ class Batcher:
                 top_k = max(k for _, k, _ in taken)
                 try:
                     predictions = await asyncio.to_thread(predict_inputs, self.model, images, top_k=top_k,
-                                                          class_names=self.class_names)
+                                                          class_names=self.class_names, labels=self.labels)
                 except Exception as exc:  # a bug in the model's code: every waiting request hears of it
                     for _, _, future in taken:
                         if not future.done():

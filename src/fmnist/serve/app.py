@@ -120,11 +120,12 @@ class ServedModel:
     name: str
     class_names: list[str]
     info: dict[str, Any]
+    labels: list | None = None  # each column's label where the model does not know them (a NetClassifier's)
 
 
 def load_served(path: str | Path) -> ServedModel:
     """Load a run folder or saved model (the safe loader) with its description files."""
-    from fmnist.inference.predict import _n_classes, class_names_for
+    from fmnist.inference.predict import _n_classes, class_names_for, labels_for
     from fmnist.models.io import load_model, model_info
 
     path = Path(path)
@@ -139,13 +140,13 @@ def load_served(path: str | Path) -> ServedModel:
         except (OSError, ValueError, RecursionError):
             info[key] = None
     names = class_names_for(folder, _n_classes(model))
-    return ServedModel(model, str(meta.get("name") or folder.name), names, info)
+    return ServedModel(model, str(meta.get("name") or folder.name), names, info, labels_for(folder))
 
 
 # --- the API's shapes (also its OpenAPI schema) -----------------------------------------------
 
 class TopK(BaseModel):
-    label: int
+    label: int | str
     class_name: str
     probability: float
 
@@ -157,7 +158,7 @@ _UPLOAD = Field(description="the upload's position among the request's files, fr
 class PredictionOut(BaseModel):
     file: str = Field(description="the upload's file name, as sent (never used as a path)")
     upload: int = _UPLOAD
-    label: int
+    label: int | str
     class_name: str
     probability: float
     top_k: list[TopK]
@@ -242,7 +243,8 @@ def create_app(model, settings: Settings | None = None) -> FastAPI:
         served = load_served(model)
     else:
         served = _in_memory(model)
-    batcher = Batcher(served.model, class_names=served.class_names, max_batch=settings.max_batch)
+    batcher = Batcher(served.model, class_names=served.class_names, max_batch=settings.max_batch,
+                      labels=served.labels)
     slots = _Slots(settings.concurrency, settings.queue_size)
 
     app = FastAPI(title="fmnist", summary=f"Fashion-MNIST classifier: {served.name}",
