@@ -72,6 +72,8 @@ def test_user_errors_are_one_line(capsys, tiny_dir, tmp_path, argv, fragment):
 @pytest.mark.parametrize("argv, fragment", [
     (["train", "no-such-model"], "MODEL: unknown model 'no-such-model'"),
     (["train", "flatten,relu"], "MODEL: spec 'flatten,relu': unknown layer type 'relu'"),
+    (["train", "softmax", "--out", ""], "--out: an empty path; name a file or folder"),
+    (["evaluate", ""], "run_dir: an empty path"),
     (["train", "conv:32"], "MODEL: layer 'conv' needs 'kernel'"),
     (["models", "no-such-model"], "MODEL: unknown model"),
     (["compare", "softmax", "nope"], "MODEL: unknown model 'nope'"),

@@ -140,7 +140,7 @@ def _output(given: Path | None, default: Path) -> Iterator[Path]:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data-dir", type=Path, default=None,
+    g.add_argument("--data-dir", type=_path, default=None,
                    help="folder with the four MNIST-format files (default: $FMNIST_DATA, the user cache, "
                         "/usr/share/datasets/fashion-mnist, in that order)")
     g.add_argument("--fetch", action="store_true", help="download the data if it is not found (default: off)")
@@ -504,6 +504,14 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _path(text: str) -> Path:
+    """A file or folder argument: an empty one (``--out ""``, an unset shell variable) would be
+    read as the current folder, so it is refused (argparse type)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; name a file or folder")
+    return Path(text)
+
+
 def _byte_size(text: str) -> int:
     """'10MB', '500k', '2MiB' or '1000000' as a number of bytes (argparse type)."""
     import re
@@ -732,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explore", help="what the study prints about the data, plus figures")
     _add_data_args(p)
-    p.add_argument("--out", type=Path, help="folder for the PNGs (default: ./explore, or explore-2... when taken)")
+    p.add_argument("--out", type=_path, help="folder for the PNGs (default: ./explore, or explore-2... when taken)")
     _add_overwrite_arg(p, "the figures of an earlier exploration")
     p.set_defaults(func=cmd_explore)
 
@@ -746,13 +754,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a preset name (see 'fmnist models') or a layer spec such as 'flatten,dense:200:relu,dense:10'")
     _add_train_args(p)
     _add_data_args(p)
-    p.add_argument("--out", type=Path, help="run folder to write (default: ./runs/MODEL, or MODEL-2... when taken; "
+    p.add_argument("--out", type=_path, help="run folder to write (default: ./runs/MODEL, or MODEL-2... when taken; "
                                             "a layer spec is named after its layers)")
     _add_overwrite_arg(p, "a run (finished or interrupted) or other files")
     p.add_argument("--checkpoint", action="store_true",
                    help="also keep best.safetensors, the state at the best val_loss (default: off; "
                         "checkpoint.safetensors, the last epoch's, is always written)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+    p.add_argument("--resume", type=_path, metavar="RUN_DIR",
                    help="continue an interrupted run from its checkpoint, with its own model and config")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
     p.add_argument("--exclude", metavar="AUDIT[:KINDS]",
@@ -765,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="reload a run folder and score it")
-    p.add_argument("run_dir", type=Path, help="a folder written by 'fmnist train'")
+    p.add_argument("run_dir", type=_path, help="a folder written by 'fmnist train'")
     p.add_argument("--split", default="val", choices=["val", "test", "train"],
                    help="val: the images the run held out (12,000 of Fashion-MNIST's); test: t10k; train: the "
                         "rest of the training images (default: val)")
@@ -784,7 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per fold model (default: 15; a scikit-learn model has none)")
     p.add_argument("--seed", type=_seed, default=42, help="seed for the folds and the models (default: 42)")
-    p.add_argument("--out", type=Path,
+    p.add_argument("--out", type=_path,
                    help="folder for audit.json and audit.html (default: ./audit, or audit-2... when taken)")
     _add_overwrite_arg(p, "an earlier audit")
     _add_data_args(p)
@@ -792,16 +800,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="the tutorial's four experiments, our numbers beside its")
     _add_data_args(p)
-    p.add_argument("--out", type=Path,
+    p.add_argument("--out", type=_path,
                    help="folder for results.md, results.json and the run folders (default: ./results, or "
                         "results-2... when taken)")
     _add_overwrite_arg(p, "an earlier study's results and runs")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="one self-contained HTML page of figures for one or more runs")
-    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+    p.add_argument("run_dirs", nargs="+", type=_path, metavar="RUN_DIR",
                    help="folders written by 'fmnist train', or one folder of 'fmnist compare' or 'fmnist sweep'")
-    p.add_argument("--out", type=Path,
+    p.add_argument("--out", type=_path,
                    help="folder for report.html and its PNGs (default: ./report, or report-2... when taken)")
     _add_overwrite_arg(p, "an earlier report")
     p.add_argument("--embedding", default="pca", choices=["pca", "tsne", "umap"],
@@ -812,14 +820,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="classify your own images (photos, 28x28 images, .npy or IDX batches)")
-    p.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run folder or a saved model folder")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+    p.add_argument("model", type=_path, metavar="RUN_DIR_OR_MODEL", help="a run folder or a saved model folder")
+    p.add_argument("images", nargs="+", type=_path, metavar="IMAGE",
                    help="PNG/JPEG/WebP/BMP/GIF files, .npy arrays or IDX files; a folder: the images in it")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default: 3)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per image (default: text)")
-    p.add_argument("--save-preprocessed", type=Path, metavar="DIR",
+    p.add_argument("--save-preprocessed", type=_path, metavar="DIR",
                    help="write each image as the model saw it, 28x28 PNG (default: off)")
-    p.add_argument("--plot", type=Path, metavar="DIR",
+    p.add_argument("--plot", type=_path, metavar="DIR",
                    help="write a probability bar chart per image, up to --plot-limit (default: off)")
     p.add_argument("--plot-limit", type=int, default=100, metavar="N",
                    help="--plot: chart only the first N images; the rest are counted on stderr (default: 100)")
@@ -829,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="a prediction web page and JSON API for a model, until Ctrl-C")
-    p.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run folder or a saved model folder")
+    p.add_argument("model", type=_path, metavar="RUN_DIR_OR_MODEL", help="a run folder or a saved model folder")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 (or :: for IPv6 too) lets other machines (a phone) connect, "
                         "at the addresses printed (default: 127.0.0.1)")
@@ -845,9 +853,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="write a run's model in a format other tools run (ONNX)")
-    p.add_argument("run_dir", type=Path, help="a run folder written by 'fmnist train' (or a model folder)")
+    p.add_argument("run_dir", type=_path, help="a run folder written by 'fmnist train' (or a model folder)")
     p.add_argument("--onnx", action="store_true", help="write ONNX, checked against onnxruntime (default: off)")
-    p.add_argument("--out", type=Path, help="file to write (default: RUN_DIR/model.onnx, or model-2.onnx... when "
+    p.add_argument("--out", type=_path, help="file to write (default: RUN_DIR/model.onnx, or model-2.onnx... when "
                                             "taken)")
     _add_overwrite_arg(p, "the file")
     p.set_defaults(func=cmd_export)
@@ -861,7 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
                    help="train every model once per seed (two or more, e.g. 1,2,3) and rank by the mean; each gap "
                         "to the leader is paired by seed, with its standard error (default: one run per model)")
-    p.add_argument("--out", type=Path,
+    p.add_argument("--out", type=_path,
                    help="folder for leaderboard.md/.json and runs/NAME (runs/NAME-seedS with --seeds) (default: "
                         "./compare, or compare-2... when taken)")
     p.add_argument("--ray", action="store_true",
@@ -869,7 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on the cluster at --address or $RAY_ADDRESS (default: one after another, in this process)")
     p.add_argument("--address", help="an existing Ray cluster for the runs: auto or HOST:PORT (implies --ray)")
     p.add_argument("--cpus-per-run", type=int, help="Ray CPUs (and torch threads) per run, with --ray (default: 1)")
-    p.add_argument("--resume", type=Path, metavar="DIR",
+    p.add_argument("--resume", type=_path, metavar="DIR",
                    help="finish an interrupted comparison: its finished runs are kept, an interrupted run continues "
                         "from its checkpoint")
     _add_overwrite_arg(p, "an earlier comparison's leaderboard and runs")
@@ -901,9 +909,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
                    help="train every point once per seed and rank the points by their mean over the seeds, each "
                         "with its gap to #1 paired by seed (not with --scheduler asha) (default: one run per point)")
-    p.add_argument("--out", type=Path, help="sweep folder, new or empty (default: ./sweeps/MODEL, or MODEL-2... "
+    p.add_argument("--out", type=_path, help="sweep folder, new or empty (default: ./sweeps/MODEL, or MODEL-2... "
                                             "when taken)")
-    p.add_argument("--resume", type=Path, metavar="DIR",
+    p.add_argument("--resume", type=_path, metavar="DIR",
                    help="finish an interrupted sweep; its finished trials are not trained again")
     _add_data_args(p)
     p.set_defaults(func=cmd_sweep)
@@ -925,7 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs (and threads) of each configuration's task (default: 1)")
     p.add_argument("--seed", type=_seed, default=42,
                    help="random_state of every estimator that takes one (default: 42)")
-    p.add_argument("--out", type=Path, default=Path("benchmark-classical"),
+    p.add_argument("--out", type=_path, default=Path("benchmark-classical"),
                    help="folder for results.json and results.md; finished configurations there are kept and "
                         "not run again (default: ./benchmark-classical)")
     _add_overwrite_arg(p, "results computed on other data or with another seed")
