@@ -475,7 +475,6 @@ def labels_for(model_path: str | os.PathLike) -> list | None:
     saved NetClassifier's (its ``classes_``, kept in model.json), which :func:`fmnist.load_model`
     returns as its bare network. None for any other folder."""
     from fmnist.errors import ModelError
-    from fmnist.estimators import _saved_labels
     from fmnist.models.io import model_info
 
     folder = Path(model_path)
@@ -483,6 +482,8 @@ def labels_for(model_path: str | os.PathLike) -> list | None:
     saved = model_info(folder).get("net_classifier")
     if saved is None:
         return None
+    from fmnist.estimators import _saved_labels  # scikit-learn: only for a classifier's folder
+
     try:
         return _saved_labels(saved["classes"], saved["classes_dtype"]).tolist()
     except (KeyError, TypeError, ValueError, FmnistError) as exc:
