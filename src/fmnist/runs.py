@@ -25,8 +25,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import re
+import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -243,9 +245,6 @@ def _replacing(run_dir: Path):
     while the new run trains, and are put back if training fails or is interrupted (the
     unfinished replacement's files are removed). A folder left aside by a killed process is put
     back first, unless its replacement had finished."""
-    import os
-    import shutil
-
     for stale in run_dir.iterdir() if run_dir.is_dir() else ():
         found = _ASIDE.fullmatch(stale.name)
         if found and stale.is_dir() and process_ended(int(found[1])):
@@ -278,16 +277,12 @@ def _run_files(run_dir: Path) -> list[Path]:
 
 
 def _set_aside(run_dir: Path, aside: Path) -> None:
-    import os
-
     for path in _run_files(run_dir):  # run.json first: the folder stops being a whole run at once
         os.replace(path, aside / path.name)
 
 
 def _put_back(aside: Path, run_dir: Path) -> None:
     """The run set aside in ``aside`` is ``run_dir``'s again, in place of what is there now."""
-    import os
-
     forget_run(run_dir)
     for path in _run_files(aside)[::-1]:  # run.json last: the folder is a whole run only once it is there
         os.replace(path, run_dir / path.name)
