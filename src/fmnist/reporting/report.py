@@ -233,8 +233,8 @@ def _unique_slugs(names: Sequence[str]) -> list[str]:
 def _in_label_space(model, proba: np.ndarray, pred: np.ndarray, n_names: int) -> tuple[np.ndarray, np.ndarray]:
     """A model's probabilities and predicted columns indexed by label value, as the images'
     labels are, and as a network's outputs already are: a scikit-learn model's columns are its
-    classes_ (data labelled 3 and 7: columns 0 and 1), so predictions compared with the labels
-    as columns were all wrong."""
+    classes_ (data labelled 3 and 7: columns 0 and 1), which compared with the labels as they
+    are would all be wrong."""
     from fmnist.evaluation.metrics import column_labels
 
     labels = column_labels(model)
