@@ -246,8 +246,10 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
     train_counts = np.bincount(y_train, minlength=num_classes)
     untrained = sorted(set(np.flatnonzero(train_counts == 0).tolist()) & set(y_test.tolist()))
     if untrained:
-        shown = ", ".join(str(c) if _class_name(data, c) == str(c) else f"{c} ({_class_name(data, c)})"
-                          for c in untrained)
+        from fmnist.plots._common import class_name
+
+        names = {c: class_name(c, data.class_names) for c in untrained}
+        shown = ", ".join(str(c) if names[c] == str(c) else f"{c} ({names[c]})" for c in untrained)
         notes.append(f"{plural(len(untrained), 'class', 'classes')} with test images but none in train: {shown}; "
                      "no model could predict them, so their test images are not judged for label errors")
     with phases.phase("labels", "label issues (cleanlab)", total=2, unit="split") as bar:
@@ -339,10 +341,6 @@ def _threshold_reference(exact: list[dict[str, Any]], n_train: int,
 def outlier_components(n_train: int) -> int:
     """Principal components of the outliers' typical-image model for ``n_train`` training images."""
     return max(1, min(PIXEL_COMPONENTS, n_train // IMAGES_PER_COMPONENT))
-
-
-def _class_name(data, label: int) -> str:
-    return data.class_names[label] if label < len(data.class_names) else str(label)
 
 
 def _ref(split: str, index: int) -> dict[str, Any]:

@@ -264,19 +264,17 @@ def cmd_train(args) -> int:
                                      args.debug, _data_flags(args))
     if not args.model:
         raise UsageError("fmnist train needs a MODEL (see 'fmnist models') or --resume RUN_DIR")
-    config = resolve_config(get_preset(args.model), **_train_overrides(args))
+    preset = get_preset(args.model)
+    config = resolve_config(preset, **_train_overrides(args))
     if args.out is not None:  # refused now, not after the data has loaded
         check_run_dir(args.out, overwrite=args.overwrite)
     if not args.holdout:
         check_no_holdout(config, args.checkpoint)
-    if get_preset(args.model).family == "torch":
-        from fmnist.training.loop import resolve_device
-
-        resolve_device(config.device)  # refused now, not after the data has loaded
-    if config.precision == "bfloat16":
+    if preset.family == "torch":
         from fmnist.training.loop import bfloat16_native, resolve_device
 
-        if not bfloat16_native(resolve_device(config.device)):
+        device = resolve_device(config.device)  # refused now, not after the data has loaded
+        if config.precision == "bfloat16" and not bfloat16_native(device):
             print("fmnist: note: this device has no bfloat16 arithmetic in hardware, so --precision bfloat16 is "
                   "emulated and slower than float32 here (--precision float32 trains in float32)", file=sys.stderr)
     data = _load(args)

@@ -91,8 +91,7 @@ def check_labels(labels, n: int, model=None, what: str = "labels") -> np.ndarray
         if not found.all():
             raise DataError(f"{what} hold {y[~found][0].item()!r}, which is not one of the model's classes "
                             f"({', '.join(map(str, classes[:10]))}{'...' if len(classes) > 10 else ''})")
-        column = {c: i for i, c in enumerate(classes.tolist())}
-        return np.array([column[v] for v in y.tolist()], dtype=np.int64)
+        return _columns(classes, y)
     if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.array_equal(y, np.round(y))):
         raise DataError(f"{what} of type {y.dtype}: a network's labels are class indices (whole numbers)")
     return y.astype(np.int64)
@@ -106,6 +105,12 @@ def column_labels(model) -> np.ndarray | None:
     if classes is None or isinstance(model, nn.Module):
         return None
     return np.asarray(classes)
+
+
+def _columns(classes: np.ndarray, labels) -> np.ndarray:
+    """Each of ``labels`` (all among ``classes``) as the index of its probability column."""
+    column = {c: i for i, c in enumerate(classes.tolist())}
+    return np.array([column[v] for v in np.asarray(labels).tolist()], dtype=np.int64)
 
 
 def score(log_proba: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor | None = None) -> dict[str, float]:
@@ -226,8 +231,7 @@ def _log_proba(model, images: np.ndarray, *, classes: bool = False,
         return log_proba, None
     # Its predict is its decision: a one-vs-rest model's probabilities tie where they saturate
     # (SGDClassifier: hundreds of test images), and calibrated ones may disagree with it.
-    column = {c: i for i, c in enumerate(np.asarray(model.classes_).tolist())}
-    return log_proba, np.array([column[c] for c in np.asarray(model.predict(features)).tolist()], dtype=np.int64)
+    return log_proba, _columns(column_labels(model), model.predict(features))
 
 
 def _named(features: np.ndarray, model):
