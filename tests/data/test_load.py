@@ -1,6 +1,8 @@
 import gzip
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +164,22 @@ def test_corrupt_cache_falls_back_and_is_rewritten(tiny, damage):
     assert not again.from_cache and again.verified
     np.testing.assert_array_equal(again.x_test, first.x_test)
     assert load_dataset(tiny[0]).from_cache  # rewritten
+
+
+def test_a_killed_writers_folder_is_removed_and_a_live_ones_kept(tiny):
+    """A cache write killed midway leaves a dataset-sized folder nothing reads: the next write removes it."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    npy = _npycache.entry_dir("0" * 20).parent
+    killed = npy / f".{'a' * 20}.{ended.pid}.0123abcd"
+    live = npy / f".{'b' * 20}.{os.getpid()}.0123abcd"
+    for folder in (killed, live):
+        folder.mkdir(parents=True)
+        (folder / "x_train.npy").write_bytes(b"half")
+    load_dataset(tiny[0])
+    _npycache.wait()
+    assert not killed.exists() and live.exists()
+    assert load_dataset(tiny[0]).from_cache
 
 
 def test_changed_source_invalidates_cache(tiny, make_arrays, make_folder):

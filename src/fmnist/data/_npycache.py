@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
 import threading
 import uuid
 import zlib
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist._files import process_ended
 from fmnist.data._sources import cache_root, twin
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
@@ -84,10 +85,11 @@ def store(k: str, arrays: dict[str, np.ndarray], *, background: bool = False, **
         # Not tempfile.mkdtemp: its folders are 0700 whatever the umask, and the entry keeps
         # this folder's mode, so a cache shared with colleagues would be unreadable to them.
         # A plain mkdir follows the umask like any folder the user makes.
-        tmp = folder.parent / f".{k}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        tmp = _unfinished(folder)
         tmp.mkdir()
     except OSError:
         return None  # a read-only cache only costs speed, never correctness
+    _remove_abandoned(folder.parent)
     if not background:
         return _fill(folder, tmp, arrays, info)
     # Read-only arrays cannot change under the writer; anything else is copied first.
@@ -100,6 +102,27 @@ def store(k: str, arrays: dict[str, np.ndarray], *, background: bool = False, **
 
 
 _writers: list[threading.Thread] = []
+
+# The folders store() assembles an entry in, and _fill() moves a damaged entry into before
+# removing it: .KEY.PID.HEX, so that one left by a killed process can be told from a live one's.
+_UNFINISHED = re.compile(r"\.[0-9a-f]{20}\.(\d+)\.[0-9a-f]{8}")
+
+
+def _unfinished(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+def _remove_abandoned(npy: Path) -> None:
+    """Remove the folders of entry writes whose process was killed: each holds up to a whole
+    dataset (55 MB for Fashion-MNIST) that nothing would ever read. A live writer's are left alone."""
+    try:
+        names = os.listdir(npy)
+    except OSError:
+        return
+    for name in names:
+        found = _UNFINISHED.fullmatch(name)
+        if found and process_ended(int(found[1])):
+            shutil.rmtree(npy / name, ignore_errors=True)
 
 
 def wait() -> None:
@@ -118,7 +141,8 @@ def _fill(folder: Path, tmp: Path, arrays: dict[str, np.ndarray], info: dict) ->
                           "crc32": zlib.crc32(arr)}
         (tmp / "manifest.json").write_text(json.dumps({"arrays": meta, **info}, indent=1))
         if folder.exists():  # a damaged entry under the same key: move it aside first
-            stale = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.stale."))
+            stale = _unfinished(folder)
+            stale.mkdir()
             os.replace(folder, stale / "old")
             shutil.rmtree(stale, ignore_errors=True)
         os.replace(tmp, folder)
