@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -402,6 +403,15 @@ def test_a_saved_model_is_never_replaced_without_overwrite(saved, tmp_path):
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
     save_model(other, saved, overwrite=True)
     assert load_model(saved).spec == other.spec
+
+
+def test_a_runs_model_is_not_replaced_even_with_overwrite(tiny_run, tmp_path):
+    """A run's record and scores describe its model: another model saved there would contradict them."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(OutputExistsError, match=r"run: holds a run \(fmnist train\) \(run.json\)"):
+        save_model(create_model("flatten,dense:10"), run, overwrite=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_a_file_where_the_folder_goes_is_refused_and_kept(tmp_path):

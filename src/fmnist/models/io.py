@@ -28,7 +28,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
-from fmnist._files import atomic_write_all
+from fmnist._files import atomic_write_all, work_in
 from fmnist.errors import ModelError, OutputExistsError
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
@@ -96,13 +96,19 @@ def save_model(model, folder: Path, *, name: str = "custom", class_names: tuple[
     :class:`~fmnist.estimators.NetClassifier` (saved as its network, ``classes_`` as the class
     names, plus what :meth:`NetClassifier.load <fmnist.estimators.NetClassifier.load>` needs to
     give the estimator back: its parameters and its labels with their type). Each file is
-    written atomically. A folder that holds a saved model already (a run folder's, too) is
-    refused (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``.
+    written atomically. A folder that holds a saved model already is refused
+    (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``; one that holds another
+    command's work (a run, a comparison, an audit) even then: the run's record and scores would
+    go on describing the model that was replaced.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputExistsError(f"{folder}: is a file, and a model is saved as a folder (model.json and its "
                                 "weights); name a folder")
+    found = work_in(folder) if folder.is_dir() else None
+    if found:
+        raise OutputExistsError(f"{folder}: holds {found[0]} ({found[1]}), which would go on describing the "
+                                "model it held; save the model into another folder")
     if not overwrite and ((folder / MODEL_JSON).exists() or (folder / WEIGHTS).exists()):
         raise OutputExistsError(f"{folder}: already holds a saved model; pass overwrite=True to replace it, or "
                                 "choose another folder")
