@@ -74,6 +74,8 @@ def test_user_errors_are_one_line(capsys, tiny_dir, tmp_path, argv, fragment):
     (["train", "flatten,relu"], "MODEL: spec 'flatten,relu': unknown layer type 'relu'"),
     (["train", "softmax", "--out", ""], "--out: an empty path; name a file or folder"),
     (["evaluate", ""], "run_dir: an empty path"),
+    (["train", "softmax", "--exclude", ""], "--exclude: an empty path; name a file or folder"),
+    (["evaluate", "run", "--exclude", ""], "--exclude: an empty path; name a file or folder"),
     (["train", "conv:32"], "MODEL: layer 'conv' needs 'kernel'"),
     (["models", "no-such-model"], "MODEL: unknown model"),
     (["compare", "softmax", "nope"], "MODEL: unknown model 'nope'"),

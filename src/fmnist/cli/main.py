@@ -505,9 +505,15 @@ def cmd_serve(args) -> int:
 def _path(text: str) -> Path:
     """A file or folder argument: an empty one (``--out ""``, an unset shell variable) would be
     read as the current folder, so it is refused (argparse type)."""
+    return Path(_path_text(text))
+
+
+def _path_text(text: str) -> str:
+    """A path with a suffix of its own (``--exclude AUDIT:KINDS``), refused when empty as :func:`_path`
+    does: an unset ``$AUDIT`` would otherwise train on every image while looking like a cleaned run."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path; name a file or folder")
-    return Path(text)
+    return text
 
 
 def _byte_size(text: str) -> int:
@@ -761,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=_path, metavar="RUN_DIR",
                    help="continue an interrupted run from its checkpoint, with its own model and config")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: off)")
-    p.add_argument("--exclude", metavar="AUDIT[:KINDS]",
+    p.add_argument("--exclude", type=_path_text, metavar="AUDIT[:KINDS]",
                    help="leave out the training images an audit flagged: DIR/audit.json, optionally with "
                         ":kinds from exact_duplicates,near_duplicates,label_issues,outliers (default: none)")
     p.add_argument("--no-holdout", dest="holdout", action="store_false",
@@ -776,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="val: the images the run held out (12,000 of Fashion-MNIST's); test: t10k; train: the "
                         "rest of the training images (default: val)")
     p.add_argument("--json", action="store_true", help="print JSON (default: text)")
-    p.add_argument("--exclude", metavar="AUDIT[:KINDS]",
+    p.add_argument("--exclude", type=_path_text, metavar="AUDIT[:KINDS]",
                    help="also score the split without the images an audit flagged, beside the full split: "
                         "DIR/audit.json[:kinds] as for 'fmnist train --exclude' (default: none)")
     _add_data_args(p)
@@ -822,7 +828,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=_path, metavar="IMAGE",
                    help="PNG/JPEG/WebP/BMP/GIF files, .npy arrays or IDX files; a folder: the images in it")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default: 3)")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per image (default: text)")
+    p.add_argument("--json", action="store_true",
+                   help='print JSON: {"predictions": [one object per image], "errors": [...]} (default: text)')
     p.add_argument("--save-preprocessed", type=_path, metavar="DIR",
                    help="write each image as the model saw it, 28x28 PNG (default: off)")
     p.add_argument("--plot", type=_path, metavar="DIR",
