@@ -252,3 +252,20 @@ def test_a_record_names_the_cpu_and_its_widest_vector_unit(flags, unit):
     cpuinfo = f"processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: {flags}\n\nprocessor\t: 1\nmodel name\t: other\n"
     assert processor(cpuinfo) == f"AMD EPYC 9R14 ({unit})"
     assert processor("") and "(" not in processor("")  # no /proc/cpuinfo: what platform knows, no unit
+
+
+def test_the_gpu_section_names_what_failed_there(results):
+    """A run or preset that failed on the GPU is named with its error, never counted as trained there."""
+    folder, _ = results
+    record = json.loads((folder / "gpu.json").read_text())
+    text = "\n".join(gen.gpu(gen.Results(folder)))
+    assert "every other torch preset trained an epoch there" in text
+    assert f"({len(record['presets'])} presets)" in text
+    broken = next(iter(record["presets"]))
+    record["presets"][broken] = {**record["presets"][broken], "exit": 1, "error": "RuntimeError: planted"}
+    record["runs"]["cnn-best"] = {**record["runs"]["cnn-best"], "exit": 1, "error": "RuntimeError: planted too"}
+    (folder / "gpu.json").write_text(json.dumps(record))
+    text = "\n".join(gen.gpu(gen.Results(folder)))
+    assert "every other torch preset" not in text
+    assert f"1 of {len(record['presets'])} failed an epoch there: {broken} (RuntimeError: planted)" in text
+    assert "`fmnist train cnn-best --device cuda` failed: RuntimeError: planted too" in text

@@ -380,11 +380,46 @@ def audit(results: Results) -> list[str]:
     return readme_lines(results["audit"])
 
 
+def gpu(results: Results) -> list[str]:
+    """The CNNs on a CUDA device: benchmarks/gpu.py."""
+    rec = results["gpu"]
+    if rec is None:
+        return _missing("GPU", "gpu", "python benchmarks/gpu.py --out src/fmnist/measured/gpu.json")
+    device = rec["machine"]["device"]
+    rows = [[f"{name}, batch {e['batch']}, {_precision(e)}", _s(e["epoch_s"]), _s(e["eager_epoch_s"]),
+             _paired(e, "eager")] for name, e in rec["epochs"].items()]
+    lines = _table([f"per epoch on one {device}, {next(iter(rec['epochs'].values()))['images']:,} images "
+                    "resident on it", "fmnist", "plain PyTorch eager", "eager / fmnist"], rows)
+    runs = []
+    for name, r in rec["runs"].items():
+        if r["exit"]:
+            runs.append(f"`{r['command']}` failed: {r['error']}")
+            continue
+        val = f"validation {r['val_accuracy']:.4f}, " if r.get("val_accuracy") is not None else ""
+        runs.append(f"`{r['command']}` trained {r['epochs']} epochs in {_s(r['train_time_s'])} "
+                    f"({_s(r['wall_s'])} for the whole command), {val}test {r['test_accuracy']:.4f}")
+    failed = [f"{name} ({r['error']})" for name, r in rec["presets"].items() if r["exit"]]
+    others = (f"every other torch preset trained an epoch there with `fmnist train NAME --device cuda` "
+              f"({len(rec['presets'])} presets)" if not failed else
+              f"of the other torch presets, {len(failed)} of {len(rec['presets'])} failed an epoch there: "
+              + ", ".join(failed))
+    v = rec["versions"]
+    lines += ["", "; ".join(runs + [others]) + ".", "",
+              f"Measured by `{rec['command']}` ({rec['date'][:10]} {rec['date'][11:16]} UTC; one {device}, "
+              f"{rec['machine']['cpus']} CPUs, torch {v['torch']}, CUDA {v['cuda']}). The stacks took turns, an "
+              f"epoch each in {len(next(iter(rec['epochs'].values()))['epoch_runs_s'])} rounds: times are "
+              "medians, ratios the median of each round's (the range in brackets); no augmentation in these "
+              "epochs, the presets' own in the runs.",
+              "", _source(results, "gpu")]
+    return lines
+
+
 SECTIONS: dict[str, Callable[[Results], list[str]]] = {
     "classical": classical,
     "serve": serve,
     "photos": photos,
     "startup": startup,
+    "gpu": gpu,
     "study": study,
     "progress": progress,
     "presets": presets,
