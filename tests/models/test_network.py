@@ -95,6 +95,20 @@ def test_batch_norm_starts_from_the_batches_mean_then_decays_as_keras_does():
     assert norm.num_batches_tracked == 105
 
 
+def test_batch_norm_says_its_step_is_static_once_its_rate_reaches_the_floor():
+    """What a CUDA graph may record: from the 100th training step on, each updates the statistics alike."""
+    norm, x = BatchNorm1d(3), torch.randn(8, 3)
+    static = []
+    for _ in range(101):
+        static.append(norm.step_is_static())  # about the step that comes next
+        norm(x)
+    assert static == [False] * 99 + [True] * 2
+    fresh = BatchNorm1d(3)
+    fresh.load_state_dict(norm.state_dict())  # a loaded model counts the batches its statistics saw
+    assert fresh.step_is_static()
+    assert BatchNorm1d(3).eval().step_is_static()  # scoring moves nothing
+
+
 def test_batch_norm_statistics_continue_where_a_saved_model_left_off():
     torch.manual_seed(0)
     batches = [torch.randn(4, 2, 3, 3) + i for i in range(6)]

@@ -399,12 +399,14 @@ def gpu(results: Results) -> list[str]:
         runs.append(f"`{r['command']}` trained {r['epochs']} epochs in {_s(r['train_time_s'])} "
                     f"({_s(r['wall_s'])} for the whole command), {val}test {r['test_accuracy']:.4f}")
     failed = [f"{name} ({r['error']})" for name, r in rec["presets"].items() if r["exit"]]
-    others = (f"every other torch preset trained an epoch there with `fmnist train NAME --device cuda` "
-              f"({len(rec['presets'])} presets)" if not failed else
-              f"of the other torch presets, {len(failed)} of {len(rec['presets'])} failed an epoch there: "
-              + ", ".join(failed))
+    trained = [name for name, r in rec["presets"].items() if not r["exit"]]
+    others = (f"{', '.join(trained)} each trained an epoch there with `fmnist train NAME --device cuda`"
+              if trained else "")
+    if failed:
+        others += (f"{'; ' if others else ''}{len(failed)} of {len(rec['presets'])} presets failed an epoch there: "
+                   + ", ".join(failed))
     v = rec["versions"]
-    lines += ["", "; ".join(runs + [others]) + ".", "",
+    lines += ["", "; ".join(runs + [others] if others else runs) + ".", "",
               f"Measured by `{rec['command']}` ({rec['date'][:10]} {rec['date'][11:16]} UTC; one {device}, "
               f"{rec['machine']['cpus']} CPUs, torch {v['torch']}, CUDA {v['cuda']}). The stacks took turns, an "
               f"epoch each in {len(next(iter(rec['epochs'].values()))['epoch_runs_s'])} rounds: times are "

@@ -45,6 +45,14 @@ class _WarmStart:
             self.momentum = max(self._rate, 1.0 / self._seen)
         return super().forward(x)
 
+    def step_is_static(self) -> bool:
+        """Whether every later training step updates the statistics as the next one will (the
+        rate has reached its floor): a CUDA graph records one step and replays it unchanged."""
+        if not (self.training and self.track_running_stats):
+            return True
+        seen = self._seen if self._seen is not None else int(self.num_batches_tracked)
+        return 1.0 / (seen + 1) <= self._rate
+
     def reset_running_stats(self) -> None:
         super().reset_running_stats()
         self._seen = None

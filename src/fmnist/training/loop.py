@@ -30,6 +30,7 @@ from fmnist.evaluation.metrics import (
     one_view,
     score,
 )
+from fmnist.training._cuda_graph import GraphedStep
 from fmnist.training._fast_dense import DenseStep
 from fmnist.training._fast_epoch import FastEpoch
 from fmnist.training._loss import softmax_cross_entropy
@@ -99,6 +100,9 @@ class Trainer:
     # fmnist sets OMP_WAIT_POLICY=PASSIVE, see _threads.py); with libgomp's spinning, 2 threads
     # took 50-600 s at load 3.
     cpu_parallel_macs: float = 30e6
+    # On CUDA, full batches replay the step's forward and backward as one captured graph
+    # (_cuda_graph.py): there a small network's step is bound by launching kernels. False: eager steps.
+    cuda_graphs: bool = True
 
     def __init__(self, model: nn.Module, config: TrainConfig | None = None, callbacks: Sequence[Callback] = ()):
         config = config or TrainConfig()
@@ -129,6 +133,7 @@ class Trainer:
         self.weights_epoch = 0
         self.num_batches = 0
         self._dense_step: DenseStep | None = None  # chosen per epoch by _step_engine
+        self._graphed: GraphedStep | None = None  # the CUDA graph step, captured once, kept across epochs
         # Intra-op threads the training steps ran with (train_threads), once an epoch ran.
         self.step_threads: int | None = None
         # The threads a checkpoint's epochs ran with, where this trainer resumed one: a run
@@ -271,11 +276,18 @@ class Trainer:
             # A conv step's chain computes the metrics with the loss (same kernel, same values);
             # a train_step of the user's own may return other logits than the step computed.
             dense = None if self._custom_train_step() else self._dense_step
+            graphed = self._graphed_step(xs)
 
             def run(first, count, lrs):
                 for b in range(first, first + count):
                     rows = slice(b * bs, (b + 1) * bs)
                     idx = order[rows]
+                    if graphed is not None and graphed.usable(len(idx)):
+                        step_picked, step_pred = graphed.step(xs, ys, idx, self.augment)
+                        picked[rows].view(-1).copy_(step_picked)
+                        pred[rows].copy_(step_pred)
+                        self.optimizer.step()
+                        continue
                     xb, yb = xs.index_select(0, idx), ys.index_select(0, idx)
                     if self.augment.active:
                         xb = self.augment(xb)
@@ -294,6 +306,18 @@ class Trainer:
         own = [cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end
                and not getattr(cb, "chunk_safe", False) and cb not in planners]
         return fast.run, (1 if own else self.fast_chunk), planners
+
+    def _graphed_step(self, xs: torch.Tensor) -> GraphedStep | None:
+        """The CUDA graph step for this trainer's batches (None: eager steps). Not for a
+        ``train_step`` of the user's own, which must run as written, nor off CUDA."""
+        if not (self.cuda_graphs and self.device.type == "cuda") or self._custom_train_step():
+            return None
+        shape = xs.shape[1:]
+        g = self._graphed
+        if g is None or g.batch_size != self.config.batch_size or g.x.shape[1:] != shape:
+            self._graphed = g = GraphedStep(self.model, self.optimizer, self.config.batch_size, shape, self.device,
+                                            self.autocast, self.config.label_smoothing)
+        return g
 
     def _custom_train_step(self) -> bool:
         """Whether ``train_step`` is not this class's own: the compiled engine would skip it."""
@@ -330,10 +354,10 @@ class Trainer:
         self.optimizer.step()
         return logits.detach().float()
 
-    def autocast(self) -> torch.autocast:
+    def autocast(self, cache_enabled: bool = True) -> torch.autocast:
         """The forward pass's arithmetic (``config.precision``): a no-op context for float32."""
         bf16 = self.config.precision == "bfloat16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=cache_enabled)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, optimizer, RNG states, history, callbacks' state.
