@@ -58,6 +58,28 @@ def test_earlier_figures_are_kept_unless_overwrite(data, tmp_path):
     assert len(explore(*data, tmp_path, dpi=20, overwrite=True).files) == 4
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_second_exploration_into_the_folder_of_one_being_drawn_is_refused(data, tmp_path, monkeypatch, overwrite):
+    import os
+
+    import fmnist.reporting.explore as module
+    from fmnist.errors import OutputExistsError
+
+    out = tmp_path / "e"
+    draw, second = module.class_counts, []
+
+    def and_a_second_exploration(*args, **kwargs):  # started while the first is drawing, two figures done
+        if not second:
+            second.append(None)
+            with pytest.raises(OutputExistsError, match=rf"e: another fmnist command is writing there now \(process "
+                                                        rf"{os.getpid()}\)"):
+                explore(*data, out, dpi=20, overwrite=overwrite)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(module, "class_counts", and_a_second_exploration)
+    assert len(explore(*data, out, dpi=20).files) == 4 and second
+
+
 @pytest.fixture(scope="module")
 def result(data, tmp_path_factory):
     """One exploration shared by the tests that only read its result: rendering takes ~1 s."""

@@ -225,7 +225,35 @@ def test_an_interrupted_report_says_what_it_left_and_how_to_draw_it_again(runs, 
     monkeypatch.setattr(fmnist.plots, "per_class_metrics_figure", draw)
     assert main(argv) == 1
     assert "an unfinished report's figures (it was interrupted before report.html)" in capsys.readouterr().err
+    (out / ".fmnist-busy").write_text("12345\n")  # as a killed report leaves its lock file: it holds nothing
     assert main([*argv, "--overwrite"]) == 0 and (out / REPORT_FILE).exists()
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_second_report_into_the_folder_of_one_being_drawn_is_refused(runs, tiny, tmp_path, capsys, monkeypatch,
+                                                                       overwrite):
+    import os
+
+    import fmnist.plots
+
+    _, dirs = runs
+    out = tmp_path / "r"
+    data = ["--data-dir", str(tiny), "--dataset", "custom"]
+    draw, second = fmnist.plots.per_class_metrics_figure, []
+
+    def and_a_second_report(*args, **kwargs):  # started while the first is drawing, its figures half done
+        if not second:
+            second.append(main(["report", str(dirs[0]), "--out", str(out), *overwrite, *data]))
+            second.append(capsys.readouterr().err)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(fmnist.plots, "per_class_metrics_figure", and_a_second_report)
+    assert main(["report", str(dirs[1]), "--out", str(out), *data]) == 0
+    code, err = second
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"{out}: another fmnist command is writing there now (process {os.getpid()})" in err
+    # The first report's files alone: none of the second's run.
+    assert sorted(p.name for p in out.iterdir()) == sorted([REPORT_FILE, dirs[1].name])
 
 
 def _labelled(folder, y_train, y_test):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist._files import check_free, check_other_work
+from fmnist._files import check_free, check_other_work, claim
 from fmnist._text import plural
 from fmnist.errors import DataError
 from fmnist.plots import (
@@ -93,16 +93,18 @@ def explore(
     classes, counts = np.unique(train_y, return_counts=True)
 
     out = Path(out_dir)
-    check_other_work(out, "class_grid.png")
-    check_free([out / name for name in FIGURES], overwrite=overwrite, what="an earlier exploration")
     figures = {
         "samples.png": lambda: sample_row(train_x, n=10, labels=train_y, class_names=class_names),
         "class_grid.png": lambda: class_grid(train_x, train_y, class_names=class_names),
         "class_counts.png": lambda: class_counts(train_y, class_names=class_names),
         "class_means.png": lambda: class_means(train_x, train_y, class_names=class_names),
     }
-    # Build each figure just before saving it, so only one is held in memory at a time.
-    files = [str(save_figure(figures[name](), out / name, dpi=dpi)) for name in FIGURES]
+    # Claimed, then checked: a second exploration given the same folder is refused, not mixed in.
+    with claim(out):
+        check_other_work(out, "class_grid.png")
+        check_free([out / name for name in FIGURES], overwrite=overwrite, what="an earlier exploration")
+        # Build each figure just before saving it, so only one is held in memory at a time.
+        files = [str(save_figure(figures[name](), out / name, dpi=dpi)) for name in FIGURES]
 
     return ExploreResult(
         shapes={k: tuple(int(d) for d in a.shape) for k, a in arrays.items()},

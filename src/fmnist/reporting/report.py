@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import atomic_write, check_free, check_other_work
+from fmnist._files import atomic_write, check_free, check_other_work, claim
 from fmnist._text import plural, shell, with_article
 from fmnist.errors import UsageError
 
@@ -154,24 +154,26 @@ def build_report(
     # trained on other data fails before any drawing.
     images = [split_data(run, data, split)[:2] for run in runs]
     slugs = _unique_slugs([Path(r.run_dir).resolve().name for r in runs])
-    check_other_work(out, REPORT_FILE)
-    check_free([out / REPORT_FILE, out / "learning_curves.png", *(out / slug for slug in slugs)],
-               overwrite=overwrite, what=_earlier_report(out))
-    if overwrite:
-        _forget_report(out)
-    class_names = list(data.class_names)
+    # Claimed, then checked: a second report given the same folder is refused, not mixed in.
+    with claim(out):
+        check_other_work(out, REPORT_FILE)
+        check_free([out / REPORT_FILE, out / "learning_curves.png", *(out / slug for slug in slugs)],
+                   overwrite=overwrite, what=_earlier_report(out))
+        if overwrite:
+            _forget_report(out)
+        class_names = list(data.class_names)
 
-    summaries = [_summarise(run) for run in runs]
-    body = [_leaderboard_html(summaries)]
-    if board and board.get("seeds"):
-        body.insert(0, _replicates_html(board))
-    body.append(_learning_curves_html(runs, summaries, slugs, out, dpi))
-    for run, slug, summary, split_images in zip(runs, slugs, summaries, images):
-        body.append(_run_html(run, slug, summary, out, data, split_images, class_names, split=split,
-                              embedding=embedding, max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
-    page = _page(body, summaries, split)
-    path = out / REPORT_FILE
-    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+        summaries = [_summarise(run) for run in runs]
+        body = [_leaderboard_html(summaries)]
+        if board and board.get("seeds"):
+            body.insert(0, _replicates_html(board))
+        body.append(_learning_curves_html(runs, summaries, slugs, out, dpi))
+        for run, slug, summary, split_images in zip(runs, slugs, summaries, images):
+            body.append(_run_html(run, slug, summary, out, data, split_images, class_names, split=split,
+                                  embedding=embedding, max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
+        page = _page(body, summaries, split)
+        path = out / REPORT_FILE
+        atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
 
 
@@ -508,48 +510,51 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, data, *, embe
         # the folder may have moved or been copied since.
         run = load_run(sweep_dir / TRIALS_DIR / Path(best["run_dir"]).name)
         images = split_data(run, data, split)[:2]  # before any drawing, as for runs
-    check_other_work(out, REPORT_FILE)
-    check_free([out / REPORT_FILE, out / "learning_curves.png", out / "metric_vs_params.png",
-                *([out / best["trial"]] if best else [])], overwrite=overwrite, what=_earlier_report(out))
-    if overwrite:
-        _forget_report(out)
-        (out / "metric_vs_params.png").unlink(missing_ok=True)
-    names = [spec.name for spec in plan.specs]
-    body = [_sweep_leaderboard_html(board, names)]
+    # Claimed, then checked: a second report given the same folder is refused, not mixed in.
+    with claim(out):
+        check_other_work(out, REPORT_FILE)
+        check_free([out / REPORT_FILE, out / "learning_curves.png", out / "metric_vs_params.png",
+                    *([out / best["trial"]] if best else [])], overwrite=overwrite, what=_earlier_report(out))
+        if overwrite:
+            _forget_report(out)
+            (out / "metric_vs_params.png").unlink(missing_ok=True)
+        names = [spec.name for spec in plan.specs]
+        body = [_sweep_leaderboard_html(board, names)]
 
-    parts = ['<section id="parameters"><h2>Metric against each searched option</h2>']
-    if names and best:
-        log = [spec.name for spec in plan.specs if spec.kind == "loguniform"]
-        if board.get("points"):
-            parts.append(f"<p>Each point's mean {_e(metric)} on the validation split ± its standard deviation over "
-                         "the seeds, each seed's run a faint dot; the best in red, failed trials left out.</p>")
+        parts = ['<section id="parameters"><h2>Metric against each searched option</h2>']
+        if names and best:
+            log = [spec.name for spec in plan.specs if spec.kind == "loguniform"]
+            if board.get("points"):
+                parts.append(f"<p>Each point's mean {_e(metric)} on the validation split ± its standard deviation "
+                             "over the seeds, each seed's run a faint dot; the best in red, failed trials left "
+                             "out.</p>")
+            else:
+                parts.append(f"<p>Each trial's {_e(metric)} on the validation split; the best in red, trials stopped "
+                             "early hollow, failed trials left out.</p>")
+            parts.append(_figure(metric_vs_params(trials, metric, names, log=log, points=board.get("points")),
+                                 out / "metric_vs_params.png",
+                                 f"{metric} against each searched option", dpi))
         else:
-            parts.append(f"<p>Each trial's {_e(metric)} on the validation split; the best in red, trials stopped "
-                         "early hollow, failed trials left out.</p>")
-        parts.append(_figure(metric_vs_params(trials, metric, names, log=log, points=board.get("points")),
-                             out / "metric_vs_params.png",
-                             f"{metric} against each searched option", dpi))
-    else:
-        parts.append('<p class="note">Nothing to plot: no option was searched, or every trial failed.</p>')
-    parts.append("</section>")
-    body.append("".join(parts))
+            parts.append('<p class="note">Nothing to plot: no option was searched, or every trial failed.</p>')
+        parts.append("</section>")
+        body.append("".join(parts))
 
-    if best:
-        summary = _summarise(run)
-        summary.name = best["trial"]
-        body.append('<section id="learning-curves"><h2>Learning curves of the best trial</h2>'
-                    f"<p>{_e(best['trial'])}: training solid, validation dashed.</p>"
-                    + _figure(learning_curves({best["trial"]: run.history}), out / "learning_curves.png",
-                              "learning curves of the best trial", dpi) + "</section>")
-        body.append(_run_html(run, best["trial"], summary, out, data, images, list(data.class_names), split=split,
-                              embedding=embedding, max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>fmnist sweep report: {_e(plan.model)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>fmnist sweep: {_e(plan.model)}</h1><p class=\"meta\">{len(trials)} trials; search "
-            f"{_e(', '.join(plan.params) or 'none')}; scheduler {_e(plan.scheduler)}; ranked by {_e(metric)}. "
-            f"Written {_e(time.strftime('%Y-%m-%d %H:%M'))}.</p>{''.join(body)}</body></html>\n")
-    path = out / REPORT_FILE
-    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+        if best:
+            summary = _summarise(run)
+            summary.name = best["trial"]
+            body.append('<section id="learning-curves"><h2>Learning curves of the best trial</h2>'
+                        f"<p>{_e(best['trial'])}: training solid, validation dashed.</p>"
+                        + _figure(learning_curves({best["trial"]: run.history}), out / "learning_curves.png",
+                                  "learning curves of the best trial", dpi) + "</section>")
+            body.append(_run_html(run, best["trial"], summary, out, data, images, list(data.class_names), split=split,
+                                  embedding=embedding, max_points=max_points, n_mistakes=n_mistakes, dpi=dpi))
+        page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>fmnist sweep report: {_e(plan.model)}</title><style>{_CSS}</style></head><body>"
+                f"<h1>fmnist sweep: {_e(plan.model)}</h1><p class=\"meta\">{len(trials)} trials; search "
+                f"{_e(', '.join(plan.params) or 'none')}; scheduler {_e(plan.scheduler)}; ranked by {_e(metric)}. "
+                f"Written {_e(time.strftime('%Y-%m-%d %H:%M'))}.</p>{''.join(body)}</body></html>\n")
+        path = out / REPORT_FILE
+        atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
 
 
