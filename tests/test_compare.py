@@ -303,9 +303,25 @@ def test_an_interrupted_comparison_resumes_to_the_leaderboard_of_one_that_was_no
     assert "total " in format_table(whole) and said not in format_table(whole)
     for key in ("name", "epochs", "val_accuracy", "val_loss", "test_accuracy", "val_gap", "parameters"):
         assert [r[key] for r in board["rows"]] == pytest.approx([r[key] for r in whole["rows"]]), key
+    # A kept run's config is the one it trained with (learning rate, device), as a fresh run's row says.
+    for key in ("optimizer", "lr", "config"):
+        assert [r[key] for r in board["rows"]] == [r[key] for r in whole["rows"]], key
+    assert all(r["config"]["device"] == "cpu" and r["config"]["lr"] is not None for r in board["rows"])
     assert [r["val_loss"] for row in board["rows"] for r in row["runs"]] == \
         pytest.approx([r["val_loss"] for row in whole["rows"] for r in row["runs"]], rel=1e-6)
     with pytest.raises(RunError, match="finished already"):
+        resume_compare(out, tiny_data)
+
+
+def test_a_kept_run_whose_config_cannot_be_read_back_is_one_line(tiny_data, tmp_path):
+    out = tmp_path / "cmp"
+    compare(["softmax"], tiny_data, epochs=1, out_dir=out)
+    (out / "leaderboard.json").unlink()  # as if interrupted after its run finished
+    info = json.loads((out / "runs" / "softmax" / "run.json").read_text())
+    info["config"]["learning_speed"] = 3
+    (out / "runs" / "softmax" / "run.json").write_text(json.dumps(info))
+    with pytest.raises(RunError, match=r"softmax/run.json: its config cannot be read back \(.*learning_speed.*\); "
+                                       r"remove .*softmax and resume, which trains it again"):
         resume_compare(out, tiny_data)
 
 

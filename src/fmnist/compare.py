@@ -270,7 +270,15 @@ def _finished_run(job: _Job, run_dir: Path) -> RunResult:
     """A run an interrupted comparison finished, read back from its folder."""
     run = load_run(run_dir)
     info = run.info
-    return RunResult(info["model"], job.preset, run.model, job.config, run.history, run.metrics, run_dir=run_dir,
+    # The config the run recorded, resolved as it trained (learning rate, device), as a run this
+    # call trains returns it; the job's own leaves those to their defaults ("auto", None).
+    # A scikit-learn run records none: its job's seed is all a row needs.
+    try:
+        config = TrainConfig(**info["config"]) if info.get("config") else job.config
+    except (TypeError, ValueError, FmnistError) as exc:
+        raise RunError(f"{run_dir / 'run.json'}: its config cannot be read back ({exc}); remove {run_dir} and "
+                       "resume, which trains it again") from None
+    return RunResult(info["model"], job.preset, run.model, config, run.history, run.metrics, run_dir=run_dir,
                      threads=info.get("threads"))
 
 
