@@ -1,6 +1,7 @@
 """The report, built from real (tiny) runs: a conv network and the scikit-learn baseline."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,6 +296,39 @@ def test_the_validation_figures_leave_out_what_the_run_left_out(runs, tmp_path):
     scored = evaluate_run(run, data, split="val")
     assert scored["n"] == len(val) - 9
     assert _figures_line(page) == (scored["n"], pytest.approx(scored["accuracy"], abs=5e-5))
+
+
+def test_a_cross_validated_runs_two_test_accuracies_say_which_model_each_is(runs, tmp_path, monkeypatch):
+    import html
+    import json
+
+    from fmnist.runs import evaluate_run
+    from fmnist.study import EXPERIMENTS, run_experiment
+
+    # Images without a pattern: each fold model guesses its own way, so their test accuracies differ.
+    monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
+    rng, folder = np.random.default_rng(0), tmp_path / "noise"
+    for name, n in (("train", 200), ("t10k", 50)):
+        write_idx(folder / f"{name}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{name}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    data = load_dataset(folder, dataset="custom")
+    linear = next(exp for exp in EXPERIMENTS if exp.metric.startswith("5-fold"))
+    run = Path(run_experiment(linear, data, tmp_path / "study", [])["run_dir"])
+    page = html.unescape(build_report([run], tmp_path / "r", data, dpi=30, n_mistakes=2).read_text(encoding="utf-8"))
+    mean = json.loads((run / "metrics.json").read_text())["test"]["accuracy"]  # of the 5 fold models
+    own = evaluate_run(run, data, split="test")["accuracy"]  # of the one fold model the folder keeps
+    assert round(mean, 4) != round(own, 4)  # else this test could not tell them apart
+    board = page.split('id="leaderboard"')[1].split("</section>")[0]
+    assert "sgd-logreg (test: mean of 5 fold models)" in board and f"{mean:.4f}" in board
+    assert (f"sgd-logreg's test accuracy, {100 * mean:.2f}%, is the mean of the 5 fold models of its 5-fold "
+            "cross-validation; its run folder keeps one of them, fold 1's, and its figures are that model's "
+            "own.") in board
+    assert _figures_line(page)[1] == pytest.approx(own, abs=5e-5)
+    assert (f"This is fold 1's model of the 5 its cross-validation fitted, alone; the leaderboard's test accuracy, "
+            f"{100 * mean:.2f}%, is the mean of all 5.") in page
+    # A run of one model says nothing of folds.
+    other = build_report([runs[1][1]], tmp_path / "r2", data, dpi=30, n_mistakes=2).read_text(encoding="utf-8")
+    assert "fold" not in other
 
 
 @pytest.mark.parametrize("case", ["no validation split", "umap missing"])

@@ -63,6 +63,9 @@ class RunSummary:
     optimizer: str | None = None
     lr: float | None = None
     val_loss: float | None = None
+    # (fold, folds), 0-based: the run holds one fold model of a cross-validation (the study's
+    # linear experiment), and its recorded test accuracy is the mean of all the fold models.
+    cv_fold: tuple[int, int] | None = None
 
 
 # Each run's figures, in its own folder of the report (RUN/...).
@@ -216,9 +219,24 @@ def _summarise(run) -> RunSummary:
     t = metrics.get("train_time_s")
     optimizer, lr = optimizer_and_lr(run.info.get("config")) if family == "torch" else ("scikit-learn SGD", None)
     val_loss = (metrics.get("val") or {}).get("loss")
+    split = (run.info.get("data") or {}).get("split") or {}
+    cv_fold = (int(split.get("fold", 0)), int(split["cross_validation_folds"])) \
+        if "cross_validation_folds" in split else None
     return RunSummary(name, str(run.run_dir), family, _parameters(run.model), epochs,
                       None if t is None else float(t), acc("val"), acc("test"), best, optimizer, lr,
-                      None if val_loss is None else float(val_loss))
+                      None if val_loss is None else float(val_loss), cv_fold)
+
+
+def _fold_note(summary: RunSummary) -> str:
+    """What a cross-validated run's test accuracy is, and which model its figures show: the run
+    folder keeps one fold model, while its test number is the mean of all of them, so the two
+    test accuracies a report shows for it differ; "" for any other run."""
+    if summary.cv_fold is None:
+        return ""
+    fold, folds = summary.cv_fold
+    return (f"{summary.name}'s test accuracy, {_pct(summary.test_accuracy)}, is the mean of the {folds} fold models "
+            f"of its {folds}-fold cross-validation; its run folder keeps one of them, fold {fold + 1}'s, and its "
+            "figures are that model's own.")
 
 
 def _unique_slugs(names: Sequence[str]) -> list[str]:
@@ -304,17 +322,20 @@ def _leaderboard_html(rows: Sequence[RunSummary]) -> str:
     from fmnist.reporting.leaderboard import leaderboard
 
     board = leaderboard([{
-        "name": r.run_dir, "model": r.name, "optimizer": r.optimizer, "lr": r.lr, "parameters": r.parameters,
+        "name": r.run_dir, "optimizer": r.optimizer, "lr": r.lr, "parameters": r.parameters,
+        # Marked where the row's test number is not the run's own model's (the note below says why).
+        "model": r.name if r.cv_fold is None else f"{r.name} (test: mean of {r.cv_fold[1]} fold models)",
         # The epoch whose weights the run holds, where early stopping restored an earlier one.
         "epochs": r.epochs if r.best_epoch is None or str(r.best_epoch) == r.epochs
         else f"{r.epochs} (weights of {r.best_epoch})",
         "train_time_s": r.train_time_s, "val_accuracy": r.val_accuracy, "val_loss": r.val_loss,
         "test_accuracy": r.test_accuracy} for r in rows], "html")
+    notes = "".join(f'<p class="note">{_e(note)}</p>' for note in map(_fold_note, rows) if note)
     return (
         '<section id="leaderboard"><h2>Leaderboard</h2>'
         "<p>Ranked by validation accuracy (on the training images each run held out). "
         "The test set (t10k) is scored apart: its column is reported for reference and is never "
-        f"used to rank or choose.</p>{board}</section>")
+        f"used to rank or choose.</p>{board}{notes}</section>")
 
 
 def _replicates_html(board: dict[str, Any]) -> str:
@@ -393,8 +414,14 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, images: tupl
         where = (f"test set (t10k) of {data.dataset} data from {data.source}, not the data the run trained on "
                  f"({record.get('dataset')} from {record.get('source')})")
     title = summary.name if summary.name == slug else f"{summary.name} — {slug}"
+    fold = ""
+    if summary.cv_fold is not None:
+        k, folds = summary.cv_fold
+        fold = (f" This is fold {k + 1}'s model of the {folds} its cross-validation fitted, alone; the leaderboard's "
+                f"test accuracy, {_pct(summary.test_accuracy)}, is the mean of all {folds}.")
     parts = [f'<article class="run"><h2>{_e(title)}</h2>',
-             f"<p>Figures below on the {_e(where)}: {len(y):,} images, accuracy {_pct(float((pred == y).mean()))}.</p>"]
+             f"<p>Figures below on the {_e(where)}: {len(y):,} images, accuracy {_pct(float((pred == y).mean()))}."
+             f"{_e(fold)}</p>"]
 
     parts.append(f'<section id="confusion-{_e(slug)}" class="confusion"><h3>Confusion matrix</h3>'
                  "<p>True class down, predicted class across; counts, then each row divided by its class size "
