@@ -27,7 +27,7 @@ def test_cnn_book_shows_full_spec_recipe_and_its_measured_results(tmp_path, monk
     out = capsys.readouterr().out
     assert "conv:32:3:same:relu,maxpool:2,conv:64:3:same:relu" in out  # in the spec line and the summary
     assert "20 epochs, batch 32, adam (lr 0.001" in out and "early stopping on val_loss (patience 2" in out
-    assert "validation accuracy 0.9123, test (t10k, reported apart) 0.9012, 9 epochs, 321 s (2026-01-02" in out
+    assert "validation accuracy 0.9123, test (t10k, reported apart) 0.9012, 9 epochs, 321 s training (2026-01-02" in out
     assert "Total params: 333,526" in out
 
 
@@ -35,7 +35,7 @@ def test_cnn_book_shows_full_spec_recipe_and_its_measured_results(tmp_path, monk
 def test_a_preset_that_sets_its_precision_says_which_it_trained_in(tmp_path, monkeypatch, trained_in):
     monkeypatch.setattr(fmnist.measured, "MEASURED_DIR", tmp_path)
     _record(tmp_path, "cnn-best", config={"precision": trained_in})
-    assert f"9 epochs, 321 s in {trained_in} (" in describe(get_preset("cnn-best"))
+    assert f"9 epochs, 321 s training in {trained_in} (" in describe(get_preset("cnn-best"))
 
 
 def test_an_unmeasured_preset_says_how_to_measure_it(tmp_path, monkeypatch):
@@ -55,13 +55,19 @@ def test_results_of_an_older_recipe_are_flagged(tmp_path, monkeypatch):
 def test_the_studys_presets_read_their_row_of_the_study(tmp_path, monkeypatch):
     monkeypatch.setattr(fmnist.measured, "MEASURED_DIR", tmp_path)
     rows = [{"model": "sgd-logreg", "metric": "5-fold CV accuracy", "ours": 0.81941, "test_accuracy": 0.80622,
-             "time_s": 12.0, "history": []}]
+             "time_s": 12.0, "history": []},
+            {"model": "mlp-200", "metric": "validation accuracy", "ours": 0.87841, "test_accuracy": 0.87341,
+             "time_s": 3.3, "history": [{}] * 5}]
     (tmp_path / "reproduce.json").write_text(json.dumps({
         "measured": {"date": "2026-01-02T03:04:05Z", "loadavg_before": [0.5], "command": "fmnist reproduce"},
         "result": {"rows": rows}}))
     text = describe(get_preset("sgd-logreg"))
     assert "parameters: loss=log_loss, max_iter=5, random_state=42" in text and "{" not in text
-    assert "5-fold CV accuracy 0.8194, test (t10k, reported apart) 0.8062" in text
+    # The study records each experiment's wall time, not its training's: said as what it is.
+    assert ("5-fold CV accuracy 0.8194, test (t10k, reported apart) 0.8062, 12 s wall time of its whole experiment "
+            "in the study (5-fold cross-validation, scoring and saving; 2026-01-02") in text
+    assert ("validation accuracy 0.8784, test (t10k, reported apart) 0.8734, 5 epochs, 3 s wall time of its whole "
+            "experiment in the study (training, scoring and saving; 2026-01-02") in describe(get_preset("mlp-200"))
 
 
 @pytest.mark.parametrize("train, words", [

@@ -57,16 +57,19 @@ def load(name: str, directory: Path | None = None) -> dict[str, Any] | None:
 def preset_results(name: str, directory: Path | None = None) -> dict[str, Any] | None:
     """What was measured for the preset ``name``: its own training run, or its row of the study.
 
-    Returns ``{"val_accuracy", "test_accuracy", "metric", "train_time_s", "date", "loadavg",
-    "command", "spec", "train", "precision"}`` (``spec``/``train``: the recipe that was measured,
-    ``precision``: what it trained in, "auto" resolved; None for the study's rows, whose recipe
-    is the preset's own by construction), or None if nothing about ``name`` has been recorded.
+    Returns ``{"val_accuracy", "test_accuracy", "metric", "train_time_s", "study_time_s", "date",
+    "loadavg", "command", "spec", "train", "precision"}`` (``spec``/``train``: the recipe that was
+    measured, ``precision``: what it trained in, "auto" resolved; None for the study's rows, whose
+    recipe is the preset's own by construction), or None if nothing about ``name`` has been recorded.
+    ``train_time_s`` is the training alone, where a run recorded it; the study records only the
+    wall time of each experiment (the linear one's is its whole cross-validation, and every one's
+    includes scoring and saving), which is ``study_time_s``, the other being None.
     """
     presets = (load("presets", directory) or {}).get("presets", {})
     if name in presets:
         r = presets[name]
         return {"val_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
-                "metric": "validation accuracy", "train_time_s": r["train_time_s"],
+                "metric": "validation accuracy", "train_time_s": r["train_time_s"], "study_time_s": None,
                 "epochs_run": r["epochs_run"], "date": r["date"], "loadavg": r["loadavg_before"][0],
                 "command": r["command"], "spec": r["spec"], "train": r["train"],
                 "precision": r["config"].get("precision", "float32")}  # older runs had no other
@@ -75,7 +78,8 @@ def preset_results(name: str, directory: Path | None = None) -> dict[str, Any] |
         if row["model"] == name:
             m = study["measured"]
             return {"val_accuracy": row["ours"], "test_accuracy": row["test_accuracy"], "metric": row["metric"],
-                    "train_time_s": row["time_s"], "epochs_run": len(row.get("history") or []) or None,
+                    "train_time_s": None, "study_time_s": row["time_s"],
+                    "epochs_run": len(row.get("history") or []) or None,
                     "date": m["date"], "loadavg": m["loadavg_before"][0], "command": m["command"],
                     "spec": None, "train": None, "precision": None}
     return None

@@ -78,7 +78,13 @@ def measured_line(preset: Preset) -> str:
     # A preset that sets its precision ("auto": bfloat16 only where the hardware has it) took
     # the time it did in the precision it got.
     precision = f" in {r['precision']}" if r["train"] and "precision" in r["train"] else ""
+    if r["train_time_s"] is not None:
+        took, what = f"{r['train_time_s']:.0f} s training{precision}", ""
+    else:  # the study's row: its experiment's wall time, of which training is only a part
+        took = f"{r['study_time_s']:.0f} s wall time of its whole experiment in the study"
+        what = (f"{r['metric'].split()[0]} cross-validation" if "-fold" in r["metric"] else "training") \
+            + ", scoring and saving; "
     return (f"measured:   {r['metric']} {r['val_accuracy']:.4f}, test (t10k, reported apart) "
-            f"{r['test_accuracy']:.4f}{epochs}, {r['train_time_s']:.0f} s{precision} "
-            f"({r['date'][:10]}, load average {r['loadavg']:.1f}; `{r['command']}`)"
+            f"{r['test_accuracy']:.4f}{epochs}, {took} "
+            f"({what}{r['date'][:10]}, load average {r['loadavg']:.1f}; `{r['command']}`)"
             + ("" if recorded else "; NOTE: measured with an earlier recipe than the one above"))
