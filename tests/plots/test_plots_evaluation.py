@@ -55,6 +55,25 @@ def test_per_class_metrics_match_sklearn_and_are_json(labels, y_pred):
     assert json.loads(json.dumps(m)) == m
 
 
+def test_a_class_with_no_images_scores_undefined_not_zero():
+    # Class 3 has no images but is predicted once; classes 4..9 are neither.
+    y_true, y_pred = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 3])
+    m = per_class_metrics(y_true, y_pred)
+    assert m["support"][3:] == [0] * 7
+    assert m["recall"][3:] == [None] * 7 and m["f1"][3:] == [None] * 7
+    assert m["precision"][3:] == [0.0] + [None] * 6  # its one prediction was wrong: a real 0
+    assert m["recall"][:3] == [0.5, 1.0, 0.5] and m["precision"][:3] == pytest.approx([1.0, 2 / 3, 1.0])
+    assert json.loads(json.dumps(m)) == m  # null in JSON, never NaN
+    per_class_metrics_figure(m)  # drawn without bars for what is undefined
+
+    ax = confusion_matrix(y_true, y_pred, normalize="true").axes[0]
+    cells = np.ma.getdata(ax.images[0].get_array())  # imshow masks the NaNs
+    assert np.isnan(cells[3:]).all() and not np.isnan(cells[:3]).any()
+    assert cells[1, 1] == 1.0
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[30:] == ["–"] * 70 and texts[:3] == ["0.50", "0.50", "0.00"]
+
+
 def test_per_class_metrics_figure_has_three_bars_per_class(labels, y_pred):
     fig = per_class_metrics_figure(per_class_metrics(labels, y_pred))
     (ax,) = fig.axes

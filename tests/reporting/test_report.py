@@ -281,6 +281,9 @@ def test_a_scikit_learn_run_on_labels_3_and_7_is_drawn_with_its_own_scores(tmp_p
     scored = evaluate_run(tmp_path / "sgd", data, split="test")
     assert scored["accuracy"] > 0.9
     assert _figures_line(page) == (scored["n"], pytest.approx(scored["accuracy"], abs=5e-5))
+    # The classes with no images (all but 3 and 7) score nothing: "–", not 0.
+    absent = len(data.class_names) - 2
+    assert absent > 0 and page.count('<td class="num">–</td>' * 3 + '<td class="num">0</td></tr>') == absent
 
 
 def test_the_validation_figures_leave_out_what_the_run_left_out(runs, tmp_path):

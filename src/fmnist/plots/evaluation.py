@@ -52,6 +52,8 @@ def confusion_matrix(
     ``y_true``, ``y_pred``: int (N,). ``normalize=False`` shows counts; ``"true"`` divides
     each row by its class's size, so the diagonal is each class's recall. Every named class
     gets a row and a column even if absent, so matrices of different runs line up.
+    A class absent from ``y_true`` has no row to divide: normalised, its row reads "–" (NaN,
+    left blank), not 0, which would read as a class the model never recognised.
     Returns a Figure with two axes: the matrix and its colour bar.
     """
     if normalize not in (False, None, "true"):
@@ -62,7 +64,11 @@ def confusion_matrix(
 
     t, p = _pair(y_true, y_pred)
     k = n_classes(class_names, t, p)
-    cm = sk_confusion_matrix(t, p, labels=np.arange(k), normalize="true" if normalize else None)
+    cm = sk_confusion_matrix(t, p, labels=np.arange(k))
+    if normalize:
+        support = cm.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore"):  # 0 / 0 for a class with no images: NaN, as it should be
+            cm = cm / support
     names = [class_name(i, class_names) for i in range(k)]
 
     fig = new_figure(1.0 + 0.75 * k, 0.6 + 0.7 * k)
@@ -71,7 +77,7 @@ def confusion_matrix(
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=vmax)
     fig.colorbar(im, ax=ax, shrink=0.8)
     for (i, j), v in np.ndenumerate(cm):
-        text = f"{v:.2f}" if normalize else str(int(v))
+        text = "–" if np.isnan(v) else f"{v:.2f}" if normalize else str(int(v))
         # White on the dark half of the colour map, black on the light half: always legible.
         ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if v > vmax / 2 else "black")
     ax.set_xticks(np.arange(k), names, rotation=45, ha="right")
@@ -89,7 +95,9 @@ def per_class_metrics(y_true, y_pred, class_names: Sequence[str] = CLASS_NAMES) 
     "recall": [float], "f1": [float], "support": [int]}``, one entry per class in index
     order, from :func:`sklearn.metrics.precision_recall_fscore_support`. A class never
     predicted scores 0 precision (not a warning): a model that ignores a class should look
-    bad, not noisy.
+    bad, not noisy. A class with no images in ``y_true`` (support 0) has no recall and no F1:
+    None there (JSON null), not 0, which would read as a class the model always missed; its
+    precision is 0 where the model predicted it (every such prediction is wrong), else None.
     """
     from sklearn.metrics import (
         precision_recall_fscore_support,  # lazy: see the note above _pair
@@ -100,11 +108,17 @@ def per_class_metrics(y_true, y_pred, class_names: Sequence[str] = CLASS_NAMES) 
     precision, recall, f1, support = precision_recall_fscore_support(
         t, p, labels=np.arange(k), zero_division=0
     )
+    absent = support == 0
+    predicted = np.bincount(p, minlength=k) > 0  # k covers every label given
+
+    def scores(values, undefined) -> list[float | None]:
+        return [None if u else float(v) for v, u in zip(values, undefined)]
+
     return {
         "class": [class_name(i, class_names) for i in range(k)],
-        "precision": [float(v) for v in precision],
-        "recall": [float(v) for v in recall],
-        "f1": [float(v) for v in f1],
+        "precision": scores(precision, absent & ~predicted),
+        "recall": scores(recall, absent),
+        "f1": scores(f1, absent),
         "support": [int(v) for v in support],
     }
 
@@ -123,7 +137,8 @@ def per_class_metrics_figure(metrics: Mapping[str, Sequence]) -> Figure:
     fig = new_figure(max(7.0, 0.9 * k), 4.5)
     ax = fig.add_subplot()
     for offset, key in zip((-width, 0.0, width), ("precision", "recall", "f1")):
-        ax.bar(x + offset, metrics[key], width, label=key)
+        # An undefined score (None: a class with no images) draws no bar, not one of height 0.
+        ax.bar(x + offset, np.array(metrics[key], dtype=float), width, label=key)
     support = metrics.get("support")
     ticks = [f"{n}\n(n={s})" for n, s in zip(names, support)] if support is not None else names
     ax.set_xticks(x, ticks, rotation=45, ha="right", fontsize=8)

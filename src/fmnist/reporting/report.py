@@ -375,9 +375,12 @@ def _learning_curves_html(runs, summaries, slugs: Sequence[str], out: Path, dpi:
 
 def _table(metrics: dict[str, list]) -> str:
     head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+    def score(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f}"  # None: undefined, a class with no images in the split
+
     rows = "".join(
-        f'<tr><td>{_e(c)}</td><td class="num">{p:.3f}</td><td class="num">{r:.3f}</td>'
-        f'<td class="num">{f:.3f}</td><td class="num">{s}</td></tr>'
+        f'<tr><td>{_e(c)}</td><td class="num">{score(p)}</td><td class="num">{score(r)}</td>'
+        f'<td class="num">{score(f)}</td><td class="num">{s}</td></tr>'
         for c, p, r, f, s in zip(metrics["class"], metrics["precision"], metrics["recall"], metrics["f1"],
                                  metrics["support"]))
     return f"<table>{head}{rows}</table>"
