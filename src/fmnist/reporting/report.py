@@ -375,6 +375,7 @@ def _learning_curves_html(runs, summaries, slugs: Sequence[str], out: Path, dpi:
 
 def _table(metrics: dict[str, list]) -> str:
     head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+
     def score(v: float | None) -> str:
         return "–" if v is None else f"{v:.3f}"  # None: undefined, a class with no images in the split
 
