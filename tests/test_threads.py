@@ -8,7 +8,9 @@ from fmnist.errors import UsageError
 
 def test_thread_count_follows_request_then_omp_num_threads_then_affinity(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert _threads.resolve_threads(5) == 5
+    with monkeypatch.context() as m:
+        m.setattr(_threads, "available_cpus", lambda: 8)
+        assert _threads.resolve_threads(5) == 5
     assert _threads.resolve_threads() == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # nested teams: the outer one counts
     assert _threads.resolve_threads() == 4
@@ -20,6 +22,19 @@ def test_thread_count_follows_request_then_omp_num_threads_then_affinity(monkeyp
     assert _threads.resolve_threads() == _threads.available_cpus() == 3
     with pytest.raises(UsageError, match="threads"):
         _threads.resolve_threads(0)
+
+
+def test_a_request_past_the_cpus_is_held_to_them_and_refused_up_front(monkeypatch):
+    monkeypatch.setattr(_threads, "available_cpus", lambda: 3)
+    # Where training runs (a resume on a smaller machine too): held to the CPUs there.
+    assert _threads.resolve_threads(100000) == 3
+    _threads.check_threads(3)
+    with pytest.raises(UsageError) as exc:
+        _threads.check_threads(4)
+    assert exc.value.cli_message == ("--threads 4: this process may use 3 CPUs; ask for at most 3, or leave "
+                                     "--threads out to use them all")
+    with pytest.raises(UsageError, match="at least 1"):
+        _threads.check_threads(0)
 
 
 def test_openmp_is_asked_to_sleep_unless_the_user_chose(monkeypatch):

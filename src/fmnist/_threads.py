@@ -9,8 +9,8 @@ libgomp to sleep at once instead; it only takes effect if it runs before libgomp
 
 The thread count follows what the process may use: its CPU affinity (``taskset``, a
 container's cpuset, a Ray trial's allotment), or ``OMP_NUM_THREADS`` when that is set, or an
-explicit request (``TrainConfig.threads``, ``fmnist train --threads``). Torch-free: the CLI
-imports this at start-up.
+explicit request (``TrainConfig.threads``, ``fmnist train --threads``), held to those CPUs.
+Torch-free: the CLI imports this at start-up.
 """
 
 from __future__ import annotations
@@ -46,15 +46,33 @@ def resolve_threads(requested: int | None = None) -> int:
 
     A malformed ``OMP_NUM_THREADS`` (``"4,2"`` is valid OpenMP for nested teams: its first
     number counts) falls back to the affinity; ``requested`` below 1 is a usage error.
+    ``requested`` above the CPUs this process may use is held to them: more threads only take
+    turns on the same cores, and OpenMP cannot start tens of thousands (the process dies in
+    its first parallel op). Held, not refused: this runs where the training does, so a run
+    resumed on a smaller machine, or a trial on a smaller node, keeps going on what is there
+    (:func:`check_threads` refuses such a request before a command starts).
     """
     if requested is not None:
-        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-            raise UsageError(f"{option('threads')} must be a whole number of at least 1, got {requested!r}")
-        return requested
+        _check_whole(requested)
+        return min(requested, available_cpus())
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) >= 1:
         return int(env)
     return available_cpus()
+
+
+def check_threads(requested: int) -> None:
+    """Refuse a thread count this process could not use: below 1, or above :func:`available_cpus`."""
+    _check_whole(requested)
+    cpus = available_cpus()
+    if requested > cpus:
+        raise UsageError(f"{option('threads', requested)}: this process may use {cpus} CPU{'s' if cpus != 1 else ''}; "
+                         f"ask for at most {cpus}, or leave {option('threads')} out to use them all")
+
+
+def _check_whole(requested: object) -> None:
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise UsageError(f"{option('threads')} must be a whole number of at least 1, got {requested!r}")
 
 
 @contextlib.contextmanager

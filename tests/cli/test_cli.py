@@ -359,6 +359,7 @@ def test_too_little_data_or_labels_past_the_model_are_one_line(capsys, tmp_path,
     (["compare", "softmax", "mlp-100", "--seeds", "1,-2"], "--seeds: expected seeds from 0 to 4294967295"),
     (["compare", "softmax", "mlp-100", "--seeds", "-1,2"], "(a value starting with '-' is written --seeds=-1,2)"),
     (["train", "softmax", "--lr", "inf"], "--lr must be a positive number, got inf"),
+    (["train", "mlp-100", "--threads", "100000"], "--threads 100000: this process may use "),
     (["models", "flatten,dense:100:softmax,dense:10"], "layer 2 (dense:100:softmax): softmax only ends a network"),
 ])
 def test_out_of_range_settings_are_usage_errors(capsys, tiny_dir, tmp_path, argv, fragment):

@@ -168,8 +168,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=_seed, help="seed for weights and shuffling; a scikit-learn model's random_state "
                                             "(default: preset's, 42)")
     g.add_argument("--device", help="auto, cpu or cuda (default: auto = cuda when present)")
-    g.add_argument("--threads", type=int, help="CPU threads to train with; small dense steps use one of them "
-                                               "(default: $OMP_NUM_THREADS, else the CPUs this process may use)")
+    g.add_argument("--threads", type=int, help="CPU threads to train with, at most the CPUs this process may use; "
+                                               "small dense steps use one of them (default: $OMP_NUM_THREADS, else "
+                                               "those CPUs)")
     g.add_argument("--schedule", help="learning-rate schedule: step (per epoch), cosine (per step, to 0), "
                                       "onecycle (per step; --lr is the peak) or none (default: preset's, none)")
     g.add_argument("--lr-step-epochs", type=int, help="step schedule: epochs between drops (default: 10)")
@@ -248,6 +249,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from fmnist._threads import check_threads
     from fmnist.models import get_preset
     from fmnist.runs import check_no_holdout, check_run_dir, resolve_config, resume_run, run_name, train_run
     from fmnist.training import ProgressLogger
@@ -268,6 +270,8 @@ def cmd_train(args) -> int:
     config = resolve_config(preset, **_train_overrides(args))
     if args.out is not None:  # refused now, not after the data has loaded
         check_run_dir(args.out, overwrite=args.overwrite)
+    if args.threads is not None:  # training would hold it to the CPUs; a typo is refused, not trained on
+        check_threads(args.threads)
     if not args.holdout:
         check_no_holdout(config, args.checkpoint)
     if preset.family == "torch":
