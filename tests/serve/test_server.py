@@ -3,7 +3,12 @@
 import asyncio
 import io
 import json
+import os
+import signal
 import socket
+import sys
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -11,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fmnist._threads import available_cpus
 from fmnist.cli.main import main
 from fmnist.inference.predict import predict_files
 from tests.conftest import learnable_images
@@ -114,6 +120,10 @@ def test_ctrl_c_stops_cleanly(tiny_run):
         assert s.connect_ex((parts.hostname, parts.port)) != 0
 
 
+two_cpus = pytest.mark.skipif(available_cpus() < 2, reason="--workers 2 needs two CPUs")
+
+
+@two_cpus
 def test_two_workers_answer_and_stop_cleanly(tiny_run):
     server = Server(tiny_run, "--workers", "2")
     try:
@@ -126,12 +136,53 @@ def test_two_workers_answer_and_stop_cleanly(tiny_run):
     assert "Traceback" not in "".join(server.stderr)
 
 
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def _running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie waiting for its reaper has ended)."""
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+    return [pid for pid in pids if running(pid)]
+
+
+@two_cpus
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent's death is signalled on Linux")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_the_workers_end_with_the_server_however_it_ends(tiny_run, sig):
+    server = Server(tiny_run, "--workers", "2")
+    workers = []
+    try:
+        assert httpx.get(server.url + "api/health", timeout=120).json()["status"] == "ok"
+        workers = _children(server.proc.pid)
+        assert len(workers) >= 2
+        server.proc.send_signal(sig)
+        assert server.proc.wait(60) == (0 if sig == signal.SIGTERM else -sig)
+        deadline = time.monotonic() + 60
+        while _running(workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running(workers)
+    finally:
+        server.stop()
+        for pid in _running(workers):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_bad_model_or_options_are_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.json" in err
     assert main(["serve", str(tmp_path), "--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+    # Refused before the model is looked at (this folder holds none).
+    assert main(["serve", str(tmp_path), "--workers", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--workers 100000: this process may use {available_cpus()} CPU" in err
 
 
 @pytest.mark.parametrize("origin, meant", [

@@ -15,13 +15,15 @@ import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["Settings", "ServedModel", "create_app", "load_served", "serve"]
 
 # A worker process (--workers N) rebuilds the app from these: uvicorn starts workers by import.
-_ENV_MODEL, _ENV_SETTINGS = "FMNIST_SERVE_MODEL", "FMNIST_SERVE_SETTINGS"
+# The parent's id: a worker started after its parent died ends at once (_end_with_parent).
+_ENV_MODEL, _ENV_SETTINGS, _ENV_PARENT = "FMNIST_SERVE_MODEL", "FMNIST_SERVE_SETTINGS", "FMNIST_SERVE_PARENT"
 
 
 def __getattr__(name: str):
@@ -58,17 +60,27 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     every address only, ``on_network(urls)``: the URLs another machine may use, this machine's
     network addresses (or its name when none is found). The model is loaded and checked before
     anything listens, so a bad folder is one error line, not a crashed worker. ``workers > 1``:
-    that many processes, each with its own copy of the model, sharing the port.
+    that many processes, each with its own copy of the model, sharing the port; at most the
+    CPUs this process may use. The workers end with the server, however it ends.
     """
     import uvicorn
 
-    from fmnist.errors import UsageError
+    from fmnist._threads import available_cpus
+    from fmnist.errors import UsageError, option
     from fmnist.serve.app import Settings, create_app, load_served
 
     _require()
     _quiet_cancellations()
     if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+        raise UsageError(f"{option('workers')} must be at least 1, got {workers}")
+    # A worker computes on a CPU at a time and holds torch and the model in memory: more
+    # workers than CPUs answer no faster, and hundreds fill the memory while they start (the
+    # supervisor, starting them one by one, heeds Ctrl-C and SIGTERM only once all have started).
+    cpus = available_cpus()
+    if workers > cpus:
+        raise UsageError(f"{option('workers', workers)}: this process may use {cpus} CPU{'s' if cpus != 1 else ''}, "
+                         f"and more workers than CPUs answer no faster, each holding its own model in memory; "
+                         f"ask for at most {cpus}")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {port}")
     settings = settings or Settings()
@@ -82,6 +94,7 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
         # Workers start by import and rebuild the app from these.
         os.environ[_ENV_MODEL] = str(Path(model_path).resolve())
         os.environ[_ENV_SETTINGS] = json.dumps(_settings_dict(settings))
+        os.environ[_ENV_PARENT] = str(os.getpid())
         config = uvicorn.Config("fmnist.serve:_app_from_environment", factory=True, workers=workers, **common)
     else:
         config = uvicorn.Config(create_app(served, settings), **common)
@@ -207,6 +220,31 @@ def _app_from_environment():
     """The app of one worker process of ``serve(..., workers=N)``."""
     from fmnist.serve.app import Settings, create_app
 
+    _end_with_parent()
     raw = json.loads(os.environ[_ENV_SETTINGS])
     raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
     return create_app(os.environ[_ENV_MODEL], Settings(**raw))
+
+
+def _end_with_parent() -> None:
+    """Have this worker receive SIGTERM (uvicorn's cue to stop) when the server's process ends.
+
+    uvicorn's supervisor stops its workers when it is asked to; one killed outright (SIGKILL,
+    the out-of-memory killer) leaves them running, each holding a model, with nothing to stop
+    them. Linux signals a process whose parent has died where it asked to be (PR_SET_PDEATHSIG);
+    elsewhere this does nothing.
+    """
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # a libc without prctl: the supervisor's own stop still holds
+        return
+    # A parent that died before the request was made is not signalled for: this worker has a new parent by now.
+    if str(os.getppid()) != os.environ.get(_ENV_PARENT, str(os.getppid())):
+        os.kill(os.getpid(), signal.SIGTERM)
