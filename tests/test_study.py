@@ -118,6 +118,21 @@ def test_ctrl_c_says_which_runs_are_kept_and_how_to_start_again(tiny_dir, tmp_pa
     out = tmp_path / "study"
     assert main(["reproduce", "--out", str(out), "--dataset", "custom", "--data-dir", str(tiny_dir)]) == 130
     err = capsys.readouterr().err
-    assert err.endswith(f"fmnist: interrupted; the runs it finished are in {out / 'runs'}; the study starts again "
-                        f"with: fmnist reproduce --out {out} --overwrite --dataset custom --data-dir {tiny_dir}\n")
+    assert err.endswith(f"fmnist: interrupted; the runs it finished are in {out / 'runs'} (sgd-logreg); the study "
+                        f"starts again with: fmnist reproduce --out {out} --overwrite --dataset custom --data-dir "
+                        f"{tiny_dir}\n")
     assert (out / "runs" / "sgd-logreg" / "run.json").exists() and not (out / "results.json").exists()
+
+
+def test_ctrl_c_before_anything_is_written_says_so(tiny_dir, tmp_path, capsys, monkeypatch):
+    import fmnist.study as study
+    from fmnist.cli.main import main
+
+    def interrupted(exp, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_experiment", interrupted)
+    out = tmp_path / "study"
+    assert main(["reproduce", "--out", str(out), "--dataset", "custom", "--data-dir", str(tiny_dir)]) == 130
+    assert capsys.readouterr().err.endswith("fmnist: interrupted; nothing was written\n")
+    assert not (out / "runs").exists()

@@ -414,7 +414,10 @@ def cmd_reproduce(args) -> int:
     data = _load(args)
     print(f"data: {data.source} ({'verified' if data.verified else 'structure checked'})", flush=True)
 
+    started = []  # the experiments' run folders, from the first one's start on
+
     def on_start(exp):
+        started.append(out / "runs" / exp.model)
         print(f"\n== {exp.name} [{exp.model}]: {exp.metric}, tutorial {exp.tutorial}", flush=True)
 
     out = args.out
@@ -423,11 +426,19 @@ def cmd_reproduce(args) -> int:
             result = reproduce(data, out, on_start=on_start, callbacks_for=lambda exp: [ProgressLogger()],
                                overwrite=args.overwrite)
     except KeyboardInterrupt:
-        if out is None:
+        from fmnist._files import holds_work
+
+        # Only this study's own run folders count: before its first started, an --out folder
+        # still holds what it held (an earlier study's runs included).
+        written = [run for run in started if holds_work(run)]
+        if not written:
             return _interrupted(args, "nothing was written")
+        finished = [run.name for run in written if (run / "run.json").exists()]
+        kept = (f"the runs it finished are in {out / 'runs'} ({', '.join(finished)})" if finished else
+                f"no run finished ({written[-1]} holds the unfinished one)")
         # The study is a minute or two end to end: it starts again rather than resuming.
-        return _interrupted(args, f"the runs it finished are in {out / 'runs'}; the study starts again with: fmnist "
-                                  f"reproduce --out {shell(out)} --overwrite{_data_flags(args)}")
+        return _interrupted(args, f"{kept}; the study starts again with: fmnist reproduce --out {shell(out)} "
+                                  f"--overwrite{_data_flags(args)}")
     print("\n" + format_table(result))
     print(f"\nwritten: {shell(out / 'results.md')}, {shell(out / 'results.json')}, runs in {shell(out / 'runs')}")
     return 0
