@@ -332,6 +332,10 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     from the checkpoint as it is, with this reason for the stop (a sweep's scheduler ended it).
     """
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        if (run_dir.parent / CHECKPOINT).exists() or (run_dir.parent / "run.json").exists():  # its checkpoint...
+            raise RunError(f"{run_dir}: a file of the run folder {run_dir.parent}; name the folder")
+        raise RunError(f"{run_dir}: a file, not a run folder; name the folder of a run that fmnist train wrote")
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder to resume")
     # Two resumes of one run would write one folder.

@@ -186,6 +186,11 @@ def test_an_interrupted_run_is_refused_with_the_way_to_resume(capsys, tiny_dir, 
     (out / "run.json").unlink()  # as if interrupted after its last checkpoint
     code, _, err = run(capsys, "train", "softmax", "--quiet", "--out", out, *data_args(tiny_dir))
     assert code == 1 and f"interrupted run (continue it with fmnist train --resume {out})" in err
+    code, _, err = run(capsys, "train", "--resume", out / "checkpoint.safetensors", "--quiet", *data_args(tiny_dir))
+    assert code == 1 and err.count("\n") == 1 and f"a file of the run folder {out}; name the folder" in err
+    (tmp_path / "notes.txt").write_text("")
+    code, _, err = run(capsys, "train", "--resume", tmp_path / "notes.txt", "--quiet", *data_args(tiny_dir))
+    assert code == 1 and "notes.txt: a file, not a run folder" in err
     code, text, _ = run(capsys, "train", "--resume", out, "--quiet", *data_args(tiny_dir))
     assert code == 0 and (out / "run.json").exists()
 
