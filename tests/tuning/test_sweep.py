@@ -411,3 +411,15 @@ def test_ctrl_c_before_the_sweep_started_offers_no_resume(tmp_path, tiny_dir, ca
     err = capsys.readouterr().err
     assert err.endswith("fmnist: interrupted; before the sweep started: nothing to resume; start it again\n"), err
     assert not out.exists()
+
+
+def test_a_taken_out_dir_is_refused_in_the_callers_words(tmp_path, tiny_data):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_text("{}")
+    with pytest.raises(UsageError) as exc:
+        fmnist.sweep("softmax", {"lr": [0.01]}, tiny_data, out_dir=out)
+    assert str(exc.value) == (f"out_dir={str(out)!r}: a sweep is there already; continue it with "
+                              f"resume_sweep({str(out)!r}), or choose another out_dir")
+    assert exc.value.cli_message == (f"--out {out}: a sweep is there already; continue it with 'fmnist sweep "
+                                     f"--resume {out}', or choose another --out")

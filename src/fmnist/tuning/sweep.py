@@ -35,7 +35,7 @@ from typing import Any, TextIO
 from fmnist._files import atomic_write_all, check_not_busy, claim, holds_work, json_writer, text_writer, write_json
 from fmnist._ray import ray_session, require_ray
 from fmnist._text import shell
-from fmnist.errors import RunError, UsageError
+from fmnist.errors import RunError, UsageError, option, spelled
 from fmnist.reporting.leaderboard import spread, verdict
 from fmnist.tuning.space import ParamSpec, expand, grid_size, param_space, parse_params
 
@@ -228,14 +228,15 @@ def sweep(model: str, params: Sequence[str] | Mapping[str, Any] = (), data=None,
     data = data if data is not None else _default_data()
     # Claimed, then checked: a second sweep given the same folder is refused, not mixed with this one.
     with claim(out):
+        place, other = option("out_dir", str(out), cli="--out"), option("out_dir", cli="--out")
         if (out / LEADERBOARD_FILE).exists():
-            raise UsageError(f"--out {out}: a finished sweep is there (its leaderboard: {out / LEADERBOARD_MD}); "
-                             "choose another --out")
+            raise UsageError(f"{place}: a finished sweep is there (its leaderboard: {out / LEADERBOARD_MD}); "
+                             f"choose another {other}")
         if (out / SWEEP_FILE).exists():
-            raise UsageError(f"--out {out}: a sweep is there already; continue it with 'fmnist sweep --resume "
-                             f"{out}', or choose another --out")
+            resume = spelled(f"resume_sweep({str(out)!r})", f"'fmnist sweep --resume {shell(out)}'")
+            raise UsageError(f"{place}: a sweep is there already; continue it with {resume}, or choose another {other}")
         if holds_work(out):
-            raise UsageError(f"--out {out}: the folder is not empty; choose a new or empty folder")
+            raise UsageError(f"{place}: the folder is not empty; choose a new or empty folder")
         return _run(plan, out.resolve(), data, address, restore=False, on_trial=on_trial, on_start=on_start,
                     progress=progress)
 
