@@ -16,6 +16,18 @@ from fmnist.models import _batches
 REAL_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_cuda(request, monkeypatch):
+    """The suite trains on the CPU, as CI's machines do, also where a GPU is present: its
+    expectations (bit-identical reruns, the CPU's compiled kernels, tensors compared with CPU
+    ones) are the CPU's. Tests marked ``cuda`` see the GPU; commands a test starts see none."""
+    if request.node.get_closest_marker("cuda") is None:
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
 def learnable_images(labels: np.ndarray, seed: int = 0) -> np.ndarray:
     """uint8 (N, 28, 28): each class lights its own horizontal band, plus noise; easy to learn."""
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ from fmnist.models import create_model
 from fmnist.training import TrainConfig, Trainer
 from tests.conftest import learnable_images
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 # 330 images: at batch 32 ten full batches and a short one (10 images, an eager step); at batch 8,
 # 41 full and a short one of 2.
