@@ -282,3 +282,26 @@ def test_a_run_folder_that_cannot_take_the_export_is_refused_before_the_work(tmp
     monkeypatch.setattr(fmnist.export, "load_model", lambda *a, **k: pytest.fail("loaded before the check"))
     with pytest.raises(FmnistError, match="model.onnx: cannot be written: .*Read-only file system; choose another"):
         export_run(tmp_path / "run")
+
+
+def test_an_export_started_while_another_writes_the_run_folder_is_refused(tmp_path, monkeypatch):
+    """Two exports at once with the default name would both find model.onnx free and write it:
+    the second, started while the first exports, is refused, and the first's file is whole."""
+    import fmnist.export
+    from fmnist.errors import OutputExistsError
+
+    folder = fmnist.save_model(_trained(SPECS[0]), tmp_path / "run")
+    real, seen = fmnist.export._torch_graph, []
+
+    def second_starts_meanwhile(model):  # the export's slow part, once its file's name is chosen
+        if not seen:
+            seen.append("first")
+            with pytest.raises(OutputExistsError, match="another fmnist command is writing there now"):
+                seen.append(export_run(folder))
+        return real(model)
+
+    monkeypatch.setattr(fmnist.export, "_torch_graph", second_starts_meanwhile)
+    assert export_run(folder) == folder / "model.onnx" and seen == ["first"]
+    assert sorted(p.name for p in folder.glob("*.onnx")) == ["model.onnx"]
+    assert run_onnx(folder / "model.onnx", learnable_images(np.arange(2)))["probabilities"].shape == (2, 10)
+    assert export_run(folder) == folder / "model-2.onnx"  # one after the other: a name each

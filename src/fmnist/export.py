@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 import fmnist
-from fmnist._files import atomic_write, check_free, next_free
+from fmnist._files import atomic_write, check_free, claim, next_free
 from fmnist.errors import FmnistError, ModelError, option
 from fmnist.evaluation.metrics import probe_images
 from fmnist.models.io import load_model, model_info
@@ -106,10 +106,23 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     The default is ``RUN_DIR/model.onnx``, or ``model-2.onnx``... when that exists. An ``out``
     that exists is refused (:class:`~fmnist.errors.OutputExistsError`) unless ``overwrite``; in
     the run folder, a name not ending in ``.onnx`` always is (it is, or may become, one of the
-    run's own files).
+    run's own files). Another export into the run folder (or a training writing it) at the same
+    time is refused (:class:`~fmnist.errors.OutputExistsError`), so no two write one file.
     """
     run_dir = Path(run_dir)
     folder = run_dir if run_dir.is_dir() else run_dir.parent
+    # (A missing run folder is not claimed, which would create it: loading the model says it is missing.)
+    in_folder = folder.is_dir() and (out is None or Path(out).parent.resolve() == folder.resolve())
+    if out is None:  # checked before the claim, which would name the folder, not the file to write
+        check_free([folder / "model.onnx"], overwrite=True, out="--out")
+    # An export into the run folder claims it: two exports started together would otherwise both
+    # find model.onnx free and write it, and one started while train --overwrite or --resume
+    # writes the folder would export a model that is being replaced.
+    with claim(folder) if in_folder else contextlib.nullcontext():
+        return _export(run_dir, folder, out, overwrite)
+
+
+def _export(run_dir: Path, folder: Path, out: str | os.PathLike | None, overwrite: bool) -> Path:
     if out is not None:
         if Path(out).is_dir():
             raise FmnistError(f"{option('out', str(out))}: is a folder; name the file to write, "
@@ -121,8 +134,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                               f"(run.json, model.json, the weights...); an export there is named *.onnx (e.g. "
                               f"{folder / 'model.onnx'}), or write it elsewhere")
         check_free([out], overwrite=overwrite, what="a file")
-    else:  # the run folder itself, checked before the export's work, not by its last write
-        check_free([folder / "model.onnx"], overwrite=True, out="--out")
     model = load_model(run_dir)
     info = model_info(folder)
     path = Path(out) if out is not None else next_free(folder / "model.onnx", folder=False)
