@@ -305,3 +305,15 @@ def test_an_export_started_while_another_writes_the_run_folder_is_refused(tmp_pa
     assert sorted(p.name for p in folder.glob("*.onnx")) == ["model.onnx"]
     assert run_onnx(folder / "model.onnx", learnable_images(np.arange(2)))["probabilities"].shape == (2, 10)
     assert export_run(folder) == folder / "model-2.onnx"  # one after the other: a name each
+
+
+def test_to_onnx_replaces_an_existing_file_only_with_overwrite(tmp_path):
+    from fmnist.errors import OutputExistsError
+
+    model = create_model("softmax")
+    (tmp_path / "mine.onnx").write_bytes(b"someone's file")
+    with pytest.raises(OutputExistsError, match=r"mine.onnx: already exists; pass overwrite=True to replace it"):
+        to_onnx(model, tmp_path / "mine.onnx")
+    assert (tmp_path / "mine.onnx").read_bytes() == b"someone's file"
+    to_onnx(model, tmp_path / "mine.onnx", overwrite=True)
+    assert run_onnx(tmp_path / "mine.onnx", learnable_images(np.arange(2)))["probabilities"].shape == (2, 10)

@@ -35,7 +35,7 @@ from torch import nn
 
 import fmnist
 from fmnist._files import atomic_write, check_free, claim, next_free
-from fmnist.errors import FmnistError, ModelError, option
+from fmnist.errors import FmnistError, ModelError, OutputExistsError, option
 from fmnist.evaluation.metrics import probe_images
 from fmnist.models.io import load_model, model_info
 from fmnist.models.network import Network
@@ -58,13 +58,19 @@ def _interface(shape: tuple[int, int], tta: str | None = None) -> dict[str, str]
 
 
 def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | list[str] | None = None,
-            name: str = "model", check: bool = True) -> Path:
+            name: str = "model", check: bool = True, overwrite: bool = False) -> Path:
     """Write ``model`` (an fmnist :class:`Network`, fitted NetClassifier or linear classifier) as ONNX.
 
-    The file is written atomically (a crash leaves no half-written file). With ``check`` and
-    onnxruntime installed, the exported graph is first run on random images and must match
-    our probabilities to ``PARITY_TOLERANCE``, else :class:`ModelError`.
+    The file is written atomically (a crash leaves no half-written file). A ``path`` that exists
+    is refused (:class:`~fmnist.errors.OutputExistsError`, before any work) unless ``overwrite``.
+    With ``check`` and onnxruntime installed, the exported graph is first run on random images
+    and must match our probabilities to ``PARITY_TOLERANCE``, else :class:`ModelError`.
     """
+    path = Path(path)
+    if path.is_dir():
+        raise FmnistError(f"{path}: is a folder; name the file to write, e.g. {path / 'model.onnx'}")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise OutputExistsError(f"{path}: already exists; pass overwrite=True to replace it, or choose another path")
     onnx = _import_onnx()
     if isinstance(getattr(model, "model_", None), Network):  # a fitted NetClassifier
         class_names = class_names if class_names is not None else [str(c) for c in model.classes_]
@@ -92,7 +98,6 @@ def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | li
     onnx.checker.check_model(proto)
     if check:
         _check_parity(model, proto)
-    path = Path(path)
     # The format is named: onnx guesses it from the file's extension, and would write (and
     # read back) an --out of model.json or .textproto as text.
     atomic_write(path, lambda tmp: onnx.save_model(proto, str(tmp), format="protobuf"))
@@ -137,7 +142,8 @@ def _export(run_dir: Path, folder: Path, out: str | os.PathLike | None, overwrit
     model = load_model(run_dir)
     info = model_info(folder)
     path = Path(out) if out is not None else next_free(folder / "model.onnx", folder=False)
-    return to_onnx(model, path, class_names=info.get("class_names"), name=info.get("name", "model"))
+    return to_onnx(model, path, class_names=info.get("class_names"), name=info.get("name", "model"),
+                   overwrite=overwrite)
 
 
 def _linear_shape(n_features: int) -> tuple[int, int]:
