@@ -317,3 +317,22 @@ def test_to_onnx_replaces_an_existing_file_only_with_overwrite(tmp_path):
     assert (tmp_path / "mine.onnx").read_bytes() == b"someone's file"
     to_onnx(model, tmp_path / "mine.onnx", overwrite=True)
     assert run_onnx(tmp_path / "mine.onnx", learnable_images(np.arange(2)))["probabilities"].shape == (2, 10)
+
+
+def test_a_net_classifiers_input_is_described_as_it_was_fitted(tmp_path):
+    """A NetClassifier fitted on floats takes them unscaled (only integer pixels are divided by
+    255): the file must not tell its users to divide by 255, whether exported from the estimator
+    or from its saved folder."""
+    from fmnist.estimators import NetClassifier
+    from fmnist.export import interface
+
+    y = np.arange(60) % 10
+    x = learnable_images(y).astype(np.float32)  # 0..255, as floats
+    clf = NetClassifier("flatten,dense:8:relu,dense:10", epochs=1, device="cpu").fit(x, y)
+    folder = fmnist.save_model(clf, tmp_path / "clf")
+    for path in (to_onnx(clf, tmp_path / "clf.onnx"), export_run(folder)):
+        said = interface(path)["input"]
+        assert "the floats themselves (unscaled) where it was fitted on floats" in said, said
+        np.testing.assert_allclose(run_onnx(path, x[:4])["probabilities"], clf.predict_proba(x[:4]), atol=1e-5)
+    plain = fmnist.save_model(_trained(SPECS[0]), tmp_path / "net")
+    assert interface(export_run(plain))["input"] == "images: float32 (N, 28, 28), pixels / 255 in [0, 1]; N is dynamic"

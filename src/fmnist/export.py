@@ -3,7 +3,8 @@
 The exported graph has one fixed interface, whatever the model:
 
 - input ``images``: float32 (N, H, W), the model's image size (28 x 28 for Fashion-MNIST),
-  pixels scaled to [0, 1] (uint8 / 255), any N;
+  pixels scaled to [0, 1] (uint8 / 255), any N; for a NetClassifier, the features as it was
+  fitted on them (it scales integer pixels by 1/255 and takes floats as they are);
 - output ``logits``: float32 (N, C), the scores before normalisation (for a linear model, its
   ``decision_function``; (N, 1) for a binary one; for a network with the test-time flip, the
   mean of the image's and its mirror's log-probabilities);
@@ -48,12 +49,20 @@ OPSET = 18
 PARITY_TOLERANCE = 1e-5
 
 
-def _interface(shape: tuple[int, int], tta: str | None = None) -> dict[str, str]:
-    """What the graph takes and gives, in words: stored in the file, and printed by the command."""
+def _interface(shape: tuple[int, int], tta: str | None = None, classifier: bool = False) -> dict[str, str]:
+    """What the graph takes and gives, in words: stored in the file, and printed by the command.
+
+    ``classifier``: the network of a NetClassifier, which scales integer pixels by 1/255 and takes
+    floats as they are, and keeps no record of which it was fitted on: the graph takes floats as
+    they are, so its input is described as both cases.
+    """
     h, w = shape
     logits = ("the mean of the image's and its mirror's log-probabilities (the model's test-time flip), "
               "not raw scores" if tta == "flip" else "raw scores")
-    return {"input": f"images: float32 (N, {h}, {w}), pixels / 255 in [0, 1]; N is dynamic",
+    values = ("the features as the NetClassifier was fitted on them: pixels / 255 in [0, 1] where it was fitted "
+              "on integer pixels, the floats themselves (unscaled) where it was fitted on floats"
+              if classifier else "pixels / 255 in [0, 1]")
+    return {"input": f"images: float32 (N, {h}, {w}), {values}; N is dynamic",
             "outputs": f"logits: float32 (N, C), {logits}; probabilities: float32 (N, C), rows sum to 1"}
 
 
@@ -66,6 +75,13 @@ def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | li
     With ``check`` and onnxruntime installed, the exported graph is first run on random images
     and must match our probabilities to ``PARITY_TOLERANCE``, else :class:`ModelError`.
     """
+    classifier = isinstance(getattr(model, "model_", None), Network)  # a fitted NetClassifier
+    return _write_onnx(model, path, class_names=class_names, name=name, check=check, overwrite=overwrite,
+                       classifier=classifier)
+
+
+def _write_onnx(model, path, *, class_names, name, check, overwrite, classifier) -> Path:
+    """:func:`to_onnx`; ``classifier``: ``model`` is a NetClassifier's network, or its estimator."""
     path = Path(path)
     if path.is_dir():
         raise FmnistError(f"{path}: is a folder; name the file to write, e.g. {path / 'model.onnx'}")
@@ -79,7 +95,7 @@ def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | li
         proto = _torch_graph(model)
         spec = str(model.spec) + (", predicting with the test-time flip" if model.spec.tta == "flip" else "")
         n_out = model.spec.num_classes
-        doc = _interface(model.spec.input_shape, model.spec.tta)
+        doc = _interface(model.spec.input_shape, model.spec.tta, classifier)
     elif hasattr(model, "coef_") and hasattr(model, "intercept_"):
         proto = _linear_graph(model)
         spec = f"{type(model).__name__}(loss={getattr(model, 'loss', '?')!r})"
@@ -142,8 +158,9 @@ def _export(run_dir: Path, folder: Path, out: str | os.PathLike | None, overwrit
     model = load_model(run_dir)
     info = model_info(folder)
     path = Path(out) if out is not None else next_free(folder / "model.onnx", folder=False)
-    return to_onnx(model, path, class_names=info.get("class_names"), name=info.get("name", "model"),
-                   overwrite=overwrite)
+    # A saved NetClassifier loads as its network; its model.json says what it was.
+    return _write_onnx(model, path, class_names=info.get("class_names"), name=info.get("name", "model"),
+                       check=True, overwrite=overwrite, classifier="net_classifier" in info)
 
 
 def _linear_shape(n_features: int) -> tuple[int, int]:
