@@ -336,3 +336,27 @@ def test_a_net_classifiers_input_is_described_as_it_was_fitted(tmp_path):
         np.testing.assert_allclose(run_onnx(path, x[:4])["probabilities"], clf.predict_proba(x[:4]), atol=1e-5)
     plain = fmnist.save_model(_trained(SPECS[0]), tmp_path / "net")
     assert interface(export_run(plain))["input"] == "images: float32 (N, 28, 28), pixels / 255 in [0, 1]; N is dynamic"
+
+
+@pytest.mark.parametrize("classes", [10, 2])
+def test_a_linear_models_description_names_the_output_that_is_its_prediction(tmp_path, classes):
+    """Where one-vs-rest probabilities saturate they tie, and their argmax is not the model's
+    prediction; the decision (logits) is, and the file says so."""
+    from fmnist.evaluation.metrics import predictions
+    from fmnist.export import interface
+
+    est = _extreme_linear(classes)
+    path = to_onnx(est, tmp_path / "lin.onnx")
+    # Two classes' bands lit in one image: both their decisions large, both sigmoids 1.
+    images = np.maximum(learnable_images(np.arange(200) % classes, seed=5),
+                        learnable_images(np.arange(200) // classes % classes, seed=6))
+    out = run_onnx(path, images)
+    predicted = predictions(est, images)[1]
+    said = interface(path)["outputs"]
+    if classes == 2:
+        assert "class 1 where it is above 0" in said, said
+        np.testing.assert_array_equal((out["logits"][:, 0] > 0).astype(int), predicted)
+    else:
+        assert "its argmax is the prediction" in said, said
+        np.testing.assert_array_equal(out["logits"].argmax(1), predicted)
+        assert (out["probabilities"].argmax(1) != predicted).any()  # what the description warns of

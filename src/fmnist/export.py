@@ -10,6 +10,10 @@ The exported graph has one fixed interface, whatever the model:
   mean of the image's and its mirror's log-probabilities);
 - output ``probabilities``: float32 (N, C), rows sum to 1, equal to ``fmnist.predict_proba``.
 
+The prediction (``fmnist predict``'s) is the argmax of ``logits``; for a network, that of the
+probabilities too. A linear model's is its decision (class 1 where its one logit is above 0 for
+a binary one): its one-vs-rest probabilities can tie at their largest, and their argmax differ.
+
 The same description, the class names (JSON list, index = class) and the model's spec are
 stored in the file's ``metadata_props``, so the file explains itself::
 
@@ -49,21 +53,34 @@ OPSET = 18
 PARITY_TOLERANCE = 1e-5
 
 
-def _interface(shape: tuple[int, int], tta: str | None = None, classifier: bool = False) -> dict[str, str]:
+def _interface(shape: tuple[int, int], tta: str | None = None, classifier: bool = False,
+               linear: int | None = None) -> dict[str, str]:
     """What the graph takes and gives, in words: stored in the file, and printed by the command.
 
     ``classifier``: the network of a NetClassifier, which scales integer pixels by 1/255 and takes
     floats as they are, and keeps no record of which it was fitted on: the graph takes floats as
-    they are, so its input is described as both cases.
+    they are, so its input is described as both cases. ``linear``: a linear model's number of
+    decision values (1 for a binary one). Its prediction is its decision, not the most probable
+    class: one-vs-rest probabilities tie at their largest where the sigmoids saturate at 1 (a
+    barely regularised SGDClassifier: over a thousand of the 10,000 test images), and there
+    their argmax disagrees with the model's own predict, which fmnist predict gives.
     """
     h, w = shape
     logits = ("the mean of the image's and its mirror's log-probabilities (the model's test-time flip), "
               "not raw scores" if tta == "flip" else "raw scores")
+    if linear == 1:
+        logits = ("float32 (N, 1), the decision function; the prediction is class 1 where it is above 0, "
+                  "as the model's own predict")
+    elif linear is not None:
+        logits = ("float32 (N, C), the decision function; its argmax is the prediction, as the model's own "
+                  "predict (the probabilities can tie at their largest, and their argmax differ)")
+    else:
+        logits = f"float32 (N, C), {logits}"
     values = ("the features as the NetClassifier was fitted on them: pixels / 255 in [0, 1] where it was fitted "
               "on integer pixels, the floats themselves (unscaled) where it was fitted on floats"
               if classifier else "pixels / 255 in [0, 1]")
     return {"input": f"images: float32 (N, {h}, {w}), {values}; N is dynamic",
-            "outputs": f"logits: float32 (N, C), {logits}; probabilities: float32 (N, C), rows sum to 1"}
+            "outputs": f"logits: {logits}; probabilities: float32 (N, C), rows sum to 1"}
 
 
 def to_onnx(model, path: str | os.PathLike, *, class_names: tuple[str, ...] | list[str] | None = None,
@@ -100,7 +117,7 @@ def _write_onnx(model, path, *, class_names, name, check, overwrite, classifier)
         proto = _linear_graph(model)
         spec = f"{type(model).__name__}(loss={getattr(model, 'loss', '?')!r})"
         n_out = len(model.classes_)
-        doc = _interface(_linear_shape(np.shape(model.coef_)[1]))
+        doc = _interface(_linear_shape(np.shape(model.coef_)[1]), linear=np.shape(model.coef_)[0])
     else:
         raise ModelError(f"cannot export a {type(model).__name__} to ONNX: only fmnist networks and fitted "
                          "linear classifiers")
