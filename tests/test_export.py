@@ -360,3 +360,20 @@ def test_a_linear_models_description_names_the_output_that_is_its_prediction(tmp
         assert "its argmax is the prediction" in said, said
         np.testing.assert_array_equal(out["logits"].argmax(1), predicted)
         assert (out["probabilities"].argmax(1) != predicted).any()  # what the description warns of
+
+
+def test_every_graph_names_its_batch_axis_as_the_description_does(tmp_path):
+    import onnx
+
+    from sklearn.linear_model import SGDClassifier
+
+    y = np.arange(40) % 2
+    models = [create_model(SPECS[0]), create_model(SPECS[2]), create_model("conv:4:3,flatten,dense:10", tta="flip"),
+              SGDClassifier(loss="log_loss", max_iter=5, tol=None).fit(learnable_images(y).reshape(40, -1) / 255, y),
+              _extreme_linear()]
+    for i, model in enumerate(models):
+        proto = onnx.load(to_onnx(model, tmp_path / f"{i}.onnx"))
+        props = {p.key: p.value for p in proto.metadata_props}
+        assert props["input"].startswith("images: float32 (N, ") and "N is dynamic" in props["input"]
+        for value in [*proto.graph.input, *proto.graph.output]:
+            assert value.type.tensor_type.shape.dim[0].dim_param == "N", (i, value.name)

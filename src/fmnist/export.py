@@ -225,7 +225,8 @@ def _torch_graph(model: Network):
     h, w = model.spec.input_shape
     # Batch 2, not 1: torch.export specialises dimensions of size 0 and 1 to constants.
     sample = torch.rand(2, h, w)
-    batch = torch.export.Dim("batch")
+    # Named as the linear graph and every description name the batch axis.
+    batch = torch.export.Dim("N")
     noisy = logging.getLogger("torch.onnx")
     level = noisy.level
     noisy.setLevel(logging.ERROR)  # it logs a warning per missing torchvision operator
