@@ -383,3 +383,73 @@ def test_another_commands_folder_given_for_a_run_says_what_it_holds(tmp_path):
     with pytest.raises(RunError, match=re.escape(f"{tmp_path / 'aud'}: holds an audit (fmnist audit) (audit.json), "
                                                  "not a run")):
         load_run(tmp_path / "aud")
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+
+
+def _killed_replacement(run_dir, checkpoint: bytes | None):
+    """As a kill -9 of `train --overwrite` leaves the run: its files aside, and the replacement's
+    checkpoint if it finished an epoch."""
+    from fmnist.runs import CHECKPOINT
+
+    aside = run_dir / f".replaced.{_dead_pid()}"
+    aside.mkdir()
+    for path in list(run_dir.iterdir()):
+        if path.is_file():
+            path.rename(aside / path.name)
+    if checkpoint is not None:
+        (run_dir / CHECKPOINT).write_bytes(checkpoint)
+    return aside
+
+
+def test_a_replacement_killed_after_an_epoch_is_told_and_resuming_it_removes_the_run_it_replaced(tiny_data, tmp_path):
+    from fmnist.runs import CHECKPOINT, resume_run
+    from fmnist.training import Callback
+
+    class Killed(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the replacement's state after its first epoch
+        train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=2),
+                  out_dir=tmp_path / "new", observers=[Killed()])
+    run_dir = tmp_path / "run"
+    train_run("mlp-100", tiny_data, config=resolve_config(get_preset("mlp-100"), epochs=1), out_dir=run_dir)
+    aside = _killed_replacement(run_dir, (tmp_path / "new" / CHECKPOINT).read_bytes())
+    for read in (lambda: load_run(run_dir), lambda: load_model(run_dir)):
+        with pytest.raises((RunError, ModelError)) as err:
+            read()
+        said = str(err.value)
+        assert f"the run kept in {aside}" in said and "finishes the replacement and removes that run" in said, said
+        assert f"to get that run back instead, delete {run_dir / CHECKPOINT} and run resume_run" in said, said
+    kept = re.escape(str(aside))
+    with pytest.raises(OutputExistsError, match=f"an interrupted run replacing the run kept in {kept}"):
+        train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=run_dir)
+    resume_run(run_dir, tiny_data)
+    assert load_run(run_dir).info["model"] == "softmax" and not aside.exists()
+
+
+def test_a_replacement_killed_before_its_first_epoch_is_told_and_undone(tiny_data, tmp_path):
+    from fmnist.runs import resume_run
+
+    run_dir = tmp_path / "run"
+    train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=run_dir)
+    before = _run_bytes(run_dir)
+    aside = _killed_replacement(run_dir, None)
+    for read in (lambda: load_run(run_dir), lambda: load_model(run_dir)):
+        with pytest.raises((RunError, ModelError), match=f"kept in {re.escape(str(aside))}, and resume_run.* puts"):
+            read()
+    with pytest.raises(RunError, match="nothing to resume: .* killed before its first epoch ended, and the run it was "
+                                       "replacing is back in place"):
+        resume_run(run_dir, tiny_data)
+    assert _run_bytes(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == sorted(before)
+    _killed_replacement(run_dir, None)  # a train into the folder puts it back too, then refuses to replace it
+    with pytest.raises(OutputExistsError, match="already holds a finished run"):
+        train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=run_dir)
+    assert _run_bytes(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == sorted(before)

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fmnist.errors import FmnistError, OutputExistsError, option
+from fmnist._text import shell
+from fmnist.errors import FmnistError, OutputExistsError, option, spelled
 
 
 def default_mode() -> int:
@@ -126,6 +127,38 @@ def process_ended(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return False
     return False
+
+
+# Where `train --overwrite` keeps the run it replaces, inside the run's folder, until the new run
+# has finished: .replaced.PID (fmnist.runs puts it back, or removes it).
+REPLACED = re.compile(r"\.replaced\.(\d+)")
+
+
+def replaced_by_killed(folder: str | os.PathLike) -> list[Path]:
+    """The runs set aside in ``folder`` by a ``train --overwrite`` whose process was killed (a
+    live one's are its own business)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir())
+            if (found := REPLACED.fullmatch(p.name)) and p.is_dir() and process_ended(int(found[1]))]
+
+
+def replaced_note(folder: str | os.PathLike) -> str:
+    """For a message about ``folder``: where the run a killed ``train --overwrite`` was replacing
+    is kept, and how to finish the replacement or get that run back ("" where there is none)."""
+    folder = Path(folder)
+    killed = replaced_by_killed(folder)
+    if not killed:
+        return ""
+    resume = spelled(f"resume_run({str(folder)!r}, data)", f"fmnist train --resume {shell(folder)}")
+    if (folder / "checkpoint.safetensors").is_file():
+        return (f"; the interrupted run here (a train --overwrite, killed) was replacing the run kept in "
+                f"{killed[0]}: {resume} finishes "
+                f"the replacement and removes that run; to get that run back instead, delete "
+                f"{folder / 'checkpoint.safetensors'} and run {resume}")
+    return (f"; a train --overwrite replacing the run here was killed before its first epoch ended: that run "
+            f"is kept in {killed[0]}, and {resume} puts it back")
 
 
 # The lock file of a folder a command is writing (:func:`claim`): hidden, and only ever locked,

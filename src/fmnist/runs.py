@@ -39,7 +39,16 @@ import numpy as np
 import torch
 
 import fmnist
-from fmnist._files import check_free, check_other_work, claim, next_free, process_ended, work_in, write_json
+from fmnist._files import (
+    check_free,
+    check_other_work,
+    claim,
+    next_free,
+    replaced_by_killed,
+    replaced_note,
+    work_in,
+    write_json,
+)
 from fmnist._text import shell
 from fmnist._threads import torch_threads
 from fmnist.data import SPLIT_SEED, VAL_SIZE, Dataset, split_indices
@@ -166,6 +175,9 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
     elif (run_dir / CHECKPOINT).exists():
         what = (f"an interrupted run (continue it with "
                 f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {shell(run_dir)}')})")
+        killed = replaced_by_killed(run_dir)
+        if killed:
+            what = f"an interrupted run replacing the run kept in {killed[0]} ({what[len('an interrupted run ('):-1]})"
     else:
         what = "other files"
     check_free([run_dir], overwrite=overwrite, what=what)
@@ -228,15 +240,28 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
                       exclude, holdout)
     # Claimed, then checked: another command given the same folder is refused, not mixed with this one.
     with claim(out_dir):
+        _settle_replaced(Path(out_dir))
         check_run_dir(out_dir, overwrite=overwrite)
         with _replacing(Path(out_dir)):
             return _train(model_name, preset, data, config, Path(out_dir), callbacks, evaluate_test,
                           checkpoint_best, observers, exclude, holdout)
 
 
-# Where a run being replaced (--overwrite) waits, inside its folder, until its replacement has
-# finished: .replaced.PID
-_ASIDE = re.compile(r"\.replaced\.(\d+)")
+def _settle_replaced(run_dir: Path) -> bool:
+    """What a killed ``train --overwrite`` left in ``run_dir`` (its claim held): the run it set
+    aside is removed where the replacement had finished (run.json), and put back where the
+    replacement never finished an epoch (no checkpoint: nothing of it to keep). An aside beside
+    an interrupted replacement stays: both are someone's work, and messages name it
+    (:func:`~fmnist._files.replaced_note`). Returns whether a run was put back."""
+    restored = False
+    for aside in replaced_by_killed(run_dir):
+        if not (run_dir / "run.json").exists():
+            if (run_dir / CHECKPOINT).exists():
+                continue
+            _put_back(aside, run_dir)
+            restored = True
+        shutil.rmtree(aside)
+    return restored
 
 
 @contextlib.contextmanager
@@ -245,12 +270,10 @@ def _replacing(run_dir: Path):
     while the new run trains, and are put back if training fails or is interrupted (the
     unfinished replacement's files are removed). A folder left aside by a killed process is put
     back first, unless its replacement had finished."""
-    for stale in run_dir.iterdir() if run_dir.is_dir() else ():
-        found = _ASIDE.fullmatch(stale.name)
-        if found and stale.is_dir() and process_ended(int(found[1])):
-            if not (run_dir / "run.json").exists():
-                _put_back(stale, run_dir)
-            shutil.rmtree(stale)
+    for stale in replaced_by_killed(run_dir):
+        if not (run_dir / "run.json").exists():
+            _put_back(stale, run_dir)
+        shutil.rmtree(stale)
     aside = run_dir / f".replaced.{os.getpid()}"
     if not _run_files(run_dir):
         yield
@@ -341,7 +364,12 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     # Two resumes of one run would write one folder.
     with claim(run_dir, advice="a resume writes into the run's own folder: make it writable, or resume a "
                                "writable copy of it"):
-        return _resume(run_dir, data, callbacks, evaluate_test, observers, stop)
+        if _settle_replaced(run_dir):
+            raise RunError(f"{run_dir}: nothing to resume: the train --overwrite replacing the run here was killed "
+                           "before its first epoch ended, and the run it was replacing is back in place")
+        result = _resume(run_dir, data, callbacks, evaluate_test, observers, stop)
+        _settle_replaced(run_dir)  # the replacement has finished: the run it replaced goes
+        return result
 
 
 def _resume(run_dir: Path, data: Dataset, callbacks, evaluate_test, observers, stop) -> RunResult:
@@ -566,6 +594,9 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder; train one with 'fmnist train MODEL --out {shell(run_dir)}'")
     if not (run_dir / "run.json").exists():
+        killed = replaced_note(run_dir)
+        if killed:
+            raise RunError(f"{run_dir}: no finished run (no run.json){killed}")
         if (run_dir / CHECKPOINT).exists():
             raise RunError(f"{run_dir}: an interrupted run (no run.json yet); finish it with "
                            f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {shell(run_dir)}')}")

@@ -28,7 +28,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
-from fmnist._files import atomic_write_all, work_in
+from fmnist._files import atomic_write_all, replaced_note, work_in
 from fmnist.errors import ModelError, OutputExistsError
 from fmnist.models.network import Network
 from fmnist.models.spec import ModelSpec
@@ -311,6 +311,9 @@ def _model_folder(path: Path) -> Path:
         if (path / WEIGHTS).exists():
             raise ModelError(f"{path / MODEL_JSON}: missing, so the weights cannot be interpreted; the model "
                              "folder is incomplete (copy model.json along with the weights)")
+        killed = replaced_note(path)
+        if killed:  # a run folder whose replacement was killed before it wrote its model
+            raise ModelError(f"{path}: no model yet (no {MODEL_JSON}){killed}")
         raise ModelError(f"{path}: not an fmnist model folder (no {MODEL_JSON}); pass a folder written by "
                          "fmnist.save_model or 'fmnist train'")
     return path
