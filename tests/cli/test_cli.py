@@ -428,7 +428,7 @@ def test_a_device_torch_names_but_fmnist_cannot_train_on_is_one_line_before_the_
     missing = tmp_path / "no-data"  # the device is refused before the data is looked for
     code, _, err = run(capsys, "train", "softmax", "--device", device, "--quiet", "--out", tmp_path / "r",
                        "--data-dir", missing, "--dataset", "custom")
-    assert code == 2 and err.count("\n") == 1 and "--device" in err, err
+    assert code == 2 and err.count("\n") == 1 and f"--device {device}:" in err, err
     assert not (tmp_path / "r").exists()
 
 

@@ -365,3 +365,18 @@ def test_a_report_drawn_again_with_overwrite_keeps_no_figures_of_runs_it_no_long
     # The scikit-learn run alone: no learning curves, and no folder of the network's figures.
     assert sorted(p.name for p in out.iterdir()) == sorted([REPORT_FILE, dirs[1].name, "mine"])
     assert (out / "mine" / "notes.txt").read_text() == "the user's own"
+
+
+def test_a_run_without_mistakes_says_so_instead_of_an_empty_gallery(runs, tmp_path):
+    import dataclasses
+
+    from fmnist import load_model
+    from fmnist.evaluation import predict_proba
+
+    data, dirs = runs
+    right = predict_proba(load_model(dirs[1]), data.x_test).argmax(1).astype(np.uint8)  # its own answers as labels
+    page = build_report([dirs[1]], tmp_path / "r", dataclasses.replace(data, y_test=right), dpi=30,
+                        n_mistakes=2).read_text(encoding="utf-8")
+    section = page.split('class="misclassified"')[1].split("</section>")[0]
+    assert f"No mistakes: every one of the {len(right):,} images is predicted right." in section
+    assert "most confident" not in section and not (tmp_path / "r" / "sgd" / "misclassified.png").exists()

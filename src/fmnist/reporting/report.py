@@ -443,11 +443,14 @@ def _run_html(run, slug: str, summary: RunSummary, out: Path, data, images: tupl
     parts.append("</section>")
 
     n_wrong = int((pred != y).sum())
-    parts.append(f'<section id="misclassified-{_e(slug)}" class="misclassified"><h3>Misclassified images</h3>'
-                 f"<p>{plural(n_wrong, 'mistake')}; the {min(n_mistakes, n_wrong)} most confident first, each titled "
-                 "true → predicted (probability given to the prediction).</p>")
-    parts.append(_figure(misclassified_gallery(x, y, pred, proba, class_names, n=n_mistakes),
-                         folder / "misclassified.png", "most confident mistakes", dpi, title))
+    parts.append(f'<section id="misclassified-{_e(slug)}" class="misclassified"><h3>Misclassified images</h3>')
+    if n_wrong:
+        parts.append(f"<p>{plural(n_wrong, 'mistake')}; the {min(n_mistakes, n_wrong)} most confident first, each "
+                     "titled true → predicted (probability given to the prediction).</p>")
+        parts.append(_figure(misclassified_gallery(x, y, pred, proba, class_names, n=n_mistakes),
+                             folder / "misclassified.png", "most confident mistakes", dpi, title))
+    else:  # an empty gallery would be a figure of nothing
+        parts.append(f'<p class="note">No mistakes: every one of the {len(y):,} images is predicted right.</p>')
     parts.append("</section>")
 
     parts.append(f'<section id="conv-{_e(slug)}" class="conv"><h3>Convolution filters and feature maps</h3>')

@@ -49,7 +49,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise UsageError(f"{option('device')}: unknown device {name!r}; use auto, cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"{option('device', 'cuda')}: no CUDA device is available here; use "
+        raise UsageError(f"{option('device', name)}: no CUDA device is available here; use "
                          f"{option('device', 'cpu')}")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(f"{option('device', name)}: this machine has {torch.cuda.device_count()} CUDA device(s), "
