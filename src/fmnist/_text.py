@@ -21,6 +21,12 @@ def with_article(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' and noun else 'a'} {noun}"
 
 
+def signed(value: float, digits: int) -> str:
+    """``+0.018``, ``-0.004``: a difference with its sign, never ``-0.000`` (a difference that rounds
+    to nothing reads as none, whichever side it fell on)."""
+    return f"{round(value, digits) + 0.0:+.{digits}f}"
+
+
 def shell(path: str | Path) -> str:
     """``path`` as a command a message suggests must spell it to be pasted into a shell: quoted
     where it holds spaces or other characters the shell would read ("'my runs/mlp'")."""

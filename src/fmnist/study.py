@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fmnist._files import atomic_write_all, check_free, check_other_work, claim, json_writer, text_writer
-from fmnist._text import plural
+from fmnist._text import plural, signed
 from fmnist.data import Dataset
 from fmnist.errors import DataError
 from fmnist.evaluation import evaluate
@@ -160,7 +160,7 @@ def _reproduce(data, out_dir, experiments, callbacks_for, on_start, overwrite) -
 
 def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["experiment", "metric", "tutorial", "ours", "Δ", "in band", "test (t10k)", "time"]
-    rows = [[r["experiment"], r["metric"], f"{r['tutorial']:.4f}", f"{r['ours']:.4f}", f"{r['delta']:+.4f}",
+    rows = [[r["experiment"], r["metric"], f"{r['tutorial']:.4f}", f"{r['ours']:.4f}", signed(r["delta"], 4),
              ("yes" if r["within_band"] else "NO") + f" (±{r['band']})", f"{r['test_accuracy']:.4f}",
              f"{r['time_s']:.1f}s"] for r in result["rows"]]
     return header, rows

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fmnist._files import BENCHMARK_RESULTS, atomic_write_all, check_other_work, claim, json_writer, text_writer
+from fmnist._text import signed
 from fmnist.benchmark import grid, mapping
 from fmnist.benchmark.grid import Config
 from fmnist.data._prep import SPLIT_SEED, VAL_SIZE, split_indices
@@ -470,7 +471,9 @@ def format_readme(result: dict[str, Any] | None) -> list[str]:
             continue
         verdict = "within" if row["within_band"] else "outside"
         lines.append(f"| {row['family']} | {row['published']:.3f} | {row['ours']:.3f} | "
-                     f"{row['ours'] - row['published']:+.3f} | ±{row['band']} ({verdict}) | {_params(row['best_params'])} |")
+                     # The difference of the two columns as shown: 0.836 beside 0.836 differs by +0.000.
+                     f"{signed(round(row['ours'], 3) - round(row['published'], 3), 3)} | ±{row['band']} ({verdict}) | "
+                     f"{_params(row['best_params'])} |")
     notes = outside_notes(result)
     if notes:
         lines += ["", *notes]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fmnist._text import signed
 from fmnist.errors import FmnistError
 from fmnist.measured import ACCURACY_PRESETS, MEASURED_DIR, load
 
@@ -336,7 +337,7 @@ def photos(results: Results) -> list[str]:
         return _missing("Photos", "photos", "python benchmarks/photos.py RUN --out src/fmnist/measured/photos.json")
     rows = [[r["model"] + (f" ({r['epochs']} epochs)" if r.get("epochs") else ""), f"{r['n']} ({r['split']})",
              f"{r['original']:.3f}", f"{r['catalogue']['accuracy']:.3f} ({r['catalogue']['warned']} warned)",
-             f"{r['phone']['accuracy']:.3f} ({r['phone']['warned']} warned)", f"{r['phone_minus_catalogue']:+.3f}"]
+             f"{r['phone']['accuracy']:.3f} ({r['phone']['warned']} warned)", signed(r["phone_minus_catalogue"], 3)]
             for r in rec["results"]]
     lines = _table(["model", "images", "original images", "catalogue photos", "phone-like photos",
                     "phone - catalogue"], rows)
