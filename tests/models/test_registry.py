@@ -42,7 +42,10 @@ def test_num_classes_sets_the_width_of_the_last_layer(name):
 def test_unknown_names_fail_loudly():
     with pytest.raises(ModelError, match="a model is named by a preset name or a layer string, got NoneType"):
         create_model(None)
-    with pytest.raises(ModelError, match="unknown model 'nope'.*mlp-200"):
+    with pytest.raises(ModelError, match="unknown model 'nope'; known: .*mlp-200"):  # no guess for nothing like one
         create_model("nope")
+    for slip, meant in (("mlp200", "mlp-200"), ("cnnbest", "cnn-best"), ("CNN-Book", "cnn-book"), ("sofmax", "softmax")):
+        with pytest.raises(ModelError, match=f"unknown model '{slip}'; did you mean '{meant}'\\? known: "):
+            create_model(slip)
     with pytest.raises(ModelError, match="overrides"):
         create_model("mlp-200", hidden=3)

@@ -80,7 +80,12 @@ def get_preset(name: str, num_classes: int | None = None) -> Preset:
             num_classes = last["units"] if last["type"] == "dense" else 10  # else refused as it is
         spec = ModelSpec.parse(name, num_classes=num_classes)
         return Preset(name="custom", description=str(spec), family="torch", spec=spec)
-    raise ModelError(f"unknown model {name!r}; known: {', '.join(_REGISTRY)} (or a layer spec such as "
+    import difflib
+
+    # A missing hyphen or a slip of the keys ('mlp200', 'cnnbest') is the usual reason.
+    close = difflib.get_close_matches(name.lower(), _REGISTRY, n=1, cutoff=0.75)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise ModelError(f"unknown model {name!r}; {guess}known: {', '.join(_REGISTRY)} (or a layer spec such as "
                      "'flatten,dense:200:relu,dense:10')")
 
 
