@@ -44,7 +44,8 @@ def test_unknown_names_fail_loudly():
         create_model(None)
     with pytest.raises(ModelError, match="unknown model 'nope'; known: .*mlp-200"):  # no guess for nothing like one
         create_model("nope")
-    for slip, meant in (("mlp200", "mlp-200"), ("cnnbest", "cnn-best"), ("CNN-Book", "cnn-book"), ("sofmax", "softmax")):
+    slips = (("mlp200", "mlp-200"), ("cnnbest", "cnn-best"), ("CNN-Book", "cnn-book"), ("sofmax", "softmax"))
+    for slip, meant in slips:
         with pytest.raises(ModelError, match=f"unknown model '{slip}'; did you mean '{meant}'\\? known: "):
             create_model(slip)
     with pytest.raises(ModelError, match="overrides"):
