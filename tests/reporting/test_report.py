@@ -102,16 +102,22 @@ def test_report_is_self_contained(report):
     without_data = re.sub(r'data:image/png;base64,[A-Za-z0-9+/=]+', "", page)
     assert "http" not in without_data
     assert "<script" not in page and "<link" not in page and "@import" not in page and "url(" not in page
-    # 1 learning-curves + 5 per run + conv (2 figures + input image) for the conv net.
-    assert len(srcs) == 1 + 5 * 2 + 3
+    # 1 learning-curves + 5 per run (4 where a run made no mistakes: no gallery) + conv (2 figures +
+    # input image) for the conv net.
+    perfect = page.count("No mistakes: every one of the")
+    assert len(srcs) == 1 + 5 * 2 - perfect + 3
 
 
 def test_report_writes_valid_pngs_beside_the_html(report):
     out = report.parent
     expected = {"learning_curves.png"} | {f"{run}/{name}.png" for run in ("cnn", "sgd") for name in
-                                          ("confusion_counts", "confusion_normalised", "per_class",
-                                           "misclassified", "embedding")}
+                                          ("confusion_counts", "confusion_normalised", "per_class", "embedding")}
     expected |= {"cnn/conv_filters.png", "cnn/feature_maps.png"}
+    # The gallery of mistakes, for each run that made some (a run without says so instead).
+    page = report.read_text(encoding="utf-8")
+    expected |= {f"{run}/misclassified.png" for run in ("cnn", "sgd")
+                 if "No mistakes" not in page.split(f'id="misclassified-{run}"')[1].split("</section>")[0]}
+    assert "cnn/misclassified.png" in expected  # the conv net errs on these images: a gallery is drawn
     found = {str(p.relative_to(out)) for p in out.rglob("*.png")}
     assert found == expected
     for rel in expected:
