@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -290,3 +291,67 @@ def test_an_output_folder_that_is_a_file_is_named_as_one(capsys, tiny_dir, tmp_p
         err = capsys.readouterr().err
         assert f"{afile}: a file, not a folder" in err and ".fmnist-busy" not in err and err.count("\n") == 1, err
     assert afile.read_text() == "the user's"
+
+
+def test_staged_files_join_the_folder_together_the_marker_last_or_not_at_all(tmp_path, monkeypatch):
+    from fmnist._files import staged
+    from tests.test_runs import _dead_pid
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("old a")
+    (out / "mark").write_text("old mark")
+    with pytest.raises(KeyboardInterrupt):
+        with staged(out, last="mark") as stage:
+            (stage / "a.txt").write_text("new a")
+            raise KeyboardInterrupt
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"a.txt": "old a", "mark": "old mark"}
+    moved, replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (moved.append(Path(dst).name), replace(src, dst)))
+    with staged(out, last="mark") as stage:
+        for name in ("mark", "a.txt", "b.txt"):
+            (stage / name).write_text(f"new {name}")
+    assert moved[-1] == "mark" and sorted(moved) == ["a.txt", "b.txt", "mark"]
+    assert {p.name: p.read_text() for p in out.iterdir()} == {n: f"new {n}" for n in ("a.txt", "b.txt", "mark")}
+    killed = out / f".staged.{_dead_pid()}"  # a staging folder whose process was killed goes at the next one
+    killed.mkdir()
+    (killed / "a.txt").write_text("half")
+    with staged(out, last="mark"):
+        assert not killed.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", "mark"]
+
+
+def test_a_cleanup_the_file_system_refuses_does_not_hide_the_error_that_matters(tmp_path, monkeypatch):
+    import errno
+
+    def read_only(tmp):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    unlink = Path.unlink
+
+    def refused(self, missing_ok=False):  # a read-only file system refuses even a missing file's unlink
+        if self.name.endswith(".tmp"):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    with pytest.raises(OSError) as failed:
+        atomic_write(tmp_path / "model.onnx", read_only)
+    assert failed.value.filename == str(tmp_path / "model.onnx")
+
+
+def test_predict_charts_and_an_export_elsewhere_refuse_a_folder_another_command_is_writing(held, tiny_run, tmp_path):
+    import numpy as np
+
+    from fmnist.export import export_run
+    from fmnist.inference.predict import predict_files, save_plots
+
+    folder, pid = held
+    busy = rf"another fmnist command is writing there now \(process {pid}\)"
+    np.save(tmp_path / "two.npy", np.zeros((2, 28, 28), dtype=np.uint8))
+    result = predict_files(tiny_run, [tmp_path / "two.npy"])
+    with pytest.raises(OutputExistsError, match=busy):
+        save_plots(result.predictions, folder, result.class_names)
+    with pytest.raises(OutputExistsError, match=busy):
+        export_run(tiny_run, folder / "model.onnx")
+    assert [p.name for p in folder.iterdir()] == [".fmnist-busy"]

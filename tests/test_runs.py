@@ -445,11 +445,18 @@ def test_a_replacement_killed_before_its_first_epoch_is_told_and_undone(tiny_dat
     for read in (lambda: load_run(run_dir), lambda: load_model(run_dir)):
         with pytest.raises((RunError, ModelError), match=f"kept in {re.escape(str(aside))}, and resume_run.* puts"):
             read()
-    with pytest.raises(RunError, match="nothing to resume: .* killed before its first epoch ended, and the run it was "
-                                       "replacing is back in place"):
+    with pytest.raises(RunError, match="nothing to resume: .* killed and left no epoch to continue from, so the run it "
+                                       "was replacing is back in place"):
         resume_run(run_dir, tiny_data)
     assert _run_bytes(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == sorted(before)
-    _killed_replacement(run_dir, None)  # a train into the folder puts it back too, then refuses to replace it
+    aside = _killed_replacement(run_dir, None)
+    # fmnist train checks its --out before it claims the folder (and puts the run back): its refusal names the run.
+    from fmnist.runs import check_run_dir
+
+    kept = f"a run that a killed train --overwrite set aside in {re.escape(str(aside))} \\(resume_run.* puts it back\\)"
+    with pytest.raises(OutputExistsError, match=kept):
+        check_run_dir(run_dir)
+    # A train into the folder puts it back too, then refuses to replace it.
     with pytest.raises(OutputExistsError, match="already holds a finished run"):
         train_run("softmax", tiny_data, config=resolve_config(get_preset("softmax"), epochs=1), out_dir=run_dir)
     assert _run_bytes(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == sorted(before)

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -73,7 +74,10 @@ def atomic_write_all(writes: Sequence[tuple[str | os.PathLike, Callable[[Path], 
             os.replace(tmp, path)
     except BaseException:
         for tmp, _ in tmps:
-            tmp.unlink(missing_ok=True)
+            # On a read-only file system unlink fails even for a file that was never made: the
+            # error being raised, naming the file to write, is the one to see.
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         raise
     return [path for _, path in tmps]
 
@@ -159,6 +163,34 @@ def replaced_note(folder: str | os.PathLike) -> str:
                 f"{folder / 'checkpoint.safetensors'} and run {resume}")
     return (f"; a train --overwrite replacing the run here was killed before its first epoch ended: that run "
             f"is kept in {killed[0]}, and {resume} puts it back")
+
+
+# Where :func:`staged` writes a command's files before they join its folder: .staged.PID
+_STAGED = re.compile(r"\.staged\.(\d+)")
+
+
+@contextlib.contextmanager
+def staged(folder: str | os.PathLike, last: str) -> Iterator[Path]:
+    """A hidden folder in ``folder`` to write a command's files into (flat, no subfolders); when the
+    block ends they move into ``folder`` together, ``last`` (the file that marks the output as
+    finished) after the others. An exception, an interruption included, leaves ``folder`` as it
+    was: an earlier output whole, never new files beside old ones. The staging folder of a
+    killed process goes at the next staged write into ``folder`` (hold its :func:`claim`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        found = _STAGED.fullmatch(old.name)
+        if found and old.is_dir() and process_ended(int(found[1])):
+            shutil.rmtree(old, ignore_errors=True)
+    stage = folder / f".staged.{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        for path in sorted(stage.iterdir(), key=lambda p: p.name == last):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 # The lock file of a folder a command is writing (:func:`claim`): hidden, and only ever locked,

@@ -156,7 +156,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     # An export into the run folder claims it: two exports started together would otherwise both
     # find model.onnx free and write it, and one started while train --overwrite or --resume
     # writes the folder would export a model that is being replaced.
-    with claim(folder) if in_folder else contextlib.nullcontext():
+    # One to a file elsewhere claims that file's folder, for the same reason.
+    held = folder if in_folder else Path(out).parent if out is not None else None
+    with claim(held) if held is not None else contextlib.nullcontext():
         return _export(run_dir, folder, out, overwrite)
 
 

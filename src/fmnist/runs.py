@@ -178,6 +178,10 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
         killed = replaced_by_killed(run_dir)
         if killed:
             what = f"an interrupted run replacing the run kept in {killed[0]} ({what[len('an interrupted run ('):-1]})"
+    elif replaced_by_killed(run_dir):  # a train --overwrite killed before it kept an epoch
+        resume = spelled(f"resume_run({str(run_dir)!r}, data)", f"fmnist train --resume {shell(run_dir)}")
+        what = (f"a run that a killed train --overwrite set aside in {replaced_by_killed(run_dir)[0]} ({resume} "
+                "puts it back)")
     else:
         what = "other files"
     check_free([run_dir], overwrite=overwrite, what=what)
@@ -366,7 +370,7 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
                                "writable copy of it"):
         if _settle_replaced(run_dir):
             raise RunError(f"{run_dir}: nothing to resume: the train --overwrite replacing the run here was killed "
-                           "before its first epoch ended, and the run it was replacing is back in place")
+                           "and left no epoch to continue from, so the run it was replacing is back in place")
         result = _resume(run_dir, data, callbacks, evaluate_test, observers, stop)
         _settle_replaced(run_dir)  # the replacement has finished: the run it replaced goes
         return result

@@ -219,3 +219,22 @@ def test_few_clean_training_images_flag_no_ordinary_image_as_an_outlier():
     result = fmnist.audit(as_dataset(garments(y_train, 0), y_train, x_test, y_test), folds=2, epochs=1,
                           progress=False)
     assert [(d["split"], d["index"]) for d in result["outliers"]] == [("test", 0)]
+
+
+def test_an_audit_interrupted_while_it_writes_leaves_the_earlier_audit_whole(garment_arrays, tmp_path, monkeypatch):
+    """--overwrite replaces an audit only with a finished one: no new audit.json beside an old page."""
+    import fmnist.reporting.audit_report as report
+
+    data, out = as_dataset(*garment_arrays), tmp_path / "audit"
+    fmnist.audit(data, folds=2, epochs=1, out_dir=out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    draw = report.write_audit_report
+
+    def interrupted(result, data, out_dir, *args, **kwargs):
+        draw(result, data, out_dir, *args, **kwargs)  # the page and its figures written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_audit_report", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fmnist.audit(data, folds=3, epochs=1, out_dir=out, progress=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

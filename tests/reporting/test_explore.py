@@ -121,3 +121,19 @@ def test_format_explore_omits_default_int_dtype(result):
     dtypes = {**result.dtypes, "train_target": "int64"}
     text = format_explore(dataclasses.replace(result, dtypes=dtypes))
     assert "(array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), array(" in text
+
+
+def test_an_exploration_interrupted_over_an_earlier_one_leaves_that_one_whole(data, tmp_path, monkeypatch):
+    import fmnist.reporting.explore as module
+
+    out = tmp_path / "e"
+    explore(*data, out, dpi=20)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*args, **kwargs):  # Ctrl-C at the third figure, two drawn
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "class_counts", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        explore(*data, out, dpi=30, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._files import check_free, check_other_work, claim, write_json
+from fmnist._files import check_free, check_other_work, claim, staged, write_json
 from fmnist._text import plural
 # What an audit file is and which data it describes: read by .exclude, written here.
 from fmnist.auditing.exclude import AUDIT_FORMAT, data_checksums
@@ -298,12 +298,14 @@ def _audit(data, *, data_dir, dataset, model, folds, epochs, seed, out_dir, over
                      "aligned_test": al_test[0][:, 0], "aligned_train": al_train[0][:, 0],
                      "embedding_test": em_test[0][:, 0], "embedding_train": em_train[0][:, 0],
                      "outlier_test": knn_test["pixel"], "outlier_train": knn_train["pixel"]}
-        with phases.phase("report", "audit.json and audit.html", total=1) as bar:
-            write_json(Path(out_dir) / AUDIT_FILE, result)
-            write_audit_report(result, data, out_dir, distances)
-            bar.update(1)
-        result["summary"]["times_s"]["report"] = phases.times["report"]
-        write_json(Path(out_dir) / AUDIT_FILE, result)
+        # Staged: an audit interrupted while it writes leaves the folder as it was (an earlier
+        # audit whole, under --overwrite), never a new audit.json beside an old audit.html.
+        with staged(out_dir, last=AUDIT_FILE) as stage:
+            with phases.phase("report", "audit.json and audit.html", total=1) as bar:
+                write_audit_report(result, data, stage, distances)
+                bar.update(1)
+            result["summary"]["times_s"]["report"] = phases.times["report"]
+            write_json(stage / AUDIT_FILE, result)
     return result
 
 

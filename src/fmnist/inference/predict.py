@@ -603,13 +603,15 @@ def save_preprocessed(predictions: Sequence[Prediction], out_dir: str | os.PathL
     """
     from PIL import Image
 
-    from fmnist._files import atomic_write
+    from fmnist._files import atomic_write, claim
 
-    check_outputs(predictions, preprocessed=out_dir, overwrite=overwrite)
-    paths = []
-    for p, target in zip(predictions, _preprocessed_paths(predictions, out_dir)):
-        img = Image.fromarray(p.input.image, mode="L")
-        paths.append(atomic_write(target, lambda tmp, img=img: img.save(tmp, format="PNG")))
+    # Claimed, then checked: a second command writing the same folder is refused, not mixed in.
+    with claim(out_dir, out="--save-preprocessed"):
+        check_outputs(predictions, preprocessed=out_dir, overwrite=overwrite)
+        paths = []
+        for p, target in zip(predictions, _preprocessed_paths(predictions, out_dir)):
+            img = Image.fromarray(p.input.image, mode="L")
+            paths.append(atomic_write(target, lambda tmp, img=img: img.save(tmp, format="PNG")))
     return paths
 
 
@@ -626,10 +628,14 @@ def save_plots(predictions: Sequence[Prediction], out_dir: str | os.PathLike, cl
 
     if limit is not None and limit < 1:
         raise UsageError(f"{option('limit', limit, cli='--plot-limit')} must be at least 1 (None: no limit)")
-    check_outputs(predictions, plot=out_dir, plot_limit=limit, overwrite=overwrite)
-    paths = []
-    for p, target in zip(predictions, _plot_paths(predictions, out_dir, limit)):
-        where = Path(p.input.file).name + ("" if p.input.index is None else f" [{p.input.index}]")
-        fig = probability_bars(p.proba, class_names, title=f"{where}: {p.class_name} ({p.probability:.2f})")
-        paths.append(save_figure(fig, target, dpi=dpi))
+    from fmnist._files import claim
+
+    # Claimed, then checked: a second command writing the same folder is refused, not mixed in.
+    with claim(out_dir, out="--plot"):
+        check_outputs(predictions, plot=out_dir, plot_limit=limit, overwrite=overwrite)
+        paths = []
+        for p, target in zip(predictions, _plot_paths(predictions, out_dir, limit)):
+            where = Path(p.input.file).name + ("" if p.input.index is None else f" [{p.input.index}]")
+            fig = probability_bars(p.proba, class_names, title=f"{where}: {p.class_name} ({p.probability:.2f})")
+            paths.append(save_figure(fig, target, dpi=dpi))
     return paths

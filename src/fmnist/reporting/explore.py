@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist._files import check_free, check_other_work, claim
+from fmnist._files import check_free, check_other_work, claim, staged
 from fmnist._text import plural
 from fmnist.errors import DataError
 from fmnist.plots import (
@@ -103,8 +103,12 @@ def explore(
     with claim(out):
         check_other_work(out, "class_grid.png")
         check_free([out / name for name in FIGURES], overwrite=overwrite, what="an earlier exploration")
-        # Build each figure just before saving it, so only one is held in memory at a time.
-        files = [str(save_figure(figures[name](), out / name, dpi=dpi)) for name in FIGURES]
+        # Staged: an interrupted --overwrite leaves the earlier exploration whole, not half replaced.
+        # Each figure is built just before it is saved, so only one is held in memory at a time.
+        with staged(out, last="class_grid.png") as stage:
+            for name in FIGURES:
+                save_figure(figures[name](), stage / name, dpi=dpi)
+        files = [str(out / name) for name in FIGURES]
 
     return ExploreResult(
         shapes={k: tuple(int(d) for d in a.shape) for k, a in arrays.items()},
