@@ -325,24 +325,45 @@ def test_a_kept_run_whose_config_cannot_be_read_back_is_one_line(tiny_data, tmp_
         resume_compare(out, tiny_data)
 
 
-def test_an_interrupted_overwrite_never_resumes_into_the_comparison_it_replaced(tiny_data, tmp_path):
+def _files(out):
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_an_interrupted_overwrite_leaves_the_earlier_comparison_as_it_was(tiny_data, tmp_path):
     out = tmp_path / "cmp"
     compare(["softmax", SPEC], tiny_data, epochs=1, out_dir=out)
+    before = _files(out)
     with pytest.raises(KeyboardInterrupt):  # the new comparison stops in its first run
         compare(["softmax", SPEC], tiny_data, epochs=3, out_dir=out, overwrite=True,
                 callbacks_for=lambda run: [_InterruptAt(2)])
-    assert not (out / "leaderboard.md").exists()  # it ranked the runs being replaced
-    board = resume_compare(out, tiny_data)
-    assert [row["epochs"] for row in board["rows"]] == [3, 3]
-    assert all(len(load_run(row["run_dir"]).history) == 3 for row in board["rows"])
+    assert _files(out) == before
+    with pytest.raises(RunError, match="this comparison finished already"):
+        resume_compare(out, tiny_data)
+
+
+def test_a_killed_overwrite_gives_the_earlier_comparison_back_to_the_next_one(tiny_data, tmp_path):
+    from tests.test_runs import _dead_pid
+
+    out = tmp_path / "cmp"
+    compare(["softmax"], tiny_data, epochs=1, out_dir=out)
+    before = _files(out)
+    aside = out / f".replaced.{_dead_pid()}"  # as a kill -9 of compare --overwrite leaves it, mid-run
+    (aside / "runs" / "softmax").mkdir(parents=True)
+    for name in ("leaderboard.json", "leaderboard.md", "compare.json"):
+        (out / name).rename(aside / name)
+    for path in (out / "runs" / "softmax").iterdir():
+        path.rename(aside / "runs" / "softmax" / path.name)
+    (out / "compare.json").write_text("{}")  # the replacement's plan, and its run's first epoch
+    (out / "runs" / "softmax" / "checkpoint.safetensors").write_bytes(b"half")
+    with pytest.raises(OutputExistsError, match="already holds an earlier comparison"):
+        compare(["softmax"], tiny_data, epochs=1, out_dir=out)
+    assert _files(out) == before
 
 
 def test_the_leaderboards_two_files_are_written_together(tiny_data, tmp_path, monkeypatch):
     import fmnist._files
 
     out = tmp_path / "cmp"
-    compare(["softmax"], tiny_data, epochs=1, out_dir=out)
-    before = {name: (out / name).read_bytes() for name in ("leaderboard.json", "leaderboard.md")}
     replace = os.replace
 
     def killed_at_the_second_rename(src, dst):
@@ -352,9 +373,9 @@ def test_the_leaderboards_two_files_are_written_together(tiny_data, tmp_path, mo
 
     monkeypatch.setattr(fmnist._files.os, "replace", killed_at_the_second_rename)
     with pytest.raises(KeyboardInterrupt):
-        compare(["softmax"], tiny_data, epochs=2, out_dir=out, overwrite=True)
+        compare(["softmax"], tiny_data, epochs=2, out_dir=out)
     monkeypatch.setattr(fmnist._files.os, "replace", replace)
-    assert before["leaderboard.md"] != (out / "leaderboard.md").read_bytes()
+    assert (out / "leaderboard.md").exists()
     assert not (out / "leaderboard.json").exists()  # not finished: --resume completes it
     assert resume_compare(out, tiny_data)["rows"][0]["epochs"] == 2
     assert json.loads((out / "leaderboard.json").read_text())["epochs"] == 2
@@ -484,3 +505,23 @@ def test_ctrl_c_of_a_comparison_on_a_cluster_says_to_resume_it_there(tmp_path, t
     assert main(argv) == 130
     assert f"continue with: fmnist compare --resume {out} --address 10.0.0.5:6379 --dataset custom" in \
         capsys.readouterr().err
+
+
+def test_the_command_line_says_an_interrupted_overwrite_left_the_earlier_comparison(tiny_dir, tmp_path, capsys,
+                                                                                    monkeypatch):
+    import fmnist.compare as module
+    from fmnist.cli.main import main
+
+    out, data = tmp_path / "cmp", ["--dataset", "custom", "--data-dir", str(tiny_dir), "--quiet"]
+    assert main(["compare", "softmax", "--epochs", "1", "--out", str(out), *data]) == 0
+    before = _files(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "_train", interrupted)
+    capsys.readouterr()
+    assert main(["compare", "softmax", "--epochs", "2", "--out", str(out), "--overwrite", *data]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; {out} holds the earlier comparison as it was (the new one is discarded)" in err
+    assert "--resume" not in err and _files(out) == before

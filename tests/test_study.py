@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from fmnist.errors import RunError
+from fmnist.errors import OutputExistsError, RunError
 from fmnist.runs import evaluate_run
 from fmnist.study import EXPERIMENTS, format_table, reproduce
 
@@ -82,25 +82,58 @@ def test_the_study_on_real_data_lands_in_every_band_on_the_tutorials_split(real_
     np.testing.assert_array_equal(linear.intercept_, reference.intercept_)
 
 
-def test_an_interrupted_overwrite_leaves_nothing_of_the_study_it_replaced(tiny_dir, tmp_path, monkeypatch):
+def _earlier_study(tiny_dir, out):
+    """A finished study in ``out`` (the CLI's), and its files' bytes."""
+    from fmnist.cli.main import main
+
+    assert main(["reproduce", "--out", str(out), "--dataset", "custom", "--data-dir", str(tiny_dir)]) == 0
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _files(out):
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_an_interrupted_overwrite_leaves_the_earlier_study_as_it_was(tiny_dir, tmp_path, capsys, monkeypatch):
     import fmnist.study as study
     from fmnist.cli.main import main
 
     out = tmp_path / "study"
-    for run in ("sgd-logreg", "softmax"):  # an earlier, finished study (its files' contents do not matter here)
-        (out / "runs" / run).mkdir(parents=True)
-        (out / "runs" / run / "run.json").write_text("{}")
-    (out / "results.md").write_text("an earlier study's results")
-    (out / "results.json").write_text("{}")
+    before = _earlier_study(tiny_dir, out)
+    finished = study.run_experiment
 
-    def interrupted(exp, *args, **kwargs):  # Ctrl-C in the first experiment of the new study
-        raise KeyboardInterrupt
+    def second_interrupted(exp, *args, **kwargs):  # Ctrl-C in the second experiment of the new study
+        if exp.model != "sgd-logreg":
+            raise KeyboardInterrupt
+        return finished(exp, *args, **kwargs)
 
-    monkeypatch.setattr(study, "run_experiment", interrupted)
+    monkeypatch.setattr(study, "run_experiment", second_interrupted)
+    capsys.readouterr()
     argv = ["reproduce", "--out", str(out), "--overwrite", "--dataset", "custom", "--data-dir", str(tiny_dir)]
     assert main(argv) == 130
-    assert not (out / "results.md").exists() and not (out / "results.json").exists()
-    assert not any((out / "runs" / run / "run.json").exists() for run in ("sgd-logreg", "softmax"))
+    assert f"interrupted; {out} holds the earlier study as it was (the new one is discarded)" in capsys.readouterr().err
+    assert _files(out) == before
+
+
+def test_a_killed_overwrite_gives_the_earlier_study_back_to_the_next_command(tiny_dir, tmp_path):
+    from fmnist.data import load_dataset
+    from fmnist.study import EXPERIMENTS, reproduce
+    from tests.test_runs import _dead_pid
+
+    out = tmp_path / "study"
+    before = _earlier_study(tiny_dir, out)
+    aside = out / f".replaced.{_dead_pid()}"  # as a kill -9 of reproduce --overwrite leaves it, one run in
+    aside.mkdir()
+    for name in ("results.json", "results.md"):
+        (out / name).rename(aside / name)
+    for run in (out / "runs").iterdir():
+        (aside / "runs" / run.name).mkdir(parents=True)
+        for path in run.iterdir():
+            path.rename(aside / "runs" / run.name / path.name)
+    (out / "runs" / "sgd-logreg" / "run.json").write_text("{}")  # the replacement's first run
+    with pytest.raises(OutputExistsError, match="already holds an earlier study"):
+        reproduce(load_dataset(tiny_dir, dataset="custom"), out, experiments=EXPERIMENTS[:1])
+    assert _files(out) == before
 
 
 def test_ctrl_c_says_which_runs_are_kept_and_how_to_start_again(tiny_dir, tmp_path, capsys, monkeypatch):

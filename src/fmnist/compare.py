@@ -53,11 +53,12 @@ from fmnist.runs import (
     CHECKPOINT,
     RunResult,
     data_fingerprint,
-    forget_run,
     load_run,
+    replacing_outputs,
     resolve_config,
     resume_run,
     run_name,
+    settle_replaced_outputs,
     split_record,
     train_run,
     versions,
@@ -66,6 +67,8 @@ from fmnist.training import Callback, TrainConfig
 
 LEADERBOARD_FORMAT = "fmnist-leaderboard"
 PLAN_FILE, PLAN_FORMAT = "compare.json", "fmnist-compare"
+# What a comparison writes beside its runs, the file that marks it finished first.
+RESULTS = ("leaderboard.json", "leaderboard.md", PLAN_FILE)
 
 
 def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, seed: int | None = None,
@@ -106,29 +109,27 @@ def compare(models: Sequence[str], data: Dataset, *, epochs: int | None = None, 
         check_address(address)
     # Claimed, then checked: a second comparison given the same folder is refused, not mixed in.
     with claim(out) if out is not None else contextlib.nullcontext():
+        outputs = (RESULTS, [out / "runs" / job.run for job in jobs]) if out is not None else None
         if out is not None:
+            settle_replaced_outputs(out, *outputs)  # what a killed --overwrite left
             check_other_work(out, PLAN_FILE)
             if (out / PLAN_FILE).exists() and not (out / "leaderboard.json").exists() and not overwrite:
                 raise OutputExistsError(f"{out}: an interrupted comparison is there; finish it with 'fmnist compare "
                                         f"--resume {shell(out)}', or pass --overwrite to start it again")
             check_free([out / PLAN_FILE, out / "leaderboard.json", out / "leaderboard.md",
                         *(out / "runs" / job.run for job in jobs)], overwrite=overwrite, what="an earlier comparison")
-        if out is not None:
-            # Written before anything trains: what --resume finishes if the comparison is interrupted.
-            # The old leaderboard goes (both files): it ranks runs this comparison replaces.
-            (out / "leaderboard.json").unlink(missing_ok=True)
-            (out / "leaderboard.md").unlink(missing_ok=True)
-            if overwrite:
-                # All at once, not as each run starts: a resume after Ctrl-C would keep (or continue)
-                # an earlier comparison's run that this one had not reached yet.
-                for job in jobs:
-                    forget_run(out / "runs" / job.run)
-            write_json(out / PLAN_FILE, {"format": PLAN_FORMAT, "format_version": 1, **plan,
-                                         "data": {"dataset": data.dataset, "source": str(data.source),
-                                                  "sha256": data_fingerprint(data)}})
-        return _run(plan, jobs, data, out, overwrite=overwrite, resume=False, ray=ray or address is not None,
-                    address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
-                    on_finish=on_finish)
+        # With --overwrite the earlier comparison (its leaderboard, plan and runs, all at once: a
+        # resume after Ctrl-C would otherwise keep or continue a run this one had not reached yet)
+        # waits aside, whole, until this one has written its leaderboard; interrupted, it is put back.
+        with replacing_outputs(out, *outputs) if outputs and overwrite else contextlib.nullcontext():
+            if out is not None:
+                # Written before anything trains: what --resume finishes if the comparison is interrupted.
+                write_json(out / PLAN_FILE, {"format": PLAN_FORMAT, "format_version": 1, **plan,
+                                             "data": {"dataset": data.dataset, "source": str(data.source),
+                                                      "sha256": data_fingerprint(data)}})
+            return _run(plan, jobs, data, out, overwrite=overwrite, resume=False, ray=ray or address is not None,
+                        address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
+                        on_finish=on_finish)
 
 
 def resume_compare(out_dir: str | Path, data: Dataset, *, ray: bool = False, address: str | None = None,
@@ -167,9 +168,12 @@ def resume_compare(out_dir: str | Path, data: Dataset, *, ray: bool = False, add
         raise RunError(f"{out / PLAN_FILE}: cannot be read back ({exc})") from None
     _check_cpus(cpus_per_run)
     with claim(out):  # the comparison may still be running, not interrupted
-        return _run(plan, jobs, data, out, overwrite=False, resume=True, ray=ray or address is not None,
-                    address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
-                    on_finish=on_finish)
+        board = _run(plan, jobs, data, out, overwrite=False, resume=True, ray=ray or address is not None,
+                     address=address, cpus=cpus_per_run, callbacks_for=callbacks_for, on_start=on_start,
+                     on_finish=on_finish)
+        # A comparison that a killed --overwrite had started is finished: the one it replaced goes.
+        settle_replaced_outputs(out, RESULTS, [out / "runs" / job.run for job in jobs])
+        return board
 
 
 @dataclasses.dataclass(frozen=True)

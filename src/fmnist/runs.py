@@ -31,7 +31,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +291,62 @@ def _replacing(run_dir: Path):
         aside.rmdir()
         raise
     shutil.rmtree(aside)
+
+
+def settle_replaced_outputs(folder: Path, results: Sequence[str], run_dirs: Sequence[Path]) -> None:
+    """What a killed :func:`replacing_outputs` left in ``folder`` (hold its claim): the earlier
+    outputs it set aside are put back where the replacement never wrote ``results[0]`` (its
+    finished mark), and removed where it did."""
+    for aside in replaced_by_killed(folder):
+        if not (folder / results[0]).exists():
+            _put_back_outputs(aside, folder, results, run_dirs)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replacing_outputs(folder: Path, results: Sequence[str], run_dirs: Sequence[Path]) -> Iterator[bool]:
+    """Replace a command's outputs in ``folder`` (the study's, a comparison's) only by finished
+    ones, as ``train --overwrite`` replaces a run: its ``results`` files (the first marks them
+    finished) and its runs' own files in ``run_dirs`` wait in ``folder/.replaced.PID`` while the
+    block writes the new ones; they are put back if it fails or is interrupted (the unfinished
+    runs' files removed), and go once it has finished. Yields whether anything was set aside.
+    Call :func:`settle_replaced_outputs` first, with the folder claimed."""
+    found = [folder / name for name in results if (folder / name).is_file()]
+    runs = [run for run in run_dirs if _run_files(run)]
+    if not found and not runs:
+        yield False
+        return
+    aside = folder / f".replaced.{os.getpid()}"
+    aside.mkdir()
+    for path in found:  # the finished mark first: the folder stops being a whole set of outputs at once
+        os.replace(path, aside / path.name)
+    for run in runs:
+        held = aside / run.relative_to(folder)
+        held.mkdir(parents=True)
+        _set_aside(run, held)
+    try:
+        yield True
+    except BaseException:
+        _put_back_outputs(aside, folder, results, run_dirs)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _put_back_outputs(aside: Path, folder: Path, results: Sequence[str], run_dirs: Sequence[Path]) -> None:
+    for name in results:  # the finished mark first: never a finished study beside another's runs
+        (folder / name).unlink(missing_ok=True)
+    # Every run set aside goes back (also where this call names fewer runs than the killed one did),
+    # in place of the unfinished replacement's files; a run only the replacement had goes.
+    held = {path.parent for path in aside.rglob("*") if path.is_file() and path.parent != aside}
+    for run in held:
+        _put_back(run, folder / run.relative_to(aside))
+    for run in run_dirs:
+        if aside / run.relative_to(folder) not in held:
+            forget_run(run)
+    for name in reversed(results):  # the finished mark last
+        if (aside / name).is_file():
+            os.replace(aside / name, folder / name)
 
 
 def _run_files(run_dir: Path) -> list[Path]:

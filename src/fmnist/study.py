@@ -9,6 +9,7 @@ nothing is chosen by it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -28,10 +29,11 @@ from fmnist.reporting.leaderboard import render_table
 from fmnist.runs import (
     RunResult,
     check_run_dir,
-    forget_run,
     recorded_warnings,
+    replacing_outputs,
     resolve_config,
     save_run,
+    settle_replaced_outputs,
     train_run,
     versions,
 )
@@ -121,24 +123,21 @@ def reproduce(data: Dataset, out_dir: Path | None = None, *, experiments=EXPERIM
 
     ``on_start`` and ``callbacks_for`` let a caller (the CLI) show progress; the library prints nothing.
     An ``out_dir`` holding earlier results or run folders is refused before anything trains
-    (:class:`~fmnist.errors.OutputExistsError`), unless ``overwrite``.
+    (:class:`~fmnist.errors.OutputExistsError`), unless ``overwrite``; the earlier study is then
+    replaced only by a finished one (interrupted, this one leaves it as it was).
     """
     if out_dir is None:
         return _reproduce(data, None, experiments, callbacks_for, on_start, overwrite)
     out = Path(out_dir)
+    results, runs = ("results.json", "results.md"), [out / "runs" / exp.model for exp in experiments]
     # Claimed, then checked: a second study given the same folder is refused, not mixed with this one.
     with claim(out):
+        settle_replaced_outputs(out, results, runs)  # what a killed --overwrite left
         check_other_work(out, "results.json")
-        check_free([out / "results.json", out / "results.md", *(out / "runs" / exp.model for exp in experiments)],
-                   overwrite=overwrite, what="an earlier study")
-        if overwrite:
-            # The earlier study goes at once, its results first: interrupted, this one leaves only
-            # its own runs, never a results.md describing runs it had replaced.
-            for name in ("results.json", "results.md"):
-                (out / name).unlink(missing_ok=True)
-            for exp in experiments:
-                forget_run(out / "runs" / exp.model)
-        return _reproduce(data, out, experiments, callbacks_for, on_start, overwrite)
+        check_free([*(out / name for name in results), *runs], overwrite=overwrite, what="an earlier study")
+        # The earlier study waits aside, whole, until this one has written its results.
+        with replacing_outputs(out, results, runs) if overwrite else contextlib.nullcontext():
+            return _reproduce(data, out, experiments, callbacks_for, on_start, overwrite)
 
 
 def _reproduce(data, out_dir, experiments, callbacks_for, on_start, overwrite) -> dict[str, Any]:

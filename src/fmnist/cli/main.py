@@ -415,6 +415,7 @@ def cmd_reproduce(args) -> int:
     print(f"data: {data.source} ({'verified' if data.verified else 'structure checked'})", flush=True)
 
     started = []  # the experiments' run folders, from the first one's start on
+    earlier = []  # whether --overwrite found a study (or its runs) to replace
 
     def on_start(exp):
         started.append(out / "runs" / exp.model)
@@ -423,11 +424,16 @@ def cmd_reproduce(args) -> int:
     out = args.out
     try:
         with _output(args.out, Path("results")) as out:
+            from fmnist._files import holds_work
+
+            earlier.append(args.overwrite and holds_work(out))
             result = reproduce(data, out, on_start=on_start, callbacks_for=lambda exp: [ProgressLogger()],
                                overwrite=args.overwrite)
     except KeyboardInterrupt:
         from fmnist._files import holds_work
 
+        if earlier and earlier[0]:  # reproduce put the earlier study back
+            return _interrupted(args, f"{out} holds the earlier study as it was (the new one is discarded)")
         # Only this study's own run folders count: before its first started, an --out folder
         # still holds what it held (an earlier study's runs included).
         written = [run for run in started if holds_work(run)]
@@ -588,15 +594,20 @@ def cmd_compare(args) -> int:
                    on_finish=finished if on_ray or args.resume else None,
                    on_start=lambda i, total, run: print(f"\n== [{i}/{total}] {run}", file=log, flush=True),
                    callbacks_for=lambda name: [] if args.quiet else [ProgressLogger(stream=log)])
-    out = args.resume
+    out, earlier = args.resume, False  # earlier: whether --overwrite found a comparison to replace
     try:
         if args.resume:
             board = resume_compare(args.resume, data, **options)
         else:
             with _output(args.out, Path("compare")) as out:
+                from fmnist._files import holds_work
+
+                earlier = args.overwrite and holds_work(out)
                 board = compare(args.models, data, epochs=args.epochs, seed=args.seed, seeds=args.seeds,
                                 out_dir=out, overwrite=args.overwrite, **options)
     except KeyboardInterrupt:
+        if earlier:  # compare put the earlier comparison back
+            return _interrupted(args, f"{out} holds the earlier comparison as it was (the new one is discarded)")
         return _interrupted(args, f"finished runs are kept in {out}, the last one's last finished epoch too; "
                                   f"continue with: fmnist compare --resume {shell(out)}{_ray_flags(args)}"
                                   f"{_data_flags(args)}")
