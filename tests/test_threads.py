@@ -11,9 +11,9 @@ def test_thread_count_follows_request_then_omp_num_threads_then_affinity(monkeyp
     with monkeypatch.context() as m:
         m.setattr(_threads, "available_cpus", lambda: 8)
         assert _threads.resolve_threads(5) == 5
-    assert _threads.resolve_threads() == 3
-    monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # nested teams: the outer one counts
-    assert _threads.resolve_threads() == 4
+        assert _threads.resolve_threads() == 3
+        monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # nested teams: the outer one counts
+        assert _threads.resolve_threads() == 4
     for unusable in ("", "0", "many"):
         monkeypatch.setenv("OMP_NUM_THREADS", unusable)
         assert _threads.resolve_threads() == len(os.sched_getaffinity(0))
@@ -35,6 +35,17 @@ def test_a_request_past_the_cpus_is_held_to_them_and_refused_up_front(monkeypatc
                                      "--threads out to use them all")
     with pytest.raises(UsageError, match="at least 1"):
         _threads.check_threads(0)
+
+
+def test_omp_num_threads_past_the_cpus_is_held_to_them(monkeypatch):
+    # A shell's OMP_NUM_THREADS set for a bigger machine, or a typo: 100 threads on 3 CPUs only
+    # take turns, and 100000 kill the process in its first parallel op.
+    monkeypatch.setattr(_threads, "available_cpus", lambda: 3)
+    for many in ("4", "100", "100000", "100000,2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", many)
+        assert _threads.resolve_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert _threads.resolve_threads() == 2
 
 
 def test_openmp_is_asked_to_sleep_unless_the_user_chose(monkeypatch):

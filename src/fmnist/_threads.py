@@ -46,18 +46,19 @@ def resolve_threads(requested: int | None = None) -> int:
 
     A malformed ``OMP_NUM_THREADS`` (``"4,2"`` is valid OpenMP for nested teams: its first
     number counts) falls back to the affinity; ``requested`` below 1 is a usage error.
-    ``requested`` above the CPUs this process may use is held to them: more threads only take
-    turns on the same cores, and OpenMP cannot start tens of thousands (the process dies in
-    its first parallel op). Held, not refused: this runs where the training does, so a run
-    resumed on a smaller machine, or a trial on a smaller node, keeps going on what is there
-    (:func:`check_threads` refuses such a request before a command starts).
+    ``requested`` or ``OMP_NUM_THREADS`` above the CPUs this process may use is held to them:
+    more threads only take turns on the same cores, and OpenMP cannot start tens of thousands
+    (the process dies in its first parallel op). Held, not refused: this runs where the
+    training does, so a run resumed on a smaller machine, a trial on a smaller node, or a
+    shell whose ``OMP_NUM_THREADS`` was set for another machine keeps going on what is there
+    (:func:`check_threads` refuses an explicit request before a command starts).
     """
     if requested is not None:
         _check_whole(requested)
         return min(requested, available_cpus())
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) >= 1:
-        return int(env)
+        return min(int(env), available_cpus())
     return available_cpus()
 
 
