@@ -248,6 +248,18 @@ def test_max_upload_sizes():
             assert "invalid size" in str(exc)
         else:
             raise AssertionError(bad)
+    assert _byte_size("1GiB") == _byte_size("1073741824") == 1024 ** 3  # the largest
+
+
+@pytest.mark.parametrize("size", ["9" * 400, "99999999999999999999GB", "1073741825", "1.0000000001GiB",
+                                  "9" * 5000 + "kB"])
+def test_a_max_upload_past_1gib_is_a_usage_error(capsys, size):
+    # Uploads are held in memory: a limit the machine cannot hold is no limit; digits past a
+    # float's range must be refused too, not crash the parsing.
+    code = main(["serve", "no-such-run", "--max-upload", size])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "--max-upload" in err and "at most 1GiB" in err, err
+    assert len(err) < 300, err  # a long argument is shown cut short
 
 
 def test_no_color_reaches_uvicorns_log_lines(tiny_run, monkeypatch):

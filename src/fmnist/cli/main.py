@@ -538,17 +538,26 @@ def _path_text(text: str) -> str:
 
 
 def _byte_size(text: str) -> int:
-    """'10MB', '500k', '2MiB' or '1000000' as a number of bytes (argparse type)."""
+    """'10MB', '500k', '2MiB' or '1000000' as a number of bytes, 1 byte to 1 GiB (argparse type)."""
     import re
 
+    # A request's body is held in memory while it is read, several requests at once (Settings.concurrency),
+    # so the limit must leave the machine its memory. 1 GiB (1GB and 1GiB both pass) is 100 times the
+    # default and holds the most files a request may carry (Settings.max_files, 32) as phone photos.
+    largest = 1024 ** 3
+    shown = text if len(text) <= 24 else f"{text[:20]}...({len(text)} characters)"
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(i?)b?\s*", text.lower())
     if not m:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use bytes or a unit, e.g. 10MB, 500kB, 2MiB")
+        raise argparse.ArgumentTypeError(f"invalid size {shown!r}: use bytes or a unit, e.g. 10MB, 500kB, 2MiB")
     base = 1024 if m.group(3) else 1000
-    value = int(float(m.group(1)) * base ** " kmg".index(m.group(2) or " "))
+    # Compared before int(): digits past a float's range make it inf, which int() cannot take.
+    value = float(m.group(1)) * base ** " kmg".index(m.group(2) or " ")
+    if value > largest:
+        raise argparse.ArgumentTypeError(f"size {shown!r} is too large: uploads are held in memory, "
+                                         f"so at most 1GiB ({largest:,} bytes) per request")
     if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: must be at least 1 byte")
-    return value
+        raise argparse.ArgumentTypeError(f"invalid size {shown!r}: must be at least 1 byte")
+    return int(value)
 
 
 def cmd_export(args) -> int:
