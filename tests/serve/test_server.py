@@ -3,6 +3,7 @@
 import asyncio
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -121,6 +122,47 @@ def test_ctrl_c_stops_cleanly(tiny_run):
 
 
 two_cpus = pytest.mark.skipif(available_cpus() < 2, reason="--workers 2 needs two CPUs")
+
+
+@pytest.mark.parametrize("workers, signals", [
+    ("1", [signal.SIGINT, signal.SIGINT]),  # Ctrl-C twice: the application is never told to shut down
+    ("1", [signal.SIGTERM]),
+    pytest.param("2", [signal.SIGINT, signal.SIGINT], marks=two_cpus),  # a terminal's Ctrl-C reaches every worker
+], ids=["ctrl-c-twice", "sigterm", "ctrl-c-twice-2-workers"])
+def test_every_stop_is_the_one_closing_line(tiny_run, workers, signals):
+    server = Server(tiny_run, "--workers", workers)
+    try:
+        assert httpx.get(server.url + "api/health", timeout=120).status_code == 200
+        group = [server.proc.pid, *(_children(server.proc.pid) if workers != "1" else [])]
+        for sig in signals:
+            for pid in group:
+                os.kill(pid, sig)
+            time.sleep(0.05)  # within the 0.1 s uvicorn waits before it shuts the application down
+        assert server.proc.wait(60) == 0
+        deadline = time.monotonic() + 10  # the reader thread may still hold the last lines
+        while "server stopped" not in "".join(server.stderr) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    err = "".join(server.stderr)
+    assert "Traceback" not in err and err.endswith("fmnist: server stopped\n"), err
+    assert not _running(group)
+
+
+def test_only_the_tracebacks_of_a_stop_are_dropped():
+    from fmnist.serve import _CancelledAtShutdown
+
+    def kept(message, exc_info=None):
+        return _CancelledAtShutdown().filter(logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1,
+                                                               message, None, exc_info))
+    stop = "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n{}\n"
+    assert not kept(stop.format("KeyboardInterrupt"))
+    assert not kept(stop.format("asyncio.exceptions.CancelledError") + "\n")
+    assert not kept(stop.format("asyncio.exceptions.CancelledError: Task cancelled, timeout graceful shutdown"))
+    assert not kept("Exception in ASGI application", (asyncio.CancelledError, asyncio.CancelledError(), None))
+    assert kept(stop.format("RuntimeError: the model's file vanished"))
+    assert kept("Exception in ASGI application", (ValueError, ValueError(), None))
+    assert kept("Cancel 1 running task(s), timeout graceful shutdown exceeded")
 
 
 @two_cpus

@@ -10,6 +10,7 @@ command line does not pay for them.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -53,7 +54,8 @@ def _print_network(urls: list[str]) -> None:
 def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           settings=None, on_ready: Callable[[str], None] = print,
           on_network: Callable[[list[str]], None] = _print_network) -> None:
-    """Serve ``model_path`` (a run or model folder) until Ctrl-C (KeyboardInterrupt after a clean stop).
+    """Serve ``model_path`` (a run or model folder) until Ctrl-C or SIGTERM (with one worker: KeyboardInterrupt
+    after a clean stop).
 
     ``on_ready(url)`` is called once the server listens (``port=0``: a free port, in the
     URL; for every address, ``0.0.0.0`` or ``::``, this machine's own loopback URL). Then, for
@@ -108,7 +110,8 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
         if _every_address(host):
             on_network(_network_urls(sock, bound))
         if workers == 1:
-            uvicorn.Server(config).run(sockets=[sock])
+            with _sigterm_as_ctrl_c():
+                uvicorn.Server(config).run(sockets=[sock])
             return
         from uvicorn.supervisors import Multiprocess
 
@@ -121,15 +124,56 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
         sock.close()
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM stops one server process as Ctrl-C does, ending in KeyboardInterrupt, not death.
+
+    uvicorn stops cleanly on SIGTERM, then raises it again with the handler it found: Python's
+    default one kills the process (exit 143, no closing line), where ``--workers N``'s supervisor
+    returns. A handler of the process's own is left in place.
+    """
+    import signal
+    import threading
+
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class _CancelledAtShutdown(logging.Filter):
-    """uvicorn cancels a request still running when its grace period after Ctrl-C ends, then logs
+    """Drops the tracebacks of a stop, which say nothing the stop itself does not.
+
+    uvicorn cancels a request still running when its grace period after Ctrl-C ends, then logs
     the cancellation as an application error with its whole traceback (58 lines, after its own
-    one-line "Cancel 1 running task(s)"), which says nothing more: that record is dropped."""
+    one-line "Cancel 1 running task(s)"). A second Ctrl-C stops the server without shutting
+    the application down: the event loop's end cancels it, Starlette sends the formatted
+    traceback (KeyboardInterrupt, then CancelledError, ~40 lines) as the text of its
+    "shutdown failed" message, and uvicorn logs that text as the message itself, without
+    ``exc_info``. Either record is dropped; a traceback ending in any other exception (an
+    application's shutdown code that fails) is kept.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         import asyncio
 
-        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+        if record.exc_info:
+            return not isinstance(record.exc_info[1], asyncio.CancelledError)
+        message = record.getMessage()
+        if not message.startswith("Traceback (most recent call last):"):
+            return True
+        raised = message.rstrip().rsplit("\n", 1)[-1].split(":", 1)[0]
+        cancelled = f"{asyncio.CancelledError.__module__}.{asyncio.CancelledError.__qualname__}"
+        return raised not in ("KeyboardInterrupt", cancelled)
 
 
 def _quiet_cancellations() -> None:
@@ -221,6 +265,7 @@ def _app_from_environment():
     from fmnist.serve.app import Settings, create_app
 
     _end_with_parent()
+    _quiet_cancellations()  # a worker logs its own stop: Ctrl-C in a terminal reaches every worker too
     raw = json.loads(os.environ[_ENV_SETTINGS])
     raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
     return create_app(os.environ[_ENV_MODEL], Settings(**raw))
