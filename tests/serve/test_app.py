@@ -501,6 +501,9 @@ def test_settings_refuse_nonsense():
 
     with pytest.raises(UsageError, match="--max-upload"):
         Settings(max_upload=0)
+    with pytest.raises(UsageError, match=r"max_upload \(--max-upload\) is at most 1,073,741,824 bytes"):
+        Settings(max_upload=1024 ** 3 + 1)  # held in memory: the CLI's bound holds for the library too
+    Settings(max_upload=1024 ** 3)
     with pytest.raises(UsageError, match="--queue-size"):
         Settings(queue_size=-1)
     Settings(cors_origins=("*", "http://localhost:8000", "http://[::1]:8000"))  # each one a browser can send

@@ -541,10 +541,8 @@ def _byte_size(text: str) -> int:
     """'10MB', '500k', '2MiB' or '1000000' as a number of bytes, 1 byte to 1 GiB (argparse type)."""
     import re
 
-    # A request's body is held in memory while it is read, several requests at once (Settings.concurrency),
-    # so the limit must leave the machine its memory. 1 GiB (1GB and 1GiB both pass) is 100 times the
-    # default and holds the most files a request may carry (Settings.max_files, 32) as phone photos.
-    largest = 1024 ** 3
+    from fmnist.serve.limits import MAX_UPLOAD_LIMIT as largest  # held in memory: see there why 1 GiB
+
     shown = text if len(text) <= 24 else f"{text[:20]}...({len(text)} characters)"
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(i?)b?\s*", text.lower())
     if not m:

@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from fmnist.errors import ModelError, UsageError
+from fmnist.serve.limits import MAX_UPLOAD_LIMIT
 from fmnist.serve._batch import Batcher
 from fmnist.serve._limits import BodyLimit, MemoryMultiPartParser, SecurityHeaders, TooManyParts
 
@@ -79,6 +80,9 @@ class Settings:
             if getattr(self, name) < least:
                 raise UsageError(f"{name} (--{name.replace('_', '-')}) must be at least {least}, "
                                  f"got {getattr(self, name)}")
+        if self.max_upload > MAX_UPLOAD_LIMIT:
+            raise UsageError(f"max_upload (--max-upload) is at most {MAX_UPLOAD_LIMIT:,} bytes (1GiB): uploads are "
+                             f"held in memory; got {self.max_upload:,}")
         for origin in self.cors_origins:
             _check_origin(origin)
 
