@@ -453,7 +453,8 @@ def test_ctrl_c_says_what_is_kept_and_how_to_go_on(tmp_path, tiny_dir, capsys, m
     argv = ["compare", "softmax", "--out", str(out), "--data-dir", str(tiny_dir), "--dataset", "custom"]
     assert main(argv) == 130
     err = capsys.readouterr().err
-    assert f"fmnist: interrupted; finished runs are kept in {out}" in err
+    assert (f"fmnist: interrupted; finished runs are kept in {out}, and a network interrupted mid-run has its last "
+            "finished epoch there; ") in err
     assert f"continue with: fmnist compare --resume {out} --dataset custom --data-dir {tiny_dir}\n" in err
     assert "Traceback" not in err and (out / "compare.json").exists()
     with pytest.raises(KeyboardInterrupt):

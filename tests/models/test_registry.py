@@ -48,5 +48,8 @@ def test_unknown_names_fail_loudly():
     for slip, meant in slips:
         with pytest.raises(ModelError, match=f"unknown model '{slip}'; did you mean '{meant}'\\? known: "):
             create_model(slip)
+    with pytest.raises(ModelError, match=r"'softmax, mlp-200' names presets, not the layers of one network; give "
+                                         r"each model on its own \(fmnist compare softmax mlp-200\)"):
+        create_model("softmax, mlp-200")
     with pytest.raises(ModelError, match="overrides"):
         create_model("mlp-200", hidden=3)

@@ -615,7 +615,8 @@ def cmd_compare(args) -> int:
     except KeyboardInterrupt:
         if earlier:  # compare put the earlier comparison back
             return _interrupted(args, f"{out} holds the earlier comparison as it was (the new one is discarded)")
-        return _interrupted(args, f"finished runs are kept in {out}, the last one's last finished epoch too; "
+        return _interrupted(args, f"finished runs are kept in {out}, and a network interrupted mid-run has its "
+                                  f"last finished epoch there; "
                                   f"continue with: fmnist compare --resume {shell(out)}{_ray_flags(args)}"
                                   f"{_data_flags(args)}")
     if args.json:

@@ -74,6 +74,10 @@ def get_preset(name: str, num_classes: int | None = None) -> Preset:
                          "see fmnist.list_models()")
     if name in _REGISTRY:
         return _REGISTRY[name]
+    parts = [part.strip() for part in name.split(",")]
+    if len(parts) > 1 and all(part in _REGISTRY for part in parts):  # 'softmax,mlp-200': a list, not layers
+        raise ModelError(f"{name!r} names presets, not the layers of one network; give each model on its own "
+                         f"(fmnist compare {' '.join(parts)})")
     if ":" in name or "," in name or name == "flatten":
         if num_classes is None:
             last = parse_layers(name)[-1]
