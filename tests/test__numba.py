@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from fmnist import _numba
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,3 +78,18 @@ def test_the_install_steps_warm_up_compiles_what_training_a_cnn_calls(tmp_path):
 
     run("-m", "fmnist._warmup")
     assert run("-c", _TRAIN_AND_COUNT) == ["none", "fmnist.models._fused_kernels.relu_forward"]
+
+
+def test_a_trainer_finishes_numbas_start_up_before_it_trains():
+    """The first model a process trains is not charged numba's start-up in its training time."""
+    if not _numba.AVAILABLE:
+        pytest.skip("no numba")
+    code = ("from numba.core.registry import cpu_target\n"
+            "from fmnist.models import create_model\n"
+            "from fmnist.training import TrainConfig, Trainer\n"
+            "before = len(cpu_target.target_context._registries)\n"
+            "Trainer(create_model('softmax'), TrainConfig(device='cpu'))\n"
+            "print(before, len(cpu_target.target_context._registries))\n")
+    before, after = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                            check=True).stdout.split())
+    assert before == 0 and after > 0

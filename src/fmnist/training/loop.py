@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fmnist import _numba
 from fmnist._malloc import keep_freed_memory
 from fmnist._threads import resolve_threads, torch_threads
 from fmnist.errors import DataError, UsageError, option
@@ -114,6 +115,7 @@ class Trainer:
         self.threads = resolve_threads(self.config.threads)
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults for each step's large tensors (see _malloc.py)
+            _numba.ready()  # its start-up now, not in the first epoch's time
         self.callbacks = [*callbacks_from_config(self.config), *callbacks, TerminateOnNaN()]
         self.optimizer = build_optimizer(self.config.optimizer, self.model.parameters(), self.config.lr,
                                          momentum=self.config.momentum, nesterov=self.config.nesterov,
