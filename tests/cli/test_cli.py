@@ -467,3 +467,29 @@ def test_evaluating_on_other_data_says_which_data(capsys, tiny_dir, tmp_path):
     assert json.loads(text)["other_data"]["trained_on"]["source"] == str(tiny_dir)
     code, text, err = run(capsys, "evaluate", out, "--split", "test", "--json", *data_args(tiny_dir))
     assert "other_data" not in json.loads(text) and "note:" not in err
+
+
+def test_ctrl_c_in_resuming_a_killed_replacement_names_the_run_it_replaces(capsys, tiny_dir, tmp_path, monkeypatch):
+    from fmnist.training import Callback, Trainer
+    from tests.test_runs import _dead_pid
+
+    class Killed(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            raise KeyboardInterrupt
+
+    new, out = tmp_path / "new", tmp_path / "run"
+    monkeypatch.setattr(Trainer, "__init__", lambda self, model, config=None, callbacks=(), init=Trainer.__init__:
+                        init(self, model, config, [*callbacks, Killed()]))
+    assert run(capsys, "train", "softmax", "--epochs", "3", "--quiet", "--out", new, *data_args(tiny_dir))[0] == 130
+    monkeypatch.undo()
+    assert run(capsys, "train", "mlp-100", "--epochs", "1", "--quiet", "--out", out, *data_args(tiny_dir))[0] == 0
+    aside = out / f".replaced.{_dead_pid()}"  # as a kill -9 of train --overwrite leaves it after an epoch
+    aside.mkdir()
+    for path in list(out.iterdir()):
+        if path.is_file():
+            path.rename(aside / path.name)
+    (out / "checkpoint.safetensors").write_bytes((new / "checkpoint.safetensors").read_bytes())
+    monkeypatch.setattr(Trainer, "fit", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, _, err = run(capsys, "train", "--resume", out, "--quiet", *data_args(tiny_dir))
+    assert code == 130 and f"continue with: fmnist train --resume {out}" in err
+    assert f"was replacing the run kept in {aside}" in err

@@ -328,8 +328,11 @@ def _train_or_interrupted(out: Path, train, debug: bool, data_flags: str = "") -
             print(f"\nfmnist: interrupted; {shell(out)} holds the earlier run as it was (the replacement is "
                   "discarded)", file=sys.stderr)
         else:
+            from fmnist._files import replaced_note
+
+            # A replacement that a killed train --overwrite began: the run it replaces still waits aside.
             print(f"\nfmnist: interrupted; the last finished epoch is saved in {where}; continue with: "
-                  f"fmnist train --resume {shell(out)}{data_flags}" if where.exists() else
+                  f"fmnist train --resume {shell(out)}{data_flags}{replaced_note(out)}" if where.exists() else
                   "\nfmnist: interrupted before the first epoch ended; nothing saved to resume", file=sys.stderr)
         return 130
     m = result.metrics
