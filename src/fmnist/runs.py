@@ -170,18 +170,15 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False) -> None:
         raise OutputExistsError(f"{run_dir}: a file, not a folder; a run is a folder: choose another "
                                 f"{option('out_dir', cli='--out')}")
     check_other_work(run_dir, "run.json")
+    resume = spelled(f"resume_run({str(run_dir)!r}, data)", f"fmnist train --resume {shell(run_dir)}")
+    killed = replaced_by_killed(run_dir)
     if (run_dir / "run.json").exists():
         what = "a finished run (run.json)"
     elif (run_dir / CHECKPOINT).exists():
-        what = (f"an interrupted run (continue it with "
-                f"{spelled(f'resume_run({str(run_dir)!r}, data)', f'fmnist train --resume {shell(run_dir)}')})")
-        killed = replaced_by_killed(run_dir)
-        if killed:
-            what = f"an interrupted run replacing the run kept in {killed[0]} ({what[len('an interrupted run ('):-1]})"
-    elif replaced_by_killed(run_dir):  # a train --overwrite killed before it kept an epoch
-        resume = spelled(f"resume_run({str(run_dir)!r}, data)", f"fmnist train --resume {shell(run_dir)}")
-        what = (f"a run that a killed train --overwrite set aside in {replaced_by_killed(run_dir)[0]} ({resume} "
-                "puts it back)")
+        replacing = f" replacing the run kept in {killed[0]}" if killed else ""
+        what = f"an interrupted run{replacing} (continue it with {resume})"
+    elif killed:  # a train --overwrite killed before it kept an epoch
+        what = f"a run that a killed train --overwrite set aside in {killed[0]} ({resume} puts it back)"
     else:
         what = "other files"
     check_free([run_dir], overwrite=overwrite, what=what)
@@ -244,23 +241,24 @@ def train_run(model_name: str, data: Dataset, *, config: TrainConfig | None = No
                       exclude, holdout)
     # Claimed, then checked: another command given the same folder is refused, not mixed with this one.
     with claim(out_dir):
-        _settle_replaced(Path(out_dir))
+        _settle_replaced(Path(out_dir), keep_interrupted=True)
         check_run_dir(out_dir, overwrite=overwrite)
         with _replacing(Path(out_dir)):
             return _train(model_name, preset, data, config, Path(out_dir), callbacks, evaluate_test,
                           checkpoint_best, observers, exclude, holdout)
 
 
-def _settle_replaced(run_dir: Path) -> bool:
+def _settle_replaced(run_dir: Path, *, keep_interrupted: bool) -> bool:
     """What a killed ``train --overwrite`` left in ``run_dir`` (its claim held): the run it set
-    aside is removed where the replacement had finished (run.json), and put back where the
-    replacement never finished an epoch (no checkpoint: nothing of it to keep). An aside beside
-    an interrupted replacement stays: both are someone's work, and messages name it
-    (:func:`~fmnist._files.replaced_note`). Returns whether a run was put back."""
+    aside is removed where the replacement had finished (run.json), and put back where it had
+    not. With ``keep_interrupted``, an aside beside an interrupted replacement (a checkpoint)
+    stays: both are someone's work, and messages name it (:func:`~fmnist._files.replaced_note`);
+    without, the replacement is itself being replaced, and the earlier run comes back for that.
+    Returns whether a run was put back."""
     restored = False
     for aside in replaced_by_killed(run_dir):
         if not (run_dir / "run.json").exists():
-            if (run_dir / CHECKPOINT).exists():
+            if keep_interrupted and (run_dir / CHECKPOINT).exists():
                 continue
             _put_back(aside, run_dir)
             restored = True
@@ -274,10 +272,7 @@ def _replacing(run_dir: Path):
     while the new run trains, and are put back if training fails or is interrupted (the
     unfinished replacement's files are removed). A folder left aside by a killed process is put
     back first, unless its replacement had finished."""
-    for stale in replaced_by_killed(run_dir):
-        if not (run_dir / "run.json").exists():
-            _put_back(stale, run_dir)
-        shutil.rmtree(stale)
+    _settle_replaced(run_dir, keep_interrupted=False)
     aside = run_dir / f".replaced.{os.getpid()}"
     if not _run_files(run_dir):
         yield
@@ -424,11 +419,11 @@ def resume_run(run_dir: str | Path, data: Dataset, *, callbacks: Sequence[Callba
     # Two resumes of one run would write one folder.
     with claim(run_dir, advice="a resume writes into the run's own folder: make it writable, or resume a "
                                "writable copy of it"):
-        if _settle_replaced(run_dir):
+        if _settle_replaced(run_dir, keep_interrupted=True):
             raise RunError(f"{run_dir}: nothing to resume: the train --overwrite replacing the run here was killed "
                            "and left no epoch to continue from, so the run it was replacing is back in place")
         result = _resume(run_dir, data, callbacks, evaluate_test, observers, stop)
-        _settle_replaced(run_dir)  # the replacement has finished: the run it replaced goes
+        _settle_replaced(run_dir, keep_interrupted=True)  # the replacement has finished: the run it replaced goes
         return result
 
 

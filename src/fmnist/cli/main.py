@@ -411,6 +411,7 @@ def cmd_audit(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    from fmnist._files import holds_work
     from fmnist.study import format_table, reproduce
     from fmnist.training import ProgressLogger
 
@@ -418,7 +419,7 @@ def cmd_reproduce(args) -> int:
     print(f"data: {data.source} ({'verified' if data.verified else 'structure checked'})", flush=True)
 
     started = []  # the experiments' run folders, from the first one's start on
-    earlier = []  # whether --overwrite found a study (or its runs) to replace
+    earlier = False  # whether --overwrite found a study (or its runs) to replace
 
     def on_start(exp):
         started.append(out / "runs" / exp.model)
@@ -427,15 +428,11 @@ def cmd_reproduce(args) -> int:
     out = args.out
     try:
         with _output(args.out, Path("results")) as out:
-            from fmnist._files import holds_work
-
-            earlier.append(args.overwrite and holds_work(out))
+            earlier = args.overwrite and holds_work(out)
             result = reproduce(data, out, on_start=on_start, callbacks_for=lambda exp: [ProgressLogger()],
                                overwrite=args.overwrite)
     except KeyboardInterrupt:
-        from fmnist._files import holds_work
-
-        if earlier and earlier[0]:  # reproduce put the earlier study back
+        if earlier:  # reproduce put the earlier study back
             return _interrupted(args, f"{out} holds the earlier study as it was (the new one is discarded)")
         # Only this study's own run folders count: before its first started, an --out folder
         # still holds what it held (an earlier study's runs included).
