@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from fmnist._text import plural
 from fmnist.errors import UsageError, option
 
 
@@ -67,7 +68,7 @@ def check_threads(requested: int) -> None:
     _check_whole(requested)
     cpus = available_cpus()
     if requested > cpus:
-        raise UsageError(f"{option('threads', requested)}: this process may use {cpus} CPU{'s' if cpus != 1 else ''}; "
+        raise UsageError(f"{option('threads', requested)}: this process may use {plural(cpus, 'CPU')}; "
                          f"ask for at most {cpus}, or leave {option('threads')} out to use them all")
 
 

@@ -67,6 +67,7 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     """
     import uvicorn
 
+    from fmnist._text import plural
     from fmnist._threads import available_cpus
     from fmnist.errors import UsageError, option
     from fmnist.serve.app import Settings, create_app, load_served
@@ -80,7 +81,7 @@ def serve(model_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     # supervisor, starting them one by one, heeds Ctrl-C and SIGTERM only once all have started).
     cpus = available_cpus()
     if workers > cpus:
-        raise UsageError(f"{option('workers', workers)}: this process may use {cpus} CPU{'s' if cpus != 1 else ''}, "
+        raise UsageError(f"{option('workers', workers)}: this process may use {plural(cpus, 'CPU')}, "
                          f"and more workers than CPUs answer no faster, each holding its own model in memory; "
                          f"ask for at most {cpus}")
     if not 0 <= port <= 65535:
