@@ -389,7 +389,8 @@ def gpu(results: Results) -> list[str]:
     device = rec["machine"]["device"]
     rows = [[f"{name}, batch {e['batch']}, {_precision(e)}", _s(e["epoch_s"]), _s(e["eager_epoch_s"]),
              _paired(e, "eager")] for name, e in rec["epochs"].items()]
-    lines = _table([f"per epoch on one {device}, {next(iter(rec['epochs'].values()))['images']:,} images "
+    first = next(iter(rec["epochs"].values()))  # every preset's epochs: the same images, the same rounds
+    lines = _table([f"per epoch on one {device}, {first['images']:,} images "
                     "resident on it", "fmnist", "plain PyTorch eager", "eager / fmnist"], rows)
     runs = []
     for name, r in rec["runs"].items():
@@ -410,7 +411,7 @@ def gpu(results: Results) -> list[str]:
     lines += ["", "; ".join(runs + [others] if others else runs) + ".", "",
               f"Measured by `{rec['command']}` ({rec['date'][:10]} {rec['date'][11:16]} UTC; one {device}, "
               f"{rec['machine']['cpus']} CPUs, torch {v['torch']}, CUDA {v['cuda']}). The stacks took turns, an "
-              f"epoch each in {len(next(iter(rec['epochs'].values()))['epoch_runs_s'])} rounds: times are "
+              f"epoch each in {len(first['epoch_runs_s'])} rounds: times are "
               "medians, ratios the median of each round's (the range in brackets); no augmentation in these "
               "epochs, the presets' own in the runs.",
               "", _source(results, "gpu")]
